@@ -1,0 +1,5 @@
+import sys
+
+from evoprune.cli import main
+
+sys.exit(main())

@@ -1,0 +1,190 @@
+"""Job runners for the baselines: a job dict in, a results folder and result dict out.
+
+`evoprune.jobs.run_job` dispatches ``method: "edge-popup"`` and ``method: "backprop"`` here.
+Besides the common keys (see `evoprune.jobs`), the runners take:
+
+edge-popup: ``sparsity`` (fraction removed per layer, default 0.5), ``epochs`` (100), ``lr``
+(0.1), ``momentum`` (0.9), ``weight_decay`` (1e-4), ``nesterov`` (false), ``batch_size`` (128),
+``threads`` (1). The random network is ``build_mlp(arch, init, seed, keep=1 - sparsity)``.
+
+backprop: the Table 2 row for (dataset, arch, classes) is the default; any of ``solver``,
+``learning_rate``, ``learning_rate_init``, ``batch_size``, ``alpha``, ``epsilon``,
+``momentum``, ``nesterovs_momentum`` overrides it, and ``max_iter`` (1000) caps the epochs.
+``init`` does not apply (sklearn initialises its own weights) and is an error if given.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evoprune.baselines.backprop import MAX_ITER, backprop
+from evoprune.baselines.edge_popup import EdgePopupConfig, epoch_bar, train_edge_popup
+from evoprune.baselines.table2 import BackpropParams, lookup
+from evoprune.errors import EvopruneError
+from evoprune.io import write_atomic
+from evoprune.jobs import check_keys, job_dataset
+from evoprune.nets import build_mlp, parse_arch
+from evoprune.results import base_result, score, write_run_dir
+from evoprune.ticket import Ticket
+
+EDGE_POPUP_KEYS = {f.name for f in fields(EdgePopupConfig)}
+BACKPROP_PARAM_KEYS = {f.name for f in fields(BackpropParams)}
+BACKPROP_KEYS = BACKPROP_PARAM_KEYS | {"max_iter"}
+
+# Fields every result.json has, GA or baseline; the baselines fill the GA-only ones with None.
+GA_ONLY_FIELDS = ("generations", "evaluations", "sparsity_before_post_prune",
+                  "test_accuracy_before_post_prune")
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    """`value` as `kind` (YAML reads ``1e-4`` as a string); a clear error if it is not one."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise EvopruneError(f"{key}: expected true or false, got {value!r}")
+    if kind is int:
+        is_digits = isinstance(value, str) and value.strip().lstrip("-").isdigit()
+        if isinstance(value, bool) or not (isinstance(value, int) or is_digits):
+            raise EvopruneError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if kind is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise EvopruneError(f"{key}: expected a number, got {value!r}") from None
+    if not isinstance(value, str):
+        raise EvopruneError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _typed_fields(job: dict[str, Any], cls: type) -> dict[str, Any]:
+    """The job's values for `cls`'s dataclass fields, converted to the fields' types."""
+    kinds = {"int": int, "float": float, "bool": bool, "str": str}
+    return {
+        f.name: _coerce(f.name, job[f.name], kinds[str(f.type)])
+        for f in fields(cls) if job.get(f.name) is not None
+    }
+
+
+def _layers(job: dict[str, Any], n_in: int, n_out: int) -> list[int]:
+    return parse_arch(job.get("arch") or "B", n_in, n_out)  # B: the GA's default too
+
+
+def _seed(job: dict[str, Any]) -> int:
+    return _coerce("seed", job.get("seed", 0), int)
+
+
+def run_edge_popup_job(job: dict[str, Any], out: Path | None, progress: bool) -> dict[str, Any]:
+    """Run edge-popup on the job's dataset and random MLP; write ``out`` if given."""
+    start = time.perf_counter()  # wall time of the whole job, as the GA reports it
+    check_keys(job, EDGE_POPUP_KEYS)
+    config = EdgePopupConfig(**_typed_fields(job, EdgePopupConfig))
+    seed = _seed(job)
+    init = job.get("init") or "uniform"
+    ds = job_dataset(job)
+    layers = _layers(job, ds.n_features, ds.n_classes)
+    model = build_mlp(layers, init, seed, keep=config.keep)
+    with epoch_bar(config.epochs, "edge-popup", progress) as on_epoch:
+        found = train_edge_popup(model, ds.X_train.view(len(ds.X_train), -1), ds.y_train,
+                                 config, seed, on_epoch)
+    metrics = {**score(model, found.mask, ds), "sparsity": found.sparsity}
+    result = {
+        **base_result(job, ds, layers),
+        "init": init,
+        "seed": seed,
+        "variant": "edge-popup",
+        "objective": "loss",  # edge-popup minimises the cross-entropy
+        **metrics,
+        **dict.fromkeys(GA_ONLY_FIELDS),
+        "epochs": config.epochs,
+        "target_sparsity": config.sparsity,
+        "hyperparameters": config.as_dict(),
+        "train_seconds": round(found.wall_seconds, 4),
+        "wall_seconds": round(time.perf_counter() - start, 4),
+    }
+    if out is not None:
+        scalars = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
+        ticket = Ticket(mask=found.mask, layers=layers, init=init, seed=seed, keep=config.keep,
+                        dataset=ds.config, metrics=scalars, method="edge-popup")
+        write_run_dir(out, result, ticket, found.history)
+    return result
+
+
+def backprop_params(job: dict[str, Any], dataset: str, hidden: list[int], classes: int,
+                    normalize: bool | None) -> tuple[BackpropParams, bool]:
+    """Table 2's row with the job's overrides; and whether a Table 2 row was found."""
+    overrides = _typed_fields(job, BackpropParams)
+    row = lookup(dataset, hidden, classes, normalize)
+    if row is None:
+        if "solver" not in overrides:
+            raise EvopruneError(
+                f"backprop: Table 2 has no row for dataset {dataset!r}, hidden layers {hidden}, "
+                f"{classes} classes; give the hyperparameters (at least solver)"
+            )
+        return BackpropParams(**overrides), False
+    return replace(row, **overrides), True
+
+
+def run_backprop_job(job: dict[str, Any], out: Path | None, progress: bool) -> dict[str, Any]:
+    """Train the Table 2 ``MLPClassifier`` on the job's dataset; write ``out`` if given."""
+    start = time.perf_counter()
+    check_keys(job, BACKPROP_KEYS)
+    if job.get("init") is not None:
+        raise EvopruneError("init: backprop trains sklearn's own initialisation; drop 'init'")
+    seed = _seed(job)
+    max_iter = _coerce("max_iter", job.get("max_iter", MAX_ITER), int)
+    ds = job_dataset(job)
+    layers = _layers(job, ds.n_features, ds.n_classes)
+    params, from_table = backprop_params(job, ds.config.get("name", ds.name), layers[1:-1],
+                                         ds.n_classes, ds.config.get("normalize"))
+    X_train, y_train = ds.X_train.view(len(ds.X_train), -1).numpy(), ds.y_train.numpy()
+    with epoch_bar(max_iter, "backprop", progress) as on_epoch:
+        trained = backprop(X_train, y_train, layers[1:-1], params, seed=seed,
+                           max_iter=max_iter, on_epoch=on_epoch)
+    train_acc, train_loss = trained.metrics(X_train, y_train)
+    test_acc, test_loss = trained.metrics(ds.X_test.view(len(ds.X_test), -1).numpy(),
+                                          ds.y_test.numpy())
+    result = {
+        **base_result(job, ds, layers),
+        "init": None,  # sklearn's Glorot-uniform init, seeded by random_state
+        "seed": seed,
+        "variant": "backprop",
+        "objective": "loss",  # MLPClassifier minimises the cross-entropy
+        "train_accuracy": train_acc,
+        "test_accuracy": test_acc,
+        "train_loss": train_loss,
+        "test_loss": test_loss,
+        "sparsity": 0.0,
+        **dict.fromkeys(GA_ONLY_FIELDS),
+        "epochs": trained.epochs,
+        "max_iter": max_iter,
+        "hyperparameters": params.sklearn_kwargs(),
+        "table2_row": from_table,
+        "sklearn_params": trained.sklearn_params(),
+        "train_seconds": round(trained.wall_seconds, 4),
+        "wall_seconds": round(time.perf_counter() - start, 4),
+    }
+    if out is not None:
+        write_atomic(Path(out) / "model.npz", _weights_npz(trained.model))
+        write_run_dir(out, result, None, trained.history)
+    return result
+
+
+def _weights_npz(model: Any) -> bytes:
+    """The trained weights as a pickle-free ``.npz``: W0, b0, W1, b1, ... (sklearn's layout)."""
+    arrays = {}
+    for i, (w, b) in enumerate(zip(model.coefs_, model.intercepts_, strict=True)):
+        arrays[f"W{i}"], arrays[f"b{i}"] = w, b
+    buf = io.BytesIO()
+    np.savez_compressed(buf, classes=model.classes_, **arrays)
+    return buf.getvalue()

@@ -1,0 +1,48 @@
+"""The `evoprune` command line: thin; parses, calls the library, prints.
+
+Each subcommand group lives in its own module with a ``register(subparsers)`` function. Bad input
+(an `EvopruneError` or a usage error) is one line on stderr and exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from evoprune.errors import EvopruneError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line: ``evoprune search: error: ...``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> Parser:
+    from evoprune import __version__
+    from evoprune.cli import baseline, experiments, search
+
+    parser = Parser(prog="evoprune", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"evoprune {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for module in (search, baseline, experiments):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except EvopruneError as exc:
+        print(f"evoprune {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"evoprune {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

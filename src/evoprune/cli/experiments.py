@@ -1,0 +1,143 @@
+"""`evoprune sweep / results / stats / report`: run the paper's experiments and read them back."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from evoprune.errors import EvopruneError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from evoprune.experiments.executors import EXECUTORS
+    from evoprune.experiments.spec import PROFILES
+
+    p = sub.add_parser(
+        "sweep", help="run an experiment spec (a grid of runs), resumable",
+        description="Expand SPEC into runs, skip those already finished in --out, run the rest. "
+                    "SPEC: fig3 fig4 fig5 fig6 fig7 fig9 fig10 fig11, 'all', or a YAML file.",
+    )
+    p.add_argument("spec", nargs="+", help="spec name(s), 'all', or YAML file(s)")
+    p.add_argument("--profile", choices=PROFILES, default="quick", help="budget (default: quick)")
+    p.add_argument("--out", type=Path, help="sweep folder (default: runs/SPEC-PROFILE)")
+    p.add_argument("--executor", choices=list(EXECUTORS), default="local", help="default: local")
+    p.add_argument("--workers", type=int, help="parallel runs (default: all cores)")
+    p.add_argument("--ray-address", help="join this Ray cluster (with --executor ray)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    p.set_defaults(run=_sweep)
+
+    p = sub.add_parser("results", help="the runs of a sweep as a table or CSV")
+    p.add_argument("folders", nargs="+", type=Path, help="sweep folder(s) (runs/NAME)")
+    p.add_argument("--csv", type=Path, help="write every run (all columns) to this CSV file")
+    p.add_argument("--all", action="store_true", help="include failed runs")
+    p.set_defaults(run=_results)
+
+    p = sub.add_parser("stats", help="the paper's mixed model (Fig. 6c) per dataset")
+    p.add_argument("folders", nargs="+", type=Path, help="sweep folder(s)")
+    p.add_argument("--spec", help="only the runs of this spec (default: fig6 if present, else all)")
+    p.add_argument("--metric", default="test_accuracy", help="default: test_accuracy")
+    p.add_argument("--csv", type=Path, help="also write the tables to this CSV file")
+    p.set_defaults(run=_stats)
+
+    p = sub.add_parser("report", help="one self-contained HTML page: figures, tables, provenance")
+    p.add_argument("folders", nargs="+", type=Path, help="sweep folder(s)")
+    p.add_argument("--out", type=Path, default=Path("report.html"), help="default: report.html")
+    p.set_defaults(run=_report)
+
+
+def _specs(names: list[str]) -> list[str]:
+    from evoprune.experiments.spec import spec_names
+
+    return spec_names() if names == ["all"] else names
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from evoprune.experiments.spec import load_spec
+    from evoprune.experiments.sweep import run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise EvopruneError(f"--workers: expected a positive integer, got {args.workers}")
+    specs = [load_spec(name) for name in _specs(args.spec)]
+    out = args.out or Path("runs") / f"{'+'.join(s.name for s in specs) if len(specs) < 3 else 'all'}-{args.profile}"
+    if args.dry_run:
+        for spec in specs:
+            for run in spec.runs(args.profile):
+                key = "(after its references)" if run.references else run.key
+                print(f"{spec.name}\t{run.label}\t{key}\t{run.job}")
+        return 0
+    summary = run_sweep(specs, args.profile, out, executor=args.executor, workers=args.workers,
+                        ray_address=args.ray_address)
+    print(f"sweep {'+'.join(summary.specs)} [{summary.profile}] -> {summary.out}: {summary.total} runs, "
+          f"{summary.skipped} already finished, {summary.recovered} recovered, {summary.ran} ran, "
+          f"{summary.failed} failed, {summary.seconds:.0f} s")
+    for line in summary.errors[:10]:
+        print(f"  failed: {line}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from evoprune.experiments.tables import load_results, summarise
+
+    df = load_results(args.folders, finished_only=not args.all)
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.csv, index=False)
+        print(f"wrote {len(df)} runs to {args.csv}")
+        return 0
+    if df.empty:
+        print("no finished runs")
+        return 0
+    by = ["spec", "label", "dataset", "classes", "arch_name"]
+    acc = summarise(df, by, "test_accuracy")
+    acc["sparsity"] = summarise(df, by, "sparsity")["mean"] if "sparsity" in df else float("nan")
+    table = acc.rename(columns={"mean": "test_acc", "std": "acc_std", "arch_name": "arch"})
+    with _pd_display():
+        print(table[["spec", "label", "dataset", "classes", "arch", "test_acc", "acc_std", "sparsity", "n"]]
+              .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from evoprune.experiments.stats import mixed_model_tables
+    from evoprune.experiments.tables import load_results
+
+    df = load_results(args.folders)
+    spec = args.spec or ("fig6" if "fig6" in set(df.get("spec", [])) else None)
+    if spec is not None:
+        df = df[df["spec"] == spec]
+    if df.empty:
+        raise EvopruneError(f"stats: no finished runs{f' of spec {spec}' if spec else ''}")
+    if args.metric not in df:
+        raise EvopruneError(f"--metric: no column {args.metric!r} in the results")
+    fits = mixed_model_tables(df, value=args.metric, order=list(dict.fromkeys(df["label"])))
+    if not fits:
+        raise EvopruneError("stats: no dataset has runs of two or more algorithms")
+    for fit in fits:
+        print(f"\n{fit.dataset}: standardised {args.metric} ~ algorithm; random effects: "
+              f"{', '.join(fit.random_effects) or 'none'}; n = {fit.n}; converged: {fit.converged}"
+              + (f" ({fit.note})" if fit.note else ""))
+        with _pd_display():
+            print(fit.table.drop(columns=["dataset"]).to_string(
+                index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.csv:
+        pd.concat([f.table for f in fits]).to_csv(args.csv, index=False)
+        print(f"\nwrote {args.csv}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from evoprune.experiments.report import build_report
+
+    summary = build_report(args.folders, args.out)
+    print(f"wrote {summary.path}: {len(summary.figures)} figures ({', '.join(summary.figures)}), "
+          f"{summary.tables} tables, {summary.runs} runs")
+    return 0
+
+
+def _pd_display():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_rows", 500)

@@ -1,0 +1,185 @@
+"""The dataset registry (plain dict) and the `Dataset` every method consumes.
+
+Paper settings (Schönberger et al., arXiv 2411.04658, Sec. 4, and its code):
+moons/circles: scikit-learn generators with noise 0.07, 50,000 training samples and a separately
+generated test set of 16,000, both random_state 42; blobs: ``make_blobs(5000*c, c centers,
+center_box=(-20, 40), random_state=10)``, 75/25 split; digits: the first c classes of
+scikit-learn's 8x8 digits, 75/25 split. Min-max scaling of all features to [-0.7, 0.7] (fitted
+on the training split) is on by default for moons and digits, off for circles and blobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn import datasets as skd
+from sklearn.model_selection import train_test_split
+
+from evoprune.data.files import load_arrays, load_mnist_dir
+from evoprune.errors import EvopruneError
+
+SCALE = 0.7  # min-max target range [-0.7, 0.7], as in the paper's code
+SPLIT_STATE = 42  # fixed split of the built-in datasets: the same data for every run seed
+
+
+@dataclass
+class Dataset:
+    """Train/test tensors plus the config that rebuilds them exactly."""
+
+    name: str
+    X_train: torch.Tensor  # (n, features) float32
+    y_train: torch.Tensor  # (n,) int64 in 0..C-1
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train[0].numel())
+
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _moons(classes: int, **_: Any) -> Arrays:
+    X, y = skd.make_moons(n_samples=50_000, noise=0.07, random_state=42)
+    Xt, yt = skd.make_moons(n_samples=16_000, noise=0.07, random_state=42)
+    return X, y, Xt, yt
+
+
+def _circles(classes: int, **_: Any) -> Arrays:
+    X, y = skd.make_circles(n_samples=50_000, noise=0.07, random_state=42)
+    Xt, yt = skd.make_circles(n_samples=16_000, noise=0.07, random_state=42)
+    return X, y, Xt, yt
+
+
+def _split(X: np.ndarray, y: np.ndarray, state: int = SPLIT_STATE) -> Arrays:
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=state)
+    return X_tr, y_tr, X_te, y_te
+
+
+def _blobs(classes: int, **_: Any) -> Arrays:
+    X, y = skd.make_blobs(
+        n_samples=5000 * classes, centers=classes, center_box=(-20, 40), random_state=10
+    )
+    return _split(X, y)
+
+
+def _digits(classes: int, **_: Any) -> Arrays:
+    X, y = skd.load_digits(return_X_y=True)
+    keep = y < classes
+    return _split(X[keep], y[keep])
+
+
+def _mnist(classes: int, data_dir: str | None = None, **_: Any) -> Arrays:
+    X, y = load_mnist_dir(data_dir)
+    keep = y < classes
+    X, y = X[keep].reshape(int(keep.sum()), -1) / 255.0, y[keep]
+    return _split(X, y)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    loader: Callable[..., Arrays]
+    classes: tuple[int, ...]  # allowed class counts; the first is the default
+    normalize: bool  # the paper's default
+    description: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "moons": DatasetInfo(_moons, (2,), True, "two interleaving half circles, 50k/16k"),
+    "circles": DatasetInfo(_circles, (2,), False, "two concentric circles, 50k/16k"),
+    "blobs": DatasetInfo(_blobs, tuple(range(2, 11)), False, "isotropic Gaussian blobs, 5000 per class"),
+    "digits": DatasetInfo(_digits, (10, 2, 3, 4, 5), True, "8x8 handwritten digits (1797)"),
+    "mnist": DatasetInfo(
+        _mnist, (10, *range(2, 10)), True, "28x28 MNIST from IDX files or an .npz (--data-dir)"
+    ),
+}
+
+
+def _default_classes(name: str) -> int:
+    return DATASETS[name].classes[0]
+
+
+def min_max(X_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Scale every array to [-0.7, 0.7] with one min and max over all training features."""
+    lo, hi = float(X_train.min()), float(X_train.max())
+    span = hi - lo if hi > lo else 1.0
+    return [(a - lo) / span * (2 * SCALE) - SCALE for a in (X_train, *others)]
+
+
+def _to_dataset(name: str, arrays: Arrays, normalize: bool, config: dict[str, Any]) -> Dataset:
+    X, y, Xt, yt = (np.asarray(a) for a in arrays)
+    if normalize:
+        X, Xt = min_max(X.astype(np.float64), Xt.astype(np.float64))
+    labels = np.unique(y)
+    if len(labels) < 2:
+        raise EvopruneError(f"{name}: the training split has only one class ({labels[0]!r}); need two or more")
+    n_classes = len(labels)
+    return Dataset(
+        name=name,
+        X_train=torch.as_tensor(X, dtype=torch.float32),
+        y_train=torch.as_tensor(np.searchsorted(labels, y), dtype=torch.long),
+        X_test=torch.as_tensor(Xt, dtype=torch.float32),
+        y_test=torch.as_tensor(np.searchsorted(labels, yt), dtype=torch.long),
+        n_classes=n_classes,
+        config=config,
+    )
+
+
+def load_dataset(
+    name: str,
+    classes: int | None = None,
+    normalize: bool | None = None,
+    data_dir: str | Path | None = None,
+) -> Dataset:
+    """A built-in dataset by name; `classes` and `normalize` default to the paper's settings."""
+    if name not in DATASETS:
+        raise EvopruneError(f"dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
+    info = DATASETS[name]
+    classes = _default_classes(name) if classes is None else int(classes)
+    if classes not in info.classes:
+        allowed = ", ".join(str(c) for c in sorted(info.classes))
+        raise EvopruneError(f"classes: {name} supports {allowed} classes, got {classes}")
+    normalize = info.normalize if normalize is None else bool(normalize)
+    arrays = info.loader(classes, data_dir=str(data_dir) if data_dir else None)
+    config: dict[str, Any] = {"name": name, "classes": classes, "normalize": normalize}
+    if data_dir:
+        config["data_dir"] = str(data_dir)
+    return _to_dataset(name, arrays, normalize, config)
+
+
+def load_file(
+    path: str | Path,
+    target: str | None = None,
+    seed: int = 0,
+    normalize: bool = False,
+) -> Dataset:
+    """The user's own data: a CSV with a `target` column, or an ``.npz`` with arrays X and y.
+
+    Labels are mapped to 0..C-1; the 75/25 split is seeded by `seed`.
+    """
+    X, y = load_arrays(Path(path), target)
+    arrays = _split(X, y, state=seed)
+    config: dict[str, Any] = {
+        "name": "file", "path": str(path), "target": target, "split_seed": seed,
+        "normalize": normalize,
+    }
+    ds = _to_dataset(Path(path).name, arrays, normalize, config)
+    ds.config["classes"] = ds.n_classes
+    return ds
+
+
+def dataset_from_config(config: dict[str, Any]) -> Dataset:
+    """Rebuild a dataset from the `config` a `Dataset` (and hence a ticket) carries."""
+    if config.get("name") == "file":
+        return load_file(config["path"], config.get("target"), int(config.get("split_seed", 0)),
+                         bool(config.get("normalize", False)))
+    return load_dataset(config["name"], config.get("classes"), config.get("normalize"),
+                        config.get("data_dir"))

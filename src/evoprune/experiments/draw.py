@@ -1,0 +1,148 @@
+"""Thin matplotlib renderers for the tidy frames of `evoprune.experiments.figures`.
+
+No pyplot state: each renderer builds a `matplotlib.figure.Figure` (Agg), so figures can be drawn
+in any process or thread and saved as PNG and SVG.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+METRIC_NAMES = {"test_accuracy": "test accuracy", "sparsity": "sparsity", "train_accuracy": "train accuracy"}
+DPI = 100
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
+
+
+def _err(frame: pd.DataFrame) -> np.ndarray:
+    low = (frame["mean"] - frame["ci_low"]).fillna(0).clip(lower=0).to_numpy(dtype=float)
+    high = (frame["ci_high"] - frame["mean"]).fillna(0).clip(lower=0).to_numpy(dtype=float)
+    return np.vstack([low, high])
+
+
+def _grouped_bars(ax, frame: pd.DataFrame, x: str, hue: str) -> None:
+    xs = list(dict.fromkeys(frame[x]))
+    hues = [h for h in (frame[hue].cat.categories if hasattr(frame[hue], "cat") else dict.fromkeys(frame[hue]))
+            if h in set(frame[hue])]
+    width = 0.8 / max(len(hues), 1)
+    for j, h in enumerate(hues):
+        part = frame[frame[hue] == h].set_index(x).reindex(xs).reset_index()
+        pos = np.arange(len(xs)) + (j - (len(hues) - 1) / 2) * width
+        ax.bar(pos, part["mean"].to_numpy(dtype=float), width, yerr=_err(part), capsize=2,
+               color=COLORS[j % len(COLORS)], label=str(h))
+    ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs])
+
+
+def draw_bars(frame: pd.DataFrame, title: str, hue: str = "label") -> Figure:
+    """Rows: metrics; columns: datasets; x: architecture; bars: `hue`."""
+    metrics = list(dict.fromkeys(frame["metric"]))
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    fig = Figure(figsize=(4.2 * len(datasets), 2.8 * len(metrics) + 0.6), layout="constrained")
+    axes = fig.subplots(len(metrics), len(datasets), squeeze=False)
+    for i, metric in enumerate(metrics):
+        for j, dataset in enumerate(datasets):
+            ax = axes[i][j]
+            part = frame[(frame["metric"] == metric) & (frame["dataset"] == dataset)]
+            _grouped_bars(ax, part, "arch_name", hue)
+            ax.set_title(f"{dataset}", fontsize=10)
+            ax.set_ylabel(METRIC_NAMES.get(metric, metric))
+            ax.set_xlabel("architecture")
+            ax.set_ylim(0, 1.05)
+            ax.grid(axis="y", alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    return fig
+
+
+def draw_init_bars(frame: pd.DataFrame, title: str) -> Figure:
+    return draw_bars(frame, title, hue="init")
+
+
+def draw_lines(frame: pd.DataFrame, title: str) -> Figure:
+    """x: number of classes; one line per algorithm with a 95% CI band; a panel per metric."""
+    metrics = list(dict.fromkeys(frame["metric"]))
+    fig = Figure(figsize=(5.0 * len(metrics), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics, strict=True):
+        part = frame[frame["metric"] == metric]
+        labels = [h for h in (part["label"].cat.categories if hasattr(part["label"], "cat") else dict.fromkeys(part["label"]))
+                  if h in set(part["label"])]
+        for j, label in enumerate(labels):
+            line = part[part["label"] == label].sort_values("classes")
+            x = line["classes"].astype(float).to_numpy()
+            color = COLORS[j % len(COLORS)]
+            ax.plot(x, line["mean"].to_numpy(dtype=float), marker="o", ms=3, color=color, label=str(label))
+            ax.fill_between(x, line["ci_low"].to_numpy(dtype=float), line["ci_high"].to_numpy(dtype=float),
+                            color=color, alpha=0.15, linewidth=0)
+        ax.set_xlabel("classes")
+        ax.set_ylabel(METRIC_NAMES.get(metric, metric))
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle(title)
+    return fig
+
+
+def draw_history(frame: pd.DataFrame, title: str) -> Figure:
+    """Fig. 4: the curves of one evolution against the generation."""
+    fig = Figure(figsize=(6.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for j, (series, line) in enumerate(frame.groupby("series", sort=False)):
+        ax.plot(line["generation"], line["value"], color=COLORS[j % len(COLORS)], label=str(series))
+    ax.set_xlabel("generation")
+    ax.set_ylabel("value")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    return fig
+
+
+def draw_stages(frame: pd.DataFrame, title: str) -> Figure:
+    """Fig. 11: sparsity before/after post-pruning; a panel per GA variant, x: classes."""
+    labels = [h for h in frame["label"].cat.categories if h in set(frame["label"])] if len(frame) else []
+    fig = Figure(figsize=(4.5 * max(len(labels), 1), 3.4), layout="constrained")
+    axes = fig.subplots(1, max(len(labels), 1), squeeze=False)[0]
+    for ax, label in zip(axes, labels, strict=False):
+        part = frame[frame["label"] == label].copy()
+        part["arch_name"] = part["classes"].astype(str)
+        _grouped_bars(ax, part, "arch_name", "stage")
+        ax.set_title(str(label), fontsize=10)
+        ax.set_xlabel("classes")
+        ax.set_ylabel("sparsity")
+        ax.set_ylim(0, 1.05)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(title)
+    return fig
+
+
+RENDERERS: dict[str, Callable[[pd.DataFrame, str], Figure]] = {
+    "bars": draw_bars,
+    "init_bars": draw_init_bars,
+    "lines": draw_lines,
+    "history": draw_history,
+    "stages": draw_stages,
+}
+
+
+def save(fig: Figure, stem: str | Path) -> tuple[Path, Path]:
+    """Write ``stem.png`` and ``stem.svg`` (the layout is computed once, for the PNG)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    fig.savefig(png, dpi=DPI)
+    fig.set_layout_engine("none")  # keep the positions just computed: the SVG needs no new layout
+    fig.savefig(svg)
+    return png, svg
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()

@@ -1,0 +1,176 @@
+"""Executors: where a sweep's runs execute. One small protocol, two implementations.
+
+- ``local`` (default): a process pool (``spawn`` start method: safe with torch's threads), one torch
+  thread per worker, so ``--workers N`` uses N cores without oversubscription.
+- ``ray``: each run is a Ray task; ``ray.init()`` starts Ray on this machine, or ``--ray-address``
+  joins a cluster. Ray is optional (``pip install 'evoprune[ray]'``) and imported only here, lazily.
+
+A task is `execute_run(fn, job)`: it runs ``fn(job, folder)`` in a private temporary folder and
+returns the result dict plus the bytes of every file the run wrote. Workers never touch the sweep's
+folder, so a cluster needs no shared file system; the driver writes files and the store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from evoprune.errors import EvopruneError
+
+JobFn = Callable[[dict[str, Any], Path], dict[str, Any]]
+
+
+@dataclass
+class Payload:
+    """What a run sends back: its result, the files it wrote, or the error that stopped it."""
+
+    result: dict[str, Any] | None
+    files: dict[str, bytes] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def execute_run(fn: JobFn, job: dict[str, Any], threads: int | None = 1) -> Payload:
+    """Run one job in a temporary folder; never raises for a failing job (the error is returned)."""
+    if threads:
+        limit_threads(threads)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="evoprune-run-") as tmp:
+        folder = Path(tmp) / "run"
+        try:
+            result = fn(dict(job), folder)
+        except Exception as exc:  # a failed run is recorded, the sweep goes on
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return Payload(None, error=message, seconds=time.perf_counter() - start)
+        files = {}
+        if folder.is_dir():
+            files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    return Payload(dict(result), files, seconds=time.perf_counter() - start)
+
+
+class Executor(Protocol):
+    """Runs tasks and yields ``(index, Payload)`` as each finishes, in completion order."""
+
+    name: str
+
+    def run(self, fn: JobFn, jobs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, Payload]]: ...
+
+    def close(self) -> None: ...
+
+
+def limit_threads(threads: int) -> None:
+    """At most `threads` torch/OpenMP threads in this process: set now if torch is loaded, else
+    through the environment, which torch reads when a job first imports it (a worker that never
+    needs torch does not pay for importing it)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def _worker_init() -> None:
+    limit_threads(1)
+
+
+class LocalExecutor:
+    """A process pool on this machine (`workers` processes, default: all cores)."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, fn: JobFn, jobs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, Payload]]:
+        if not jobs:
+            return
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=min(self.workers, len(jobs)),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+            )
+        futures: dict[Future[Payload], int] = {
+            self._pool.submit(execute_run, fn, job): i for i, job in enumerate(jobs)
+        }
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                exc = fut.exception()
+                payload = fut.result() if exc is None else Payload(None, error=f"{type(exc).__name__}: {exc}")
+                yield futures[fut], payload
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class RayExecutor:
+    """Each run a Ray task (1 CPU). Starts a local Ray unless `address` names a cluster."""
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None, **init_kwargs: Any):
+        try:
+            import ray
+        except ImportError:
+            raise EvopruneError("the ray executor needs Ray: pip install 'evoprune[ray]'") from None
+        self.ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address:
+                kwargs["address"] = address
+            else:
+                kwargs["num_cpus"] = workers or os.cpu_count() or 1
+            kwargs.update(init_kwargs)
+            ray.init(**kwargs)
+            self._started = True
+        self._task = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+
+    def run(self, fn: JobFn, jobs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, Payload]]:
+        ray = self.ray
+        fn_ref = ray.put(fn)
+        refs = {self._task.remote(fn_ref, job): i for i, job in enumerate(jobs)}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    payload = ray.get(ref)
+                except Exception as exc:  # the task itself died (worker lost, ...)
+                    payload = Payload(None, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                yield refs[ref], payload
+
+    def close(self) -> None:
+        if self._started:
+            self.ray.shutdown()
+            self._started = False
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {
+    "local": LocalExecutor,
+    "ray": RayExecutor,
+}
+
+
+def make_executor(name: str, workers: int | None = None, ray_address: str | None = None) -> Executor:
+    """An executor by name; `ray_address` only for ``ray``."""
+    if name not in EXECUTORS:
+        raise EvopruneError(f"executor: expected one of {', '.join(EXECUTORS)}, got {name!r}")
+    if name == "ray":
+        return RayExecutor(workers=workers, address=ray_address)
+    if ray_address:
+        raise EvopruneError("--ray-address needs --executor ray")
+    return EXECUTORS[name](workers=workers)

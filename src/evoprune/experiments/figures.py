@@ -1,0 +1,152 @@
+"""Figure data: one `prepare_*` function per figure of the paper, each returning a tidy DataFrame.
+
+The preparation is where the meaning lives (which runs, which metric, which summary), so it is
+unit-tested; `evoprune.experiments.draw` only turns these frames into matplotlib figures.
+
+Every summary frame has the columns of `tables.summarise` (mean, std, n, ci_low, ci_high: the 95%
+t-interval of the mean over seeds) plus its grouping columns and a ``metric`` column.
+Figure numbers follow Schönberger et al., arXiv 2508.08877.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from evoprune.experiments.tables import summarise
+
+# history.csv column -> the name the paper's Fig. 4 gives the curve
+HISTORY_SERIES = {
+    "best_performance": "accuracy of the fittest",
+    "best_sparsity": "sparsity of the fittest",
+    "max_sparsity": "highest sparsity in the generation",
+    "best_sparsity_so_far": "best sparsity so far",
+}
+
+
+def _runs_of(runs: pd.DataFrame, spec: str) -> pd.DataFrame:
+    return runs[runs["spec"] == spec]
+
+
+def _label_order(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Keep the arms in the order the spec lists them (store order), not alphabetical."""
+    order = list(dict.fromkeys(runs["label"]))
+    frame = frame.copy()
+    frame["label"] = pd.Categorical(frame["label"], categories=order, ordered=True)
+    return frame
+
+
+def prepare_summary(
+    runs: pd.DataFrame, spec: str, by: Sequence[str], metrics: Sequence[str]
+) -> pd.DataFrame:
+    """Mean/std/CI of each metric per group over the runs of `spec`, stacked with a ``metric`` column."""
+    sub = _runs_of(runs, spec)
+    parts = []
+    for metric in metrics:
+        if metric not in sub or sub.empty:
+            continue
+        part = summarise(sub, list(by), metric)
+        part.insert(0, "metric", metric)
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=["metric", *by, "mean", "std", "n", "ci_low", "ci_high"])
+    out = pd.concat(parts, ignore_index=True)
+    return _label_order(out, sub) if "label" in by else out
+
+
+def prepare_fig3(runs: pd.DataFrame, spec: str = "fig3") -> pd.DataFrame:
+    """GA vs GA (adaptive AB): test accuracy and sparsity per dataset, architecture and variant."""
+    return prepare_summary(runs, spec, ["dataset", "arch_name", "label"], ["test_accuracy", "sparsity"])
+
+
+def prepare_fig4(runs: pd.DataFrame, history: pd.DataFrame, spec: str = "fig4") -> pd.DataFrame:
+    """One run's evolution (the lowest seed): generation, series, value; long format."""
+    sub = _runs_of(runs, spec).sort_values("seed")
+    if sub.empty or history.empty:
+        return pd.DataFrame(columns=["key", "generation", "series", "value"])
+    key = sub.iloc[0]["key"]
+    hist = history[history["key"] == key]
+    cols = [c for c in HISTORY_SERIES if c in hist]
+    long = hist.melt(id_vars=["key", "generation"], value_vars=cols, var_name="column", value_name="value")
+    long["series"] = long["column"].map(HISTORY_SERIES)
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    return long[["key", "generation", "series", "value"]].sort_values(["series", "generation"]).reset_index(drop=True)
+
+
+def prepare_fig5(runs: pd.DataFrame, spec: str = "fig5") -> pd.DataFrame:
+    """Edge-popup with each initialisation: test accuracy per dataset, architecture and init."""
+    return prepare_summary(runs, spec, ["dataset", "arch_name", "init"], ["test_accuracy"])
+
+
+def prepare_fig6(runs: pd.DataFrame, spec: str = "fig6") -> pd.DataFrame:
+    """GA vs EP (50%) vs EP (adapted) vs backprop: accuracy and sparsity with 95% CIs."""
+    return prepare_summary(runs, spec, ["dataset", "arch_name", "label"], ["test_accuracy", "sparsity"])
+
+
+def prepare_by_classes(runs: pd.DataFrame, spec: str, metrics: Sequence[str] = ("test_accuracy",)) -> pd.DataFrame:
+    """Summary per class count and algorithm (blobs on C, digits on B)."""
+    return prepare_summary(runs, spec, ["dataset", "classes", "label"], metrics)
+
+
+def prepare_fig7(runs: pd.DataFrame, spec: str = "fig7") -> pd.DataFrame:
+    """Blobs 2-10 classes on C: GA with the accuracy objective vs the loss objective."""
+    return prepare_by_classes(runs, spec, ["test_accuracy", "sparsity"])
+
+
+def prepare_fig9(runs: pd.DataFrame, spec: str = "fig9") -> pd.DataFrame:
+    """Blobs 2-10 on C: GA (loss), GA (loss, normalized), EP (50%), backprop: mean and std."""
+    return prepare_by_classes(runs, spec, ["test_accuracy"])
+
+
+def prepare_fig10(runs: pd.DataFrame, spec: str = "fig10") -> pd.DataFrame:
+    """Digits {2,3,4,5,10} on B: GA normalized / not, EP (50%), backprop."""
+    return prepare_by_classes(runs, spec, ["test_accuracy"])
+
+
+def prepare_fig11(runs: pd.DataFrame, spec: str = "fig11") -> pd.DataFrame:
+    """Sparsity before and after post-evolutionary pruning, per class count and GA variant."""
+    sub = _runs_of(runs, spec)
+    needed = {"sparsity", "sparsity_before_post_prune"}
+    if sub.empty or not needed <= set(sub):
+        return pd.DataFrame(columns=["dataset", "classes", "label", "stage", "mean", "std", "n", "ci_low", "ci_high"])
+    parts = []
+    for stage, column in (("before", "sparsity_before_post_prune"), ("after", "sparsity")):
+        part = summarise(sub, ["dataset", "classes", "label"], column)
+        part.insert(3, "stage", stage)
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out["stage"] = pd.Categorical(out["stage"], categories=["before", "after"], ordered=True)
+    return _label_order(out, sub).sort_values(["label", "classes", "stage"]).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """How to prepare and draw one figure of the paper, and what it shows."""
+
+    title: str
+    prepare: Callable[..., pd.DataFrame]
+    kind: str  # the renderer in evoprune.experiments.draw.RENDERERS
+    caption: str
+    needs_history: bool = False
+
+
+FIGURES: dict[str, Figure] = {
+    "fig3": Figure("Fig. 3 - GA vs GA (adaptive AB)", prepare_fig3, "bars",
+                   "Mean test accuracy and sparsity with 95% CIs, moons and circles, architectures A-D."),
+    "fig4": Figure("Fig. 4 - one evolution (circles, B, adaptive AB)", prepare_fig4, "history",
+                   "Accuracy of the fittest and three sparsity curves per generation.", needs_history=True),
+    "fig5": Figure("Fig. 5 - edge-popup initialisations", prepare_fig5, "init_bars",
+                   "Edge-popup (50%) test accuracy per initialisation, moons and circles, A-D."),
+    "fig6": Figure("Fig. 6 - GA vs edge-popup vs backprop", prepare_fig6, "bars",
+                   "Mean test accuracy and sparsity with 95% CIs; the mixed-model table is below."),
+    "fig7": Figure("Fig. 7 - accuracy vs loss objective (blobs, C)", prepare_fig7, "lines",
+                   "Test accuracy and sparsity against the number of classes, 95% CIs."),
+    "fig9": Figure("Fig. 9 - blobs 2-10 classes (C)", prepare_fig9, "lines",
+                   "Test accuracy against the number of classes, 95% CIs; mean and std in the table."),
+    "fig10": Figure("Fig. 10 - digits (B)", prepare_fig10, "lines",
+                    "Test accuracy against the number of classes (2, 3, 4, 5, 10), 95% CIs."),
+    "fig11": Figure("Fig. 11 - post-evolutionary pruning (digits)", prepare_fig11, "stages",
+                    "Sparsity before and after post-evolutionary pruning, 95% CIs."),
+}

@@ -1,0 +1,224 @@
+"""`evoprune report`: one self-contained HTML page from one or more sweeps.
+
+Figures are embedded as base64 PNG (and also written as PNG and SVG beside the page), tables are
+plain HTML tables, the paper's stated values sit beside ours, and every run's provenance (seed,
+config, versions, git revision) is listed at the end. No script, no external resource.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from evoprune.errors import EvopruneError
+from evoprune.experiments.draw import RENDERERS, save
+from evoprune.experiments.figures import FIGURES
+from evoprune.experiments.paper import CLAIMS, paper_vs_ours
+from evoprune.experiments.stats import mixed_model_tables
+from evoprune.experiments.tables import load_history, load_meta, load_results
+from evoprune.io import write_atomic
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1150px;
+color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;border:1px solid #eee}
+.note{color:#555;font-size:.9em}.ok{color:#17803d}.bad{color:#b42318}
+details{margin:.2em 0}code,pre{font-size:.8em}pre{white-space:pre-wrap;margin:.2em 0}
+"""
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    path: Path
+    figures: tuple[str, ...]
+    tables: int
+    runs: int
+
+
+def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) -> ReportSummary:
+    """Write the report of the sweeps in `folders` to `out` (HTML); figures go to ``<out stem>_figures/``."""
+    folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
+    if not folders:
+        raise EvopruneError("report: give at least one sweep folder")
+    out = Path(out)
+    runs = load_results(folders)
+    everything = load_results(folders, finished_only=False)
+    if everything.empty:
+        raise EvopruneError(f"report: no runs in {', '.join(map(str, folders))}")
+    history = load_history(folders)
+    meta = load_meta(folders)
+    fig_dir = out.with_name(out.stem + "_figures")
+    parts = [_header(folders, everything, meta)]
+    figures: list[str] = []
+    n_tables = 0
+    for spec, figure_name in _figures_to_draw(meta, runs):
+        fig = FIGURES[figure_name]
+        frame = fig.prepare(runs, history, spec) if fig.needs_history else fig.prepare(runs, spec)
+        sub = runs[runs["spec"] == spec]
+        title = f"{fig.title}" + (f" ({spec})" if spec != figure_name else "")
+        parts.append(f"<h2 id='{html.escape(spec)}'>{html.escape(title)}</h2>")
+        if frame.empty:
+            parts.append("<p class='note'>No finished runs to draw.</p>")
+            continue
+        drawn = RENDERERS[fig.kind](frame, title)
+        png, _ = save(drawn, fig_dir / spec)
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
+        parts.append(f"<p class='note'>{html.escape(fig.caption)} Runs: {len(sub)}, "
+                     f"seeds per cell: {_seeds_per_cell(frame)}.</p>")
+        figures.append(spec)
+        if fig.kind != "history":
+            parts.append(_table(_summary_table(frame), f"summary-{spec}"))
+            n_tables += 1
+        vs = paper_vs_ours(sub, figure_name)
+        if not vs.empty:
+            parts.append("<h3>The paper's values beside ours</h3>")
+            parts.append(_table(_format_vs(vs), f"paper-{spec}"))
+            n_tables += 1
+        claims = [c for c in CLAIMS if c.figure == figure_name]
+        if claims:
+            rows = []
+            for claim in claims:
+                ours, holds = claim.check(sub)
+                rows.append({"the paper": claim.text, "ours": ours, "holds": _holds(holds)})
+            parts.append("<h3>The paper's findings, checked</h3>")
+            parts.append(_table(pd.DataFrame(rows), f"claims-{spec}", escape_holds=True))
+            n_tables += 1
+        if figure_name == "fig6":
+            for mm in mixed_model_tables(sub, order=list(dict.fromkeys(sub["label"]))):
+                parts.append(f"<h3>Mixed model (Fig. 6c): {html.escape(mm.dataset)}</h3>")
+                parts.append(f"<p class='note'>standardised test accuracy ~ algorithm; random effects: "
+                             f"{html.escape(', '.join(mm.random_effects) or 'none')}; REML, Powell; "
+                             f"n = {mm.n}; converged: {mm.converged}. {html.escape(mm.note)}</p>")
+                parts.append(_table(_format_stats(mm.table), f"stats-{spec}-{mm.dataset}"))
+                n_tables += 1
+    failed = everything[everything["status"] != "finished"]
+    if not failed.empty:
+        parts.append("<h2 id='failures'>Failed runs</h2>")
+        parts.append(_table(failed[["spec", "label", "key", "seed", "error"]], "failures"))
+        n_tables += 1
+    parts.append("<h2 id='provenance'>Provenance of every run</h2>")
+    parts.append(_provenance(everything))
+    n_tables += 1
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<title>evoprune report</title><style>" + CSS + "</style></head><body>"
+            + "\n".join(parts) + "</body></html>\n")
+    write_atomic(out, page)
+    return ReportSummary(out, tuple(figures), n_tables, len(everything))
+
+
+def _figures_to_draw(meta: pd.DataFrame, runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(spec, figure) pairs in the paper's figure order, for specs with a known figure."""
+    pairs = {}
+    for row in meta.itertuples():
+        figure = row.figure if row.figure in FIGURES else row.spec
+        if figure in FIGURES:
+            pairs[row.spec] = figure
+    for spec in dict.fromkeys(runs["spec"]):  # stores without meta rows
+        if spec not in pairs and spec in FIGURES:
+            pairs[spec] = spec
+    order = list(FIGURES)
+    return sorted(pairs.items(), key=lambda kv: (order.index(kv[1]), kv[0]))
+
+
+def _header(folders: list[Path], runs: pd.DataFrame, meta: pd.DataFrame) -> str:
+    n_ok = int((runs["status"] == "finished").sum())
+    compute = pd.to_numeric(runs.get("wall_seconds"), errors="coerce").sum() if "wall_seconds" in runs else 0.0
+    revisions = sorted(set(runs["git_revision"].dropna()))
+    versions = sorted(set(runs["versions"].dropna()))
+    profiles = ", ".join(f"{r.spec} [{r.profile}]" for r in meta.itertuples())
+    items = [
+        f"<li>sweeps: {html.escape(', '.join(map(str, folders)))}</li>",
+        f"<li>specs: {html.escape(profiles)}</li>",
+        f"<li>runs: {len(runs.drop_duplicates('key'))} distinct, {n_ok} finished rows, "
+        f"{len(runs) - n_ok} failed; compute: {compute / 60:.1f} min</li>",
+        f"<li>git revisions: {html.escape(', '.join(revisions) or 'unknown')}</li>",
+        f"<li>versions: {html.escape('; '.join(versions) or 'unknown')}</li>",
+        f"<li>generated: {dt.datetime.now().isoformat(timespec='seconds')}</li>",
+    ]
+    return ("<h1>evoprune: reproducing Schönberger et al. (arXiv 2508.08877)</h1><ul>"
+            + "".join(items) + "</ul>")
+
+
+def _seeds_per_cell(frame: pd.DataFrame) -> str:
+    if "n" not in frame:
+        return "1 run"
+    n = frame["n"].astype(int)
+    return str(n.min()) if n.min() == n.max() else f"{n.min()}-{n.max()}"
+
+
+def _summary_table(frame: pd.DataFrame) -> pd.DataFrame:
+    group = [c for c in frame.columns if c not in ("mean", "std", "n", "ci_low", "ci_high")]
+    out = frame[group].copy().astype(str)
+    out["mean ± std"] = [f"{m:.3f} ± {s:.3f}" if pd.notna(s) else f"{m:.3f}"
+                         for m, s in zip(frame["mean"], frame["std"], strict=True)]
+    out["95% CI"] = [f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "-"
+                     for lo, hi in zip(frame["ci_low"], frame["ci_high"], strict=True)]
+    out["n"] = frame["n"].astype(int).astype(str)
+    return out
+
+
+def _format_vs(vs: pd.DataFrame) -> pd.DataFrame:
+    out = vs.copy()
+    out["ours"] = [f"{v:.1%}" if pd.notna(v) else "not run" for v in vs["ours"]]
+    out["holds"] = [_holds(h) for h in vs["holds"]]
+    return out
+
+
+def _format_stats(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.drop(columns=["dataset"]).copy()
+    for col in ("coef", "std_err", "z", "ci_low", "ci_high"):
+        out[col] = out[col].map(lambda v: f"{v:.3f}")
+    out["p"] = out["p"].map(lambda v: f"{v:.3g}")
+    return out.rename(columns={"std_err": "std. error", "ci_low": "[0.025", "ci_high": "0.975]"})
+
+
+def _holds(value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "-"
+    return "yes" if value else "no"
+
+
+def _table(frame: pd.DataFrame, table_id: str, escape_holds: bool = False) -> str:
+    return frame.to_html(index=False, border=0, table_id=table_id, na_rep="-", escape=True)
+
+
+def _provenance(runs: pd.DataFrame) -> str:
+    rows = []
+    for r in runs.sort_values(["spec", "label", "dataset", "seed"]).itertuples():
+        config = html.escape(json.dumps(json.loads(r.config), sort_keys=True))
+        acc = getattr(r, "test_accuracy", None)
+        sparsity = getattr(r, "sparsity", None)
+        wall = getattr(r, "wall_seconds", None)
+        rows.append(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+                r.spec, r.label, r.key, r.seed, r.dataset, r.classes, r.arch_name, r.status,
+                _num(acc, "{:.4f}"), _num(sparsity, "{:.4f}"), _num(wall, "{:.1f}"),
+                r.git_revision or "unknown",
+            ))
+            + f"<td><details><summary>config</summary><pre>{config}</pre>"
+            + f"<pre>{html.escape(str(r.versions or ''))}</pre></details></td></tr>"
+        )
+    head = "".join(f"<th>{h}</th>" for h in ("spec", "label", "key", "seed", "dataset", "classes", "arch",
+                                           "status", "test acc.", "sparsity", "wall s", "git revision",
+                                           "config and versions"))
+    return (f"<table id='provenance-table'><thead><tr>{head}</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def _num(value: object, fmt: str) -> str:
+    try:
+        return fmt.format(float(value)) if value is not None and pd.notna(value) else "-"
+    except (TypeError, ValueError):
+        return "-"

@@ -1,0 +1,274 @@
+"""Experiment specs: a YAML grid of runs, two budgets (`quick`, `paper`), and stable run keys.
+
+A spec is one experiment of the paper (Schönberger et al., arXiv 2508.08877). Its grid is a
+product of axes; the `arm` axis names the compared algorithms (each arm a label plus job keys),
+every other axis sets one job key. A profile picks the seeds and the per-method budget::
+
+    name: fig3
+    title: GA vs GA (adaptive AB) on moons and circles
+    figure: fig3                    # which figure the report draws from these runs
+    grid:                           # a mapping (one product) or a list of them (their union)
+      dataset: [moons, circles]
+      arch: [A, B, C, D]
+      arm:
+        - {label: GA, method: ga, objective: accuracy}
+    profiles:
+      quick: {seeds: 2, budget: {ga: {max_generations: 40}}}
+      paper: {seeds: 25}
+
+A job value ``{mean_of: LABEL, field: sparsity}`` is filled in by the sweep once the runs of
+arm LABEL with the same other axis values have finished (the paper's "EP (adapted)": edge-popup at
+the GA's mean sparsity for that dataset and architecture).
+
+A run's key is the SHA-256 of its job as canonical JSON (sorted keys), so it is the same in any
+process, on any machine and any Python version, and two specs that ask for the same job share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evoprune.errors import EvopruneError
+from evoprune.jobs import METHODS
+
+PROFILES = ("quick", "paper")
+SPEC_KEYS = {"name", "title", "figure", "description", "grid", "profiles"}
+PROFILE_KEYS = {"seeds", "budget"}
+ARM_AXIS = "arm"
+REFERENCE_KEYS = {"mean_of", "field"}
+_JOB_KEY = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep: its job (what `run_job` gets), the arm label and the grid point."""
+
+    label: str
+    job: dict[str, Any]
+    axes: dict[str, Any] = field(default_factory=dict)  # axis values except arm and seed
+
+    @property
+    def key(self) -> str:
+        return job_key(self.job)
+
+    @property
+    def references(self) -> dict[str, dict[str, str]]:
+        """Job keys whose value waits for other runs (``{mean_of, field}``)."""
+        return {k: v for k, v in self.job.items() if isinstance(v, dict)}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    title: str
+    figure: str
+    description: str
+    grid: tuple[dict[str, list[Any]], ...]
+    profiles: dict[str, dict[str, Any]]
+    source: str = ""  # the file it came from, for error messages
+
+    def runs(self, profile: str = "quick") -> list[Run]:
+        """Every run of the grid under `profile`, in a stable order (grid order, then seed)."""
+        if profile not in self.profiles:
+            raise EvopruneError(
+                f"{self.source}: profile {profile!r} not defined; expected one of {', '.join(self.profiles)}"
+            )
+        prof = self.profiles[profile]
+        seeds = _seeds(prof.get("seeds", 1), self.source)
+        budget = prof.get("budget") or {}
+        runs: list[Run] = []
+        for grid in self.grid:
+            names = list(grid)
+            for values in itertools.product(*(grid[n] for n in names)):
+                point = dict(zip(names, values, strict=True))
+                arm = dict(point.pop(ARM_AXIS))
+                label = str(arm.pop("label"))
+                for seed in seeds:
+                    job = {**point, **arm, **budget.get(arm["method"], {}), "seed": seed}
+                    runs.append(Run(label=label, job=job, axes=point))
+        _check_unique(runs, self.source)
+        return runs
+
+    def labels(self) -> list[str]:
+        """Arm labels in spec order."""
+        out: list[str] = []
+        for grid in self.grid:
+            for arm in grid[ARM_AXIS]:
+                if arm["label"] not in out:
+                    out.append(arm["label"])
+        return out
+
+
+def job_key(job: dict[str, Any]) -> str:
+    """Stable key of a job: sha256 of canonical JSON (sorted keys, no spaces), first 16 hex digits.
+
+    >>> job_key({"seed": 0, "method": "ga"}) == job_key({"method": "ga", "seed": 0})
+    True
+    """
+    text = json.dumps(job, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+
+
+def spec_names() -> list[str]:
+    """Names of the specs shipped with evoprune (fig3, fig4, ...)."""
+    folder = resources.files("evoprune.experiments") / "specs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec(name_or_path: str | Path) -> Spec:
+    """A shipped spec by name (``"fig3"``) or a spec file; bad specs raise `EvopruneError`.
+
+    >>> load_spec("fig3").name
+    'fig3'
+    """
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise EvopruneError(f"spec: no such file {str(path)!r}")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    else:
+        if str(name_or_path) not in spec_names():
+            raise EvopruneError(
+                f"spec: expected a YAML file or one of {', '.join(spec_names())}, got {str(name_or_path)!r}"
+            )
+        res = resources.files("evoprune.experiments") / "specs" / f"{name_or_path}.yaml"
+        text, source = res.read_text(encoding="utf-8"), f"{name_or_path}.yaml"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise EvopruneError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_spec(data, source)
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> Spec:
+    """Check a spec's structure (unknown keys are errors naming the file and field) and build it."""
+    if not isinstance(data, dict):
+        raise EvopruneError(f"{source}: expected a mapping at the top level")
+    _no_unknown(data, SPEC_KEYS, source, "")
+    for required in ("name", "grid", "profiles"):
+        if required not in data:
+            raise EvopruneError(f"{source}: missing field {required!r}")
+    grids = data["grid"] if isinstance(data["grid"], list) else [data["grid"]]
+    checked = tuple(_check_grid(g, source, f"grid[{i}]") for i, g in enumerate(grids))
+    profiles = data["profiles"]
+    if not isinstance(profiles, dict) or not profiles:
+        raise EvopruneError(f"{source}: profiles: expected a mapping with {' and '.join(PROFILES)}")
+    for pname, prof in profiles.items():
+        where = f"profiles.{pname}"
+        if pname not in PROFILES:
+            raise EvopruneError(f"{source}: unknown field {where!r}; expected one of {', '.join(PROFILES)}")
+        if not isinstance(prof, dict):
+            raise EvopruneError(f"{source}: {where}: expected a mapping")
+        _no_unknown(prof, PROFILE_KEYS, source, where)
+        _seeds(prof.get("seeds", 1), f"{source}: {where}")
+        for method, settings in (prof.get("budget") or {}).items():
+            if method not in METHODS:
+                raise EvopruneError(
+                    f"{source}: unknown field '{where}.budget.{method}'; expected a method: {', '.join(METHODS)}"
+                )
+            if not isinstance(settings, dict):
+                raise EvopruneError(f"{source}: {where}.budget.{method}: expected a mapping")
+    name = str(data["name"])
+    spec = Spec(
+        name=name,
+        title=str(data.get("title", name)),
+        figure=str(data.get("figure", name)),
+        description=str(data.get("description", "")).strip(),
+        grid=checked,
+        profiles={k: dict(v) for k, v in profiles.items()},
+        source=source,
+    )
+    for pname in spec.profiles:
+        _check_references(spec.runs(pname), spec.labels(), source)
+    return spec
+
+
+def _check_grid(grid: Any, source: str, where: str) -> dict[str, list[Any]]:
+    if not isinstance(grid, dict):
+        raise EvopruneError(f"{source}: {where}: expected a mapping of axis -> list of values")
+    if ARM_AXIS not in grid:
+        raise EvopruneError(f"{source}: {where}: missing axis 'arm' (the compared algorithms)")
+    out: dict[str, list[Any]] = {}
+    for axis, values in grid.items():
+        if not _JOB_KEY.match(str(axis)):
+            raise EvopruneError(f"{source}: {where}: {axis!r} is not a job key")
+        if axis == "seed":
+            raise EvopruneError(f"{source}: {where}.seed: seeds belong in the profiles")
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise EvopruneError(f"{source}: {where}.{axis}: expected at least one value")
+        if axis != ARM_AXIS and any(isinstance(v, dict) for v in values):
+            raise EvopruneError(f"{source}: {where}.{axis}: expected plain values, not mappings")
+        out[str(axis)] = values
+    for i, arm in enumerate(out[ARM_AXIS]):
+        here = f"{where}.arm[{i}]"
+        if not isinstance(arm, dict) or "label" not in arm or "method" not in arm:
+            raise EvopruneError(f"{source}: {here}: expected a mapping with 'label' and 'method'")
+        if arm["method"] not in METHODS:
+            raise EvopruneError(
+                f"{source}: {here}.method: expected one of {', '.join(METHODS)}, got {arm['method']!r}"
+            )
+        clash = sorted(set(arm) & (set(out) - {ARM_AXIS}))
+        if clash:
+            raise EvopruneError(f"{source}: {here}.{clash[0]}: also an axis of the grid")
+        for key, value in arm.items():
+            if not _JOB_KEY.match(str(key)):
+                raise EvopruneError(f"{source}: {here}: {key!r} is not a job key (quote labels with commas)")
+            if isinstance(value, dict):
+                _no_unknown(value, REFERENCE_KEYS, source, f"{here}.{key}")
+                if set(value) != REFERENCE_KEYS:
+                    raise EvopruneError(f"{source}: {here}.{key}: expected {{mean_of: LABEL, field: NAME}}")
+    return out
+
+
+def _check_references(runs: list[Run], labels: list[str], source: str) -> None:
+    referenced = {ref["mean_of"] for run in runs for ref in run.references.values()}
+    waiting = {run.label for run in runs if run.references}
+    for label in sorted(referenced):
+        if label not in labels:
+            raise EvopruneError(f"{source}: mean_of: no arm labelled {label!r}")
+        if label in waiting:
+            raise EvopruneError(f"{source}: mean_of: arm {label!r} itself waits for other runs")
+
+
+def _no_unknown(data: dict[str, Any], allowed: set[str], source: str, where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            field_name = f"{where}.{key}" if where else str(key)
+            raise EvopruneError(
+                f"{source}: unknown field {field_name!r}; expected some of {', '.join(sorted(allowed))}"
+            )
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+    if isinstance(value, bool):
+        raise EvopruneError(f"{where}: seeds: expected a count or a list of integers")
+    if isinstance(value, int):
+        if value < 1:
+            raise EvopruneError(f"{where}: seeds: expected a positive count, got {value}")
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        return [int(s) for s in value]
+    raise EvopruneError(f"{where}: seeds: expected a count or a list of integers, got {value!r}")
+
+
+def _check_unique(runs: list[Run], source: str) -> None:
+    seen: dict[str, str] = {}
+    for run in runs:
+        if run.references:
+            continue  # its key is known only once the references are filled in
+        key = run.key
+        if key in seen and seen[key] != run.label:
+            raise EvopruneError(
+                f"{source}: arms {seen[key]!r} and {run.label!r} give the same job; make them differ"
+            )
+        seen[key] = run.label

@@ -1,0 +1,121 @@
+"""The paper's linear mixed model (Schönberger et al., arXiv 2508.08877, Fig. 6c).
+
+Per dataset: standardised test accuracy ~ algorithm (fixed effect), with architecture and
+initialisation as crossed random effects (variance components), fitted by REML with Powell's
+method (statsmodels `MixedLM`). Crossed effects in statsmodels: one group holding every run and a
+variance component per factor. A factor with a single level carries no variance and is left out.
+
+The table compares every pair of algorithms (reference, target): the coefficient is
+E[target] - E[reference] on the standardised scale, with its standard error from the fixed-effect
+covariance, the Wald z, the two-sided p and the 95% interval.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from evoprune.errors import EvopruneError
+
+RANDOM_EFFECTS = ("arch_name", "init")
+TABLE_COLUMNS = ["dataset", "reference", "target", "coef", "std_err", "z", "p", "ci_low", "ci_high"]
+
+
+@dataclass(frozen=True)
+class MixedModelFit:
+    dataset: str
+    table: pd.DataFrame  # TABLE_COLUMNS, one row per pair of algorithms
+    random_effects: tuple[str, ...]  # factors fitted as variance components
+    variances: dict[str, float]  # their estimated variances, plus "residual"
+    n: int
+    converged: bool
+    note: str = ""
+
+
+def standardise(values: pd.Series) -> pd.Series:
+    """z-scores (population std); a constant column becomes zeros."""
+    std = float(values.std(ddof=0))
+    return (values - values.mean()) / (std if std > 0 else 1.0)
+
+
+def fit_mixed_model(
+    df: pd.DataFrame,
+    dataset: str = "",
+    value: str = "test_accuracy",
+    algorithm: str = "label",
+    random: Sequence[str] = RANDOM_EFFECTS,
+    order: Sequence[str] | None = None,
+    standardised: bool = True,
+) -> MixedModelFit:
+    """Fit ``value ~ algorithm`` with `random` factors as variance components on the rows of `df`.
+
+    `order` fixes which algorithm is the reference of which (earlier ones are references).
+
+    >>> # fit_mixed_model(load_results("runs/fig6").query("dataset == 'moons'"), "moons").table
+    """
+    import statsmodels.formula.api as smf
+
+    data = df[[value, algorithm, *random]].dropna(subset=[value, algorithm]).copy()
+    levels = [a for a in (order or []) if a in set(data[algorithm])]
+    levels += [a for a in dict.fromkeys(data[algorithm]) if a not in levels]
+    if len(levels) < 2:
+        raise EvopruneError(f"stats: {dataset or 'data'}: need at least two algorithms, got {levels}")
+    codes = {name: f"a{i}" for i, name in enumerate(levels)}
+    data["algo"] = pd.Categorical(data[algorithm].map(codes), categories=list(codes.values()))
+    data["y"] = standardise(data[value].astype(float)) if standardised else data[value].astype(float)
+    effects = tuple(r for r in random if r in data and data[r].nunique(dropna=True) > 1)
+    for r in effects:
+        data[r] = data[r].astype(str)
+    note = ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter; `converged` reports the outcome
+        if effects:
+            data["all"] = 1
+            vc = {r: f"0 + C({r})" for r in effects}
+            model = smf.mixedlm("y ~ C(algo)", data, groups="all", re_formula="0", vc_formula=vc)
+            fit = model.fit(reml=True, method="powell")
+            fe = fit.fe_params
+            cov = fit.cov_params().loc[fe.index, fe.index]
+            variances = {r: float(v) for r, v in zip(model.exog_vc.names, fit.vcomp, strict=True)}
+            variances["residual"] = float(fit.scale)
+            converged = bool(fit.converged)
+        else:
+            note = "no random effect varies here: ordinary least squares"
+            fit = smf.ols("y ~ C(algo)", data).fit()
+            fe, cov = fit.params, fit.cov_params()
+            variances, converged = {"residual": float(fit.scale)}, True
+    names = {code: f"C(algo)[T.{code}]" for code in codes.values()}
+    rows = []
+    for i, ref in enumerate(levels):
+        for tgt in levels[i + 1:]:
+            c = pd.Series(0.0, index=fe.index)
+            if names[codes[tgt]] in c.index:
+                c[names[codes[tgt]]] += 1.0
+            if names[codes[ref]] in c.index:
+                c[names[codes[ref]]] -= 1.0
+            coef = float(c @ fe)
+            se = float(np.sqrt(max(c @ cov.to_numpy() @ c, 0.0)))
+            z = coef / se if se > 0 else np.nan
+            p = float(2 * sps.norm.sf(abs(z))) if se > 0 else np.nan
+            rows.append([dataset, ref, tgt, coef, se, z, p, coef - 1.959964 * se, coef + 1.959964 * se])
+    return MixedModelFit(
+        dataset=dataset, table=pd.DataFrame(rows, columns=TABLE_COLUMNS), random_effects=effects,
+        variances=variances, n=len(data), converged=converged, note=note,
+    )
+
+
+def mixed_model_tables(
+    df: pd.DataFrame, value: str = "test_accuracy", order: Sequence[str] | None = None
+) -> list[MixedModelFit]:
+    """One fit per dataset of `df` (datasets with fewer than two algorithms are skipped)."""
+    fits = []
+    for dataset, group in df.groupby("dataset", sort=False):
+        if group["label"].nunique() < 2:
+            continue
+        fits.append(fit_mixed_model(group, str(dataset), value=value, order=order))
+    return fits

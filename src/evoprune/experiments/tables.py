@@ -1,0 +1,98 @@
+"""Results as pandas DataFrames: the runs of one or more sweeps, and mean/std/95% CI summaries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from evoprune.experiments.store import FINISHED, Store
+
+METRICS = ("test_accuracy", "train_accuracy", "sparsity", "test_loss", "train_loss",
+           "sparsity_before_post_prune", "test_accuracy_before_post_prune", "wall_seconds",
+           "generations", "evaluations")
+
+
+def load_results(folders: str | Path | Sequence[str | Path], finished_only: bool = True) -> pd.DataFrame:
+    """One row per (spec, arm label, run) over the sweeps in `folders` (a run shared by two specs
+    appears once per spec). Columns: spec, label, key, method, dataset, classes, arch_name, seed,
+    init, normalize, objective, status, every result.json metric, config (JSON), ...
+
+    >>> # load_results("runs/fig3").groupby(["dataset", "arch_name", "label"]).test_accuracy.mean()
+    """
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    frames = []
+    for folder in folders:
+        with Store(folder, create=False) as store:
+            frame = store.runs_frame()
+        frame["folder"] = str(folder)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    df = df.drop_duplicates(subset=["spec", "label", "key"], keep="first").reset_index(drop=True)
+    if finished_only:
+        df = df[df["status"] == FINISHED].reset_index(drop=True)
+    if "classes" in df:
+        df["classes"] = pd.to_numeric(df["classes"], errors="coerce").astype("Int64")
+    return df
+
+
+def load_history(folders: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """The per-generation rows of every GA run in `folders`, with its key."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    frames = []
+    for folder in folders:
+        with Store(folder, create=False) as store:
+            frames.append(store.history_frame())
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True).drop_duplicates(["key", "generation"])
+
+
+def summarise(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
+    """Mean, std (ddof 1), n and the 95% t-interval of the mean of `value` per group.
+
+    >>> d = pd.DataFrame({"g": ["a", "a", "b"], "v": [1.0, 3.0, 5.0]})
+    >>> summarise(d, ["g"], "v")[["g", "mean", "n"]].values.tolist()
+    [['a', 2.0, 2], ['b', 5.0, 1]]
+    """
+    rows = []
+    for keys, group in df.groupby(list(by), sort=False, dropna=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        values = pd.to_numeric(group[value], errors="coerce").dropna().to_numpy(dtype=float)
+        rows.append({**dict(zip(by, keys, strict=True)), **mean_ci(values)})
+    return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "ci_low", "ci_high"])
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """Mean, sample std, count and the t-based `level` interval (NaN half-width for n < 2)."""
+    n = len(values)
+    if n == 0:
+        return {"mean": np.nan, "std": np.nan, "n": 0, "ci_low": np.nan, "ci_high": np.nan}
+    mean = float(np.mean(values))
+    if n < 2:
+        return {"mean": mean, "std": np.nan, "n": 1, "ci_low": np.nan, "ci_high": np.nan}
+    std = float(np.std(values, ddof=1))
+    half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * std / np.sqrt(n)
+    return {"mean": mean, "std": std, "n": n, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def config_of(row: pd.Series) -> dict:
+    return json.loads(row["config"])
+
+
+def load_meta(folders: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """The specs swept into `folders`: spec, profile, source, figure, title."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    frames = []
+    for folder in folders:
+        with Store(folder, create=False) as store:
+            frames.append(store.specs())
+    if not frames:
+        return pd.DataFrame(columns=["spec", "profile", "source", "figure", "title", "first_swept"])
+    return pd.concat(frames, ignore_index=True).drop_duplicates(["spec", "profile"])

@@ -1,0 +1,98 @@
+"""Search checkpoints: the whole GA state in one ``.npz`` (no pickle), written atomically.
+
+Saved: the ranked population (packed bits), its scores, the generator state, counters, the
+history, the evaluator's cache (so evaluation counts continue exactly), and a fingerprint of the
+problem (config, data, network) that must match on resume.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from evoprune.errors import EvopruneError
+from evoprune.evaluate import Evaluator
+from evoprune.io import write_atomic
+
+if TYPE_CHECKING:
+    from evoprune.ga.search import GAState
+
+FORMAT = "evoprune-checkpoint/1"
+_SCALARS = ("generation", "best_fitness", "last_improvement", "best_sparsity_so_far",
+            "evaluations", "seconds")
+
+
+def save_checkpoint(path: Path, state: GAState, fingerprint: dict[str, Any], ev: Evaluator) -> Path:
+    cache = ev._cache or {}
+    keys = np.array([np.frombuffer(k, dtype=np.uint8) for k in cache]) if cache else np.zeros((0, 0), np.uint8)
+    values = np.stack(list(cache.values())) if cache else np.zeros((0, len(ev.metric_names)))
+    header = {
+        "format": FORMAT,
+        "fingerprint": fingerprint,
+        "n_bits": int(state.population.shape[1]),
+        "history": list(state.history),
+        "init_info": state.init_info,
+        **{name: getattr(state, name) for name in _SCALARS},
+    }
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+        population=np.packbits(state.population.numpy(), axis=1),
+        scores=state.scores.numpy(),
+        fitness=state.fitness.numpy(),
+        rng_state=state.rng_state.numpy(),
+        cache_keys=keys,
+        cache_values=values,
+    )
+    return write_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path, fingerprint: dict[str, Any], ev: Evaluator) -> GAState:
+    """Read a checkpoint written for the same problem; restore the evaluator's cache."""
+    from evoprune.ga.search import GAState
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        header = json.loads(arrays["header"].tobytes())
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        raise EvopruneError(f"{path}: not a readable checkpoint; delete it or run without --resume") from None
+    if header.get("format") != FORMAT:
+        raise EvopruneError(f"{path}: unknown checkpoint format {header.get('format')!r}")
+    if _canonical(header["fingerprint"]) != _canonical(fingerprint):
+        diff = sorted(k for k in set(fingerprint) | set(header["fingerprint"])
+                      if _canonical(fingerprint.get(k)) != _canonical(header["fingerprint"].get(k)))
+        raise EvopruneError(
+            f"{path}: the checkpoint belongs to a different search (differs in: {', '.join(diff)}); "
+            "use another --out or drop --resume"
+        )
+    n_bits = header["n_bits"]
+    population = np.unpackbits(arrays["population"], axis=1, count=n_bits).astype(bool)
+    if ev._cache is not None:
+        ev._cache.clear()
+        for key, value in zip(arrays["cache_keys"], arrays["cache_values"], strict=True):
+            ev._cache[key.tobytes()] = value
+    ev.n_evaluations = int(header["evaluations"])
+    scalars = {name: header[name] for name in _SCALARS}
+    assert {f.name for f in fields(GAState)} >= set(scalars)
+    return GAState(
+        population=torch.from_numpy(population),
+        scores=torch.from_numpy(arrays["scores"]),
+        fitness=torch.from_numpy(arrays["fitness"]),
+        rng_state=torch.from_numpy(arrays["rng_state"]),
+        history=tuple(header["history"]),
+        init_info=header["init_info"],
+        **scalars,
+    )
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,82 @@
+"""GA hyperparameters, with the paper's defaults.
+
+Defaults follow Table 1 of Schönberger et al., "Finding Strong Lottery Ticket Networks with
+Genetic Algorithms" (arXiv 2411.04658) and its extended version (arXiv 2508.08877).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from evoprune.errors import EvopruneError
+
+VARIANTS = ("ga", "ga-adaptive")
+
+
+@dataclass(frozen=True)
+class GAConfig:
+    variant: str = "ga"  # "ga" or "ga-adaptive" ("GA (adaptive AB)")
+    population: int = 100  # N (Table 1)
+    init_density: float = 0.5  # P(bit = 1) for initial individuals and migrants
+    rec_rate: float = 0.3  # P(an individual becomes a first parent) (Table 1)
+    par_rate: float = 0.3  # mates come from the top floor(N * par_rate) (Table 1)
+    mut_rate: float = 0.1  # P(an individual yields a one-bit mutant) (Table 1)
+    mig_rate: float = 0.1  # floor(N * mig_rate) random migrants per generation (Table 1)
+    min_generations: int = 100  # never stop before this many generations (paper)
+    patience: int = 50  # stop when the best has not improved for this many generations (paper)
+    max_generations: int | None = None  # None: 200 for ga-adaptive (paper), 1000 for ga
+    # Adaptive accuracy bound (ga-adaptive): initial individuals must reach `adaptive_bound`
+    # training accuracy. The paper lowers the bound on a wall-clock schedule; we lower it after
+    # every `adaptive_step` candidate evaluations without N passing, by the factor
+    # `adaptive_decay` on its distance to chance level, so a seed fixes the population.
+    adaptive_bound: float = 0.85
+    adaptive_step: int = 1000
+    adaptive_decay: float = 0.5
+    post_prune: bool = True  # post-evolutionary pruning of the final best mask (paper)
+    seed: int = 0
+    memory_mb: float = 64.0  # bound on one activation tensor during evaluation
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise EvopruneError(f"variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        for name in ("init_density", "rec_rate", "par_rate", "mut_rate", "mig_rate",
+                     "adaptive_bound", "adaptive_decay"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise EvopruneError(f"{name}: expected a rate in [0, 1], got {value}")
+        if self.population < 2:
+            raise EvopruneError(f"population: expected at least 2, got {self.population}")
+        if int(self.population * self.par_rate) < 1 and self.rec_rate > 0:
+            raise EvopruneError("par_rate: population * par_rate must allow at least one mate")
+        for name in ("min_generations", "patience", "adaptive_step"):
+            if getattr(self, name) < 1:
+                raise EvopruneError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.max_generations is not None and self.max_generations < 1:
+            raise EvopruneError(f"max_generations: expected a positive integer, got {self.max_generations}")
+
+    @property
+    def generation_cap(self) -> int:
+        if self.max_generations is not None:
+            return self.max_generations
+        return 200 if self.variant == "ga-adaptive" else 1000
+
+    @property
+    def n_parents(self) -> int:
+        return int(self.population * self.par_rate)
+
+    @property
+    def n_migrants(self) -> int:
+        return int(self.population * self.mig_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GAConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EvopruneError(f"GA config: unknown key(s) {', '.join(unknown)}")
+        return cls(**data)

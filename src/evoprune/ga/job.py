@@ -1,0 +1,62 @@
+"""Run a GA job (see `evoprune.jobs`): build data and network, search, write the run folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from evoprune.ga.api import search
+from evoprune.ga.config import GAConfig
+from evoprune.jobs import check_keys, job_dataset
+from evoprune.nets import build_mlp, parse_arch
+from evoprune.results import base_result, write_run_dir
+
+# Job keys that map one to one onto GAConfig fields.
+CONFIG_KEYS = {"population", "init_density", "rec_rate", "par_rate", "mut_rate", "mig_rate",
+               "min_generations", "patience", "max_generations", "adaptive_bound",
+               "adaptive_step", "adaptive_decay", "post_prune", "memory_mb", "device"}
+GA_KEYS = CONFIG_KEYS | {"objective"}
+
+
+def ga_config(job: dict[str, Any]) -> GAConfig:
+    """The GAConfig a job describes (variant from its method, seed from its seed)."""
+    check_keys(job, GA_KEYS)
+    settings = {k: job[k] for k in CONFIG_KEYS if job.get(k) is not None}
+    return GAConfig(variant=job["method"], seed=int(job.get("seed", 0)), **settings)
+
+
+def run_ga_job(
+    job: dict[str, Any],
+    out: Path | None,
+    progress: bool = False,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Run a GA job; with `out`, write result.json, ticket.npz and history.csv there."""
+    start = time.perf_counter()
+    config = ga_config(job)
+    ds = job_dataset(job)
+    layers = parse_arch(job.get("arch", "B"), ds.n_features, ds.n_classes)
+    init, seed = job.get("init", "uniform"), int(job.get("seed", 0))
+    model = build_mlp(layers, init, seed)
+    checkpoint = out / "checkpoint.npz" if out is not None and (checkpoint_every or resume) else None
+    ticket = search(
+        model, ds.X_train.view(len(ds.X_train), -1), ds.y_train,
+        objective=job.get("objective", "accuracy"), config=config,
+        X_test=ds.X_test.view(len(ds.X_test), -1), y_test=ds.y_test,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+        progress=progress, fingerprint={"dataset": ds.config, "layers": layers, "init": init},
+    )
+    ticket.init, ticket.seed, ticket.dataset = init, seed, ds.config
+    result = {
+        **base_result(job, ds, layers),
+        "variant": config.variant,
+        **ticket.metrics,
+        "wall_seconds": round(time.perf_counter() - start, 4),
+        "ga_config": config.to_dict(),
+    }
+    ticket.metrics = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
+    if out is not None:
+        write_run_dir(out, result, ticket, ticket.history)
+    return result

@@ -1,0 +1,91 @@
+"""Which weights of a module can be masked, and how a flat bit string maps onto them.
+
+Bit order (stable, documented): the maskable parameters in the order ``module.named_modules()``
+yields their layers, and within one parameter its elements in row-major (C) order. For an
+``nn.Linear`` with weight ``(out, in)`` bit ``o * in + i`` of that layer's slice keeps the
+connection from input ``i`` to output ``o``. By default the ``weight`` of every Linear and Conv
+layer is maskable and biases never are (as in the paper).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+MASKABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass(frozen=True)
+class MaskedParam:
+    name: str  # full parameter name, e.g. "0.weight"
+    shape: tuple[int, ...]
+    start: int  # first bit of this parameter in the flat genome
+    size: int
+
+
+class MaskSpace:
+    """The flat genome layout of a module's maskable weights.
+
+    >>> from evoprune.nets import MLP
+    >>> space = MaskSpace(MLP([2, 75, 2]))
+    >>> space.n_bits
+    300
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        is_maskable: Callable[[str, nn.Module], bool] | None = None,
+    ):
+        is_maskable = is_maskable or (lambda _name, m: isinstance(m, MASKABLE_TYPES))
+        params: list[MaskedParam] = []
+        start = 0
+        for module_name, module in model.named_modules():
+            weight = getattr(module, "weight", None)
+            if not isinstance(weight, torch.Tensor) or not is_maskable(module_name, module):
+                continue
+            name = f"{module_name}.weight" if module_name else "weight"
+            params.append(MaskedParam(name, tuple(weight.shape), start, weight.numel()))
+            start += weight.numel()
+        if not params:
+            raise ValueError("the model has no maskable weights (no Linear or Conv layer)")
+        self.params = params
+        self.n_bits = start
+
+    def split(self, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-parameter masks from flat masks: ``(n_bits,)`` -> shapes, ``(P, n_bits)`` -> ``(P, *shape)``."""
+        lead = masks.shape[:-1]
+        return {
+            p.name: masks[..., p.start : p.start + p.size].reshape(*lead, *p.shape)
+            for p in self.params
+        }
+
+    def join(self, per_param: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Inverse of `split` for a single mask: per-parameter masks -> flat ``(n_bits,)``."""
+        return torch.cat([per_param[p.name].reshape(-1) for p in self.params])
+
+
+def sparsity(masks: torch.Tensor) -> torch.Tensor:
+    """Fraction of zero bits per mask: ``(P, n_bits)`` -> ``(P,)`` (or a scalar for one mask)."""
+    return 1.0 - masks.float().mean(dim=-1)
+
+
+def pack(mask: torch.Tensor | np.ndarray) -> bytes:
+    """A compact, hashable key for one binary mask (8 bits per byte)."""
+    bits = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask, dtype=bool)
+    return np.packbits(bits).tobytes()
+
+
+def pack_rows(masks: torch.Tensor) -> np.ndarray:
+    """Packed bytes of every row of ``(P, n_bits)`` masks: ``(P, ceil(n_bits / 8))`` uint8."""
+    return np.packbits(masks.cpu().numpy().astype(bool), axis=1)
+
+
+def unpack(packed: bytes | np.ndarray, n_bits: int) -> torch.Tensor:
+    """Inverse of `pack`: a bool tensor ``(n_bits,)``."""
+    raw = np.frombuffer(packed, dtype=np.uint8) if isinstance(packed, bytes) else packed
+    return torch.from_numpy(np.unpackbits(raw, count=n_bits).astype(bool))

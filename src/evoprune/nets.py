@@ -1,0 +1,120 @@
+"""Random networks: the MLP family of the paper and the weight-initialisation schemes.
+
+Architectures (Schönberger et al. 2024, arXiv 2411.04658, Sec. 4): A=[in,20,out],
+B=[in,75,out], C=[in,100,out], D=[in,50,50,out]; hidden layers use ReLU, the output layer
+gives plain logits. Initialisations:
+
+- ``uniform``: weights and biases U[-1, 1] (the paper's default, its best for the GA).
+- ``kaiming-normal`` / ``signed-constant``: as in Ramanujan et al. 2020 (arXiv 1911.13299,
+  "What's hidden in a randomly weighted neural network?"), with the fan scaled by the keep
+  fraction k (fan_in * k) and the ReLU gain; biases zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from evoprune.errors import EvopruneError
+from evoprune.seeding import torch_generator
+
+# Hidden widths of the paper's architectures; in/out come from the data.
+ARCHS: dict[str, list[int]] = {"A": [20], "B": [75], "C": [100], "D": [50, 50]}
+
+INITS = ("uniform", "kaiming-normal", "signed-constant")
+
+
+def parse_arch(spec: str | Sequence[int], n_in: int, n_out: int) -> list[int]:
+    """The full layer list ``[in, h1, ..., out]`` for a shorthand (``"B"``) or an explicit list.
+
+    >>> parse_arch("B", 2, 2)
+    [2, 75, 2]
+    >>> parse_arch("2,75,2", 2, 2)
+    [2, 75, 2]
+    """
+    if isinstance(spec, str):
+        name = spec.strip()
+        if name.upper() in ARCHS:
+            return [n_in, *ARCHS[name.upper()], n_out]
+        try:
+            layers = [int(part) for part in name.split(",") if part.strip()]
+        except ValueError:
+            raise EvopruneError(
+                f"arch: expected one of {', '.join(ARCHS)} or a list like '2,75,2', got {spec!r}"
+            ) from None
+    else:
+        layers = [int(w) for w in spec]
+    if len(layers) < 2 or any(w < 1 for w in layers):
+        raise EvopruneError(f"arch: expected at least two positive layer widths, got {layers}")
+    if layers[0] != n_in or layers[-1] != n_out:
+        raise EvopruneError(
+            f"arch: {layers} does not fit the data: it has {n_in} features and {n_out} classes, "
+            f"so the list must start with {n_in} and end with {n_out}"
+        )
+    return layers
+
+
+class MLP(nn.Sequential):
+    """Linear layers with ReLU between them and plain logits out (no softmax)."""
+
+    def __init__(self, layers: Sequence[int]):
+        modules: list[nn.Module] = []
+        for i, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
+            modules.append(nn.Linear(fan_in, fan_out, bias=True))
+            if i < len(layers) - 2:
+                modules.append(nn.ReLU())
+        super().__init__(*modules)
+        self.layers = list(layers)
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in self if isinstance(m, nn.Linear)]
+
+
+def initialise(model: nn.Module, init: str, seed: int, keep: float = 0.5) -> nn.Module:
+    """Re-draw every Linear/Conv weight and bias of `model` in place from `seed`.
+
+    `keep` is the kept fraction k used by the scaled Kaiming schemes (ignored by ``uniform``).
+    """
+    if init not in INITS:
+        raise EvopruneError(f"init: expected one of {', '.join(INITS)}, got {init!r}")
+    if not 0.0 < keep <= 1.0:
+        raise EvopruneError(f"keep: expected a fraction in (0, 1], got {keep}")
+    gen = torch_generator(seed, "init")
+    gain = nn.init.calculate_gain("relu")
+    with torch.no_grad():
+        for module in model.modules():
+            if not isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
+                continue
+            weight = module.weight
+            if init == "uniform":
+                weight.uniform_(-1.0, 1.0, generator=gen)
+                if module.bias is not None:
+                    module.bias.uniform_(-1.0, 1.0, generator=gen)
+                continue
+            fan_in = weight[0].numel()  # in_features * kernel size
+            std = gain / math.sqrt(fan_in * keep)
+            if init == "kaiming-normal":
+                weight.normal_(0.0, std, generator=gen)
+            else:  # signed-constant: +-std with a random sign
+                signs = torch.randint(0, 2, weight.shape, generator=gen).to(weight.dtype) * 2 - 1
+                weight.copy_(signs * std)
+            if module.bias is not None:
+                module.bias.zero_()
+    return model
+
+
+def build_mlp(layers: Sequence[int], init: str = "uniform", seed: int = 0, keep: float = 0.5) -> MLP:
+    """The fixed random MLP for `layers`, rebuilt bit for bit from (`init`, `seed`).
+
+    >>> net = build_mlp([2, 75, 2], seed=0)
+    >>> net(torch.zeros(1, 2)).shape
+    torch.Size([1, 2])
+    """
+    model = MLP(layers)
+    initialise(model, init, seed, keep)
+    model.requires_grad_(False)
+    return model

@@ -1,0 +1,73 @@
+"""One run's results folder: ``result.json``, ``ticket.npz``, ``history.csv``.
+
+Every method (GA, edge-popup, backprop) writes the same layout and the same core fields, so
+sweeps, the results store and `evoprune evaluate` treat them alike. ``result.json`` is written
+last: a folder with it is a finished run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from evoprune.data.registry import Dataset
+from evoprune.evaluate import Evaluator
+from evoprune.io import provenance, write_atomic, write_json
+from evoprune.ticket import Ticket
+
+
+def score(model: nn.Module, mask: torch.Tensor, ds: Dataset) -> dict[str, float]:
+    """Train/test accuracy and mean cross-entropy of one mask over `model`."""
+    out: dict[str, float] = {}
+    for split, X, y in (("train", ds.X_train, ds.y_train), ("test", ds.X_test, ds.y_test)):
+        ev = Evaluator(model, X, y, objective="accuracy", cache=False, metrics=("accuracy", "loss"))
+        m = ev.evaluate(mask.view(1, -1))
+        out[f"{split}_accuracy"] = float(m["accuracy"][0])
+        out[f"{split}_loss"] = float(m["loss"][0])
+    return out
+
+
+def base_result(job: dict[str, Any], ds: Dataset, layers: list[int] | None) -> dict[str, Any]:
+    """The fields every result.json starts with: what ran, on what, and with which code."""
+    return {
+        "method": job["method"],
+        "dataset": ds.config.get("name", ds.name),
+        "classes": ds.n_classes,
+        "arch": layers,
+        "seed": job.get("seed", 0),
+        "init": job.get("init", "uniform"),
+        "normalize": ds.config.get("normalize"),
+        "config": job,
+        **provenance(),
+    }
+
+
+def write_history_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return write_atomic(path, buf.getvalue())
+
+
+def write_run_dir(
+    out: str | Path,
+    result: dict[str, Any],
+    ticket: Ticket | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write a run's folder; each file atomically, ``result.json`` last."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if ticket is not None:
+        ticket.save(out / "ticket.npz")
+    if history is not None:
+        write_history_csv(out / "history.csv", history)
+    write_json(out / "result.json", result)
+    return out

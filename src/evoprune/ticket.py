@@ -1,0 +1,141 @@
+"""A found ticket: how to rebuild the random network, plus the mask over it. Safe save/load.
+
+The file is a plain ``.npz`` (never pickle): the packed mask bits, a JSON header with the layer
+list, init scheme and seed (so the exact random network is rebuilt), the dataset config and the
+metrics, and a SHA-256 checksum over both. A truncated or edited file fails to load with a
+clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from evoprune.errors import EvopruneError
+from evoprune.io import write_atomic
+from evoprune.masks import MaskSpace, pack, unpack
+from evoprune.nets import build_mlp
+
+FORMAT = "evoprune-ticket/1"
+
+
+@dataclass
+class Ticket:
+    """A binary mask over a seeded random network.
+
+    `layers` is the MLP layer list, or None for a ticket over a user's own module (then
+    `build_model` needs that module back: ``ticket.apply(my_model)``).
+    """
+
+    mask: torch.Tensor  # (n_bits,) bool, bit order of `MaskSpace`
+    layers: list[int] | None
+    init: str = "uniform"
+    seed: int = 0  # seed of the network's initialisation
+    keep: float = 0.5  # kept fraction used by the scaled Kaiming inits
+    dataset: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    method: str = "ga"
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False)  # not in the file
+
+    @property
+    def n_bits(self) -> int:
+        return int(self.mask.numel())
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - float(self.mask.float().mean())
+
+    def build_model(self) -> nn.Module:
+        """The unmasked random network, rebuilt bit for bit from (layers, init, seed)."""
+        if self.layers is None:
+            raise EvopruneError("ticket: no layer list (a custom module); use ticket.apply(model)")
+        return build_mlp(self.layers, self.init, self.seed, self.keep)
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Multiply `model`'s maskable weights by the mask, in place; returns `model`."""
+        space = MaskSpace(model)
+        if space.n_bits != self.n_bits:
+            raise EvopruneError(
+                f"ticket: the mask has {self.n_bits} bits but the model has {space.n_bits} "
+                "maskable weights"
+            )
+        per_param = space.split(self.mask)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name in per_param:
+                    param.mul_(per_param[name].to(param.dtype))
+        return model
+
+    def masked_model(self) -> nn.Module:
+        """The pruned network: the random network with the mask applied."""
+        return self.apply(self.build_model())
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "n_bits": self.n_bits, "layers": self.layers, "init": self.init,
+            "seed": self.seed, "keep": self.keep, "dataset": self.dataset,
+            "metrics": self.metrics, "method": self.method,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the ticket atomically to `path` (``.npz``)."""
+        packed = np.frombuffer(pack(self.mask), dtype=np.uint8)
+        header = json.dumps(self.header(), sort_keys=True).encode()
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            mask=packed,
+            header=np.frombuffer(header, dtype=np.uint8),
+            checksum=np.frombuffer(_checksum(packed.tobytes(), header).encode(), dtype=np.uint8),
+        )
+        return write_atomic(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Ticket:
+        """Read a ticket; a missing, truncated, tampered or foreign file is an `EvopruneError`."""
+        path = Path(path)
+        if not path.is_file():
+            raise EvopruneError(f"{path}: no such ticket file")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                if not {"mask", "header", "checksum"} <= set(npz.files):
+                    raise EvopruneError(f"{path}: not an evoprune ticket (missing arrays)")
+                packed, header = npz["mask"].tobytes(), npz["header"].tobytes()
+                stored = npz["checksum"].tobytes().decode()
+        except EvopruneError:
+            raise
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+            raise EvopruneError(f"{path}: not a readable ticket file ({type(exc).__name__})") from None
+        if _checksum(packed, header) != stored:
+            raise EvopruneError(f"{path}: checksum mismatch, the ticket file was altered or damaged")
+        meta = json.loads(header)
+        if meta.get("format") != FORMAT:
+            raise EvopruneError(f"{path}: unknown ticket format {meta.get('format')!r}")
+        return cls(
+            mask=unpack(packed, meta["n_bits"]), layers=meta["layers"], init=meta["init"],
+            seed=meta["seed"], keep=meta["keep"], dataset=meta["dataset"],
+            metrics=meta["metrics"], method=meta["method"],
+        )
+
+
+def _checksum(packed: bytes, header: bytes) -> str:
+    return hashlib.sha256(packed + b"\0" + header).hexdigest()
+
+
+def export_state_dict(ticket: Ticket, path: str | Path) -> Path:
+    """Save the masked network's ``state_dict`` (loadable with ``torch.load(weights_only=True)``)."""
+    state = {k: v.contiguous() for k, v in ticket.masked_model().state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return write_atomic(path, buf.getvalue())

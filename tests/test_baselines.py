@@ -1,0 +1,336 @@
+"""Baselines: edge-popup invariants and convergence, the Table 2 lookup, backprop, jobs and CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from evoprune.baselines import (
+    TABLE2,
+    BackpropParams,
+    EdgePopupConfig,
+    backprop,
+    edge_popup,
+    kept_count,
+    lookup,
+    train_edge_popup,
+)
+from evoprune.baselines.edge_popup import ScoredNetwork, top_k_mask
+from evoprune.baselines.table2 import TABLE2_DIGITS_RAW, format_row
+from evoprune.cli import main
+from evoprune.data.registry import load_dataset
+from evoprune.errors import EvopruneError
+from evoprune.evaluate import forward_one
+from evoprune.jobs import run_job
+from evoprune.masks import MaskSpace
+from evoprune.nets import ARCHS, build_mlp
+from evoprune.ticket import Ticket
+
+# Every field of the GA's result.json (issue #3: the baselines write the same ones).
+RESULT_FIELDS = (
+    "dataset", "classes", "arch", "variant", "objective", "seed", "init", "generations",
+    "evaluations", "wall_seconds", "train_accuracy", "test_accuracy", "train_loss", "test_loss",
+    "sparsity", "sparsity_before_post_prune", "test_accuracy_before_post_prune", "versions",
+    "git_revision", "method", "epochs", "hyperparameters",
+)
+
+
+def moons_subset(n: int = 1200, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(n_samples=n, noise=0.07, random_state=seed)
+    X = (X - X.min()) / (X.max() - X.min()) * 1.4 - 0.7  # the paper's [-0.7, 0.7] scaling
+    return torch.tensor(X, dtype=torch.float32), torch.tensor(y)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A small CSV dataset (two moons) for the job and CLI tests: fast, no 50k samples."""
+    X, y = moons_subset(600, seed=1)
+    path = tmp_path_factory.mktemp("data") / "moons.csv"
+    rows = ["x1,x2,label"] + [f"{a:.6f},{b:.6f},{int(c)}" for (a, b), c in zip(X.tolist(), y.tolist(), strict=True)]
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+# -- edge-popup: invariants ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.29, 0.5, 0.7, 0.95, 0.999])
+def test_kept_fraction_is_exact_per_layer(sparsity: float) -> None:
+    net = build_mlp([3, 75, 50, 4], seed=0)
+    X, y = torch.randn(64, 3), torch.randint(0, 4, (64,))
+    res = edge_popup(net, X, y, sparsity=sparsity, epochs=1, batch_size=32, seed=0)
+    per_layer = res.space.split(res.mask)
+    for p in res.space.params:
+        kept = int(per_layer[p.name].sum())
+        assert kept == p.size - math.floor(sparsity * p.size + 1e-9) == kept_count(p.size, sparsity)
+        assert kept >= 1
+    assert kept_count(100, 0.29) == 71  # floor(0.29 * 100) = 29 removed despite float error
+
+
+def test_top_k_mask_keeps_the_largest() -> None:
+    scores = torch.tensor([[0.3, -0.9, 0.1], [0.5, 0.0, -0.2]])
+    assert top_k_mask(scores.abs(), 2).tolist() == [[False, True, False], [True, False, False]]
+
+
+def test_straight_through_gradient_reaches_scores_and_weights_stay_frozen() -> None:
+    net = build_mlp([2, 20, 2], init="uniform", seed=3)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    scored = ScoredNetwork(net, sparsity=0.5, seed=0)
+    X, y = moons_subset(128)
+    loss = nn.functional.cross_entropy(scored(X), y)
+    loss.backward()
+    for name, s in scored.scores.items():
+        assert s.grad is not None
+        # Straight-through: pruned weights get gradient too (a hard mask would give them none).
+        pruned = ~top_k_mask(s.detach().abs(), scored.kept[name])
+        assert s.grad[pruned].abs().sum() > 0
+    assert all(p.grad is None for p in net.parameters())
+
+    res = edge_popup(net, X, y, sparsity=0.5, epochs=3, batch_size=32, seed=0)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), f"{k} changed during edge-popup"
+    assert any(not torch.equal(a, b) for a, b in zip(res.scores.values(),
+               ScoredNetwork(net, 0.5, 0).scores.values(), strict=True))
+
+
+def test_fast_path_equals_functional_call_and_plain_masked_forward() -> None:
+    net = build_mlp([2, 20, 20, 3], seed=1)
+    X = torch.randn(50, 2)
+    fast, general = ScoredNetwork(net, 0.4, seed=2), ScoredNetwork(net, 0.4, seed=2, fast=False)
+    assert fast.linears is not None and general.linears is None
+    with torch.no_grad():
+        torch.testing.assert_close(fast(X), general(X))
+        reference = forward_one(net, MaskSpace(net), fast.mask(), X)
+        torch.testing.assert_close(fast(X), reference)
+
+
+def test_same_seed_same_mask_different_seed_different() -> None:
+    X, y = moons_subset(400)
+    masks = []
+    for seed in (0, 0, 1):
+        net = build_mlp([2, 20, 2], seed=0)
+        masks.append(edge_popup(net, X, y, sparsity=0.5, epochs=2, batch_size=64, seed=seed).mask)
+    assert torch.equal(masks[0], masks[1])
+    assert not torch.equal(masks[0], masks[2])
+
+
+def test_works_for_a_conv_module() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    model.requires_grad_(False)
+    before = [p.clone() for p in model.parameters()]
+    X = torch.randn(40, 1, 8, 8)
+    y = (X.mean(dim=(1, 2, 3)) > 0).long()
+    res = edge_popup(model, X, y, sparsity=0.6, epochs=2, batch_size=20, seed=0)
+    assert res.mask.shape == (MaskSpace(model).n_bits,)
+    assert [int(m.sum()) for m in res.space.split(res.mask).values()] == [
+        kept_count(36, 0.6), kept_count(288, 0.6)]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("init", ["uniform", "kaiming-normal", "signed-constant"])
+def test_edge_popup_beats_chance_on_a_tiny_task(init: str) -> None:
+    X, y = moons_subset(1200)
+    Xt, yt = moons_subset(1000, seed=5)
+    net = build_mlp([2, 75, 2], init=init, seed=0, keep=0.5)
+    res = edge_popup(net, X, y, sparsity=0.5, epochs=15, batch_size=64, seed=0)
+    acc = float((forward_one(net, res.space, res.mask, Xt).argmax(1) == yt).float().mean())
+    assert acc > 0.8, f"{init}: test accuracy {acc:.3f}"
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("bad", [
+    {"sparsity": 1.0}, {"sparsity": -0.1}, {"sparsity": float("nan")}, {"epochs": 0},
+    {"batch_size": 0}, {"lr": 0.0}, {"weight_decay": -1.0},
+])
+def test_bad_edge_popup_config_is_an_evoprune_error(bad: dict) -> None:
+    with pytest.raises(EvopruneError):
+        EdgePopupConfig(**bad)
+
+
+# -- backprop: Table 2 ---------------------------------------------------------------------------
+
+
+def _experiment_rows() -> list[tuple[str, str, int]]:
+    rows = [(ds, a, 2) for ds in ("moons", "circles") for a in ARCHS]
+    rows += [("blobs", "C", c) for c in range(2, 11)]
+    rows += [("digits", "B", c) for c in (2, 3, 4, 5, 10)]
+    return rows
+
+
+@pytest.mark.parametrize("row", _experiment_rows())
+def test_table2_covers_every_experiment_row(row: tuple[str, str, int]) -> None:
+    dataset, letter, classes = row
+    params = lookup(dataset, ARCHS[letter], classes)
+    assert isinstance(params, BackpropParams) and params == TABLE2[row]
+    kw = params.sklearn_kwargs()
+    assert kw["solver"] in ("adam", "sgd") and kw["batch_size"] in (32, 64, 128)
+    assert 1e-4 - 1e-12 <= kw["alpha"] <= 0.1 and 1e-3 - 1e-12 <= kw["learning_rate_init"] <= 0.1
+    assert eval(format_row(*row, params).split(": ", 1)[1].rstrip(","), {"BackpropParams": BackpropParams}) == params
+    if dataset == "digits":
+        assert lookup(dataset, ARCHS[letter], classes, normalize=False) == TABLE2_DIGITS_RAW[row]
+
+
+def test_table2_has_no_row_for_other_settings() -> None:
+    assert lookup("moons", [33], 2) is None
+    assert lookup("blobs", ARCHS["A"], 3) is None
+
+
+def test_backprop_reaches_a_threshold_on_a_tiny_task() -> None:
+    X, y = moons_subset(1000)
+    Xt, yt = moons_subset(1000, seed=5)
+    # Table 2's rows are tuned for 50k samples; on 1k a faster rate converges in ~1 s.
+    params = BackpropParams(solver="adam", learning_rate_init=0.01, batch_size=32)
+    res = backprop(X.numpy(), y.numpy(), [75], params, seed=0, max_iter=100)
+    acc, loss = res.metrics(Xt.numpy(), yt.numpy())
+    assert acc > 0.98 and loss < 0.1
+    assert len(res.history) == res.epochs
+    again = backprop(X.numpy(), y.numpy(), [75], params, seed=0, max_iter=100)
+    assert all(np.array_equal(a, b) for a, b in zip(res.model.coefs_, again.model.coefs_, strict=True))
+
+
+@pytest.mark.parametrize("bad", [{"solver": "lbfgs"}, {"learning_rate": "fast"},
+                                 {"alpha": -1.0}, {"batch_size": 0}, {"momentum": 2.0}])
+def test_bad_backprop_params_are_an_evoprune_error(bad: dict) -> None:
+    with pytest.raises(EvopruneError):
+        BackpropParams(**bad)
+
+
+# -- jobs and result.json ------------------------------------------------------------------------
+
+
+def test_edge_popup_job_writes_a_ticket_and_every_result_field(tmp_path, tiny_data) -> None:
+    job = {"method": "edge-popup", "dataset": "file", "data": tiny_data, "target": "label",
+           "arch": "2,20,2", "seed": 0, "init": "signed-constant", "sparsity": 0.6,
+           "epochs": 2, "batch_size": "64", "lr": "1e-1"}  # strings as YAML would give them
+    result = run_job(job, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    for key in RESULT_FIELDS:
+        assert key in saved, key
+    assert saved["variant"] == saved["method"] == "edge-popup"
+    assert saved["generations"] is None and saved["objective"] == "loss"
+    assert saved["hyperparameters"]["sparsity"] == 0.6 and saved["epochs"] == 2
+    ticket = Ticket.load(tmp_path / "run" / "ticket.npz")
+    assert ticket.method == "edge-popup" and ticket.init == "signed-constant"
+    assert ticket.keep == pytest.approx(0.4)
+    assert ticket.sparsity == pytest.approx(result["sparsity"])
+    assert (tmp_path / "run" / "history.csv").read_text().startswith("epoch,")
+    # The ticket rebuilds the exact network: same test accuracy from the file alone.
+    from evoprune.data.registry import dataset_from_config
+    from evoprune.results import score
+
+    ds = dataset_from_config(ticket.dataset)
+    assert score(ticket.build_model(), ticket.mask, ds)["test_accuracy"] == result["test_accuracy"]
+
+
+def test_backprop_job_result_fields(tmp_path, tiny_data) -> None:
+    job = {"method": "backprop", "dataset": "file", "data": tiny_data, "target": "label",
+           "arch": "2,20,2", "seed": 1, "solver": "adam", "max_iter": 30}
+    result = run_job(job, tmp_path / "bp")
+    saved = json.loads((tmp_path / "bp" / "result.json").read_text())
+    for key in RESULT_FIELDS:
+        assert key in saved, key
+    assert saved["sparsity"] == 0.0 and saved["variant"] == "backprop"
+    assert saved["sklearn_params"]["hidden_layer_sizes"] == [20]
+    assert saved["table2_row"] is False and result["test_accuracy"] > 0.6  # 30 epochs only
+    with np.load(tmp_path / "bp" / "model.npz", allow_pickle=False) as npz:
+        assert npz["W0"].shape == (2, 20)
+
+
+def test_backprop_job_uses_table2(monkeypatch) -> None:
+    from evoprune.baselines import jobs
+
+    seen = {}
+
+    def fake_backprop(X, y, hidden, params, **kw):
+        seen["params"], seen["hidden"] = params, hidden
+        raise KeyboardInterrupt  # stop before the (slow) 50k-sample fit
+
+    monkeypatch.setattr(jobs, "backprop", fake_backprop)
+    with pytest.raises(KeyboardInterrupt):
+        run_job({"method": "backprop", "dataset": "circles", "arch": "B", "alpha": 0.5})
+    assert seen["hidden"] == [75]
+    assert seen["params"] == BackpropParams(
+        solver="sgd", learning_rate_init=0.004642, learning_rate="adaptive", batch_size=128,
+        alpha=0.5, momentum=0.5, nesterovs_momentum=True)
+
+
+@pytest.mark.parametrize("job, word", [
+    ({"method": "edge-popup", "dataset": "moons", "sparsity": 1.0}, "sparsity"),
+    ({"method": "edge-popup", "dataset": "moons", "sparsity": -0.5}, "sparsity"),
+    ({"method": "edge-popup", "dataset": "moons", "init": "xavier", "epochs": 1}, "init"),
+    ({"method": "edge-popup", "dataset": "nope"}, "dataset"),
+    ({"method": "edge-popup", "dataset": "moons", "epoch": 3}, "epoch"),
+    ({"method": "edge-popup", "dataset": "moons", "batch_size": "many"}, "batch_size"),
+    ({"method": "backprop", "dataset": "moons", "init": "uniform"}, "init"),
+    ({"method": "backprop", "dataset": "nope"}, "dataset"),
+    ({"method": "backprop", "dataset": "moons", "arch": "2,33,2"}, "Table 2"),
+    ({"method": "backprop", "dataset": "moons", "solver": "lbfgs"}, "solver"),
+])
+def test_bad_jobs_are_evoprune_errors(job: dict, word: str) -> None:
+    with pytest.raises(EvopruneError, match=word):
+        run_job(job)
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["baseline", "edge-popup", "--dataset", "moons", "--sparsity", "1.0"],
+    ["baseline", "edge-popup", "--dataset", "moons", "--sparsity", "-0.2"],
+    ["baseline", "edge-popup", "--dataset", "nope"],
+    ["baseline", "backprop", "--dataset", "nope"],
+    ["baseline", "backprop", "--dataset", "moons", "--arch", "2,33,2"],
+    ["tune-backprop", "--dataset", "nope"],
+])
+def test_cli_bad_input_is_one_line_and_exit_2(argv, capsys, tmp_path) -> None:
+    assert main([*argv, *(["--out", str(tmp_path / "o")] if argv[0] == "baseline" else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err and "Traceback" not in err
+
+
+def test_cli_unknown_init_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["baseline", "edge-popup", "--dataset", "moons", "--init", "xavier"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_cli_edge_popup_and_backprop_runs(tmp_path, tiny_data, capsys) -> None:
+    data = ["--data", tiny_data, "--target", "label", "--arch", "2,20,2", "--quiet"]
+    assert main(["baseline", "edge-popup", *data, "--epochs", "2", "--out", str(tmp_path / "ep")]) == 0
+    assert main(["baseline", "backprop", *data, "--solver", "adam", "--max-iter", "20",
+                 "--out", str(tmp_path / "bp")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("edge-popup") and lines[1].startswith("backprop")
+    assert (tmp_path / "ep" / "ticket.npz").is_file() and (tmp_path / "bp" / "result.json").is_file()
+    # a finished run folder is never overwritten
+    assert main(["baseline", "edge-popup", *data, "--epochs", "1", "--out", str(tmp_path / "ep")]) == 2
+
+
+def test_cli_tune_backprop_prints_a_table_row(tmp_path, tiny_data, capsys) -> None:
+    out = tmp_path / "tune.json"
+    assert main(["tune-backprop", "--data", tiny_data, "--target", "label", "--arch", "2,20,2",
+                 "--n-iter", "2", "--max-iter", "15", "--quiet", "--out", str(out)]) == 0
+    row = capsys.readouterr().out.strip()
+    assert row.startswith('("file", "A", 2): BackpropParams(solver=')  # hidden [20] is A
+    saved = json.loads(out.read_text())
+    assert len(saved["candidates"]) == 2 and 0 <= saved["cv_accuracy"] <= 1
+
+
+# -- slow: the real datasets ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_edge_popup_on_full_moons_short() -> None:
+    ds = load_dataset("moons")
+    net = build_mlp([2, 75, 2], seed=0)
+    res = train_edge_popup(net, ds.X_train, ds.y_train, EdgePopupConfig(epochs=5), seed=0)
+    acc = float((forward_one(net, res.space, res.mask, ds.X_test).argmax(1) == ds.y_test).float().mean())
+    assert acc > 0.9

@@ -1,0 +1,552 @@
+"""Experiments: specs and keys, the results store, sweeps (resume, kill), statistics, figure data,
+the report and the CLI. Runs use a tiny stand-in job function, so these tests need no GA."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evoprune.errors import EvopruneError
+from evoprune.experiments import (
+    Store, build_report, fit_mixed_model, job_key, load_results, load_spec, parse_spec,
+    run_sweep, spec_names,
+)
+from evoprune.experiments.executors import execute_run
+from evoprune.experiments.figures import (
+    HISTORY_SERIES, prepare_fig3, prepare_fig4, prepare_fig5, prepare_fig9, prepare_fig11,
+)
+from evoprune.experiments.tables import summarise
+
+SHIPPED = ["fig3", "fig4", "fig5", "fig6", "fig7", "fig9", "fig10", "fig11"]
+
+
+# -- a stand-in job: deterministic in the job, writes a run folder like the real ones ----------
+
+def fake_job(job: dict, out: Path) -> dict:
+    """Accuracy and sparsity are functions of the job (so same key -> same result)."""
+    h = int(job_key(job), 16)
+    acc = 0.6 + 0.3 * ((h % 1000) / 1000)
+    sparsity = 0.3 + 0.4 * (((h // 1000) % 1000) / 1000)
+    if job.get("method") == "backprop":
+        sparsity = 0.0
+    result = {
+        "method": job["method"], "dataset": job["dataset"], "classes": job.get("classes", 2),
+        "arch": [2, 20, 2], "variant": job["method"], "objective": job.get("objective"),
+        "seed": job["seed"], "init": job.get("init", "uniform"), "normalize": job.get("normalize"),
+        "config": job, "generations": 5, "evaluations": 500, "wall_seconds": 0.01,
+        "train_accuracy": acc, "test_accuracy": acc, "train_loss": 1 - acc, "test_loss": 1 - acc,
+        "sparsity": sparsity, "sparsity_before_post_prune": sparsity * 0.8,
+        "test_accuracy_before_post_prune": acc, "versions": {"evoprune": "test"},
+        "git_revision": "abc123",
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    if job["method"].startswith("ga"):
+        lines = ["generation,best_performance,best_sparsity,max_sparsity,best_sparsity_so_far,seconds"]
+        lines += [f"{g},{acc * g / 5:.4f},{sparsity * g / 5:.4f},{sparsity:.4f},{sparsity * g / 5:.4f},0.1"
+                  for g in range(1, 6)]
+        (out / "history.csv").write_text("\n".join(lines) + "\n")
+    (out / "ticket.npz").write_bytes(b"ticket " + job_key(job).encode())
+    (out / "result.json").write_text(json.dumps(result))
+    return result
+
+
+def failing_job(job: dict, out: Path) -> dict:
+    if job["seed"] == 1:
+        raise ValueError("boom\nsecond line")
+    return fake_job(job, out)
+
+
+TINY_SPEC = {
+    "name": "tiny",
+    "figure": "fig6",
+    "grid": {
+        "dataset": ["moons", "circles"],
+        "arch": ["A", "B"],
+        "init": ["uniform"],
+        "arm": [
+            {"label": "GA", "method": "ga", "objective": "accuracy"},
+            {"label": "EP (50%)", "method": "edge-popup", "sparsity": 0.5},
+            {"label": "EP (adapted)", "method": "edge-popup", "sparsity": {"mean_of": "GA", "field": "sparsity"}},
+        ],
+    },
+    "profiles": {"quick": {"seeds": 2, "budget": {"ga": {"max_generations": 5}}}, "paper": {"seeds": 3}},
+}
+
+
+class InlineExecutor:
+    """Runs tasks in this process (for fast driver tests; the real pools are tested below)."""
+
+    name = "inline"
+
+    def run(self, fn, jobs):
+        for i, job in enumerate(jobs):
+            yield i, execute_run(fn, job, threads=None)
+
+    def close(self):
+        pass
+
+
+# -- specs and keys -----------------------------------------------------------------------------
+
+def test_every_shipped_spec_expands_in_both_profiles():
+    assert sorted(spec_names()) == sorted(SHIPPED)
+    for name in SHIPPED:
+        spec = load_spec(name)
+        quick, paper = spec.runs("quick"), spec.runs("paper")
+        assert quick and len(paper) >= len(quick), name
+        for run in quick + paper:
+            assert run.job["method"] in ("ga", "ga-adaptive", "edge-popup", "backprop")
+            assert all(k.isidentifier() for k in run.job), run.job
+
+
+def test_paper_profile_has_the_papers_run_counts():
+    fig3 = load_spec("fig3").runs("paper")
+    assert len(fig3) == 2 * 4 * 2 * 25  # datasets x architectures x variants x R=25
+    assert {r.job["seed"] for r in fig3} == set(range(25))
+
+
+def test_shared_jobs_share_keys_across_specs():
+    # fig11 asks for exactly the GA runs of fig10, fig4 for one run of fig3's adaptive variant
+    fig10 = {r.key for r in load_spec("fig10").runs("quick")}
+    assert {r.key for r in load_spec("fig11").runs("quick")} <= fig10
+    assert {r.key for r in load_spec("fig4").runs("quick")} <= {r.key for r in load_spec("fig3").runs("quick")}
+
+
+def test_key_is_stable_and_order_independent():
+    job = {"method": "ga", "dataset": "moons", "arch": "B", "seed": 3, "objective": "accuracy"}
+    # pinned: sha256 of the canonical JSON must never change, or every sweep would re-run
+    assert job_key(job) == "409be491212187b1"
+    assert job_key(dict(reversed(list(job.items())))) == job_key(job)
+    assert job_key({**job, "seed": 4}) != job_key(job)
+    assert job_key({**job, "max_generations": 50}) != job_key(job)
+
+
+def test_key_is_the_same_in_another_process():
+    job = {"method": "edge-popup", "dataset": "circles", "sparsity": 0.5, "seed": 1, "init": "uniform"}
+    code = f"from evoprune.experiments import job_key; print(job_key({job!r}))"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": "123"})
+    assert other.stdout.strip() == job_key(job)
+
+
+def test_grid_is_a_product_in_stable_order():
+    spec = parse_spec(TINY_SPEC)
+    runs = spec.runs("quick")
+    assert len(runs) == 2 * 2 * 3 * 2
+    assert [r.key for r in runs] == [r.key for r in parse_spec(TINY_SPEC).runs("quick")]
+    ga = [r for r in runs if r.label == "GA"]
+    assert all(r.job["max_generations"] == 5 for r in ga)
+    assert all("max_generations" not in r.job for r in runs if r.label != "GA")
+    assert runs[0].axes == {"dataset": "moons", "arch": "A", "init": "uniform"}
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GOOD_YAML = """
+    name: s
+    grid:
+      dataset: [moons]
+      arm:
+        - {label: GA, method: ga}
+    profiles:
+      quick: {seeds: 1}
+"""
+
+
+@pytest.mark.parametrize("change, message", [
+    (("name: s", "name: s\ncolour: red"), "unknown field 'colour'"),
+    (("quick: {seeds: 1}", "quick: {seeds: 1, seeds_per_arm: 2}"), "unknown field 'profiles.quick.seeds_per_arm'"),
+    (("quick: {seeds: 1}", "fast: {seeds: 1}"), "unknown field 'profiles.fast'"),
+    (("quick: {seeds: 1}", "quick: {seeds: 1, budget: {gaa: {patience: 1}}}"), "profiles.quick.budget.gaa"),
+    (("method: ga}", "method: gaa}"), "expected one of"),
+    (("label: GA, method: ga", "label: GA (loss, x), method: ga"), "quote labels"),
+    (("quick: {seeds: 1}", "quick: {seeds: 0}"), "seeds"),
+    (("dataset: [moons]", "dataset: [moons]\n  seed: [1]"), "seeds belong in the profiles"),
+])
+def test_bad_spec_is_an_error_naming_file_and_field(tmp_path, change, message):
+    path = _write(tmp_path, textwrap.dedent(GOOD_YAML).replace(*change))
+    with pytest.raises(EvopruneError) as err:
+        load_spec(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_good_spec_file_loads(tmp_path):
+    assert load_spec(_write(tmp_path, GOOD_YAML)).runs("quick")[0].job == {"dataset": "moons", "method": "ga", "seed": 0}
+
+
+def test_spec_errors_unknown_name_reference_and_duplicates():
+    with pytest.raises(EvopruneError, match="expected a YAML file or one of"):
+        load_spec("fig99")
+    bad = json.loads(json.dumps(TINY_SPEC))
+    bad["grid"]["arm"][2]["sparsity"]["mean_of"] = "GAA"
+    with pytest.raises(EvopruneError, match="no arm labelled 'GAA'"):
+        parse_spec(bad)
+    dup = json.loads(json.dumps(TINY_SPEC))
+    dup["grid"]["arm"].append({"label": "EP again", "method": "edge-popup", "sparsity": 0.5})
+    with pytest.raises(EvopruneError, match="give the same job"):
+        parse_spec(dup)
+    with pytest.raises(EvopruneError, match="profile 'slow' not defined"):
+        parse_spec(TINY_SPEC).runs("slow")
+
+
+# -- store ----------------------------------------------------------------------------------------
+
+def test_store_round_trips_a_run(tmp_path):
+    job = {"method": "ga", "dataset": "moons", "arch": "B", "seed": 7, "init": "uniform"}
+    result = fake_job(job, tmp_path / "run")
+    result["new_metric"] = 0.25  # a field the store has never seen gets its own column
+    history = [{"generation": "1", "best_performance": "0.5", "diversity": "0.25"},
+               {"generation": "2", "best_performance": "0.75", "diversity": "0.125"}]
+    with Store(tmp_path / "sweep") as store:
+        store.add_members("s", [(job_key(job), "GA", {"dataset": "moons", "arch": "B"})])
+        store.record(job_key(job), spec="s", label="GA", job=job, result=result, history=history,
+                     submitted=100.0, finished=101.0)
+        assert store.finished_keys() == {job_key(job)}
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        hist = store.history_frame()
+    df = load_results(tmp_path / "sweep")
+    row = df.iloc[0]
+    assert (row["key"], row["label"], row["spec"], row["seed"], row["arch_name"]) == (job_key(job), "GA", "s", 7, "B")
+    for field in ("test_accuracy", "sparsity", "sparsity_before_post_prune", "generations", "new_metric"):
+        assert row[field] == pytest.approx(result[field])
+    assert json.loads(row["config"]) == job
+    assert json.loads(row["arch"]) == [2, 20, 2]
+    assert json.loads(row["result"])["versions"] == {"evoprune": "test"}
+    assert row["git_revision"] == "abc123"
+    assert hist["best_performance"].tolist() == [0.5, 0.75]
+    assert hist["generation"].tolist() == [1, 2]
+
+
+def test_store_records_failures_and_missing_store_is_an_error(tmp_path):
+    with Store(tmp_path) as store:
+        store.add_members("s", [("k1", "GA", {})])
+        store.record("k1", spec="s", label="GA", job={"method": "ga", "seed": 0}, result=None, error="boom")
+        assert store.finished_keys() == set()
+    assert load_results(tmp_path).empty
+    assert load_results(tmp_path, finished_only=False)["error"].tolist() == ["boom"]
+    with pytest.raises(EvopruneError, match="no results store"):
+        load_results(tmp_path / "nowhere")
+
+
+# -- sweeps ---------------------------------------------------------------------------------------
+
+def test_sweep_runs_everything_resolves_references_and_resumes(tmp_path):
+    out = tmp_path / "sweep"
+    s = run_sweep(parse_spec(TINY_SPEC), "quick", out, executor=InlineExecutor(), fn=fake_job, progress=False)
+    assert (s.total, s.ran, s.failed, s.skipped) == (24, 24, 0, 0)
+    df = load_results(out)
+    assert len(df) == 24
+    for (dataset, arch), group in df.groupby(["dataset", "arch_name"]):
+        ga_mean = group[group["label"] == "GA"]["sparsity"].mean()
+        adapted = group[group["label"] == "EP (adapted)"]
+        assert len(adapted) == 2
+        assert all(json.loads(c)["sparsity"] == round(ga_mean, 4) for c in adapted["config"]), (dataset, arch)
+    for key in df["key"]:
+        folder = out / "runs" / key
+        assert (folder / "result.json").is_file() and (folder / "ticket.npz").is_file()
+    assert not list((out / "runs").glob(".tmp-*"))
+    again = run_sweep(parse_spec(TINY_SPEC), "quick", out, executor=InlineExecutor(), fn=fake_job, progress=False)
+    assert (again.ran, again.skipped) == (0, 24)
+
+
+def test_sweep_records_failed_runs_and_retries_them(tmp_path):
+    s = run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(), fn=failing_job, progress=False)
+    # seed 1 of GA and EP (50%) fail; EP (adapted) waits for every GA run of its cell
+    assert s.failed == 16 and s.ran == 8
+    assert "ValueError: boom" in s.errors[0] and "second line" not in s.errors[0]
+    assert any("waits for the mean of sparsity: 1 of 2 runs of 'GA' not finished" in e for e in s.errors)
+    s2 = run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(), fn=fake_job, progress=False)
+    assert (s2.ran, s2.skipped, s2.failed) == (16, 8, 0)
+    assert len(load_results(tmp_path)) == 24
+
+
+def test_sweep_recovers_a_run_renamed_but_not_recorded(tmp_path):
+    spec = parse_spec(TINY_SPEC)
+    run_sweep(spec, "quick", tmp_path, executor=InlineExecutor(), fn=fake_job, progress=False)
+    key = spec.runs("quick")[0].key
+    with Store(tmp_path) as store:  # as if killed between the rename and the store transaction
+        store.db.execute("DELETE FROM runs WHERE key = ?", (key,))
+    (tmp_path / "runs" / ".tmp-stale-1").mkdir()
+    s = run_sweep(spec, "quick", tmp_path, executor=InlineExecutor(), fn=failing_job, progress=False)
+    assert (s.recovered, s.ran, s.failed) == (1, 0, 0)
+    assert key in set(load_results(tmp_path)["key"])
+    assert not (tmp_path / "runs" / ".tmp-stale-1").exists()
+
+
+def test_local_executor_runs_in_worker_processes_with_one_thread(tmp_path):
+    s = run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path / "a", executor="local", workers=2,
+                  fn=fake_job, progress=False)
+    assert s.ran == 24
+    inline = tmp_path / "b"
+    run_sweep(parse_spec(TINY_SPEC), "quick", inline, executor=InlineExecutor(), fn=fake_job, progress=False)
+    cols = ["key", "label", "test_accuracy", "sparsity"]
+    a = load_results(tmp_path / "a")[cols].sort_values(["key", "label"]).reset_index(drop=True)
+    b = load_results(inline)[cols].sort_values(["key", "label"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    payload = execute_run(report_threads, {"seed": 0})
+    assert payload.result == {"threads": 1}
+
+
+def report_threads(job: dict, out: Path) -> dict:
+    import torch
+
+    return {"threads": torch.get_num_threads()}
+
+
+def test_unknown_executor_and_missing_ray_hint(tmp_path, monkeypatch):
+    with pytest.raises(EvopruneError, match="executor: expected one of local, ray"):
+        run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor="slurm", fn=fake_job, progress=False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    from evoprune.experiments.executors import make_executor
+
+    with pytest.raises(EvopruneError, match=r"pip install 'evoprune\[ray\]'"):
+        make_executor("ray")
+
+
+KILL_DRIVER = """
+import json, sys, time
+from pathlib import Path
+
+LOG = Path(sys.argv[2])
+
+def slow_job(job, out):
+    with open(LOG, "a") as fh:
+        fh.write(json.dumps(job, sort_keys=True) + "\\n")
+    time.sleep(0.4)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ticket.npz").write_bytes(b"x" * 100)
+    return {"method": job["method"], "dataset": job["dataset"], "seed": job["seed"],
+            "test_accuracy": 0.5 + job["seed"] / 100, "sparsity": 0.5, "wall_seconds": 0.4}
+
+if __name__ == "__main__":
+    from evoprune.experiments import parse_spec, run_sweep  # here, so the spawned workers stay light
+
+    spec = parse_spec({"name": "kill", "grid": {"dataset": ["moons"], "arm": [{"label": "GA", "method": "ga"}]},
+                       "profiles": {"quick": {"seeds": 16}}})
+    s = run_sweep(spec, "quick", sys.argv[1], workers=2, fn=slow_job, progress=False)
+    print(s.ran, s.skipped)
+"""
+
+
+def _finished(out: Path) -> set[str]:
+    path = out / "results.sqlite"
+    if not path.exists():
+        return set()
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            return {r[0] for r in db.execute("SELECT key FROM runs WHERE status = 'finished'")}
+    except sqlite3.OperationalError:
+        return set()
+
+
+def test_killed_sweep_loses_no_finished_run_and_repeats_none(tmp_path):
+    script, out, log = tmp_path / "driver.py", tmp_path / "sweep", tmp_path / "calls.log"
+    script.write_text(KILL_DRIVER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(log)], env=env,
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while len(_finished(out)) < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, as a hard kill would
+    proc.wait()
+    before = _finished(out)
+    assert 4 <= len(before) < 16, "the kill should land mid-sweep"
+    for key in before:
+        assert (out / "runs" / key / "result.json").is_file()
+    first_calls = log.read_text().splitlines()
+    log.write_text("")
+    done = subprocess.run([sys.executable, str(script), str(out), str(log)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    after = _finished(out)
+    assert len(after) == 16 and before <= after
+    second_keys = {job_key(json.loads(line)) for line in log.read_text().splitlines()}
+    assert not second_keys & before, "a finished run was run again"
+    assert len(second_keys) == 16 - len(before) - int(done.stdout.split()[1]) + len(before)
+    assert len(first_calls) >= len(before)
+
+
+# -- statistics -----------------------------------------------------------------------------------
+
+def _synthetic_runs(effects: dict[str, float], seed: int = 0, noise: float = 0.1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    arch = {a: rng.normal(0, 0.4) for a in "ABCD"}
+    init = {i: rng.normal(0, 0.3) for i in ("uniform", "kaiming-normal", "signed-constant")}
+    rows = []
+    for label, effect in effects.items():
+        for a in arch:
+            for i in init:
+                for s in range(5):
+                    rows.append({"label": label, "arch_name": a, "init": i, "dataset": "moons",
+                                 "test_accuracy": 1 + effect + arch[a] + init[i] + rng.normal(0, noise)})
+    return pd.DataFrame(rows)
+
+
+def test_mixed_model_recovers_known_effects():
+    fit = fit_mixed_model(_synthetic_runs({"GA": 0.0, "EP": -0.5, "BP": 0.3}), "moons", standardised=False)
+    assert fit.random_effects == ("arch_name", "init") and fit.converged
+    table = fit.table.set_index(["reference", "target"])
+    for (ref, tgt), truth in {("GA", "EP"): -0.5, ("GA", "BP"): 0.3, ("EP", "BP"): 0.8}.items():
+        row = table.loc[(ref, tgt)]
+        assert abs(row["coef"] - truth) < 3 * row["std_err"], (ref, tgt, row["coef"])
+        assert row["ci_low"] < truth < row["ci_high"]
+        assert row["p"] < 1e-6
+        assert row["z"] == pytest.approx(row["coef"] / row["std_err"])
+    assert fit.variances["residual"] == pytest.approx(0.01, rel=0.3)
+
+
+def test_mixed_model_finds_no_effect_where_there_is_none_and_standardises():
+    fit = fit_mixed_model(_synthetic_runs({"GA": 0.0, "EP": 0.0}, seed=1), "moons")
+    row = fit.table.iloc[0]
+    assert (row["reference"], row["target"]) == ("GA", "EP")
+    assert row["p"] > 0.01 and row["ci_low"] < 0 < row["ci_high"]
+    big = fit_mixed_model(_synthetic_runs({"GA": 0.0, "EP": -0.5}, seed=1), "moons").table.iloc[0]
+    assert big["coef"] < -0.5  # on the standardised scale the effect is in units of the std
+
+
+def test_mixed_model_drops_constant_random_effects_and_orders_references():
+    df = _synthetic_runs({"GA": 0.0, "EP": -0.5})
+    df["init"] = "uniform"
+    fit = fit_mixed_model(df, "x", order=["EP", "GA"])
+    assert fit.random_effects == ("arch_name",)
+    assert (fit.table.iloc[0]["reference"], fit.table.iloc[0]["target"]) == ("EP", "GA")
+    assert fit.table.iloc[0]["coef"] > 0
+    with pytest.raises(EvopruneError, match="at least two algorithms"):
+        fit_mixed_model(df[df["label"] == "GA"], "x")
+
+
+# -- figure data ----------------------------------------------------------------------------------
+
+def _runs_frame() -> pd.DataFrame:
+    rows = []
+    for label, base in (("GA", 0.9), ("GA (adaptive AB)", 0.8)):
+        for arch in "AB":
+            for seed, delta in enumerate((-0.02, 0.0, 0.02)):
+                rows.append({"spec": "fig3", "label": label, "dataset": "moons", "arch_name": arch,
+                             "seed": seed, "key": f"{label}{arch}{seed}", "init": "uniform",
+                             "test_accuracy": base + delta, "sparsity": 0.5 + delta,
+                             "sparsity_before_post_prune": 0.4, "classes": 2, "method": "ga"})
+    return pd.DataFrame(rows)
+
+
+def test_summarise_gives_mean_std_and_t_interval():
+    frame = summarise(pd.DataFrame({"g": ["a"] * 3, "v": [0.88, 0.90, 0.92]}), ["g"], "v")
+    row = frame.iloc[0]
+    assert row["mean"] == pytest.approx(0.90) and row["std"] == pytest.approx(0.02) and row["n"] == 3
+    half = 4.302653 * 0.02 / np.sqrt(3)  # t(0.975, 2)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.90 - half, 0.90 + half))
+
+
+def test_prepare_fig3_keeps_spec_order_and_filters_the_spec():
+    runs = pd.concat([_runs_frame(), _runs_frame().assign(spec="fig6", test_accuracy=0.1)])
+    frame = prepare_fig3(runs)
+    assert set(frame["metric"]) == {"test_accuracy", "sparsity"}
+    assert list(frame["label"].cat.categories) == ["GA", "GA (adaptive AB)"]
+    acc = frame[(frame["metric"] == "test_accuracy") & (frame["arch_name"] == "A")].set_index("label")
+    assert acc.loc["GA", "mean"] == pytest.approx(0.9) and acc.loc["GA (adaptive AB)", "mean"] == pytest.approx(0.8)
+    assert (acc["n"] == 3).all()
+    assert len(frame) == 2 * 2 * 2  # metrics x archs x labels
+
+
+def test_prepare_fig4_picks_the_lowest_seed_and_names_the_curves():
+    runs = pd.DataFrame([{"spec": "fig4", "key": "k1", "seed": 1, "label": "x"},
+                         {"spec": "fig4", "key": "k0", "seed": 0, "label": "x"}])
+    history = pd.DataFrame({"key": ["k0", "k0", "k1"], "generation": [1, 2, 1],
+                            "best_performance": [0.5, 0.7, 0.1], "best_sparsity": [0.2, 0.3, 0.1],
+                            "max_sparsity": [0.4, 0.5, 0.1], "best_sparsity_so_far": [0.2, 0.3, 0.1],
+                            "diversity": [0.1, 0.1, 0.1]})
+    frame = prepare_fig4(runs, history)
+    assert set(frame["key"]) == {"k0"}
+    assert set(frame["series"]) == set(HISTORY_SERIES.values())
+    acc = frame[frame["series"] == HISTORY_SERIES["best_performance"]]
+    assert acc["value"].tolist() == [0.5, 0.7]
+
+
+def test_prepare_fig5_fig9_fig11():
+    runs = _runs_frame().assign(spec="fig5")
+    runs.loc[runs["arch_name"] == "B", "init"] = "kaiming-normal"
+    f5 = prepare_fig5(runs)
+    assert set(f5["init"]) == {"uniform", "kaiming-normal"} and set(f5["metric"]) == {"test_accuracy"}
+    blobs = pd.DataFrame([{"spec": "fig9", "label": lab, "dataset": "blobs", "classes": c, "seed": s,
+                           "test_accuracy": 1 - c / 20 - (0.1 if lab == "EP (50%)" else 0)}
+                          for lab in ("GA (loss)", "EP (50%)") for c in (2, 5, 10) for s in range(2)])
+    f9 = prepare_fig9(blobs).set_index(["label", "classes"])
+    assert f9.loc[("EP (50%)", 10), "mean"] == pytest.approx(0.4)
+    assert f9.loc[("GA (loss)", 2), "std"] == pytest.approx(0.0)
+    f11 = prepare_fig11(_runs_frame().assign(spec="fig11"))
+    assert list(f11["stage"].cat.categories) == ["before", "after"]
+    before = f11[f11["stage"] == "before"]["mean"]
+    after = f11[f11["stage"] == "after"]["mean"]
+    assert np.allclose(before, 0.4) and np.allclose(after, 0.5)
+
+
+# -- report and CLI -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A sweep folder with fig3-, fig4-, fig5- and fig6-shaped specs run by the stand-in job."""
+    out = tmp_path_factory.mktemp("swept")
+    specs = []
+    for name in ("fig3", "fig4", "fig5", "fig6", "fig9", "fig11"):
+        spec = load_spec(name)
+        specs.append(spec)
+    run_sweep(specs, "quick", out, executor=InlineExecutor(), fn=fake_job, progress=False)
+    return out
+
+
+def test_report_is_self_contained_with_figures_tables_and_provenance(swept, tmp_path):
+    summary = build_report([swept], tmp_path / "report.html")
+    page = summary.path.read_text()
+    assert summary.figures == ("fig3", "fig4", "fig5", "fig6", "fig9", "fig11")
+    assert page.count("<img") == 6 and page.count("data:image/png;base64,") == 6
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "id='stats-fig6-moons'" in page.replace('"', "'") and "91.6%" in page
+    assert page.count("<table") == summary.tables
+    assert "abc123" in page and "&quot;seed&quot;" in page  # provenance: git revision, config
+    for name in summary.figures:
+        assert (tmp_path / "report_figures" / f"{name}.png").stat().st_size > 1000
+        assert (tmp_path / "report_figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_cli_results_stats_report(swept, tmp_path, capsys):
+    from evoprune.cli import main
+
+    assert main(["results", str(swept), "--csv", str(tmp_path / "r.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "r.csv")) == len(load_results(swept))
+    assert main(["results", str(swept)]) == 0
+    assert "GA (adaptive AB)" in capsys.readouterr().out
+    assert main(["stats", str(swept)]) == 0
+    out = capsys.readouterr().out
+    assert "moons" in out and "circles" in out and "EP (adapted)" in out and "ci_high" in out
+    assert main(["report", str(swept), "--out", str(tmp_path / "r.html")]) == 0
+    assert "6 figures" in capsys.readouterr().out
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    from evoprune.cli import main
+
+    assert main(["sweep", "fig99", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("evoprune sweep: error: spec:") and "\n" not in err
+    assert main(["results", str(tmp_path / "missing")]) == 2
+    assert main(["sweep", "fig3", "--workers", "0"]) == 2
+    assert main(["sweep", "fig4", "--dry-run"]) == 0
+    assert "circles" in capsys.readouterr().out
