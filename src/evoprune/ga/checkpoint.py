@@ -8,6 +8,7 @@ problem (config, data, network) that must match on resume.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import zipfile
 from dataclasses import fields
@@ -30,9 +31,12 @@ _SCALARS = ("generation", "best_fitness", "last_improvement", "best_sparsity_so_
 
 
 def save_checkpoint(path: Path, state: GAState, fingerprint: dict[str, Any], ev: Evaluator) -> Path:
-    cache = ev._cache or {}
-    keys = np.array([np.frombuffer(k, dtype=np.uint8) for k in cache]) if cache else np.zeros((0, 0), np.uint8)
-    values = np.stack(list(cache.values())) if cache else np.zeros((0, len(ev.metric_names)))
+    # The cache only grows, in insertion order, one entry per evaluation: its first
+    # `state.evaluations` entries are exactly the cache as it was when `state` was complete
+    # (an interrupt may land mid-generation, after new entries went in).
+    cache = list(itertools.islice((ev._cache or {}).items(), state.evaluations))
+    keys = np.array([np.frombuffer(k, dtype=np.uint8) for k, _ in cache]) if cache else np.zeros((0, 0), np.uint8)
+    values = np.stack([v for _, v in cache]) if cache else np.zeros((0, len(ev.metric_names)))
     header = {
         "format": FORMAT,
         "fingerprint": fingerprint,

@@ -1,0 +1,202 @@
+"""The CLI end to end: outputs, tickets, export, interruption, and every kind of bad input."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from evoprune.cli import main
+from evoprune.ticket import Ticket
+
+FAST = ["--population", "20", "--min-generations", "6", "--max-generations", "6", "--quiet"]
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "digits"
+    assert main(["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_search_writes_result_ticket_and_history(finished_run):
+    result = json.loads((finished_run / "result.json").read_text())
+    for field in ("dataset", "classes", "arch", "variant", "objective", "seed", "init",
+                  "generations", "evaluations", "wall_seconds", "train_accuracy", "test_accuracy",
+                  "train_loss", "test_loss", "sparsity", "sparsity_before_post_prune",
+                  "test_accuracy_before_post_prune", "versions", "git_revision", "config"):
+        assert field in result, field
+    assert result["arch"] == [64, 20, 2] and result["generations"] == 6
+    assert set(result["versions"]) >= {"evoprune", "torch", "numpy", "python"}
+    rows = list(csv.DictReader((finished_run / "history.csv").open()))
+    assert len(rows) == 6 and "seconds" in rows[0] and "best_sparsity_so_far" in rows[0]
+    ticket = Ticket.load(finished_run / "ticket.npz")
+    assert ticket.layers == [64, 20, 2]
+    assert abs(ticket.sparsity - result["sparsity"]) < 1e-12
+
+
+def test_evaluate_reproduces_the_reported_accuracy(finished_run, capsys):
+    code, out, _ = run_cli(["evaluate", finished_run / "ticket.npz"], capsys)
+    result = json.loads((finished_run / "result.json").read_text())
+    assert code == 0
+    assert f"test acc {result['test_accuracy']:.4f}" in out
+
+
+def test_export_state_dict_loads_with_weights_only(finished_run, tmp_path, capsys):
+    target = tmp_path / "net.pt"
+    code, _, _ = run_cli(["export", finished_run / "ticket.npz", "--out", target], capsys)
+    assert code == 0
+    state = torch.load(target, weights_only=True)
+    ticket = Ticket.load(finished_run / "ticket.npz")
+    zeros = sum(int((state[k] == 0).sum()) for k in state if k.endswith("weight"))
+    assert zeros >= int((~ticket.mask).sum())
+    model = ticket.build_model()
+    model.load_state_dict(state)
+
+
+def test_ticket_round_trip_and_tamper_detection(finished_run, tmp_path):
+    ticket = Ticket.load(finished_run / "ticket.npz")
+    ticket.save(tmp_path / "copy.npz")
+    again = Ticket.load(tmp_path / "copy.npz")
+    assert torch.equal(again.mask, ticket.mask) and again.header() == ticket.header()
+    raw = (tmp_path / "copy.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="not a readable ticket"):
+        Ticket.load(tmp_path / "truncated.npz")
+    with np.load(tmp_path / "copy.npz") as npz:
+        arrays = dict(npz)
+    arrays["mask"] = arrays["mask"].copy()
+    arrays["mask"][0] ^= 1  # flip one bit of the mask
+    np.savez(tmp_path / "tampered.npz", **arrays)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        Ticket.load(tmp_path / "tampered.npz")
+
+
+def test_lists(capsys):
+    assert run_cli(["datasets"], capsys)[1].count("\n") == 5
+    assert "[in, 50, 50, out]" in run_cli(["archs"], capsys)[1]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    ok_rows = "\n".join(f"{i % 7},{i % 3},{'a' if i % 2 else 'b'}" for i in range(40))
+    return {
+        "nan": write(tmp_path / "nan.csv", "x1,x2,label\n1,2,a\n,3,b\n" + ok_rows),
+        "text": write(tmp_path / "text.csv", "x1,x2,label\n1,hello,a\n2,3,b\n" + ok_rows),
+        "notarget": write(tmp_path / "notarget.csv", "x1,x2,label\n" + ok_rows),
+        "oneclass": write(tmp_path / "oneclass.csv", "x1,x2,label\n" + "\n".join(f"{i},1,a" for i in range(20))),
+        "empty": write(tmp_path / "empty.csv", ""),
+        "ticket": write(tmp_path / "ticket.npz", "not a zip"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "--dataset", "nope"], "dataset: expected one of"),
+        (["search", "--dataset", "moons", "--arch", "3,10,2"], "does not fit the data"),
+        (["search", "--dataset", "moons", "--arch", "Q"], "arch: expected"),
+        (["search", "--dataset", "moons", "--mut-rate", "1.5"], "mut_rate: expected a rate in [0, 1]"),
+        (["search", "--dataset", "moons", "--rec-rate", "-0.1"], "rec_rate"),
+        (["search", "--dataset", "digits", "--classes", "7"], "classes: digits supports"),
+        (["search", "--data", "{nan}", "--target", "label"], "empty (NaN) values in rows 3"),
+        (["search", "--data", "{text}", "--target", "label"], "'x2' has non-numeric values in rows 2"),
+        (["search", "--data", "{notarget}", "--target", "y"], "no target column 'y'"),
+        (["search", "--data", "{oneclass}", "--target", "label"], "only one class"),
+        (["search", "--data", "{empty}", "--target", "label"], "the file is empty"),
+        (["search", "--data", "missing.csv", "--target", "label"], "no such file"),
+        (["search", "--dataset", "moons", "--population", "1"], "population"),
+        (["search"], "--dataset NAME or --data FILE is required"),
+        (["search", "--dataset", "moons", "--variant", "xx"], "invalid choice"),
+        (["evaluate", "{ticket}"], "not a readable ticket"),
+        (["export", "missing.npz", "--out", "x.pt"], "no such ticket"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(args, message, bad_files, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    args = [a.format(**{k: str(v) for k, v in bad_files.items()}) for a in args]
+    if args[0] == "search":
+        args += ["--out", str(out_dir), "--quiet"]
+    with pytest.raises(SystemExit) if "invalid choice" in message else _nothing():
+        code = main(args)
+        assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert not out_dir.exists()
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_user_csv_runs(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    labels = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    path = tmp_path / "mine.csv"
+    with path.open("w") as fh:
+        fh.write("a,b,c,answer\n")
+        for row, label in zip(X, labels, strict=True):
+            fh.write(",".join(f"{v:.5f}" for v in row) + f",{label}\n")
+    code, out, _ = run_cli(["search", "--data", path, "--target", "answer", "--arch", "3,10,2",
+                            "--out", tmp_path / "r", *FAST], capsys)
+    assert code == 0
+    result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert result["classes"] == 2 and result["test_accuracy"] > 0.6
+
+
+def _search_cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "evoprune", "search", "--dataset", "digits", "--classes", "2",
+            "--arch", "A", "--population", "20", "--min-generations", "60",
+            "--max-generations", "60", "--quiet", "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, sig):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    subprocess.run(_search_cmd(whole), check=True, env=env, capture_output=True)
+    part = tmp_path / "part"
+    proc = subprocess.Popen(_search_cmd(part, "--checkpoint-every", "3"), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not (part / "checkpoint.npz").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the search finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert not (part / "result.json").exists()
+    subprocess.run(_search_cmd(part, "--checkpoint-every", "3", "--resume"), check=True, env=env,
+                   capture_output=True)
+    a, b = Ticket.load(whole / "ticket.npz"), Ticket.load(part / "ticket.npz")
+    assert torch.equal(a.mask, b.mask)
+    rows = [list(csv.DictReader((d / "history.csv").open())) for d in (whole, part)]
+    for row in rows[0] + rows[1]:
+        row.pop("seconds")
+    assert rows[0] == rows[1]

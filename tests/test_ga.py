@@ -1,0 +1,213 @@
+"""The GA: termination, adaptive bound, post-pruning, determinism, resume, convergence, API."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+import evoprune
+from evoprune.data import load_dataset
+from evoprune.evaluate import Evaluator
+from evoprune.ga import GAConfig, GeneticSearch, post_prune
+from evoprune.ga.search import GAState
+from evoprune.nets import build_mlp
+
+SMALL = GAConfig(population=20, min_generations=8, patience=4, max_generations=15)
+
+
+@pytest.fixture(scope="module")
+def digits2():
+    return load_dataset("digits", classes=2)
+
+
+def tiny_search(ds, config=SMALL, seed=0, **kwargs):
+    net = build_mlp([64, 20, 2], seed=seed)
+    return evoprune.search(net, ds.X_train, ds.y_train, config=dataclasses.replace(config, seed=seed),
+                           X_test=ds.X_test, y_test=ds.y_test, **kwargs)
+
+
+def state_at(generation, last_improvement):
+    empty = torch.zeros(0)
+    return GAState(empty, empty, empty, empty, generation=generation,
+                   last_improvement=last_improvement)
+
+
+@pytest.mark.parametrize(
+    ("variant", "cap", "generation", "last", "done"),
+    [
+        ("ga", None, 99, 0, False),  # never before min_generations
+        ("ga", None, 100, 50, True),  # 50 generations without improvement
+        ("ga", None, 100, 51, False),
+        ("ga", None, 150, 120, False),
+        ("ga", None, 1000, 999, True),  # the cap of plain ga
+        ("ga-adaptive", None, 200, 199, True),  # the adaptive variant stops at 200
+        ("ga-adaptive", None, 199, 199, False),
+        ("ga", 30, 30, 30, True),
+    ],
+)
+def test_termination_rules(digits2, variant, cap, generation, last, done):
+    cfg = GAConfig(variant=variant, max_generations=cap)
+    ev = Evaluator(build_mlp([64, 20, 2]), digits2.X_train, digits2.y_train)
+    ga = GeneticSearch(ev, cfg, n_classes=2)
+    assert ga.done(state_at(generation, last)) is done
+
+
+def test_survivors_are_ranked_by_performance_then_sparsity(digits2):
+    ticket = tiny_search(digits2)
+    ev = Evaluator(build_mlp([64, 20, 2], seed=0), digits2.X_train, digits2.y_train)
+    ga = GeneticSearch(ev, SMALL, n_classes=2)
+    state = ga.initial_state()
+    state = ga.tell(state, ga.ask(state), 0.0)
+    fit = state.fitness.tolist()
+    zeros = (~state.population).sum(dim=1).tolist()
+    keys = [(-f, -z) for f, z in zip(fit, zeros, strict=True)]
+    assert keys == sorted(keys)
+    assert len(state.population) == SMALL.population
+    assert ticket.history[-1]["generation"] >= SMALL.min_generations
+
+
+def test_generation_adds_children_mutants_and_migrants_to_the_parents(digits2):
+    ev = Evaluator(build_mlp([64, 20, 2]), digits2.X_train, digits2.y_train)
+    cfg = GAConfig(population=50, rec_rate=0.0, mut_rate=0.0, mig_rate=0.2)
+    ga = GeneticSearch(ev, cfg, n_classes=2)
+    state = ga.initial_state()
+    assert len(ga.ask(state)) == 10  # only floor(50 * 0.2) migrants
+    cfg = GAConfig(population=50, rec_rate=1.0, mut_rate=1.0, mig_rate=0.0)
+    ga = GeneticSearch(ev, cfg, n_classes=2)
+    assert len(ga.ask(state)) == 50 + 100  # 50 children, then a mutant of each of 100
+
+
+def test_adaptive_bound_is_deterministic_and_respected(digits2):
+    cfg = GAConfig(variant="ga-adaptive", population=20, adaptive_bound=0.9, adaptive_step=100,
+                   seed=3)
+
+    def initial():
+        ev = Evaluator(build_mlp([64, 20, 2], seed=3), digits2.X_train, digits2.y_train)
+        return GeneticSearch(ev, cfg, n_classes=2).initial_state(), ev
+
+    a, ev = initial()
+    b, _ = initial()
+    assert torch.equal(a.population, b.population)
+    assert a.init_info == b.init_info
+    bound = a.init_info["adaptive_final_bound"]
+    assert 0.5 <= bound <= 0.9
+    acc = a.scores[:, ev.metric_names.index("accuracy")]
+    assert (acc >= bound).all()
+    assert a.init_info["adaptive_candidates"] >= 20
+
+
+def test_post_prune_never_lowers_training_accuracy_and_matches_the_plain_walk(digits2):
+    net = build_mlp([64, 20, 2], seed=1)
+    ev = Evaluator(net, digits2.X_train, digits2.y_train, cache=False, metrics=("accuracy",))
+    mask = torch.rand(ev.n_bits, generator=torch.Generator().manual_seed(1)) < 0.6
+    pruned, report = post_prune(ev, mask)
+    assert report.accuracy_after >= report.accuracy_before
+    assert not (pruned & ~mask).any()  # only clears bits
+    # The plain one-bit-at-a-time walk of the paper gives the same mask.
+    plain, acc = mask.clone(), float(ev.evaluate(mask.view(1, -1))["accuracy"][0])
+    for bit in torch.nonzero(mask).flatten():
+        trial = plain.clone()
+        trial[bit] = False
+        trial_acc = float(ev.evaluate(trial.view(1, -1))["accuracy"][0])
+        if trial_acc >= acc:
+            plain, acc = trial, trial_acc
+    assert torch.equal(pruned, plain)
+    assert report.bits_after < report.bits_before
+
+
+def test_same_seed_same_ticket_different_seed_different(digits2):
+    a, b, c = tiny_search(digits2, seed=5), tiny_search(digits2, seed=5), tiny_search(digits2, seed=6)
+    assert torch.equal(a.mask, b.mask)
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in a.history]
+    assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in b.history]
+    assert not torch.equal(a.mask, c.mask)
+
+
+def test_search_reports_before_and_after_post_pruning(digits2):
+    t = tiny_search(digits2)
+    m = t.metrics
+    assert m["sparsity"] >= m["sparsity_before_post_prune"]
+    assert m["train_accuracy"] >= m["train_accuracy_before_post_prune"]
+    assert abs(m["sparsity"] - t.sparsity) < 1e-12
+    no_prune = tiny_search(digits2, config=dataclasses.replace(SMALL, post_prune=False))
+    assert no_prune.metrics["sparsity"] == no_prune.metrics["sparsity_before_post_prune"]
+
+
+def test_checkpointed_search_resumes_to_the_identical_result(digits2, tmp_path):
+    cfg = dataclasses.replace(SMALL, min_generations=12, max_generations=12)
+    full = tiny_search(digits2, cfg)
+    ckpt = tmp_path / "ckpt.npz"
+
+    class Stop(Exception):
+        pass
+
+    # Interrupt after generation 7 by raising from the evaluator, as Ctrl-C would.
+    calls = {"n": 0}
+    original = Evaluator.evaluate
+
+    def flaky(self, masks):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return original(self, masks)
+
+    Evaluator.evaluate = flaky
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tiny_search(digits2, cfg, checkpoint=ckpt, checkpoint_every=5)
+    finally:
+        Evaluator.evaluate = original
+    assert ckpt.exists()
+    resumed = tiny_search(digits2, cfg, checkpoint=ckpt, checkpoint_every=5, resume=True)
+    assert torch.equal(full.mask, resumed.mask)
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(full.history) == drop(resumed.history)
+    assert full.metrics["evaluations"] == resumed.metrics["evaluations"]
+
+
+def test_resume_rejects_a_checkpoint_of_another_search(digits2, tmp_path):
+    ckpt = tmp_path / "ckpt.npz"
+    tiny_search(digits2, checkpoint=ckpt, checkpoint_every=5)
+    with pytest.raises(evoprune.EvopruneError, match="different search"):
+        tiny_search(digits2, dataclasses.replace(SMALL, population=30), checkpoint=ckpt,
+                    checkpoint_every=5, resume=True)
+
+
+def test_converges_on_moons_with_a_small_budget():
+    ds = load_dataset("moons")
+    cfg = GAConfig(population=50, min_generations=40, patience=20, max_generations=40, seed=0)
+    t = evoprune.search(build_mlp([2, 75, 2], seed=0), ds.X_train, ds.y_train, config=cfg,
+                        X_test=ds.X_test, y_test=ds.y_test)
+    assert t.metrics["test_accuracy"] > 0.85
+    assert t.sparsity > 0.4
+
+
+def test_search_any_module_conv_on_8x8_digits():
+    ds = load_dataset("digits", classes=4, normalize=True)
+    X = ds.X_train.view(-1, 1, 8, 8)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 36, 4))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.uniform_(-1, 1)
+    cfg = GAConfig(population=30, min_generations=25, max_generations=25, seed=0)
+    t = evoprune.search(net, X, ds.y_train, config=cfg, X_test=ds.X_test.view(-1, 1, 8, 8),
+                        y_test=ds.y_test)
+    assert t.layers is None and t.n_bits == 6 * 9 + 6 * 36 * 4
+    assert t.metrics["test_accuracy"] > 0.5  # chance is 0.25
+    # the returned mask applied to the module gives the reported accuracy
+    masked = t.apply(net)
+    acc = (masked(X).argmax(1) == ds.y_train).double().mean().item()
+    assert abs(acc - t.metrics["train_accuracy"]) < 1e-12
+
+
+def test_custom_objective_callable(digits2):
+    def balanced_error(logits, y):  # lower is better, not differentiable
+        pred = logits.argmax(-1)
+        per_class = [((pred != c) & (y == c)).double().sum(-1) / (y == c).sum() for c in (0, 1)]
+        return (per_class[0] + per_class[1]) / 2
+
+    t = tiny_search(digits2, objective=balanced_error, maximize=False)
+    assert t.metrics["objective"] == "balanced_error"
+    assert t.metrics["best_performance"] < 0.5
