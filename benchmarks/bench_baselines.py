@@ -17,16 +17,9 @@ from evoprune.nets import build_mlp, parse_arch
 
 
 def seconds_per_epoch(layers: list[int], ds, epochs: int, threads: int, fast: bool) -> float:
-    import evoprune.baselines.edge_popup as ep
-
-    original = ep.ScoredNetwork
-    ep.ScoredNetwork = lambda m, s, seed: original(m, s, seed, fast=fast)  # type: ignore[assignment]
-    try:
-        net = build_mlp(layers, seed=0)
-        res = train_edge_popup(net, ds.X_train, ds.y_train,
-                               EdgePopupConfig(epochs=epochs, threads=threads), seed=0)
-    finally:
-        ep.ScoredNetwork = original  # type: ignore[assignment]
+    net = build_mlp(layers, seed=0)
+    res = train_edge_popup(net, ds.X_train, ds.y_train,
+                           EdgePopupConfig(epochs=epochs, threads=threads), seed=0, fast=fast)
     times = [b["seconds"] - a["seconds"] for a, b in zip(res.history, res.history[1:], strict=False)]
     return min(times) if times else res.history[0]["seconds"]
 
