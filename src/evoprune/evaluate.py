@@ -2,49 +2,82 @@
 
 Two paths compute the same numbers:
 
-- a fast path for MLP stacks (``nn.Sequential`` of ``Linear`` and ``ReLU``): every mask's
-  masked weights are stacked and the population runs through batched matrix products, the
-  first layer as one large GEMM over all masks at once;
+- a fast path for MLP stacks (``nn.Sequential`` of ``Linear`` and ``ReLU``), see
+  `evoprune.fastmlp`: feature-major batched products over sample chunks sized to stay in the
+  CPU cache, with the first layer tabulated when it has few inputs;
 - a general path for any ``nn.Module``: ``torch.func.functional_call`` under ``vmap`` over
   the population.
 
-Both chunk over population and samples so one activation tensor stays under ``memory_mb``.
-A genome evaluated once is never evaluated again: results are cached by its packed bits.
+Both are exact (float32 forward; accuracy counted in integers, cross-entropy summed in
+float64); they differ from a plain per-mask forward only in float32 summation order. Only the
+requested metrics are computed: by default the objective and accuracy. A genome evaluated once
+is never evaluated again: results are cached by its packed bits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import copy
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from evoprune.fastmlp import FastMLP, Population, is_mlp_stack
 from evoprune.masks import MaskSpace, pack_rows
-from evoprune.objectives import Objective, get_objective
+from evoprune.objectives import OBJECTIVES, Objective, get_objective
 
-# Metrics every evaluation reports; `objective` is added when it is something else.
-BASE_METRICS = ("accuracy", "loss")
+# Sample chunks of the fast path aim for activations of about this size, so one chunk's
+# intermediates stay in L2/L3 instead of streaming through DRAM (measured on the 2-core EPYC:
+# 1-4 MB is best, 0.25 MB pays per-op overhead, 16 MB is 1.5-2x slower).
+CACHE_BYTES = 2 << 20
+ACCURACY = OBJECTIVES["accuracy"]
+T = TypeVar("T")
 
 
-def _is_mlp_stack(model: nn.Module) -> bool:
-    if not isinstance(model, nn.Sequential):
-        return False
-    kinds = [type(m) for m in model]
-    if not kinds or kinds[-1] is not nn.Linear:
-        return False
-    # Linear (ReLU Linear)*: strictly alternating, so the fast path mirrors the module exactly.
-    return all(k is (nn.Linear if i % 2 == 0 else nn.ReLU) for i, k in enumerate(kinds))
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (workers, pool), shared by all evaluators
+_POOL_LOCK = threading.Lock()
+
+
+def _map_single_threaded(fn: Callable[[int], T], items: list[int]) -> list[T]:
+    """`fn` over `items` on one worker per core, each running single-threaded torch ops.
+
+    Why not torch's own threads: the fast path runs thousands of small (~0.1 ms) ops, each an
+    OpenMP region ending in a barrier. When another process holds a core, every barrier waits a
+    scheduler time slice and a generation gets 3-10x slower (measured on the shared 2-core box);
+    independent chunks pulled from a queue keep going. Results come back in `items` order, so
+    sums over chunks are bit-for-bit reproducible. Torch's thread count is set to 1 for the
+    duration of the call and then restored (it is process-wide).
+    """
+    global _POOL
+    n = torch.get_num_threads()
+    if n <= 1 or len(items) <= 1:
+        return [fn(i) for i in items]
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != n:
+            _POOL = (n, ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(1,)))
+        pool = _POOL[1]
+    torch.set_num_threads(1)
+    try:
+        return list(pool.map(fn, items))
+    finally:
+        torch.set_num_threads(n)
 
 
 class Evaluator:
     """Scores populations of masks over one fixed model on one data split.
 
+    `metrics` names what `evaluate` computes (registered objectives or the custom objective's
+    name); by default the objective and accuracy.
+
     >>> from evoprune.nets import build_mlp
     >>> net = build_mlp([2, 20, 2], seed=0)
     >>> X, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
-    >>> ev = Evaluator(net, X, y)
+    >>> ev = Evaluator(net, X, y, objective="loss")
     >>> ev.evaluate(torch.ones(3, ev.n_bits, dtype=torch.bool))["accuracy"].shape
     torch.Size([3])
     """
@@ -60,6 +93,7 @@ class Evaluator:
         memory_mb: float = 64.0,
         cache: bool = True,
         fast: bool | None = None,
+        metrics: Sequence[str] | None = None,
     ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -67,14 +101,31 @@ class Evaluator:
         self.n_bits = self.space.n_bits
         self.X = torch.as_tensor(X, dtype=torch.float32).to(self.device)
         self.y = torch.as_tensor(y, dtype=torch.long).to(self.device)
+        if len(self.X) != len(self.y):
+            raise ValueError(f"X has {len(self.X)} samples but y has {len(self.y)}")
         self.objective = get_objective(objective)
         self.memory_bytes = memory_mb * 2**20
-        self.fast = _is_mlp_stack(model) if fast is None else fast
-        if self.fast and not _is_mlp_stack(model):
+        self.fast = is_mlp_stack(model) if fast is None else fast
+        if self.fast and not is_mlp_stack(model):
             raise ValueError("fast=True needs an nn.Sequential of Linear and ReLU layers")
-        self.params = {k: v.detach() for k, v in model.named_parameters()}
-        self.buffers = {k: v.detach() for k, v in model.named_buffers()}
-        self.metric_names = tuple(dict.fromkeys((*BASE_METRICS, self.objective.name)))
+
+        names = (self.objective.name, "accuracy") if metrics is None else tuple(metrics)
+        self.metric_names: tuple[str, ...] = tuple(dict.fromkeys(names))
+        self._metrics = [self._resolve(name) for name in self.metric_names]
+        self._streams = all(m.additive for m in self._metrics)
+        # Only accuracy wanted: the fast path may compare logits without keeping them.
+        self._accuracy_only = self._metrics == [ACCURACY]
+
+        if self.fast:
+            self._mlp = FastMLP(self.model, self.space)
+            self.n_classes = self._mlp.n_classes
+            self._XT = self.X.reshape(len(self.X), -1).T.contiguous()  # (in, n) feature-major
+        else:
+            self.params = {k: v.detach() for k, v in model.named_parameters()}
+            self.buffers = {k: v.detach() for k, v in model.named_buffers()}
+            self._widest, self.n_classes = self._probe()
+        # Two classes: "argmax is class 1" is "logit 1 > logit 0" (a tie goes to class 0).
+        self._y_bool = self.y.bool() if self.n_classes == 2 else None
         self._cache: dict[bytes, np.ndarray] | None = {} if cache else None
         self.n_evaluations = 0  # distinct genomes actually evaluated (cache misses)
 
@@ -82,9 +133,7 @@ class Evaluator:
 
     def evaluate(self, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         """Metrics of every mask: ``(P, n_bits)`` bool -> ``{name: (P,) float64}``."""
-        masks = torch.as_tensor(masks).to(torch.bool)
-        if masks.ndim != 2 or masks.shape[1] != self.n_bits:
-            raise ValueError(f"masks: expected shape (P, {self.n_bits}), got {tuple(masks.shape)}")
+        masks = self._check(masks)
         out = np.empty((masks.shape[0], len(self.metric_names)))
         if self._cache is None:
             out[:] = self._compute(masks)
@@ -110,116 +159,188 @@ class Evaluator:
 
     def logits(self, masks: torch.Tensor) -> torch.Tensor:
         """Logits of every mask on every sample: ``(P, n_bits)`` -> ``(P, d, C)`` float32."""
-        masks = torch.as_tensor(masks).to(torch.bool)
-        return torch.cat(
-            [
-                torch.cat(list(self._logit_chunks(masks[p0:p1], p1 - p0)), dim=1)
-                for p0, p1 in self._pop_chunks(masks.shape[0])
-            ]
-        )
+        masks = self._check(masks)
+        parts = []
+        for p0, p1 in self._pop_chunks(masks.shape[0]):
+            chunks = [lg.transpose(1, 2) for _, lg in self._logit_chunks(masks[p0:p1], False)]
+            parts.append(torch.cat(chunks, dim=1))
+        return torch.cat(parts)
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _widest(self) -> int:
-        return max(max(p.shape[0] for p in self.space.params), self.X[0].numel())
+    def _resolve(self, name: str) -> Objective:
+        if name == self.objective.name:
+            return self.objective
+        if name in OBJECTIVES:
+            return OBJECTIVES[name]
+        allowed = ", ".join(dict.fromkeys((*OBJECTIVES, self.objective.name)))
+        raise ValueError(f"metrics: expected names from {allowed}, got {name!r}")
 
-    def _pop_chunks(self, P: int) -> Iterable[tuple[int, int]]:
+    def _check(self, masks: torch.Tensor) -> torch.Tensor:
+        masks = torch.as_tensor(masks).to(device=self.device, dtype=torch.bool)
+        if masks.ndim != 2 or masks.shape[1] != self.n_bits:
+            raise ValueError(f"masks: expected shape (P, {self.n_bits}), got {tuple(masks.shape)}")
+        return masks
+
+    def _probe(self) -> tuple[int, int]:
+        """Largest per-sample activation of any submodule, and the number of classes."""
+        sizes: list[int] = []
+        hooks = [
+            m.register_forward_hook(lambda _m, _i, out: sizes.append(out[0].numel()))
+            for m in self.model.modules()
+            if m is not self.model
+        ]
+        try:
+            with torch.no_grad():
+                out = self.model(self.X[:1])
+        finally:
+            for h in hooks:
+                h.remove()
+        return max([*sizes, out[0].numel(), self.X[0].numel()]), out.shape[-1]
+
+    def _pop_chunks(self, P: int) -> list[tuple[int, int]]:
         per_mask = 4 * self.n_bits * 2  # masked weights, float32, with headroom
-        step = max(1, min(P, int(self.memory_bytes // max(per_mask, 1))))
+        if not self._streams:  # whole-data metrics keep every logit of the chunk
+            per_mask += 4 * len(self.X) * self.n_classes
+        step = max(1, min(P, int(self.memory_bytes // per_mask)))
         return [(p0, min(P, p0 + step)) for p0 in range(0, P, step)]
 
     def _sample_step(self, p: int) -> int:
-        per_sample = 4 * p * self._widest() * 2  # activation plus its ReLU/bias copy
-        if not self.fast:
-            per_sample *= 4  # vmap keeps more intermediates alive
-        return max(1, min(len(self.X), int(self.memory_bytes // per_sample)))
+        if self.fast:
+            mlp = self._mlp
+            widths = [layer.weight.shape[0] for layer in mlp.layers]
+            per_sample = 4 * p * max(widths)  # (p, width, s) float32 activations
+            if mlp.one_hidden_table:  # table (K, s) and logits (p*C, s)
+                per_sample = 4 * (mlp._table_w.shape[0] + p * mlp.n_classes)
+            budget = min(CACHE_BYTES, self.memory_bytes)
+        else:
+            per_sample = 4 * p * self._widest * 4  # vmap keeps several intermediates alive
+            budget = self.memory_bytes
+        return max(1, min(len(self.X), int(budget // per_sample)))
 
-    def _logit_chunks(self, masks: torch.Tensor, p: int) -> Iterable[torch.Tensor]:
-        weights = self._masked_weights(masks.to(self.device))
-        step = self._sample_step(p)
+    def _prepare(self, masks: torch.Tensor, margin: bool) -> Population | dict[str, torch.Tensor]:
+        """Per-population-chunk state: the fast path's `Population`, else masked weights.
+
+        With `margin` (two classes, fast path) logits become ``(p, 1, s)`` margins, logit 1
+        minus logit 0, which is all accuracy needs.
+        """
         with torch.no_grad():
-            for s0 in range(0, len(self.X), step):
-                yield self._forward(weights, self.X[s0 : s0 + step])
+            if self.fast:
+                return self._mlp.prepare(masks, margin=margin)
+            return self._masked_weights(masks)
+
+    def _chunk_logits(
+        self, state: Population | dict[str, torch.Tensor], rows: slice
+    ) -> torch.Tensor:
+        """Logits ``(p, C, s)`` (or margins ``(p, 1, s)``) on the samples `rows`."""
+        with torch.no_grad():  # grad mode is per thread: set it where the work runs
+            if isinstance(state, Population):
+                return self._mlp.logits(state, self._XT[:, rows])  # x is (in, s)
+            return self._vmapped(state, self.X[rows]).transpose(1, 2)
+
+    def _logit_chunks(
+        self, masks: torch.Tensor, margin: bool
+    ) -> Iterator[tuple[slice, torch.Tensor]]:
+        state = self._prepare(masks, margin)
+        step = self._sample_step(masks.shape[0])
+        for s0 in range(0, len(self.X), step):
+            rows = slice(s0, min(len(self.X), s0 + step))
+            yield rows, self._chunk_logits(state, rows)
 
     def _masked_weights(self, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         per_param = self.space.split(masks)  # name -> (p, *shape) bool
-        return {
-            name: self.params[name].unsqueeze(0) * m.to(self.params[name].dtype)
-            for name, m in per_param.items()
-        }
+        return {name: self.params[name] * m for name, m in per_param.items()}
 
-    def _forward(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(p, s, C)`` of the masks in `weights` on samples `x` ``(s, ...)``."""
-        if self.fast:
-            return self._forward_mlp(weights, x)
-        params = {**self.params, **weights}
-        batched = {k: v for k, v in params.items() if k in weights}
-        shared = {k: v for k, v in params.items() if k not in weights}
+    def _vmapped(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """General path: logits ``(p, s, C)`` of every masked copy on samples ``x (s, ...)``."""
+        shared = {k: v for k, v in self.params.items() if k not in weights}
 
         def one(w: dict[str, torch.Tensor]) -> torch.Tensor:
             return functional_call(self.model, ({**shared, **w}, self.buffers), (x,))
 
-        return vmap(one)(batched)
-
-    def _forward_mlp(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        linears = [m for m in self.model if isinstance(m, nn.Linear)]
-        names = [p.name for p in self.space.params]
-        h: torch.Tensor | None = None
-        for i, (layer, name) in enumerate(zip(linears, names, strict=True)):
-            w = weights[name]  # (p, out, in)
-            p, n_out, n_in = w.shape
-            if h is None:
-                # One GEMM for the whole population: (s, in) @ (in, p*out) -> (p, s, out).
-                z = (x @ w.reshape(p * n_out, n_in).T).view(len(x), p, n_out).transpose(0, 1)
-                if layer.bias is not None:
-                    z = z + layer.bias
-            elif layer.bias is not None:
-                z = torch.baddbmm(layer.bias.view(1, 1, -1), h, w.transpose(1, 2))
-            else:
-                z = torch.bmm(h, w.transpose(1, 2))
-            h = z.relu_() if i < len(linears) - 1 else z
-        assert h is not None
-        return h
+        return vmap(one)(weights)
 
     def _compute(self, masks: torch.Tensor) -> np.ndarray:
-        """Metrics ``(P, n_metrics)`` for masks not in the cache."""
-        rows = []
-        additive = all(self._metric(n).additive for n in self.metric_names)
-        for p0, p1 in self._pop_chunks(masks.shape[0]):
-            chunk = masks[p0:p1]
-            if additive:
-                rows.append(self._streamed(chunk, p1 - p0))
-            else:
-                logits = torch.cat(list(self._logit_chunks(chunk, p1 - p0)), dim=1)
-                rows.append(self._from_logits(logits, self.y))
+        """Metrics ``(P, n_metrics)`` float64 for masks not in the cache."""
+        rows = [self._compute_chunk(masks[p0:p1]) for p0, p1 in self._pop_chunks(len(masks))]
         return np.concatenate(rows) if rows else np.empty((0, len(self.metric_names)))
 
-    def _metric(self, name: str) -> Objective:
-        return get_objective(name) if name in BASE_METRICS else self.objective
-
-    def _from_logits(self, logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-        cols = [self._metric(n).fn(logits, y).double().cpu() for n in self.metric_names]
+    def _compute_chunk(self, masks: torch.Tensor) -> np.ndarray:
+        p, n = masks.shape[0], len(self.X)
+        state = self._prepare(masks, margin=self._accuracy_only and self.n_classes == 2)
+        step = self._sample_step(p)
+        starts = list(range(0, n, step))
+        if self.fast:
+            parts = _map_single_threaded(
+                lambda s0: self._tally(state, slice(s0, s0 + step)), starts
+            )
+        else:  # few large vmapped calls: torch's own threads serve them well
+            parts = [self._tally(state, slice(s0, s0 + step)) for s0 in starts]
+        # Reduce in chunk order: the same sums in the same order on every run.
+        correct = torch.zeros(p, dtype=torch.long)
+        sums = torch.zeros(p, len(self._metrics), dtype=torch.float64)
+        kept = []
+        for part_correct, part_sums, part_logits in parts:
+            correct += part_correct
+            sums += part_sums
+            if part_logits is not None:
+                kept.append(part_logits)
+        all_logits = torch.cat(kept, dim=1) if kept else None  # (p, n, C)
+        cols = []
+        for j, metric in enumerate(self._metrics):
+            if metric is ACCURACY:
+                cols.append(correct.double() / max(n, 1))
+            elif all_logits is None:
+                cols.append(sums[:, j] / max(n, 1))
+            else:
+                cols.append(metric.fn(all_logits, self.y).double().cpu())
         return torch.stack(cols, dim=1).numpy()
 
-    def _streamed(self, masks: torch.Tensor, p: int) -> np.ndarray:
-        """Means of additive metrics: per-sample values summed one sample chunk at a time."""
-        total = torch.zeros(p, len(self.metric_names), dtype=torch.float64)
-        start = 0
-        for logits in self._logit_chunks(masks, p):
-            s = logits.shape[1]
-            y = self.y[start : start + s]
-            for j, name in enumerate(self.metric_names):
-                per_sample = self._metric(name).per_sample
-                assert per_sample is not None
-                total[:, j] += per_sample(logits, y).sum(dim=-1).cpu()
-            start += s
-        return (total / max(len(self.X), 1)).numpy()
+    def _tally(
+        self, state: Population | dict[str, torch.Tensor], rows: slice
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One sample chunk: correct counts ``(p,)``, sums of additive metrics ``(p, m)``, and
+        the logits ``(p, s, C)`` when some metric needs the whole data at once."""
+        rows = slice(rows.start, min(rows.stop, len(self.X)))
+        logits = self._chunk_logits(state, rows)  # (p, C or 1, s)
+        p, y = logits.shape[0], self.y[rows]
+        correct = torch.zeros(p, dtype=torch.long)
+        sums = torch.zeros(p, len(self._metrics), dtype=torch.float64)
+        with torch.no_grad():
+            if ACCURACY in self._metrics:
+                correct = self._count_correct(logits, rows).cpu()
+            if not self._streams:
+                return correct, sums, logits.transpose(1, 2)
+            for j, metric in enumerate(self._metrics):
+                if metric is not ACCURACY and metric.per_sample is not None:
+                    sums[:, j] = metric.per_sample(logits.transpose(1, 2), y).sum(-1).cpu()
+        return correct, sums, None
+
+    def _count_correct(self, logits: torch.Tensor, rows: slice) -> torch.Tensor:
+        """Correct predictions per mask in one chunk: ``(p, C or 1, s)`` -> ``(p,)`` int64.
+
+        The prediction is the first largest logit, as ``argmax``; it is found with a running
+        maximum over classes because ``argmax`` over the middle dimension is ~10x slower
+        (measured). Unlike ``argmax``, a NaN logit never wins.
+        """
+        if logits.shape[1] == 1:  # margins of a two-class net
+            pred = logits[:, 0] > 0
+        elif self._y_bool is not None:
+            pred = logits[:, 1] > logits[:, 0]  # a tie goes to class 0, as with argmax
+        else:
+            best, pred = logits[:, 0], torch.zeros_like(logits[:, 0], dtype=torch.long)
+            for c in range(1, logits.shape[1]):
+                better = logits[:, c] > best  # strict: the first maximum is kept
+                best = torch.where(better, logits[:, c], best)
+                pred.masked_fill_(better, c)
+            return (pred == self.y[rows]).sum(dim=1)
+        return (pred == self._y_bool[rows]).sum(dim=1)
 
 
-def forward_one(model: nn.Module, space: MaskSpace, mask: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+def forward_one(
+    model: nn.Module, space: MaskSpace, mask: torch.Tensor, X: torch.Tensor
+) -> torch.Tensor:
     """Logits of one masked copy of `model` (the plain, unbatched reference: copy, mask, forward)."""
-    import copy
-
     clone = copy.deepcopy(model)
     per_param = space.split(mask.to(torch.bool))
     with torch.no_grad():
@@ -229,3 +350,4 @@ def forward_one(model: nn.Module, space: MaskSpace, mask: torch.Tensor, X: torch
         return clone(X)
 
 
+__all__ = ["Evaluator", "forward_one"]

@@ -49,7 +49,9 @@ class Population:
     """Per-chunk state of `p` masks, built by `FastMLP.prepare`."""
 
     p: int
-    weights: list[torch.Tensor]  # per layer (p, out, in) masked weights (layer 0 unused if tabulated)
+    weights: list[torch.Tensor]  # per layer (p, out, in); layer 0 unused when tabulated
+    out_bias: torch.Tensor  # (C,) output bias, or (1,) with margins
+    first_bias: torch.Tensor  # (p*H, 1) first-layer bias of every unit of every mask
     select: torch.Tensor | None  # (p*H,) rows of the table each unit reads (deep tabulated nets)
     head: torch.Tensor | None  # (p*C, K) one-hidden-layer tabulated nets: logits = head @ T
     head_bias: torch.Tensor | None  # (p*C, 1) output bias plus folded constant units
@@ -97,8 +99,12 @@ class FastMLP:
     def one_hidden_table(self) -> bool:
         return self.tabulated and len(self.layers) == 2
 
-    def prepare(self, masks: torch.Tensor) -> Population:
-        """Masked weights of a population chunk ``(p, n_bits)`` bool."""
+    def prepare(self, masks: torch.Tensor, margin: bool = False) -> Population:
+        """Masked weights of a population chunk ``(p, n_bits)`` bool.
+
+        With `margin` and two classes the net gets one output, logit 1 minus logit 0: half the
+        work of the last layer, and all that accuracy needs (class 1 iff the margin is > 0).
+        """
         p = masks.shape[0]
         weights = []
         for layer in self.layers:
@@ -107,6 +113,10 @@ class FastMLP:
             else:
                 m = masks[:, layer.bits].view(p, *layer.weight.shape)
                 weights.append(layer.weight * m)  # (p, out, in)
+        out_bias = self.layers[-1].bias
+        if margin and self.n_classes == 2:
+            weights[-1] = weights[-1][:, 1:2] - weights[-1][:, 0:1]  # (p, 1, H)
+            out_bias = out_bias[1:2] - out_bias[0:1]
         select = head = head_bias = None
         if self.tabulated:
             H, n_sub = self.n_hidden, 2**self.n_in
@@ -121,11 +131,12 @@ class FastMLP:
                 head.scatter_(2, code.view(p, 1, 1, H).expand(p, C, 1, H), out.unsqueeze(2))
                 # Units that keep no input are constant, relu(b): fold them into the bias.
                 const = head[:, :, 0, :] @ self.layers[0].bias.relu()  # (p, C)
-                head_bias = (self.layers[1].bias + const).reshape(p * C, 1)
+                head_bias = (out_bias + const).reshape(p * C, 1)
                 head = head[:, :, 1:, :].reshape(p * C, (n_sub - 1) * H)
             else:
                 select = rows.reshape(-1)
-        return Population(p, weights, select, head, head_bias)
+        first_bias = (out_bias if len(self.layers) == 1 else self.layers[0].bias).repeat(p)
+        return Population(p, weights, out_bias, first_bias[:, None], select, head, head_bias)
 
     def _table(self, xT: torch.Tensor, skip_constant: bool) -> torch.Tensor:
         """First-layer activations of every unit under every input subset: ``(K, s)``."""
@@ -143,17 +154,16 @@ class FastMLP:
         if pop.select is not None:
             a = self._table(xT, skip_constant=False).index_select(0, pop.select)  # (p*H, s)
         else:
-            first = self.layers[0]
             w = pop.weights[0].reshape(-1, self.n_in)  # (p*H, in)
-            a = torch.addmm(first.bias.repeat(p)[:, None], w, xT)  # (p*H, s)
+            a = torch.addmm(pop.first_bias, w, xT)  # (p*H, s)
             if len(self.layers) == 1:
                 return a.view(p, -1, s)
             a.relu_()
         h = a.view(p, self.n_hidden, s)
         last = len(self.layers) - 1
         for i in range(1, last + 1):
-            layer = self.layers[i]
-            h = torch.baddbmm(layer.bias.view(1, -1, 1), pop.weights[i], h)  # (p, out, s)
+            bias = pop.out_bias if i == last else self.layers[i].bias
+            h = torch.baddbmm(bias.view(1, -1, 1), pop.weights[i], h)  # (p, out, s)
             if i < last:
                 h.relu_()
         return h

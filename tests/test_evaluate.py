@@ -1,0 +1,160 @@
+"""The batched evaluator against the plain per-mask forward, its cache, metrics and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+
+from evoprune.evaluate import Evaluator, forward_one
+from evoprune.masks import MaskSpace
+from evoprune.nets import build_mlp
+from evoprune.objectives import accuracy, cross_entropy
+
+TINY_MB = 0.02  # ~20 KB: population chunks of a few masks, sample chunks of a few rows
+
+
+def _data(n: int, n_in: int, n_classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, n_in, generator=gen) * 1.4 - 0.7
+    y = torch.randint(0, n_classes, (n,), generator=gen)
+    return X, y
+
+
+def _masks(P: int, n_bits: int, seed: int = 1, keep: float = 0.5) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    masks = torch.rand(P, n_bits, generator=gen) < keep
+    masks[0] = True  # the dense net
+    masks[1] = False  # the empty net: every logit is the output bias, a tie-free constant
+    return masks
+
+
+def _reference(model: nn.Module, space: MaskSpace, masks: torch.Tensor, X: torch.Tensor):
+    return torch.stack([forward_one(model, space, m, X) for m in masks])  # (P, n, C)
+
+
+ARCHS = [[2, 9, 2], [2, 6, 5, 2], [5, 8, 10], [64, 7, 6, 10], [3, 6, 4], [4, 3]]
+
+
+@pytest.mark.parametrize("layers", ARCHS, ids=lambda a: "-".join(map(str, a)))
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+@pytest.mark.parametrize("memory_mb", [64.0, TINY_MB], ids=["one-chunk", "tiny-chunks"])
+def test_batched_equals_per_mask_forward(layers, fast, memory_mb):
+    net = build_mlp(layers, seed=3)
+    X, y = _data(97, layers[0], layers[-1])
+    ev = Evaluator(net, X, y, objective="loss", fast=fast, memory_mb=memory_mb)
+    masks = _masks(11, ev.n_bits)
+    ref = _reference(net, ev.space, masks, X)
+    got = ev.evaluate(masks)
+    assert set(got) == {"loss", "accuracy"}
+    assert torch.equal(got["accuracy"], accuracy(ref, y).double())
+    torch.testing.assert_close(got["loss"], cross_entropy(ref, y), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ev.logits(masks), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [[2, 9, 2], [2, 6, 5, 2], [5, 8, 10]])
+@pytest.mark.parametrize("memory_mb", [64.0, TINY_MB])
+def test_accuracy_only_matches(layers, memory_mb):
+    # The default metrics of the accuracy objective: the fast path's two-class margins.
+    net = build_mlp(layers, seed=4)
+    X, y = _data(203, layers[0], layers[-1], seed=2)
+    ev = Evaluator(net, X, y, memory_mb=memory_mb)
+    assert ev.metric_names == ("accuracy",)
+    masks = _masks(13, ev.n_bits, keep=0.7)
+    expected = accuracy(_reference(net, ev.space, masks, X), y).double()
+    assert torch.equal(ev.evaluate(masks)["accuracy"], expected)
+
+
+def _conv_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    return net.requires_grad_(False)
+
+
+@pytest.mark.parametrize("memory_mb", [64.0, 0.05])
+def test_general_path_conv(memory_mb):
+    net = _conv_net()
+    gen = torch.Generator().manual_seed(5)
+    X = torch.randn(40, 1, 8, 8, generator=gen)
+    y = torch.randint(0, 3, (40,), generator=gen)
+    ev = Evaluator(net, X, y, metrics=("accuracy", "loss", "f1"), memory_mb=memory_mb)
+    assert not ev.fast
+    masks = _masks(7, ev.n_bits)
+    ref = _reference(net, ev.space, masks, X)
+    got = ev.evaluate(masks)
+    assert torch.equal(got["accuracy"], accuracy(ref, y).double())
+    torch.testing.assert_close(got["loss"], cross_entropy(ref, y), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ev.logits(masks), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_cache_skips_known_and_duplicate_masks():
+    net = build_mlp([2, 9, 2], seed=0)
+    X, y = _data(50, 2, 2)
+    ev = Evaluator(net, X, y, objective="loss")
+    masks = _masks(6, ev.n_bits)
+    first = ev.evaluate(masks)
+    assert ev.n_evaluations == 6
+    again = ev.evaluate(masks)
+    assert ev.n_evaluations == 6
+    for name in first:
+        assert torch.equal(first[name], again[name])
+    dupes = torch.cat([masks[:1], _masks(3, ev.n_bits, seed=9)[2:], masks[2:3].repeat(2, 1)])
+    ev.evaluate(dupes)  # 1 new genome (seed 9, row 2), the rest cached or repeated
+    assert ev.n_evaluations == 7
+    fresh = Evaluator(net, X, y, objective="loss")
+    twice = torch.cat([masks[2:4], masks[2:4], masks[3:4]])
+    out = fresh.evaluate(twice)
+    assert fresh.n_evaluations == 2
+    assert torch.equal(out["loss"][:2], out["loss"][2:4])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_macro_f1_matches_sklearn(fast):
+    net = build_mlp([5, 8, 4], seed=2)
+    X, y = _data(120, 5, 4, seed=3)
+    ev = Evaluator(net, X, y, objective="f1", fast=fast, memory_mb=TINY_MB)
+    masks = _masks(9, ev.n_bits)
+    got = ev.evaluate(masks)["f1"]
+    preds = _reference(net, ev.space, masks, X).argmax(dim=-1)
+    for p in range(len(masks)):
+        expected = f1_score(y.numpy(), preds[p].numpy(), average="macro")
+        assert got[p].item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_custom_objective():
+    def margin_of_truth(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        picked = logits.gather(-1, y.view(1, -1, 1).expand(len(logits), -1, 1))[..., 0]
+        return (picked - logits.mean(dim=-1)).mean(dim=-1)  # (P,)
+
+    net = build_mlp([3, 6, 3], seed=1)
+    X, y = _data(64, 3, 3)
+    ev = Evaluator(net, X, y, objective=margin_of_truth, memory_mb=TINY_MB)
+    assert ev.metric_names == ("margin_of_truth", "accuracy")
+    masks = _masks(5, ev.n_bits)
+    ref = _reference(net, ev.space, masks, X)
+    got = ev.evaluate(masks)
+    torch.testing.assert_close(
+        got["margin_of_truth"], margin_of_truth(ref, y).double(), rtol=1e-5, atol=1e-6
+    )
+    assert torch.equal(ev.fitness(got), got["margin_of_truth"])
+
+
+def test_metrics_argument():
+    net = build_mlp([2, 5, 2], seed=0)
+    X, y = _data(30, 2, 2)
+    assert Evaluator(net, X, y, objective="loss").metric_names == ("loss", "accuracy")
+    ev = Evaluator(net, X, y, metrics=("f1", "loss"))
+    assert set(ev.evaluate(_masks(3, ev.n_bits))) == {"f1", "loss"}
+    with pytest.raises(ValueError, match="metrics"):
+        Evaluator(net, X, y, metrics=("precision",))
+
+
+def test_wrong_mask_shape_raises():
+    net = build_mlp([2, 5, 2], seed=0)
+    X, y = _data(10, 2, 2)
+    ev = Evaluator(net, X, y)
+    with pytest.raises(ValueError, match="expected shape"):
+        ev.evaluate(torch.ones(3, ev.n_bits + 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="expected shape"):
+        ev.evaluate(torch.ones(ev.n_bits, dtype=torch.bool))
