@@ -19,12 +19,24 @@ import pytest
 
 from evoprune.errors import EvopruneError
 from evoprune.experiments import (
-    Store, build_report, fit_mixed_model, job_key, load_results, load_spec, parse_spec,
-    run_sweep, spec_names,
+    Store,
+    build_report,
+    fit_mixed_model,
+    job_key,
+    load_results,
+    load_spec,
+    parse_spec,
+    run_sweep,
+    spec_names,
 )
 from evoprune.experiments.executors import execute_run
 from evoprune.experiments.figures import (
-    HISTORY_SERIES, prepare_fig3, prepare_fig4, prepare_fig5, prepare_fig9, prepare_fig11,
+    HISTORY_SERIES,
+    prepare_fig3,
+    prepare_fig4,
+    prepare_fig5,
+    prepare_fig9,
+    prepare_fig11,
 )
 from evoprune.experiments.tables import summarise
 
@@ -48,7 +60,7 @@ def fake_job(job: dict, out: Path) -> dict:
         "train_accuracy": acc, "test_accuracy": acc, "train_loss": 1 - acc, "test_loss": 1 - acc,
         "sparsity": sparsity, "sparsity_before_post_prune": sparsity * 0.8,
         "test_accuracy_before_post_prune": acc, "versions": {"evoprune": "test"},
-        "git_revision": "abc123",
+        "git_revision": "abc123", "worker_key": job_key(job), "worker_pid": os.getpid(),
     }
     out.mkdir(parents=True, exist_ok=True)
     if job["method"].startswith("ga"):
@@ -56,6 +68,8 @@ def fake_job(job: dict, out: Path) -> dict:
         lines += [f"{g},{acc * g / 5:.4f},{sparsity * g / 5:.4f},{sparsity:.4f},{sparsity * g / 5:.4f},0.1"
                   for g in range(1, 6)]
         (out / "history.csv").write_text("\n".join(lines) + "\n")
+    elif job["method"] == "edge-popup":  # the baselines log epochs
+        (out / "history.csv").write_text("epoch,lr,train_loss\n1,0.1,0.7\n2,0.05,0.6\n")
     (out / "ticket.npz").write_bytes(b"ticket " + job_key(job).encode())
     (out / "result.json").write_text(json.dumps(result))
     return result
@@ -132,14 +146,6 @@ def test_key_is_stable_and_order_independent():
     assert job_key({**job, "max_generations": 50}) != job_key(job)
 
 
-def test_key_is_the_same_in_another_process():
-    job = {"method": "edge-popup", "dataset": "circles", "sparsity": 0.5, "seed": 1, "init": "uniform"}
-    code = f"from evoprune.experiments import job_key; print(job_key({job!r}))"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": "123"})
-    assert other.stdout.strip() == job_key(job)
-
-
 def test_grid_is_a_product_in_stable_order():
     spec = parse_spec(TINY_SPEC)
     runs = spec.runs("quick")
@@ -149,6 +155,8 @@ def test_grid_is_a_product_in_stable_order():
     assert all(r.job["max_generations"] == 5 for r in ga)
     assert all("max_generations" not in r.job for r in runs if r.label != "GA")
     assert runs[0].axes == {"dataset": "moons", "arch": "A", "init": "uniform"}
+    small = parse_spec({**TINY_SPEC, "profiles": {"quick": {"seeds": 1, "only": {"arch": ["B"]}}}})
+    assert {r.job["arch"] for r in small.runs("quick")} == {"B"} and len(small.runs("quick")) == 6
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -177,6 +185,10 @@ GOOD_YAML = """
     (("label: GA, method: ga", "label: GA (loss, x), method: ga"), "quote labels"),
     (("quick: {seeds: 1}", "quick: {seeds: 0}"), "seeds"),
     (("dataset: [moons]", "dataset: [moons]\n  seed: [1]"), "seeds belong in the profiles"),
+    (("quick: {seeds: 1}", "quick: {seeds: 1, only: {classes: [2]}}"), "profiles.quick.only.classes"),
+    (("quick: {seeds: 1}", "quick: {seeds: 1, only: {dataset: [blobs]}}"), "only.dataset: expected a list"),
+    (("method: ga}", "method: ga, max_generation: 5}"), "unknown field 'max_generation' for method ga"),
+    (("method: ga}", "method: backprop, init: uniform}"), "backprop takes no 'init'"),
 ])
 def test_bad_spec_is_an_error_naming_file_and_field(tmp_path, change, message):
     path = _write(tmp_path, textwrap.dedent(GOOD_YAML).replace(*change))
@@ -231,7 +243,12 @@ def test_store_round_trips_a_run(tmp_path):
     assert json.loads(row["result"])["versions"] == {"evoprune": "test"}
     assert row["git_revision"] == "abc123"
     assert hist["best_performance"].tolist() == [0.5, 0.75]
-    assert hist["generation"].tolist() == [1, 2]
+    assert hist["generation"].tolist() == [1, 2] and hist["row"].tolist() == [0, 1]
+    with Store(tmp_path / "sweep") as store:  # edge-popup and backprop log epochs, not generations
+        store.record("ep", spec="s", label="EP", job={"method": "edge-popup", "seed": 0}, result=result,
+                     history=[{"epoch": "1", "train_loss": "0.5"}])
+        ep = store.history_frame(["ep"])
+    assert ep["epoch"].tolist() == [1] and ep["generation"].isna().all()
 
 
 def test_store_records_failures_and_missing_store_is_an_error(tmp_path):
@@ -294,6 +311,10 @@ def test_local_executor_runs_in_worker_processes_with_one_thread(tmp_path):
     s = run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path / "a", executor="local", workers=2,
                   fn=fake_job, progress=False)
     assert s.ran == 24
+    df = load_results(tmp_path / "a")
+    assert os.getpid() not in set(df["worker_pid"]) and df["worker_pid"].nunique() <= 2
+    # spawned workers have their own hash seeds: the key must not depend on them
+    assert (df["worker_key"] == df["key"]).all()
     inline = tmp_path / "b"
     run_sweep(parse_spec(TINY_SPEC), "quick", inline, executor=InlineExecutor(), fn=fake_job, progress=False)
     cols = ["key", "label", "test_accuracy", "sparsity"]
@@ -320,28 +341,25 @@ def test_unknown_executor_and_missing_ray_hint(tmp_path, monkeypatch):
         make_executor("ray")
 
 
-KILL_DRIVER = """
-import json, sys, time
-from pathlib import Path
+KILL_SPEC = {"name": "kill", "grid": {"dataset": ["moons"], "arm": [{"label": "GA", "method": "ga"}]},
+             "profiles": {"quick": {"seeds": 16}}}
 
-LOG = Path(sys.argv[2])
+KILL_DRIVER = f"""
+import json, sys, time
 
 def slow_job(job, out):
-    with open(LOG, "a") as fh:
+    with open(sys.argv[2], "a") as fh:
         fh.write(json.dumps(job, sort_keys=True) + "\\n")
     time.sleep(0.4)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ticket.npz").write_bytes(b"x" * 100)
-    return {"method": job["method"], "dataset": job["dataset"], "seed": job["seed"],
-            "test_accuracy": 0.5 + job["seed"] / 100, "sparsity": 0.5, "wall_seconds": 0.4}
+    return {{"method": job["method"], "dataset": job["dataset"], "seed": job["seed"],
+            "test_accuracy": 0.5 + job["seed"] / 100, "sparsity": 0.5, "wall_seconds": 0.4}}
 
 if __name__ == "__main__":
-    from evoprune.experiments import parse_spec, run_sweep  # here, so the spawned workers stay light
+    from evoprune.experiments import parse_spec, run_sweep  # here, so spawned workers import less
 
-    spec = parse_spec({"name": "kill", "grid": {"dataset": ["moons"], "arm": [{"label": "GA", "method": "ga"}]},
-                       "profiles": {"quick": {"seeds": 16}}})
-    s = run_sweep(spec, "quick", sys.argv[1], workers=2, fn=slow_job, progress=False)
-    print(s.ran, s.skipped)
+    run_sweep(parse_spec({KILL_SPEC!r}), "quick", sys.argv[1], workers=2, fn=slow_job, progress=False)
 """
 
 
@@ -356,13 +374,21 @@ def _finished(out: Path) -> set[str]:
         return set()
 
 
+CALLS: list[str] = []
+
+
+def logged_job(job: dict, out: Path) -> dict:
+    CALLS.append(job_key(job))
+    return {"method": job["method"], "dataset": job["dataset"], "seed": job["seed"], "test_accuracy": 0.5}
+
+
 def test_killed_sweep_loses_no_finished_run_and_repeats_none(tmp_path):
     script, out, log = tmp_path / "driver.py", tmp_path / "sweep", tmp_path / "calls.log"
     script.write_text(KILL_DRIVER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, str(script), str(out), str(log)], env=env,
                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
+    deadline = time.time() + 90
     while len(_finished(out)) < 4 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, as a hard kill would
@@ -371,17 +397,15 @@ def test_killed_sweep_loses_no_finished_run_and_repeats_none(tmp_path):
     assert 4 <= len(before) < 16, "the kill should land mid-sweep"
     for key in before:
         assert (out / "runs" / key / "result.json").is_file()
-    first_calls = log.read_text().splitlines()
-    log.write_text("")
-    done = subprocess.run([sys.executable, str(script), str(out), str(log)], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    started = {job_key(json.loads(line)) for line in log.read_text().splitlines()}
+    assert before <= started
+    CALLS.clear()
+    s = run_sweep(parse_spec(KILL_SPEC), "quick", out, executor=InlineExecutor(), fn=logged_job, progress=False)
     after = _finished(out)
     assert len(after) == 16 and before <= after
-    second_keys = {job_key(json.loads(line)) for line in log.read_text().splitlines()}
-    assert not second_keys & before, "a finished run was run again"
-    assert len(second_keys) == 16 - len(before) - int(done.stdout.split()[1]) + len(before)
-    assert len(first_calls) >= len(before)
+    assert not set(CALLS) & before, "a finished run was run again"
+    assert len(CALLS) == len(set(CALLS)) == 16 - len(before) - s.recovered
+    assert s.skipped == len(before)
 
 
 # -- statistics -----------------------------------------------------------------------------------
@@ -394,7 +418,7 @@ def _synthetic_runs(effects: dict[str, float], seed: int = 0, noise: float = 0.1
     for label, effect in effects.items():
         for a in arch:
             for i in init:
-                for s in range(5):
+                for _s in range(5):
                     rows.append({"label": label, "arch_name": a, "init": i, "dataset": "moons",
                                  "test_accuracy": 1 + effect + arch[a] + init[i] + rng.normal(0, noise)})
     return pd.DataFrame(rows)
@@ -460,6 +484,8 @@ def test_prepare_fig3_keeps_spec_order_and_filters_the_spec():
     frame = prepare_fig3(runs)
     assert set(frame["metric"]) == {"test_accuracy", "sparsity"}
     assert list(frame["label"].cat.categories) == ["GA", "GA (adaptive AB)"]
+    ranked = runs.assign(label_rank=runs["label"].map({"GA": 1, "GA (adaptive AB)": 0}))
+    assert list(prepare_fig3(ranked)["label"].cat.categories) == ["GA (adaptive AB)", "GA"]
     acc = frame[(frame["metric"] == "test_accuracy") & (frame["arch_name"] == "A")].set_index("label")
     assert acc.loc["GA", "mean"] == pytest.approx(0.9) and acc.loc["GA (adaptive AB)", "mean"] == pytest.approx(0.8)
     assert (acc["n"] == 3).all()
@@ -519,6 +545,8 @@ def test_report_is_self_contained_with_figures_tables_and_provenance(swept, tmp_
     assert page.count("<img") == 6 and page.count("data:image/png;base64,") == 6
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "id='stats-fig6-moons'" in page.replace('"', "'") and "91.6%" in page
+    fig6 = page.split("id=\"summary-fig6\"")[1].split("</table>")[0]
+    assert fig6.index("EP (50%)") < fig6.index("EP (adapted)") < fig6.index("Backprop")  # spec order
     assert page.count("<table") == summary.tables
     assert "abc123" in page and "&quot;seed&quot;" in page  # provenance: git revision, config
     for name in summary.figures:
@@ -550,3 +578,51 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["sweep", "fig3", "--workers", "0"]) == 2
     assert main(["sweep", "fig4", "--dry-run"]) == 0
     assert "circles" in capsys.readouterr().out
+
+
+# -- the report in a real browser -----------------------------------------------------------------
+
+def _chromium() -> str:
+    """Debian's chromium; installed with apt-get when missing (skip with the reason if impossible)."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
+        if shutil.which("chromium"):
+            return shutil.which("chromium")
+    pytest.skip("headless Chromium is not installed and `apt-get install -y chromium` was not possible")
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+COUNT_IMAGES = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.from(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var tables = document.querySelectorAll('table').length;
+  document.body.setAttribute('data-check', 'images=' + imgs.length + ';loaded=' + ok + ';tables=' + tables);
+});
+</script>"""
+
+
+def test_report_opens_in_headless_chromium(swept, tmp_path):
+    browser = _chromium()
+    summary = build_report([swept], tmp_path / "report.html")
+    checked = tmp_path / "checked.html"  # the report itself has no script; the check adds one
+    checked.write_text(summary.path.read_text().replace("</body>", COUNT_IMAGES + "</body>"))
+    common = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*common, "--virtual-time-budget=5000", "--dump-dom", checked.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    found = dict(kv.split("=") for kv in dom.stdout.split('data-check="')[1].split('"')[0].split(";"))
+    assert int(found["images"]) == len(summary.figures) == 6
+    assert found["loaded"] == found["images"], "a figure did not load"
+    assert int(found["tables"]) == summary.tables
+    shot = tmp_path / "report.png"
+    subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,2400", summary.path.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 20_000  # a page with figures, not a blank one

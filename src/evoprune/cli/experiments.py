@@ -112,7 +112,8 @@ def _stats(args: argparse.Namespace) -> int:
         raise EvopruneError(f"stats: no finished runs{f' of spec {spec}' if spec else ''}")
     if args.metric not in df:
         raise EvopruneError(f"--metric: no column {args.metric!r} in the results")
-    fits = mixed_model_tables(df, value=args.metric, order=list(dict.fromkeys(df["label"])))
+    fits = mixed_model_tables(df, value=args.metric,
+                              order=list(dict.fromkeys(df.sort_values("label_rank", kind="stable")["label"])))
     if not fits:
         raise EvopruneError("stats: no dataset has runs of two or more algorithms")
     for fit in fits:

@@ -15,7 +15,15 @@ Typical use::
 
 from evoprune.experiments.executors import EXECUTORS, LocalExecutor, RayExecutor, make_executor
 from evoprune.experiments.report import build_report
-from evoprune.experiments.spec import PROFILES, Run, Spec, job_key, load_spec, parse_spec, spec_names
+from evoprune.experiments.spec import (
+    PROFILES,
+    Run,
+    Spec,
+    job_key,
+    load_spec,
+    parse_spec,
+    spec_names,
+)
 from evoprune.experiments.stats import fit_mixed_model, mixed_model_tables
 from evoprune.experiments.store import Store
 from evoprune.experiments.sweep import SweepSummary, run_sweep

@@ -32,7 +32,8 @@ def _runs_of(runs: pd.DataFrame, spec: str) -> pd.DataFrame:
 
 def _label_order(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Keep the arms in the order the spec lists them (store order), not alphabetical."""
-    order = list(dict.fromkeys(runs["label"]))
+    ranked = runs.sort_values("label_rank", kind="stable") if "label_rank" in runs else runs
+    order = list(dict.fromkeys(ranked["label"]))
     frame = frame.copy()
     frame["label"] = pd.Categorical(frame["label"], categories=order, ordered=True)
     return frame
@@ -53,7 +54,14 @@ def prepare_summary(
     if not parts:
         return pd.DataFrame(columns=["metric", *by, "mean", "std", "n", "ci_low", "ci_high"])
     out = pd.concat(parts, ignore_index=True)
-    return _label_order(out, sub) if "label" in by else out
+    if "label" not in by:
+        return out
+    out = _label_order(out, sub)
+    # rows: metric, then each grouping column in order of first appearance, arms in spec order
+    keys = {c: (out[c].cat.codes if c == "label" else out[c].map({v: i for i, v in enumerate(dict.fromkeys(out[c]))}))
+            for c in ["metric", *by]}
+    order = pd.DataFrame(keys).sort_values(list(keys), kind="stable").index
+    return out.loc[order].reset_index(drop=True)
 
 
 def prepare_fig3(runs: pd.DataFrame, spec: str = "fig3") -> pd.DataFrame:
@@ -68,6 +76,8 @@ def prepare_fig4(runs: pd.DataFrame, history: pd.DataFrame, spec: str = "fig4") 
         return pd.DataFrame(columns=["key", "generation", "series", "value"])
     key = sub.iloc[0]["key"]
     hist = history[history["key"] == key]
+    if "generation" not in hist or hist["generation"].isna().all():
+        return pd.DataFrame(columns=["key", "generation", "series", "value"])
     cols = [c for c in HISTORY_SERIES if c in hist]
     long = hist.melt(id_vars=["key", "generation"], value_vars=cols, var_name="column", value_name="value")
     long["series"] = long["column"].map(HISTORY_SERIES)
@@ -110,11 +120,13 @@ def prepare_fig11(runs: pd.DataFrame, spec: str = "fig11") -> pd.DataFrame:
     sub = _runs_of(runs, spec)
     needed = {"sparsity", "sparsity_before_post_prune"}
     if sub.empty or not needed <= set(sub):
-        return pd.DataFrame(columns=["dataset", "classes", "label", "stage", "mean", "std", "n", "ci_low", "ci_high"])
+        return pd.DataFrame(columns=["metric", "dataset", "classes", "label", "stage", "mean", "std", "n",
+                                     "ci_low", "ci_high"])
     parts = []
     for stage, column in (("before", "sparsity_before_post_prune"), ("after", "sparsity")):
         part = summarise(sub, ["dataset", "classes", "label"], column)
         part.insert(3, "stage", stage)
+        part.insert(0, "metric", "sparsity")
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
     out["stage"] = pd.Categorical(out["stage"], categories=["before", "after"], ordered=True)

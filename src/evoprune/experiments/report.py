@@ -93,10 +93,11 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
                 ours, holds = claim.check(sub)
                 rows.append({"the paper": claim.text, "ours": ours, "holds": _holds(holds)})
             parts.append("<h3>The paper's findings, checked</h3>")
-            parts.append(_table(pd.DataFrame(rows), f"claims-{spec}", escape_holds=True))
+            parts.append(_table(pd.DataFrame(rows), f"claims-{spec}"))
             n_tables += 1
         if figure_name == "fig6":
-            for mm in mixed_model_tables(sub, order=list(dict.fromkeys(sub["label"]))):
+            order = list(dict.fromkeys(sub.sort_values("label_rank", kind="stable")["label"]))
+            for mm in mixed_model_tables(sub, order=order):
                 parts.append(f"<h3>Mixed model (Fig. 6c): {html.escape(mm.dataset)}</h3>")
                 parts.append(f"<p class='note'>standardised test accuracy ~ algorithm; random effects: "
                              f"{html.escape(', '.join(mm.random_effects) or 'none')}; REML, Powell; "
@@ -159,14 +160,24 @@ def _seeds_per_cell(frame: pd.DataFrame) -> str:
 
 
 def _summary_table(frame: pd.DataFrame) -> pd.DataFrame:
-    group = [c for c in frame.columns if c not in ("mean", "std", "n", "ci_low", "ci_high")]
-    out = frame[group].copy().astype(str)
-    out["mean ± std"] = [f"{m:.3f} ± {s:.3f}" if pd.notna(s) else f"{m:.3f}"
-                         for m, s in zip(frame["mean"], frame["std"], strict=True)]
-    out["95% CI"] = [f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "-"
-                     for lo, hi in zip(frame["ci_low"], frame["ci_high"], strict=True)]
-    out["n"] = frame["n"].astype(int).astype(str)
-    return out
+    """One row per cell, two columns per metric: mean ± std and the 95% CI of the mean."""
+    group = [c for c in frame.columns if c not in ("metric", "mean", "std", "n", "ci_low", "ci_high")]
+    pieces = frame.assign(**{c: frame[c].astype(str) for c in group})
+    out = None
+    for metric, part in pieces.groupby("metric", sort=False) if "metric" in frame else [("value", pieces)]:
+        name = str(metric).replace("_", " ")
+        cols = part[group].copy()
+        cols[f"{name}: mean ± std"] = [f"{m:.3f} ± {s:.3f}" if pd.notna(s) else f"{m:.3f}"
+                                       for m, s in zip(part["mean"], part["std"], strict=True)]
+        cols[f"{name}: 95% CI"] = [f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "-"
+                                   for lo, hi in zip(part["ci_low"], part["ci_high"], strict=True)]
+        if out is None:
+            cols["n"] = part["n"].astype(int).astype(str).to_numpy()
+            out = cols
+        else:
+            out = out.merge(cols, on=group, how="left", sort=False)
+    assert out is not None
+    return out.rename(columns={"arch_name": "arch"})
 
 
 def _format_vs(vs: pd.DataFrame) -> pd.DataFrame:
@@ -190,7 +201,7 @@ def _holds(value: object) -> str:
     return "yes" if value else "no"
 
 
-def _table(frame: pd.DataFrame, table_id: str, escape_holds: bool = False) -> str:
+def _table(frame: pd.DataFrame, table_id: str) -> str:
     return frame.to_html(index=False, border=0, table_id=table_id, na_rep="-", escape=True)
 
 

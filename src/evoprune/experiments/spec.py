@@ -13,7 +13,7 @@ every other axis sets one job key. A profile picks the seeds and the per-method 
       arm:
         - {label: GA, method: ga, objective: accuracy}
     profiles:
-      quick: {seeds: 2, budget: {ga: {max_generations: 40}}}
+      quick: {seeds: 2, budget: {ga: {max_generations: 40}}, only: {arch: [A, B]}}
       paper: {seeds: 25}
 
 A job value ``{mean_of: LABEL, field: sparsity}`` is filled in by the sweep once the runs of
@@ -42,7 +42,7 @@ from evoprune.jobs import METHODS
 
 PROFILES = ("quick", "paper")
 SPEC_KEYS = {"name", "title", "figure", "description", "grid", "profiles"}
-PROFILE_KEYS = {"seeds", "budget"}
+PROFILE_KEYS = {"seeds", "budget", "only"}
 ARM_AXIS = "arm"
 REFERENCE_KEYS = {"mean_of", "field"}
 _JOB_KEY = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -85,10 +85,12 @@ class Spec:
         prof = self.profiles[profile]
         seeds = _seeds(prof.get("seeds", 1), self.source)
         budget = prof.get("budget") or {}
+        only = prof.get("only") or {}
         runs: list[Run] = []
         for grid in self.grid:
             names = list(grid)
-            for values in itertools.product(*(grid[n] for n in names)):
+            axes = [[v for v in grid[n] if n not in only or v in only[n]] for n in names]
+            for values in itertools.product(*axes):
                 point = dict(zip(names, values, strict=True))
                 arm = dict(point.pop(ARM_AXIS))
                 label = str(arm.pop("label"))
@@ -170,6 +172,17 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
             raise EvopruneError(f"{source}: {where}: expected a mapping")
         _no_unknown(prof, PROFILE_KEYS, source, where)
         _seeds(prof.get("seeds", 1), f"{source}: {where}")
+        only = prof.get("only") or {}
+        if not isinstance(only, dict):
+            raise EvopruneError(f"{source}: {where}.only: expected a mapping of axis -> values to keep")
+        for axis, keep in only.items():
+            values = [v for g in checked if axis in g for v in g[axis]]
+            if axis == ARM_AXIS or not values:
+                raise EvopruneError(f"{source}: unknown field '{where}.only.{axis}': not an axis of the grid")
+            missing = [v for v in (keep if isinstance(keep, list) else [keep]) if v not in values]
+            if missing or not isinstance(keep, list):
+                raise EvopruneError(f"{source}: {where}.only.{axis}: expected a list of the axis' values, "
+                                    f"got {keep!r}")
         for method, settings in (prof.get("budget") or {}).items():
             if method not in METHODS:
                 raise EvopruneError(
@@ -188,7 +201,10 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
         source=source,
     )
     for pname in spec.profiles:
-        _check_references(spec.runs(pname), spec.labels(), source)
+        runs = spec.runs(pname)
+        _check_references(runs, spec.labels(), source)
+        for run in runs:
+            _check_job(run, source, pname)
     return spec
 
 
@@ -228,6 +244,38 @@ def _check_grid(grid: Any, source: str, where: str) -> dict[str, list[Any]]:
                 if set(value) != REFERENCE_KEYS:
                     raise EvopruneError(f"{source}: {here}.{key}: expected {{mean_of: LABEL, field: NAME}}")
     return out
+
+
+def _allowed_keys(method: str) -> set[str] | None:
+    """Job keys the method's runner accepts (None: unknown here, the runner checks at run time)."""
+    try:
+        if method in ("ga", "ga-adaptive"):
+            from evoprune.ga.job import GA_KEYS
+
+            return set(GA_KEYS)
+        from evoprune.baselines import jobs as baseline_jobs
+
+        return set({"edge-popup": baseline_jobs.EDGE_POPUP_KEYS,
+                    "backprop": baseline_jobs.BACKPROP_KEYS}[method])
+    except (ImportError, AttributeError, KeyError):
+        return None
+
+
+def _check_job(run: Run, source: str, profile: str) -> None:
+    """A typo in a spec must fail at load time, naming the file and the field, not in every run."""
+    from evoprune.jobs import COMMON_KEYS
+
+    method = run.job["method"]
+    allowed = _allowed_keys(method)
+    if allowed is not None:
+        unknown = sorted(set(run.job) - COMMON_KEYS - allowed)
+        if unknown:
+            raise EvopruneError(
+                f"{source}: arm {run.label!r} (profile {profile}): unknown field {unknown[0]!r} for "
+                f"method {method}; expected some of {', '.join(sorted(allowed))}"
+            )
+    if method == "backprop" and run.job.get("init") is not None:
+        raise EvopruneError(f"{source}: arm {run.label!r}: backprop takes no 'init' (sklearn initialises)")
 
 
 def _check_references(runs: list[Run], labels: list[str], source: str) -> None:

@@ -68,9 +68,12 @@ def fit_mixed_model(
     codes = {name: f"a{i}" for i, name in enumerate(levels)}
     data["algo"] = pd.Categorical(data[algorithm].map(codes), categories=list(codes.values()))
     data["y"] = standardise(data[value].astype(float)) if standardised else data[value].astype(float)
-    effects = tuple(r for r in random if r in data and data[r].nunique(dropna=True) > 1)
-    for r in effects:
-        data[r] = data[r].astype(str)
+    for r in random:
+        if r in data:
+            data[r] = data[r].fillna("none").astype(str)  # backprop has no init of ours
+    # a factor is a random effect only where it varies within an algorithm; otherwise it is
+    # confounded with the algorithm (backprop's "none" init) and carries no variance of its own
+    effects = tuple(r for r in random if r in data and data.groupby("algo", observed=True)[r].nunique().max() > 1)
     note = ""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter; `converged` reports the outcome

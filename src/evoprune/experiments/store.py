@@ -8,7 +8,8 @@ Tables:
   and git revision.
 - ``members``: which spec asked for which key under which arm label (a run can serve several
   specs: fig10 and fig11 share the digits runs).
-- ``history``: the per-generation rows of ``history.csv`` (GA runs).
+- ``history``: the rows of each run's ``history.csv`` in order (``row``): per generation for the
+  GA (``generation``, ``best_performance``, ...), per epoch for edge-popup and backprop (``epoch``).
 - ``meta``: the specs and profiles swept into this store.
 
 Only the sweep driver writes, one transaction per finished run, so a killed sweep leaves every
@@ -50,12 +51,12 @@ CREATE TABLE IF NOT EXISTS members (
     PRIMARY KEY (spec, key, label)
 );
 CREATE TABLE IF NOT EXISTS history (
-    key TEXT NOT NULL, generation INTEGER NOT NULL,
-    PRIMARY KEY (key, generation)
+    key TEXT NOT NULL, row INTEGER NOT NULL,
+    PRIMARY KEY (key, row)
 );
 CREATE TABLE IF NOT EXISTS meta (
     spec TEXT NOT NULL, profile TEXT NOT NULL, source TEXT, figure TEXT, title TEXT,
-    first_swept REAL,
+    labels TEXT, first_swept REAL,
     PRIMARY KEY (spec, profile)
 );
 """
@@ -88,6 +89,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        for name in ("figure", "title", "labels"):  # stores written before these columns existed
+            if name not in self.columns("meta"):
+                self.db.execute(f"ALTER TABLE meta ADD COLUMN {name} TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -131,7 +135,7 @@ class Store:
         return frame
 
     def history_frame(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
-        frame = pd.read_sql_query("SELECT * FROM history ORDER BY key, generation", self.db)
+        frame = pd.read_sql_query("SELECT * FROM history ORDER BY key, row", self.db)
         if keys is not None:
             frame = frame[frame["key"].isin(set(keys))]
         return frame.reset_index(drop=True)
@@ -159,10 +163,17 @@ class Store:
 
     # -- writing (the sweep driver only) ---------------------------------------------------
 
-    def note_spec(self, spec: str, profile: str, source: str, figure: str = "", title: str = "") -> None:
+    def note_spec(self, spec: str, profile: str, source: str, figure: str = "", title: str = "",
+                  labels: list[str] | None = None) -> None:
+        """Remember a swept spec: where it came from, its figure, and its arms in spec order."""
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?, ?, ?, ?, ?)",
-                       (spec, profile, source, figure or spec, title or spec, time.time()))
+            db.execute(
+                "INSERT INTO meta (spec, profile, source, figure, title, labels, first_swept) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (spec, profile) DO UPDATE SET "
+                "source = excluded.source, figure = excluded.figure, title = excluded.title, "
+                "labels = excluded.labels",
+                (spec, profile, source, figure or spec, title or spec, json.dumps(labels or []), time.time()),
+            )
 
     def add_members(self, spec: str, runs: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         """Record that `spec` asks for these (key, label, axes)."""
@@ -227,8 +238,8 @@ class Store:
             marks = ", ".join("?" for _ in row)
             db.execute(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", [_sql(v) for v in row.values()])
             db.execute("DELETE FROM history WHERE key = ?", (key,))
-            for hrow in history or []:
-                hrow = {"key": key, **{k: _number(v) for k, v in hrow.items()}}
+            for i, hrow in enumerate(history or []):
+                hrow = {"key": key, "row": i, **{k: _number(v) for k, v in hrow.items() if k not in ("key", "row")}}
                 self._add_columns(db, "history", hrow)
                 names = ", ".join(hrow)
                 marks = ", ".join("?" for _ in hrow)

@@ -26,7 +26,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from evoprune.errors import EvopruneError
-from evoprune.experiments.executors import Executor, JobFn, Payload, make_executor
+from evoprune.experiments.executors import EXECUTORS, Executor, JobFn, Payload, make_executor
 from evoprune.experiments.spec import Run, Spec, load_spec
 from evoprune.experiments.store import Store
 
@@ -78,6 +78,8 @@ def run_sweep(
     >>> # run_sweep("fig3", "quick", "runs/fig3")                          # doctest: +SKIP
     """
     started = time.perf_counter()
+    if isinstance(executor, str) and executor not in EXECUTORS:
+        raise EvopruneError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     spec_list = [s if isinstance(s, Spec) else load_spec(s) for s in _as_list(specs)]
     if not spec_list:
         raise EvopruneError("sweep: give at least one spec")
@@ -92,7 +94,7 @@ def run_sweep(
     first = [_Pending(s.name, r) for s in spec_list for r in s.runs(profile) if not r.references]
     second = [_Pending(s.name, r) for s in spec_list for r in s.runs(profile) if r.references]
     for s in spec_list:
-        store.note_spec(s.name, profile, s.source, s.figure, s.title)
+        store.note_spec(s.name, profile, s.source, s.figure, s.title, s.labels())
     counts = {"skipped": 0, "recovered": 0, "ran": 0, "failed": 0}
     errors: list[str] = []
     total = len({p.run.key for p in first}) + len({_deferred_id(p) for p in second})

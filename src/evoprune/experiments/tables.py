@@ -29,7 +29,11 @@ def load_results(folders: str | Path | Sequence[str | Path], finished_only: bool
     for folder in folders:
         with Store(folder, create=False) as store:
             frame = store.runs_frame()
+            order = {(r.spec, label): i for r in store.specs().itertuples()
+                     for i, label in enumerate(json.loads(r.labels or "[]"))}
         frame["folder"] = str(folder)
+        # the arms' order in their spec (figures and tables follow it; stage-2 arms run last)
+        frame["label_rank"] = [order.get((s, lab), len(order)) for s, lab in zip(frame["spec"], frame["label"], strict=True)]
         frames.append(frame)
     if not frames:
         return pd.DataFrame()
@@ -43,7 +47,7 @@ def load_results(folders: str | Path | Sequence[str | Path], finished_only: bool
 
 
 def load_history(folders: str | Path | Sequence[str | Path]) -> pd.DataFrame:
-    """The per-generation rows of every GA run in `folders`, with its key."""
+    """The history rows of every run in `folders` (per generation for the GA), with its key."""
     folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
     frames = []
     for folder in folders:
@@ -51,7 +55,7 @@ def load_history(folders: str | Path | Sequence[str | Path]) -> pd.DataFrame:
             frames.append(store.history_frame())
     if not frames:
         return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True).drop_duplicates(["key", "generation"])
+    return pd.concat(frames, ignore_index=True).drop_duplicates(["key", "row"])
 
 
 def summarise(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
@@ -80,10 +84,6 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> dict[str, float]:
     std = float(np.std(values, ddof=1))
     half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * std / np.sqrt(n)
     return {"mean": mean, "std": std, "n": n, "ci_low": mean - half, "ci_high": mean + half}
-
-
-def config_of(row: pd.Series) -> dict:
-    return json.loads(row["config"])
 
 
 def load_meta(folders: str | Path | Sequence[str | Path]) -> pd.DataFrame:
