@@ -27,7 +27,7 @@ def build_parser() -> Parser:
     from evoprune import __version__
     from evoprune.cli import baseline, experiments, search
 
-    parser = Parser(prog="evoprune", description=__doc__.splitlines()[0])
+    parser = Parser(prog="evoprune", description="Strong lottery tickets by evolutionary search.")
     parser.add_argument("--version", action="version", version=f"evoprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in (search, baseline, experiments):
