@@ -1,0 +1,136 @@
+"""Post-pruning: the incremental MLP walk and the general walk both equal the plain walk."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from evoprune.data import load_dataset
+from evoprune.evaluate import Evaluator, forward_one
+from evoprune.ga import post_prune
+from evoprune.ga import prune as prune_module
+from evoprune.masks import MaskSpace
+from evoprune.nets import build_mlp
+
+
+def plain_walk(model: nn.Module, space: MaskSpace, mask: torch.Tensor, X, y) -> torch.Tensor:
+    """The paper's walk: one candidate at a time, each a masked copy of the model."""
+
+    def accuracy(m: torch.Tensor) -> float:
+        return float((forward_one(model, space, m, X).argmax(1) == y).double().mean())
+
+    mask, current = mask.clone(), accuracy(mask)
+    for bit in torch.nonzero(mask).flatten():
+        trial = mask.clone()
+        trial[bit] = False
+        acc = accuracy(trial)
+        if acc >= current:
+            mask, current = trial, acc
+    return mask
+
+
+def teacher_data(n_in: int, n_classes: int, n: int, seed: int, sparse: bool):
+    """Inputs (with many exact zeros if `sparse`) labelled by a random linear teacher."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, n_in, generator=gen)
+    if sparse:
+        X = (X - 0.5).relu()  # ~70% zeros: the incremental walk's sparse-support path
+    y = (X @ torch.randn(n_in, n_classes, generator=gen)).argmax(1)
+    return X, y
+
+
+def no_general_path(*_args, **_kwargs):
+    raise AssertionError("the general path was used")
+
+
+@pytest.mark.parametrize(
+    ("layers", "sparse"),
+    [
+        ([6, 16, 2], False),
+        ([6, 16, 2], True),
+        ([10, 14, 10], True),
+        ([5, 10, 8, 2], False),
+        ([6, 8, 10, 10], True),
+    ],
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_incremental_walk_equals_the_plain_walk(monkeypatch, layers, sparse, seed):
+    X, y = teacher_data(layers[0], layers[-1], 300, seed, sparse)
+    net = build_mlp(layers, seed=seed)
+    ev = Evaluator(net, X, y, cache=False, metrics=("accuracy",))
+    density = (0.5, 0.8, 1.0)[seed]
+    mask = torch.rand(ev.n_bits, generator=torch.Generator().manual_seed(seed)) < density
+    monkeypatch.setattr(prune_module, "_speculative_walk", no_general_path)
+    pruned, report = post_prune(ev, mask)
+    assert torch.equal(pruned, plain_walk(net, ev.space, mask, X, y))
+    assert not (pruned & ~mask).any()  # only set bits are cleared
+    assert report.bits_before == int(mask.sum()) and report.bits_after == int(pruned.sum())
+    assert report.accuracy_after >= report.accuracy_before
+    assert ev.n_evaluations == 2  # the first and the final mask: no near-tie needed it
+    assert report.accuracy_after == float(ev.evaluate(pruned.view(1, -1))["accuracy"][0])
+
+
+@pytest.mark.parametrize("classes", [2, 10])
+def test_incremental_walk_on_digits_equals_the_plain_walk(monkeypatch, classes):
+    ds = load_dataset("digits", classes=classes)
+    X, y = ds.X_train[:300], ds.y_train[:300]
+    net = build_mlp([64, 12, classes], seed=3)
+    ev = Evaluator(net, X, y, cache=False, metrics=("accuracy",))
+    mask = torch.rand(ev.n_bits, generator=torch.Generator().manual_seed(3)) < 0.4
+    monkeypatch.setattr(prune_module, "_speculative_walk", no_general_path)
+    pruned, report = post_prune(ev, mask)
+    assert torch.equal(pruned, plain_walk(net, ev.space, mask, X, y))
+    assert report.accuracy_after >= report.accuracy_before
+    assert report.bits_after < report.bits_before
+
+
+def test_a_layer_outside_the_mask_space_is_left_alone():
+    X, y = teacher_data(6, 2, 200, 4, sparse=True)
+    net = build_mlp([6, 12, 8, 2], seed=4)
+    space = MaskSpace(net, is_maskable=lambda name, m: isinstance(m, nn.Linear) and name != "2")
+    ev = Evaluator(net, X, y, space=space, cache=False, metrics=("accuracy",))
+    mask = torch.rand(ev.n_bits, generator=torch.Generator().manual_seed(4)) < 0.7
+    pruned, _ = post_prune(ev, mask)
+    assert torch.equal(pruned, plain_walk(net, space, mask, X, y))
+
+
+def test_exact_ties_are_left_to_the_evaluator():
+    """Two identical output units: every sample starts on a tie (argmax takes class 0)."""
+    X, y = teacher_data(4, 2, 200, 5, sparse=False)
+    net = build_mlp([4, 10, 2], seed=5)
+    with torch.no_grad():
+        net[2].weight[1] = net[2].weight[0]
+        net[2].bias[1] = net[2].bias[0]
+    ev = Evaluator(net, X, y, cache=False, metrics=("accuracy",))
+    mask = torch.ones(ev.n_bits, dtype=torch.bool)
+    pruned, report = post_prune(ev, mask)
+    assert ev.n_evaluations > 2  # the evaluator settled the ties
+    assert torch.equal(pruned, plain_walk(net, ev.space, mask, X, y))
+    assert report.accuracy_after >= report.accuracy_before
+
+
+class SmallConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3)
+        self.fc = nn.Linear(3 * 6 * 6, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_other_modules_take_the_general_path_and_equal_the_plain_walk(monkeypatch):
+    gen = torch.Generator().manual_seed(6)
+    X = torch.randn(120, 1, 8, 8, generator=gen)
+    y = torch.randint(0, 3, (120,), generator=gen)
+    torch.manual_seed(6)
+    net = SmallConvNet()
+    ev = Evaluator(net, X, y, cache=False, metrics=("accuracy",))
+    mask = torch.rand(ev.n_bits, generator=gen) < 0.6
+    monkeypatch.setattr(prune_module, "_IncrementalWalk", no_general_path)
+    pruned, report = post_prune(ev, mask)
+    assert torch.equal(pruned, plain_walk(net, ev.space, mask, X, y))
+    assert not (pruned & ~mask).any()
+    assert report.accuracy_after >= report.accuracy_before
+    assert report.bits_after < report.bits_before
