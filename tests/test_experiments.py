@@ -549,6 +549,10 @@ def test_report_is_self_contained_with_figures_tables_and_provenance(swept, tmp_
     assert fig6.index("EP (50%)") < fig6.index("EP (adapted)") < fig6.index("Backprop")  # spec order
     assert page.count("<table") == summary.tables
     assert "abc123" in page and "&quot;seed&quot;" in page  # provenance: git revision, config
+    with Store(tmp_path / "other") as other:  # the same spec swept elsewhere (another profile)
+        other.note_spec("fig3", "paper", "fig3.yaml")
+    with pytest.raises(EvopruneError, match="report them separately"):
+        build_report([swept, tmp_path / "other"], tmp_path / "mixed.html")
     for name in summary.figures:
         assert (tmp_path / "report_figures" / f"{name}.png").stat().st_size > 1000
         assert (tmp_path / "report_figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")

@@ -52,6 +52,13 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
     if not folders:
         raise EvopruneError("report: give at least one sweep folder")
     out = Path(out)
+    seen: dict[str, Path] = {}
+    for folder in folders:  # pooling fig3 [quick] with fig3 [paper] would mix the budgets
+        for spec in load_meta(folder)["spec"]:
+            if spec in seen and seen[spec] != folder:
+                raise EvopruneError(f"report: spec {spec} is in both {seen[spec]} and {folder}; "
+                                    "report them separately")
+            seen[spec] = folder
     runs = load_results(folders)
     everything = load_results(folders, finished_only=False)
     if everything.empty:
