@@ -56,7 +56,9 @@ def run_ga_job(
         "wall_seconds": round(time.perf_counter() - start, 4),
         "ga_config": config.to_dict(),
     }
-    ticket.metrics = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
+    # Timings stay out of the ticket, so the same seed writes the same ticket file.
+    ticket.metrics = {k: v for k, v in result.items()
+                      if isinstance(v, int | float | str) and not k.endswith("seconds")}
     if out is not None:
         write_run_dir(out, result, ticket, ticket.history)
     return result

@@ -143,8 +143,9 @@ class GeneticSearch:
         migrants = ops.random_masks(cfg.n_migrants, self.ev.n_bits, cfg.init_density, self.gen)
         return torch.cat([children, mutants, migrants])
 
-    def tell(self, state: GAState, new: torch.Tensor, seconds: float) -> GAState:
-        """Score the new genomes, keep the top N of parents + new, log the generation."""
+    def tell(self, state: GAState, new: torch.Tensor, started: float) -> GAState:
+        """Score the new genomes, keep the top N of parents + new, log the generation.
+        `started` is the `time.perf_counter()` at which the generation began."""
         scores, fitness = self._score(new)
         pop, scores, fitness = self._ranked(
             torch.cat([state.population, new]), torch.cat([state.scores, scores]),
@@ -154,7 +155,7 @@ class GeneticSearch:
         improved = float(fitness[0]) > state.best_fitness
         sparsities = ops_sparsity(pop)
         best_so_far = max(state.best_sparsity_so_far, float(sparsities.max()))
-        total_seconds = state.seconds + seconds
+        total_seconds = state.seconds + time.perf_counter() - started
         row = {
             "generation": generation,
             "best_performance": float(scores[0, self._obj]),
@@ -197,9 +198,8 @@ class GeneticSearch:
                     state = self.initial_state()
                 bar.update(state.generation)
                 while not self.done(state):
-                    start = time.perf_counter()
-                    new = self.ask(state)
-                    state = self.tell(state, new, time.perf_counter() - start)
+                    started = time.perf_counter()
+                    state = self.tell(state, self.ask(state), started)
                     self._report(bar, state)
                     if self.checkpoint and self.checkpoint_every and (
                         state.generation % self.checkpoint_every == 0
