@@ -158,3 +158,30 @@ def test_wrong_mask_shape_raises():
         ev.evaluate(torch.ones(3, ev.n_bits + 1, dtype=torch.bool))
     with pytest.raises(ValueError, match="expected shape"):
         ev.evaluate(torch.ones(ev.n_bits, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("layers", [[2, 12, 9, 2], [2, 8, 7, 6, 3], [3, 10, 8, 4], [6, 9, 8, 2]])
+@pytest.mark.parametrize("keep", [0.2, 0.5])
+def test_compacted_deep_nets_match(layers, keep):
+    # Sparse masks leave many constant, unread or (on this data) always-zero hidden units,
+    # which the fast path drops per mask; the result must not change.
+    net = build_mlp(layers, seed=6)
+    X, y = _data(151, layers[0], layers[-1], seed=4)
+    X[:, 0] = X[:, 0].abs()  # one-signed inputs: some first-layer units are zero on all of X
+    ev = Evaluator(net, X, y, objective="loss", memory_mb=TINY_MB)
+    masks = _masks(17, ev.n_bits, keep=keep)
+    ref = _reference(net, ev.space, masks, X)
+    got = ev.evaluate(masks)
+    assert torch.equal(got["accuracy"], accuracy(ref, y).double())
+    torch.testing.assert_close(ev.logits(masks), ref, rtol=1e-5, atol=1e-5)
+    margins = Evaluator(net, X, y, memory_mb=TINY_MB).evaluate(masks)["accuracy"]
+    assert torch.equal(margins, got["accuracy"])
+
+
+def test_compaction_drops_units():
+    net = build_mlp([2, 40, 30, 2], seed=0)
+    X, y = _data(300, 2, 2)
+    ev = Evaluator(net, X, y)
+    pop = ev._mlp.prepare(_masks(8, ev.n_bits, keep=0.3)[2:], margin=True)
+    w0, w1 = pop.weights[1].shape[2], pop.weights[1].shape[1]
+    assert w0 < 40 and w1 < 30
