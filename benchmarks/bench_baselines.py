@@ -18,9 +18,17 @@ from evoprune.nets import build_mlp, parse_arch
 
 def seconds_per_epoch(layers: list[int], ds, epochs: int, threads: int, fast: bool) -> float:
     net = build_mlp(layers, seed=0)
-    res = train_edge_popup(net, ds.X_train, ds.y_train,
-                           EdgePopupConfig(epochs=epochs, threads=threads), seed=0, fast=fast)
-    times = [b["seconds"] - a["seconds"] for a, b in zip(res.history, res.history[1:], strict=False)]
+    res = train_edge_popup(
+        net,
+        ds.X_train,
+        ds.y_train,
+        EdgePopupConfig(epochs=epochs, threads=threads),
+        seed=0,
+        fast=fast,
+    )
+    times = [
+        b["seconds"] - a["seconds"] for a, b in zip(res.history, res.history[1:], strict=False)
+    ]
     return min(times) if times else res.history[0]["seconds"]
 
 
@@ -38,15 +46,19 @@ def main() -> None:
     for fast in (True, False):
         for threads in (1, 2):
             s = seconds_per_epoch(layers, ds, args.epochs, threads, fast)
-            print(f"  edge-popup {'fast MLP path ' if fast else 'functional_call'} threads={threads}: "
-                  f"{s:.3f} s/epoch, {steps / s:,.0f} steps/s, 100 epochs ~ {100 * s:.0f} s")
+            print(
+                f"  edge-popup {'fast MLP path ' if fast else 'functional_call'} threads={threads}: "
+                f"{s:.3f} s/epoch, {steps / s:,.0f} steps/s, 100 epochs ~ {100 * s:.0f} s"
+            )
     if args.backprop:
         from evoprune.jobs import run_job
 
         start = time.perf_counter()
         r = run_job({"method": "backprop", "dataset": "moons", "arch": args.arch, "seed": 0})
-        print(f"  backprop (Table 2 row): {time.perf_counter() - start:.1f} s, {r['epochs']} epochs, "
-              f"test acc {r['test_accuracy']:.4f}")
+        print(
+            f"  backprop (Table 2 row): {time.perf_counter() - start:.1f} s, {r['epochs']} epochs, "
+            f"test acc {r['test_accuracy']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,14 @@ from evoprune.nets import build_mlp, parse_arch
 def whole_search(seed: int = 0) -> tuple[float, dict]:
     ds = load_dataset("moons")
     start = time.perf_counter()
-    t = evoprune.search(build_mlp([2, 75, 2], seed=seed), ds.X_train, ds.y_train,
-                        config=GAConfig(seed=seed), X_test=ds.X_test, y_test=ds.y_test)
+    t = evoprune.search(
+        build_mlp([2, 75, 2], seed=seed),
+        ds.X_train,
+        ds.y_train,
+        config=GAConfig(seed=seed),
+        X_test=ds.X_test,
+        y_test=ds.y_test,
+    )
     return time.perf_counter() - start, t.metrics
 
 
@@ -47,7 +53,9 @@ def plain_walk(model, mask, X, y, limit_seconds: float) -> tuple[torch.Tensor, i
         net = copy.deepcopy(model)
         chunks = torch.split(bits, sizes)
         with torch.no_grad():
-            for layer, chunk in zip([m for m in net if isinstance(m, torch.nn.Linear)], chunks, strict=True):
+            for layer, chunk in zip(
+                [m for m in net if isinstance(m, torch.nn.Linear)], chunks, strict=True
+            ):
                 layer.weight.mul_(chunk.view_as(layer.weight).float())
             return float((net(X).argmax(1) == y).double().mean())
 
@@ -80,15 +88,21 @@ def prune_case(label: str, net, X, y, mask: torch.Tensor, limit: float, repeats:
     # The walk is sequential: after `done` set bits both masks must agree up to that bit.
     cut = int(torch.nonzero(mask).flatten()[done - 1]) + 1 if done else 0
     same = torch.equal(plain[:cut], pruned[:cut])
-    print(f"post-pruning {label}: {set_bits} set bits -> {report.bits_after} "
-          f"(train acc {report.accuracy_before:.4f} -> {report.accuracy_after:.4f})")
-    print(f"  ours  {ours:8.3f} s   (best of {repeats}: "
-          f"{', '.join(f'{t:.3f}' for t in times)}; {report.evaluations} evaluations)")
+    print(
+        f"post-pruning {label}: {set_bits} set bits -> {report.bits_after} "
+        f"(train acc {report.accuracy_before:.4f} -> {report.accuracy_after:.4f})"
+    )
+    print(
+        f"  ours  {ours:8.3f} s   (best of {repeats}: "
+        f"{', '.join(f'{t:.3f}' for t in times)}; {report.evaluations} evaluations)"
+    )
     walked = "" if done == set_bits else f" (extrapolated from {done} bits in {plain_s:.1f} s)"
     print(f"  plain {plain_full:8.3f} s{walked}")
     agree = "same mask" if done == set_bits else f"same decisions on the {done} bits walked"
-    print(f"  ratio {plain_full / ours:8.1f}x   {agree}: {'yes' if same else 'NO'}   "
-          f"target ours <= 5 s: {'PASS' if ours <= 5 else 'MISS'}")
+    print(
+        f"  ratio {plain_full / ours:8.1f}x   {agree}: {'yes' if same else 'NO'}   "
+        f"target ours <= 5 s: {'PASS' if ours <= 5 else 'MISS'}"
+    )
     assert same, f"{label}: our walk differs from the plain walk"
 
 
@@ -96,8 +110,12 @@ def prune_bench(quick: bool) -> None:
     ds = load_dataset("digits")
     net = build_mlp([64, 75, 10], seed=0)
     # A realistic mask to prune: the best of a short GA run.
-    t = evoprune.search(net, ds.X_train, ds.y_train,
-                        config=GAConfig(min_generations=30, max_generations=30, post_prune=False))
+    t = evoprune.search(
+        net,
+        ds.X_train,
+        ds.y_train,
+        config=GAConfig(min_generations=30, max_generations=30, post_prune=False),
+    )
     prune_case("digits-10 B", net, ds.X_train, ds.y_train, t.mask, 20.0 if quick else 600.0)
 
     ds = load_dataset("moons")
@@ -110,15 +128,23 @@ def prune_bench(quick: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="cap the plain walks at 20 s (digits) and 10 s (moons D)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="cap the plain walks at 20 s (digits) and 10 s (moons D)",
+    )
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     seconds, m = whole_search()
-    print(f"whole default search, moons B (seed 0): {seconds:.2f} s, {m['generations']} generations, "
-          f"{m['evaluations']} evaluations, test acc {m['test_accuracy']:.4f}, sparsity "
-          f"{m['sparsity']:.3f} (post-prune {m['post_prune_seconds']:.2f} s)   "
-          f"target <= 10 s: {'PASS' if seconds <= 10 else 'MISS'}")
+    print(
+        f"whole default search, moons B (seed 0): {seconds:.2f} s, {m['generations']} generations, "
+        f"{m['evaluations']} evaluations, test acc {m['test_accuracy']:.4f}, sparsity "
+        f"{m['sparsity']:.3f} (post-prune {m['post_prune_seconds']:.2f} s)   "
+        f"target <= 10 s: {'PASS' if seconds <= 10 else 'MISS'}"
+    )
     prune_bench(args.quick)
 
 

@@ -33,10 +33,28 @@ from evoprune.ticket import Ticket
 
 # Every field of the GA's result.json (issue #3: the baselines write the same ones).
 RESULT_FIELDS = (
-    "dataset", "classes", "arch", "variant", "objective", "seed", "init", "generations",
-    "evaluations", "wall_seconds", "train_accuracy", "test_accuracy", "train_loss", "test_loss",
-    "sparsity", "sparsity_before_post_prune", "test_accuracy_before_post_prune", "versions",
-    "git_revision", "method", "epochs", "hyperparameters",
+    "dataset",
+    "classes",
+    "arch",
+    "variant",
+    "objective",
+    "seed",
+    "init",
+    "generations",
+    "evaluations",
+    "wall_seconds",
+    "train_accuracy",
+    "test_accuracy",
+    "train_loss",
+    "test_loss",
+    "sparsity",
+    "sparsity_before_post_prune",
+    "test_accuracy_before_post_prune",
+    "versions",
+    "git_revision",
+    "method",
+    "epochs",
+    "hyperparameters",
 )
 
 
@@ -53,7 +71,9 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A small CSV dataset (two moons) for the job and CLI tests: fast, no 50k samples."""
     X, y = moons_subset(600, seed=1)
     path = tmp_path_factory.mktemp("data") / "moons.csv"
-    rows = ["x1,x2,label"] + [f"{a:.6f},{b:.6f},{int(c)}" for (a, b), c in zip(X.tolist(), y.tolist(), strict=True)]
+    rows = ["x1,x2,label"] + [
+        f"{a:.6f},{b:.6f},{int(c)}" for (a, b), c in zip(X.tolist(), y.tolist(), strict=True)
+    ]
     path.write_text("\n".join(rows) + "\n")
     return str(path)
 
@@ -96,8 +116,12 @@ def test_straight_through_gradient_reaches_scores_and_weights_stay_frozen() -> N
     res = edge_popup(net, X, y, sparsity=0.5, epochs=3, batch_size=32, seed=0)
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k]), f"{k} changed during edge-popup"
-    assert any(not torch.equal(a, b) for a, b in zip(res.scores.values(),
-               ScoredNetwork(net, 0.5, 0).scores.values(), strict=True))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(
+            res.scores.values(), ScoredNetwork(net, 0.5, 0).scores.values(), strict=True
+        )
+    )
 
 
 def test_fast_path_equals_functional_call_and_plain_masked_forward() -> None:
@@ -130,7 +154,9 @@ def test_works_for_a_conv_module() -> None:
     res = edge_popup(model, X, y, sparsity=0.6, epochs=2, batch_size=20, seed=0)
     assert res.mask.shape == (MaskSpace(model).n_bits,)
     assert [int(m.sum()) for m in res.space.split(res.mask).values()] == [
-        kept_count(36, 0.6), kept_count(288, 0.6)]
+        kept_count(36, 0.6),
+        kept_count(288, 0.6),
+    ]
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
@@ -145,10 +171,18 @@ def test_edge_popup_beats_chance_on_a_tiny_task(init: str) -> None:
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
 
 
-@pytest.mark.parametrize("bad", [
-    {"sparsity": 1.0}, {"sparsity": -0.1}, {"sparsity": float("nan")}, {"epochs": 0},
-    {"batch_size": 0}, {"lr": 0.0}, {"weight_decay": -1.0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"sparsity": 1.0},
+        {"sparsity": -0.1},
+        {"sparsity": float("nan")},
+        {"epochs": 0},
+        {"batch_size": 0},
+        {"lr": 0.0},
+        {"weight_decay": -1.0},
+    ],
+)
 def test_bad_edge_popup_config_is_an_evoprune_error(bad: dict) -> None:
     with pytest.raises(EvopruneError):
         EdgePopupConfig(**bad)
@@ -172,7 +206,13 @@ def test_table2_covers_every_experiment_row(row: tuple[str, str, int]) -> None:
     kw = params.sklearn_kwargs()
     assert kw["solver"] in ("adam", "sgd") and kw["batch_size"] in (32, 64, 128)
     assert 1e-4 - 1e-12 <= kw["alpha"] <= 0.1 and 1e-3 - 1e-12 <= kw["learning_rate_init"] <= 0.1
-    assert eval(format_row(*row, params).split(": ", 1)[1].rstrip(","), {"BackpropParams": BackpropParams}) == params
+    assert (
+        eval(
+            format_row(*row, params).split(": ", 1)[1].rstrip(","),
+            {"BackpropParams": BackpropParams},
+        )
+        == params
+    )
     if dataset == "digits":
         assert lookup(dataset, ARCHS[letter], classes, normalize=False) == TABLE2_DIGITS_RAW[row]
 
@@ -192,11 +232,21 @@ def test_backprop_reaches_a_threshold_on_a_tiny_task() -> None:
     assert acc > 0.98 and loss < 0.1
     assert len(res.history) == res.epochs
     again = backprop(X.numpy(), y.numpy(), [75], params, seed=0, max_iter=100)
-    assert all(np.array_equal(a, b) for a, b in zip(res.model.coefs_, again.model.coefs_, strict=True))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(res.model.coefs_, again.model.coefs_, strict=True)
+    )
 
 
-@pytest.mark.parametrize("bad", [{"solver": "lbfgs"}, {"learning_rate": "fast"},
-                                 {"alpha": -1.0}, {"batch_size": 0}, {"momentum": 2.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"solver": "lbfgs"},
+        {"learning_rate": "fast"},
+        {"alpha": -1.0},
+        {"batch_size": 0},
+        {"momentum": 2.0},
+    ],
+)
 def test_bad_backprop_params_are_an_evoprune_error(bad: dict) -> None:
     with pytest.raises(EvopruneError):
         BackpropParams(**bad)
@@ -206,9 +256,19 @@ def test_bad_backprop_params_are_an_evoprune_error(bad: dict) -> None:
 
 
 def test_edge_popup_job_writes_a_ticket_and_every_result_field(tmp_path, tiny_data) -> None:
-    job = {"method": "edge-popup", "dataset": "file", "data": tiny_data, "target": "label",
-           "arch": "2,20,2", "seed": 0, "init": "signed-constant", "sparsity": 0.6,
-           "epochs": 2, "batch_size": "64", "lr": "1e-1"}  # strings as YAML would give them
+    job = {
+        "method": "edge-popup",
+        "dataset": "file",
+        "data": tiny_data,
+        "target": "label",
+        "arch": "2,20,2",
+        "seed": 0,
+        "init": "signed-constant",
+        "sparsity": 0.6,
+        "epochs": 2,
+        "batch_size": "64",
+        "lr": "1e-1",
+    }  # strings as YAML would give them
     result = run_job(job, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     for key in RESULT_FIELDS:
@@ -230,8 +290,16 @@ def test_edge_popup_job_writes_a_ticket_and_every_result_field(tmp_path, tiny_da
 
 
 def test_backprop_job_result_fields(tmp_path, tiny_data) -> None:
-    job = {"method": "backprop", "dataset": "file", "data": tiny_data, "target": "label",
-           "arch": "2,20,2", "seed": 1, "solver": "adam", "max_iter": 30}
+    job = {
+        "method": "backprop",
+        "dataset": "file",
+        "data": tiny_data,
+        "target": "label",
+        "arch": "2,20,2",
+        "seed": 1,
+        "solver": "adam",
+        "max_iter": 30,
+    }
     result = run_job(job, tmp_path / "bp")
     saved = json.loads((tmp_path / "bp" / "result.json").read_text())
     for key in RESULT_FIELDS:
@@ -257,22 +325,31 @@ def test_backprop_job_uses_table2(monkeypatch) -> None:
         run_job({"method": "backprop", "dataset": "circles", "arch": "B", "alpha": 0.5})
     assert seen["hidden"] == [75]
     assert seen["params"] == BackpropParams(
-        solver="sgd", learning_rate_init=0.004642, learning_rate="adaptive", batch_size=128,
-        alpha=0.5, momentum=0.5, nesterovs_momentum=True)
+        solver="sgd",
+        learning_rate_init=0.004642,
+        learning_rate="adaptive",
+        batch_size=128,
+        alpha=0.5,
+        momentum=0.5,
+        nesterovs_momentum=True,
+    )
 
 
-@pytest.mark.parametrize("job, word", [
-    ({"method": "edge-popup", "dataset": "moons", "sparsity": 1.0}, "sparsity"),
-    ({"method": "edge-popup", "dataset": "moons", "sparsity": -0.5}, "sparsity"),
-    ({"method": "edge-popup", "dataset": "moons", "init": "xavier", "epochs": 1}, "init"),
-    ({"method": "edge-popup", "dataset": "nope"}, "dataset"),
-    ({"method": "edge-popup", "dataset": "moons", "epoch": 3}, "epoch"),
-    ({"method": "edge-popup", "dataset": "moons", "batch_size": "many"}, "batch_size"),
-    ({"method": "backprop", "dataset": "moons", "init": "uniform"}, "init"),
-    ({"method": "backprop", "dataset": "nope"}, "dataset"),
-    ({"method": "backprop", "dataset": "moons", "arch": "2,33,2"}, "Table 2"),
-    ({"method": "backprop", "dataset": "moons", "solver": "lbfgs"}, "solver"),
-])
+@pytest.mark.parametrize(
+    "job, word",
+    [
+        ({"method": "edge-popup", "dataset": "moons", "sparsity": 1.0}, "sparsity"),
+        ({"method": "edge-popup", "dataset": "moons", "sparsity": -0.5}, "sparsity"),
+        ({"method": "edge-popup", "dataset": "moons", "init": "xavier", "epochs": 1}, "init"),
+        ({"method": "edge-popup", "dataset": "nope"}, "dataset"),
+        ({"method": "edge-popup", "dataset": "moons", "epoch": 3}, "epoch"),
+        ({"method": "edge-popup", "dataset": "moons", "batch_size": "many"}, "batch_size"),
+        ({"method": "backprop", "dataset": "moons", "init": "uniform"}, "init"),
+        ({"method": "backprop", "dataset": "nope"}, "dataset"),
+        ({"method": "backprop", "dataset": "moons", "arch": "2,33,2"}, "Table 2"),
+        ({"method": "backprop", "dataset": "moons", "solver": "lbfgs"}, "solver"),
+    ],
+)
 def test_bad_jobs_are_evoprune_errors(job: dict, word: str) -> None:
     with pytest.raises(EvopruneError, match=word):
         run_job(job)
@@ -281,14 +358,17 @@ def test_bad_jobs_are_evoprune_errors(job: dict, word: str) -> None:
 # -- CLI -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [
-    ["baseline", "edge-popup", "--dataset", "moons", "--sparsity", "1.0"],
-    ["baseline", "edge-popup", "--dataset", "moons", "--sparsity", "-0.2"],
-    ["baseline", "edge-popup", "--dataset", "nope"],
-    ["baseline", "backprop", "--dataset", "nope"],
-    ["baseline", "backprop", "--dataset", "moons", "--arch", "2,33,2"],
-    ["tune-backprop", "--dataset", "nope"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["baseline", "edge-popup", "--dataset", "moons", "--sparsity", "1.0"],
+        ["baseline", "edge-popup", "--dataset", "moons", "--sparsity", "-0.2"],
+        ["baseline", "edge-popup", "--dataset", "nope"],
+        ["baseline", "backprop", "--dataset", "nope"],
+        ["baseline", "backprop", "--dataset", "moons", "--arch", "2,33,2"],
+        ["tune-backprop", "--dataset", "nope"],
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(argv, capsys, tmp_path) -> None:
     assert main([*argv, *(["--out", str(tmp_path / "o")] if argv[0] == "baseline" else [])]) == 2
     err = capsys.readouterr().err
@@ -304,20 +384,59 @@ def test_cli_unknown_init_is_a_usage_error(capsys) -> None:
 
 def test_cli_edge_popup_and_backprop_runs(tmp_path, tiny_data, capsys) -> None:
     data = ["--data", tiny_data, "--target", "label", "--arch", "2,20,2", "--quiet"]
-    assert main(["baseline", "edge-popup", *data, "--epochs", "2", "--out", str(tmp_path / "ep")]) == 0
-    assert main(["baseline", "backprop", *data, "--solver", "adam", "--max-iter", "20",
-                 "--out", str(tmp_path / "bp")]) == 0
+    assert (
+        main(["baseline", "edge-popup", *data, "--epochs", "2", "--out", str(tmp_path / "ep")]) == 0
+    )
+    assert (
+        main(
+            [
+                "baseline",
+                "backprop",
+                *data,
+                "--solver",
+                "adam",
+                "--max-iter",
+                "20",
+                "--out",
+                str(tmp_path / "bp"),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("edge-popup") and lines[1].startswith("backprop")
-    assert (tmp_path / "ep" / "ticket.npz").is_file() and (tmp_path / "bp" / "result.json").is_file()
+    assert (tmp_path / "ep" / "ticket.npz").is_file() and (
+        tmp_path / "bp" / "result.json"
+    ).is_file()
     # a finished run folder is never overwritten
-    assert main(["baseline", "edge-popup", *data, "--epochs", "1", "--out", str(tmp_path / "ep")]) == 2
+    assert (
+        main(["baseline", "edge-popup", *data, "--epochs", "1", "--out", str(tmp_path / "ep")]) == 2
+    )
 
 
 def test_cli_tune_backprop_prints_a_table_row(tmp_path, tiny_data, capsys) -> None:
     out = tmp_path / "tune.json"
-    assert main(["tune-backprop", "--data", tiny_data, "--target", "label", "--arch", "2,20,2",
-                 "--n-iter", "2", "--max-iter", "15", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "tune-backprop",
+                "--data",
+                tiny_data,
+                "--target",
+                "label",
+                "--arch",
+                "2,20,2",
+                "--n-iter",
+                "2",
+                "--max-iter",
+                "15",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     row = capsys.readouterr().out.strip()
     assert row.startswith('("file", "A", 2): BackpropParams(solver=')  # hidden [20] is A
     saved = json.loads(out.read_text())
@@ -332,5 +451,7 @@ def test_edge_popup_on_full_moons_short() -> None:
     ds = load_dataset("moons")
     net = build_mlp([2, 75, 2], seed=0)
     res = train_edge_popup(net, ds.X_train, ds.y_train, EdgePopupConfig(epochs=5), seed=0)
-    acc = float((forward_one(net, res.space, res.mask, ds.X_test).argmax(1) == ds.y_test).float().mean())
+    acc = float(
+        (forward_one(net, res.space, res.mask, ds.X_test).argmax(1) == ds.y_test).float().mean()
+    )
     assert acc > 0.85  # 100 epochs reach ~0.89 on moons B (uniform init, seeds 0-2)

@@ -28,16 +28,50 @@ def run_cli(args, capsys):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "digits"
-    assert main(["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--out", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--dataset",
+                "digits",
+                "--classes",
+                "2",
+                "--arch",
+                "A",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def test_search_writes_result_ticket_and_history(finished_run):
     result = json.loads((finished_run / "result.json").read_text())
-    for field in ("dataset", "classes", "arch", "variant", "objective", "seed", "init",
-                  "generations", "evaluations", "wall_seconds", "train_accuracy", "test_accuracy",
-                  "train_loss", "test_loss", "sparsity", "sparsity_before_post_prune",
-                  "test_accuracy_before_post_prune", "versions", "git_revision", "config"):
+    for field in (
+        "dataset",
+        "classes",
+        "arch",
+        "variant",
+        "objective",
+        "seed",
+        "init",
+        "generations",
+        "evaluations",
+        "wall_seconds",
+        "train_accuracy",
+        "test_accuracy",
+        "train_loss",
+        "test_loss",
+        "sparsity",
+        "sparsity_before_post_prune",
+        "test_accuracy_before_post_prune",
+        "versions",
+        "git_revision",
+        "config",
+    ):
         assert field in result, field
     assert result["arch"] == [64, 20, 2] and result["generations"] == 6
     assert set(result["versions"]) >= {"evoprune", "torch", "numpy", "python"}
@@ -102,7 +136,9 @@ def bad_files(tmp_path):
         "nan": write(tmp_path / "nan.csv", "x1,x2,label\n1,2,a\n,3,b\n" + ok_rows),
         "text": write(tmp_path / "text.csv", "x1,x2,label\n1,hello,a\n2,3,b\n" + ok_rows),
         "notarget": write(tmp_path / "notarget.csv", "x1,x2,label\n" + ok_rows),
-        "oneclass": write(tmp_path / "oneclass.csv", "x1,x2,label\n" + "\n".join(f"{i},1,a" for i in range(20))),
+        "oneclass": write(
+            tmp_path / "oneclass.csv", "x1,x2,label\n" + "\n".join(f"{i},1,a" for i in range(20))
+        ),
         "empty": write(tmp_path / "empty.csv", ""),
         "ticket": write(tmp_path / "ticket.npz", "not a zip"),
     }
@@ -114,11 +150,17 @@ def bad_files(tmp_path):
         (["search", "--dataset", "nope"], "dataset: expected one of"),
         (["search", "--dataset", "moons", "--arch", "3,10,2"], "does not fit the data"),
         (["search", "--dataset", "moons", "--arch", "Q"], "arch: expected"),
-        (["search", "--dataset", "moons", "--mut-rate", "1.5"], "mut_rate: expected a rate in [0, 1]"),
+        (
+            ["search", "--dataset", "moons", "--mut-rate", "1.5"],
+            "mut_rate: expected a rate in [0, 1]",
+        ),
         (["search", "--dataset", "moons", "--rec-rate", "-0.1"], "rec_rate"),
         (["search", "--dataset", "digits", "--classes", "7"], "classes: digits supports"),
         (["search", "--data", "{nan}", "--target", "label"], "empty (NaN) values in rows 3"),
-        (["search", "--data", "{text}", "--target", "label"], "'x2' has non-numeric values in rows 2"),
+        (
+            ["search", "--data", "{text}", "--target", "label"],
+            "'x2' has non-numeric values in rows 2",
+        ),
         (["search", "--data", "{notarget}", "--target", "y"], "no target column 'y'"),
         (["search", "--data", "{oneclass}", "--target", "label"], "only one class"),
         (["search", "--data", "{empty}", "--target", "label"], "the file is empty"),
@@ -130,7 +172,9 @@ def bad_files(tmp_path):
         (["export", "missing.npz", "--out", "x.pt"], "no such ticket"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_nothing_written(args, message, bad_files, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2_and_nothing_written(
+    args, message, bad_files, tmp_path, capsys
+):
     out_dir = tmp_path / "out"
     args = [a.format(**{k: str(v) for k, v in bad_files.items()}) for a in args]
     if args[0] == "search":
@@ -162,17 +206,49 @@ def test_user_csv_runs(tmp_path, capsys):
         fh.write("a,b,c,answer\n")
         for row, label in zip(X, labels, strict=True):
             fh.write(",".join(f"{v:.5f}" for v in row) + f",{label}\n")
-    code, out, _ = run_cli(["search", "--data", path, "--target", "answer", "--arch", "3,10,2",
-                            "--out", tmp_path / "r", *FAST], capsys)
+    code, out, _ = run_cli(
+        [
+            "search",
+            "--data",
+            path,
+            "--target",
+            "answer",
+            "--arch",
+            "3,10,2",
+            "--out",
+            tmp_path / "r",
+            *FAST,
+        ],
+        capsys,
+    )
     assert code == 0
     result = json.loads((tmp_path / "r" / "result.json").read_text())
     assert result["classes"] == 2 and result["test_accuracy"] > 0.6
 
 
 def _search_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "evoprune", "search", "--dataset", "digits", "--classes", "2",
-            "--arch", "A", "--population", "20", "--min-generations", "60",
-            "--max-generations", "60", "--quiet", "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "evoprune",
+        "search",
+        "--dataset",
+        "digits",
+        "--classes",
+        "2",
+        "--arch",
+        "A",
+        "--population",
+        "20",
+        "--min-generations",
+        "60",
+        "--max-generations",
+        "60",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -181,8 +257,12 @@ def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, sig):
     whole = tmp_path / "whole"
     subprocess.run(_search_cmd(whole), check=True, env=env, capture_output=True)
     part = tmp_path / "part"
-    proc = subprocess.Popen(_search_cmd(part, "--checkpoint-every", "3"), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _search_cmd(part, "--checkpoint-every", "3"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 60
     while not (part / "checkpoint.npz").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -192,8 +272,12 @@ def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, sig):
         pytest.skip("the search finished before the signal arrived")
     assert proc.returncode == 130, err
     assert not (part / "result.json").exists()
-    subprocess.run(_search_cmd(part, "--checkpoint-every", "3", "--resume"), check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        _search_cmd(part, "--checkpoint-every", "3", "--resume"),
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     a, b = Ticket.load(whole / "ticket.npz"), Ticket.load(part / "ticket.npz")
     assert torch.equal(a.mask, b.mask)
     rows = [list(csv.DictReader((d / "history.csv").open())) for d in (whole, part)]

@@ -45,6 +45,7 @@ SHIPPED = ["fig3", "fig4", "fig5", "fig6", "fig7", "fig9", "fig10", "fig11"]
 
 # -- a stand-in job: deterministic in the job, writes a run folder like the real ones ----------
 
+
 def fake_job(job: dict, out: Path) -> dict:
     """Accuracy and sparsity are functions of the job (so same key -> same result)."""
     h = int(job_key(job), 16)
@@ -53,20 +54,40 @@ def fake_job(job: dict, out: Path) -> dict:
     if job.get("method") == "backprop":
         sparsity = 0.0
     result = {
-        "method": job["method"], "dataset": job["dataset"], "classes": job.get("classes", 2),
-        "arch": [2, 20, 2], "variant": job["method"], "objective": job.get("objective"),
-        "seed": job["seed"], "init": job.get("init", "uniform"), "normalize": job.get("normalize"),
-        "config": job, "generations": 5, "evaluations": 500, "wall_seconds": 0.01,
-        "train_accuracy": acc, "test_accuracy": acc, "train_loss": 1 - acc, "test_loss": 1 - acc,
-        "sparsity": sparsity, "sparsity_before_post_prune": sparsity * 0.8,
-        "test_accuracy_before_post_prune": acc, "versions": {"evoprune": "test"},
-        "git_revision": "abc123", "worker_key": job_key(job), "worker_pid": os.getpid(),
+        "method": job["method"],
+        "dataset": job["dataset"],
+        "classes": job.get("classes", 2),
+        "arch": [2, 20, 2],
+        "variant": job["method"],
+        "objective": job.get("objective"),
+        "seed": job["seed"],
+        "init": job.get("init", "uniform"),
+        "normalize": job.get("normalize"),
+        "config": job,
+        "generations": 5,
+        "evaluations": 500,
+        "wall_seconds": 0.01,
+        "train_accuracy": acc,
+        "test_accuracy": acc,
+        "train_loss": 1 - acc,
+        "test_loss": 1 - acc,
+        "sparsity": sparsity,
+        "sparsity_before_post_prune": sparsity * 0.8,
+        "test_accuracy_before_post_prune": acc,
+        "versions": {"evoprune": "test"},
+        "git_revision": "abc123",
+        "worker_key": job_key(job),
+        "worker_pid": os.getpid(),
     }
     out.mkdir(parents=True, exist_ok=True)
     if job["method"].startswith("ga"):
-        lines = ["generation,best_performance,best_sparsity,max_sparsity,best_sparsity_so_far,seconds"]
-        lines += [f"{g},{acc * g / 5:.4f},{sparsity * g / 5:.4f},{sparsity:.4f},{sparsity * g / 5:.4f},0.1"
-                  for g in range(1, 6)]
+        lines = [
+            "generation,best_performance,best_sparsity,max_sparsity,best_sparsity_so_far,seconds"
+        ]
+        lines += [
+            f"{g},{acc * g / 5:.4f},{sparsity * g / 5:.4f},{sparsity:.4f},{sparsity * g / 5:.4f},0.1"
+            for g in range(1, 6)
+        ]
         (out / "history.csv").write_text("\n".join(lines) + "\n")
     elif job["method"] == "edge-popup":  # the baselines log epochs
         (out / "history.csv").write_text("epoch,lr,train_loss\n1,0.1,0.7\n2,0.05,0.6\n")
@@ -91,10 +112,17 @@ TINY_SPEC = {
         "arm": [
             {"label": "GA", "method": "ga", "objective": "accuracy"},
             {"label": "EP (50%)", "method": "edge-popup", "sparsity": 0.5},
-            {"label": "EP (adapted)", "method": "edge-popup", "sparsity": {"mean_of": "GA", "field": "sparsity"}},
+            {
+                "label": "EP (adapted)",
+                "method": "edge-popup",
+                "sparsity": {"mean_of": "GA", "field": "sparsity"},
+            },
         ],
     },
-    "profiles": {"quick": {"seeds": 2, "budget": {"ga": {"max_generations": 5}}}, "paper": {"seeds": 3}},
+    "profiles": {
+        "quick": {"seeds": 2, "budget": {"ga": {"max_generations": 5}}},
+        "paper": {"seeds": 3},
+    },
 }
 
 
@@ -112,6 +140,7 @@ class InlineExecutor:
 
 
 # -- specs and keys -----------------------------------------------------------------------------
+
 
 def test_every_shipped_spec_expands_in_both_profiles():
     assert sorted(spec_names()) == sorted(SHIPPED)
@@ -134,7 +163,9 @@ def test_shared_jobs_share_keys_across_specs():
     # fig11 asks for exactly the GA runs of fig10, fig4 for one run of fig3's adaptive variant
     fig10 = {r.key for r in load_spec("fig10").runs("quick")}
     assert {r.key for r in load_spec("fig11").runs("quick")} <= fig10
-    assert {r.key for r in load_spec("fig4").runs("quick")} <= {r.key for r in load_spec("fig3").runs("quick")}
+    assert {r.key for r in load_spec("fig4").runs("quick")} <= {
+        r.key for r in load_spec("fig3").runs("quick")
+    }
 
 
 def test_key_is_stable_and_order_independent():
@@ -176,20 +207,38 @@ GOOD_YAML = """
 """
 
 
-@pytest.mark.parametrize("change, message", [
-    (("name: s", "name: s\ncolour: red"), "unknown field 'colour'"),
-    (("quick: {seeds: 1}", "quick: {seeds: 1, seeds_per_arm: 2}"), "unknown field 'profiles.quick.seeds_per_arm'"),
-    (("quick: {seeds: 1}", "fast: {seeds: 1}"), "unknown field 'profiles.fast'"),
-    (("quick: {seeds: 1}", "quick: {seeds: 1, budget: {gaa: {patience: 1}}}"), "profiles.quick.budget.gaa"),
-    (("method: ga}", "method: gaa}"), "expected one of"),
-    (("label: GA, method: ga", "label: GA (loss, x), method: ga"), "quote labels"),
-    (("quick: {seeds: 1}", "quick: {seeds: 0}"), "seeds"),
-    (("dataset: [moons]", "dataset: [moons]\n  seed: [1]"), "seeds belong in the profiles"),
-    (("quick: {seeds: 1}", "quick: {seeds: 1, only: {classes: [2]}}"), "profiles.quick.only.classes"),
-    (("quick: {seeds: 1}", "quick: {seeds: 1, only: {dataset: [blobs]}}"), "only.dataset: expected a list"),
-    (("method: ga}", "method: ga, max_generation: 5}"), "unknown field 'max_generation' for method ga"),
-    (("method: ga}", "method: backprop, init: uniform}"), "backprop takes no 'init'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("name: s", "name: s\ncolour: red"), "unknown field 'colour'"),
+        (
+            ("quick: {seeds: 1}", "quick: {seeds: 1, seeds_per_arm: 2}"),
+            "unknown field 'profiles.quick.seeds_per_arm'",
+        ),
+        (("quick: {seeds: 1}", "fast: {seeds: 1}"), "unknown field 'profiles.fast'"),
+        (
+            ("quick: {seeds: 1}", "quick: {seeds: 1, budget: {gaa: {patience: 1}}}"),
+            "profiles.quick.budget.gaa",
+        ),
+        (("method: ga}", "method: gaa}"), "expected one of"),
+        (("label: GA, method: ga", "label: GA (loss, x), method: ga"), "quote labels"),
+        (("quick: {seeds: 1}", "quick: {seeds: 0}"), "seeds"),
+        (("dataset: [moons]", "dataset: [moons]\n  seed: [1]"), "seeds belong in the profiles"),
+        (
+            ("quick: {seeds: 1}", "quick: {seeds: 1, only: {classes: [2]}}"),
+            "profiles.quick.only.classes",
+        ),
+        (
+            ("quick: {seeds: 1}", "quick: {seeds: 1, only: {dataset: [blobs]}}"),
+            "only.dataset: expected a list",
+        ),
+        (
+            ("method: ga}", "method: ga, max_generation: 5}"),
+            "unknown field 'max_generation' for method ga",
+        ),
+        (("method: ga}", "method: backprop, init: uniform}"), "backprop takes no 'init'"),
+    ],
+)
 def test_bad_spec_is_an_error_naming_file_and_field(tmp_path, change, message):
     path = _write(tmp_path, textwrap.dedent(GOOD_YAML).replace(*change))
     with pytest.raises(EvopruneError) as err:
@@ -200,7 +249,11 @@ def test_bad_spec_is_an_error_naming_file_and_field(tmp_path, change, message):
 
 
 def test_good_spec_file_loads(tmp_path):
-    assert load_spec(_write(tmp_path, GOOD_YAML)).runs("quick")[0].job == {"dataset": "moons", "method": "ga", "seed": 0}
+    assert load_spec(_write(tmp_path, GOOD_YAML)).runs("quick")[0].job == {
+        "dataset": "moons",
+        "method": "ga",
+        "seed": 0,
+    }
 
 
 def test_spec_errors_unknown_name_reference_and_duplicates():
@@ -220,23 +273,46 @@ def test_spec_errors_unknown_name_reference_and_duplicates():
 
 # -- store ----------------------------------------------------------------------------------------
 
+
 def test_store_round_trips_a_run(tmp_path):
     job = {"method": "ga", "dataset": "moons", "arch": "B", "seed": 7, "init": "uniform"}
     result = fake_job(job, tmp_path / "run")
     result["new_metric"] = 0.25  # a field the store has never seen gets its own column
-    history = [{"generation": "1", "best_performance": "0.5", "diversity": "0.25"},
-               {"generation": "2", "best_performance": "0.75", "diversity": "0.125"}]
+    history = [
+        {"generation": "1", "best_performance": "0.5", "diversity": "0.25"},
+        {"generation": "2", "best_performance": "0.75", "diversity": "0.125"},
+    ]
     with Store(tmp_path / "sweep") as store:
         store.add_members("s", [(job_key(job), "GA", {"dataset": "moons", "arch": "B"})])
-        store.record(job_key(job), spec="s", label="GA", job=job, result=result, history=history,
-                     submitted=100.0, finished=101.0)
+        store.record(
+            job_key(job),
+            spec="s",
+            label="GA",
+            job=job,
+            result=result,
+            history=history,
+            submitted=100.0,
+            finished=101.0,
+        )
         assert store.finished_keys() == {job_key(job)}
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         hist = store.history_frame()
     df = load_results(tmp_path / "sweep")
     row = df.iloc[0]
-    assert (row["key"], row["label"], row["spec"], row["seed"], row["arch_name"]) == (job_key(job), "GA", "s", 7, "B")
-    for field in ("test_accuracy", "sparsity", "sparsity_before_post_prune", "generations", "new_metric"):
+    assert (row["key"], row["label"], row["spec"], row["seed"], row["arch_name"]) == (
+        job_key(job),
+        "GA",
+        "s",
+        7,
+        "B",
+    )
+    for field in (
+        "test_accuracy",
+        "sparsity",
+        "sparsity_before_post_prune",
+        "generations",
+        "new_metric",
+    ):
         assert row[field] == pytest.approx(result[field])
     assert json.loads(row["config"]) == job
     assert json.loads(row["arch"]) == [2, 20, 2]
@@ -245,8 +321,14 @@ def test_store_round_trips_a_run(tmp_path):
     assert hist["best_performance"].tolist() == [0.5, 0.75]
     assert hist["generation"].tolist() == [1, 2] and hist["row"].tolist() == [0, 1]
     with Store(tmp_path / "sweep") as store:  # edge-popup and backprop log epochs, not generations
-        store.record("ep", spec="s", label="EP", job={"method": "edge-popup", "seed": 0}, result=result,
-                     history=[{"epoch": "1", "train_loss": "0.5"}])
+        store.record(
+            "ep",
+            spec="s",
+            label="EP",
+            job={"method": "edge-popup", "seed": 0},
+            result=result,
+            history=[{"epoch": "1", "train_loss": "0.5"}],
+        )
         ep = store.history_frame(["ep"])
     assert ep["epoch"].tolist() == [1] and ep["generation"].isna().all()
 
@@ -254,7 +336,9 @@ def test_store_round_trips_a_run(tmp_path):
 def test_store_records_failures_and_missing_store_is_an_error(tmp_path):
     with Store(tmp_path) as store:
         store.add_members("s", [("k1", "GA", {})])
-        store.record("k1", spec="s", label="GA", job={"method": "ga", "seed": 0}, result=None, error="boom")
+        store.record(
+            "k1", spec="s", label="GA", job={"method": "ga", "seed": 0}, result=None, error="boom"
+        )
         assert store.finished_keys() == set()
     assert load_results(tmp_path).empty
     assert load_results(tmp_path, finished_only=False)["error"].tolist() == ["boom"]
@@ -264,9 +348,12 @@ def test_store_records_failures_and_missing_store_is_an_error(tmp_path):
 
 # -- sweeps ---------------------------------------------------------------------------------------
 
+
 def test_sweep_runs_everything_resolves_references_and_resumes(tmp_path):
     out = tmp_path / "sweep"
-    s = run_sweep(parse_spec(TINY_SPEC), "quick", out, executor=InlineExecutor(), fn=fake_job, progress=False)
+    s = run_sweep(
+        parse_spec(TINY_SPEC), "quick", out, executor=InlineExecutor(), fn=fake_job, progress=False
+    )
     assert (s.total, s.ran, s.failed, s.skipped) == (24, 24, 0, 0)
     df = load_results(out)
     assert len(df) == 24
@@ -274,22 +361,43 @@ def test_sweep_runs_everything_resolves_references_and_resumes(tmp_path):
         ga_mean = group[group["label"] == "GA"]["sparsity"].mean()
         adapted = group[group["label"] == "EP (adapted)"]
         assert len(adapted) == 2
-        assert all(json.loads(c)["sparsity"] == round(ga_mean, 4) for c in adapted["config"]), (dataset, arch)
+        assert all(json.loads(c)["sparsity"] == round(ga_mean, 4) for c in adapted["config"]), (
+            dataset,
+            arch,
+        )
     for key in df["key"]:
         folder = out / "runs" / key
         assert (folder / "result.json").is_file() and (folder / "ticket.npz").is_file()
     assert not list((out / "runs").glob(".tmp-*"))
-    again = run_sweep(parse_spec(TINY_SPEC), "quick", out, executor=InlineExecutor(), fn=fake_job, progress=False)
+    again = run_sweep(
+        parse_spec(TINY_SPEC), "quick", out, executor=InlineExecutor(), fn=fake_job, progress=False
+    )
     assert (again.ran, again.skipped) == (0, 24)
 
 
 def test_sweep_records_failed_runs_and_retries_them(tmp_path):
-    s = run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(), fn=failing_job, progress=False)
+    s = run_sweep(
+        parse_spec(TINY_SPEC),
+        "quick",
+        tmp_path,
+        executor=InlineExecutor(),
+        fn=failing_job,
+        progress=False,
+    )
     # seed 1 of GA and EP (50%) fail; EP (adapted) waits for every GA run of its cell
     assert s.failed == 16 and s.ran == 8
     assert "ValueError: boom" in s.errors[0] and "second line" not in s.errors[0]
-    assert any("waits for the mean of sparsity: 1 of 2 runs of 'GA' not finished" in e for e in s.errors)
-    s2 = run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(), fn=fake_job, progress=False)
+    assert any(
+        "waits for the mean of sparsity: 1 of 2 runs of 'GA' not finished" in e for e in s.errors
+    )
+    s2 = run_sweep(
+        parse_spec(TINY_SPEC),
+        "quick",
+        tmp_path,
+        executor=InlineExecutor(),
+        fn=fake_job,
+        progress=False,
+    )
     assert (s2.ran, s2.skipped, s2.failed) == (16, 8, 0)
     assert len(load_results(tmp_path)) == 24
 
@@ -301,22 +409,38 @@ def test_sweep_recovers_a_run_renamed_but_not_recorded(tmp_path):
     with Store(tmp_path) as store:  # as if killed between the rename and the store transaction
         store.db.execute("DELETE FROM runs WHERE key = ?", (key,))
     (tmp_path / "runs" / ".tmp-stale-1").mkdir()
-    s = run_sweep(spec, "quick", tmp_path, executor=InlineExecutor(), fn=failing_job, progress=False)
+    s = run_sweep(
+        spec, "quick", tmp_path, executor=InlineExecutor(), fn=failing_job, progress=False
+    )
     assert (s.recovered, s.ran, s.failed) == (1, 0, 0)
     assert key in set(load_results(tmp_path)["key"])
     assert not (tmp_path / "runs" / ".tmp-stale-1").exists()
 
 
 def test_local_executor_runs_in_worker_processes_with_one_thread(tmp_path):
-    s = run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path / "a", executor="local", workers=2,
-                  fn=fake_job, progress=False)
+    s = run_sweep(
+        parse_spec(TINY_SPEC),
+        "quick",
+        tmp_path / "a",
+        executor="local",
+        workers=2,
+        fn=fake_job,
+        progress=False,
+    )
     assert s.ran == 24
     df = load_results(tmp_path / "a")
     assert os.getpid() not in set(df["worker_pid"]) and df["worker_pid"].nunique() <= 2
     # spawned workers have their own hash seeds: the key must not depend on them
     assert (df["worker_key"] == df["key"]).all()
     inline = tmp_path / "b"
-    run_sweep(parse_spec(TINY_SPEC), "quick", inline, executor=InlineExecutor(), fn=fake_job, progress=False)
+    run_sweep(
+        parse_spec(TINY_SPEC),
+        "quick",
+        inline,
+        executor=InlineExecutor(),
+        fn=fake_job,
+        progress=False,
+    )
     cols = ["key", "label", "test_accuracy", "sparsity"]
     a = load_results(tmp_path / "a")[cols].sort_values(["key", "label"]).reset_index(drop=True)
     b = load_results(inline)[cols].sort_values(["key", "label"]).reset_index(drop=True)
@@ -333,7 +457,9 @@ def report_threads(job: dict, out: Path) -> dict:
 
 def test_unknown_executor_and_missing_ray_hint(tmp_path, monkeypatch):
     with pytest.raises(EvopruneError, match="executor: expected one of local, ray"):
-        run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor="slurm", fn=fake_job, progress=False)
+        run_sweep(
+            parse_spec(TINY_SPEC), "quick", tmp_path, executor="slurm", fn=fake_job, progress=False
+        )
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     from evoprune.experiments.executors import make_executor
 
@@ -341,8 +467,11 @@ def test_unknown_executor_and_missing_ray_hint(tmp_path, monkeypatch):
         make_executor("ray")
 
 
-KILL_SPEC = {"name": "kill", "grid": {"dataset": ["moons"], "arm": [{"label": "GA", "method": "ga"}]},
-             "profiles": {"quick": {"seeds": 16}}}
+KILL_SPEC = {
+    "name": "kill",
+    "grid": {"dataset": ["moons"], "arm": [{"label": "GA", "method": "ga"}]},
+    "profiles": {"quick": {"seeds": 16}},
+}
 
 KILL_DRIVER = f"""
 import json, sys, time
@@ -379,15 +508,25 @@ CALLS: list[str] = []
 
 def logged_job(job: dict, out: Path) -> dict:
     CALLS.append(job_key(job))
-    return {"method": job["method"], "dataset": job["dataset"], "seed": job["seed"], "test_accuracy": 0.5}
+    return {
+        "method": job["method"],
+        "dataset": job["dataset"],
+        "seed": job["seed"],
+        "test_accuracy": 0.5,
+    }
 
 
 def test_killed_sweep_loses_no_finished_run_and_repeats_none(tmp_path):
     script, out, log = tmp_path / "driver.py", tmp_path / "sweep", tmp_path / "calls.log"
     script.write_text(KILL_DRIVER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, str(script), str(out), str(log)], env=env,
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out), str(log)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 90
     while len(_finished(out)) < 4 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -400,7 +539,14 @@ def test_killed_sweep_loses_no_finished_run_and_repeats_none(tmp_path):
     started = {job_key(json.loads(line)) for line in log.read_text().splitlines()}
     assert before <= started
     CALLS.clear()
-    s = run_sweep(parse_spec(KILL_SPEC), "quick", out, executor=InlineExecutor(), fn=logged_job, progress=False)
+    s = run_sweep(
+        parse_spec(KILL_SPEC),
+        "quick",
+        out,
+        executor=InlineExecutor(),
+        fn=logged_job,
+        progress=False,
+    )
     after = _finished(out)
     assert len(after) == 16 and before <= after
     assert not set(CALLS) & before, "a finished run was run again"
@@ -409,6 +555,7 @@ def test_killed_sweep_loses_no_finished_run_and_repeats_none(tmp_path):
 
 
 # -- statistics -----------------------------------------------------------------------------------
+
 
 def _synthetic_runs(effects: dict[str, float], seed: int = 0, noise: float = 0.1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -419,13 +566,22 @@ def _synthetic_runs(effects: dict[str, float], seed: int = 0, noise: float = 0.1
         for a in arch:
             for i in init:
                 for _s in range(5):
-                    rows.append({"label": label, "arch_name": a, "init": i, "dataset": "moons",
-                                 "test_accuracy": 1 + effect + arch[a] + init[i] + rng.normal(0, noise)})
+                    rows.append(
+                        {
+                            "label": label,
+                            "arch_name": a,
+                            "init": i,
+                            "dataset": "moons",
+                            "test_accuracy": 1 + effect + arch[a] + init[i] + rng.normal(0, noise),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
 def test_mixed_model_recovers_known_effects():
-    fit = fit_mixed_model(_synthetic_runs({"GA": 0.0, "EP": -0.5, "BP": 0.3}), "moons", standardised=False)
+    fit = fit_mixed_model(
+        _synthetic_runs({"GA": 0.0, "EP": -0.5, "BP": 0.3}), "moons", standardised=False
+    )
     assert fit.random_effects == ("arch_name", "init") and fit.converged
     table = fit.table.set_index(["reference", "target"])
     for (ref, tgt), truth in {("GA", "EP"): -0.5, ("GA", "BP"): 0.3, ("EP", "BP"): 0.8}.items():
@@ -459,22 +615,37 @@ def test_mixed_model_drops_constant_random_effects_and_orders_references():
 
 # -- figure data ----------------------------------------------------------------------------------
 
+
 def _runs_frame() -> pd.DataFrame:
     rows = []
     for label, base in (("GA", 0.9), ("GA (adaptive AB)", 0.8)):
         for arch in "AB":
             for seed, delta in enumerate((-0.02, 0.0, 0.02)):
-                rows.append({"spec": "fig3", "label": label, "dataset": "moons", "arch_name": arch,
-                             "seed": seed, "key": f"{label}{arch}{seed}", "init": "uniform",
-                             "test_accuracy": base + delta, "sparsity": 0.5 + delta,
-                             "sparsity_before_post_prune": 0.4, "classes": 2, "method": "ga"})
+                rows.append(
+                    {
+                        "spec": "fig3",
+                        "label": label,
+                        "dataset": "moons",
+                        "arch_name": arch,
+                        "seed": seed,
+                        "key": f"{label}{arch}{seed}",
+                        "init": "uniform",
+                        "test_accuracy": base + delta,
+                        "sparsity": 0.5 + delta,
+                        "sparsity_before_post_prune": 0.4,
+                        "classes": 2,
+                        "method": "ga",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def test_summarise_gives_mean_std_and_t_interval():
     frame = summarise(pd.DataFrame({"g": ["a"] * 3, "v": [0.88, 0.90, 0.92]}), ["g"], "v")
     row = frame.iloc[0]
-    assert row["mean"] == pytest.approx(0.90) and row["std"] == pytest.approx(0.02) and row["n"] == 3
+    assert (
+        row["mean"] == pytest.approx(0.90) and row["std"] == pytest.approx(0.02) and row["n"] == 3
+    )
     half = 4.302653 * 0.02 / np.sqrt(3)  # t(0.975, 2)
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.90 - half, 0.90 + half))
 
@@ -486,19 +657,34 @@ def test_prepare_fig3_keeps_spec_order_and_filters_the_spec():
     assert list(frame["label"].cat.categories) == ["GA", "GA (adaptive AB)"]
     ranked = runs.assign(label_rank=runs["label"].map({"GA": 1, "GA (adaptive AB)": 0}))
     assert list(prepare_fig3(ranked)["label"].cat.categories) == ["GA (adaptive AB)", "GA"]
-    acc = frame[(frame["metric"] == "test_accuracy") & (frame["arch_name"] == "A")].set_index("label")
-    assert acc.loc["GA", "mean"] == pytest.approx(0.9) and acc.loc["GA (adaptive AB)", "mean"] == pytest.approx(0.8)
+    acc = frame[(frame["metric"] == "test_accuracy") & (frame["arch_name"] == "A")].set_index(
+        "label"
+    )
+    assert acc.loc["GA", "mean"] == pytest.approx(0.9) and acc.loc[
+        "GA (adaptive AB)", "mean"
+    ] == pytest.approx(0.8)
     assert (acc["n"] == 3).all()
     assert len(frame) == 2 * 2 * 2  # metrics x archs x labels
 
 
 def test_prepare_fig4_picks_the_lowest_seed_and_names_the_curves():
-    runs = pd.DataFrame([{"spec": "fig4", "key": "k1", "seed": 1, "label": "x"},
-                         {"spec": "fig4", "key": "k0", "seed": 0, "label": "x"}])
-    history = pd.DataFrame({"key": ["k0", "k0", "k1"], "generation": [1, 2, 1],
-                            "best_performance": [0.5, 0.7, 0.1], "best_sparsity": [0.2, 0.3, 0.1],
-                            "max_sparsity": [0.4, 0.5, 0.1], "best_sparsity_so_far": [0.2, 0.3, 0.1],
-                            "diversity": [0.1, 0.1, 0.1]})
+    runs = pd.DataFrame(
+        [
+            {"spec": "fig4", "key": "k1", "seed": 1, "label": "x"},
+            {"spec": "fig4", "key": "k0", "seed": 0, "label": "x"},
+        ]
+    )
+    history = pd.DataFrame(
+        {
+            "key": ["k0", "k0", "k1"],
+            "generation": [1, 2, 1],
+            "best_performance": [0.5, 0.7, 0.1],
+            "best_sparsity": [0.2, 0.3, 0.1],
+            "max_sparsity": [0.4, 0.5, 0.1],
+            "best_sparsity_so_far": [0.2, 0.3, 0.1],
+            "diversity": [0.1, 0.1, 0.1],
+        }
+    )
     frame = prepare_fig4(runs, history)
     assert set(frame["key"]) == {"k0"}
     assert set(frame["series"]) == set(HISTORY_SERIES.values())
@@ -510,10 +696,24 @@ def test_prepare_fig5_fig9_fig11():
     runs = _runs_frame().assign(spec="fig5")
     runs.loc[runs["arch_name"] == "B", "init"] = "kaiming-normal"
     f5 = prepare_fig5(runs)
-    assert set(f5["init"]) == {"uniform", "kaiming-normal"} and set(f5["metric"]) == {"test_accuracy"}
-    blobs = pd.DataFrame([{"spec": "fig9", "label": lab, "dataset": "blobs", "classes": c, "seed": s,
-                           "test_accuracy": 1 - c / 20 - (0.1 if lab == "EP (50%)" else 0)}
-                          for lab in ("GA (loss)", "EP (50%)") for c in (2, 5, 10) for s in range(2)])
+    assert set(f5["init"]) == {"uniform", "kaiming-normal"} and set(f5["metric"]) == {
+        "test_accuracy"
+    }
+    blobs = pd.DataFrame(
+        [
+            {
+                "spec": "fig9",
+                "label": lab,
+                "dataset": "blobs",
+                "classes": c,
+                "seed": s,
+                "test_accuracy": 1 - c / 20 - (0.1 if lab == "EP (50%)" else 0),
+            }
+            for lab in ("GA (loss)", "EP (50%)")
+            for c in (2, 5, 10)
+            for s in range(2)
+        ]
+    )
     f9 = prepare_fig9(blobs).set_index(["label", "classes"])
     assert f9.loc[("EP (50%)", 10), "mean"] == pytest.approx(0.4)
     assert f9.loc[("GA (loss)", 2), "std"] == pytest.approx(0.0)
@@ -525,6 +725,7 @@ def test_prepare_fig5_fig9_fig11():
 
 
 # -- report and CLI -------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
@@ -545,8 +746,10 @@ def test_report_is_self_contained_with_figures_tables_and_provenance(swept, tmp_
     assert page.count("<img") == 6 and page.count("data:image/png;base64,") == 6
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "id='stats-fig6-moons'" in page.replace('"', "'") and "91.6%" in page
-    fig6 = page.split("id=\"summary-fig6\"")[1].split("</table>")[0]
-    assert fig6.index("EP (50%)") < fig6.index("EP (adapted)") < fig6.index("Backprop")  # spec order
+    fig6 = page.split('id="summary-fig6"')[1].split("</table>")[0]
+    assert (
+        fig6.index("EP (50%)") < fig6.index("EP (adapted)") < fig6.index("Backprop")
+    )  # spec order
     assert page.count("<table") == summary.tables
     assert "abc123" in page and "&quot;seed&quot;" in page  # provenance: git revision, config
     with Store(tmp_path / "other") as other:  # the same spec swept elsewhere (another profile)
@@ -555,7 +758,9 @@ def test_report_is_self_contained_with_figures_tables_and_provenance(swept, tmp_
         build_report([swept, tmp_path / "other"], tmp_path / "mixed.html")
     for name in summary.figures:
         assert (tmp_path / "report_figures" / f"{name}.png").stat().st_size > 1000
-        assert (tmp_path / "report_figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+        assert (
+            (tmp_path / "report_figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+        )
 
 
 def test_cli_results_stats_report(swept, tmp_path, capsys):
@@ -586,6 +791,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 # -- the report in a real browser -----------------------------------------------------------------
 
+
 def _chromium() -> str:
     """Debian's chromium; installed with apt-get when missing (skip with the reason if impossible)."""
     import shutil
@@ -594,15 +800,27 @@ def _chromium() -> str:
         if shutil.which(name):
             return shutil.which(name)
     if shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600
+        )
         if shutil.which("chromium"):
             return shutil.which("chromium")
-    pytest.skip("headless Chromium is not installed and `apt-get install -y chromium` was not possible")
+    pytest.skip(
+        "headless Chromium is not installed and `apt-get install -y chromium` was not possible"
+    )
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 COUNT_IMAGES = """<script>
 window.addEventListener('load', function () {
@@ -620,13 +838,22 @@ def test_report_opens_in_headless_chromium(swept, tmp_path):
     checked = tmp_path / "checked.html"  # the report itself has no script; the check adds one
     checked.write_text(summary.path.read_text().replace("</body>", COUNT_IMAGES + "</body>"))
     common = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*common, "--virtual-time-budget=5000", "--dump-dom", checked.as_uri()],
-                         capture_output=True, text=True, timeout=120)
-    found = dict(kv.split("=") for kv in dom.stdout.split('data-check="')[1].split('"')[0].split(";"))
+    dom = subprocess.run(
+        [*common, "--virtual-time-budget=5000", "--dump-dom", checked.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = dict(
+        kv.split("=") for kv in dom.stdout.split('data-check="')[1].split('"')[0].split(";")
+    )
     assert int(found["images"]) == len(summary.figures) == 6
     assert found["loaded"] == found["images"], "a figure did not load"
     assert int(found["tables"]) == summary.tables
     shot = tmp_path / "report.png"
-    subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,2400", summary.path.as_uri()],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [*common, f"--screenshot={shot}", "--window-size=1200,2400", summary.path.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.stat().st_size > 20_000  # a page with figures, not a blank one

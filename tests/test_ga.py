@@ -24,14 +24,22 @@ def digits2():
 
 def tiny_search(ds, config=SMALL, seed=0, **kwargs):
     net = build_mlp([64, 20, 2], seed=seed)
-    return evoprune.search(net, ds.X_train, ds.y_train, config=dataclasses.replace(config, seed=seed),
-                           X_test=ds.X_test, y_test=ds.y_test, **kwargs)
+    return evoprune.search(
+        net,
+        ds.X_train,
+        ds.y_train,
+        config=dataclasses.replace(config, seed=seed),
+        X_test=ds.X_test,
+        y_test=ds.y_test,
+        **kwargs,
+    )
 
 
 def state_at(generation, last_improvement):
     empty = torch.zeros(0)
-    return GAState(empty, empty, empty, empty, generation=generation,
-                   last_improvement=last_improvement)
+    return GAState(
+        empty, empty, empty, empty, generation=generation, last_improvement=last_improvement
+    )
 
 
 @pytest.mark.parametrize(
@@ -80,8 +88,9 @@ def test_generation_adds_children_mutants_and_migrants_to_the_parents(digits2):
 
 
 def test_adaptive_bound_is_deterministic_and_respected(digits2):
-    cfg = GAConfig(variant="ga-adaptive", population=20, adaptive_bound=0.9, adaptive_step=100,
-                   seed=3)
+    cfg = GAConfig(
+        variant="ga-adaptive", population=20, adaptive_bound=0.9, adaptive_step=100, seed=3
+    )
 
     def initial():
         ev = Evaluator(build_mlp([64, 20, 2], seed=3), digits2.X_train, digits2.y_train)
@@ -118,7 +127,11 @@ def test_post_prune_never_lowers_training_accuracy_and_matches_the_plain_walk(di
 
 
 def test_same_seed_same_ticket_different_seed_different(digits2):
-    a, b, c = tiny_search(digits2, seed=5), tiny_search(digits2, seed=5), tiny_search(digits2, seed=6)
+    a, b, c = (
+        tiny_search(digits2, seed=5),
+        tiny_search(digits2, seed=5),
+        tiny_search(digits2, seed=6),
+    )
     assert torch.equal(a.mask, b.mask)
     strip = [{k: v for k, v in row.items() if k != "seconds"} for row in a.history]
     assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in b.history]
@@ -171,15 +184,26 @@ def test_resume_rejects_a_checkpoint_of_another_search(digits2, tmp_path):
     ckpt = tmp_path / "ckpt.npz"
     tiny_search(digits2, checkpoint=ckpt, checkpoint_every=5)
     with pytest.raises(evoprune.EvopruneError, match="different search"):
-        tiny_search(digits2, dataclasses.replace(SMALL, population=30), checkpoint=ckpt,
-                    checkpoint_every=5, resume=True)
+        tiny_search(
+            digits2,
+            dataclasses.replace(SMALL, population=30),
+            checkpoint=ckpt,
+            checkpoint_every=5,
+            resume=True,
+        )
 
 
 def test_converges_on_moons_with_a_small_budget():
     ds = load_dataset("moons")
     cfg = GAConfig(population=50, min_generations=40, patience=20, max_generations=40, seed=0)
-    t = evoprune.search(build_mlp([2, 75, 2], seed=0), ds.X_train, ds.y_train, config=cfg,
-                        X_test=ds.X_test, y_test=ds.y_test)
+    t = evoprune.search(
+        build_mlp([2, 75, 2], seed=0),
+        ds.X_train,
+        ds.y_train,
+        config=cfg,
+        X_test=ds.X_test,
+        y_test=ds.y_test,
+    )
     assert t.metrics["test_accuracy"] > 0.85
     assert t.sparsity > 0.4
 
@@ -193,8 +217,9 @@ def test_search_any_module_conv_on_8x8_digits():
         for p in net.parameters():
             p.uniform_(-1, 1)
     cfg = GAConfig(population=30, min_generations=25, max_generations=25, seed=0)
-    t = evoprune.search(net, X, ds.y_train, config=cfg, X_test=ds.X_test.view(-1, 1, 8, 8),
-                        y_test=ds.y_test)
+    t = evoprune.search(
+        net, X, ds.y_train, config=cfg, X_test=ds.X_test.view(-1, 1, 8, 8), y_test=ds.y_test
+    )
     assert t.layers is None and t.n_bits == 6 * 9 + 6 * 36 * 4
     assert t.metrics["test_accuracy"] > 0.5  # chance is 0.25
     # the returned mask applied to the module gives the reported accuracy

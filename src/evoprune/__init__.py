@@ -16,6 +16,15 @@ from evoprune.nets import ARCHS, build_mlp  # noqa: E402
 from evoprune.ticket import Ticket  # noqa: E402
 
 __all__ = [
-    "ARCHS", "DATASETS", "Evaluator", "EvopruneError", "GAConfig", "MaskSpace", "Ticket",
-    "build_mlp", "load_dataset", "load_file", "search",
+    "ARCHS",
+    "DATASETS",
+    "Evaluator",
+    "EvopruneError",
+    "GAConfig",
+    "MaskSpace",
+    "Ticket",
+    "build_mlp",
+    "load_dataset",
+    "load_file",
+    "search",
 ]

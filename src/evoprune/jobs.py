@@ -24,8 +24,18 @@ from typing import Any
 from evoprune.data.registry import Dataset, load_dataset, load_file
 from evoprune.errors import EvopruneError
 
-COMMON_KEYS = {"method", "dataset", "classes", "normalize", "data", "target", "data_dir",
-               "arch", "seed", "init"}
+COMMON_KEYS = {
+    "method",
+    "dataset",
+    "classes",
+    "normalize",
+    "data",
+    "target",
+    "data_dir",
+    "arch",
+    "seed",
+    "init",
+}
 
 Runner = Callable[[dict[str, Any], "Path | None", bool], dict[str, Any]]
 
@@ -56,7 +66,9 @@ METHODS: dict[str, Runner] = {
 }
 
 
-def run_job(job: dict[str, Any], out: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+def run_job(
+    job: dict[str, Any], out: str | Path | None = None, progress: bool = False
+) -> dict[str, Any]:
     """Run one job; write its folder to `out` if given; return its result dict."""
     method = job.get("method")
     if method not in METHODS:
@@ -77,8 +89,14 @@ def check_keys(job: dict[str, Any], allowed: set[str]) -> None:
 def job_dataset(job: dict[str, Any]) -> Dataset:
     """The dataset a job names (built-in or the user's file)."""
     if job.get("data"):
-        return load_file(job["data"], job.get("target"), int(job.get("seed", 0)),
-                         bool(job.get("normalize") or False))
+        return load_file(
+            job["data"],
+            job.get("target"),
+            int(job.get("seed", 0)),
+            bool(job.get("normalize") or False),
+        )
     if not job.get("dataset"):
         raise EvopruneError("dataset: give a dataset name (--dataset) or a file (--data)")
-    return load_dataset(job["dataset"], job.get("classes"), job.get("normalize"), job.get("data_dir"))
+    return load_dataset(
+        job["dataset"], job.get("classes"), job.get("normalize"), job.get("data_dir")
+    )

@@ -107,7 +107,9 @@ def initialise(model: nn.Module, init: str, seed: int, keep: float = 0.5) -> nn.
     return model
 
 
-def build_mlp(layers: Sequence[int], init: str = "uniform", seed: int = 0, keep: float = 0.5) -> MLP:
+def build_mlp(
+    layers: Sequence[int], init: str = "uniform", seed: int = 0, keep: float = 0.5
+) -> MLP:
     """The fixed random MLP for `layers`, rebuilt bit for bit from (`init`, `seed`).
 
     >>> net = build_mlp([2, 75, 2], seed=0)

@@ -83,9 +83,15 @@ class Ticket:
 
     def header(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "n_bits": self.n_bits, "layers": self.layers, "init": self.init,
-            "seed": self.seed, "keep": self.keep, "dataset": self.dataset,
-            "metrics": self.metrics, "method": self.method,
+            "format": FORMAT,
+            "n_bits": self.n_bits,
+            "layers": self.layers,
+            "init": self.init,
+            "seed": self.seed,
+            "keep": self.keep,
+            "dataset": self.dataset,
+            "metrics": self.metrics,
+            "method": self.method,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -116,16 +122,25 @@ class Ticket:
         except EvopruneError:
             raise
         except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-            raise EvopruneError(f"{path}: not a readable ticket file ({type(exc).__name__})") from None
+            raise EvopruneError(
+                f"{path}: not a readable ticket file ({type(exc).__name__})"
+            ) from None
         if _checksum(packed, header) != stored:
-            raise EvopruneError(f"{path}: checksum mismatch, the ticket file was altered or damaged")
+            raise EvopruneError(
+                f"{path}: checksum mismatch, the ticket file was altered or damaged"
+            )
         meta = json.loads(header)
         if meta.get("format") != FORMAT:
             raise EvopruneError(f"{path}: unknown ticket format {meta.get('format')!r}")
         return cls(
-            mask=unpack(packed, meta["n_bits"]), layers=meta["layers"], init=meta["init"],
-            seed=meta["seed"], keep=meta["keep"], dataset=meta["dataset"],
-            metrics=meta["metrics"], method=meta["method"],
+            mask=unpack(packed, meta["n_bits"]),
+            layers=meta["layers"],
+            init=meta["init"],
+            seed=meta["seed"],
+            keep=meta["keep"],
+            dataset=meta["dataset"],
+            metrics=meta["metrics"],
+            method=meta["method"],
         )
 
 

@@ -23,7 +23,16 @@ from evoprune.baselines.edge_popup import (
 from evoprune.baselines.table2 import TABLE2, BackpropParams, lookup
 
 __all__ = [
-    "TABLE2", "BackpropParams", "BackpropResult", "EdgePopupConfig", "EdgePopupResult",
-    "TuneResult", "backprop", "edge_popup", "kept_count", "lookup", "train_edge_popup",
+    "TABLE2",
+    "BackpropParams",
+    "BackpropResult",
+    "EdgePopupConfig",
+    "EdgePopupResult",
+    "TuneResult",
+    "backprop",
+    "edge_popup",
+    "kept_count",
+    "lookup",
+    "train_edge_popup",
     "tune_backprop",
 ]

@@ -100,8 +100,12 @@ class BackpropResult:
 
     def sklearn_params(self) -> dict[str, Any]:
         """Everything needed to rebuild and retrain this model with ``MLPClassifier(**...)``."""
-        return {**self.params.sklearn_kwargs(), "hidden_layer_sizes": list(self.hidden),
-                "max_iter": self.max_iter, "random_state": self.random_state}
+        return {
+            **self.params.sklearn_kwargs(),
+            "hidden_layer_sizes": list(self.hidden),
+            "max_iter": self.max_iter,
+            "random_state": self.random_state,
+        }
 
 
 def backprop(
@@ -130,14 +134,21 @@ def backprop(
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     random_state = sklearn_seed(seed)
-    model = _EpochHookMLP(hidden_layer_sizes=hidden, max_iter=max_iter,
-                          random_state=random_state, **params.sklearn_kwargs())
+    model = _EpochHookMLP(
+        hidden_layer_sizes=hidden,
+        max_iter=max_iter,
+        random_state=random_state,
+        **params.sklearn_kwargs(),
+    )
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
 
     def hook(loss: float) -> None:
-        row = {"epoch": len(history) + 1, "train_loss": loss,
-               "seconds": time.perf_counter() - start}
+        row = {
+            "epoch": len(history) + 1,
+            "train_loss": loss,
+            "seconds": time.perf_counter() - start,
+        }
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
@@ -148,9 +159,15 @@ def backprop(
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)
     model.epoch_hook = None
-    return BackpropResult(model=model, params=params, hidden=hidden, random_state=random_state,
-                          max_iter=max_iter, history=history,
-                          wall_seconds=time.perf_counter() - start)
+    return BackpropResult(
+        model=model,
+        params=params,
+        hidden=hidden,
+        random_state=random_state,
+        max_iter=max_iter,
+        history=history,
+        wall_seconds=time.perf_counter() - start,
+    )
 
 
 @dataclass
@@ -182,21 +199,36 @@ def tune_backprop(
 
     for name, value in (("n_iter", n_iter), ("cv", cv)):
         if not isinstance(value, int) or value < (2 if name == "cv" else 1):
-            raise EvopruneError(f"{name}: expected an integer >= {2 if name == 'cv' else 1}, got {value!r}")
+            raise EvopruneError(
+                f"{name}: expected an integer >= {2 if name == 'cv' else 1}, got {value!r}"
+            )
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
-    bar = tqdm(total=n_iter * cv, desc="tune-backprop", unit="fit", leave=False,
-               disable=not (progress and n_jobs == 1 and sys.stderr.isatty()))
+    bar = tqdm(
+        total=n_iter * cv,
+        desc="tune-backprop",
+        unit="fit",
+        leave=False,
+        disable=not (progress and n_jobs == 1 and sys.stderr.isatty()),
+    )
 
     def accuracy_and_tick(estimator: Any, X_val: Any, y_val: Any) -> float:
         bar.update(1)  # the scorer runs once per (candidate, fold)
         return float(np.mean(estimator.predict(X_val) == y_val))
 
     search = RandomizedSearchCV(
-        MLPClassifier(hidden_layer_sizes=tuple(hidden), max_iter=max_iter,
-                      random_state=sklearn_seed(seed, "backprop/tune-model")),
-        SEARCH_SPACE, n_iter=n_iter, cv=cv, scoring=accuracy_and_tick, n_jobs=n_jobs,
-        random_state=sklearn_seed(seed, "backprop/tune-search"), refit=False,
+        MLPClassifier(
+            hidden_layer_sizes=tuple(hidden),
+            max_iter=max_iter,
+            random_state=sklearn_seed(seed, "backprop/tune-model"),
+        ),
+        SEARCH_SPACE,
+        n_iter=n_iter,
+        cv=cv,
+        scoring=accuracy_and_tick,
+        n_jobs=n_jobs,
+        random_state=sklearn_seed(seed, "backprop/tune-search"),
+        refit=False,
     )
     try:
         with warnings.catch_warnings():
@@ -207,8 +239,9 @@ def tune_backprop(
     best = _to_params(search.best_params_)
     candidates = [
         {**{k: _plain(v) for k, v in p.items()}, "cv_accuracy": float(s)}
-        for p, s in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"],
-                        strict=True)
+        for p, s in zip(
+            search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True
+        )
     ]
     return TuneResult(best=best, cv_accuracy=float(search.best_score_), candidates=candidates)
 

@@ -170,7 +170,9 @@ class ScoredNetwork:
         self.frozen = {k: v.detach() for k, v in model.named_parameters()}
         self.buffers = {k: v.detach() for k, v in model.named_buffers()}
         self.kept = {p.name: kept_count(p.size, sparsity) for p in self.space.params}
-        self.scores = {k: v.requires_grad_(True) for k, v in init_scores(model, self.space, seed).items()}
+        self.scores = {
+            k: v.requires_grad_(True) for k, v in init_scores(model, self.space, seed).items()
+        }
         self.linears = _linear_relu_stack(model) if fast else None
 
     def masked_weights(self) -> dict[str, torch.Tensor]:
@@ -232,12 +234,17 @@ def train_edge_popup(
     X = torch.as_tensor(X, dtype=torch.float32)
     y = torch.as_tensor(y, dtype=torch.long)
     if X.shape[0] != y.shape[0] or X.shape[0] == 0:
-        raise EvopruneError(f"X, y: expected the same, non-zero number of samples, got {X.shape[0]} and {y.shape[0]}")
+        raise EvopruneError(
+            f"X, y: expected the same, non-zero number of samples, got {X.shape[0]} and {y.shape[0]}"
+        )
     start = time.perf_counter()
     net = ScoredNetwork(model, config.sparsity, seed, fast=fast)
     optimizer = torch.optim.SGD(
-        list(net.scores.values()), lr=config.lr, momentum=config.momentum,
-        weight_decay=config.weight_decay, nesterov=config.nesterov,
+        list(net.scores.values()),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
     )
     shuffle = torch_generator(seed, "edge-popup/shuffle")
     n = X.shape[0]
@@ -260,16 +267,24 @@ def train_edge_popup(
                 loss_sum += float(loss.detach()) * len(idx)
                 correct += int((logits.detach().argmax(dim=1) == yb).sum())
             row = {
-                "epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / n,
-                "train_accuracy": correct / n, "seconds": time.perf_counter() - start,
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": loss_sum / n,
+                "train_accuracy": correct / n,
+                "seconds": time.perf_counter() - start,
             }
             history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
     scores = {k: v.detach().clone() for k, v in net.scores.items()}
     return EdgePopupResult(
-        mask=net.mask(), scores=scores, space=net.space, config=config, seed=seed,
-        history=history, wall_seconds=time.perf_counter() - start,
+        mask=net.mask(),
+        scores=scores,
+        space=net.space,
+        config=config,
+        seed=seed,
+        history=history,
+        wall_seconds=time.perf_counter() - start,
     )
 
 
@@ -299,8 +314,12 @@ def edge_popup(
     (torch.Size([80]), 0.5)
     """
     config = EdgePopupConfig(
-        sparsity=sparsity, epochs=epochs, lr=lr, momentum=momentum,
-        weight_decay=weight_decay, batch_size=batch_size,
+        sparsity=sparsity,
+        epochs=epochs,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
     )
     with epoch_bar(config.epochs, "edge-popup", progress) as on_epoch:
         return train_edge_popup(model, X, y, config, seed, on_epoch)
@@ -315,8 +334,13 @@ def epoch_bar(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="epoch", leave=False,
-               disable=not (progress and sys.stderr.isatty()))
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        unit="epoch",
+        leave=False,
+        disable=not (progress and sys.stderr.isatty()),
+    )
 
     def tick(row: dict[str, Any]) -> None:
         bar.update(1)

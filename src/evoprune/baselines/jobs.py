@@ -38,8 +38,12 @@ BACKPROP_PARAM_KEYS = {f.name for f in fields(BackpropParams)}
 BACKPROP_KEYS = BACKPROP_PARAM_KEYS | {"max_iter"}
 
 # Fields every result.json has, GA or baseline; the baselines fill the GA-only ones with None.
-GA_ONLY_FIELDS = ("generations", "evaluations", "sparsity_before_post_prune",
-                  "test_accuracy_before_post_prune")
+GA_ONLY_FIELDS = (
+    "generations",
+    "evaluations",
+    "sparsity_before_post_prune",
+    "test_accuracy_before_post_prune",
+)
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
@@ -72,7 +76,8 @@ def _typed_fields(job: dict[str, Any], cls: type) -> dict[str, Any]:
     kinds = {"int": int, "float": float, "bool": bool, "str": str}
     return {
         f.name: _coerce(f.name, job[f.name], kinds[str(f.type)])
-        for f in fields(cls) if job.get(f.name) is not None
+        for f in fields(cls)
+        if job.get(f.name) is not None
     }
 
 
@@ -95,8 +100,9 @@ def run_edge_popup_job(job: dict[str, Any], out: Path | None, progress: bool) ->
     layers = _layers(job, ds.n_features, ds.n_classes)
     model = build_mlp(layers, init, seed, keep=config.keep)
     with epoch_bar(config.epochs, "edge-popup", progress) as on_epoch:
-        found = train_edge_popup(model, ds.X_train.view(len(ds.X_train), -1), ds.y_train,
-                                 config, seed, on_epoch)
+        found = train_edge_popup(
+            model, ds.X_train.view(len(ds.X_train), -1), ds.y_train, config, seed, on_epoch
+        )
     metrics = {**score(model, found.mask, ds), "sparsity": found.sparsity}
     result = {
         **base_result(job, ds, layers),
@@ -114,14 +120,23 @@ def run_edge_popup_job(job: dict[str, Any], out: Path | None, progress: bool) ->
     }
     if out is not None:
         scalars = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
-        ticket = Ticket(mask=found.mask, layers=layers, init=init, seed=seed, keep=config.keep,
-                        dataset=ds.config, metrics=scalars, method="edge-popup")
+        ticket = Ticket(
+            mask=found.mask,
+            layers=layers,
+            init=init,
+            seed=seed,
+            keep=config.keep,
+            dataset=ds.config,
+            metrics=scalars,
+            method="edge-popup",
+        )
         write_run_dir(out, result, ticket, found.history)
     return result
 
 
-def backprop_params(job: dict[str, Any], dataset: str, hidden: list[int], classes: int,
-                    normalize: bool | None) -> tuple[BackpropParams, bool]:
+def backprop_params(
+    job: dict[str, Any], dataset: str, hidden: list[int], classes: int, normalize: bool | None
+) -> tuple[BackpropParams, bool]:
     """Table 2's row with the job's overrides; and whether a Table 2 row was found."""
     overrides = _typed_fields(job, BackpropParams)
     row = lookup(dataset, hidden, classes, normalize)
@@ -145,15 +160,18 @@ def run_backprop_job(job: dict[str, Any], out: Path | None, progress: bool) -> d
     max_iter = _coerce("max_iter", job.get("max_iter", MAX_ITER), int)
     ds = job_dataset(job)
     layers = _layers(job, ds.n_features, ds.n_classes)
-    params, from_table = backprop_params(job, ds.config.get("name", ds.name), layers[1:-1],
-                                         ds.n_classes, ds.config.get("normalize"))
+    params, from_table = backprop_params(
+        job, ds.config.get("name", ds.name), layers[1:-1], ds.n_classes, ds.config.get("normalize")
+    )
     X_train, y_train = ds.X_train.view(len(ds.X_train), -1).numpy(), ds.y_train.numpy()
     with epoch_bar(max_iter, "backprop", progress) as on_epoch:
-        trained = backprop(X_train, y_train, layers[1:-1], params, seed=seed,
-                           max_iter=max_iter, on_epoch=on_epoch)
+        trained = backprop(
+            X_train, y_train, layers[1:-1], params, seed=seed, max_iter=max_iter, on_epoch=on_epoch
+        )
     train_acc, train_loss = trained.metrics(X_train, y_train)
-    test_acc, test_loss = trained.metrics(ds.X_test.view(len(ds.X_test), -1).numpy(),
-                                          ds.y_test.numpy())
+    test_acc, test_loss = trained.metrics(
+        ds.X_test.view(len(ds.X_test), -1).numpy(), ds.y_test.numpy()
+    )
     result = {
         **base_result(job, ds, layers),
         "init": None,  # sklearn's Glorot-uniform init, seeded by random_state

@@ -43,14 +43,18 @@ class BackpropParams:
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
-            raise EvopruneError(f"solver: expected one of {', '.join(SOLVERS)}, got {self.solver!r}")
+            raise EvopruneError(
+                f"solver: expected one of {', '.join(SOLVERS)}, got {self.solver!r}"
+            )
         if self.learning_rate not in LEARNING_RATES:
             raise EvopruneError(
                 f"learning_rate: expected one of {', '.join(LEARNING_RATES)}, got {self.learning_rate!r}"
             )
         for name in ("learning_rate_init", "epsilon"):
             if not getattr(self, name) > 0:
-                raise EvopruneError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
+                raise EvopruneError(
+                    f"{name}: expected a positive number, got {getattr(self, name)!r}"
+                )
         if not self.alpha >= 0:
             raise EvopruneError(f"alpha: expected a number >= 0, got {self.alpha!r}")
         if not 0 <= self.momentum <= 1:
@@ -65,14 +69,18 @@ class BackpropParams:
         return {k: v for k, v in kw.items() if k not in drop}
 
 
-def _adam(lr: float, batch: int, alpha: float, eps: float, schedule: str = "constant") -> BackpropParams:
+def _adam(
+    lr: float, batch: int, alpha: float, eps: float, schedule: str = "constant"
+) -> BackpropParams:
     return BackpropParams("adam", lr, schedule, batch, alpha, epsilon=eps)
 
 
-def _sgd(lr: float, batch: int, alpha: float, momentum: float, nesterov: bool,
-         schedule: str = "adaptive") -> BackpropParams:
-    return BackpropParams("sgd", lr, schedule, batch, alpha, momentum=momentum,
-                          nesterovs_momentum=nesterov)
+def _sgd(
+    lr: float, batch: int, alpha: float, momentum: float, nesterov: bool, schedule: str = "adaptive"
+) -> BackpropParams:
+    return BackpropParams(
+        "sgd", lr, schedule, batch, alpha, momentum=momentum, nesterovs_momentum=nesterov
+    )
 
 
 # The common row: adam, lr 1e-3, batch 64, alpha 10^-3.67, epsilon 10^-8.33.
@@ -92,10 +100,16 @@ TABLE2: dict[Key, BackpropParams] = {
     **{("blobs", "C", c): _DEFAULT_ROW for c in range(2, 11)},
     # digits, normalized features (evoprune's default for digits)
     ("digits", "B", 2): _DEFAULT_ROW,
-    ("digits", "B", 3): _adam(0.021544346900318832, 128, 0.046415888336127774, 1.6681005372000556e-09),
-    ("digits", "B", 4): _adam(0.0027825594022071257, 32, 0.004641588833612777, 7.742636826811278e-09, "adaptive"),
+    ("digits", "B", 3): _adam(
+        0.021544346900318832, 128, 0.046415888336127774, 1.6681005372000556e-09
+    ),
+    ("digits", "B", 4): _adam(
+        0.0027825594022071257, 32, 0.004641588833612777, 7.742636826811278e-09, "adaptive"
+    ),
     ("digits", "B", 5): _adam(0.0027825594022071257, 32, 0.01, 5.99484250318941e-08, "adaptive"),
-    ("digits", "B", 10): _adam(0.0027825594022071257, 32, 0.004641588833612777, 7.742636826811278e-09, "adaptive"),
+    ("digits", "B", 10): _adam(
+        0.0027825594022071257, 32, 0.004641588833612777, 7.742636826811278e-09, "adaptive"
+    ),
 }
 
 # digits with raw (unnormalized) features: the authors tuned these separately.
@@ -104,7 +118,9 @@ TABLE2_DIGITS_RAW: dict[Key, BackpropParams] = {
     ("digits", "B", 3): _adam(0.0027825594022071257, 32, 0.01, 5.99484250318941e-08, "adaptive"),
     ("digits", "B", 4): _adam(0.0016681005372000592, 64, 0.046415888336127774, 1e-07, "adaptive"),
     ("digits", "B", 5): _adam(0.001, 128, 0.046415888336127774, 1e-07, "adaptive"),
-    ("digits", "B", 10): _adam(0.0027825594022071257, 32, 0.004641588833612777, 7.742636826811278e-09, "adaptive"),
+    ("digits", "B", 10): _adam(
+        0.0027825594022071257, 32, 0.004641588833612777, 7.742636826811278e-09, "adaptive"
+    ),
 }
 
 
@@ -116,8 +132,9 @@ def arch_letter(hidden: list[int] | tuple[int, ...]) -> str | None:
     return None
 
 
-def lookup(dataset: str, hidden: list[int] | tuple[int, ...], classes: int,
-           normalize: bool | None = None) -> BackpropParams | None:
+def lookup(
+    dataset: str, hidden: list[int] | tuple[int, ...], classes: int, normalize: bool | None = None
+) -> BackpropParams | None:
     """The Table 2 row for a dataset, hidden widths and class count, or None if there is none.
 
     `normalize` False picks the raw-feature digits rows; other datasets have one row each.

@@ -17,21 +17,33 @@ from evoprune.errors import EvopruneError
 def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.cli.search import add_data_args
 
-    base = sub.add_parser("baseline", help="run a baseline: edge-popup or backprop",
-                          description="Run one of the baselines the paper compares against.")
+    base = sub.add_parser(
+        "baseline",
+        help="run a baseline: edge-popup or backprop",
+        description="Run one of the baselines the paper compares against.",
+    )
     methods = base.add_subparsers(dest="baseline", required=True, parser_class=type(base))
 
     p = methods.add_parser(
-        "edge-popup", help="edge-popup (Ramanujan et al. 2020) on the same random network",
-        description="Train edge-popup scores over a frozen random MLP; write a ticket.")
+        "edge-popup",
+        help="edge-popup (Ramanujan et al. 2020) on the same random network",
+        description="Train edge-popup scores over a frozen random MLP; write a ticket.",
+    )
     add_data_args(p)
     _add_run_args(p)
-    p.add_argument("--init", default="uniform",
-                   choices=["uniform", "kaiming-normal", "signed-constant"])
-    p.add_argument("--sparsity", type=float, default=0.5,
-                   help="fraction of weights REMOVED in every layer, in [0, 1) (default 0.5)")
+    p.add_argument(
+        "--init", default="uniform", choices=["uniform", "kaiming-normal", "signed-constant"]
+    )
+    p.add_argument(
+        "--sparsity",
+        type=float,
+        default=0.5,
+        help="fraction of weights REMOVED in every layer, in [0, 1) (default 0.5)",
+    )
     p.add_argument("--epochs", type=int, help="(default 100)")
-    p.add_argument("--lr", type=float, help="initial SGD learning rate, cosine-annealed (default 0.1)")
+    p.add_argument(
+        "--lr", type=float, help="initial SGD learning rate, cosine-annealed (default 0.1)"
+    )
     p.add_argument("--momentum", type=float, help="(default 0.9)")
     p.add_argument("--weight-decay", type=float, help="on the scores (default 1e-4)")
     p.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
@@ -40,17 +52,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_edge_popup)
 
     p = methods.add_parser(
-        "backprop", help="a trained MLP (scikit-learn) with the paper's Table 2 hyperparameters",
-        description="Train an MLPClassifier with the Table 2 hyperparameters (or your overrides).")
+        "backprop",
+        help="a trained MLP (scikit-learn) with the paper's Table 2 hyperparameters",
+        description="Train an MLPClassifier with the Table 2 hyperparameters (or your overrides).",
+    )
     add_data_args(p)
     _add_run_args(p)
     _add_backprop_overrides(p)
     p.set_defaults(run=run_backprop)
 
     p = sub.add_parser(
-        "tune-backprop", help="search backprop hyperparameters (RandomizedSearchCV, cv=3)",
+        "tune-backprop",
+        help="search backprop hyperparameters (RandomizedSearchCV, cv=3)",
         description="RandomizedSearchCV over the paper's ranges; prints the best row in "
-                    "Table 2's format.")
+        "Table 2's format.",
+    )
     add_data_args(p)
     p.add_argument("--arch", default="B", help="A, B, C, D or a layer list (default B)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search and the models")
@@ -66,7 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="B", help="A, B, C, D or a layer list like 2,75,2 (default B)")
     p.add_argument("--seed", type=int, default=0, help="run seed (network, scores, shuffling)")
-    p.add_argument("--out", type=Path, help="results folder (default runs/METHOD-DATASET-ARCH-sSEED)")
+    p.add_argument(
+        "--out", type=Path, help="results folder (default runs/METHOD-DATASET-ARCH-sSEED)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -109,31 +127,53 @@ def run_edge_popup(args: argparse.Namespace) -> int:
     from evoprune.baselines.edge_popup import EdgePopupConfig
     from evoprune.baselines.jobs import run_edge_popup_job
 
-    keys = ("init", "sparsity", "epochs", "lr", "momentum", "weight_decay", "nesterov",
-            "batch_size", "threads")
+    keys = (
+        "init",
+        "sparsity",
+        "epochs",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "nesterov",
+        "batch_size",
+        "threads",
+    )
     job = _job(args, "edge-popup", keys)
     EdgePopupConfig(**{k: job[k] for k in keys[1:] if k in job})  # validate before any work
     out = _out(args, job)
     r = run_edge_popup_job(job, out, progress=not args.quiet)
-    print(f"edge-popup {r['dataset']} {r['arch']} {r['init']} seed {r['seed']}: "
-          f"test acc {r['test_accuracy']:.4f} (train {r['train_accuracy']:.4f}), "
-          f"sparsity {r['sparsity']:.3f}, {r['epochs']} epochs, {r['wall_seconds']:.1f} s -> {out}")
+    print(
+        f"edge-popup {r['dataset']} {r['arch']} {r['init']} seed {r['seed']}: "
+        f"test acc {r['test_accuracy']:.4f} (train {r['train_accuracy']:.4f}), "
+        f"sparsity {r['sparsity']:.3f}, {r['epochs']} epochs, {r['wall_seconds']:.1f} s -> {out}"
+    )
     return 0
 
 
 def run_backprop(args: argparse.Namespace) -> int:
     from evoprune.baselines.jobs import run_backprop_job
 
-    keys = ("solver", "learning_rate", "learning_rate_init", "batch_size", "alpha", "epsilon",
-            "momentum", "nesterovs_momentum", "max_iter")
+    keys = (
+        "solver",
+        "learning_rate",
+        "learning_rate_init",
+        "batch_size",
+        "alpha",
+        "epsilon",
+        "momentum",
+        "nesterovs_momentum",
+        "max_iter",
+    )
     job = _job(args, "backprop", keys)
     out = _out(args, job)
     r = run_backprop_job(job, out, progress=not args.quiet)
     source = "Table 2" if r["table2_row"] else "given"
-    print(f"backprop {r['dataset']} {r['arch']} seed {r['seed']}: "
-          f"test acc {r['test_accuracy']:.4f} (train {r['train_accuracy']:.4f}), "
-          f"{r['epochs']} epochs, {r['hyperparameters']['solver']} ({source} hyperparameters), "
-          f"{r['wall_seconds']:.1f} s -> {out}")
+    print(
+        f"backprop {r['dataset']} {r['arch']} seed {r['seed']}: "
+        f"test acc {r['test_accuracy']:.4f} (train {r['train_accuracy']:.4f}), "
+        f"{r['epochs']} epochs, {r['hyperparameters']['solver']} ({source} hyperparameters), "
+        f"{r['wall_seconds']:.1f} s -> {out}"
+    )
     return 0
 
 
@@ -148,17 +188,34 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
     ds = job_dataset(data_job(args))
     layers = parse_arch(args.arch, ds.n_features, ds.n_classes)
     X = ds.X_train.view(len(ds.X_train), -1).numpy()
-    tuned = tune_backprop(X, ds.y_train.numpy(), layers[1:-1], n_iter=args.n_iter, cv=args.cv,
-                          seed=args.seed, n_jobs=args.jobs, max_iter=args.max_iter,
-                          progress=not args.quiet)
+    tuned = tune_backprop(
+        X,
+        ds.y_train.numpy(),
+        layers[1:-1],
+        n_iter=args.n_iter,
+        cv=args.cv,
+        seed=args.seed,
+        n_jobs=args.jobs,
+        max_iter=args.max_iter,
+        progress=not args.quiet,
+    )
     name = ds.config.get("name", ds.name)
     letter = arch_letter(layers[1:-1]) or ",".join(map(str, layers))
     if args.out is not None:
-        write_json(args.out, {"dataset": ds.config, "arch": layers, "seed": args.seed,
-                              "best": tuned.best.sklearn_kwargs(), "cv_accuracy": tuned.cv_accuracy,
-                              "candidates": tuned.candidates})
+        write_json(
+            args.out,
+            {
+                "dataset": ds.config,
+                "arch": layers,
+                "seed": args.seed,
+                "best": tuned.best.sklearn_kwargs(),
+                "cv_accuracy": tuned.cv_accuracy,
+                "candidates": tuned.candidates,
+            },
+        )
     print(format_row(name, letter, ds.n_classes, tuned.best))
-    print(f"# mean {args.cv}-fold CV accuracy {tuned.cv_accuracy:.4f} over {args.n_iter} settings",
-          file=sys.stderr)
+    print(
+        f"# mean {args.cv}-fold CV accuracy {tuned.cv_accuracy:.4f} over {args.n_iter} settings",
+        file=sys.stderr,
+    )
     return 0
-

@@ -14,9 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.experiments.spec import PROFILES
 
     p = sub.add_parser(
-        "sweep", help="run an experiment spec (a grid of runs), resumable",
+        "sweep",
+        help="run an experiment spec (a grid of runs), resumable",
         description="Expand SPEC into runs, skip those already finished in --out, run the rest. "
-                    "SPEC: fig3 fig4 fig5 fig6 fig7 fig9 fig10 fig11, 'all', or a YAML file.",
+        "SPEC: fig3 fig4 fig5 fig6 fig7 fig9 fig10 fig11, 'all', or a YAML file.",
     )
     p.add_argument("spec", nargs="+", help="spec name(s), 'all', or YAML file(s)")
     p.add_argument("--profile", choices=PROFILES, default="quick", help="budget (default: quick)")
@@ -59,18 +60,30 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise EvopruneError(f"--workers: expected a positive integer, got {args.workers}")
     specs = [load_spec(name) for name in _specs(args.spec)]
-    out = args.out or Path("runs") / f"{'+'.join(s.name for s in specs) if len(specs) < 3 else 'all'}-{args.profile}"
+    out = (
+        args.out
+        or Path("runs")
+        / f"{'+'.join(s.name for s in specs) if len(specs) < 3 else 'all'}-{args.profile}"
+    )
     if args.dry_run:
         for spec in specs:
             for run in spec.runs(args.profile):
                 key = "(after its references)" if run.references else run.key
                 print(f"{spec.name}\t{run.label}\t{key}\t{run.job}")
         return 0
-    summary = run_sweep(specs, args.profile, out, executor=args.executor, workers=args.workers,
-                        ray_address=args.ray_address)
-    print(f"sweep {'+'.join(summary.specs)} [{summary.profile}] -> {summary.out}: {summary.total} runs, "
-          f"{summary.skipped} already finished, {summary.recovered} recovered, {summary.ran} ran, "
-          f"{summary.failed} failed, {summary.seconds:.0f} s")
+    summary = run_sweep(
+        specs,
+        args.profile,
+        out,
+        executor=args.executor,
+        workers=args.workers,
+        ray_address=args.ray_address,
+    )
+    print(
+        f"sweep {'+'.join(summary.specs)} [{summary.profile}] -> {summary.out}: {summary.total} runs, "
+        f"{summary.skipped} already finished, {summary.recovered} recovered, {summary.ran} ran, "
+        f"{summary.failed} failed, {summary.seconds:.0f} s"
+    )
     for line in summary.errors[:10]:
         print(f"  failed: {line}", file=sys.stderr)
     return 1 if summary.failed else 0
@@ -93,8 +106,21 @@ def _results(args: argparse.Namespace) -> int:
     acc["sparsity"] = summarise(df, by, "sparsity")["mean"] if "sparsity" in df else float("nan")
     table = acc.rename(columns={"mean": "test_acc", "std": "acc_std", "arch_name": "arch"})
     with _pd_display():
-        print(table[["spec", "label", "dataset", "classes", "arch", "test_acc", "acc_std", "sparsity", "n"]]
-              .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(
+            table[
+                [
+                    "spec",
+                    "label",
+                    "dataset",
+                    "classes",
+                    "arch",
+                    "test_acc",
+                    "acc_std",
+                    "sparsity",
+                    "n",
+                ]
+            ].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+        )
     return 0
 
 
@@ -112,17 +138,25 @@ def _stats(args: argparse.Namespace) -> int:
         raise EvopruneError(f"stats: no finished runs{f' of spec {spec}' if spec else ''}")
     if args.metric not in df:
         raise EvopruneError(f"--metric: no column {args.metric!r} in the results")
-    fits = mixed_model_tables(df, value=args.metric,
-                              order=list(dict.fromkeys(df.sort_values("label_rank", kind="stable")["label"])))
+    fits = mixed_model_tables(
+        df,
+        value=args.metric,
+        order=list(dict.fromkeys(df.sort_values("label_rank", kind="stable")["label"])),
+    )
     if not fits:
         raise EvopruneError("stats: no dataset has runs of two or more algorithms")
     for fit in fits:
-        print(f"\n{fit.dataset}: standardised {args.metric} ~ algorithm; random effects: "
-              f"{', '.join(fit.random_effects) or 'none'}; n = {fit.n}; converged: {fit.converged}"
-              + (f" ({fit.note})" if fit.note else ""))
+        print(
+            f"\n{fit.dataset}: standardised {args.metric} ~ algorithm; random effects: "
+            f"{', '.join(fit.random_effects) or 'none'}; n = {fit.n}; converged: {fit.converged}"
+            + (f" ({fit.note})" if fit.note else "")
+        )
         with _pd_display():
-            print(fit.table.drop(columns=["dataset"]).to_string(
-                index=False, float_format=lambda v: f"{v:.4g}"))
+            print(
+                fit.table.drop(columns=["dataset"]).to_string(
+                    index=False, float_format=lambda v: f"{v:.4g}"
+                )
+            )
     if args.csv:
         pd.concat([f.table for f in fits]).to_csv(args.csv, index=False)
         print(f"\nwrote {args.csv}")
@@ -133,12 +167,16 @@ def _report(args: argparse.Namespace) -> int:
     from evoprune.experiments.report import build_report
 
     summary = build_report(args.folders, args.out)
-    print(f"wrote {summary.path}: {len(summary.figures)} figures ({', '.join(summary.figures)}), "
-          f"{summary.tables} tables, {summary.runs} runs")
+    print(
+        f"wrote {summary.path}: {len(summary.figures)} figures ({', '.join(summary.figures)}), "
+        f"{summary.tables} tables, {summary.runs} runs"
+    )
     return 0
 
 
 def _pd_display():
     import pandas as pd
 
-    return pd.option_context("display.width", 200, "display.max_columns", 50, "display.max_rows", 500)
+    return pd.option_context(
+        "display.width", 200, "display.max_columns", 50, "display.max_rows", 500
+    )

@@ -11,28 +11,45 @@ from evoprune.errors import EvopruneError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="find a strong lottery ticket with the GA",
-                       description="Find a strong lottery ticket with the genetic algorithm.")
+    p = sub.add_parser(
+        "search",
+        help="find a strong lottery ticket with the GA",
+        description="Find a strong lottery ticket with the genetic algorithm.",
+    )
     add_data_args(p)
     p.add_argument("--arch", default="B", help="A, B, C, D or a layer list like 2,75,2 (default B)")
     p.add_argument("--seed", type=int, default=0, help="run seed (network and search)")
     p.add_argument("--variant", default="ga", choices=["ga", "ga-adaptive"])
     p.add_argument("--objective", default="accuracy", choices=["accuracy", "loss", "f1"])
-    p.add_argument("--init", default="uniform",
-                   choices=["uniform", "kaiming-normal", "signed-constant"])
+    p.add_argument(
+        "--init", default="uniform", choices=["uniform", "kaiming-normal", "signed-constant"]
+    )
     p.add_argument("--population", type=int, help="population size N (default 100)")
     p.add_argument("--min-generations", type=int, help="never stop before (default 100)")
-    p.add_argument("--patience", type=int, help="stop after this many generations without "
-                   "improvement (default 50)")
-    p.add_argument("--max-generations", type=int,
-                   help="generation cap (default 1000 for ga, 200 for ga-adaptive)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        help="stop after this many generations without improvement (default 50)",
+    )
+    p.add_argument(
+        "--max-generations",
+        type=int,
+        help="generation cap (default 1000 for ga, 200 for ga-adaptive)",
+    )
     for rate in ("rec-rate", "par-rate", "mut-rate", "mig-rate"):
         p.add_argument(f"--{rate}", type=float, help="(default: the paper's Table 1)")
     p.add_argument("--no-post-prune", action="store_true", help="skip post-evolutionary pruning")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--out", type=Path, help="results folder (default runs/search-DATASET-ARCH-SEED)")
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
-                   help="write the search state every K generations (atomic)")
+    p.add_argument(
+        "--out", type=Path, help="results folder (default runs/search-DATASET-ARCH-SEED)"
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="write the search state every K generations (atomic)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_search)
@@ -60,8 +77,13 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--target", help="label column of the CSV given with --data")
     p.add_argument("--data-dir", type=Path, help="folder with MNIST IDX files or an .npz")
     norm = p.add_mutually_exclusive_group()
-    norm.add_argument("--normalize", dest="normalize", action="store_true", default=None,
-                      help="min-max scale features to [-0.7, 0.7] (default: as in the paper)")
+    norm.add_argument(
+        "--normalize",
+        dest="normalize",
+        action="store_true",
+        default=None,
+        help="min-max scale features to [-0.7, 0.7] (default: as in the paper)",
+    )
     norm.add_argument("--no-normalize", dest="normalize", action="store_false")
 
 
@@ -71,8 +93,11 @@ def data_job(args: argparse.Namespace) -> dict[str, Any]:
         raise EvopruneError("give either --dataset or --data, not both")
     if args.data is None and args.dataset is None:
         raise EvopruneError("--dataset NAME or --data FILE is required")
-    job: dict[str, Any] = {"dataset": args.dataset or "file", "classes": args.classes,
-                           "normalize": args.normalize}
+    job: dict[str, Any] = {
+        "dataset": args.dataset or "file",
+        "classes": args.classes,
+        "normalize": args.normalize,
+    }
     if args.data is not None:
         job.update(data=str(args.data), target=args.target)
     if args.data_dir is not None:
@@ -82,19 +107,32 @@ def data_job(args: argparse.Namespace) -> dict[str, Any]:
 
 def _default_out(job: dict[str, Any]) -> Path:
     arch = str(job["arch"]).replace(",", "-")
-    return Path("runs") / f"{job['method']}-{Path(str(job.get('data') or job['dataset'])).stem}-{arch}-s{job['seed']}"
+    return (
+        Path("runs")
+        / f"{job['method']}-{Path(str(job.get('data') or job['dataset'])).stem}-{arch}-s{job['seed']}"
+    )
 
 
 def run_search(args: argparse.Namespace) -> int:
     from evoprune.ga.job import ga_config, run_ga_job
 
     job = {
-        "method": args.variant, **data_job(args), "arch": args.arch, "seed": args.seed,
-        "init": args.init, "objective": args.objective, "population": args.population,
-        "min_generations": args.min_generations, "patience": args.patience,
-        "max_generations": args.max_generations, "rec_rate": args.rec_rate,
-        "par_rate": args.par_rate, "mut_rate": args.mut_rate, "mig_rate": args.mig_rate,
-        "post_prune": not args.no_post_prune, "device": args.device,
+        "method": args.variant,
+        **data_job(args),
+        "arch": args.arch,
+        "seed": args.seed,
+        "init": args.init,
+        "objective": args.objective,
+        "population": args.population,
+        "min_generations": args.min_generations,
+        "patience": args.patience,
+        "max_generations": args.max_generations,
+        "rec_rate": args.rec_rate,
+        "par_rate": args.par_rate,
+        "mut_rate": args.mut_rate,
+        "mig_rate": args.mig_rate,
+        "post_prune": not args.no_post_prune,
+        "device": args.device,
     }
     job = {k: v for k, v in job.items() if v is not None}
     ga_config(job)  # validate before touching the disk
@@ -103,8 +141,13 @@ def run_search(args: argparse.Namespace) -> int:
     out = args.out or _default_out(job)
     if (out / "result.json").exists() and not args.resume:
         raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
-    r = run_ga_job(job, out, progress=not args.quiet and sys.stderr.isatty(),
-                   checkpoint_every=args.checkpoint_every, resume=args.resume)
+    r = run_ga_job(
+        job,
+        out,
+        progress=not args.quiet and sys.stderr.isatty(),
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+    )
     print(
         f"{r['dataset']} {r['arch']} seed {r['seed']} {r['variant']}: "
         f"test acc {r['test_accuracy']:.4f} (train {r['train_accuracy']:.4f}), "
@@ -129,12 +172,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         ds = job_dataset(data_job(args))
     model = ticket.build_model()
     if ds.n_features != model[0].in_features:
-        raise EvopruneError(f"{args.ticket}: the network takes {model[0].in_features} features, "
-                            f"the dataset has {ds.n_features}")
+        raise EvopruneError(
+            f"{args.ticket}: the network takes {model[0].in_features} features, "
+            f"the dataset has {ds.n_features}"
+        )
     m = score(model, ticket.mask, ds)
-    print(f"{ds.name}: train acc {m['train_accuracy']:.4f}, test acc {m['test_accuracy']:.4f}, "
-          f"train loss {m['train_loss']:.4f}, test loss {m['test_loss']:.4f}, "
-          f"sparsity {ticket.sparsity:.3f}")
+    print(
+        f"{ds.name}: train acc {m['train_accuracy']:.4f}, test acc {m['test_accuracy']:.4f}, "
+        f"train loss {m['train_loss']:.4f}, test loss {m['test_loss']:.4f}, "
+        f"sparsity {ticket.sparsity:.3f}"
+    )
     return 0
 
 
@@ -152,8 +199,10 @@ def run_datasets(args: argparse.Namespace) -> int:
 
     for name, info in DATASETS.items():
         classes = ",".join(str(c) for c in sorted(info.classes))
-        print(f"{name:8s} classes {classes:18s} normalize={'on' if info.normalize else 'off':3s}  "
-              f"{info.description}")
+        print(
+            f"{name:8s} classes {classes:18s} normalize={'on' if info.normalize else 'off':3s}  "
+            f"{info.description}"
+        )
     return 0
 
 

@@ -40,7 +40,9 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "X" not in npz or "y" not in npz:
-                raise EvopruneError(f"{path}: expected arrays 'X' and 'y', found {sorted(npz.files)}")
+                raise EvopruneError(
+                    f"{path}: expected arrays 'X' and 'y', found {sorted(npz.files)}"
+                )
             X, y = npz["X"], npz["y"]
     except (ValueError, OSError) as exc:
         raise EvopruneError(f"{path}: not a readable .npz file ({exc})") from None
@@ -69,8 +71,7 @@ def _load_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
         )
     y = frame[target]
     if y.isna().any():
-        raise EvopruneError(f"{path}: column {target!r} has empty values in rows "
-                            f"{_rows(y.isna())}")
+        raise EvopruneError(f"{path}: column {target!r} has empty values in rows {_rows(y.isna())}")
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise EvopruneError(f"{path}: no feature columns besides {target!r}")
@@ -94,9 +95,8 @@ def _find_mnist_dir(data_dir: str | None) -> Path:
         return Path(data_dir)
     candidates = [os.environ.get(MNIST_SEARCH[0])] + list(MNIST_SEARCH[1:])
     for cand in candidates:
-        if cand and Path(cand).is_dir() and any(Path(cand).glob("*")):
-            if _mnist_files(Path(cand)):
-                return Path(cand)
+        if cand and Path(cand).is_dir() and _mnist_files(Path(cand)):
+            return Path(cand)
     raise EvopruneError(
         "mnist: no data found; pass --data-dir DIR holding the IDX files "
         "(train-images-idx3-ubyte[.gz], ...) or an .npz with images and labels"

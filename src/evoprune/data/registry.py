@@ -95,7 +95,9 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {
     "moons": DatasetInfo(_moons, (2,), True, "two interleaving half circles, 50k/16k"),
     "circles": DatasetInfo(_circles, (2,), False, "two concentric circles, 50k/16k"),
-    "blobs": DatasetInfo(_blobs, tuple(range(2, 11)), False, "isotropic Gaussian blobs, 5000 per class"),
+    "blobs": DatasetInfo(
+        _blobs, tuple(range(2, 11)), False, "isotropic Gaussian blobs, 5000 per class"
+    ),
     "digits": DatasetInfo(_digits, (10, 2, 3, 4, 5), True, "8x8 handwritten digits (1797)"),
     "mnist": DatasetInfo(
         _mnist, (10, *range(2, 10)), True, "28x28 MNIST from IDX files or an .npz (--data-dir)"
@@ -120,7 +122,9 @@ def _to_dataset(name: str, arrays: Arrays, normalize: bool, config: dict[str, An
         X, Xt = min_max(X.astype(np.float64), Xt.astype(np.float64))
     labels = np.unique(y)
     if len(labels) < 2:
-        raise EvopruneError(f"{name}: the training split has only one class ({labels[0]!r}); need two or more")
+        raise EvopruneError(
+            f"{name}: the training split has only one class ({labels[0]!r}); need two or more"
+        )
     n_classes = len(labels)
     return Dataset(
         name=name,
@@ -168,7 +172,10 @@ def load_file(
     X, y = load_arrays(Path(path), target)
     arrays = _split(X, y, state=seed)
     config: dict[str, Any] = {
-        "name": "file", "path": str(path), "target": target, "split_seed": seed,
+        "name": "file",
+        "path": str(path),
+        "target": target,
+        "split_seed": seed,
         "normalize": normalize,
     }
     ds = _to_dataset(Path(path).name, arrays, normalize, config)
@@ -179,7 +186,12 @@ def load_file(
 def dataset_from_config(config: dict[str, Any]) -> Dataset:
     """Rebuild a dataset from the `config` a `Dataset` (and hence a ticket) carries."""
     if config.get("name") == "file":
-        return load_file(config["path"], config.get("target"), int(config.get("split_seed", 0)),
-                         bool(config.get("normalize", False)))
-    return load_dataset(config["name"], config.get("classes"), config.get("normalize"),
-                        config.get("data_dir"))
+        return load_file(
+            config["path"],
+            config.get("target"),
+            int(config.get("split_seed", 0)),
+            bool(config.get("normalize", False)),
+        )
+    return load_dataset(
+        config["name"], config.get("classes"), config.get("normalize"), config.get("data_dir")
+    )

@@ -30,7 +30,24 @@ from evoprune.experiments.sweep import SweepSummary, run_sweep
 from evoprune.experiments.tables import load_history, load_results, summarise
 
 __all__ = [
-    "EXECUTORS", "PROFILES", "LocalExecutor", "RayExecutor", "Run", "Spec", "Store", "SweepSummary",
-    "build_report", "fit_mixed_model", "job_key", "load_history", "load_results", "load_spec",
-    "make_executor", "mixed_model_tables", "parse_spec", "run_sweep", "spec_names", "summarise",
+    "EXECUTORS",
+    "PROFILES",
+    "LocalExecutor",
+    "RayExecutor",
+    "Run",
+    "Spec",
+    "Store",
+    "SweepSummary",
+    "build_report",
+    "fit_mixed_model",
+    "job_key",
+    "load_history",
+    "load_results",
+    "load_spec",
+    "make_executor",
+    "mixed_model_tables",
+    "parse_spec",
+    "run_sweep",
+    "spec_names",
+    "summarise",
 ]

@@ -14,7 +14,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-METRIC_NAMES = {"test_accuracy": "test accuracy", "sparsity": "sparsity", "train_accuracy": "train accuracy"}
+METRIC_NAMES = {
+    "test_accuracy": "test accuracy",
+    "sparsity": "sparsity",
+    "train_accuracy": "train accuracy",
+}
 DPI = 100
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
 
@@ -27,14 +31,26 @@ def _err(frame: pd.DataFrame) -> np.ndarray:
 
 def _grouped_bars(ax, frame: pd.DataFrame, x: str, hue: str) -> None:
     xs = list(dict.fromkeys(frame[x]))
-    hues = [h for h in (frame[hue].cat.categories if hasattr(frame[hue], "cat") else dict.fromkeys(frame[hue]))
-            if h in set(frame[hue])]
+    hues = [
+        h
+        for h in (
+            frame[hue].cat.categories if hasattr(frame[hue], "cat") else dict.fromkeys(frame[hue])
+        )
+        if h in set(frame[hue])
+    ]
     width = 0.8 / max(len(hues), 1)
     for j, h in enumerate(hues):
         part = frame[frame[hue] == h].set_index(x).reindex(xs).reset_index()
         pos = np.arange(len(xs)) + (j - (len(hues) - 1) / 2) * width
-        ax.bar(pos, part["mean"].to_numpy(dtype=float), width, yerr=_err(part), capsize=2,
-               color=COLORS[j % len(COLORS)], label=str(h))
+        ax.bar(
+            pos,
+            part["mean"].to_numpy(dtype=float),
+            width,
+            yerr=_err(part),
+            capsize=2,
+            color=COLORS[j % len(COLORS)],
+            label=str(h),
+        )
     ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs])
 
 
@@ -70,15 +86,35 @@ def draw_lines(frame: pd.DataFrame, title: str) -> Figure:
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
         part = frame[frame["metric"] == metric]
-        labels = [h for h in (part["label"].cat.categories if hasattr(part["label"], "cat") else dict.fromkeys(part["label"]))
-                  if h in set(part["label"])]
+        labels = [
+            h
+            for h in (
+                part["label"].cat.categories
+                if hasattr(part["label"], "cat")
+                else dict.fromkeys(part["label"])
+            )
+            if h in set(part["label"])
+        ]
         for j, label in enumerate(labels):
             line = part[part["label"] == label].sort_values("classes")
             x = line["classes"].astype(float).to_numpy()
             color = COLORS[j % len(COLORS)]
-            ax.plot(x, line["mean"].to_numpy(dtype=float), marker="o", ms=3, color=color, label=str(label))
-            ax.fill_between(x, line["ci_low"].to_numpy(dtype=float), line["ci_high"].to_numpy(dtype=float),
-                            color=color, alpha=0.15, linewidth=0)
+            ax.plot(
+                x,
+                line["mean"].to_numpy(dtype=float),
+                marker="o",
+                ms=3,
+                color=color,
+                label=str(label),
+            )
+            ax.fill_between(
+                x,
+                line["ci_low"].to_numpy(dtype=float),
+                line["ci_high"].to_numpy(dtype=float),
+                color=color,
+                alpha=0.15,
+                linewidth=0,
+            )
         ax.set_xlabel("classes")
         ax.set_ylabel(METRIC_NAMES.get(metric, metric))
         ax.set_ylim(0, 1.05)
@@ -105,7 +141,9 @@ def draw_history(frame: pd.DataFrame, title: str) -> Figure:
 
 def draw_stages(frame: pd.DataFrame, title: str) -> Figure:
     """Fig. 11: sparsity before/after post-pruning; a panel per GA variant, x: classes."""
-    labels = [h for h in frame["label"].cat.categories if h in set(frame["label"])] if len(frame) else []
+    labels = (
+        [h for h in frame["label"].cat.categories if h in set(frame["label"])] if len(frame) else []
+    )
     fig = Figure(figsize=(4.5 * max(len(labels), 1), 3.4), layout="constrained")
     axes = fig.subplots(1, max(len(labels), 1), squeeze=False)[0]
     for ax, label in zip(axes, labels, strict=False):

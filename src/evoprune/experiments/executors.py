@@ -107,7 +107,11 @@ class LocalExecutor:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 exc = fut.exception()
-                payload = fut.result() if exc is None else Payload(None, error=f"{type(exc).__name__}: {exc}")
+                payload = (
+                    fut.result()
+                    if exc is None
+                    else Payload(None, error=f"{type(exc).__name__}: {exc}")
+                )
                 yield futures[fut], payload
 
     def close(self) -> None:
@@ -150,7 +154,9 @@ class RayExecutor:
                 try:
                     payload = ray.get(ref)
                 except Exception as exc:  # the task itself died (worker lost, ...)
-                    payload = Payload(None, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                    payload = Payload(
+                        None, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                    )
                 yield refs[ref], payload
 
     def close(self) -> None:
@@ -165,7 +171,9 @@ EXECUTORS: dict[str, Callable[..., Executor]] = {
 }
 
 
-def make_executor(name: str, workers: int | None = None, ray_address: str | None = None) -> Executor:
+def make_executor(
+    name: str, workers: int | None = None, ray_address: str | None = None
+) -> Executor:
     """An executor by name; `ray_address` only for ``ray``."""
     if name not in EXECUTORS:
         raise EvopruneError(f"executor: expected one of {', '.join(EXECUTORS)}, got {name!r}")

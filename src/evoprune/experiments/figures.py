@@ -58,15 +58,23 @@ def prepare_summary(
         return out
     out = _label_order(out, sub)
     # rows: metric, then each grouping column in order of first appearance, arms in spec order
-    keys = {c: (out[c].cat.codes if c == "label" else out[c].map({v: i for i, v in enumerate(dict.fromkeys(out[c]))}))
-            for c in ["metric", *by]}
+    keys = {
+        c: (
+            out[c].cat.codes
+            if c == "label"
+            else out[c].map({v: i for i, v in enumerate(dict.fromkeys(out[c]))})
+        )
+        for c in ["metric", *by]
+    }
     order = pd.DataFrame(keys).sort_values(list(keys), kind="stable").index
     return out.loc[order].reset_index(drop=True)
 
 
 def prepare_fig3(runs: pd.DataFrame, spec: str = "fig3") -> pd.DataFrame:
     """GA vs GA (adaptive AB): test accuracy and sparsity per dataset, architecture and variant."""
-    return prepare_summary(runs, spec, ["dataset", "arch_name", "label"], ["test_accuracy", "sparsity"])
+    return prepare_summary(
+        runs, spec, ["dataset", "arch_name", "label"], ["test_accuracy", "sparsity"]
+    )
 
 
 def prepare_fig4(runs: pd.DataFrame, history: pd.DataFrame, spec: str = "fig4") -> pd.DataFrame:
@@ -79,10 +87,16 @@ def prepare_fig4(runs: pd.DataFrame, history: pd.DataFrame, spec: str = "fig4") 
     if "generation" not in hist or hist["generation"].isna().all():
         return pd.DataFrame(columns=["key", "generation", "series", "value"])
     cols = [c for c in HISTORY_SERIES if c in hist]
-    long = hist.melt(id_vars=["key", "generation"], value_vars=cols, var_name="column", value_name="value")
+    long = hist.melt(
+        id_vars=["key", "generation"], value_vars=cols, var_name="column", value_name="value"
+    )
     long["series"] = long["column"].map(HISTORY_SERIES)
     long["value"] = pd.to_numeric(long["value"], errors="coerce")
-    return long[["key", "generation", "series", "value"]].sort_values(["series", "generation"]).reset_index(drop=True)
+    return (
+        long[["key", "generation", "series", "value"]]
+        .sort_values(["series", "generation"])
+        .reset_index(drop=True)
+    )
 
 
 def prepare_fig5(runs: pd.DataFrame, spec: str = "fig5") -> pd.DataFrame:
@@ -92,10 +106,14 @@ def prepare_fig5(runs: pd.DataFrame, spec: str = "fig5") -> pd.DataFrame:
 
 def prepare_fig6(runs: pd.DataFrame, spec: str = "fig6") -> pd.DataFrame:
     """GA vs EP (50%) vs EP (adapted) vs backprop: accuracy and sparsity with 95% CIs."""
-    return prepare_summary(runs, spec, ["dataset", "arch_name", "label"], ["test_accuracy", "sparsity"])
+    return prepare_summary(
+        runs, spec, ["dataset", "arch_name", "label"], ["test_accuracy", "sparsity"]
+    )
 
 
-def prepare_by_classes(runs: pd.DataFrame, spec: str, metrics: Sequence[str] = ("test_accuracy",)) -> pd.DataFrame:
+def prepare_by_classes(
+    runs: pd.DataFrame, spec: str, metrics: Sequence[str] = ("test_accuracy",)
+) -> pd.DataFrame:
     """Summary per class count and algorithm (blobs on C, digits on B)."""
     return prepare_summary(runs, spec, ["dataset", "classes", "label"], metrics)
 
@@ -120,8 +138,20 @@ def prepare_fig11(runs: pd.DataFrame, spec: str = "fig11") -> pd.DataFrame:
     sub = _runs_of(runs, spec)
     needed = {"sparsity", "sparsity_before_post_prune"}
     if sub.empty or not needed <= set(sub):
-        return pd.DataFrame(columns=["metric", "dataset", "classes", "label", "stage", "mean", "std", "n",
-                                     "ci_low", "ci_high"])
+        return pd.DataFrame(
+            columns=[
+                "metric",
+                "dataset",
+                "classes",
+                "label",
+                "stage",
+                "mean",
+                "std",
+                "n",
+                "ci_low",
+                "ci_high",
+            ]
+        )
     parts = []
     for stage, column in (("before", "sparsity_before_post_prune"), ("after", "sparsity")):
         part = summarise(sub, ["dataset", "classes", "label"], column)
@@ -145,20 +175,53 @@ class Figure:
 
 
 FIGURES: dict[str, Figure] = {
-    "fig3": Figure("Fig. 3 - GA vs GA (adaptive AB)", prepare_fig3, "bars",
-                   "Mean test accuracy and sparsity with 95% CIs, moons and circles, architectures A-D."),
-    "fig4": Figure("Fig. 4 - one evolution (circles, B, adaptive AB)", prepare_fig4, "history",
-                   "Accuracy of the fittest and three sparsity curves per generation.", needs_history=True),
-    "fig5": Figure("Fig. 5 - edge-popup initialisations", prepare_fig5, "init_bars",
-                   "Edge-popup (50%) test accuracy per initialisation, moons and circles, A-D."),
-    "fig6": Figure("Fig. 6 - GA vs edge-popup vs backprop", prepare_fig6, "bars",
-                   "Mean test accuracy and sparsity with 95% CIs; the mixed-model table is below."),
-    "fig7": Figure("Fig. 7 - accuracy vs loss objective (blobs, C)", prepare_fig7, "lines",
-                   "Test accuracy and sparsity against the number of classes, 95% CIs."),
-    "fig9": Figure("Fig. 9 - blobs 2-10 classes (C)", prepare_fig9, "lines",
-                   "Test accuracy against the number of classes, 95% CIs; mean and std in the table."),
-    "fig10": Figure("Fig. 10 - digits (B)", prepare_fig10, "lines",
-                    "Test accuracy against the number of classes (2, 3, 4, 5, 10), 95% CIs."),
-    "fig11": Figure("Fig. 11 - post-evolutionary pruning (digits)", prepare_fig11, "stages",
-                    "Sparsity before and after post-evolutionary pruning, 95% CIs."),
+    "fig3": Figure(
+        "Fig. 3 - GA vs GA (adaptive AB)",
+        prepare_fig3,
+        "bars",
+        "Mean test accuracy and sparsity with 95% CIs, moons and circles, architectures A-D.",
+    ),
+    "fig4": Figure(
+        "Fig. 4 - one evolution (circles, B, adaptive AB)",
+        prepare_fig4,
+        "history",
+        "Accuracy of the fittest and three sparsity curves per generation.",
+        needs_history=True,
+    ),
+    "fig5": Figure(
+        "Fig. 5 - edge-popup initialisations",
+        prepare_fig5,
+        "init_bars",
+        "Edge-popup (50%) test accuracy per initialisation, moons and circles, A-D.",
+    ),
+    "fig6": Figure(
+        "Fig. 6 - GA vs edge-popup vs backprop",
+        prepare_fig6,
+        "bars",
+        "Mean test accuracy and sparsity with 95% CIs; the mixed-model table is below.",
+    ),
+    "fig7": Figure(
+        "Fig. 7 - accuracy vs loss objective (blobs, C)",
+        prepare_fig7,
+        "lines",
+        "Test accuracy and sparsity against the number of classes, 95% CIs.",
+    ),
+    "fig9": Figure(
+        "Fig. 9 - blobs 2-10 classes (C)",
+        prepare_fig9,
+        "lines",
+        "Test accuracy against the number of classes, 95% CIs; mean and std in the table.",
+    ),
+    "fig10": Figure(
+        "Fig. 10 - digits (B)",
+        prepare_fig10,
+        "lines",
+        "Test accuracy against the number of classes (2, 3, 4, 5, 10), 95% CIs.",
+    ),
+    "fig11": Figure(
+        "Fig. 11 - post-evolutionary pruning (digits)",
+        prepare_fig11,
+        "stages",
+        "Sparsity before and after post-evolutionary pruning, 95% CIs.",
+    ),
 }

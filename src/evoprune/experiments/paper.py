@@ -31,14 +31,46 @@ class PaperValue:
 
 
 PAPER_VALUES: tuple[PaperValue, ...] = (
-    PaperValue("fig3", "circles", "D", GA_METHODS, "test_accuracy", 0.916, "=",
-               "GA on circles D, 91.6% (quoted in issue #4)"),
-    PaperValue("fig6", "circles", "D", GA_METHODS, "test_accuracy", 0.916, "=",
-               "GA on circles D, 91.6% (quoted in issue #4)"),
-    PaperValue("fig3", "moons", "B", GA_METHODS, "test_accuracy", 0.97, ">",
-               "GA on moons B: mean test accuracy > 97% (quoted in issue #2)"),
-    PaperValue("fig3", "moons", "B", GA_METHODS, "sparsity", 0.50, ">",
-               "GA on moons B: sparsity > 50% (quoted in issue #2)"),
+    PaperValue(
+        "fig3",
+        "circles",
+        "D",
+        GA_METHODS,
+        "test_accuracy",
+        0.916,
+        "=",
+        "GA on circles D, 91.6% (quoted in issue #4)",
+    ),
+    PaperValue(
+        "fig6",
+        "circles",
+        "D",
+        GA_METHODS,
+        "test_accuracy",
+        0.916,
+        "=",
+        "GA on circles D, 91.6% (quoted in issue #4)",
+    ),
+    PaperValue(
+        "fig3",
+        "moons",
+        "B",
+        GA_METHODS,
+        "test_accuracy",
+        0.97,
+        ">",
+        "GA on moons B: mean test accuracy > 97% (quoted in issue #2)",
+    ),
+    PaperValue(
+        "fig3",
+        "moons",
+        "B",
+        GA_METHODS,
+        "sparsity",
+        0.50,
+        ">",
+        "GA on moons B: sparsity > 50% (quoted in issue #2)",
+    ),
 )
 
 
@@ -80,10 +112,21 @@ def _ga_above_ep(runs: pd.DataFrame) -> tuple[str, bool | None]:
 
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("fig5", "EP (50%) with uniform init is the best of the three inits (issue #3)", _ep_uniform_best),
-    Claim("fig5", "Kaiming-normal and signed-constant inits are at chance level on circles (issue #3)",
-          _kaiming_chance_on_circles),
-    Claim("fig6", "The GA is more accurate than EP (50%) on moons and circles (issue #3)", _ga_above_ep),
+    Claim(
+        "fig5",
+        "EP (50%) with uniform init is the best of the three inits (issue #3)",
+        _ep_uniform_best,
+    ),
+    Claim(
+        "fig5",
+        "Kaiming-normal and signed-constant inits are at chance level on circles (issue #3)",
+        _kaiming_chance_on_circles,
+    ),
+    Claim(
+        "fig6",
+        "The GA is more accurate than EP (50%) on moons and circles (issue #3)",
+        _ga_above_ep,
+    ),
 )
 
 
@@ -91,19 +134,46 @@ def paper_vs_ours(runs: pd.DataFrame, figure: str) -> pd.DataFrame:
     """Rows: every paper value of `figure` with our mean per matching arm (NaN when not run)."""
     rows = []
     for pv in (p for p in PAPER_VALUES if p.figure == figure):
-        match = runs[(runs["dataset"] == pv.dataset) & (runs["arch_name"] == pv.arch)
-                     & (runs["method"].isin(pv.methods))]
+        match = runs[
+            (runs["dataset"] == pv.dataset)
+            & (runs["arch_name"] == pv.arch)
+            & (runs["method"].isin(pv.methods))
+        ]
         if match.empty or pv.metric not in match:
-            rows.append({"dataset": pv.dataset, "arch": pv.arch, "label": "-", "metric": pv.metric,
-                         "paper": _fmt(pv), "ours": float("nan"), "n": 0, "holds": None, "source": pv.source})
+            rows.append(
+                {
+                    "dataset": pv.dataset,
+                    "arch": pv.arch,
+                    "label": "-",
+                    "metric": pv.metric,
+                    "paper": _fmt(pv),
+                    "ours": float("nan"),
+                    "n": 0,
+                    "holds": None,
+                    "source": pv.source,
+                }
+            )
             continue
         for label, group in match.groupby("label", sort=False):
             ours = float(group[pv.metric].mean())
             holds = ours > pv.value if pv.relation == ">" else None
-            rows.append({"dataset": pv.dataset, "arch": pv.arch, "label": label, "metric": pv.metric,
-                         "paper": _fmt(pv), "ours": ours, "n": len(group), "holds": holds,
-                         "source": pv.source})
-    return pd.DataFrame(rows, columns=["dataset", "arch", "label", "metric", "paper", "ours", "n", "holds", "source"])
+            rows.append(
+                {
+                    "dataset": pv.dataset,
+                    "arch": pv.arch,
+                    "label": label,
+                    "metric": pv.metric,
+                    "paper": _fmt(pv),
+                    "ours": ours,
+                    "n": len(group),
+                    "holds": holds,
+                    "source": pv.source,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=["dataset", "arch", "label", "metric", "paper", "ours", "n", "holds", "source"],
+    )
 
 
 def _fmt(pv: PaperValue) -> str:

@@ -56,8 +56,10 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
     for folder in folders:  # pooling fig3 [quick] with fig3 [paper] would mix the budgets
         for spec in load_meta(folder)["spec"]:
             if spec in seen and seen[spec] != folder:
-                raise EvopruneError(f"report: spec {spec} is in both {seen[spec]} and {folder}; "
-                                    "report them separately")
+                raise EvopruneError(
+                    f"report: spec {spec} is in both {seen[spec]} and {folder}; "
+                    "report them separately"
+                )
             seen[spec] = folder
     runs = load_results(folders)
     everything = load_results(folders, finished_only=False)
@@ -82,8 +84,10 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
         png, _ = save(drawn, fig_dir / spec)
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
-        parts.append(f"<p class='note'>{html.escape(fig.caption)} Runs: {len(sub)}, "
-                     f"seeds per cell: {_seeds_per_cell(frame)}.</p>")
+        parts.append(
+            f"<p class='note'>{html.escape(fig.caption)} Runs: {len(sub)}, "
+            f"seeds per cell: {_seeds_per_cell(frame)}.</p>"
+        )
         figures.append(spec)
         if fig.kind != "history":
             parts.append(_table(_summary_table(frame), f"summary-{spec}"))
@@ -106,9 +110,11 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
             order = list(dict.fromkeys(sub.sort_values("label_rank", kind="stable")["label"]))
             for mm in mixed_model_tables(sub, order=order):
                 parts.append(f"<h3>Mixed model (Fig. 6c): {html.escape(mm.dataset)}</h3>")
-                parts.append(f"<p class='note'>standardised test accuracy ~ algorithm; random effects: "
-                             f"{html.escape(', '.join(mm.random_effects) or 'none')}; REML, Powell; "
-                             f"n = {mm.n}; converged: {mm.converged}. {html.escape(mm.note)}</p>")
+                parts.append(
+                    f"<p class='note'>standardised test accuracy ~ algorithm; random effects: "
+                    f"{html.escape(', '.join(mm.random_effects) or 'none')}; REML, Powell; "
+                    f"n = {mm.n}; converged: {mm.converged}. {html.escape(mm.note)}</p>"
+                )
                 parts.append(_table(_format_stats(mm.table), f"stats-{spec}-{mm.dataset}"))
                 n_tables += 1
     failed = everything[everything["status"] != "finished"]
@@ -119,9 +125,14 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
     parts.append("<h2 id='provenance'>Provenance of every run</h2>")
     parts.append(_provenance(everything))
     n_tables += 1
-    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            "<title>evoprune report</title><style>" + CSS + "</style></head><body>"
-            + "\n".join(parts) + "</body></html>\n")
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<title>evoprune report</title><style>"
+        + CSS
+        + "</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
     write_atomic(out, page)
     return ReportSummary(out, tuple(figures), n_tables, len(everything))
 
@@ -142,7 +153,11 @@ def _figures_to_draw(meta: pd.DataFrame, runs: pd.DataFrame) -> list[tuple[str, 
 
 def _header(folders: list[Path], runs: pd.DataFrame, meta: pd.DataFrame) -> str:
     n_ok = int((runs["status"] == "finished").sum())
-    compute = pd.to_numeric(runs.get("wall_seconds"), errors="coerce").sum() if "wall_seconds" in runs else 0.0
+    compute = (
+        pd.to_numeric(runs.get("wall_seconds"), errors="coerce").sum()
+        if "wall_seconds" in runs
+        else 0.0
+    )
     revisions = sorted(set(runs["git_revision"].dropna()))
     versions = sorted(set(runs["versions"].dropna()))
     profiles = ", ".join(f"{r.spec} [{r.profile}]" for r in meta.itertuples())
@@ -155,8 +170,11 @@ def _header(folders: list[Path], runs: pd.DataFrame, meta: pd.DataFrame) -> str:
         f"<li>versions: {html.escape('; '.join(versions) or 'unknown')}</li>",
         f"<li>generated: {dt.datetime.now().isoformat(timespec='seconds')}</li>",
     ]
-    return ("<h1>evoprune: reproducing Schönberger et al. (arXiv 2508.08877)</h1><ul>"
-            + "".join(items) + "</ul>")
+    return (
+        "<h1>evoprune: reproducing Schönberger et al. (arXiv 2508.08877)</h1><ul>"
+        + "".join(items)
+        + "</ul>"
+    )
 
 
 def _seeds_per_cell(frame: pd.DataFrame) -> str:
@@ -168,16 +186,24 @@ def _seeds_per_cell(frame: pd.DataFrame) -> str:
 
 def _summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per cell, two columns per metric: mean ± std and the 95% CI of the mean."""
-    group = [c for c in frame.columns if c not in ("metric", "mean", "std", "n", "ci_low", "ci_high")]
+    group = [
+        c for c in frame.columns if c not in ("metric", "mean", "std", "n", "ci_low", "ci_high")
+    ]
     pieces = frame.assign(**{c: frame[c].astype(str) for c in group})
     out = None
-    for metric, part in pieces.groupby("metric", sort=False) if "metric" in frame else [("value", pieces)]:
+    for metric, part in (
+        pieces.groupby("metric", sort=False) if "metric" in frame else [("value", pieces)]
+    ):
         name = str(metric).replace("_", " ")
         cols = part[group].copy()
-        cols[f"{name}: mean ± std"] = [f"{m:.3f} ± {s:.3f}" if pd.notna(s) else f"{m:.3f}"
-                                       for m, s in zip(part["mean"], part["std"], strict=True)]
-        cols[f"{name}: 95% CI"] = [f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "-"
-                                   for lo, hi in zip(part["ci_low"], part["ci_high"], strict=True)]
+        cols[f"{name}: mean ± std"] = [
+            f"{m:.3f} ± {s:.3f}" if pd.notna(s) else f"{m:.3f}"
+            for m, s in zip(part["mean"], part["std"], strict=True)
+        ]
+        cols[f"{name}: 95% CI"] = [
+            f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "-"
+            for lo, hi in zip(part["ci_low"], part["ci_high"], strict=True)
+        ]
         if out is None:
             cols["n"] = part["n"].astype(int).astype(str).to_numpy()
             out = cols
@@ -220,19 +246,50 @@ def _provenance(runs: pd.DataFrame) -> str:
         sparsity = getattr(r, "sparsity", None)
         wall = getattr(r, "wall_seconds", None)
         rows.append(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                r.spec, r.label, r.key, r.seed, r.dataset, r.classes, r.arch_name, r.status,
-                _num(acc, "{:.4f}"), _num(sparsity, "{:.4f}"), _num(wall, "{:.1f}"),
-                r.git_revision or "unknown",
-            ))
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(v))}</td>"
+                for v in (
+                    r.spec,
+                    r.label,
+                    r.key,
+                    r.seed,
+                    r.dataset,
+                    r.classes,
+                    r.arch_name,
+                    r.status,
+                    _num(acc, "{:.4f}"),
+                    _num(sparsity, "{:.4f}"),
+                    _num(wall, "{:.1f}"),
+                    r.git_revision or "unknown",
+                )
+            )
             + f"<td><details><summary>config</summary><pre>{config}</pre>"
             + f"<pre>{html.escape(str(r.versions or ''))}</pre></details></td></tr>"
         )
-    head = "".join(f"<th>{h}</th>" for h in ("spec", "label", "key", "seed", "dataset", "classes", "arch",
-                                           "status", "test acc.", "sparsity", "wall s", "git revision",
-                                           "config and versions"))
-    return (f"<table id='provenance-table'><thead><tr>{head}</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "spec",
+            "label",
+            "key",
+            "seed",
+            "dataset",
+            "classes",
+            "arch",
+            "status",
+            "test acc.",
+            "sparsity",
+            "wall s",
+            "git revision",
+            "config and versions",
+        )
+    )
+    return (
+        f"<table id='provenance-table'><thead><tr>{head}</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
 
 
 def _num(value: object, fmt: str) -> str:

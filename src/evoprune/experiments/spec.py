@@ -116,7 +116,9 @@ def job_key(job: dict[str, Any]) -> str:
     >>> job_key({"seed": 0, "method": "ga"}) == job_key({"method": "ga", "seed": 0})
     True
     """
-    text = json.dumps(job, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    text = json.dumps(
+        job, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
 
 
@@ -167,22 +169,30 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
     for pname, prof in profiles.items():
         where = f"profiles.{pname}"
         if pname not in PROFILES:
-            raise EvopruneError(f"{source}: unknown field {where!r}; expected one of {', '.join(PROFILES)}")
+            raise EvopruneError(
+                f"{source}: unknown field {where!r}; expected one of {', '.join(PROFILES)}"
+            )
         if not isinstance(prof, dict):
             raise EvopruneError(f"{source}: {where}: expected a mapping")
         _no_unknown(prof, PROFILE_KEYS, source, where)
         _seeds(prof.get("seeds", 1), f"{source}: {where}")
         only = prof.get("only") or {}
         if not isinstance(only, dict):
-            raise EvopruneError(f"{source}: {where}.only: expected a mapping of axis -> values to keep")
+            raise EvopruneError(
+                f"{source}: {where}.only: expected a mapping of axis -> values to keep"
+            )
         for axis, keep in only.items():
             values = [v for g in checked if axis in g for v in g[axis]]
             if axis == ARM_AXIS or not values:
-                raise EvopruneError(f"{source}: unknown field '{where}.only.{axis}': not an axis of the grid")
+                raise EvopruneError(
+                    f"{source}: unknown field '{where}.only.{axis}': not an axis of the grid"
+                )
             missing = [v for v in (keep if isinstance(keep, list) else [keep]) if v not in values]
             if missing or not isinstance(keep, list):
-                raise EvopruneError(f"{source}: {where}.only.{axis}: expected a list of the axis' values, "
-                                    f"got {keep!r}")
+                raise EvopruneError(
+                    f"{source}: {where}.only.{axis}: expected a list of the axis' values, "
+                    f"got {keep!r}"
+                )
         for method, settings in (prof.get("budget") or {}).items():
             if method not in METHODS:
                 raise EvopruneError(
@@ -238,11 +248,15 @@ def _check_grid(grid: Any, source: str, where: str) -> dict[str, list[Any]]:
             raise EvopruneError(f"{source}: {here}.{clash[0]}: also an axis of the grid")
         for key, value in arm.items():
             if not _JOB_KEY.match(str(key)):
-                raise EvopruneError(f"{source}: {here}: {key!r} is not a job key (quote labels with commas)")
+                raise EvopruneError(
+                    f"{source}: {here}: {key!r} is not a job key (quote labels with commas)"
+                )
             if isinstance(value, dict):
                 _no_unknown(value, REFERENCE_KEYS, source, f"{here}.{key}")
                 if set(value) != REFERENCE_KEYS:
-                    raise EvopruneError(f"{source}: {here}.{key}: expected {{mean_of: LABEL, field: NAME}}")
+                    raise EvopruneError(
+                        f"{source}: {here}.{key}: expected {{mean_of: LABEL, field: NAME}}"
+                    )
     return out
 
 
@@ -255,8 +269,11 @@ def _allowed_keys(method: str) -> set[str] | None:
             return set(GA_KEYS)
         from evoprune.baselines import jobs as baseline_jobs
 
-        return set({"edge-popup": baseline_jobs.EDGE_POPUP_KEYS,
-                    "backprop": baseline_jobs.BACKPROP_KEYS}[method])
+        return set(
+            {"edge-popup": baseline_jobs.EDGE_POPUP_KEYS, "backprop": baseline_jobs.BACKPROP_KEYS}[
+                method
+            ]
+        )
     except (ImportError, AttributeError, KeyError):
         return None
 
@@ -275,7 +292,9 @@ def _check_job(run: Run, source: str, profile: str) -> None:
                 f"method {method}; expected some of {', '.join(sorted(allowed))}"
             )
     if method == "backprop" and run.job.get("init") is not None:
-        raise EvopruneError(f"{source}: arm {run.label!r}: backprop takes no 'init' (sklearn initialises)")
+        raise EvopruneError(
+            f"{source}: arm {run.label!r}: backprop takes no 'init' (sklearn initialises)"
+        )
 
 
 def _check_references(runs: list[Run], labels: list[str], source: str) -> None:
@@ -304,7 +323,11 @@ def _seeds(value: Any, where: str) -> list[int]:
         if value < 1:
             raise EvopruneError(f"{where}: seeds: expected a positive count, got {value}")
         return list(range(value))
-    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+    ):
         return [int(s) for s in value]
     raise EvopruneError(f"{where}: seeds: expected a count or a list of integers, got {value!r}")
 

@@ -64,16 +64,24 @@ def fit_mixed_model(
     levels = [a for a in (order or []) if a in set(data[algorithm])]
     levels += [a for a in dict.fromkeys(data[algorithm]) if a not in levels]
     if len(levels) < 2:
-        raise EvopruneError(f"stats: {dataset or 'data'}: need at least two algorithms, got {levels}")
+        raise EvopruneError(
+            f"stats: {dataset or 'data'}: need at least two algorithms, got {levels}"
+        )
     codes = {name: f"a{i}" for i, name in enumerate(levels)}
     data["algo"] = pd.Categorical(data[algorithm].map(codes), categories=list(codes.values()))
-    data["y"] = standardise(data[value].astype(float)) if standardised else data[value].astype(float)
+    data["y"] = (
+        standardise(data[value].astype(float)) if standardised else data[value].astype(float)
+    )
     for r in random:
         if r in data:
             data[r] = data[r].fillna("none").astype(str)  # backprop has no init of ours
     # a factor is a random effect only where it varies within an algorithm; otherwise it is
     # confounded with the algorithm (backprop's "none" init) and carries no variance of its own
-    effects = tuple(r for r in random if r in data and data.groupby("algo", observed=True)[r].nunique().max() > 1)
+    effects = tuple(
+        r
+        for r in random
+        if r in data and data.groupby("algo", observed=True)[r].nunique().max() > 1
+    )
     note = ""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter; `converged` reports the outcome
@@ -95,7 +103,7 @@ def fit_mixed_model(
     names = {code: f"C(algo)[T.{code}]" for code in codes.values()}
     rows = []
     for i, ref in enumerate(levels):
-        for tgt in levels[i + 1:]:
+        for tgt in levels[i + 1 :]:
             c = pd.Series(0.0, index=fe.index)
             if names[codes[tgt]] in c.index:
                 c[names[codes[tgt]]] += 1.0
@@ -105,10 +113,17 @@ def fit_mixed_model(
             se = float(np.sqrt(max(c @ cov.to_numpy() @ c, 0.0)))
             z = coef / se if se > 0 else np.nan
             p = float(2 * sps.norm.sf(abs(z))) if se > 0 else np.nan
-            rows.append([dataset, ref, tgt, coef, se, z, p, coef - 1.959964 * se, coef + 1.959964 * se])
+            rows.append(
+                [dataset, ref, tgt, coef, se, z, p, coef - 1.959964 * se, coef + 1.959964 * se]
+            )
     return MixedModelFit(
-        dataset=dataset, table=pd.DataFrame(rows, columns=TABLE_COLUMNS), random_effects=effects,
-        variances=variances, n=len(data), converged=converged, note=note,
+        dataset=dataset,
+        table=pd.DataFrame(rows, columns=TABLE_COLUMNS),
+        random_effects=effects,
+        variances=variances,
+        n=len(data),
+        converged=converged,
+        note=note,
     )
 
 

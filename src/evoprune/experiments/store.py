@@ -122,8 +122,10 @@ class Store:
 
     def runs_frame(self, spec: str | None = None) -> pd.DataFrame:
         """Runs joined with their spec membership: one row per (spec, label, key)."""
-        sql = ("SELECT m.spec AS member_spec, m.label AS member_label, m.axes AS axes, r.* "
-               "FROM members m JOIN runs r ON r.key = m.key")
+        sql = (
+            "SELECT m.spec AS member_spec, m.label AS member_label, m.axes AS axes, r.* "
+            "FROM members m JOIN runs r ON r.key = m.key"
+        )
         params: tuple[Any, ...] = ()
         if spec is not None:
             sql += " WHERE m.spec = ?"
@@ -143,7 +145,9 @@ class Store:
     def specs(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM meta ORDER BY first_swept", self.db)
 
-    def mean_of(self, spec: str, label: str, axes: dict[str, Any], field: str) -> tuple[float | None, str]:
+    def mean_of(
+        self, spec: str, label: str, axes: dict[str, Any], field: str
+    ) -> tuple[float | None, str]:
         """Mean of result field `field` over the runs of arm `label` at grid point `axes`, once
         all of them have finished; else ``(None, why)``."""
         _check_name(field)
@@ -163,8 +167,15 @@ class Store:
 
     # -- writing (the sweep driver only) ---------------------------------------------------
 
-    def note_spec(self, spec: str, profile: str, source: str, figure: str = "", title: str = "",
-                  labels: list[str] | None = None) -> None:
+    def note_spec(
+        self,
+        spec: str,
+        profile: str,
+        source: str,
+        figure: str = "",
+        title: str = "",
+        labels: list[str] | None = None,
+    ) -> None:
         """Remember a swept spec: where it came from, its figure, and its arms in spec order."""
         with self.transaction() as db:
             db.execute(
@@ -172,7 +183,15 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (spec, profile) DO UPDATE SET "
                 "source = excluded.source, figure = excluded.figure, title = excluded.title, "
                 "labels = excluded.labels",
-                (spec, profile, source, figure or spec, title or spec, json.dumps(labels or []), time.time()),
+                (
+                    spec,
+                    profile,
+                    source,
+                    figure or spec,
+                    title or spec,
+                    json.dumps(labels or []),
+                    time.time(),
+                ),
             )
 
     def add_members(self, spec: str, runs: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
@@ -186,9 +205,14 @@ class Store:
     def keep_members(self, spec: str, label: str, keys: set[str]) -> None:
         """Forget runs of arm `label` that `spec` no longer asks for (a re-resolved reference)."""
         with self.transaction() as db:
-            for (key,) in db.execute("SELECT key FROM members WHERE spec = ? AND label = ?", (spec, label)).fetchall():
+            for (key,) in db.execute(
+                "SELECT key FROM members WHERE spec = ? AND label = ?", (spec, label)
+            ).fetchall():
                 if key not in keys:
-                    db.execute("DELETE FROM members WHERE spec = ? AND label = ? AND key = ?", (spec, label, key))
+                    db.execute(
+                        "DELETE FROM members WHERE spec = ? AND label = ? AND key = ?",
+                        (spec, label, key),
+                    )
 
     def record(
         self,
@@ -210,18 +234,24 @@ class Store:
         for name in scalars:
             _check_name(name)
         row: dict[str, Any] = {
-            "key": key, "spec": spec, "label": label,
-            "method": job.get("method"), "dataset": result.get("dataset", job.get("dataset")),
+            "key": key,
+            "spec": spec,
+            "label": label,
+            "method": job.get("method"),
+            "dataset": result.get("dataset", job.get("dataset")),
             "classes": result.get("classes", job.get("classes")),
             "arch": json.dumps(result.get("arch", job.get("arch"))),
             "arch_name": _arch_name(job.get("arch")),
-            "seed": job.get("seed"), "init": result.get("init", job.get("init", "uniform")),
+            "seed": job.get("seed"),
+            "init": result.get("init", job.get("init", "uniform")),
             "normalize": _bool_or_none(result.get("normalize", job.get("normalize"))),
             "objective": result.get("objective", job.get("objective")),
             "variant": result.get("variant", job.get("method")),
             "config": json.dumps(job, sort_keys=True),
-            "status": FINISHED if error is None else FAILED, "error": error,
-            "submitted": submitted, "finished": finished,
+            "status": FINISHED if error is None else FAILED,
+            "error": error,
+            "submitted": submitted,
+            "finished": finished,
             "queue_seconds": None,
             "versions": json.dumps(result.get("versions")) if result.get("versions") else None,
             "git_revision": result.get("git_revision"),
@@ -229,28 +259,46 @@ class Store:
             "run_dir": run_dir,
         }
         if submitted is not None and finished is not None and "wall_seconds" in scalars:
-            row["queue_seconds"] = max(0.0, finished - submitted - float(scalars["wall_seconds"] or 0))
+            row["queue_seconds"] = max(
+                0.0, finished - submitted - float(scalars["wall_seconds"] or 0)
+            )
         for name, value in scalars.items():
             row.setdefault(name, value)  # fixed columns (dataset, seed, ...) keep their meaning
         with self.transaction() as db:
             self._add_columns(db, "runs", row)
             names = ", ".join(row)
             marks = ", ".join("?" for _ in row)
-            db.execute(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", [_sql(v) for v in row.values()])
+            db.execute(
+                f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})",
+                [_sql(v) for v in row.values()],
+            )
             db.execute("DELETE FROM history WHERE key = ?", (key,))
             for i, hrow in enumerate(history or []):
-                hrow = {"key": key, "row": i, **{k: _number(v) for k, v in hrow.items() if k not in ("key", "row")}}
+                hrow = {
+                    "key": key,
+                    "row": i,
+                    **{k: _number(v) for k, v in hrow.items() if k not in ("key", "row")},
+                }
                 self._add_columns(db, "history", hrow)
                 names = ", ".join(hrow)
                 marks = ", ".join("?" for _ in hrow)
-                db.execute(f"INSERT OR REPLACE INTO history ({names}) VALUES ({marks})", list(hrow.values()))
+                db.execute(
+                    f"INSERT OR REPLACE INTO history ({names}) VALUES ({marks})",
+                    list(hrow.values()),
+                )
 
     def _add_columns(self, db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
         have = set(self.columns(table))
         for name, value in row.items():
             if name not in have:
                 _check_name(name)
-                kind = "REAL" if isinstance(value, float) else "INTEGER" if isinstance(value, int) else "TEXT"
+                kind = (
+                    "REAL"
+                    if isinstance(value, float)
+                    else "INTEGER"
+                    if isinstance(value, int)
+                    else "TEXT"
+                )
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
                 have.add(name)
 
@@ -275,7 +323,11 @@ def _number(value: Any) -> Any:
         as_float = float(value)
     except ValueError:
         return value
-    return int(as_float) if as_float.is_integer() and "." not in value and "e" not in value.lower() else as_float
+    return (
+        int(as_float)
+        if as_float.is_integer() and "." not in value and "e" not in value.lower()
+        else as_float
+    )
 
 
 def _arch_name(arch: Any) -> str | None:

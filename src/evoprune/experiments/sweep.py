@@ -100,8 +100,13 @@ def run_sweep(
     total = len({p.run.key for p in first}) + len({_deferred_id(p) for p in second})
     own = isinstance(executor, str)
     ex = _LazyExecutor(executor, workers, ray_address)
-    bar = tqdm(total=total, desc=f"sweep {'+'.join(s.name for s in spec_list)} [{profile}]",
-               unit="run", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        desc=f"sweep {'+'.join(s.name for s in spec_list)} [{profile}]",
+        unit="run",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         for stage, pending in enumerate((first, second)):
             if stage == 1:
@@ -113,8 +118,11 @@ def run_sweep(
                         bar.update(1)
                 pending = [p for p, why in resolved if not why]
                 for spec, label in dict.fromkeys((p.spec, p.run.label) for p, _ in resolved):
-                    store.keep_members(spec, label, {p.run.key for p in pending
-                                                     if p.spec == spec and p.run.label == label})
+                    store.keep_members(
+                        spec,
+                        label,
+                        {p.run.key for p in pending if p.spec == spec and p.run.label == label},
+                    )
             _run_stage(store, ex, fn, pending, runs_dir, bar, counts, errors)
     finally:
         bar.close()
@@ -122,8 +130,13 @@ def run_sweep(
             ex.close()
         store.close()
     return SweepSummary(
-        specs=tuple(s.name for s in spec_list), profile=profile, out=out, total=total,
-        seconds=time.perf_counter() - started, errors=tuple(errors), **counts,
+        specs=tuple(s.name for s in spec_list),
+        profile=profile,
+        out=out,
+        total=total,
+        seconds=time.perf_counter() - started,
+        errors=tuple(errors),
+        **counts,
     )
 
 
@@ -157,7 +170,9 @@ def _run_stage(
 ) -> None:
     """Record membership, skip finished keys, recover runs finished on disk, execute the rest."""
     for spec in dict.fromkeys(p.spec for p in pending):
-        store.add_members(spec, [(p.run.key, p.run.label, p.run.axes) for p in pending if p.spec == spec])
+        store.add_members(
+            spec, [(p.run.key, p.run.label, p.run.axes) for p in pending if p.spec == spec]
+        )
     finished = store.finished_keys()
     todo: dict[str, _Pending] = {}
     seen: set[str] = set()
@@ -188,19 +203,33 @@ def _run_stage(
             counts["ran"] += 1
         else:
             counts["failed"] += 1
-            errors.append(f"{p.spec}/{p.run.label} seed {p.run.job.get('seed')} ({key}): {payload.error}")
+            errors.append(
+                f"{p.spec}/{p.run.label} seed {p.run.job.get('seed')} ({key}): {payload.error}"
+            )
         bar.update(1)
 
 
-def _finish(store: Store, runs_dir: Path, p: _Pending, key: str, payload: Payload, submitted: float) -> None:
+def _finish(
+    store: Store, runs_dir: Path, p: _Pending, key: str, payload: Payload, submitted: float
+) -> None:
     """Write the run's files (temp folder + rename), then its store row (one transaction)."""
     now = time.time()
     if payload.error is not None or payload.result is None:
-        store.record(key, spec=p.spec, label=p.run.label, job=p.run.job, result=None,
-                     error=payload.error or "no result", submitted=submitted, finished=now)
+        store.record(
+            key,
+            spec=p.spec,
+            label=p.run.label,
+            job=p.run.job,
+            result=None,
+            error=payload.error or "no result",
+            submitted=submitted,
+            finished=now,
+        )
         return
     files = dict(payload.files)
-    files.setdefault("result.json", (json.dumps(payload.result, indent=2, default=str) + "\n").encode())
+    files.setdefault(
+        "result.json", (json.dumps(payload.result, indent=2, default=str) + "\n").encode()
+    )
     tmp = runs_dir / f".tmp-{key}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -214,9 +243,17 @@ def _finish(store: Store, runs_dir: Path, p: _Pending, key: str, payload: Payloa
         shutil.rmtree(final)
     os.replace(tmp, final)
     history = _parse_history(files.get("history.csv", b""))
-    store.record(key, spec=p.spec, label=p.run.label, job=p.run.job, result=payload.result,
-                 history=history, submitted=submitted, finished=now,
-                 run_dir=str(Path(RUNS_DIR) / key))
+    store.record(
+        key,
+        spec=p.spec,
+        label=p.run.label,
+        job=p.run.job,
+        result=payload.result,
+        history=history,
+        submitted=submitted,
+        finished=now,
+        run_dir=str(Path(RUNS_DIR) / key),
+    )
 
 
 def _record_from_disk(store: Store, runs_dir: Path, p: _Pending, key: str) -> None:
@@ -224,8 +261,15 @@ def _record_from_disk(store: Store, runs_dir: Path, p: _Pending, key: str) -> No
     result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
     history_file = folder / "history.csv"
     history = _parse_history(history_file.read_bytes() if history_file.is_file() else b"")
-    store.record(key, spec=p.spec, label=p.run.label, job=p.run.job, result=result,
-                 history=history, run_dir=str(Path(RUNS_DIR) / key))
+    store.record(
+        key,
+        spec=p.spec,
+        label=p.run.label,
+        job=p.run.job,
+        result=result,
+        history=history,
+        run_dir=str(Path(RUNS_DIR) / key),
+    )
 
 
 def _parse_history(data: bytes) -> list[dict[str, Any]]:

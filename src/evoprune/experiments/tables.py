@@ -12,12 +12,23 @@ from scipy import stats as sps
 
 from evoprune.experiments.store import FINISHED, Store
 
-METRICS = ("test_accuracy", "train_accuracy", "sparsity", "test_loss", "train_loss",
-           "sparsity_before_post_prune", "test_accuracy_before_post_prune", "wall_seconds",
-           "generations", "evaluations")
+METRICS = (
+    "test_accuracy",
+    "train_accuracy",
+    "sparsity",
+    "test_loss",
+    "train_loss",
+    "sparsity_before_post_prune",
+    "test_accuracy_before_post_prune",
+    "wall_seconds",
+    "generations",
+    "evaluations",
+)
 
 
-def load_results(folders: str | Path | Sequence[str | Path], finished_only: bool = True) -> pd.DataFrame:
+def load_results(
+    folders: str | Path | Sequence[str | Path], finished_only: bool = True
+) -> pd.DataFrame:
     """One row per (spec, arm label, run) over the sweeps in `folders` (a run shared by two specs
     appears once per spec). Columns: spec, label, key, method, dataset, classes, arch_name, seed,
     init, normalize, objective, status, every result.json metric, config (JSON), ...
@@ -29,11 +40,17 @@ def load_results(folders: str | Path | Sequence[str | Path], finished_only: bool
     for folder in folders:
         with Store(folder, create=False) as store:
             frame = store.runs_frame()
-            order = {(r.spec, label): i for r in store.specs().itertuples()
-                     for i, label in enumerate(json.loads(r.labels or "[]"))}
+            order = {
+                (r.spec, label): i
+                for r in store.specs().itertuples()
+                for i, label in enumerate(json.loads(r.labels or "[]"))
+            }
         frame["folder"] = str(folder)
         # the arms' order in their spec (figures and tables follow it; stage-2 arms run last)
-        frame["label_rank"] = [order.get((s, lab), len(order)) for s, lab in zip(frame["spec"], frame["label"], strict=True)]
+        frame["label_rank"] = [
+            order.get((s, lab), len(order))
+            for s, lab in zip(frame["spec"], frame["label"], strict=True)
+        ]
         frames.append(frame)
     if not frames:
         return pd.DataFrame()

@@ -55,8 +55,16 @@ def search(
     y = torch.as_tensor(y, dtype=torch.long)
     n_classes = int(y.max()) + 1
     metrics = tuple(dict.fromkeys((objective.name, "accuracy")))
-    ev = Evaluator(model, X, y, objective, space=space, device=config.device,
-                   memory_mb=config.memory_mb, metrics=metrics)
+    ev = Evaluator(
+        model,
+        X,
+        y,
+        objective,
+        space=space,
+        device=config.device,
+        memory_mb=config.memory_mb,
+        metrics=metrics,
+    )
     ga = GeneticSearch(ev, config, n_classes, checkpoint, checkpoint_every, fingerprint, progress)
     start = time.perf_counter()
     state = ga.run(resume=resume)
@@ -75,8 +83,17 @@ def search(
     mask, after = best, before
     prune_start = time.perf_counter()
     if config.post_prune:
-        pruner = Evaluator(model, X, y, "accuracy", space=ev.space, device=config.device,
-                           memory_mb=config.memory_mb, cache=False, metrics=("accuracy",))
+        pruner = Evaluator(
+            model,
+            X,
+            y,
+            "accuracy",
+            space=ev.space,
+            device=config.device,
+            memory_mb=config.memory_mb,
+            cache=False,
+            metrics=("accuracy",),
+        )
         mask, report = post_prune(pruner, best)
         after = _scores(model, ev.space, mask, X, y, X_test, y_test, config)
         info["post_prune_evaluations"] = report.evaluations
@@ -90,8 +107,11 @@ def search(
         **info,
     }
     return Ticket(
-        mask=mask, layers=list(model.layers) if isinstance(model, MLP) else None,
-        metrics=metrics_out, method=config.variant, history=list(state.history),
+        mask=mask,
+        layers=list(model.layers) if isinstance(model, MLP) else None,
+        metrics=metrics_out,
+        method=config.variant,
+        history=list(state.history),
     )
 
 
@@ -99,8 +119,17 @@ def _scores(model, space, mask, X, y, X_test, y_test, config) -> dict[str, float
     out: dict[str, float] = {}
     splits = [("train", X, y)] + ([("test", X_test, y_test)] if X_test is not None else [])
     for split, Xs, ys in splits:
-        ev = Evaluator(model, Xs, ys, "accuracy", space=space, device=config.device,
-                       memory_mb=config.memory_mb, cache=False, metrics=("accuracy", "loss"))
+        ev = Evaluator(
+            model,
+            Xs,
+            ys,
+            "accuracy",
+            space=space,
+            device=config.device,
+            memory_mb=config.memory_mb,
+            cache=False,
+            metrics=("accuracy", "loss"),
+        )
         m = ev.evaluate(mask.view(1, -1))
         out[f"{split}_accuracy"] = float(m["accuracy"][0])
         out[f"{split}_loss"] = float(m["loss"][0])

@@ -26,8 +26,14 @@ if TYPE_CHECKING:
     from evoprune.ga.search import GAState
 
 FORMAT = "evoprune-checkpoint/1"
-_SCALARS = ("generation", "best_fitness", "last_improvement", "best_sparsity_so_far",
-            "evaluations", "seconds")
+_SCALARS = (
+    "generation",
+    "best_fitness",
+    "last_improvement",
+    "best_sparsity_so_far",
+    "evaluations",
+    "seconds",
+)
 
 
 def save_checkpoint(path: Path, state: GAState, fingerprint: dict[str, Any], ev: Evaluator) -> Path:
@@ -35,7 +41,11 @@ def save_checkpoint(path: Path, state: GAState, fingerprint: dict[str, Any], ev:
     # `state.evaluations` entries are exactly the cache as it was when `state` was complete
     # (an interrupt may land mid-generation, after new entries went in).
     cache = list(itertools.islice((ev._cache or {}).items(), state.evaluations))
-    keys = np.array([np.frombuffer(k, dtype=np.uint8) for k, _ in cache]) if cache else np.zeros((0, 0), np.uint8)
+    keys = (
+        np.array([np.frombuffer(k, dtype=np.uint8) for k, _ in cache])
+        if cache
+        else np.zeros((0, 0), np.uint8)
+    )
     values = np.stack([v for _, v in cache]) if cache else np.zeros((0, len(ev.metric_names)))
     header = {
         "format": FORMAT,
@@ -68,12 +78,17 @@ def load_checkpoint(path: Path, fingerprint: dict[str, Any], ev: Evaluator) -> G
             arrays = {name: npz[name] for name in npz.files}
         header = json.loads(arrays["header"].tobytes())
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        raise EvopruneError(f"{path}: not a readable checkpoint; delete it or run without --resume") from None
+        raise EvopruneError(
+            f"{path}: not a readable checkpoint; delete it or run without --resume"
+        ) from None
     if header.get("format") != FORMAT:
         raise EvopruneError(f"{path}: unknown checkpoint format {header.get('format')!r}")
     if _canonical(header["fingerprint"]) != _canonical(fingerprint):
-        diff = sorted(k for k in set(fingerprint) | set(header["fingerprint"])
-                      if _canonical(fingerprint.get(k)) != _canonical(header["fingerprint"].get(k)))
+        diff = sorted(
+            k
+            for k in set(fingerprint) | set(header["fingerprint"])
+            if _canonical(fingerprint.get(k)) != _canonical(header["fingerprint"].get(k))
+        )
         raise EvopruneError(
             f"{path}: the checkpoint belongs to a different search (differs in: {', '.join(diff)}); "
             "use another --out or drop --resume"

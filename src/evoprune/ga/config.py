@@ -40,9 +40,18 @@ class GAConfig:
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
-            raise EvopruneError(f"variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        for name in ("init_density", "rec_rate", "par_rate", "mut_rate", "mig_rate",
-                     "adaptive_bound", "adaptive_decay"):
+            raise EvopruneError(
+                f"variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}"
+            )
+        for name in (
+            "init_density",
+            "rec_rate",
+            "par_rate",
+            "mut_rate",
+            "mig_rate",
+            "adaptive_bound",
+            "adaptive_decay",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise EvopruneError(f"{name}: expected a rate in [0, 1], got {value}")
@@ -52,9 +61,13 @@ class GAConfig:
             raise EvopruneError("par_rate: population * par_rate must allow at least one mate")
         for name in ("min_generations", "patience", "adaptive_step"):
             if getattr(self, name) < 1:
-                raise EvopruneError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+                raise EvopruneError(
+                    f"{name}: expected a positive integer, got {getattr(self, name)}"
+                )
         if self.max_generations is not None and self.max_generations < 1:
-            raise EvopruneError(f"max_generations: expected a positive integer, got {self.max_generations}")
+            raise EvopruneError(
+                f"max_generations: expected a positive integer, got {self.max_generations}"
+            )
 
     @property
     def generation_cap(self) -> int:

@@ -13,9 +13,23 @@ from evoprune.nets import build_mlp, parse_arch
 from evoprune.results import base_result, write_run_dir
 
 # Job keys that map one to one onto GAConfig fields.
-CONFIG_KEYS = {"population", "init_density", "rec_rate", "par_rate", "mut_rate", "mig_rate",
-               "min_generations", "patience", "max_generations", "adaptive_bound",
-               "adaptive_step", "adaptive_decay", "post_prune", "memory_mb", "device"}
+CONFIG_KEYS = {
+    "population",
+    "init_density",
+    "rec_rate",
+    "par_rate",
+    "mut_rate",
+    "mig_rate",
+    "min_generations",
+    "patience",
+    "max_generations",
+    "adaptive_bound",
+    "adaptive_step",
+    "adaptive_decay",
+    "post_prune",
+    "memory_mb",
+    "device",
+}
 GA_KEYS = CONFIG_KEYS | {"objective"}
 
 
@@ -40,13 +54,22 @@ def run_ga_job(
     layers = parse_arch(job.get("arch", "B"), ds.n_features, ds.n_classes)
     init, seed = job.get("init", "uniform"), int(job.get("seed", 0))
     model = build_mlp(layers, init, seed)
-    checkpoint = out / "checkpoint.npz" if out is not None and (checkpoint_every or resume) else None
+    checkpoint = (
+        out / "checkpoint.npz" if out is not None and (checkpoint_every or resume) else None
+    )
     ticket = search(
-        model, ds.X_train.view(len(ds.X_train), -1), ds.y_train,
-        objective=job.get("objective", "accuracy"), config=config,
-        X_test=ds.X_test.view(len(ds.X_test), -1), y_test=ds.y_test,
-        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-        progress=progress, fingerprint={"dataset": ds.config, "layers": layers, "init": init},
+        model,
+        ds.X_train.view(len(ds.X_train), -1),
+        ds.y_train,
+        objective=job.get("objective", "accuracy"),
+        config=config,
+        X_test=ds.X_test.view(len(ds.X_test), -1),
+        y_test=ds.y_test,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        progress=progress,
+        fingerprint={"dataset": ds.config, "layers": layers, "init": init},
     )
     ticket.init, ticket.seed, ticket.dataset = init, seed, ds.config
     result = {
@@ -57,8 +80,11 @@ def run_ga_job(
         "ga_config": config.to_dict(),
     }
     # Timings stay out of the ticket, so the same seed writes the same ticket file.
-    ticket.metrics = {k: v for k, v in result.items()
-                      if isinstance(v, int | float | str) and not k.endswith("seconds")}
+    ticket.metrics = {
+        k: v
+        for k, v in result.items()
+        if isinstance(v, int | float | str) and not k.endswith("seconds")
+    }
     if out is not None:
         write_run_dir(out, result, ticket, ticket.history)
     return result

@@ -15,7 +15,9 @@ def random_masks(n: int, n_bits: int, density: float, gen: torch.Generator) -> t
     return torch.rand(n, n_bits, generator=gen) < density
 
 
-def crossover(ranked: torch.Tensor, rec_rate: float, n_parents: int, gen: torch.Generator) -> torch.Tensor:
+def crossover(
+    ranked: torch.Tensor, rec_rate: float, n_parents: int, gen: torch.Generator
+) -> torch.Tensor:
     """Uniform crossover: each individual becomes a first parent with probability `rec_rate`,
     its mate drawn uniformly from the top `n_parents`; each child bit comes from either parent
     with probability 1/2. Returns the children ``(k, n_bits)``."""

@@ -71,7 +71,8 @@ def post_prune(evaluator: Evaluator, mask: torch.Tensor) -> tuple[torch.Tensor, 
             return pruned, report
         warnings.warn(  # never seen: a safety net should the rounding bound ever fail
             "incremental post-pruning lowered the evaluator's accuracy; redoing it the slow way",
-            RuntimeWarning, stacklevel=2,
+            RuntimeWarning,
+            stacklevel=2,
         )
     return _speculative_walk(evaluator, mask)
 
@@ -104,14 +105,18 @@ def _speculative_walk(evaluator: Evaluator, mask: torch.Tensor) -> tuple[torch.T
         i += j + 1
         k = max(4, 2 * (j + 1))
     report = PruneReport(
-        bits_before=len(order), bits_after=int(mask.sum()), accuracy_before=start_accuracy,
-        accuracy_after=current, evaluations=evaluations,
+        bits_before=len(order),
+        bits_after=int(mask.sum()),
+        accuracy_before=start_accuracy,
+        accuracy_after=current,
+        evaluations=evaluations,
     )
     return mask, report
 
 
-def _rounding_bound(weights: list[np.ndarray], biases: list[np.ndarray], XT: np.ndarray,
-                    n_updates: int) -> np.ndarray:
+def _rounding_bound(
+    weights: list[np.ndarray], biases: list[np.ndarray], XT: np.ndarray, n_updates: int
+) -> np.ndarray:
     """Per sample, a bound on |computed - exact| float64 margin for *every* submask: ``(s,)``.
 
     A dot product of n terms plus a bias errs by at most gamma(n+1) * (|W| |x| + |b|), with
@@ -210,8 +215,11 @@ class _IncrementalWalk:
                 if self._try(idx, o, i, mask, bit):
                     mask[bit] = False
         report = PruneReport(
-            bits_before=len(order), bits_after=int(mask.sum()), accuracy_before=start_accuracy,
-            accuracy_after=self._score(mask), evaluations=self.evaluations,
+            bits_before=len(order),
+            bits_after=int(mask.sum()),
+            accuracy_before=start_accuracy,
+            accuracy_after=self._score(mask),
+            evaluations=self.evaluations,
         )
         return mask, report
 
@@ -265,9 +273,7 @@ class _IncrementalWalk:
             self.pre[idx + 1][:, changed] = nxt
             for j in range(idx + 2, last + 1):  # layers above: only the samples that moved
                 self.acts[j][:, changed] = np.maximum(self.pre[j - 1][:, changed], 0.0)
-                self.pre[j][:, changed] = (
-                    self.masked[j] @ self.acts[j][:, changed] + self.biases[j]
-                )
+                self.pre[j][:, changed] = self.masked[j] @ self.acts[j][:, changed] + self.biases[j]
         self.right[changed], self.open[changed] = right, undecided
         return True
 

@@ -74,8 +74,12 @@ class GeneticSearch:
         self.n_classes = n_classes
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.checkpoint_every = checkpoint_every
-        self.fingerprint = {"config": config.to_dict(), "n_bits": evaluator.n_bits,
-                            "metrics": list(evaluator.metric_names), **(fingerprint or {})}
+        self.fingerprint = {
+            "config": config.to_dict(),
+            "n_bits": evaluator.n_bits,
+            "metrics": list(evaluator.metric_names),
+            **(fingerprint or {}),
+        }
         self.progress = progress
         self.gen = torch_generator(config.seed, "ga")
         self._acc = evaluator.metric_names.index("accuracy")
@@ -95,7 +99,9 @@ class GeneticSearch:
 
     # -- initial population --------------------------------------------------------------------
 
-    def _initial_population(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    def _initial_population(
+        self,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         cfg, N, n_bits = self.cfg, self.cfg.population, self.ev.n_bits
         if cfg.variant == "ga":
             pop = ops.random_masks(N, n_bits, cfg.init_density, self.gen)
@@ -127,8 +133,13 @@ class GeneticSearch:
         pop, scores, fitness, info = self._initial_population()
         pop, scores, fitness = self._ranked(pop, scores, fitness, self.cfg.population)
         state = GAState(
-            population=pop, scores=scores, fitness=fitness, rng_state=self.gen.get_state(),
-            best_fitness=float(fitness[0]), evaluations=self.ev.n_evaluations, init_info=info,
+            population=pop,
+            scores=scores,
+            fitness=fitness,
+            rng_state=self.gen.get_state(),
+            best_fitness=float(fitness[0]),
+            evaluations=self.ev.n_evaluations,
+            init_info=info,
             best_sparsity_so_far=float(ops_sparsity(pop).max()),
         )
         return replace(state, seconds=time.perf_counter() - start)
@@ -148,8 +159,10 @@ class GeneticSearch:
         `started` is the `time.perf_counter()` at which the generation began."""
         scores, fitness = self._score(new)
         pop, scores, fitness = self._ranked(
-            torch.cat([state.population, new]), torch.cat([state.scores, scores]),
-            torch.cat([state.fitness, fitness]), self.cfg.population,
+            torch.cat([state.population, new]),
+            torch.cat([state.scores, scores]),
+            torch.cat([state.fitness, fitness]),
+            self.cfg.population,
         )
         generation = state.generation + 1
         improved = float(fitness[0]) > state.best_fitness
@@ -169,12 +182,18 @@ class GeneticSearch:
             "seconds": round(total_seconds, 4),
         }
         return GAState(
-            population=pop, scores=scores, fitness=fitness, rng_state=self.gen.get_state(),
+            population=pop,
+            scores=scores,
+            fitness=fitness,
+            rng_state=self.gen.get_state(),
             generation=generation,
             best_fitness=float(fitness[0]) if improved else state.best_fitness,
             last_improvement=generation if improved else state.last_improvement,
-            best_sparsity_so_far=best_so_far, evaluations=self.ev.n_evaluations,
-            seconds=total_seconds, history=(*state.history, row), init_info=state.init_info,
+            best_sparsity_so_far=best_so_far,
+            evaluations=self.ev.n_evaluations,
+            seconds=total_seconds,
+            history=(*state.history, row),
+            init_info=state.init_info,
         )
 
     def done(self, state: GAState) -> bool:
@@ -201,8 +220,10 @@ class GeneticSearch:
                     started = time.perf_counter()
                     state = self.tell(state, self.ask(state), started)
                     self._report(bar, state)
-                    if self.checkpoint and self.checkpoint_every and (
-                        state.generation % self.checkpoint_every == 0
+                    if (
+                        self.checkpoint
+                        and self.checkpoint_every
+                        and (state.generation % self.checkpoint_every == 0)
                     ):
                         save_checkpoint(self.checkpoint, state, self.fingerprint, self.ev)
             except KeyboardInterrupt:
@@ -233,8 +254,14 @@ def ops_sparsity(pop: torch.Tensor) -> torch.Tensor:
 def _progress_bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="generations", unit="gen", disable=not enabled, leave=False,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc="generations",
+        unit="gen",
+        disable=not enabled,
+        leave=False,
+        dynamic_ncols=True,
+    )
 
 
 @contextmanager
