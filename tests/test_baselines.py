@@ -29,33 +29,11 @@ from evoprune.evaluate import forward_one
 from evoprune.jobs import run_job
 from evoprune.masks import MaskSpace
 from evoprune.nets import ARCHS, build_mlp
+from evoprune.results import RESULT_FIELDS as CORE_FIELDS
 from evoprune.ticket import Ticket
 
-# Every field of the GA's result.json (issue #3: the baselines write the same ones).
-RESULT_FIELDS = (
-    "dataset",
-    "classes",
-    "arch",
-    "variant",
-    "objective",
-    "seed",
-    "init",
-    "generations",
-    "evaluations",
-    "wall_seconds",
-    "train_accuracy",
-    "test_accuracy",
-    "train_loss",
-    "test_loss",
-    "sparsity",
-    "sparsity_before_post_prune",
-    "test_accuracy_before_post_prune",
-    "versions",
-    "git_revision",
-    "method",
-    "epochs",
-    "hyperparameters",
-)
+# Every field of the GA's result.json (issue #3: the baselines write the same ones), plus theirs.
+RESULT_FIELDS = (*CORE_FIELDS, "method", "epochs", "hyperparameters")
 
 
 def moons_subset(n: int = 1200, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

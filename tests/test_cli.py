@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from evoprune.cli import main
+from evoprune.results import RESULT_FIELDS
 from evoprune.ticket import Ticket
 
 FAST = ["--population", "20", "--min-generations", "6", "--max-generations", "6", "--quiet"]
@@ -50,28 +51,7 @@ def finished_run(tmp_path_factory):
 
 def test_search_writes_result_ticket_and_history(finished_run):
     result = json.loads((finished_run / "result.json").read_text())
-    for field in (
-        "dataset",
-        "classes",
-        "arch",
-        "variant",
-        "objective",
-        "seed",
-        "init",
-        "generations",
-        "evaluations",
-        "wall_seconds",
-        "train_accuracy",
-        "test_accuracy",
-        "train_loss",
-        "test_loss",
-        "sparsity",
-        "sparsity_before_post_prune",
-        "test_accuracy_before_post_prune",
-        "versions",
-        "git_revision",
-        "config",
-    ):
+    for field in (*RESULT_FIELDS, "config"):
         assert field in result, field
     assert result["arch"] == [64, 20, 2] and result["generations"] == 6
     assert set(result["versions"]) >= {"evoprune", "torch", "numpy", "python"}

@@ -18,18 +18,43 @@ from torch import nn
 from evoprune.data.registry import Dataset
 from evoprune.evaluate import Evaluator
 from evoprune.io import provenance, write_atomic, write_json
+from evoprune.masks import MaskSpace
 from evoprune.ticket import Ticket
 
+# The fields every method's result.json carries (the core issue's list); sweeps, the store
+# and the report rely on them.
+RESULT_FIELDS = (
+    "dataset", "classes", "arch", "variant", "objective", "seed", "init", "generations",
+    "evaluations", "wall_seconds", "train_accuracy", "test_accuracy", "train_loss", "test_loss",
+    "sparsity", "sparsity_before_post_prune", "test_accuracy_before_post_prune", "versions",
+    "git_revision",
+)  # fmt: skip
 
-def score(model: nn.Module, mask: torch.Tensor, ds: Dataset) -> dict[str, float]:
-    """Train/test accuracy and mean cross-entropy of one mask over `model`."""
+
+def score_splits(
+    model: nn.Module,
+    mask: torch.Tensor,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    space: MaskSpace | None = None,
+    device: str = "cpu",
+    memory_mb: float = 64.0,
+) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of one mask on each named split (``{split}_accuracy``,
+    ``{split}_loss``)."""
     out: dict[str, float] = {}
-    for split, X, y in (("train", ds.X_train, ds.y_train), ("test", ds.X_test, ds.y_test)):
-        ev = Evaluator(model, X, y, objective="accuracy", cache=False, metrics=("accuracy", "loss"))
+    for split, (X, y) in splits.items():
+        ev = Evaluator(model, X, y, "accuracy", space=space, device=device, memory_mb=memory_mb,
+                       cache=False, metrics=("accuracy", "loss"))  # fmt: skip
         m = ev.evaluate(mask.view(1, -1))
         out[f"{split}_accuracy"] = float(m["accuracy"][0])
         out[f"{split}_loss"] = float(m["loss"][0])
     return out
+
+
+def score(model: nn.Module, mask: torch.Tensor, ds: Dataset) -> dict[str, float]:
+    """Train/test accuracy and mean cross-entropy of one mask over `model`."""
+    splits = {"train": (ds.X_train, ds.y_train), "test": (ds.X_test, ds.y_test)}
+    return score_splits(model, mask, splits)
 
 
 def base_result(job: dict[str, Any], ds: Dataset, layers: list[int] | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from evoprune.ga.search import GeneticSearch
 from evoprune.masks import MaskSpace
 from evoprune.nets import MLP
 from evoprune.objectives import Objective, ObjectiveFn, get_objective
+from evoprune.results import score_splits
 from evoprune.ticket import Ticket
 
 
@@ -116,21 +117,5 @@ def search(
 
 
 def _scores(model, space, mask, X, y, X_test, y_test, config) -> dict[str, float]:
-    out: dict[str, float] = {}
-    splits = [("train", X, y)] + ([("test", X_test, y_test)] if X_test is not None else [])
-    for split, Xs, ys in splits:
-        ev = Evaluator(
-            model,
-            Xs,
-            ys,
-            "accuracy",
-            space=space,
-            device=config.device,
-            memory_mb=config.memory_mb,
-            cache=False,
-            metrics=("accuracy", "loss"),
-        )
-        m = ev.evaluate(mask.view(1, -1))
-        out[f"{split}_accuracy"] = float(m["accuracy"][0])
-        out[f"{split}_loss"] = float(m["loss"][0])
-    return out
+    splits = {"train": (X, y)} | ({"test": (X_test, y_test)} if X_test is not None else {})
+    return score_splits(model, mask, splits, space, config.device, config.memory_mb)
