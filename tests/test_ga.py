@@ -11,7 +11,7 @@ import evoprune
 from evoprune.data import load_dataset
 from evoprune.evaluate import Evaluator
 from evoprune.ga import GAConfig, GeneticSearch, post_prune
-from evoprune.ga.search import GAState
+from evoprune.ga.state import GAState
 from evoprune.nets import build_mlp
 
 SMALL = GAConfig(population=20, min_generations=8, patience=4, max_generations=15)

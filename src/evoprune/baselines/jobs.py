@@ -1,7 +1,7 @@
 """Job runners for the baselines: a job dict in, a results folder and result dict out.
 
 `evoprune.jobs.run_job` dispatches ``method: "edge-popup"`` and ``method: "backprop"`` here.
-Besides the common keys (see `evoprune.jobs`), the runners take:
+Besides the common keys (see `evoprune.jobkeys`), the runners take:
 
 edge-popup: ``sparsity`` (fraction removed per layer, default 0.5), ``epochs`` (100), ``lr``
 (0.1), ``momentum`` (0.9), ``weight_decay`` (1e-4), ``nesterov`` (false), ``batch_size`` (128),
@@ -28,7 +28,7 @@ from evoprune.baselines.edge_popup import EdgePopupConfig, epoch_bar, train_edge
 from evoprune.baselines.table2 import BackpropParams, lookup
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
-from evoprune.jobs import check_keys, job_dataset
+from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.nets import build_mlp, parse_arch
 from evoprune.results import base_result, score, write_run_dir
 from evoprune.ticket import Ticket

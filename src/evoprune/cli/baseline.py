@@ -182,7 +182,7 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
     from evoprune.baselines.table2 import arch_letter, format_row
     from evoprune.cli.search import data_job
     from evoprune.io import write_json
-    from evoprune.jobs import job_dataset
+    from evoprune.jobkeys import job_dataset
     from evoprune.nets import parse_arch
 
     ds = job_dataset(data_job(args))

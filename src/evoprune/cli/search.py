@@ -161,7 +161,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from evoprune.data.registry import dataset_from_config
-    from evoprune.jobs import job_dataset
+    from evoprune.jobkeys import job_dataset
     from evoprune.results import score
     from evoprune.ticket import Ticket
 

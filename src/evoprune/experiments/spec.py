@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from evoprune.errors import EvopruneError
-from evoprune.jobs import METHODS
+from evoprune.jobs import COMMON_KEYS, METHODS, method_keys
 
 PROFILES = ("quick", "paper")
 SPEC_KEYS = {"name", "title", "figure", "description", "grid", "profiles"}
@@ -260,37 +260,16 @@ def _check_grid(grid: Any, source: str, where: str) -> dict[str, list[Any]]:
     return out
 
 
-def _allowed_keys(method: str) -> set[str] | None:
-    """Job keys the method's runner accepts (None: unknown here, the runner checks at run time)."""
-    try:
-        if method in ("ga", "ga-adaptive"):
-            from evoprune.ga.job import GA_KEYS
-
-            return set(GA_KEYS)
-        from evoprune.baselines import jobs as baseline_jobs
-
-        return set(
-            {"edge-popup": baseline_jobs.EDGE_POPUP_KEYS, "backprop": baseline_jobs.BACKPROP_KEYS}[
-                method
-            ]
-        )
-    except (ImportError, AttributeError, KeyError):
-        return None
-
-
 def _check_job(run: Run, source: str, profile: str) -> None:
     """A typo in a spec must fail at load time, naming the file and the field, not in every run."""
-    from evoprune.jobs import COMMON_KEYS
-
     method = run.job["method"]
-    allowed = _allowed_keys(method)
-    if allowed is not None:
-        unknown = sorted(set(run.job) - COMMON_KEYS - allowed)
-        if unknown:
-            raise EvopruneError(
-                f"{source}: arm {run.label!r} (profile {profile}): unknown field {unknown[0]!r} for "
-                f"method {method}; expected some of {', '.join(sorted(allowed))}"
-            )
+    allowed = method_keys(method)
+    unknown = sorted(set(run.job) - COMMON_KEYS - allowed)
+    if unknown:
+        raise EvopruneError(
+            f"{source}: arm {run.label!r} (profile {profile}): unknown field {unknown[0]!r} for "
+            f"method {method}; expected some of {', '.join(sorted(allowed))}"
+        )
     if method == "backprop" and run.job.get("init") is not None:
         raise EvopruneError(
             f"{source}: arm {run.label!r}: backprop takes no 'init' (sklearn initialises)"

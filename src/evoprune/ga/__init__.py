@@ -5,6 +5,7 @@
 from evoprune.ga.api import search
 from evoprune.ga.config import GAConfig
 from evoprune.ga.prune import post_prune
-from evoprune.ga.search import GAState, GeneticSearch
+from evoprune.ga.search import GeneticSearch
+from evoprune.ga.state import GAState
 
 __all__ = ["GAConfig", "GAState", "GeneticSearch", "post_prune", "search"]

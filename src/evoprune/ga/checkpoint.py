@@ -13,17 +13,15 @@ import json
 import zipfile
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
+from evoprune.ga.state import GAState
 from evoprune.io import write_atomic
-
-if TYPE_CHECKING:
-    from evoprune.ga.search import GAState
 
 FORMAT = "evoprune-checkpoint/1"
 _SCALARS = (
@@ -71,8 +69,6 @@ def save_checkpoint(path: Path, state: GAState, fingerprint: dict[str, Any], ev:
 
 def load_checkpoint(path: Path, fingerprint: dict[str, Any], ev: Evaluator) -> GAState:
     """Read a checkpoint written for the same problem; restore the evaluator's cache."""
-    from evoprune.ga.search import GAState
-
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}

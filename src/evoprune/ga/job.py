@@ -1,4 +1,4 @@
-"""Run a GA job (see `evoprune.jobs`): build data and network, search, write the run folder."""
+"""Run a GA job (see `evoprune.jobkeys`): build data and network, search, write the run folder."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from evoprune.ga.api import search
 from evoprune.ga.config import GAConfig
-from evoprune.jobs import check_keys, job_dataset
+from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.nets import build_mlp, parse_arch
 from evoprune.results import base_result, write_run_dir
 

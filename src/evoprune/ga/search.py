@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +37,8 @@ from evoprune.evaluate import Evaluator
 from evoprune.ga import operators as ops
 from evoprune.ga.checkpoint import load_checkpoint, save_checkpoint
 from evoprune.ga.config import GAConfig
+from evoprune.ga.state import GAState
 from evoprune.seeding import torch_generator
-
-
-@dataclass(frozen=True)
-class GAState:
-    population: torch.Tensor  # (N, n_bits) bool, ranked best first
-    scores: torch.Tensor  # (N, n_metrics) float64, columns = evaluator.metric_names
-    fitness: torch.Tensor  # (N,) float64, higher is better
-    rng_state: torch.Tensor  # state of the search generator after this generation
-    generation: int = 0
-    best_fitness: float = float("-inf")
-    last_improvement: int = 0  # generation at which best_fitness was last raised
-    best_sparsity_so_far: float = 0.0
-    evaluations: int = 0
-    seconds: float = 0.0  # wall time spent, summed over resumed sessions
-    history: tuple[dict[str, Any], ...] = ()
-    init_info: dict[str, Any] = field(default_factory=dict)
 
 
 class GeneticSearch:

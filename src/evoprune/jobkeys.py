@@ -1,0 +1,49 @@
+"""What every job dict shares: its common keys, the check against unknown keys, and the dataset it
+names. Runners of every method import these; the registry (`evoprune.jobs`) sits above them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evoprune.data.registry import Dataset, load_dataset, load_file
+from evoprune.errors import EvopruneError
+
+COMMON_KEYS = {
+    "method",
+    "dataset",
+    "classes",
+    "normalize",
+    "data",
+    "target",
+    "data_dir",
+    "arch",
+    "seed",
+    "init",
+}
+
+
+def check_keys(job: dict[str, Any], allowed: set[str]) -> None:
+    """Reject keys a method does not know (a typo must not silently fall back to a default)."""
+    unknown = sorted(set(job) - COMMON_KEYS - allowed)
+    if unknown:
+        raise EvopruneError(
+            f"job for {job.get('method')!r}: unknown key(s) {', '.join(unknown)}; "
+            f"expected some of {', '.join(sorted(COMMON_KEYS | allowed))}"
+        )
+
+
+def job_dataset(job: dict[str, Any]) -> Dataset:
+    """The dataset a job names (built-in or the user's file)."""
+    if job.get("data"):
+        return load_file(
+            job["data"],
+            job.get("target"),
+            int(job.get("seed", 0)),
+            bool(job.get("normalize") or False),
+        )
+    if not job.get("dataset"):
+        raise EvopruneError("dataset: give a dataset name (--dataset) or a file (--data)")
+    return load_dataset(
+        job["dataset"], job.get("classes"), job.get("normalize"), job.get("data_dir")
+    )
