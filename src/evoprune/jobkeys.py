@@ -40,7 +40,7 @@ def job_dataset(job: dict[str, Any]) -> Dataset:
             job["data"],
             job.get("target"),
             int(job.get("seed", 0)),
-            bool(job.get("normalize") or False),
+            job.get("normalize"),  # None: per-feature scaling, the default for files
         )
     if not job.get("dataset"):
         raise EvopruneError("dataset: give a dataset name (--dataset) or a file (--data)")

@@ -67,6 +67,8 @@ def base_result(job: dict[str, Any], ds: Dataset, layers: list[int] | None) -> d
         "seed": job.get("seed", 0),
         "init": job.get("init", "uniform"),
         "normalize": ds.config.get("normalize"),
+        # "global" (the paper's one range), a per-feature record with the fitted ranges, or None
+        "scaling": ds.config.get("scaling") or ("global" if ds.config.get("normalize") else None),
         "config": job,
         **provenance(),
     }

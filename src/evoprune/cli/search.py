@@ -82,7 +82,8 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         dest="normalize",
         action="store_true",
         default=None,
-        help="min-max scale features to [-0.7, 0.7] (default: as in the paper)",
+        help="min-max scale features to [-0.7, 0.7] (default: per feature, fitted on the "
+        "training split, for --data files; the paper's setting for built-in datasets)",
     )
     norm.add_argument("--no-normalize", dest="normalize", action="store_false")
 
@@ -160,14 +161,19 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from evoprune.data.registry import dataset_from_config
+    from evoprune.data.registry import dataset_from_config, load_file
     from evoprune.jobkeys import job_dataset
     from evoprune.results import score
     from evoprune.ticket import Ticket
 
     ticket = Ticket.load(args.ticket)
+    fitted = isinstance(ticket.dataset.get("scaling"), dict)
     if args.dataset is None and args.data is None:
         ds = dataset_from_config(ticket.dataset)
+    elif args.data is not None and args.normalize is not False and fitted:
+        # new data, scaled by the ranges the ticket's training split was fitted with
+        job = data_job(args)
+        ds = load_file(job["data"], job.get("target"), 0, True, ticket.dataset["scaling"])
     else:
         ds = job_dataset(data_job(args))
     model = ticket.build_model()

@@ -6,6 +6,10 @@ generated test set of 16,000, both random_state 42; blobs: ``make_blobs(5000*c, 
 center_box=(-20, 40), random_state=10)``, 75/25 split; digits: the first c classes of
 scikit-learn's 8x8 digits, 75/25 split. Min-max scaling of all features to [-0.7, 0.7] (fitted
 on the training split) is on by default for moons and digits, off for circles and blobs.
+
+The user's own files (`load_file`) get per-feature min-max scaling to [-0.7, 0.7] fitted on the
+training split instead (`evoprune.data.scaling.FeatureScaling`), on by default; the fitted
+ranges are kept in the dataset's config, so a ticket scales new data the same way.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from sklearn import datasets as skd
 from sklearn.model_selection import train_test_split
 
 from evoprune.data.files import load_arrays, load_mnist_dir
+from evoprune.data.scaling import SCALE, FeatureScaling, global_min_max
 from evoprune.errors import EvopruneError
 
-SCALE = 0.7  # min-max target range [-0.7, 0.7], as in the paper's code
+__all__ = ["SCALE", "DATASETS", "Dataset", "load_dataset", "load_file", "min_max"]
 SPLIT_STATE = 42  # fixed split of the built-in datasets: the same data for every run seed
 
 
@@ -109,16 +114,21 @@ def _default_classes(name: str) -> int:
     return DATASETS[name].classes[0]
 
 
-def min_max(X_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Scale every array to [-0.7, 0.7] with one min and max over all training features."""
-    lo, hi = float(X_train.min()), float(X_train.max())
-    span = hi - lo if hi > lo else 1.0
-    return [(a - lo) / span * (2 * SCALE) - SCALE for a in (X_train, *others)]
+min_max = global_min_max  # the paper's scaling of its built-in datasets
 
 
-def _to_dataset(name: str, arrays: Arrays, normalize: bool, config: dict[str, Any]) -> Dataset:
+def _to_dataset(
+    name: str,
+    arrays: Arrays,
+    normalize: bool,
+    config: dict[str, Any],
+    scaling: FeatureScaling | None = None,
+) -> Dataset:
+    """Tensors from arrays; `scaling` (per-feature) replaces the paper's global min-max."""
     X, y, Xt, yt = (np.asarray(a) for a in arrays)
-    if normalize:
+    if scaling is not None:
+        X, Xt = scaling.apply(X), scaling.apply(Xt)
+    elif normalize:
         X, Xt = min_max(X.astype(np.float64), Xt.astype(np.float64))
     labels = np.unique(y)
     if len(labels) < 2:
@@ -163,14 +173,19 @@ def load_file(
     path: str | Path,
     target: str | None = None,
     seed: int = 0,
-    normalize: bool = False,
+    normalize: bool | None = None,
+    scaling: str | dict[str, Any] | None = None,
 ) -> Dataset:
     """The user's own data: a CSV with a `target` column, or an ``.npz`` with arrays X and y.
 
-    Labels are mapped to 0..C-1; the 75/25 split is seeded by `seed`.
+    Labels are mapped to 0..C-1; the 75/25 split is seeded by `seed`. `normalize` (default on)
+    scales each feature to [-0.7, 0.7] by its training-split range; `scaling` instead applies
+    given ranges (the ``scaling`` record of a dataset config, e.g. a ticket's) to all rows, or
+    ``"global"`` selects the paper's one-range scaling.
     """
     X, y = load_arrays(Path(path), target)
     arrays = _split(X, y, state=seed)
+    normalize = True if normalize is None else bool(normalize)
     config: dict[str, Any] = {
         "name": "file",
         "path": str(path),
@@ -178,7 +193,23 @@ def load_file(
         "split_seed": seed,
         "normalize": normalize,
     }
-    ds = _to_dataset(Path(path).name, arrays, normalize, config)
+    fitted = None
+    if isinstance(scaling, dict):
+        fitted = FeatureScaling.from_config(scaling)
+        if fitted.n_features != X[0].size:
+            raise EvopruneError(
+                f"{path}: the scaling was fitted on {fitted.n_features} features, "
+                f"the file has {X[0].size}"
+            )
+    elif scaling == "global":
+        config["scaling"] = "global"
+    elif scaling is not None:
+        raise EvopruneError(f"scaling: expected 'global' or a fitted record, got {scaling!r}")
+    elif normalize:
+        fitted = FeatureScaling.fit(arrays[0])
+    if fitted is not None:
+        config.update(normalize=True, scaling=fitted.to_config())
+    ds = _to_dataset(Path(path).name, arrays, config["normalize"], config, fitted)
     ds.config["classes"] = ds.n_classes
     return ds
 
@@ -186,11 +217,15 @@ def load_file(
 def dataset_from_config(config: dict[str, Any]) -> Dataset:
     """Rebuild a dataset from the `config` a `Dataset` (and hence a ticket) carries."""
     if config.get("name") == "file":
+        normalize = bool(config.get("normalize", False))
+        # A config from before per-feature scaling that says normalize: the paper's global one.
+        scaling = config.get("scaling", "global" if normalize else None)
         return load_file(
             config["path"],
             config.get("target"),
             int(config.get("split_seed", 0)),
-            bool(config.get("normalize", False)),
+            normalize,
+            scaling if normalize else None,
         )
     return load_dataset(
         config["name"], config.get("classes"), config.get("normalize"), config.get("data_dir")
