@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     for rate in ("rec-rate", "par-rate", "mut-rate", "mig-rate"):
         p.add_argument(f"--{rate}", type=float, help="(default: the paper's Table 1)")
     p.add_argument("--no-post-prune", action="store_true", help="skip post-evolutionary pruning")
+    p.add_argument(
+        "--post-prune-criterion",
+        choices=["accuracy", "accuracy-loss", "no-new-errors", "holdout"],
+        help="when post-pruning may drop a weight (default accuracy: the paper's, training "
+        "accuracy must not drop)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
         "--out", type=Path, help="results folder (default runs/search-DATASET-ARCH-SEED)"
@@ -133,6 +139,7 @@ def run_search(args: argparse.Namespace) -> int:
         "mut_rate": args.mut_rate,
         "mig_rate": args.mig_rate,
         "post_prune": not args.no_post_prune,
+        "post_prune_criterion": args.post_prune_criterion,
         "device": args.device,
     }
     job = {k: v for k, v in job.items() if v is not None}

@@ -95,9 +95,10 @@ def search(
             cache=False,
             metrics=("accuracy",),
         )
-        mask, report = post_prune(pruner, best)
+        mask, report = post_prune(pruner, best, config.post_prune_criterion, config.seed)
         after = _scores(model, ev.space, mask, X, y, X_test, y_test, config)
         info["post_prune_evaluations"] = report.evaluations
+        info["post_prune_criterion"] = report.criterion
     info["post_prune_seconds"] = round(time.perf_counter() - prune_start, 4)
     info["search_seconds"] = round(evolve_seconds, 4)
     metrics_out = {

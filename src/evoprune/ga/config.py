@@ -12,6 +12,8 @@ from typing import Any
 from evoprune.errors import EvopruneError
 
 VARIANTS = ("ga", "ga-adaptive")
+# When post-pruning may clear a bit (see `evoprune.ga.prune`); "accuracy" is the paper's.
+POST_PRUNE_CRITERIA = ("accuracy", "accuracy-loss", "no-new-errors", "holdout")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class GAConfig:
     adaptive_step: int = 1000
     adaptive_decay: float = 0.5
     post_prune: bool = True  # post-evolutionary pruning of the final best mask (paper)
+    post_prune_criterion: str = "accuracy"  # the paper's: training accuracy must not drop
     seed: int = 0
     memory_mb: float = 64.0  # bound on one activation tensor during evaluation
     device: str = "cpu"
@@ -42,6 +45,11 @@ class GAConfig:
         if self.variant not in VARIANTS:
             raise EvopruneError(
                 f"variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}"
+            )
+        if self.post_prune_criterion not in POST_PRUNE_CRITERIA:
+            raise EvopruneError(
+                f"post_prune_criterion: expected one of {', '.join(POST_PRUNE_CRITERIA)}, "
+                f"got {self.post_prune_criterion!r}"
             )
         for name in (
             "init_density",

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evoprune.analysis.jobs import analyze_ticket, check_analyses
 from evoprune.ga.api import search
 from evoprune.ga.config import GAConfig
 from evoprune.jobkeys import check_keys, job_dataset
@@ -27,10 +28,11 @@ CONFIG_KEYS = {
     "adaptive_step",
     "adaptive_decay",
     "post_prune",
+    "post_prune_criterion",
     "memory_mb",
     "device",
 }
-GA_KEYS = CONFIG_KEYS | {"objective"}
+GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
 
 
 def ga_config(job: dict[str, Any]) -> GAConfig:
@@ -50,6 +52,7 @@ def run_ga_job(
     """Run a GA job; with `out`, write result.json, ticket.npz and history.csv there."""
     start = time.perf_counter()
     config = ga_config(job)
+    analyses = check_analyses(job.get("analyze"))
     ds = job_dataset(job)
     layers = parse_arch(job.get("arch", "B"), ds.n_features, ds.n_classes)
     init, seed = job.get("init", "uniform"), int(job.get("seed", 0))
@@ -85,6 +88,8 @@ def run_ga_job(
         for k, v in result.items()
         if isinstance(v, int | float | str) and not k.endswith("seconds")
     }
+    if analyses:  # after the ticket's metrics: the ticket file does not depend on them
+        result.update(analyze_ticket(ticket, ds, analyses, out, seed))
     if out is not None:
         write_run_dir(out, result, ticket, ticket.history)
     return result

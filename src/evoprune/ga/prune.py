@@ -3,6 +3,18 @@
 As in the paper: walk the set bits of the best mask in order and clear each one whose removal
 does not lower the training accuracy (compared with the current, already pruned mask).
 
+That criterion (``"accuracy"``) is the default and is computed as described below. On small
+training sets it can trade test accuracy for sparsity: a removal that keeps the training
+accuracy may still move the decision boundary (one sample turns right, another wrong, or
+margins shrink). Stricter criteria, all walked the same way (set bits in order, each judged
+against the current mask) through the batched `Evaluator`:
+
+- ``"accuracy-loss"``: the training accuracy does not drop *and* the training cross-entropy
+  does not rise (by more than float32 rounding, `LOSS_SLACK` per sample);
+- ``"no-new-errors"``: no training sample that the current mask classifies right turns wrong;
+- ``"holdout"``: a fixed, seeded 20% slice of the training set is set aside as a guard; the
+  accuracy on neither the rest nor the guard may drop.
+
 Two ways to walk, with the outcome of the plain one-candidate-at-a-time walk:
 
 - MLP stacks (``nn.Sequential`` of Linear and ReLU), *incrementally*. The activations of the
@@ -36,12 +48,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import FastMLP, is_mlp_stack
+from evoprune.ga.config import POST_PRUNE_CRITERIA
+from evoprune.seeding import torch_generator
 
 MAX_BATCH = 256  # candidates per batch of the general path
 UNIT_ROUNDOFF = 2.0**-53  # float64
+HOLDOUT_FRACTION = 0.2  # share of the training set the "holdout" criterion sets aside
+LOSS_SLACK = 1e-6  # per sample: a rise of the mean cross-entropy below this is rounding
 
 
 @dataclass(frozen=True)
@@ -51,11 +69,15 @@ class PruneReport:
     accuracy_before: float  # training accuracy
     accuracy_after: float
     evaluations: int  # candidates judged, plus the evaluator's scorings of whole masks
+    criterion: str = "accuracy"
 
 
-def post_prune(evaluator: Evaluator, mask: torch.Tensor) -> tuple[torch.Tensor, PruneReport]:
+def post_prune(
+    evaluator: Evaluator, mask: torch.Tensor, criterion: str = "accuracy", seed: int = 0
+) -> tuple[torch.Tensor, PruneReport]:
     """Prune `mask` ``(n_bits,)`` greedily on `evaluator`'s (training) data. Returns the pruned
-    mask and a report. The training accuracy never goes down.
+    mask and a report. The training accuracy never goes down. `criterion` is one of
+    `POST_PRUNE_CRITERIA` (default: the paper's); `seed` draws the "holdout" guard slice.
 
     >>> from evoprune.nets import build_mlp
     >>> X, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
@@ -65,6 +87,13 @@ def post_prune(evaluator: Evaluator, mask: torch.Tensor) -> tuple[torch.Tensor, 
     True
     """
     mask = mask.detach().clone().to(device="cpu", dtype=torch.bool)
+    if criterion != "accuracy":
+        if criterion not in POST_PRUNE_CRITERIA:
+            raise EvopruneError(
+                f"post_prune_criterion: expected one of {', '.join(POST_PRUNE_CRITERIA)}, "
+                f"got {criterion!r}"
+            )
+        return _GuardedWalk(evaluator, criterion, seed).run(mask)
     if is_mlp_stack(evaluator.model):
         pruned, report = _IncrementalWalk(evaluator, mask).run()
         if report.accuracy_after >= report.accuracy_before:
@@ -112,6 +141,86 @@ def _speculative_walk(evaluator: Evaluator, mask: torch.Tensor) -> tuple[torch.T
         evaluations=evaluations,
     )
     return mask, report
+
+
+class _GuardedWalk:
+    """The stricter criteria: the walk of `_speculative_walk`, judged on per-sample logits.
+
+    State of the current mask: which training samples it classifies right ``(d,)`` and its
+    summed cross-entropy (float64 over the evaluator's float32 logits). Batches of K candidates
+    are scored together and the first that passes is accepted; all before it were judged
+    against the same current mask, so the outcome is that of the one-at-a-time walk.
+    """
+
+    def __init__(self, evaluator: Evaluator, criterion: str, seed: int):
+        self.ev, self.criterion = evaluator, criterion
+        self.y = evaluator.y
+        d = len(self.y)
+        per_candidate = d * max(int(evaluator.n_classes), 2) * 4 * 3  # logits + float64 loss
+        self.max_batch = int(max(1, min(MAX_BATCH, evaluator.memory_bytes // per_candidate)))
+        self.guard = torch.zeros(d, dtype=torch.bool, device=self.y.device)
+        if criterion == "holdout":
+            order = torch.randperm(d, generator=torch_generator(seed, "post-prune/holdout"))
+            self.guard[order[: int(round(HOLDOUT_FRACTION * d))].to(self.y.device)] = True
+        self.evaluations = 0
+
+    def _judge(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per candidate ``(K, n_bits)``: which samples are right ``(K, d)`` and the summed
+        cross-entropy ``(K,)`` float64."""
+        logits = self.ev.logits(masks.to(self.ev.device))  # (K, d, C)
+        self.evaluations += len(masks)
+        right = logits.argmax(dim=2) == self.y  # argmax: the first maximum, as the evaluator
+        k, d, c = logits.shape
+        loss = F.cross_entropy(
+            logits.reshape(k * d, c).double(), self.y.repeat(k), reduction="none"
+        ).view(k, d)
+        return right, loss.sum(dim=1)
+
+    def _passes(self, right: torch.Tensor, loss: torch.Tensor, cur_right, cur_loss):
+        """Which candidates ``(K,)`` the criterion accepts against the current mask."""
+        if self.criterion == "no-new-errors":
+            return ~(cur_right & ~right).any(dim=1)
+        if self.criterion == "holdout":
+            fit, guard = ~self.guard, self.guard
+            return (right[:, fit].sum(1) >= cur_right[fit].sum()) & (
+                right[:, guard].sum(1) >= cur_right[guard].sum()
+            )
+        # accuracy-loss; float32 logits of one function can differ in the last bit between
+        # batches, so "does not rise" allows LOSS_SLACK per sample
+        slack = LOSS_SLACK * len(self.y)
+        return (right.sum(1) >= cur_right.sum()) & (loss <= cur_loss + slack)
+
+    def run(self, mask: torch.Tensor) -> tuple[torch.Tensor, PruneReport]:
+        mask = mask.clone()
+        right, loss = self._judge(mask.view(1, -1))
+        cur_right, cur_loss = right[0], loss[0]
+        start_accuracy = float(_accuracy(self.ev, mask.view(1, -1))[0])
+        order = torch.nonzero(mask).flatten()  # the set bits, in bit order
+        i, k = 0, 8
+        while i < len(order):
+            bits = order[i : i + k]  # (k,)
+            candidates = mask.expand(len(bits), -1).clone()  # (k, n_bits)
+            candidates[torch.arange(len(bits)), bits] = False
+            right, loss = self._judge(candidates)
+            passed = torch.nonzero(self._passes(right, loss, cur_right, cur_loss)).flatten()
+            if len(passed) == 0:
+                i += len(bits)
+                k = min(2 * k, self.max_batch)
+                continue
+            j = int(passed[0])
+            mask[bits[j]] = False
+            cur_right, cur_loss = right[j], loss[j]
+            i += j + 1
+            k = min(max(4, 2 * (j + 1)), self.max_batch)
+        report = PruneReport(
+            bits_before=len(order),
+            bits_after=int(mask.sum()),
+            accuracy_before=start_accuracy,
+            accuracy_after=float(_accuracy(self.ev, mask.view(1, -1))[0]),
+            evaluations=self.evaluations + 2,
+            criterion=self.criterion,
+        )
+        return mask, report
 
 
 def _rounding_bound(
