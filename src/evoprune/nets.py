@@ -120,3 +120,81 @@ def build_mlp(
     initialise(model, init, seed, keep)
     model.requires_grad_(False)
     return model
+
+
+# -- a convolutional net for 28x28 images (MNIST) ---------------------------------------------
+
+CONV_ARCHS = ("conv",)  # architecture names that build a `ConvNet` instead of an MLP
+
+
+class ConvNet(nn.Module):
+    """conv 1->32 5x5, ReLU, max-pool 2; conv 32->64 5x5, ReLU, max-pool 2; Linear 1024->classes.
+
+    Input: flattened 28x28 single-channel images ``(n, 784)`` (or ``(n, 1, 28, 28)``). Maskable
+    weights: 800 + 51,200 + 10,240 = 62,240 for ten classes; biases never masked.
+    """
+
+    arch = "conv"
+
+    def __init__(self, n_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5)  # 28 -> 24, pooled to 12
+        self.conv2 = nn.Conv2d(32, 64, 5)  # 12 -> 8, pooled to 4
+        self.fc = nn.Linear(64 * 4 * 4, n_classes)
+        self.n_classes = n_classes
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The first stage: pooled conv1 maps ``(n, 32, 12, 12)``."""
+        x = x.reshape(-1, 1, 28, 28)
+        return torch.max_pool2d(torch.relu(self.conv1(x)), 2)
+
+    def head_input(self, a1: torch.Tensor) -> torch.Tensor:
+        """Pooled conv2 maps, flattened: ``(n, 1024)`` (channel-major, 16 per channel)."""
+        return torch.max_pool2d(torch.relu(self.conv2(a1)), 2).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.head_input(self.features(x)))
+
+
+def build_convnet(n_classes: int = 10, init: str = "uniform", seed: int = 0, keep: float = 0.5):
+    """The fixed random `ConvNet`, rebuilt bit for bit from (`init`, `seed`).
+
+    >>> net = build_convnet(seed=0)
+    >>> net(torch.zeros(2, 784)).shape
+    torch.Size([2, 10])
+    """
+    model = ConvNet(n_classes)
+    initialise(model, init, seed, keep)
+    model.requires_grad_(False)
+    return model
+
+
+def is_conv_arch(spec: object) -> bool:
+    return isinstance(spec, str) and spec.strip().lower() in CONV_ARCHS
+
+
+def build_network(
+    spec: str | Sequence[int],
+    n_in: int,
+    n_out: int,
+    init: str = "uniform",
+    seed: int = 0,
+    keep: float = 0.5,
+) -> tuple[nn.Module, list[int] | str]:
+    """The random network an architecture name or layer list describes, and its description
+    for result.json (the layer list, or the name of a conv net).
+
+    >>> build_network("B", 2, 2)[1]
+    [2, 75, 2]
+    >>> build_network("conv", 784, 10)[1]
+    'conv'
+    """
+    if is_conv_arch(spec):
+        if n_in != 784:
+            raise EvopruneError(
+                f"arch: the conv net takes 28x28 single-channel images (784 features), "
+                f"the data has {n_in}"
+            )
+        return build_convnet(n_out, init, seed, keep), "conv"
+    layers = parse_arch(spec, n_in, n_out)
+    return build_mlp(layers, init, seed, keep), layers

@@ -23,7 +23,7 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
 from evoprune.masks import MaskSpace, pack, unpack
-from evoprune.nets import build_mlp
+from evoprune.nets import build_convnet, build_mlp
 
 FORMAT = "evoprune-ticket/1"
 
@@ -45,6 +45,7 @@ class Ticket:
     metrics: dict[str, Any] = field(default_factory=dict)
     method: str = "ga"
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)  # not in the file
+    arch: str | None = None  # a named non-MLP architecture ("conv"), then `layers` is None
 
     @property
     def n_bits(self) -> int:
@@ -56,6 +57,9 @@ class Ticket:
 
     def build_model(self) -> nn.Module:
         """The unmasked random network, rebuilt bit for bit from (layers, init, seed)."""
+        if self.arch == "conv":
+            n_classes = (self.n_bits - 800 - 51_200) // 1024  # conv1, conv2, then the head
+            return build_convnet(n_classes, self.init, self.seed, self.keep)
         if self.layers is None:
             raise EvopruneError("ticket: no layer list (a custom module); use ticket.apply(model)")
         return build_mlp(self.layers, self.init, self.seed, self.keep)
@@ -92,6 +96,7 @@ class Ticket:
             "dataset": self.dataset,
             "metrics": self.metrics,
             "method": self.method,
+            **({"arch": self.arch} if self.arch is not None else {}),  # MLP headers unchanged
         }
 
     def save(self, path: str | Path) -> Path:
@@ -141,6 +146,7 @@ class Ticket:
             dataset=meta["dataset"],
             metrics=meta["metrics"],
             method=meta["method"],
+            arch=meta.get("arch"),
         )
 
 

@@ -29,7 +29,7 @@ from evoprune.baselines.table2 import BackpropParams, lookup
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
-from evoprune.nets import build_mlp, parse_arch
+from evoprune.nets import build_network, parse_arch
 from evoprune.results import base_result, score, write_run_dir
 from evoprune.ticket import Ticket
 
@@ -97,8 +97,9 @@ def run_edge_popup_job(job: dict[str, Any], out: Path | None, progress: bool) ->
     seed = _seed(job)
     init = job.get("init") or "uniform"
     ds = job_dataset(job)
-    layers = _layers(job, ds.n_features, ds.n_classes)
-    model = build_mlp(layers, init, seed, keep=config.keep)
+    model, layers = build_network(
+        job.get("arch") or "B", ds.n_features, ds.n_classes, init, seed, keep=config.keep
+    )  # an MLP (layers: its widths) or a named conv net (layers: "conv")
     with epoch_bar(config.epochs, "edge-popup", progress) as on_epoch:
         found = train_edge_popup(
             model, ds.X_train.view(len(ds.X_train), -1), ds.y_train, config, seed, on_epoch
@@ -122,7 +123,8 @@ def run_edge_popup_job(job: dict[str, Any], out: Path | None, progress: bool) ->
         scalars = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
         ticket = Ticket(
             mask=found.mask,
-            layers=layers,
+            layers=layers if isinstance(layers, list) else None,
+            arch=None if isinstance(layers, list) else layers,
             init=init,
             seed=seed,
             keep=config.keep,

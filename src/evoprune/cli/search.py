@@ -184,10 +184,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         ds = job_dataset(data_job(args))
     model = ticket.build_model()
-    if ds.n_features != model[0].in_features:
+    n_in = 784 if ticket.arch == "conv" else model[0].in_features
+    if ds.n_features != n_in:
         raise EvopruneError(
-            f"{args.ticket}: the network takes {model[0].in_features} features, "
-            f"the dataset has {ds.n_features}"
+            f"{args.ticket}: the network takes {n_in} features, the dataset has {ds.n_features}"
         )
     m = score(model, ticket.mask, ds)
     print(

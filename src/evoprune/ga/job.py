@@ -10,7 +10,7 @@ from evoprune.analysis.jobs import analyze_ticket, check_analyses
 from evoprune.ga.api import search
 from evoprune.ga.config import GAConfig
 from evoprune.jobkeys import check_keys, job_dataset
-from evoprune.nets import build_mlp, parse_arch
+from evoprune.nets import build_network
 from evoprune.results import base_result, write_run_dir
 
 # Job keys that map one to one onto GAConfig fields.
@@ -54,9 +54,8 @@ def run_ga_job(
     config = ga_config(job)
     analyses = check_analyses(job.get("analyze"))
     ds = job_dataset(job)
-    layers = parse_arch(job.get("arch", "B"), ds.n_features, ds.n_classes)
     init, seed = job.get("init", "uniform"), int(job.get("seed", 0))
-    model = build_mlp(layers, init, seed)
+    model, layers = build_network(job.get("arch", "B"), ds.n_features, ds.n_classes, init, seed)
     checkpoint = (
         out / "checkpoint.npz" if out is not None and (checkpoint_every or resume) else None
     )
@@ -75,6 +74,7 @@ def run_ga_job(
         fingerprint={"dataset": ds.config, "layers": layers, "init": init},
     )
     ticket.init, ticket.seed, ticket.dataset = init, seed, ds.config
+    ticket.arch = None if isinstance(layers, list) else layers  # a named conv net
     result = {
         **base_result(job, ds, layers),
         "variant": config.variant,

@@ -1,0 +1,130 @@
+"""The conv net: its size, batched evaluation against a plain forward, edge-popup, tickets, the
+GA's general evaluator, and its exact local search."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import evoprune
+from evoprune.baselines.edge_popup import edge_popup
+from evoprune.evaluate import Evaluator, forward_one
+from evoprune.ga import GAConfig
+from evoprune.local import conv as conv_search
+from evoprune.local.conv import ConvSearchConfig, conv_local_search
+from evoprune.masks import MaskSpace
+from evoprune.nets import ConvNet, build_convnet, build_network
+from evoprune.ticket import Ticket
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))]  # fmt: skip
+
+
+def images(n, seed, classes=10):
+    gen = torch.Generator().manual_seed(seed)
+    X = (torch.rand(n, 784, generator=gen) - 0.6).clamp(min=0)  # mostly zeros, like MNIST
+    y = torch.randint(0, classes, (n,), generator=gen)
+    return X, y
+
+
+def test_the_conv_net_has_62k_maskable_weights():
+    net = build_convnet(10, "signed-constant", seed=0)
+    space = MaskSpace(net)
+    assert space.n_bits == 800 + 51_200 + 10_240 == 62_240
+    assert [p.name for p in space.params] == ["conv1.weight", "conv2.weight", "fc.weight"]
+    assert net(torch.zeros(3, 784)).shape == (3, 10)
+    model, described = build_network("CONV", 784, 10, "uniform", 1)
+    assert isinstance(model, ConvNet) and described == "conv"
+
+
+def test_conv_net_on_non_image_data_is_an_error():
+    with pytest.raises(evoprune.EvopruneError, match="784 features"):
+        build_network("conv", 64, 10)
+
+
+def test_batched_evaluation_equals_a_plain_forward():
+    net = build_convnet(10, "kaiming-normal", seed=2)
+    X, y = images(48, 2)
+    ev = Evaluator(net, X, y, "loss", cache=False, metrics=("loss", "accuracy"))
+    masks = torch.rand(5, ev.n_bits, generator=torch.Generator().manual_seed(2)) < 0.5
+    logits = ev.logits(masks)  # (5, 48, 10)
+    plain = torch.stack([forward_one(net, ev.space, m, X) for m in masks])
+    assert torch.allclose(logits, plain, rtol=1e-4, atol=1e-4)
+    metrics = ev.evaluate(masks)
+    accuracy = (plain.argmax(2) == y).double().mean(1)
+    assert torch.allclose(metrics["accuracy"], accuracy)
+
+
+def test_edge_popup_and_the_ga_run_on_the_conv_net():
+    net = build_convnet(10, "signed-constant", seed=3)
+    X, y = images(64, 3)
+    found = edge_popup(net, X[:32], y[:32], sparsity=0.5, epochs=1, batch_size=32, seed=3)
+    space = MaskSpace(net)
+    for name, part in space.split(found.mask).items():  # 50% removed in every layer
+        assert abs(part.float().mean().item() - 0.5) < 1e-3, name
+    cfg = GAConfig(population=4, min_generations=1, max_generations=1, post_prune=False)
+    ticket = evoprune.search(net, X[:32], y[:32], "loss", cfg)
+    assert ticket.mask.shape == (62_240,) and 0 <= ticket.metrics["train_accuracy"] <= 1
+
+
+def test_a_conv_ticket_round_trips(tmp_path):
+    net = build_convnet(10, "signed-constant", seed=4, keep=0.5)
+    mask = torch.rand(62_240, generator=torch.Generator().manual_seed(4)) < 0.5
+    t = Ticket(mask=mask, layers=None, init="signed-constant", seed=4, arch="conv")
+    t.save(tmp_path / "t.npz")
+    back = Ticket.load(tmp_path / "t.npz")
+    assert back.arch == "conv" and torch.equal(back.mask, mask)
+    X, _ = images(8, 4)
+    rebuilt = back.masked_model()
+    assert torch.equal(rebuilt(X), t.apply(net)(X))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_conv_local_search_scores_flips_exactly_and_only_improves(device):
+    net = build_convnet(10, "signed-constant", seed=5)
+    X, y = images(24, 5)
+    cfg = ConvSearchConfig(max_passes=1, rank_samples=24, seed=5, device=device)
+    res = conv_local_search(net, X, y, cfg)
+    losses = [res.metrics["start_train_loss"]] + [h["train_loss"] for h in res.history]
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False))  # every pass improves
+    # the final loss is that of a plain forward of the returned mask
+    plain = torch.nn.functional.cross_entropy(
+        forward_one(net, MaskSpace(net), res.mask, X).double(), y
+    )
+    assert abs(float(plain) - res.metrics["train_loss"]) < 1e-4
+    # conv1 stays at its random start mask
+    start = torch.rand(62_240, generator=conv_search.torch_generator(5, "local/conv")) < 0.5
+    assert torch.equal(res.mask[:800], start[:800])
+    again = conv_local_search(net, X, y, cfg)
+    assert torch.equal(again.mask, res.mask)  # same seed, same mask
+
+
+def test_single_flip_scores_equal_a_recompute():
+    net = build_convnet(10, "signed-constant", seed=6)
+    X, y = images(24, 6)
+    space = MaskSpace(net)
+    mask = torch.rand(space.n_bits, generator=torch.Generator().manual_seed(6)) < 0.5
+    parts = space.split(mask)
+    masks = [parts[f"{n}.weight"].clone() for n in ("conv1", "conv2", "fc")]
+    state = conv_search._State(net, X, y, masks, torch.device("cpu"))
+
+    def loss_of(m):
+        return float(
+            torch.nn.functional.cross_entropy(
+                forward_one(net, space, m, X).double(), y, reduction="sum"
+            )
+        )
+
+    base = loss_of(mask)
+    head = state.head_deltas(3)
+    rows = torch.arange(24)
+    conv = state.channel_deltas(7, rows, torch.nn.functional.unfold(state.a1_32, 5), 8)
+    for j in (0, 100, 777):
+        flipped = mask.clone()
+        bit = 800 + 51_200 + 3 * 1024 + j
+        flipped[bit] = ~flipped[bit]
+        assert abs(float(head[j]) - (loss_of(flipped) - base)) < 1e-3
+        flipped = mask.clone()
+        bit = 800 + 7 * 800 + j
+        flipped[bit] = ~flipped[bit]
+        assert abs(float(conv[j]) - (loss_of(flipped) - base)) < 1e-2
