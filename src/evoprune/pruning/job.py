@@ -1,0 +1,295 @@
+"""Run a pruning job: prune the seed's trained network, compensate, fine-tune, write the folder.
+
+Methods (`evoprune.jobs.METHODS`): ``cmaes-synflow``, ``cmaes-trainfit``, ``magnitude``,
+``synflow``, ``softmask``, ``random``. Besides the common keys (`evoprune.jobkeys`), a job takes
+the keys in `PRUNE_KEYS`, each with its default in `DEFAULTS` (all of them recorded in
+``result.json`` under ``choices``). Every method of a seed prunes the same dense checkpoint
+(`evoprune.pruning.dense.dense_network`, cached in ``cache_dir``: by default ``.dense-cache``
+beside the run folder).
+
+Files: ``result.json`` (last), ``model.pt`` (the pruned, compensated network before
+fine-tuning) and ``model_finetuned.pt``: ``{"layers", "state_dict", "masks"}``, loadable with
+``torch.load(..., weights_only=True)``; ``history.csv``: the CMA-ES generations.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from evoprune.errors import EvopruneError
+from evoprune.io import write_atomic
+from evoprune.jobkeys import check_keys, job_dataset
+from evoprune.pruning.cmaes import CMAConfig, cmaes_search
+from evoprune.pruning.dense import (
+    DenseConfig,
+    Net,
+    dense_network,
+    load_model_file,
+    scores,
+    split_70_15_15,
+    train,
+)
+from evoprune.pruning.energy import EC_METHODS, compensate
+from evoprune.pruning.magnitude import keep_count, magnitude, mask_sparsity, random_masks
+from evoprune.pruning.softmask import SoftMaskConfig, softmask
+from evoprune.pruning.synflow import iterative_synflow_order, log_synflow
+from evoprune.results import base_result
+
+PRUNE_METHODS = ("cmaes-synflow", "magnitude", "synflow", "softmask", "cmaes-trainfit", "random")
+
+# The defaults, recorded with every result. cmaes-synflow's: the layer-mix genome scored by the
+# calibration loss after the lsq compensation, 16 x 12 evaluations (measured best under 2 s);
+# the baselines are published without compensation, so their default EC is none.
+DEFAULTS: dict[str, Any] = {
+    "sparsity": 0.98,
+    "ec": None,  # method default: lsq for cmaes-synflow, none otherwise
+    "finetune_epochs": 30,
+    "finetune_curve": None,  # extra fine-tuning checkpoints, e.g. [10, 100]
+    "finetune_lr": 1e-3,
+    "genome": None,  # method default: layer-mix
+    "fitness": None,  # cmaes-synflow: lsq-ce; cmaes-trainfit: trainfit
+    "order": "synflow",
+    "population": 16,
+    "generations": None,  # cmaes-synflow: 12; cmaes-trainfit: 100
+    "sigma": 1.0,
+    "ipop": False,
+    "start": "synflow",
+    "calibration": 256,  # rows scored by the data-aware fitness
+    "trainfit_epochs": 3,
+    "synflow_rounds": 100,
+    "magnitude_scope": "global",
+    "softmask_epochs": 30,
+    "ridge": 1e-3,
+    "lsq_prior": "dense",
+    "ec_rows": 0,  # calibration rows of the energy compensation; 0: the whole training split
+    "hidden": "128,64",
+    "dense_max_epochs": 300,
+    "dense_patience": 30,
+    "model": None,
+    "cache_dir": None,
+    "threads": 1,
+}
+PRUNE_KEYS = set(DEFAULTS)
+
+
+def _choices(job: dict[str, Any]) -> dict[str, Any]:
+    method = job["method"]
+    if method not in PRUNE_METHODS:
+        raise EvopruneError(f"method: expected one of {', '.join(PRUNE_METHODS)}, got {method!r}")
+    c = {k: job.get(k, v) if job.get(k) is not None else v for k, v in DEFAULTS.items()}
+    trainfit = method == "cmaes-trainfit"
+    c["ec"] = c["ec"] or ("lsq" if method == "cmaes-synflow" else "none")
+    c["genome"] = c["genome"] or "layer-mix"
+    c["fitness"] = c["fitness"] or ("trainfit" if trainfit else "lsq-ce")
+    c["generations"] = c["generations"] or (100 if trainfit else 12)
+    try:
+        for key in ("sparsity", "finetune_lr", "sigma", "ridge"):
+            c[key] = float(c[key])
+        for key in ("finetune_epochs", "population", "generations", "calibration", "trainfit_epochs",
+                    "synflow_rounds", "softmask_epochs", "ec_rows", "dense_max_epochs",
+                    "dense_patience", "threads"):  # fmt: skip
+            if isinstance(c[key], bool) or float(c[key]) != int(float(c[key])):
+                raise ValueError(key)
+            c[key] = int(float(c[key]))
+    except (TypeError, ValueError):
+        raise EvopruneError(f"prune job: {key}: expected a number, got {c[key]!r}") from None
+    if c["ec"] not in EC_METHODS:
+        raise EvopruneError(f"ec: expected one of {', '.join(EC_METHODS)}, got {c['ec']!r}")
+    if not 0.0 <= c["sparsity"] < 1.0:
+        raise EvopruneError(f"sparsity: expected a fraction in [0, 1), got {c['sparsity']}")
+    if c["finetune_epochs"] < 0 or c["threads"] < 1 or c["synflow_rounds"] < 1:
+        raise EvopruneError("finetune_epochs >= 0, threads >= 1 and synflow_rounds >= 1 expected")
+    curve = c["finetune_curve"] or []
+    if isinstance(curve, str):
+        curve = [p for p in curve.split(",") if p.strip()]
+    try:
+        c["finetune_curve"] = sorted({int(e) for e in curve})
+    except (TypeError, ValueError):
+        raise EvopruneError(f"finetune_curve: expected epoch counts, got {curve!r}") from None
+    if isinstance(c["ipop"], str):
+        c["ipop"] = c["ipop"].lower() == "true"
+    return c
+
+
+def _hidden(text: Any) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in str(text).replace(" ", "").split(",") if w)
+    except ValueError:
+        widths = ()
+    if not widths or any(w < 1 for w in widths):
+        raise EvopruneError(f"hidden: expected hidden widths like 128,64, got {text!r}")
+    return widths
+
+
+def _save_model(path: Path, net: Net, masks: list[torch.Tensor]) -> None:
+    names = [f"{2 * i}.weight" for i in range(len(masks))]
+    blob = {
+        "layers": net.layers,
+        "state_dict": net.state_dict(),
+        "masks": {n: m.clone() for n, m in zip(names, masks, strict=True)},
+    }
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    write_atomic(path, buf.getvalue())
+
+
+def run_prune_job(job: dict[str, Any], out: Path | None, progress: bool = False) -> dict[str, Any]:
+    """Run one pruning job; with `out`, write the run folder. Returns the result dict."""
+    wall = time.perf_counter()
+    check_keys(job, PRUNE_KEYS)
+    c = _choices(job)
+    method, seed = job["method"], int(job.get("seed", 0))
+    cma = None
+    if method.startswith("cmaes"):
+        cma = CMAConfig(
+            genome=c["genome"], fitness=c["fitness"], order=c["order"], population=c["population"],
+            generations=c["generations"], sigma=c["sigma"], ipop=bool(c["ipop"]), start=c["start"],
+            calibration=c["calibration"], trainfit_epochs=c["trainfit_epochs"],
+        )  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(c["threads"])
+    try:
+        result, net, pruned, tuned, masks, history = _run(job, c, cma, method, seed, out, progress)
+    finally:
+        torch.set_num_threads(threads)
+    result["wall_seconds"] = round(time.perf_counter() - wall, 4)
+    if out is not None:
+        out = Path(out)
+        _save_model(out / "model.pt", pruned, masks)
+        _save_model(out / "model_finetuned.pt", tuned, masks)
+        from evoprune.results import write_run_dir
+
+        write_run_dir(out, result, None, history or None)
+    return result
+
+
+def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_job
+    ds = job_dataset(job)
+    split = split_70_15_15(ds)
+    C = split.n_classes
+    if c["model"]:
+        net = load_model_file(c["model"])
+        if net.layers[0] != split.X_train.shape[1] or net.layers[-1] != C:
+            raise EvopruneError(
+                f"--model: the network maps {net.layers[0]} -> {net.layers[-1]}, the data has "
+                f"{split.X_train.shape[1]} features and {C} classes"
+            )
+        dense_info: dict[str, Any] = {
+            "cached": None,
+            "train_seconds": 0.0,
+            "model_file": c["model"],
+        }
+    else:
+        config = DenseConfig(_hidden(c["hidden"]), max_epochs=c["dense_max_epochs"],
+                             patience=c["dense_patience"])  # fmt: skip
+        cache = c["cache_dir"] or (Path(out).parent / ".dense-cache" if out is not None else None)
+        net, dense_info = dense_network(split, config, seed, cache, ds.config)
+    k = keep_count(net.n_weights, c["sparsity"])
+    ec_X = split.X_train if c["ec_rows"] <= 0 else split.X_train[: c["ec_rows"]]
+
+    start = time.perf_counter()
+    history: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
+    forward_passes, evaluations = 0, 1
+    if method == "magnitude":
+        masks = magnitude(net, k, c["magnitude_scope"])
+    elif method == "random":
+        masks = random_masks(net, k, seed)
+    elif method == "softmask":
+        masks, info = softmask(net, k, split, seed, SoftMaskConfig(epochs=c["softmask_epochs"]))
+        forward_passes = int(info["forward_passes"])
+        extra = {"softmask_lambda": info["lam"], "softmask_soft_density": info["soft_density"]}
+    else:
+        masks, survival = iterative_synflow_order(net, k, c["synflow_rounds"])
+        forward_passes = c["synflow_rounds"] + 1
+        if cma is not None:
+            start_densities = (
+                [float(m.float().mean()) for m in masks] if cma.start == "synflow" else None
+            )
+            with tqdm(total=cma.generations, desc=method, disable=not progress, leave=False) as bar:
+                found = cmaes_search(net, k, split, cma, seed, start_densities,
+                                     lambda g: bar.update(1), survival)  # fmt: skip
+            masks, history = found.masks, found.history
+            forward_passes += found.forward_passes
+            evaluations = found.evaluations
+            extra = {"search_fitness": found.fitness, "genes": [float(x) for x in found.genes],
+                     "search_seconds": round(found.seconds, 4)}  # fmt: skip
+    pruned = compensate(net, masks, c["ec"], ec_X, c["ridge"], c["lsq_prior"])
+    seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    curve: dict[str, float] = {}
+    total = max([c["finetune_epochs"], *c["finetune_curve"]])
+    tuned = pruned
+    if total > 0:
+        marks = set(c["finetune_curve"]) | {c["finetune_epochs"]}
+
+        def on_epoch(epoch: int, state: Net) -> None:
+            nonlocal tuned
+            if epoch in marks:
+                s = scores(state, split.X_test, split.y_test, C)
+                curve[f"test_f1_ft{epoch}"] = s["f1"]
+                curve[f"test_accuracy_ft{epoch}"] = s["accuracy"]
+            if epoch == c["finetune_epochs"]:
+                tuned = state
+
+        train(pruned, split, masks, total, seed, "finetune", lr=c["finetune_lr"],
+              on_state=on_epoch)  # fmt: skip
+    finetune_seconds = time.perf_counter() - start
+
+    dense_test = scores(net, split.X_test, split.y_test, C)
+    test = scores(pruned, split.X_test, split.y_test, C)
+    test_ft = scores(tuned, split.X_test, split.y_test, C)
+    train_s = scores(pruned, split.X_train, split.y_train, C)
+    result = {
+        **base_result(job, ds, net.layers),
+        "init": None,
+        "seed": seed,
+        "variant": method,
+        "objective": c["fitness"] if cma is not None else method,
+        "sparsity": mask_sparsity(masks),
+        "target_sparsity": c["sparsity"],
+        "kept_weights": int(sum(int(m.sum()) for m in masks)),
+        "layer_densities": [float(m.float().mean()) for m in masks],
+        "layer_kept": [int(m.sum()) for m in masks],
+        "log_synflow": log_synflow(net, masks),
+        "log_synflow_dense": log_synflow(net),
+        "test_f1": test["f1"],
+        "test_accuracy": test["accuracy"],
+        "train_accuracy": train_s["accuracy"],
+        "val_f1": scores(pruned, split.X_val, split.y_val, C)["f1"],
+        "test_f1_finetuned": test_ft["f1"],
+        "test_accuracy_finetuned": test_ft["accuracy"],
+        **curve,
+        "dense_test_f1": dense_test["f1"],
+        "dense_test_accuracy": dense_test["accuracy"],
+        "ec": c["ec"],
+        "genome": c["genome"] if cma is not None else None,
+        "finetune_epochs": c["finetune_epochs"],
+        "seconds": round(seconds, 4),
+        "finetune_seconds": round(finetune_seconds, 4),
+        "dense_seconds": dense_info.get("train_seconds"),
+        "dense_cached": dense_info.get("cached"),
+        "forward_passes": forward_passes,
+        "evaluations": evaluations,
+        "generations": len(history) or None,
+        "choices": c,
+        "dense": dense_info,
+        "split": {
+            "train": len(split.y_train),
+            "val": len(split.y_val),
+            "test": len(split.y_test),
+            "stratified": True,
+            "state": 42,
+        },  # fmt: skip
+        **extra,
+    }
+    if result["log_synflow"] == float("-inf"):
+        result["log_synflow"] = None  # JSON has no -inf: no path connects input and output
+    return result, net, pruned, tuned, masks, history
