@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from evoprune.experiments.analyses import draw_fig1, draw_fig8, draw_hessian
+
 METRIC_NAMES = {
     "test_accuracy": "test accuracy",
     "sparsity": "sparsity",
@@ -166,6 +168,9 @@ RENDERERS: dict[str, Callable[[pd.DataFrame, str], Figure]] = {
     "lines": draw_lines,
     "history": draw_history,
     "stages": draw_stages,
+    "ticket_graph": draw_fig1,
+    "landscape": draw_fig8,
+    "spectra": draw_hessian,
 }
 
 

@@ -15,6 +15,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from evoprune.experiments.analyses import (
+    prepare_fig1,
+    prepare_fig8,
+    prepare_hessian,
+    table_fig1,
+    table_fig8,
+    table_hessian,
+)
 from evoprune.experiments.tables import summarise
 
 # history.csv column -> the name the paper's Fig. 4 gives the curve
@@ -172,6 +180,8 @@ class Figure:
     kind: str  # the renderer in evoprune.experiments.draw.RENDERERS
     caption: str
     needs_history: bool = False
+    # the report's table from the frame (default: mean, std and CI per cell)
+    table: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
 
 FIGURES: dict[str, Figure] = {
@@ -223,5 +233,29 @@ FIGURES: dict[str, Figure] = {
         prepare_fig11,
         "stages",
         "Sparsity before and after post-evolutionary pruning, 95% CIs.",
+    ),
+    "fig1": Figure(
+        "Fig. 1 - the ticket graph",
+        prepare_fig1,
+        "ticket_graph",
+        "How often each connection survives over the tickets of one cell (red: in more than "
+        "half of them; width: frequency), and the lowest seed's ticket.",
+        table=table_fig1,
+    ),
+    "fig8": Figure(
+        "Fig. 8 - loss and accuracy landscapes",
+        prepare_fig8,
+        "landscape",
+        "Training loss and accuracy of w_ticket + δ·d1 + η·d2 (Gaussian directions over the kept "
+        "weights); the star is the ticket.",
+        table=table_fig8,
+    ),
+    "hessian": Figure(
+        "Hessian spectra - normalised vs raw inputs (digits, B)",
+        prepare_hessian,
+        "spectra",
+        "Top eigenvalues of the Hessian of the mean training cross-entropy over the kept "
+        "weights (Lanczos), per class count and input scaling; log scale.",
+        table=table_hessian,
     ),
 }

@@ -34,6 +34,7 @@ th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;border:1px solid #eee}
 .note{color:#555;font-size:.9em}.ok{color:#17803d}.bad{color:#b42318}
+.scroll{overflow-x:auto;max-width:100%;margin:.6em 0 1.2em}.scroll table{margin:0}
 details{margin:.2em 0}code,pre{font-size:.8em}pre{white-space:pre-wrap;margin:.2em 0}
 """
 
@@ -89,8 +90,9 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
             f"seeds per cell: {_seeds_per_cell(frame)}.</p>"
         )
         figures.append(spec)
-        if fig.kind != "history":
-            parts.append(_table(_summary_table(frame), f"summary-{spec}"))
+        if fig.table is not None or fig.kind != "history":
+            table = fig.table(frame) if fig.table is not None else _summary_table(frame)
+            parts.append(_table(table, f"summary-{spec}"))
             n_tables += 1
         vs = paper_vs_ours(sub, figure_name)
         if not vs.empty:
@@ -235,7 +237,9 @@ def _holds(value: object) -> str:
 
 
 def _table(frame: pd.DataFrame, table_id: str) -> str:
-    return frame.to_html(index=False, border=0, table_id=table_id, na_rep="-", escape=True)
+    """A table in its own box: a table wider than the page scrolls inside it, not the page."""
+    inner = frame.to_html(index=False, border=0, table_id=table_id, na_rep="-", escape=True)
+    return f"<div class='scroll'>{inner}</div>"
 
 
 def _provenance(runs: pd.DataFrame) -> str:
@@ -286,9 +290,9 @@ def _provenance(runs: pd.DataFrame) -> str:
         )
     )
     return (
-        f"<table id='provenance-table'><thead><tr>{head}</tr></thead><tbody>"
+        f"<div class='scroll'><table id='provenance-table'><thead><tr>{head}</tr></thead><tbody>"
         + "".join(rows)
-        + "</tbody></table>"
+        + "</tbody></table></div>"
     )
 
 

@@ -1,0 +1,203 @@
+"""`evoprune analyze landscape | hessian | graph` and `evoprune plot history`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from evoprune.errors import EvopruneError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from evoprune.analysis.landscape import DIRECTIONS
+    from evoprune.analysis.params import PARAM_SETS
+    from evoprune.cli.search import add_data_args
+
+    p = sub.add_parser(
+        "analyze",
+        help="the paper's analyses of tickets: landscape, hessian, graph",
+        description="The analyses of arXiv 2508.08877: loss and accuracy landscapes (Fig. 8), "
+        "Hessian spectra (digits analysis) and the ticket graph (Fig. 1).",
+    )
+    what = p.add_subparsers(dest="analysis", required=True, parser_class=type(p))
+
+    q = what.add_parser(
+        "landscape",
+        help="loss and accuracy on a grid around a ticket (Fig. 8)",
+        description="Score w = w_ticket + delta*d1 + eta*d2 on the training data for a GRID x GRID "
+        "grid of (delta, eta) in [-span, span]^2. Default data: the ticket's own dataset.",
+    )
+    q.add_argument("ticket", type=Path, help="a ticket.npz")
+    add_data_args(q, required=False)
+    q.add_argument("--grid", type=int, default=41, help="points per axis, odd (default 41)")
+    q.add_argument("--span", type=float, default=1.0, help="delta, eta in [-span, span] (1.0)")
+    q.add_argument("--directions", choices=DIRECTIONS, default="gaussian", help="default gaussian")
+    q.add_argument(
+        "--params",
+        choices=PARAM_SETS,
+        default="surviving",
+        help="which parameters move (default: the weights the ticket keeps)",
+    )
+    q.add_argument("--seed", type=int, default=0, help="seed of the two directions")
+    q.add_argument("--out", type=Path, required=True, help="output folder")
+    q.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: the many small products of this analysis gain little "
+        "from more, and lose much when the cores are shared)",
+    )
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(run=_landscape)
+
+    q = what.add_parser(
+        "hessian",
+        help="eigenvalues of the training-loss Hessian of a ticket",
+        description="Eigenvalues of the Hessian of the mean training cross-entropy with respect "
+        "to the ticket's surviving weights (and biases with --biases): the whole spectrum when "
+        "there are at most 3,000 of them, else the largest --top by Lanczos.",
+    )
+    q.add_argument("ticket", type=Path, help="a ticket.npz")
+    add_data_args(q, required=False)
+    q.add_argument("--top", type=int, help="only the K largest eigenvalues (Lanczos)")
+    q.add_argument("--biases", action="store_true", help="include every bias")
+    q.add_argument("--method", choices=["auto", "dense", "lanczos"], default="auto")
+    q.add_argument("--seed", type=int, default=0, help="seed of Lanczos' start vector")
+    q.add_argument("--out", type=Path, required=True, help="output folder")
+    q.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: the many small products of this analysis gain little "
+        "from more, and lose much when the cores are shared)",
+    )
+    q.set_defaults(run=_hessian)
+
+    q = what.add_parser(
+        "graph",
+        help="how often each connection survives over a sweep cell's tickets (Fig. 1)",
+        description="SOURCE: a sweep folder (the tickets of one cell: --dataset, --arch, "
+        "--label, --classes pick it) or one ticket.npz. Writes FILE.png and FILE.csv.",
+    )
+    q.add_argument("source", type=Path, help="sweep folder or ticket.npz")
+    q.add_argument("--dataset", help="the cell's dataset")
+    q.add_argument("--arch", help="the cell's architecture (A-D or a layer list)")
+    q.add_argument("--label", help="the cell's arm label (e.g. GA)")
+    q.add_argument("--classes", type=int, help="the cell's class count")
+    q.add_argument("--out", type=Path, required=True, help="output .png (the CSV goes beside it)")
+    q.set_defaults(run=_graph)
+
+    p = sub.add_parser("plot", help="figures of one run: history (Fig. 4)")
+    what = p.add_subparsers(dest="plot", required=True, parser_class=type(p))
+    q = what.add_parser(
+        "history",
+        help="accuracy and the three sparsity curves of a GA run (Fig. 4)",
+        description="Draw RUN_DIR/history.csv: accuracy of the fittest, its sparsity, the "
+        "highest sparsity in the generation and the best so far.",
+    )
+    q.add_argument("run_dir", type=Path, help="a run folder with history.csv")
+    q.add_argument("--out", type=Path, help="output .png (default RUN_DIR/history.png)")
+    q.set_defaults(run=_history)
+
+
+def _dataset(args: argparse.Namespace):
+    """The dataset the user named, or None for the ticket's own."""
+    if args.dataset is None and args.data is None:
+        return None
+    from evoprune.cli.search import data_job
+    from evoprune.jobkeys import job_dataset
+
+    return job_dataset(data_job(args))
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    if n < 1:
+        raise EvopruneError(f"--threads: expected a positive number, got {n}")
+    torch.set_num_threads(n)
+
+
+def _landscape(args: argparse.Namespace) -> int:
+    from evoprune.analysis.landscape import LandscapeConfig, ticket_landscape, write_landscape
+    from evoprune.ticket import Ticket
+
+    config = LandscapeConfig(args.grid, args.span, args.directions, args.params, args.seed)
+    config.check()  # before any work
+    _threads(args.threads)
+    ticket = Ticket.load(args.ticket)
+    L = ticket_landscape(
+        ticket, _dataset(args), config, progress=not args.quiet and sys.stderr.isatty()
+    )
+    write_landscape(L, args.out)
+    loss, acc = L.centre
+    print(
+        f"landscape {args.grid}x{args.grid} over {L.n_params} parameters ({args.params}, "
+        f"{args.directions}): centre loss {loss:.6f}, accuracy {acc:.4f}; "
+        f"{L.seconds:.1f} s -> {args.out}"
+    )
+    return 0
+
+
+def _hessian(args: argparse.Namespace) -> int:
+    from evoprune.analysis.hessian import ticket_hessian, write_hessian
+    from evoprune.ticket import Ticket
+
+    if args.top is not None and args.top < 1:
+        raise EvopruneError(f"--top: expected a positive number, got {args.top}")
+    _threads(args.threads)
+    ticket = Ticket.load(args.ticket)
+    h = ticket_hessian(
+        ticket, _dataset(args), top=args.top, biases=args.biases, method=args.method, seed=args.seed
+    )
+    write_hessian(h, args.out)
+    ev = h.eigenvalues
+    print(
+        f"hessian ({h.method}, {h.n_params} parameters): {len(ev)} eigenvalues, largest "
+        f"{ev[0]:.6g}, smallest {ev[-1]:.6g}; {h.seconds:.1f} s -> {args.out}"
+    )
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from evoprune.analysis.graph import ticket_graph, write_graph
+    from evoprune.ticket import Ticket
+
+    if args.out.suffix.lower() != ".png":
+        raise EvopruneError(f"--out: expected a .png file name, got {str(args.out)!r}")
+    if args.source.is_file():
+        tickets = [Ticket.load(args.source)]
+        title = f"ticket {args.source}"
+    elif args.source.is_dir():
+        from evoprune.experiments.analyses import cell_tickets
+        from evoprune.experiments.tables import load_results
+
+        runs = load_results(args.source)
+        tickets, cell = cell_tickets(runs, args.dataset, args.arch, args.label, args.classes)
+        title = f"{cell['dataset']} {cell['arch_name']}, {cell['label']}"
+    else:
+        raise EvopruneError(f"{args.source}: no such sweep folder or ticket file")
+    g = ticket_graph(tickets)
+    paths = write_graph(g, args.out, title)
+    kept = sum(int((f > 0.5).sum()) for f in g.frequency)
+    total = sum(f.size for f in g.frequency)
+    print(
+        f"ticket graph over {g.n_tickets} ticket(s) {g.layers}: {kept} of {total} connections "
+        f"kept in more than half -> {paths['png']}, {paths['csv']}"
+    )
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from evoprune.analysis.plots import save_png
+    from evoprune.experiments.analyses import prepare_history_file
+    from evoprune.experiments.draw import draw_history
+
+    frame = prepare_history_file(args.run_dir)
+    out = args.out or args.run_dir / "history.png"
+    if out.suffix.lower() != ".png":
+        raise EvopruneError(f"--out: expected a .png file name, got {str(out)!r}")
+    save_png(draw_history(frame, f"evolution of {args.run_dir}"), out)
+    print(f"{frame['generation'].nunique()} generations -> {out}")
+    return 0
