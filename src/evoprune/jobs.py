@@ -45,6 +45,12 @@ METHODS: dict[str, Method] = {
     "ga-adaptive": Method("evoprune.ga.job", "run_ga_job", "GA_KEYS"),
     "edge-popup": Method("evoprune.baselines.jobs", "run_edge_popup_job", "EDGE_POPUP_KEYS"),
     "backprop": Method("evoprune.baselines.jobs", "run_backprop_job", "BACKPROP_KEYS"),
+    "cmaes-synflow": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
+    "cmaes-trainfit": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
+    "magnitude": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
+    "synflow": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
+    "softmask": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
+    "random": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
 }
 
 

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ranking within a layer for layer-density/neuron (default synflow)")  # fmt: skip
     p.add_argument("--population", type=int, help="CMA-ES population (default 16)")
     p.add_argument("--generations", type=int,
-                   help="CMA-ES generations (default 12; 100 for cmaes-trainfit)")  # fmt: skip
+                   help="CMA-ES generations (default 10; 100 for cmaes-trainfit)")  # fmt: skip
     p.add_argument("--ipop", action="store_true", default=None, help="IPOP restarts")
     p.add_argument("--finetune-epochs", type=int, help="masked fine-tuning epochs (default 30)")
     p.add_argument("--finetune-curve", help="extra fine-tuning checkpoints, e.g. 10,100")

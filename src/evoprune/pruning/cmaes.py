@@ -56,11 +56,13 @@ class CMAConfig:
     fitness: str = "lsq-ce"
     order: str = "synflow"  # the static ranking within a layer (layer-density, neuron)
     population: int = 16  # the specification
-    generations: int = 100  # total budget = population * generations evaluations (spec)
+    generations: int = (
+        10  # budget: population * generations evaluations (the spec: 100; see job.py)
+    )
     sigma: float = 1.0  # initial step size (genes are logits)
     ipop: bool = False  # restart with double the population when CMA-ES stalls
     start: str = "synflow"  # initial mean: iterative SynFlow's layer densities, or "uniform"
-    calibration: int = 512  # rows of the training split for the data-aware fitness
+    calibration: int = 256  # rows of the training split for the data-aware fitness
     trainfit_epochs: int = 3
 
     def __post_init__(self) -> None:

@@ -1,0 +1,252 @@
+"""Pruning a trained network: SynFlow, exact budgets, energy compensation, the prune jobs and CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from evoprune.cli import main
+from evoprune.pruning.cmaes import CMAConfig, Genome, bisect_densities, cmaes_search
+from evoprune.pruning.dense import Net, forward, init_net, macro_f1, scores
+from evoprune.pruning.energy import EC_METHODS, compensate
+from evoprune.pruning.job import PRUNE_METHODS, run_prune_job
+from evoprune.pruning.magnitude import keep_count, layer_topk_masks, random_masks
+from evoprune.pruning.synflow import iterative_synflow_order, log_synflow, synflow_scores
+
+TINY = {  # a small, fast configuration of every method
+    "dataset": "digits",
+    "classes": 10,
+    "hidden": "16,8",
+    "dense_max_epochs": 15,
+    "dense_patience": 5,
+    "finetune_epochs": 2,
+    "population": 4,
+    "generations": 2,
+    "softmask_epochs": 2,
+    "trainfit_epochs": 1,
+    "synflow_rounds": 10,
+    "calibration": 64,
+}
+
+
+def tiny_net(seed: int = 0, layers=(5, 4, 3, 2)) -> Net:
+    return init_net(list(layers), seed)
+
+
+def test_synflow_scores_equal_autograd():
+    net = tiny_net()
+    masks = random_masks(net, 20, seed=1)
+    ws = [
+        (w.double().abs() * m).requires_grad_(True) for w, m in zip(net.weights, masks, strict=True)
+    ]
+    h = torch.ones(1, 5, dtype=torch.float64)
+    for w in ws:  # all-ones input, |w|, no biases: ReLU never clips
+        h = h @ w.T
+    R = h.sum()
+    R.backward()
+    direct = [(w.grad * w).detach() for w in ws]
+    ours = synflow_scores(net, masks)
+    for a, b in zip(ours, direct, strict=True):
+        torch.testing.assert_close(a, b)
+    assert log_synflow(net, masks) == pytest.approx(math.log(float(R.detach())), rel=1e-12)
+    # every layer's scores sum to R (synaptic flow is conserved)
+    for s in ours:
+        assert float(s.sum()) == pytest.approx(float(R), rel=1e-10)
+
+
+def test_empty_layer_has_no_flow():
+    net = tiny_net()
+    masks = [torch.ones_like(w, dtype=torch.bool) for w in net.weights]
+    masks[1][:] = False
+    assert log_synflow(net, masks) == -math.inf
+
+
+@pytest.mark.parametrize("k", [1, 7, 13, 26, 40])
+def test_bisection_hits_exact_budget(k):
+    sizes = [20, 12, 8]
+    rng = np.random.default_rng(k)
+    for _ in range(20):
+        counts = bisect_densities(rng.normal(0, 3, size=3), sizes, k)
+        assert sum(counts) == k
+        assert all(0 <= c <= n for c, n in zip(counts, sizes, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["layer-density", "layer-mix", "neuron"])
+def test_genome_decodes_to_exact_budget(kind):
+    net = tiny_net()
+    genome = Genome(net, 11, kind, "synflow")
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        masks = genome.decode(rng.normal(0, 2, size=genome.dim))
+        assert sum(int(m.sum()) for m in masks) == 11
+
+
+def test_survival_order_gives_back_iterative_synflow():
+    net = tiny_net(layers=(8, 6, 5, 3))
+    masks, key = iterative_synflow_order(net, 12, rounds=20)
+    again = layer_topk_masks(key, [int(m.sum()) for m in masks])
+    assert all(torch.equal(a, b) for a, b in zip(masks, again, strict=True))
+
+
+def test_lsq_reproduces_dense_network_when_nothing_is_pruned():
+    net = tiny_net(layers=(6, 9, 7, 3))
+    X = torch.randn(200, 6, generator=torch.Generator().manual_seed(0))
+    full = [torch.ones_like(w, dtype=torch.bool) for w in net.weights]
+    comp = compensate(net, full, "lsq", X)
+    torch.testing.assert_close(forward(comp, X), forward(net, X), atol=1e-5, rtol=1e-5)
+    for a, b in zip(comp.weights, net.weights, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_lsq_fits_a_pruned_unit_by_least_squares():
+    """One layer: the refit equals the plain normal-equation solution over the kept inputs."""
+    gen = torch.Generator().manual_seed(3)
+    net = Net((torch.randn(2, 5, generator=gen),), (torch.randn(2, generator=gen),))
+    X = torch.randn(300, 5, generator=gen, dtype=torch.float64)
+    mask = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 1, 1, 0]], dtype=torch.bool)
+    comp = compensate(net, [mask], "lsq", X.float(), ridge=0.0)
+    target = X @ net.weights[0].double().T + net.biases[0].double()
+    for unit in range(2):
+        cols = torch.nonzero(mask[unit]).squeeze(1)
+        A = torch.cat([X[:, cols], torch.ones(300, 1, dtype=torch.float64)], 1)
+        sol = torch.linalg.lstsq(A, target[:, unit : unit + 1]).solution.squeeze(1)
+        torch.testing.assert_close(
+            comp.weights[0][unit, cols].double(), sol[:-1], atol=1e-4, rtol=1e-4
+        )
+        assert float(comp.biases[0][unit]) == pytest.approx(float(sol[-1]), abs=1e-4)
+        assert not comp.weights[0][unit][~mask[unit]].any()
+
+
+@pytest.mark.parametrize("ec", EC_METHODS)
+def test_every_ec_keeps_the_mask(ec):
+    net = tiny_net(layers=(6, 9, 7, 3))
+    masks = random_masks(net, 30, seed=0)
+    X = torch.randn(50, 6, generator=torch.Generator().manual_seed(1))
+    comp = compensate(net, masks, ec, X)
+    for w, m in zip(comp.weights, masks, strict=True):
+        assert not w[~m].any()
+
+
+def test_macro_f1_equals_sklearn():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 5, (300,), generator=gen)
+    pred = torch.where(
+        torch.rand(300, generator=gen) < 0.6, y, torch.randint(0, 5, (300,), generator=gen)
+    )
+    assert macro_f1(pred, y, 5) == pytest.approx(f1_score(y, pred, average="macro"))
+
+
+def test_synflow_fitness_with_iterative_order_never_loses_flow():
+    net = tiny_net(layers=(8, 6, 5, 3))
+    k = 12
+    masks, key = iterative_synflow_order(net, k, rounds=20)
+    dens = [float(m.float().mean()) for m in masks]
+    cfg = CMAConfig(
+        genome="layer-density", fitness="synflow", order="iterative", population=6, generations=5
+    )
+    found = cmaes_search(net, k, None, cfg, 0, dens, survival=key)
+    assert -found.fitness >= log_synflow(net, masks) - 1e-12
+    assert sum(int(m.sum()) for m in found.masks) == k
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("dense-cache"))
+
+
+@pytest.mark.parametrize("method", PRUNE_METHODS)
+def test_every_method_reaches_the_exact_sparsity(method, cache):
+    job = {**TINY, "method": method, "sparsity": 0.9, "cache_dir": cache, "seed": 0}
+    r = run_prune_job(job, None)
+    n = 64 * 16 + 16 * 8 + 8 * 10
+    assert r["kept_weights"] == keep_count(n, 0.9)
+    assert r["sparsity"] == pytest.approx(1 - keep_count(n, 0.9) / n)
+    assert sum(r["layer_kept"]) == r["kept_weights"]
+    assert 0.0 <= r["test_f1"] <= 1.0 and 0.0 <= r["test_f1_finetuned"] <= 1.0
+
+
+def test_same_seed_same_result_and_the_saved_model(tmp_path, cache):
+    job = {**TINY, "method": "cmaes-synflow", "sparsity": 0.95, "cache_dir": cache, "seed": 3}
+    a = run_prune_job(job, tmp_path / "a")
+    b = run_prune_job(job, tmp_path / "b")
+    for key in ("test_f1", "test_f1_finetuned", "layer_kept", "log_synflow", "genes"):
+        assert a[key] == b[key]
+    other = run_prune_job({**job, "seed": 4}, None)
+    assert other["genes"] != a["genes"]
+    blob = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    tuned = torch.load(tmp_path / "a" / "model_finetuned.pt", weights_only=True)
+    assert blob["layers"] == [64, 16, 8, 10]
+    from evoprune.data import load_dataset
+    from evoprune.pruning.dense import split_70_15_15
+
+    split = split_70_15_15(load_dataset("digits", 10))
+    for saved, field in ((blob, "test_f1"), (tuned, "test_f1_finetuned")):
+        sd = saved["state_dict"]
+        net = Net(
+            tuple(sd[f"{i}.weight"] for i in (0, 2, 4)), tuple(sd[f"{i}.bias"] for i in (0, 2, 4))
+        )
+        assert scores(net, split.X_test, split.y_test, 10)["f1"] == pytest.approx(
+            a[field], abs=1e-9
+        )
+        for name, m in saved["masks"].items():
+            assert not sd[name][~m].any()
+    result = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert result["seconds"] > 0 and result["forward_passes"] > 0 and "git_revision" in result
+    assert (tmp_path / "a" / "history.csv").read_text().startswith("generation,")
+
+
+def test_user_model_file(tmp_path, cache):
+    net = init_net([64, 12, 10], 0)
+    torch.save({"layers": net.layers, "state_dict": net.state_dict()}, tmp_path / "m.pt")
+    r = run_prune_job({**TINY, "method": "magnitude", "model": str(tmp_path / "m.pt")}, None)
+    assert r["arch"] == [64, 12, 10] and r["kept_weights"] == keep_count(64 * 12 + 120, 0.98)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sparsity", "1.5"], "sparsity"),
+        (["--model", "nope.pt"], "nope.pt"),
+        (["--hidden", "a,b"], "hidden"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    code = main(
+        [
+            "prune",
+            "--method",
+            "magnitude",
+            "--dataset",
+            "digits",
+            "--out",
+            str(tmp_path / "o"),
+            *args,
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and message in err
+    assert not (tmp_path / "o" / "result.json").exists()
+
+
+def test_bad_model_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "bad.pt").write_bytes(b"not a torch file")
+    code = main(
+        [
+            "prune",
+            "--method",
+            "synflow",
+            "--dataset",
+            "digits",
+            "--model",
+            str(tmp_path / "bad.pt"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "bad.pt" in err
