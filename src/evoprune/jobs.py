@@ -51,6 +51,7 @@ METHODS: dict[str, Method] = {
     "synflow": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
     "softmask": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
     "random": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
+    "selection": Method("evoprune.pruning.selection_job", "run_selection_job", "SELECTION_KEYS"),
 }
 
 

@@ -1,0 +1,124 @@
+"""`evoprune selection-prune`: prune during training by selection dynamics on neuron masses.
+
+Thin: builds a job dict (see `evoprune.pruning.selection_job`), runs it through the same runner as
+sweeps do, prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from evoprune.errors import EvopruneError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from evoprune.cli.search import add_data_args
+
+    p = sub.add_parser(
+        "selection-prune",
+        help="prune during training: neuron masses under selection dynamics (Shah & Khan)",
+        description="Train an MLP whose hidden neurons carry masses evolving under selection "
+        "dynamics (Shah & Khan, arXiv 2601.10765), hard-prune the lowest-mass neurons at each "
+        "level, and compare with post-hoc controls on the same trained network and with "
+        "networks trained small.",
+    )
+    add_data_args(p)
+    p.add_argument(
+        "--arch",
+        help="layer list like 784,512,256,10 (default [in,512,256,out]; digits [in,128,64,out])",
+    )
+    p.add_argument(
+        "--dynamics", default="logistic", choices=["replicator", "exponential", "logistic"]
+    )
+    p.add_argument(
+        "--fitness", choices=["taylor", "signed"], help="|dL/dm| or -dL/dm (default taylor)"
+    )
+    p.add_argument("--eta", type=float, help="step size per update (default: --rate / updates)")
+    p.add_argument(
+        "--rate", type=float, help="total selection pressure eta x updates (default per dynamic)"
+    )
+    p.add_argument("--smoothing", type=float, help="F <- s F + (1-s) f (default 0.9)")
+    p.add_argument(
+        "--normalization", choices=["mean", "zscore"], help="per-layer fitness normalisation"
+    )
+    p.add_argument("--extinction", type=float, help="mass below which a unit dies (default 0.01)")
+    p.add_argument("--max-mass", type=float, help="logistic's upper clip (default 4)")
+    p.add_argument(
+        "--levels",
+        default="0.35,0.5,0.7,0.8,0.9",
+        help="fractions of hidden neurons to remove (default 0.35,0.5,0.7,0.8,0.9)",
+    )
+    p.add_argument(
+        "--target-fraction",
+        type=float,
+        help="steer the dynamics so that exactly this share is extinct by --target-epoch",
+    )
+    p.add_argument("--target-epoch", type=int, help="(default: half the epochs)")
+    p.add_argument(
+        "--ranking",
+        choices=["global", "layer"],
+        help="target mode: lowest mass overall or per layer",
+    )
+    p.add_argument(
+        "--augment", choices=["shift", "none"], help="(default: shift for mnist, none otherwise)"
+    )
+    p.add_argument("--max-shift", type=int, help="pixels per axis for --augment shift (default 1)")
+    p.add_argument("--epochs", type=int, help="(default 20)")
+    p.add_argument("--batch-size", type=int, help="(default 128)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr-schedule", choices=["cosine", "constant"], help="(default cosine)")
+    p.add_argument(
+        "--controls",
+        help="comma list of frozen-fitness,random,magnitude-in,magnitude-out,train-small, "
+        "or all (default) or none",
+    )
+    p.add_argument("--threads", type=int, help="torch threads (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (init, batches, shifts, controls)")
+    p.add_argument(
+        "--out", type=Path, help="results folder (default runs/selection-DATASET-DYNAMICS-sSEED)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_selection_prune)
+
+
+KEYS = (
+    "arch", "dynamics", "fitness", "eta", "rate", "smoothing", "normalization", "extinction",
+    "max_mass", "levels", "target_fraction", "target_epoch", "ranking", "augment", "max_shift",
+    "epochs", "batch_size", "lr", "lr_schedule", "controls", "threads",
+)  # fmt: skip
+
+
+def run_selection_prune(args: argparse.Namespace) -> int:
+    from evoprune.cli.search import data_job
+    from evoprune.pruning.selection_job import run_selection_job, selection_settings
+
+    job: dict[str, Any] = {"method": "selection", **data_job(args), "seed": args.seed}
+    job.update({k: getattr(args, k) for k in KEYS})
+    job = {k: v for k, v in job.items() if v is not None}
+    selection_settings(job)  # validate before any work
+    if args.threads is not None and args.threads < 1:
+        raise EvopruneError(f"--threads: expected a positive integer, got {args.threads}")
+    out = args.out
+    if out is None:
+        data = Path(str(job.get("data") or job["dataset"])).stem
+        out = Path("runs") / f"selection-{data}-{job['dynamics']}-s{args.seed}"
+    if (out / "result.json").exists():
+        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+    r = run_selection_job(job, out, progress=not args.quiet and sys.stderr.isatty())
+    print(
+        f"selection-prune {r['dataset']} {r['arch']} {r['dynamics']} seed {r['seed']}: "
+        f"dense {r['test_accuracy_dense']:.4f}, trained with dynamics {r['test_accuracy']:.4f}, "
+        f"{r['extinct']}/{r['units']} extinct, {r['wall_seconds']:.1f} s -> {out}"
+    )
+    rows: dict[str, dict[float, float]] = {}
+    for e in r["pruned"]:
+        rows.setdefault(e["method"], {})[e["fraction"]] = e["test_accuracy"]
+    levels = r["levels"]
+    print(f"  {'removed':>15s} " + " ".join(f"{p:>6.0%}" for p in levels))
+    for method, accs in rows.items():
+        cells = " ".join(f"{accs[p]:6.4f}" if p in accs else "     -" for p in levels)
+        print(f"  {method:>15s} {cells}")
+    return 0

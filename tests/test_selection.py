@@ -1,0 +1,253 @@
+"""Selection dynamics (pruning as evolution): fitness, invariants, a tiny seeded run, export, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn import functional as F
+
+from evoprune.cli import main
+from evoprune.errors import EvopruneError
+from evoprune.nets import MLP
+from evoprune.pruning.masses import Masses, lowest, shrink_mlp
+from evoprune.pruning.selection import (
+    SelectionConfig,
+    SelectionDynamics,
+    exponential,
+    extinguish,
+    logistic,
+    normalise,
+    replicator,
+    target_schedule,
+)
+from evoprune.pruning.selection_export import export_selection, load_exported
+from evoprune.pruning.selection_job import load_network, run_selection_job
+
+TINY = {
+    "method": "selection",
+    "dataset": "digits",
+    "seed": 0,
+    "epochs": 6,
+    "lr": 0.01,
+    "batch_size": 64,
+    "levels": "0.5,0.8",
+    "dynamics": "logistic",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sel") / "run"
+    result = run_selection_job(dict(TINY), out)
+    return out, result
+
+
+def _net(seed=0, widths=(5, 7, 6, 3)):
+    torch.manual_seed(seed)
+    return MLP(list(widths))
+
+
+def test_fitness_is_the_autograd_derivative_of_the_loss_wrt_the_masses():
+    net = _net()
+    masses = Masses(net)
+    with torch.no_grad():
+        masses.set([torch.rand(7) + 0.5, torch.rand(6) + 0.5])
+    x, y = torch.randn(11, 5), torch.randint(0, 3, (11,))
+    F.cross_entropy(net(x), y).backward()
+    got = masses.grads()
+    # plain reference: the MLP written out with h = m * relu(W x + b), masses as explicit inputs
+    m1, m2 = (m.detach().clone().requires_grad_(True) for m in masses.values)
+    l1, l2, l3 = net.linears
+    a1 = torch.relu(F.linear(x, l1.weight, l1.bias))
+    h1 = m1 * a1
+    a2 = torch.relu(F.linear(h1, l2.weight, l2.bias))
+    h2 = m2 * a2
+    loss = F.cross_entropy(F.linear(h2, l3.weight, l3.bias), y)
+    g1, g2, d1, d2 = torch.autograd.grad(loss, [m1, m2, h1, h2])
+    torch.testing.assert_close(got[0], g1)
+    torch.testing.assert_close(got[1], g2)
+    # and it is mean_b a_bi delta_bi with delta the per-sample gradient wrt h
+    torch.testing.assert_close(got[0], (a1 * d1 * len(x)).mean(0))
+    torch.testing.assert_close(got[1], (a2 * d2 * len(x)).mean(0))
+
+
+def test_masses_on_conv_channels_scale_each_channel():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    masses = Masses(net)
+    assert masses.names == ["0"] and masses.sizes == [4]
+    x = torch.randn(2, 1, 6, 6)
+    with torch.no_grad():
+        masses.set([torch.tensor([1.0, 0.0, 2.0, 1.0])])
+        conv = net[0](x)  # hooked: already scaled
+        masses.remove()
+        plain = net[0](x)
+    torch.testing.assert_close(conv[:, 1], torch.zeros_like(conv[:, 1]))
+    torch.testing.assert_close(conv[:, 2], 2 * plain[:, 2])
+
+
+masses_st = st.lists(st.floats(0.0, 4.0), min_size=2, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(masses_st, st.floats(0.0, 0.5), st.integers(0, 2**31 - 1))
+def test_dynamics_keep_their_invariants(values, eta, seed):
+    m = torch.tensor(values, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    Fh = normalise(torch.rand(len(m), generator=gen), torch.ones(len(m), dtype=torch.bool), "mean")
+    if float(m.sum()) > 0:
+        e = exponential(m, Fh, eta)
+        assert abs(float(e.sum()) - len(m)) < 1e-3 * len(m)  # total mass n conserved
+        assert bool((e >= 0).all())
+        assert bool((e[m == 0] == 0).all())  # zero mass stays zero
+    r = replicator(m, Fh, eta)
+    assert bool((r >= 0).all()) and bool((r[m == 0] == 0).all())
+    lg = logistic(m, Fh, eta, 4.0)
+    assert bool((lg >= 0).all()) and bool((lg <= 4.0).all())
+    alive = torch.ones(len(m), dtype=torch.bool)
+    out = extinguish(lg, alive, 0.01)
+    assert bool((out[~alive] == 0).all()) and bool((out[alive] >= 0.01).all())
+
+
+@pytest.mark.parametrize("dynamics", ["replicator", "exponential", "logistic"])
+def test_extinct_stays_extinct_and_exponential_conserves_mass_over_training(dynamics):
+    net = _net(1)
+    masses = Masses(net)
+    dyn = SelectionDynamics(masses, SelectionConfig(dynamics=dynamics, eta=2.0), updates=40)
+    gen = torch.Generator().manual_seed(3)
+    dead_before = torch.zeros(masses.n, dtype=torch.bool)
+    for _ in range(40):
+        x, y = torch.randn(16, 5, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+        F.cross_entropy(net(x), y).backward()
+        dyn.step()
+        flat, alive = masses.flat(), masses.flat_alive()
+        assert bool((flat[~alive] == 0).all())
+        assert not bool((alive & dead_before).any())  # no resurrection
+        dead_before = ~alive
+        if dynamics == "exponential":
+            for m in masses.values:
+                assert abs(float(m.detach().sum()) - m.numel()) < 1e-3
+        if dynamics == "logistic":
+            assert float(flat.max()) <= 4.0
+    assert int((~masses.flat_alive()).sum()) > 0  # eta 2 is strong enough to drive extinctions
+
+
+def test_target_mode_reaches_exactly_the_target_by_the_target_epoch():
+    net = _net(2, (5, 20, 10, 3))
+    masses = Masses(net)
+    cfg = SelectionConfig(dynamics="logistic", target_fraction=0.6, target_epoch=3)
+    dyn = SelectionDynamics(masses, cfg, updates=50, steps_per_epoch=10)
+    gen = torch.Generator().manual_seed(0)
+    counts = []
+    for _ in range(50):
+        x, y = torch.randn(8, 5, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+        F.cross_entropy(net(x), y).backward()
+        dyn.step()
+        counts.append(int((~masses.flat_alive()).sum()))
+    assert counts[9] == 0 and counts == sorted(counts)
+    assert counts[29] == 18 and counts[-1] == 18  # 60% of 30, from epoch 3 on, and no more
+    assert target_schedule(10, 10, 30, 18) == 0 and target_schedule(30, 10, 30, 18) == 18
+
+
+def test_lowest_never_empties_a_layer_and_removes_extinct_first():
+    scores = torch.tensor([0.1, 0.2, 0.3, 5.0, 0.05, 0.01])
+    alive = torch.tensor([True, False, True, True, True, True])
+    keep = lowest(scores, 4, alive, [4, 2])
+    # extinct unit 1 counts first; then 0.01 (5); 0.05 (4) would empty layer 2: skipped
+    assert keep.tolist() == [False, False, False, True, True, False]
+
+
+def test_tiny_digits_run_prunes_and_stays_accurate(tiny_run):
+    out, r = tiny_run
+    assert r["test_accuracy_dense"] > 0.9
+    acc = {(e["method"], e["fraction"]): e["test_accuracy"] for e in r["pruned"]}
+    assert acc[("logistic", 0.5)] > 0.85
+    assert acc[("logistic", 0.8)] > acc[("random", 0.8)]
+    methods = {e["method"] for e in r["pruned"]}
+    assert methods == {"logistic", "frozen-fitness", "random", "magnitude-in", "magnitude-out",
+                       "train-small"}  # fmt: skip
+    assert r["arch"] == [64, 128, 64, 10] and r["augment"] == "none"
+    for name in ("result.json", "history.csv", "network.npz", "masses.npz",
+                 "accuracy_vs_fraction.png", "mass_histograms.png", "mass_trajectories.png"):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 1 + TINY["epochs"]
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["selection_config"]["dynamics"] == "logistic" and saved["eta"] > 0
+
+
+def test_same_seed_same_result_different_seed_different(tiny_run, tmp_path):
+    out, r = tiny_run
+    again = run_selection_job(dict(TINY), tmp_path / "again")
+    assert again["pruned"] == r["pruned"] and again["extinct"] == r["extinct"]
+    a = np.load(out / "network.npz")
+    b = np.load(tmp_path / "again" / "network.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    other = run_selection_job({**TINY, "seed": 1, "controls": "none"}, None)
+    assert other["pruned"] != [e for e in r["pruned"] if e["method"] == "logistic"]
+
+
+@pytest.mark.parametrize("fraction", [None, 0.8])
+def test_export_small_network_gives_the_masked_networks_logits(tiny_run, tmp_path, fraction):
+    out, r = tiny_run
+    exported = export_selection(out, tmp_path / "small.pt", fraction)
+    small = load_exported(tmp_path / "small.pt")  # weights_only=True inside
+    model, masses, _ = load_network(out)
+    if fraction is not None:
+        masses.keep(
+            lowest(masses.flat(), round(fraction * masses.n), masses.flat_alive(), masses.sizes)
+        )
+    x = torch.randn(64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), model(x), atol=1e-5, rtol=1e-5)
+    assert sum(exported.layers[1:-1]) == int(masses.flat_alive().sum()) < masses.n
+    if fraction is not None:
+        level = [e for e in r["pruned"] if e["method"] == "logistic" and e["fraction"] == 0.8]
+        from evoprune.data import load_dataset
+
+        ds = load_dataset("digits")
+        with torch.no_grad():
+            acc = int((small(ds.X_test).argmax(1) == ds.y_test).sum()) / len(ds.y_test)
+        assert acc == pytest.approx(level[0]["test_accuracy"], abs=1e-9)
+
+
+def test_shrink_rejects_a_non_mlp():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(EvopruneError):
+        shrink_mlp(net, Masses(net))
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--levels", "0.5,1.5"], "levels"),
+        (["--target-fraction", "1.2"], "target_fraction"),
+        (["--rate", "-1"], "rate"),
+        (["--epochs", "0"], "epochs"),
+        (["--controls", "magnitude"], "controls"),
+        (["--target-epoch", "30", "--target-fraction", "0.5"], "target_epoch"),
+        (["--dynamics", "lotka"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, needle, capsys, tmp_path):
+    try:
+        code = main(["selection-prune", "--dataset", "digits", "--out", str(tmp_path / "r"), *args])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert needle in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_shift_on_non_square_data_is_a_clear_error(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    rows = ["a,b,c,label"] + [f"{i % 3},{i % 5},{i % 7},{i % 2}" for i in range(40)]
+    data.write_text("\n".join(rows) + "\n")
+    code = main(["selection-prune", "--data", str(data), "--target", "label", "--augment", "shift",
+                 "--epochs", "1", "--controls", "none", "--out", str(tmp_path / "r")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "square" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r" / "result.json").exists()
