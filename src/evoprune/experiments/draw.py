@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from evoprune.experiments.beyond import draw_case_bars, draw_scale
+
 from evoprune.experiments.analyses import draw_fig1, draw_fig8, draw_hessian
 
 METRIC_NAMES = {
@@ -168,6 +170,8 @@ RENDERERS: dict[str, Callable[[pd.DataFrame, str], Figure]] = {
     "lines": draw_lines,
     "history": draw_history,
     "stages": draw_stages,
+    "case_bars": draw_case_bars,
+    "scale": draw_scale,
     "ticket_graph": draw_fig1,
     "landscape": draw_fig8,
     "spectra": draw_hessian,

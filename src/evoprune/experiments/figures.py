@@ -23,6 +23,7 @@ from evoprune.experiments.analyses import (
     table_fig8,
     table_hessian,
 )
+from evoprune.experiments.beyond import prepare_beyond, prepare_scale
 from evoprune.experiments.tables import summarise
 
 # history.csv column -> the name the paper's Fig. 4 gives the curve
@@ -180,6 +181,7 @@ class Figure:
     kind: str  # the renderer in evoprune.experiments.draw.RENDERERS
     caption: str
     needs_history: bool = False
+    mixed_model: bool = False  # the report adds the mixed-model comparison (as for Fig. 6c)
     # the report's table from the frame (default: mean, std and CI per cell)
     table: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
@@ -234,6 +236,8 @@ FIGURES: dict[str, Figure] = {
         "stages",
         "Sparsity before and after post-evolutionary pruning, 95% CIs.",
     ),
+    "beyond": Figure("Beyond the paper's GA: memetic and local search", prepare_beyond, "case_bars", "Test accuracy, sparsity and wall time per problem and method, 95% CIs; the mixed-model comparison is below.", mixed_model=True),  # fmt: skip
+    "scale": Figure("MNIST: test accuracy against wall time", prepare_scale, "scale", "Every method and network on one plot: mean over seeds, 95% CIs.", mixed_model=False),  # fmt: skip
     "fig1": Figure(
         "Fig. 1 - the ticket graph",
         prepare_fig1,

@@ -108,7 +108,7 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
             parts.append("<h3>The paper's findings, checked</h3>")
             parts.append(_table(pd.DataFrame(rows), f"claims-{spec}"))
             n_tables += 1
-        if figure_name == "fig6":
+        if figure_name == "fig6" or fig.mixed_model:
             order = list(dict.fromkeys(sub.sort_values("label_rank", kind="stable")["label"]))
             for mm in mixed_model_tables(sub, order=order):
                 parts.append(f"<h3>Mixed model (Fig. 6c): {html.escape(mm.dataset)}</h3>")
