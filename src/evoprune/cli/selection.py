@@ -110,7 +110,7 @@ def run_selection_prune(args: argparse.Namespace) -> int:
     r = run_selection_job(job, out, progress=not args.quiet and sys.stderr.isatty())
     print(
         f"selection-prune {r['dataset']} {r['arch']} {r['dynamics']} seed {r['seed']}: "
-        f"dense {r['test_accuracy_dense']:.4f}, trained with dynamics {r['test_accuracy']:.4f}, "
+        f"dense {_fmt(r['test_accuracy_dense'])}, trained with dynamics {r['test_accuracy']:.4f}, "
         f"{r['extinct']}/{r['units']} extinct, {r['wall_seconds']:.1f} s -> {out}"
     )
     rows: dict[str, dict[float, float]] = {}
@@ -121,4 +121,49 @@ def run_selection_prune(args: argparse.Namespace) -> int:
     for method, accs in rows.items():
         cells = " ".join(f"{accs[p]:6.4f}" if p in accs else "     -" for p in levels)
         print(f"  {method:>15s} {cells}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def run_export_selection(args: argparse.Namespace) -> int:
+    """`evoprune export RUN_DIR --out small.pt [--fraction F]` for a selection-prune run: the
+    physically smaller network, checked against the masked one on the run's test split, and its
+    inference time against the dense one."""
+    import json
+
+    import torch
+
+    from evoprune.data.registry import dataset_from_config
+    from evoprune.pruning.masses import lowest
+    from evoprune.pruning.selection_export import export_selection, inference_seconds
+    from evoprune.pruning.selection_job import load_network
+
+    exported = export_selection(args.ticket, args.out, args.fraction)
+    model, masses, header = load_network(args.ticket)
+    if args.fraction is not None:
+        n = int(round(args.fraction * masses.n))
+        masses.keep(lowest(masses.flat(), n, masses.flat_alive(), masses.sizes))
+    ds = dataset_from_config(header["dataset"])
+    X, y = ds.X_test.view(len(ds.X_test), -1), ds.y_test
+    with torch.no_grad():
+        small_logits, masked_logits = exported.model(X), model(X)
+    acc_small = int((small_logits.argmax(1) == y).sum()) / len(y)
+    acc_masked = int((masked_logits.argmax(1) == y).sum()) / len(y)
+    masses.remove()  # the dense network: every neuron, no masses
+    dense_s = inference_seconds(model, X)
+    small_s = inference_seconds(exported.model, X)
+    print(
+        f"wrote {exported.path}: layers {exported.layers} (dense {exported.dense_layers}, "
+        f"{exported.removed:.1%} of hidden neurons removed); test accuracy small {acc_small:.4f}, "
+        f"masked {acc_masked:.4f}, max |logit difference| "
+        f"{float((small_logits - masked_logits).abs().max()):.2e}; inference on {len(X)} samples: "
+        f"small {small_s * 1e3:.2f} ms, dense {dense_s * 1e3:.2f} ms ({dense_s / small_s:.1f}x)"
+    )
+    summary = {"layers": exported.layers, "test_accuracy_small": acc_small,
+               "test_accuracy_masked": acc_masked}  # fmt: skip
+    if acc_small != acc_masked:
+        raise SystemExit(f"export: accuracy differs ({json.dumps(summary)})")
     return 0

@@ -52,6 +52,7 @@ DYNAMICS = ("replicator", "exponential", "logistic")
 FITNESS = ("taylor", "signed")
 NORMALIZATIONS = ("mean", "zscore")
 RANKINGS = ("global", "layer")
+ETA_SCHEDULES = ("cosine", "constant")
 
 # Total selection pressure η × updates per dynamic (our defaults; the paper gives none). Chosen on
 # mnist10k, seed 0, with the trajectories in docs/selection-trajectories.png: replicator and
@@ -74,15 +75,17 @@ class SelectionConfig:
     max_mass: float = 4.0  # logistic's upper clip
     target_fraction: float | None = None  # steer so that exactly this share is extinct ...
     target_epoch: int | None = None  # ... by the end of this epoch (default: half the epochs)
-    ranking: str = (
-        "global"  # which units the target schedule removes: lowest mass overall or per layer
-    )
+    ranking: str = "global"  # target mode removes the lowest masses overall, or "layer": per layer
+    eta_schedule: str = "cosine"  # η_t ∝ 1 + cos(π t / T), mean η: the masses settle as the
+    # (cosine-annealed) weights do; "constant": η every update (at a constant η, late mass changes
+    # that the weights can no longer follow collapse the accuracy at rates above ~10)
 
     def __post_init__(self) -> None:
         _choice("dynamics", self.dynamics, DYNAMICS)
         _choice("fitness", self.fitness, FITNESS)
         _choice("normalization", self.normalization, NORMALIZATIONS)
         _choice("ranking", self.ranking, RANKINGS)
+        _choice("eta_schedule", self.eta_schedule, ETA_SCHEDULES)
         if not 0.0 <= self.smoothing < 1.0:
             raise EvopruneError(f"smoothing: expected a number in [0, 1), got {self.smoothing}")
         for name in ("eta", "rate"):
@@ -101,7 +104,7 @@ class SelectionConfig:
             raise EvopruneError(f"target_epoch: expected an epoch >= 1, got {self.target_epoch}")
 
     def eta_for(self, updates: int) -> float:
-        """η per update: the given one, or the rate spread over `updates` updates."""
+        """Mean η per update: the given one, or the rate spread over `updates` updates."""
         if self.eta is not None:
             return float(self.eta)
         rate = DEFAULT_RATE[self.dynamics] if self.rate is None else self.rate
@@ -144,7 +147,8 @@ def replicator(m: torch.Tensor, Fh: torch.Tensor, eta: float) -> torch.Tensor:
 def exponential(m: torch.Tensor, Fh: torch.Tensor, eta: float) -> torch.Tensor:
     """``m <- n m e^{η F̂} / Σ m e^{η F̂}``: total mass n (the layer width) is conserved."""
     w = m * torch.exp(eta * (Fh - Fh.max()))  # shifted for range; cancels in the ratio
-    return m.numel() * w / w.sum().clamp_min(1e-30)
+    total = w.sum()
+    return m.numel() * w / torch.where(total > 0, total, torch.ones_like(total))
 
 
 def logistic(m: torch.Tensor, Fh: torch.Tensor, eta: float, max_mass: float = 4.0) -> torch.Tensor:
@@ -187,7 +191,7 @@ class SelectionDynamics:
     ):
         self.masses, self.config, self.frozen = masses, config, frozen
         self.updates = int(updates)
-        self.eta = config.eta_for(updates)
+        self.eta = config.eta_for(updates)  # the mean over training
         self.F = [torch.zeros_like(m.detach()) for m in masses.values]  # smoothed fitness
         self.t = 0
         self.target = None
@@ -220,17 +224,20 @@ class SelectionDynamics:
         self.t += 1
         if self.frozen or self.steering_done:
             return
+        eta = self.eta
+        if cfg.eta_schedule == "cosine":  # t-1 in [0, T): weights with mean 1 over the T updates
+            eta = self.eta * (1.0 + math.cos(math.pi * (self.t - 1) / max(self.updates, 1)))
         new = []
         for m, Fh, alive in zip(
             self.masses.values, self.normalised_fitness(), self.masses.alive, strict=True
         ):
             m = m.detach()
             if cfg.dynamics == "replicator":
-                m = replicator(m, Fh, self.eta)
+                m = replicator(m, Fh, eta)
             elif cfg.dynamics == "exponential":
-                m = exponential(m, Fh, self.eta)
+                m = exponential(m, Fh, eta)
             else:
-                m = logistic(m, Fh, self.eta, cfg.max_mass)
+                m = logistic(m, Fh, eta, cfg.max_mass)
             if self.target is None:
                 m = extinguish(m, alive, cfg.extinction)
                 if cfg.dynamics == "exponential" and alive.any():

@@ -49,8 +49,8 @@ RANDOM_DRAWS = 5
 class SelectionRun:
     """Everything one experiment produced (the job runner turns it into files)."""
 
-    dense_test_accuracy: float
-    dense_train_accuracy: float
+    dense_test_accuracy: float | None  # None when no post-hoc control needs the dense network
+    dense_train_accuracy: float | None
     model: MLP  # the network trained with the dynamics, masses attached
     masses: Masses
     eta: float
@@ -122,7 +122,7 @@ def run_selection(
     updates = spe * train_config.epochs
     tick = progress or (lambda n=1: None)
 
-    # 1. dense: masses frozen at 1, fitness tracked
+    # 1. dense: masses frozen at 1, fitness tracked (only when a post-hoc control prunes it)
     dense = init_default(MLP(layers), seed)
     dense_masses = Masses(dense)
     frozen = SelectionDynamics(dense_masses, config, updates, spe, frozen=True)
@@ -134,7 +134,9 @@ def run_selection(
         )
         tick()
 
-    train(dense, X, y, train_config, seed, frozen.step, dense_epoch)
+    with_dense = needs_dense(controls)
+    if with_dense:
+        train(dense, X, y, train_config, seed, frozen.step, dense_epoch)
 
     # 2. the dynamics, same start and batches
     model = init_default(MLP(layers), seed)
@@ -156,7 +158,8 @@ def run_selection(
             row[f"extinct_{i + 1}"] = int((~a).sum())
             row[f"entropy_{i + 1}"] = round(mass_entropy(m.detach()), 6)
             row[f"mass_max_{i + 1}"] = round(float(m.detach().max()), 6)
-        row.update(dense_rows[epoch - 1])
+        if with_dense:
+            row.update(dense_rows[epoch - 1])
         row["seconds"] = round(time.perf_counter() - started, 3)
         rows.append(row)
         tick()
@@ -218,8 +221,8 @@ def run_selection(
     train_loss, train_acc = loss_and_accuracy(model, X, y)
     test_loss, test_acc = loss_and_accuracy(model, Xt, yt)
     return SelectionRun(
-        dense_test_accuracy=accuracy(dense, Xt, yt),
-        dense_train_accuracy=accuracy(dense, X, y),
+        dense_test_accuracy=accuracy(dense, Xt, yt) if with_dense else None,
+        dense_train_accuracy=accuracy(dense, X, y) if with_dense else None,
         model=model,
         masses=masses,
         eta=dyn.eta,
@@ -236,9 +239,14 @@ def run_selection(
     )
 
 
+def needs_dense(controls: Sequence[str]) -> bool:
+    """The dense network is trained when a post-hoc control prunes it."""
+    return any(c != "train-small" for c in controls)
+
+
 def n_epochs_total(
     train_config: TrainConfig, levels: Sequence[float], controls: Sequence[str]
 ) -> int:
     """How many training epochs `run_selection` will run (for a progress bar)."""
     small = len(levels) if "train-small" in controls else 0
-    return train_config.epochs * (2 + small)
+    return train_config.epochs * (1 + needs_dense(controls) + small)
