@@ -250,3 +250,46 @@ def test_bad_model_file_is_one_line(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "bad.pt" in err
+
+
+def _fake_runs():
+    import pandas as pd
+
+    rows = []
+    f1 = {  # (method, sparsity) -> mean test F1; magnitude wins up to 0.8
+        ("magnitude", 0.8): 0.9, ("magnitude", 0.9): 0.4, ("magnitude", 0.98): 0.05,
+        ("synflow", 0.8): 0.7, ("synflow", 0.9): 0.6, ("synflow", 0.98): 0.2,
+        ("cmaes-synflow", 0.8): 0.85, ("cmaes-synflow", 0.9): 0.8, ("cmaes-synflow", 0.98): 0.75,
+        ("cmaes-trainfit", 0.98): 0.3,
+    }  # fmt: skip
+    for (method, s), v in f1.items():
+        for seed, d in enumerate((-0.01, 0.01)):
+            rows.append({"spec": "pruning", "label": method, "label_rank": 0, "method": method,
+                         "ec": "lsq" if method.startswith("cmaes") else "none", "target_sparsity": s,
+                         "test_f1": v + d, "test_f1_finetuned": v + 0.1 + d, "seed": seed,
+                         "seconds": 100.0 if method == "cmaes-trainfit" else 0.5,
+                         "evaluations": 160, "density_l1": 0.1})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_pruning_figure_frame_and_claims():
+    from evoprune.experiments.pruning_figures import (
+        CLAIM_ROWS,
+        crossover,
+        prepare_pruning,
+        table_pruning,
+    )
+
+    runs = _fake_runs()
+    frame = prepare_pruning(runs)
+    cell = frame[
+        (frame.metric == "test_f1") & (frame.label == "synflow") & (frame.sparsity_target == 0.9)
+    ]
+    assert cell["mean"].iloc[0] == pytest.approx(0.6) and cell["n"].iloc[0] == 2
+    assert crossover(runs, "test_f1") == {"none": 0.9}  # synflow beats magnitude from 0.9 on
+    table = table_pruning(frame)
+    assert len(table) == len(runs) // 2
+    verdicts = [check(runs)[1] for _, _, check in CLAIM_ROWS]
+    # 0.81 reached after fine-tuning; ahead of magnitude; 200x cheaper; magnitude loses at 0.9
+    assert verdicts == [True, True, True, False]
+    assert "200x" in CLAIM_ROWS[2][2](runs)[0]

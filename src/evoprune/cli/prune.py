@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path,
                    help="your trained MLP: a torch file with {layers, state_dict} or a state dict")  # fmt: skip
     p.add_argument("--cache-dir", type=Path,
-                   help="where dense checkpoints are cached (default OUT/../.dense-cache)")  # fmt: skip
+                   help="where dense checkpoints are cached (default $EVOPRUNE_CACHE or ~/.cache/evoprune/dense)")  # fmt: skip
     p.add_argument("--threads", type=int, help="torch threads (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the dense network and the search")
     p.add_argument("--out", type=Path, help="results folder (default runs/prune-METHOD-sSEED)")

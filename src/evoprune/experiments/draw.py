@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from evoprune.experiments.beyond import draw_case_bars, draw_scale
 
 from evoprune.experiments.analyses import draw_fig1, draw_fig8, draw_hessian
+from evoprune.experiments.pruning_figures import draw_pruning
 
 METRIC_NAMES = {
     "test_accuracy": "test accuracy",
@@ -175,6 +176,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame, str], Figure]] = {
     "ticket_graph": draw_fig1,
     "landscape": draw_fig8,
     "spectra": draw_hessian,
+    "pruning": draw_pruning,
 }
 
 

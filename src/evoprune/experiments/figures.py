@@ -24,6 +24,7 @@ from evoprune.experiments.analyses import (
     table_hessian,
 )
 from evoprune.experiments.beyond import prepare_beyond, prepare_scale
+from evoprune.experiments.pruning_figures import prepare_pruning, table_pruning
 from evoprune.experiments.tables import summarise
 
 # history.csv column -> the name the paper's Fig. 4 gives the curve
@@ -262,4 +263,5 @@ FIGURES: dict[str, Figure] = {
         "weights (Lanczos), per class count and input scaling; log scale.",
         table=table_hessian,
     ),
+    "pruning": Figure("Extreme-sparsity pruning (SUNZ 2026)", prepare_pruning, "pruning", "Test macro-F1 against sparsity without and after fine-tuning (line style: EC), layer densities and pruning seconds at the highest sparsity.", table=table_pruning),  # fmt: skip
 }

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from evoprune.experiments.analyses import CLAIM_ROWS
+from evoprune.experiments.pruning_figures import CLAIM_ROWS as PRUNING_CLAIMS
 
 GA_METHODS = ("ga", "ga-adaptive")
 
@@ -131,6 +132,7 @@ CLAIMS: tuple[Claim, ...] = (
         _ga_above_ep,
     ),
     *(Claim(figure, text, check) for figure, text, check in CLAIM_ROWS),
+    *(Claim(figure, text, check) for figure, text, check in PRUNING_CLAIMS),
 )
 
 

@@ -4,8 +4,8 @@ Methods (`evoprune.jobs.METHODS`): ``cmaes-synflow``, ``cmaes-trainfit``, ``magn
 ``synflow``, ``softmask``, ``random``. Besides the common keys (`evoprune.jobkeys`), a job takes
 the keys in `PRUNE_KEYS`, each with its default in `DEFAULTS` (all of them recorded in
 ``result.json`` under ``choices``). Every method of a seed prunes the same dense checkpoint
-(`evoprune.pruning.dense.dense_network`, cached in ``cache_dir``: by default ``.dense-cache``
-beside the run folder).
+(`evoprune.pruning.dense.dense_network`, cached in ``cache_dir``: by default
+``$EVOPRUNE_CACHE`` or ``~/.cache/evoprune/dense``, one file per data + config + seed).
 
 Files: ``result.json`` (last), ``model.pt`` (the pruned, compensated network before
 fine-tuning) and ``model_finetuned.pt``: ``{"layers", "state_dict", "masks"}``, loadable with
@@ -15,6 +15,7 @@ fine-tuning) and ``model_finetuned.pt``: ``{"layers", "state_dict", "masks"}``, 
 from __future__ import annotations
 
 import io
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,13 @@ def _choices(job: dict[str, Any]) -> dict[str, Any]:
     return c
 
 
+def default_cache_dir() -> Path:
+    """Where dense checkpoints are cached: ``$EVOPRUNE_CACHE`` or ``~/.cache/evoprune/dense``
+    (a sweep runs every job in a temporary folder, so the cache cannot live beside it)."""
+    root = os.environ.get("EVOPRUNE_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "evoprune" / "dense"
+
+
 def _hidden(text: Any) -> tuple[int, ...]:
     try:
         widths = tuple(int(w) for w in str(text).replace(" ", "").split(",") if w)
@@ -188,7 +196,7 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
     else:
         config = DenseConfig(_hidden(c["hidden"]), max_epochs=c["dense_max_epochs"],
                              patience=c["dense_patience"])  # fmt: skip
-        cache = c["cache_dir"] or (Path(out).parent / ".dense-cache" if out is not None else None)
+        cache = c["cache_dir"] or default_cache_dir()
         net, dense_info = dense_network(split, config, seed, cache, ds.config)
     k = keep_count(net.n_weights, c["sparsity"])
     ec_X = split.X_train if c["ec_rows"] <= 0 else split.X_train[: c["ec_rows"]]
@@ -258,6 +266,7 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
         "kept_weights": int(sum(int(m.sum()) for m in masks)),
         "layer_densities": [float(m.float().mean()) for m in masks],
         "layer_kept": [int(m.sum()) for m in masks],
+        **{f"density_l{i + 1}": float(m.float().mean()) for i, m in enumerate(masks)},
         "log_synflow": log_synflow(net, masks),
         "log_synflow_dense": log_synflow(net),
         "test_f1": test["f1"],
