@@ -24,7 +24,7 @@ from evoprune.pruning.selection import (
     replicator,
     target_schedule,
 )
-from evoprune.pruning.selection_export import export_selection, load_exported
+from evoprune.pruning.selection_export import export_selection, load_exported, prune_keep
 from evoprune.pruning.selection_job import load_network, run_selection_job
 
 TINY = {
@@ -152,6 +152,13 @@ def test_target_mode_reaches_exactly_the_target_by_the_target_epoch():
     assert target_schedule(10, 10, 30, 18) == 0 and target_schedule(30, 10, 30, 18) == 18
 
 
+def test_lowest_breaks_ties_by_the_tiebreak():
+    scores = torch.tensor([4.0, 4.0, 4.0, 1.0])
+    alive = torch.ones(4, dtype=torch.bool)
+    keep = lowest(scores, 2, alive, [4], tiebreak=torch.tensor([0.9, 0.1, 0.5, 2.0]))
+    assert keep.tolist() == [True, False, True, False]
+
+
 def test_lowest_never_empties_a_layer_and_removes_extinct_first():
     scores = torch.tensor([0.1, 0.2, 0.3, 5.0, 0.05, 0.01])
     alive = torch.tensor([True, False, True, True, True, True])
@@ -194,11 +201,9 @@ def test_export_small_network_gives_the_masked_networks_logits(tiny_run, tmp_pat
     out, r = tiny_run
     exported = export_selection(out, tmp_path / "small.pt", fraction)
     small = load_exported(tmp_path / "small.pt")  # weights_only=True inside
-    model, masses, _ = load_network(out)
+    model, masses, header = load_network(out)
     if fraction is not None:
-        masses.keep(
-            lowest(masses.flat(), round(fraction * masses.n), masses.flat_alive(), masses.sizes)
-        )
+        masses.keep(prune_keep(masses, fraction, header["fitness"]))
     x = torch.randn(64, 64)
     with torch.no_grad():
         torch.testing.assert_close(small(x), model(x), atol=1e-5, rtol=1e-5)

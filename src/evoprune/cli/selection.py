@@ -137,15 +137,13 @@ def run_export_selection(args: argparse.Namespace) -> int:
     import torch
 
     from evoprune.data.registry import dataset_from_config
-    from evoprune.pruning.masses import lowest
-    from evoprune.pruning.selection_export import export_selection, inference_seconds
+    from evoprune.pruning.selection_export import export_selection, inference_seconds, prune_keep
     from evoprune.pruning.selection_job import load_network
 
     exported = export_selection(args.ticket, args.out, args.fraction)
     model, masses, header = load_network(args.ticket)
     if args.fraction is not None:
-        n = int(round(args.fraction * masses.n))
-        masses.keep(lowest(masses.flat(), n, masses.flat_alive(), masses.sizes))
+        masses.keep(prune_keep(masses, args.fraction, header.get("fitness")))
     ds = dataset_from_config(header["dataset"])
     X, y = ds.X_test.view(len(ds.X_test), -1), ds.y_test
     with torch.no_grad():

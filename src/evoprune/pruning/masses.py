@@ -117,16 +117,26 @@ def _hook(m: torch.Tensor):
 
 
 def lowest(
-    scores: torch.Tensor, count: int, alive: torch.Tensor, sizes: Sequence[int]
+    scores: torch.Tensor,
+    count: int,
+    alive: torch.Tensor,
+    sizes: Sequence[int],
+    tiebreak: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """A flat bool keep-mask that removes the `count` lowest-scoring living units (ties by index),
+    """A flat bool keep-mask that removes the `count` lowest-scoring living units (ties by
+    `tiebreak`, then index),
     never the last living unit of a layer. Already extinct units count as removed first."""
     n = scores.numel()
     keep = alive.clone()
     todo = count - int((~alive).sum())
     if todo <= 0:
         return keep
-    order = torch.argsort(torch.where(alive, scores, torch.inf), stable=True)
+    key = torch.where(alive, scores, torch.inf)
+    if tiebreak is None:
+        order = torch.argsort(key, stable=True)
+    else:  # equal scores (masses clipped at the same bound): the lower tiebreak goes first
+        first = torch.argsort(tiebreak, stable=True)
+        order = first[torch.argsort(key[first], stable=True)]
     layer_of = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(list(sizes)))
     left = torch.tensor([int(a.sum()) for a in torch.split(alive, list(sizes))])
     for i in order[:n].tolist():

@@ -58,7 +58,7 @@ ETA_SCHEDULES = ("cosine", "constant")
 # mnist10k, seed 0, with the trajectories in docs/selection-trajectories.png: replicator and
 # exponential at η = 0.05 per update (rate ≈ 60) collapse to one survivor per layer, at rate ≈ 1-3
 # they barely move; logistic self-prunes about a third of the units at rate 25.
-DEFAULT_RATE = {"replicator": 6.0, "exponential": 6.0, "logistic": 40.0}
+DEFAULT_RATE = {"replicator": 12.0, "exponential": 12.0, "logistic": 40.0}
 
 
 @dataclass(frozen=True)
@@ -257,12 +257,17 @@ class SelectionDynamics:
         if self.config.ranking == "layer":
             keep = torch.cat(
                 [
-                    lowest(m, round(want * len(m) / masses.n), a, [len(m)])
-                    for m, a in zip(masses.split(flat), masses.split(alive), strict=True)
+                    lowest(m, round(want * len(m) / masses.n), a, [len(m)], f)
+                    for m, a, f in zip(
+                        masses.split(flat),
+                        masses.split(alive),
+                        self.normalised_fitness(),
+                        strict=True,
+                    )
                 ]
             )
         else:
-            keep = lowest(flat, want, alive, masses.sizes)
+            keep = lowest(flat, want, alive, masses.sizes, torch.cat(self.normalised_fitness()))
         masses.keep(keep)
         floor = torch.cat(masses.alive).float() * self.config.extinction
         masses.set(masses.split(torch.maximum(masses.flat(), floor)))

@@ -40,9 +40,7 @@ def export_selection(run: str | Path, out: str | Path, fraction: float | None = 
     if fraction is not None:
         if not 0.0 <= fraction < 1.0:
             raise EvopruneError(f"--fraction: expected a share in [0, 1), got {fraction}")
-        keep = lowest(
-            masses.flat(), int(round(fraction * masses.n)), masses.flat_alive(), masses.sizes
-        )
+        keep = prune_keep(masses, fraction, header.get("fitness"))
         masses.keep(keep)
     small = shrink_mlp(model, masses)
     state = {k: v.contiguous() for k, v in small.state_dict().items()}
@@ -51,6 +49,12 @@ def export_selection(run: str | Path, out: str | Path, fraction: float | None = 
     path = write_atomic(out, buf.getvalue())
     removed = 1.0 - sum(small.layers[1:-1]) / masses.n
     return Exported(path, list(small.layers), list(header["layers"]), removed, small)
+
+
+def prune_keep(masses, fraction: float, fitness: torch.Tensor | None) -> torch.Tensor:
+    """The flat keep-mask of a run's network at `fraction`, as the run's levels rank units."""
+    count = int(round(fraction * masses.n))
+    return lowest(masses.flat(), count, masses.flat_alive(), masses.sizes, fitness)
 
 
 def load_exported(path: str | Path) -> MLP:

@@ -230,6 +230,7 @@ def network_bytes(run: SelectionRun, dataset: dict[str, Any], layers: list[int])
     for i, (m, a) in enumerate(zip(run.masses.values, run.masses.alive, strict=True)):
         arrays[f"mass{i}"] = m.detach().numpy()
         arrays[f"alive{i}"] = a.numpy()
+    arrays["fitness"] = run.fitness.numpy()  # breaks ties between equal masses when pruning
     header = {"format": NETWORK_FORMAT, "layers": layers, "dataset": dataset}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     return _npz(**arrays)
@@ -264,4 +265,5 @@ def load_network(path: str | Path) -> tuple[MLP, Masses, dict[str, Any]]:
     for i, alive in enumerate(masses.alive):
         alive.copy_(torch.from_numpy(arrays[f"alive{i}"]))
     model.eval()
+    header["fitness"] = torch.from_numpy(arrays["fitness"]) if "fitness" in arrays else None
     return model, masses, header

@@ -58,6 +58,7 @@ class SelectionRun:
     pruned: list[dict[str, Any]]  # {method, fraction, test_accuracy, removed}
     history: list[dict[str, Any]]  # one row per epoch
     snapshots: np.ndarray  # (epochs + 1, n) masses after each epoch (row 0: the start)
+    fitness: torch.Tensor  # (n,) the dynamics' final normalised smoothed fitness (tie-breaks)
     metrics: dict[str, float] = field(default_factory=dict)  # the dynamics net as trained
 
 
@@ -179,9 +180,10 @@ def run_selection(
     dense_alive = dense_masses.flat_alive()
     rand_gen = torch_generator(seed, "random-control")
     fitness_scores = torch.cat(frozen.normalised_fitness())
+    run_fitness = torch.cat(dyn.normalised_fitness())  # breaks ties between equal masses
     for p in levels:
         count = int(round(p * n))
-        keep = lowest(masses.flat(), count, alive, masses.sizes)
+        keep = lowest(masses.flat(), count, alive, masses.sizes, run_fitness)
         add(config.dynamics, p, masked_accuracy(model, masses, keep, Xt, yt), keep)
         if "frozen-fitness" in controls:
             keep = lowest(fitness_scores, count, dense_alive, dense_masses.sizes)
@@ -230,6 +232,7 @@ def run_selection(
         pruned=pruned,
         history=rows,
         snapshots=np.stack(snapshots),
+        fitness=run_fitness,
         metrics={
             "train_accuracy": train_acc,
             "test_accuracy": test_acc,
