@@ -1,0 +1,36 @@
+"""`evoprune compare`: finished runs side by side; a folder without a result is one line, exit 2."""
+
+from __future__ import annotations
+
+from evoprune.cli import main
+
+FAST = ["--population", "10", "--min-generations", "3", "--max-generations", "3", "--quiet"]
+
+
+def test_compare_prints_one_line_per_run(tmp_path, capsys):
+    for variant in ("ga", "ga-adaptive"):
+        out = tmp_path / variant
+        args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--seed", "1"]
+        assert main([*args, "--variant", variant, "--out", str(out), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "ga"), str(tmp_path / "ga-adaptive")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("digits, network [64, 20, 2], seed 1")
+    assert lines[1].split() == [
+        "run",
+        "method",
+        "test",
+        "acc",
+        "train",
+        "acc",
+        "sparsity",
+        "seconds",
+    ]
+    assert lines[2].split()[1] == "ga" and lines[3].split()[1] == "ga-adaptive"
+    assert len(lines) == 4
+
+
+def test_compare_of_an_unfinished_run_is_one_line(tmp_path, capsys):
+    assert main(["compare", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no result.json" in err[0]
