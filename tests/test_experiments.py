@@ -40,7 +40,7 @@ from evoprune.experiments.figures import (
 )
 from evoprune.experiments.tables import summarise
 
-SHIPPED = ["fig3", "fig4", "fig5", "fig6", "fig7", "fig9", "fig10", "fig11"]
+SHIPPED = ["fig1", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "fig11", "hessian"]
 
 
 # -- a stand-in job: deterministic in the job, writes a run folder like the real ones ----------

@@ -1,0 +1,393 @@
+"""The paper's analyses: landscapes, Hessian spectra, the ticket graph, plot history, and their
+report sections. Each checks against a plain reference computation or a hand count."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evoprune.analysis.graph import ticket_graph, write_graph
+from evoprune.analysis.hessian import hessian_spectrum, ticket_hessian
+from evoprune.analysis.landscape import LandscapeConfig, landscape, ticket_landscape
+from evoprune.analysis.params import Selection, masked_state
+from evoprune.errors import EvopruneError
+from evoprune.ga.job import run_ga_job
+from evoprune.masks import MaskSpace
+from evoprune.nets import build_mlp
+from evoprune.results import score_splits
+from evoprune.ticket import Ticket
+
+TINY = {"population": 12, "min_generations": 4, "patience": 2, "max_generations": 4}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Many small products: one thread (two wait on each other when the cores are shared)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ga_run(tmp_path_factory) -> Path:
+    """A real GA ticket on digits-3 (architecture A), loss objective, as `evoprune search` writes it."""
+    out = tmp_path_factory.mktemp("ga") / "run"
+    job = {"method": "ga", "dataset": "digits", "classes": 3, "arch": "A", "seed": 1,
+           "objective": "loss", **TINY}  # fmt: skip
+    run_ga_job(job, out)
+    return out
+
+
+def _conv_net() -> nn.Module:
+    torch.manual_seed(0)  # only to make the test module; the analyses take it as given
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 3)
+    ).requires_grad_(False)  # fmt: skip
+
+
+# -- landscape -----------------------------------------------------------------------------------
+
+
+def test_landscape_centre_equals_the_tickets_training_metrics(ga_run):
+    r = json.loads((ga_run / "result.json").read_text())
+    L = ticket_landscape(Ticket.load(ga_run / "ticket.npz"), config=LandscapeConfig(grid=7))
+    c = 3
+    assert L.loss.shape == L.accuracy.shape == (7, 7)
+    assert L.delta[c] == 0.0 and L.eta[c] == 0.0
+    assert L.loss[c, c] == r["train_loss"] and L.accuracy[c, c] == r["train_accuracy"]
+    # the batched forward at the centre agrees up to float32 summation order
+    assert abs(L.info["batched_centre_loss"] - r["train_loss"]) < 1e-5
+    assert L.loss.std() > 0  # the other points moved
+
+
+def _plain_point(model, mask, X, y, d1, d2, delta, eta):
+    """Reference: copy the masked model, add delta*d1 + eta*d2 in place, forward, score."""
+    net = copy.deepcopy(model)
+    per = MaskSpace(model).split(mask)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name in per:
+                p.mul_(per[name].to(p.dtype))
+            if name in d1:
+                p.add_(delta * d1[name] + eta * d2[name])
+        logits = net(X).double()
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).double().mean().item()
+
+
+@pytest.mark.parametrize("directions", ["gaussian", "filter", "uniform"])
+@pytest.mark.parametrize("params", ["surviving", "surviving+bias", "all"])
+def test_landscape_equals_a_plain_forward_at_every_point(directions, params):
+    from evoprune.analysis.landscape import directions as make_directions
+
+    model = build_mlp([3, 6, 4, 3], seed=2)
+    gen = torch.Generator().manual_seed(5)
+    mask = torch.rand(MaskSpace(model).n_bits, generator=gen) < 0.6
+    X, y = torch.randn(80, 3, generator=gen), torch.randint(0, 3, (80,), generator=gen)
+    cfg = LandscapeConfig(grid=5, span=0.7, directions=directions, params=params, seed=3)
+    L = landscape(model, mask, X, y, cfg)
+    sel = Selection(model, mask, params)
+    d1, d2 = make_directions(masked_state(model, mask, torch.float32), sel, directions, 3)
+    for name, d in d1.items():  # nothing moves outside the selection
+        where = next(m.where for m in sel.moving if m.name == name)
+        assert torch.all(d[~where] == 0) and torch.all(d2[name][~where] == 0)
+    for i, j in [(0, 0), (1, 3), (4, 2), (2, 4)]:
+        loss, acc = _plain_point(model, mask, X, y, d1, d2, float(L.delta[i]), float(L.eta[j]))
+        assert abs(L.loss[i, j] - loss) < 1e-5 and L.accuracy[i, j] == acc
+
+
+def test_filter_directions_have_the_filters_norms():
+    from evoprune.analysis.landscape import directions as make_directions
+
+    model = build_mlp([4, 5, 2], seed=0)
+    mask = torch.ones(MaskSpace(model).n_bits, dtype=torch.bool)
+    state = masked_state(model, mask, torch.float32)
+    d1, _ = make_directions(state, Selection(model, mask, "surviving"), "filter", 0)
+    for name, d in d1.items():
+        assert torch.allclose(d.norm(dim=1), state[name].norm(dim=1), rtol=1e-5)
+
+
+def test_landscape_same_seed_same_grid_other_seed_other_grid():
+    model = build_mlp([2, 8, 2], seed=0)
+    X, y = torch.randn(50, 2), torch.randint(0, 2, (50,))
+    mask = torch.ones(32, dtype=torch.bool)
+    a = landscape(model, mask, X, y, LandscapeConfig(grid=5, seed=1))
+    b = landscape(model, mask, X, y, LandscapeConfig(grid=5, seed=1))
+    c = landscape(model, mask, X, y, LandscapeConfig(grid=5, seed=2))
+    assert np.array_equal(a.loss, b.loss) and not np.array_equal(a.loss, c.loss)
+
+
+def test_landscape_on_a_custom_conv_module():
+    model = _conv_net()
+    space = MaskSpace(model)
+    mask = torch.rand(space.n_bits, generator=torch.Generator().manual_seed(1)) < 0.7
+    X, y = torch.randn(40, 1, 6, 6), torch.randint(0, 3, (40,))
+    L = landscape(model, mask, X, y, LandscapeConfig(grid=5, directions="filter"))
+    exact = score_splits(model, mask, {"train": (X, y)})
+    assert L.loss[2, 2] == exact["train_loss"] and L.accuracy[2, 2] == exact["train_accuracy"]
+    assert L.n_params == int(mask.sum())
+
+
+# -- Hessian -------------------------------------------------------------------------------------
+
+
+def _dense_reference(model, mask, X, y, biases=False):
+    """torch.autograd.functional.hessian of the mean cross-entropy over the kept weights."""
+    per = MaskSpace(model).split(mask)
+    names = dict(model.named_parameters())
+    moving = [n for n in names if n in per or (biases and n.endswith("bias"))]
+    where = {n: per[n] if n in per else torch.ones_like(names[n], dtype=torch.bool) for n in moving}
+    base = {n: (p.detach().double() * per[n] if n in per else p.detach().double())
+            for n, p in names.items()}  # fmt: skip
+    flat = torch.cat([base[n][where[n]] for n in moving])
+
+    def loss(v):
+        state, i = dict(base), 0
+        for n in moving:
+            k = int(where[n].sum())
+            w = base[n].clone()
+            w[where[n]] = v[i : i + k]
+            state[n], i = w, i + k
+        return F.cross_entropy(torch.func.functional_call(model, state, (X.double(),)), y)
+
+    H = torch.autograd.functional.hessian(loss, flat)
+    return np.sort(np.linalg.eigvalsh(H.numpy()))[::-1]
+
+
+@pytest.mark.parametrize("biases", [False, True])
+def test_lanczos_and_dense_equal_the_autograd_hessian(biases):
+    model = build_mlp([4, 10, 3], seed=4)
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(MaskSpace(model).n_bits, generator=gen) < 0.7
+    X, y = torch.randn(150, 4, generator=gen), torch.randint(0, 3, (150,), generator=gen)
+    ref = _dense_reference(model, mask, X, y, biases)
+    dense = hessian_spectrum(model, mask, X, y, biases=biases)
+    assert dense.method == "dense" and dense.n_params == len(ref)
+    np.testing.assert_allclose(dense.eigenvalues, ref, rtol=1e-8, atol=1e-10)
+    top = hessian_spectrum(model, mask, X, y, biases=biases, top=5, method="lanczos")
+    assert top.method == "lanczos" and list(top.eigenvalues) == sorted(
+        top.eigenvalues, reverse=True
+    )
+    np.testing.assert_allclose(top.eigenvalues, ref[:5], rtol=1e-7)
+
+
+def test_hessian_of_a_saved_ticket_and_of_a_conv_module(ga_run):
+    t = Ticket.load(ga_run / "ticket.npz")
+    h = ticket_hessian(t, top=3, method="lanczos")
+    assert h.n_params == int(t.mask.sum()) and len(h.eigenvalues) == 3
+    r = json.loads((ga_run / "result.json").read_text())
+    assert abs(h.loss_value - r["train_loss"]) < 1e-5  # the same loss, in float64
+    model = _conv_net()
+    mask = torch.ones(MaskSpace(model).n_bits, dtype=torch.bool)
+    X, y = torch.randn(30, 1, 6, 6), torch.randint(0, 3, (30,))
+    conv = hessian_spectrum(model, mask, X, y)
+    np.testing.assert_allclose(
+        conv.eigenvalues, _dense_reference(model, mask, X, y), rtol=1e-7, atol=1e-10
+    )
+
+
+# -- ticket graph --------------------------------------------------------------------------------
+
+
+def test_graph_frequencies_equal_a_hand_count(tmp_path):
+    # layers [2, 3, 2]: bits 0-5 are layer 0 (out 3 x in 2, row-major), bits 6-11 layer 1 (2 x 3)
+    a = Ticket(
+        mask=torch.tensor([1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0], dtype=torch.bool), layers=[2, 3, 2]
+    )
+    b = Ticket(
+        mask=torch.tensor([1, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1], dtype=torch.bool), layers=[2, 3, 2]
+    )
+    g = ticket_graph([a, b])
+    # hand count: connection (unit o <- input i) kept by a, by b
+    assert g.frequency[0].tolist() == [[1.0, 0.5], [0.5, 1.0], [0.0, 0.0]]
+    assert g.frequency[1].tolist() == [[0.5, 1.0, 0.5], [0.0, 0.0, 0.5]]
+    paths = write_graph(g, tmp_path / "g.png")
+    csv = pd.read_csv(paths["csv"])
+    row = csv[(csv.layer == 1) & (csv.source == 1) & (csv.target == 0)].iloc[0]
+    assert row.frequency == 1.0 and row.kept_in == 2 and row.n_tickets == 2
+    assert len(csv) == 12 and paths["png"].stat().st_size > 1000
+    with pytest.raises(EvopruneError, match="different architectures"):
+        ticket_graph([a, Ticket(mask=torch.ones(8, dtype=torch.bool), layers=[2, 2, 2])])
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+
+def test_cli_commands_write_their_files(ga_run, tmp_path, capsys):
+    from evoprune.cli import main
+
+    ticket = str(ga_run / "ticket.npz")
+    assert main(["analyze", "landscape", ticket, "--grid", "5", "--out", str(tmp_path / "l")]) == 0
+    z = np.load(tmp_path / "l" / "landscape.npz")
+    assert z["loss"].shape == (5, 5) and z["delta"].shape == (5,)
+    assert {p.name for p in (tmp_path / "l").iterdir()} >= {
+        "landscape.csv",
+        "landscape.png",
+        "landscape.json",
+    }
+    assert main(["analyze", "hessian", ticket, "--top", "4", "--out", str(tmp_path / "h")]) == 0
+    h = json.loads((tmp_path / "h" / "hessian.json").read_text())
+    assert h["method"] == "lanczos" and len(h["eigenvalues"]) == 4 and "cross-entropy" in h["loss"]
+    assert h["eigenvalues"] == sorted(h["eigenvalues"], reverse=True)
+    assert main(["analyze", "graph", ticket, "--out", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.csv").is_file()
+    assert main(["plot", "history", str(ga_run), "--out", str(tmp_path / "hist.png")]) == 0
+    assert (tmp_path / "hist.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["analyze", "landscape", "{t}", "--grid", "6", "--out", "{o}"],
+        ["analyze", "landscape", "{t}", "--span", "0", "--out", "{o}"],
+        ["analyze", "landscape", "missing.npz", "--out", "{o}"],
+        ["analyze", "landscape", "{t}", "--dataset", "moons", "--out", "{o}"],
+        ["analyze", "hessian", "{t}", "--top", "0", "--out", "{o}"],
+        ["analyze", "hessian", "{t}", "--method", "lanczos", "--top", "100000", "--out", "{o}"],
+        ["analyze", "graph", "{r}", "--out", "{o}/g.png"],
+        ["analyze", "graph", "{t}", "--out", "{o}/g.svg"],
+        ["plot", "history", "{o}"],
+        ["analyze", "landscape", "{t}", "--directions", "sideways", "--out", "{o}"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, ga_run, tmp_path, capsys):
+    from evoprune.cli import main
+
+    out = tmp_path / "out"
+    args = [a.format(t=ga_run / "ticket.npz", r=ga_run, o=out) for a in argv]
+    with pytest.raises(SystemExit) if "sideways" in argv else _no_raise():
+        code = main(args)
+        assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("evoprune ") and "error" in err and "\n" not in err
+    assert not (out / "landscape.npz").exists() and not (out / "hessian.json").exists()
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# -- sweeps and the report -----------------------------------------------------------------------
+
+SPECS = {
+    "fig1": """
+        name: fig1
+        figure: fig1
+        grid: {dataset: [digits], classes: [3], arch: [A], arm: [{label: GA, method: ga, objective: loss}]}
+        profiles: {quick: {seeds: 3, budget: {ga: BUDGET}}}
+    """,
+    "fig4": """
+        name: fig4
+        figure: fig4
+        grid: {dataset: [digits], classes: [3], arch: [A], arm: [{label: GA, method: ga, objective: loss}]}
+        profiles: {quick: {seeds: 1, budget: {ga: BUDGET}}}
+    """,
+    "fig8": """
+        name: fig8
+        figure: fig8
+        grid: {dataset: [digits], classes: [3], arch: [A],
+               arm: [{label: GA, method: ga, objective: loss, analyze: [landscape]}]}
+        profiles: {quick: {seeds: 1, budget: {ga: BUDGET}}}
+    """,
+    "hessian": """
+        name: hessian
+        figure: hessian
+        grid: {dataset: [digits], classes: [2], arch: [A],
+               arm: [{label: normalised, method: ga, objective: loss, normalize: true, analyze: [hessian]},
+                     {label: raw, method: ga, objective: loss, normalize: false, analyze: [hessian]}]}
+        profiles: {quick: {seeds: 2, budget: {ga: BUDGET}}}
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def analysis_sweep(tmp_path_factory) -> Path:
+    """A small real sweep (GA runs with tiny budgets) with one spec per analysis."""
+    from evoprune.experiments import load_spec, run_sweep
+    from evoprune.experiments.executors import execute_run
+
+    class InlineExecutor:  # runs the jobs in this process
+        name = "inline"
+
+        def run(self, fn, jobs):
+            for i, job in enumerate(jobs):
+                yield i, execute_run(fn, job, threads=None)
+
+        def close(self):
+            pass
+
+    root = tmp_path_factory.mktemp("sweep")
+    budget = json.dumps({**TINY, "post_prune": False})
+    specs = []
+    for name, text in SPECS.items():
+        path = root / f"{name}.yaml"
+        path.write_text(textwrap.dedent(text).replace("BUDGET", budget))
+        specs.append(load_spec(path))
+    out = root / "runs"
+    s = run_sweep(specs, "quick", out, executor=InlineExecutor(), progress=False)
+    assert s.failed == 0, s.errors
+    return out
+
+
+def test_graph_of_a_sweep_cell_equals_its_tickets(analysis_sweep, tmp_path):
+    from evoprune.cli import main
+
+    png = tmp_path / "cell.png"
+    assert main(["analyze", "graph", str(analysis_sweep), "--dataset", "digits", "--arch", "A",
+                 "--label", "GA", "--classes", "3", "--out", str(png)]) == 0  # fmt: skip
+    tickets = [Ticket.load(p) for p in sorted(analysis_sweep.glob("runs/*/ticket.npz"))]
+    tickets = [
+        t for t in tickets if t.dataset.get("classes") == 3 and t.metrics.get("objective") == "loss"
+    ]
+    csv = pd.read_csv(png.with_suffix(".csv"))
+    assert csv["n_tickets"].iloc[0] >= 3  # fig1's 3 seeds (fig4's run shares seed 0's key)
+    by_hand = ticket_graph(
+        [t for t in tickets if len(t.mask) == 64 * 20 + 20 * 3][: csv["n_tickets"].iloc[0]]
+    )
+    assert by_hand.n_tickets == csv["n_tickets"].iloc[0]
+
+
+def test_report_shows_every_analysis_section_in_headless_chromium(analysis_sweep, tmp_path):
+    from test_experiments import CHROMIUM_FLAGS, COUNT_IMAGES, _chromium
+
+    from evoprune.experiments import build_report
+
+    summary = build_report([analysis_sweep], tmp_path / "report.html")
+    page = summary.path.read_text()
+    assert set(summary.figures) == {"fig1", "fig4", "fig8", "hessian"}
+    for section in ("fig1", "fig4", "fig8", "hessian"):
+        assert f"<h2 id='{section}'>" in page
+    assert "class='scroll'" in page and "overflow-x:auto" in page
+    assert "issue" not in page.lower().split("<h2 id='provenance'>")[0]
+    assert "arXiv 2508.08877" in page
+    assert "train_loss (result.json)" in page  # the landscape's centre against the run's metrics
+    assert "median λ1 raw vs normalised" in page  # the Hessian claim was checked
+
+    browser = _chromium()
+    checked = tmp_path / "checked.html"
+    checked.write_text(summary.path.read_text().replace("</body>", COUNT_IMAGES + "</body>"))
+    common = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(
+        [*common, "--virtual-time-budget=5000", "--dump-dom", checked.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    found = dict(
+        kv.split("=") for kv in dom.stdout.split('data-check="')[1].split('"')[0].split(";")
+    )
+    assert int(found["images"]) == len(summary.figures) == 4
+    assert found["loaded"] == found["images"]
+    assert int(found["tables"]) == summary.tables
