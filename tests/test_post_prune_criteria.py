@@ -82,6 +82,15 @@ def test_strict_criteria_equal_the_plain_walk(criterion, layers, seed):
     assert report.accuracy_after >= report.accuracy_before
 
 
+@pytest.mark.parametrize(("layers", "seed"), [([6, 16, 2], 0), ([8, 12, 4], 1), ([5, 9, 7, 3], 2)])
+def test_incremental_accuracy_loss_walk_equals_the_batched_one(layers, seed):
+    net, ev, mask, X, y = setup(layers, seed, density=0.8, n=300)
+    incremental, report = post_prune(ev, mask, "accuracy-loss")
+    batched, _ = prune_module._GuardedWalk(ev, "accuracy-loss", 0).run(mask)
+    assert torch.equal(incremental, batched)
+    assert report.criterion == "accuracy-loss" and report.bits_after < report.bits_before
+
+
 @pytest.mark.parametrize("criterion", STRICT)
 def test_strict_criteria_keep_their_invariants(criterion):
     net, ev, mask, X, y = setup([8, 20, 3], 5, density=0.9, n=400)

@@ -7,7 +7,8 @@ That criterion (``"accuracy"``) is the default and is computed as described belo
 training sets it can trade test accuracy for sparsity: a removal that keeps the training
 accuracy may still move the decision boundary (one sample turns right, another wrong, or
 margins shrink). Stricter criteria, all walked the same way (set bits in order, each judged
-against the current mask) through the batched `Evaluator`:
+against the current mask), incrementally on MLP stacks for ``"accuracy-loss"``, else through
+the batched `Evaluator`:
 
 - ``"accuracy-loss"``: the training accuracy does not drop *and* the training cross-entropy
   does not rise (by more than float32 rounding, `LOSS_SLACK` per sample);
@@ -87,15 +88,13 @@ def post_prune(
     True
     """
     mask = mask.detach().clone().to(device="cpu", dtype=torch.bool)
-    if criterion != "accuracy":
-        if criterion not in POST_PRUNE_CRITERIA:
-            raise EvopruneError(
-                f"post_prune_criterion: expected one of {', '.join(POST_PRUNE_CRITERIA)}, "
-                f"got {criterion!r}"
-            )
-        return _GuardedWalk(evaluator, criterion, seed).run(mask)
-    if is_mlp_stack(evaluator.model):
-        pruned, report = _IncrementalWalk(evaluator, mask).run()
+    if criterion not in POST_PRUNE_CRITERIA:
+        raise EvopruneError(
+            f"post_prune_criterion: expected one of {', '.join(POST_PRUNE_CRITERIA)}, "
+            f"got {criterion!r}"
+        )
+    if is_mlp_stack(evaluator.model) and criterion in ("accuracy", "accuracy-loss"):
+        pruned, report = _IncrementalWalk(evaluator, mask, criterion).run()
         if report.accuracy_after >= report.accuracy_before:
             return pruned, report
         warnings.warn(  # never seen: a safety net should the rounding bound ever fail
@@ -103,6 +102,8 @@ def post_prune(
             RuntimeWarning,
             stacklevel=2,
         )
+    if criterion != "accuracy":
+        return _GuardedWalk(evaluator, criterion, seed).run(mask)
     return _speculative_walk(evaluator, mask)
 
 
@@ -256,8 +257,9 @@ class _IncrementalWalk:
     evaluator judges every candidate: its exact status may change under any removal.
     """
 
-    def __init__(self, evaluator: Evaluator, mask: torch.Tensor):
-        self.evaluator, self.mask = evaluator, mask
+    def __init__(self, evaluator: Evaluator, mask: torch.Tensor, criterion: str = "accuracy"):
+        self.evaluator, self.mask, self.criterion = evaluator, mask, criterion
+        self.loss_slack = LOSS_SLACK * len(evaluator.y)  # as `_GuardedWalk`'s
         self.layers = FastMLP(evaluator.model, evaluator.space).layers
         self.masked = []  # (out, in) float64 weights under the current mask
         for layer in self.layers:
@@ -329,6 +331,7 @@ class _IncrementalWalk:
             accuracy_before=start_accuracy,
             accuracy_after=self._score(mask),
             evaluations=self.evaluations,
+            criterion=self.criterion,
         )
         return mask, report
 
@@ -371,6 +374,9 @@ class _IncrementalWalk:
             passed = self._score(trial) >= self._score(mask)
         else:
             passed = n_right >= np.count_nonzero(self.right[changed])
+        if passed and self.criterion == "accuracy-loss":  # and the cross-entropy must not rise
+            y = self.y[changed]
+            passed = _ce(logits, y) <= _ce(self.pre[last][:, changed], y) + self.loss_slack
         if not passed:
             return False
         undecided = np.abs(margin) <= tol
@@ -385,6 +391,13 @@ class _IncrementalWalk:
                 self.pre[j][:, changed] = self.masked[j] @ self.acts[j][:, changed] + self.biases[j]
         self.right[changed], self.open[changed] = right, undecided
         return True
+
+
+def _ce(logits: np.ndarray, y: np.ndarray) -> float:
+    """Summed cross-entropy of logits ``(C, r)`` with labels ``(r,)`` (float64)."""
+    top = logits.max(0)
+    lse = top + np.log(np.exp(logits - top).sum(0))
+    return float((lse - logits[y, np.arange(logits.shape[1])]).sum())
 
 
 def _support(v: np.ndarray) -> np.ndarray | slice:
