@@ -256,3 +256,39 @@ def test_shift_on_non_square_data_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "square" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r" / "result.json").exists()
+
+
+def _fake_runs():
+    import pandas as pd
+
+    rows = []
+    for seed, base in ((0, 0.97), (1, 0.96)):
+        pruned = [{"method": "logistic", "fraction": 0.5, "test_accuracy": base - 0.005},
+                  {"method": "random", "fraction": 0.5, "test_accuracy": 0.8},
+                  {"method": "train-small", "fraction": 0.5, "test_accuracy": base - 0.01}]  # fmt: skip
+        result = {"test_accuracy_dense": base, "target_fraction": None, "pruned": pruned}
+        rows.append({"spec": "selection", "dataset": "mnist", "seed": seed, "label": "logistic",
+                     "result": json.dumps(result)})  # fmt: skip
+        target = {"test_accuracy_dense": None, "target_fraction": 0.5,
+                  "pruned": [{"method": "logistic", "fraction": 0.5, "test_accuracy": base}]}  # fmt: skip
+        rows.append({"spec": "selection", "dataset": "mnist", "seed": seed,
+                     "label": "logistic (target)", "result": json.dumps(target)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_prepare_selection_summarises_each_method_and_names_the_target_mode():
+    from evoprune.experiments.selection import prepare_selection, table_selection, targets_table
+
+    frame = prepare_selection(_fake_runs())
+    got = {(r.method, r.fraction): (round(r.mean, 6), r.n) for r in frame.itertuples()}
+    assert got == {
+        ("dense", 0.0): (0.965, 2),
+        ("logistic", 0.5): (0.96, 2),
+        ("logistic (target)", 0.5): (0.965, 2),
+        ("random", 0.5): (0.8, 2),
+        ("train-small", 0.5): (0.955, 2),
+    }
+    table = targets_table(_fake_runs())
+    assert table["target holds"].tolist() == [True]  # 0.96 >= 0.965 - 0.01
+    wide = table_selection(frame)
+    assert wide.loc[1, "the paper (MNIST)"] == "88.3%" and wide.loc[1, "logistic"] == "96.00%"

@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-mass", type=float, help="logistic's upper clip (default 4)")
     p.add_argument(
         "--levels",
-        default="0.35,0.5,0.7,0.8,0.9",
-        help="fractions of hidden neurons to remove (default 0.35,0.5,0.7,0.8,0.9)",
+        help="fractions of hidden neurons to remove (default 0.35,0.5,0.7,0.8,0.9; with "
+        "--target-fraction: that fraction)",
     )
     p.add_argument(
         "--target-fraction",

@@ -18,6 +18,7 @@ from evoprune.experiments.beyond import draw_case_bars, draw_scale
 
 from evoprune.experiments.analyses import draw_fig1, draw_fig8, draw_hessian
 from evoprune.experiments.pruning_figures import draw_pruning
+from evoprune.experiments.selection import draw_fraction_lines
 
 METRIC_NAMES = {
     "test_accuracy": "test accuracy",
@@ -177,6 +178,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame, str], Figure]] = {
     "landscape": draw_fig8,
     "spectra": draw_hessian,
     "pruning": draw_pruning,
+    "fraction_lines": draw_fraction_lines,
 }
 
 

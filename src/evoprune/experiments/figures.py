@@ -25,6 +25,7 @@ from evoprune.experiments.analyses import (
 )
 from evoprune.experiments.beyond import prepare_beyond, prepare_scale
 from evoprune.experiments.pruning_figures import prepare_pruning, table_pruning
+from evoprune.experiments.selection import prepare_selection, table_selection
 from evoprune.experiments.tables import summarise
 
 # history.csv column -> the name the paper's Fig. 4 gives the curve
@@ -264,4 +265,5 @@ FIGURES: dict[str, Figure] = {
         table=table_hessian,
     ),
     "pruning": Figure("Extreme-sparsity pruning (SUNZ 2026)", prepare_pruning, "pruning", "Test macro-F1 against sparsity without and after fine-tuning (line style: EC), layer densities and pruning seconds at the highest sparsity.", table=table_pruning),  # fmt: skip
+    "selection": Figure("Pruning as evolution (Shah & Khan, arXiv 2601.10765)", prepare_selection, "fraction_lines", "Mean test accuracy (95% CI band) against the share of hidden neurons removed: each dynamic hard-pruned, its target mode, the post-hoc controls on the dense network, the MLP trained small; stars: the paper (full MNIST).", table=table_selection),  # fmt: skip
 }

@@ -15,6 +15,7 @@ import pandas as pd
 
 from evoprune.experiments.analyses import CLAIM_ROWS
 from evoprune.experiments.pruning_figures import CLAIM_ROWS as PRUNING_CLAIMS
+from evoprune.experiments.selection import SELECTION_CLAIMS
 
 GA_METHODS = ("ga", "ga-adaptive")
 
@@ -133,6 +134,7 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     *(Claim(figure, text, check) for figure, text, check in CLAIM_ROWS),
     *(Claim(figure, text, check) for figure, text, check in PRUNING_CLAIMS),
+    *(Claim(figure, text, check) for figure, text, check in SELECTION_CLAIMS),
 )
 
 

@@ -5,7 +5,7 @@ Besides the common keys (see `evoprune.jobkeys`; ``arch`` defaults to the paper'
 `SelectionConfig` (``dynamics``, ``fitness``, ``smoothing``, ``normalization``, ``eta``, ``rate``,
 ``extinction``, ``max_mass``, ``target_fraction``, ``target_epoch``, ``ranking``), of `TrainConfig`
 (``epochs``, ``batch_size``, ``lr``, ``augment``, ``max_shift``), ``levels`` (fractions of hidden
-units removed, default 0.35,0.5,0.7,0.8,0.9), ``controls`` (default all of `CONTROLS`, or
+units removed, default 0.35,0.5,0.7,0.8,0.9, or the target fraction in target mode), ``controls`` (default all of `CONTROLS`, or
 "none") and ``threads`` (torch threads, default 1).
 
 The folder: ``result.json`` (last), ``history.csv`` (one row per epoch), ``network.npz`` (the
@@ -68,10 +68,11 @@ def _typed(job: dict[str, Any], cls: type) -> dict[str, Any]:
     return out
 
 
-def parse_levels(value: Any) -> list[float]:
-    """Levels from a list or a comma-separated string; each a fraction in (0, 1)."""
+def parse_levels(value: Any, target: float | None = None) -> list[float]:
+    """Levels from a list or a comma-separated string; each a fraction in (0, 1). Default: the
+    target fraction in target mode, else `DEFAULT_LEVELS`."""
     if value is None:
-        return list(DEFAULT_LEVELS)
+        return [target] if target is not None else list(DEFAULT_LEVELS)
     parts = value.split(",") if isinstance(value, str) else list(value)
     try:
         levels = [float(p) for p in parts if str(p).strip()]
@@ -115,7 +116,7 @@ def selection_settings(
     return (
         config,
         train_config,
-        parse_levels(job.get("levels")),
+        parse_levels(job.get("levels"), config.target_fraction),
         parse_controls(job.get("controls")),
     )
 
