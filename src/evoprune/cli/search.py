@@ -68,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a ticket's masked network as a torch state_dict")
     p.add_argument("ticket", type=Path)
     p.add_argument("--out", type=Path, required=True, help="output .pt file")
+    p.add_argument(
+        "--fraction",
+        type=float,
+        help="for a selection-prune run (its folder): remove this share of hidden neurons, "
+        "lowest masses first (default: only the extinct ones)",
+    )
     p.set_defaults(run=run_export)
 
     p = sub.add_parser("datasets", help="list the built-in datasets")
@@ -201,6 +207,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from evoprune.ticket import Ticket, export_state_dict
 
+    if args.ticket.is_dir() or args.ticket.name == "network.npz":  # a selection-prune run
+        from evoprune.cli.selection import run_export_selection
+
+        return run_export_selection(args)
     ticket = Ticket.load(args.ticket)
     export_state_dict(ticket, args.out)
     print(f"wrote {args.out} (layers {ticket.layers}, sparsity {ticket.sparsity:.3f})")
