@@ -150,3 +150,52 @@ def draw_run_figures(
         write_atomic(
             Path(out) / filename, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=90)
         )
+
+
+def draw_dynamics_trajectories(runs: Sequence[str | Path], sample: int = 48):
+    """One row per run folder (e.g. the three dynamics with their default rates, one seed): every
+    sampled neuron's mass over the epochs, per layer, and the share extinct (dashed)."""
+    import json
+
+    from matplotlib.figure import Figure
+
+    loaded = []
+    for folder in runs:
+        folder = Path(folder)
+        result = json.loads((folder / "result.json").read_text())
+        with np.load(folder / "masses.npz") as npz:
+            loaded.append((result, npz["masses"], [int(s) for s in npz["sizes"]]))
+    n_layers = max(len(sizes) for _, _, sizes in loaded)
+    fig = Figure(figsize=(4.2 * n_layers, 2.8 * len(loaded) + 0.5), layout="constrained")
+    axes = fig.subplots(len(loaded), n_layers, squeeze=False)
+    for row, (result, snaps, sizes) in enumerate(loaded):
+        starts = np.cumsum([0, *sizes])
+        for layer in range(len(sizes)):
+            ax = axes[row][layer]
+            block = snaps[:, starts[layer] : starts[layer + 1]]
+            pick = np.linspace(0, block.shape[1] - 1, min(sample, block.shape[1])).astype(int)
+            ax.plot(np.arange(len(snaps)), block[:, pick], lw=0.6, alpha=0.6)
+            twin = ax.twinx()
+            twin.plot(np.arange(len(snaps)), (block == 0).mean(axis=1), "k--", lw=1.4)
+            twin.set_ylim(0, 1)
+            rate = result["eta"] * result["updates"]
+            ax.set_title(
+                f"{result['dynamics']} (rate {rate:.0f}), layer {layer + 1}: "
+                f"{int((block[-1] == 0).sum())}/{block.shape[1]} extinct",
+                fontsize=8,
+            )
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.set_ylabel("mass", fontsize=8)
+    fig.suptitle("Mass trajectories with the default rates (dashed: share extinct)", fontsize=10)
+    return fig
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="mass trajectories of selection-prune runs")
+    ap.add_argument("runs", nargs="+", help="run folders (each with result.json, masses.npz)")
+    ap.add_argument("--out", required=True, help="PNG file")
+    args = ap.parse_args()
+    draw_dynamics_trajectories(args.runs).savefig(args.out, dpi=90)
+    print(f"wrote {args.out}")
