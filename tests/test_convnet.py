@@ -84,7 +84,11 @@ def test_conv_local_search_scores_flips_exactly_and_only_improves(device):
     net = build_convnet(10, "signed-constant", seed=5)
     X, y = images(24, 5)
     cfg = ConvSearchConfig(max_passes=1, rank_samples=24, seed=5, device=device)
-    res = conv_local_search(net, X, y, cfg)
+    X_test, y_test = images(30, 50)
+    res = conv_local_search(net, X, y, cfg, X_test=X_test, y_test=y_test)
+    test_logits = forward_one(net, MaskSpace(net), res.mask, X_test)
+    test_acc = float((test_logits.argmax(1) == y_test).double().mean())
+    assert res.history[-1]["test_accuracy"] == pytest.approx(test_acc)
     losses = [res.metrics["start_train_loss"]] + [h["train_loss"] for h in res.history]
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False))  # every pass improves
     # the final loss is that of a plain forward of the returned mask

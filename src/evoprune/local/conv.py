@@ -13,8 +13,10 @@ every accepted step is judged exactly again. What makes it affordable:
   conv2 channel, i.e. costs a whole forward per candidate.
 
 For a unit or channel, the flips that lower the loss (or that remove a weight and leave the
-loss unchanged) are sorted, and the best ``batch`` of them are tried together, exactly; the
-batch is halved until the loss improves. Candidates are ranked in float32, accepted on the
+loss unchanged) are sorted, and the list is walked: the next ``batch`` of them are tried
+together, exactly, and accepted when the loss improves, else the batch is halved (a flip that
+fails alone is skipped), for at most ``tries`` exact evaluations. conv2 flips are ranked on
+``rank_samples`` random training samples (redrawn every pass). Candidates are ranked in float32, accepted on the
 float64 state, which is recomputed from the mask after every pass. A pass visits the head's
 units, then conv2's channels, in a seeded random order. It stops after ``max_passes``, a pass
 without an accepted step, or ``time_limit`` seconds. Runs on ``device`` (CPU or CUDA).
@@ -47,10 +49,12 @@ class ConvSearchConfig:
     start_density: float = 0.5  # P(bit = 1) of the random start (edge-popup's 50%)
     max_passes: int = 20  # passes over the head's units and conv2's channels
     batch: int = 64  # most flips of one unit/channel tried together
-    rank_samples: int = 1024  # training samples that rank conv2 flips (acceptance uses all;
+    tries: int = 24  # exact evaluations per unit/channel and pass (walking its ranked flips)
+    rank_samples: int = 512  # training samples that rank conv2 flips (acceptance uses all;
     # memory: rank_samples * 800 * 64 floats)
     chunk: int = 64  # samples per block when ranking (temporaries: chunk * 800 * 64 floats)
     time_limit: float | None = None  # seconds; None: no limit
+    cpu_limit: float | None = None  # CPU seconds of this process (a fair budget on a shared box)
     seed: int = 0
     device: str = "cpu"
 
@@ -59,13 +63,14 @@ class ConvSearchConfig:
             raise EvopruneError(
                 f"start_density: expected a fraction in (0, 1], got {self.start_density}"
             )
-        for name in ("max_passes", "batch", "rank_samples", "chunk"):
+        for name in ("max_passes", "batch", "tries", "rank_samples", "chunk"):
             if getattr(self, name) < 1:
                 raise EvopruneError(
                     f"{name}: expected a positive integer, got {getattr(self, name)}"
                 )
-        if self.time_limit is not None and self.time_limit <= 0:
-            raise EvopruneError(f"time_limit: expected seconds > 0, got {self.time_limit}")
+        for name in ("time_limit", "cpu_limit"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise EvopruneError(f"{name}: expected seconds > 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -181,6 +186,24 @@ class _State:
         self.logits = logits
 
 
+def _out_of_time(config: ConvSearchConfig, start: float, cpu_start: float) -> bool:
+    wall = config.time_limit is not None and time.perf_counter() - start > config.time_limit
+    cpu = config.cpu_limit is not None and time.process_time() - cpu_start > config.cpu_limit
+    return wall or cpu
+
+
+def _accuracy(state: _State, X: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy of the current masks on other data (float64, in chunks)."""
+    correct = 0
+    for i in range(0, len(X), 1024):
+        x = X[i : i + 1024].to(state.y.device, torch.float64).reshape(-1, 1, 28, 28)
+        a1 = F.max_pool2d(torch.relu(F.conv2d(x, state.w1 * state.m1, state.b1)), 2)
+        z2 = F.conv2d(a1, state.w2 * state.m2, state.b2).flatten(2)  # (m, 64, 64)
+        logits = _pool_relu(z2).flatten(1) @ (state.w3 * state.m3).T + state.b3
+        correct += int((logits.argmax(1).cpu() == y[i : i + 1024]).sum())
+    return correct / len(X)
+
+
 def _pool_relu(z: torch.Tensor) -> torch.Tensor:
     """relu(max-pool 2x2) of 8x8 maps stored flat ``(..., 64)`` -> ``(..., 16)``; the same as
     pooling after the ReLU (both monotone), four times cheaper than ``max_pool2d`` here."""
@@ -191,26 +214,30 @@ def _pool_relu(z: torch.Tensor) -> torch.Tensor:
 
 
 def _descend_unit(
-    deltas: torch.Tensor, mask_row: torch.Tensor, batch: int, try_fn, apply_fn
+    deltas: torch.Tensor, mask_row: torch.Tensor, batch: int, try_fn, apply_fn, tries: int
 ) -> int:
-    """Accept the best flips of one unit: sort the improving ones (and the free removals), try
-    the best `batch` together, halve until the exact loss improves. Returns flips accepted."""
+    """Accept good flips of one unit: sort the improving ones (and the free removals) by their
+    single-flip score, then walk that list: try the next `batch` together, exactly; on success
+    move past them, else halve the batch (a candidate that fails alone is skipped). At most
+    `tries` exact evaluations. Returns the flips accepted."""
     free_removal = (deltas <= 0) & mask_row  # removes a weight, loss not worse (ranked)
     promising = torch.nonzero((deltas < 0) | free_removal).flatten()
-    if len(promising) == 0:
-        return 0
     order = promising[torch.argsort(deltas[promising], stable=True)]
-    k = min(batch, len(order))
-    while k >= 1:
-        chosen = order[:k]
+    pos, k, accepted = 0, batch, 0
+    for _ in range(tries):
+        if pos >= len(order):
+            break
+        chosen = order[pos : pos + k]
         loss, found = try_fn(chosen)
-        if bool(loss < apply_fn.current) or (
-            bool(loss <= apply_fn.current) and bool(mask_row[chosen].all())
-        ):
+        removals_only = bool(mask_row[chosen].all())  # before applying flips them
+        if bool(loss < apply_fn.current) or (removals_only and bool(loss <= apply_fn.current)):
             apply_fn(chosen, found)
-            return k
-        k //= 2
-    return 0
+            pos, accepted = pos + len(chosen), accepted + len(chosen)
+        elif len(chosen) == 1:
+            pos += 1
+        else:
+            k = max(1, len(chosen) // 2)
+    return accepted
 
 
 class _Acceptor:
@@ -231,13 +258,16 @@ def conv_local_search(
     y: torch.Tensor,
     config: ConvSearchConfig | None = None,
     *,
+    X_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
     progress: bool = False,
 ) -> ConvSearchResult:
-    """Search a mask over `model`'s fixed weights that lowers the training cross-entropy."""
+    """Search a mask over `model`'s fixed weights that lowers the training cross-entropy.
+    With `X_test`, `y_test`, every history row also has the test accuracy after that pass."""
     config = config or ConvSearchConfig()
     if not isinstance(model, ConvNet):
         raise EvopruneError("conv_local_search: expected an evoprune.nets.ConvNet")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     device = torch.device(config.device)
     space = MaskSpace(model)
     gen = torch_generator(config.seed, "local/conv")
@@ -267,18 +297,20 @@ def conv_local_search(
             accepted += _descend_unit(
                 state.head_deltas(o), state.m3[o], config.batch,
                 lambda chosen, o=o: (lambda r: (r[0], r))(state.try_head(o, chosen)), acc,
+                config.tries,
             )  # fmt: skip
             flips_scored += state.m3.shape[1]
         rows = torch.randperm(n, generator=gen)[: config.rank_samples].to(device)
         patches = F.unfold(state.a1_32[rows], 5)  # (r, 800, 64), fixed while conv2 is walked
         for c in channels:
-            if config.time_limit and time.perf_counter() - start > config.time_limit:
+            if _out_of_time(config, start, cpu_start):
                 break
             acc = _Acceptor(state, lambda chosen, found, c=c: state.apply_channel(c, found))
             accepted += _descend_unit(
                 state.channel_deltas(c, rows, patches, config.chunk).double(),
                 state.m2[c].reshape(-1),
                 config.batch, lambda chosen, c=c: state.try_channel(c, chosen), acc,
+                config.tries,
             )  # fmt: skip
             flips_scored += 800
         state.refresh()
@@ -292,14 +324,15 @@ def conv_local_search(
                 "accepted": accepted - accepted_before,
                 "flips_scored": flips_scored,
                 "seconds": round(seconds, 4),
+                "cpu_seconds": round(time.process_time() - cpu_start, 4),  # this process only
             }
+            | ({"test_accuracy": _accuracy(state, X_test, y_test)} if X_test is not None else {})
         )
         bar.update(1)
         bar.set_postfix_str(
             f"train acc {train_acc:.4f} flips/s {flips_scored / seconds:,.0f}", refresh=False
         )
-        out_of_time = config.time_limit is not None and seconds > config.time_limit
-        if accepted == accepted_before or out_of_time:
+        if accepted == accepted_before or _out_of_time(config, start, cpu_start):
             break
     bar.close()
     final = space.join(
