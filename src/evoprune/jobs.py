@@ -43,6 +43,8 @@ class Method:
 METHODS: dict[str, Method] = {
     "ga": Method("evoprune.ga.job", "run_ga_job", "GA_KEYS"),
     "ga-adaptive": Method("evoprune.ga.job", "run_ga_job", "GA_KEYS"),
+    "memetic": Method("evoprune.ga.job", "run_ga_job", "GA_KEYS"),
+    "local": Method("evoprune.ga.job", "run_ga_job", "GA_KEYS"),
     "edge-popup": Method("evoprune.baselines.jobs", "run_edge_popup_job", "EDGE_POPUP_KEYS"),
     "backprop": Method("evoprune.baselines.jobs", "run_backprop_job", "BACKPROP_KEYS"),
     "cmaes-synflow": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),

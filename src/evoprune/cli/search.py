@@ -19,7 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     p.add_argument("--arch", default="B", help="A, B, C, D or a layer list like 2,75,2 (default B)")
     p.add_argument("--seed", type=int, default=0, help="run seed (network and search)")
-    p.add_argument("--variant", default="ga", choices=["ga", "ga-adaptive"])
+    p.add_argument(
+        "--variant",
+        default="ga",
+        choices=["ga", "ga-adaptive", "memetic", "local"],
+        help="ga: the paper's GA; memetic: the GA, then exact local search on its best; "
+        "local: exact local search from random masks (default ga)",
+    )
     p.add_argument("--objective", default="accuracy", choices=["accuracy", "loss", "f1"])
     p.add_argument(
         "--init", default="uniform", choices=["uniform", "kaiming-normal", "signed-constant"]
@@ -46,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "accuracy must not drop)",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_local_args(p)
     p.add_argument(
         "--out", type=Path, help="results folder (default runs/search-DATASET-ARCH-SEED)"
     )
@@ -80,6 +87,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_datasets)
     p = sub.add_parser("archs", help="list the architecture shorthands")
     p.set_defaults(run=run_archs)
+
+
+def add_local_args(p: argparse.ArgumentParser) -> None:
+    """Flags of the exact local search (--variant memetic or local)."""
+    g = p.add_argument_group("local search (--variant memetic | local)")
+    g.add_argument(
+        "--ranking",
+        choices=["expansion", "none"],
+        help="order flips by the softmax expansion (mask-gradient based; every acceptance still "
+        "exact) or use exact evaluation only, no derivative (default expansion)",
+    )
+    g.add_argument(
+        "--sparsity-penalty", type=float, help="objective + P * density (default 0.1 for loss)"
+    )
+    g.add_argument("--local-density", type=float, help="density of random starts (default 0.35)")
+    g.add_argument("--starts", type=int, dest="local_starts", help="random starts (default 1)")
+    g.add_argument("--kicks", type=int, help="iterated local search kicks (memetic 20, local 0)")
+    g.add_argument("--kick-bits", type=int, help="bits flipped per kick (default 16)")
+    g.add_argument("--max-passes", type=int, help="passes over all units per descent (default 50)")
+    g.add_argument(
+        "--val-fraction", type=float, help="held-out training slice for early stopping (default 0)"
+    )
+    g.add_argument(
+        "--fixed-sparsity", type=float, help="keep exactly this sparsity per layer (swap moves)"
+    )
+    g.add_argument("--memetic-generations", type=int, help="GA phase cap (default 200)")
+    g.add_argument("--elites", type=int, dest="memetic_elites", help="GA elites searched (default 1)")
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -126,6 +160,11 @@ def _default_out(job: dict[str, Any]) -> Path:
     )
 
 
+LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "kicks", "kick_bits",
+               "max_passes", "val_fraction", "fixed_sparsity", "memetic_generations",
+               "memetic_elites")  # fmt: skip
+
+
 def run_search(args: argparse.Namespace) -> int:
     from evoprune.ga.job import ga_config, run_ga_job
 
@@ -147,6 +186,7 @@ def run_search(args: argparse.Namespace) -> int:
         "post_prune": not args.no_post_prune,
         "post_prune_criterion": args.post_prune_criterion,
         "device": args.device,
+        **{k: getattr(args, k) for k in LOCAL_FLAGS},
     }
     job = {k: v for k, v in job.items() if v is not None}
     ga_config(job)  # validate before touching the disk

@@ -52,6 +52,13 @@ def search(
     True
     """
     config = config or GAConfig()
+    if config.variant in ("memetic", "local"):  # the GA with exact local search, or it alone
+        from evoprune.ga.memetic import memetic_search
+
+        name = objective if isinstance(objective, str) else getattr(objective, "name", objective)
+        return memetic_search(model, X, y, name, config, X_test=X_test, y_test=y_test,
+                              space=space, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                              resume=resume, progress=progress, fingerprint=fingerprint)  # fmt: skip
     objective = get_objective(objective, maximize)
     y = torch.as_tensor(y, dtype=torch.long)
     n_classes = int(y.max()) + 1

@@ -11,7 +11,7 @@ from typing import Any
 
 from evoprune.errors import EvopruneError
 
-VARIANTS = ("ga", "ga-adaptive")
+VARIANTS = ("ga", "ga-adaptive", "memetic", "local")
 # When post-pruning may clear a bit (see `evoprune.ga.prune`); "accuracy" is the paper's.
 POST_PRUNE_CRITERIA = ("accuracy", "accuracy-loss", "no-new-errors", "holdout")
 
@@ -40,8 +40,31 @@ class GAConfig:
     seed: int = 0
     memory_mb: float = 64.0  # bound on one activation tensor during evaluation
     device: str = "cpu"
+    # memetic / local (evoprune.ga.memetic, evoprune.local.search); unused by ga, ga-adaptive
+    ranking: str = "expansion"  # order flips by the softmax expansion, or "none" (exact only)
+    sparsity_penalty: float | None = None  # objective + penalty * density; None: 0.1 for loss
+    local_density: float = 0.35  # density of local's random starts (measured on digits-10 B)
+    local_starts: int = 1  # random starts of `local`
+    kicks: int | None = None  # iterated local search kicks; None: 20 for memetic, 0 for local
+    kick_bits: int = 16  # bits flipped per kick
+    max_passes: int = 50  # passes per descent
+    val_fraction: float = 0.0  # held-out training slice for early stopping (local search)
+    fixed_sparsity: float | None = None  # swap moves at exactly this sparsity per layer
+    memetic_generations: int = 200  # the memetic variant's GA phase: generation cap
+    memetic_elites: int = 1  # distinct best individuals the local search starts from
 
     def __post_init__(self) -> None:
+        if self.variant in ("memetic", "local"):
+            from evoprune.local.search import LocalConfig
+
+            LocalConfig(  # validates the local search's fields with its own messages
+                ranking=self.ranking, sparsity_penalty=self.sparsity_penalty or 0.0,
+                start_density=self.local_density, starts=self.local_starts, kicks=self.kicks or 0,
+                kick_bits=self.kick_bits, max_passes=self.max_passes,
+                val_fraction=self.val_fraction, fixed_sparsity=self.fixed_sparsity,
+            )  # fmt: skip
+            if self.memetic_generations < 1 or self.memetic_elites < 1:
+                raise EvopruneError("memetic_generations and memetic_elites must be positive")
         if self.variant not in VARIANTS:
             raise EvopruneError(
                 f"variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}"

@@ -31,6 +31,18 @@ CONFIG_KEYS = {
     "post_prune_criterion",
     "memory_mb",
     "device",
+    # memetic / local (see GAConfig)
+    "ranking",
+    "sparsity_penalty",
+    "local_density",
+    "local_starts",
+    "kicks",
+    "kick_bits",
+    "max_passes",
+    "val_fraction",
+    "fixed_sparsity",
+    "memetic_generations",
+    "memetic_elites",
 }
 GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
 

@@ -1,0 +1,427 @@
+"""Exact incremental evaluation of single-weight flips in an MLP stack (float64 state).
+
+The masked network's activations on the training set are kept in float64, sample-major:
+``acts[l] (n, in_l)`` is the input of layer l (``acts[0]`` the data) and ``pre[l] (n, out_l)``
+its pre-activation; ``pre[-1]`` are the logits. Flipping connection ``(o, i)`` of layer l adds
+``dw = ±W[o, i]`` to one weight, so only unit o's pre-activation moves, by ``dw * acts[l][:, i]``,
+and only on the samples where input i is nonzero. Through the ReLU that is an activation change
+``da`` of one unit; the next layer's pre-activations move by the rank-1 term ``W[:, o] da``, and
+only the samples where ``da != 0`` go on through the layers above. `unit_deltas` scores every
+flip of one unit's incoming weights that way (compiled, `evoprune.local.kernels`); `try_flips`
+and `apply` do the same for a set of flips of one unit taken together.
+
+The objective, lower is better: mean cross-entropy, minus the accuracy, or minus the macro F1,
+plus ``sparsity_penalty * density``. Exactness follows `evoprune.ga.prune`: each sample's
+margin carries a bound on its float64 rounding error (Higham 2002, eq. 3.5, taken over the
+full, unmasked weights so it holds for every submask); a step that would move a sample whose
+margin is within that bound is never accepted on this arithmetic (`OPEN`). The state is
+rebuilt from the mask by a plain forward (`refresh`) at every pass boundary of the search, so
+rounding never accumulates and a resumed search continues from the very same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from evoprune.fastmlp import is_mlp_stack
+from evoprune.local import kernels as K
+from evoprune.masks import MaskSpace
+
+OBJECTIVE_MODES = {"loss": K.LOSS, "accuracy": K.ACCURACY, "f1": K.F1}
+UNIT_ROUNDOFF = 2.0**-53
+OPEN = np.inf  # the delta of a step whose effect on a near-tied sample is not certain
+
+
+@dataclass(frozen=True)
+class LayerBits:
+    start: int  # first bit of this layer's weight in the genome; -1 if not maskable
+    shape: tuple[int, int]  # (out, in)
+
+
+class MLPState:
+    """The float64 state of one masked MLP on one dataset, with exact flip evaluation.
+
+    >>> rng = np.random.default_rng(0)
+    >>> W = [rng.uniform(-1, 1, (8, 2)), rng.uniform(-1, 1, (2, 8))]
+    >>> b = [rng.uniform(-1, 1, 8), rng.uniform(-1, 1, 2)]
+    >>> X = rng.normal(size=(50, 2)); y = (X[:, 0] > 0).astype(np.int64)
+    >>> st = MLPState(W, b, X, y, "loss", [np.ones((8, 2), bool), np.ones((2, 8), bool)])
+    >>> d = st.unit_deltas(0, 3)
+    >>> bool(abs(st.try_flips(0, 3, [1]) - d[1]) < 1e-12)
+    True
+    """
+
+    def __init__(
+        self,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray],
+        X: np.ndarray,
+        y: np.ndarray,
+        objective: str,
+        mask: list[np.ndarray],
+        maskable: list[bool] | None = None,
+        sparsity_penalty: float = 0.0,
+    ):
+        if objective not in OBJECTIVE_MODES:
+            raise ValueError(f"objective: expected loss, accuracy or f1, got {objective!r}")
+        self.objective, self.mode = objective, OBJECTIVE_MODES[objective]
+        self.W = [np.ascontiguousarray(w, dtype=np.float64) for w in weights]
+        self.b = [np.asarray(v, dtype=np.float64).reshape(-1) for v in biases]
+        self.mask = [
+            np.array(m, dtype=bool).reshape(w.shape) for m, w in zip(mask, self.W, strict=True)
+        ]
+        self.maskable = list(maskable) if maskable is not None else [True] * len(self.W)
+        self.X = np.ascontiguousarray(X, dtype=np.float64).reshape(len(X), -1)
+        self.y = np.asarray(y, dtype=np.int64)
+        self.n, self.C = len(self.y), self.W[-1].shape[0]
+        self.n_maskable = sum(w.size for w, m in zip(self.W, self.maskable, strict=True) if m)
+        self.penalty = float(sparsity_penalty)
+        self.true_n = np.bincount(self.y, minlength=self.C).astype(np.int64)
+        self.tol = self._rounding_bound()
+        self.refresh()
+
+    @classmethod
+    def from_model(
+        cls,
+        model: nn.Module,
+        X: torch.Tensor | np.ndarray,
+        y: torch.Tensor | np.ndarray,
+        objective: str,
+        mask_bits: torch.Tensor | np.ndarray,
+        space: MaskSpace | None = None,
+        sparsity_penalty: float = 0.0,
+    ) -> MLPState:
+        """The state of `model` (an `nn.Sequential` of Linear and ReLU) under the genome
+        `mask_bits` ``(n_bits,)`` in `MaskSpace` order."""
+        if not is_mlp_stack(model):
+            raise ValueError("MLPState needs an nn.Sequential of Linear and ReLU layers")
+        space = space or MaskSpace(model)
+        starts = {p.name: p.start for p in space.params}
+        bits = np.asarray(torch.as_tensor(mask_bits).cpu(), dtype=bool)
+        W, b, masks, maskable = [], [], [], []
+        for idx, module in enumerate(model):
+            if not isinstance(module, nn.Linear):
+                continue
+            w = module.weight.detach().double().cpu().numpy()
+            W.append(w)
+            bias = module.bias
+            b.append(bias.detach().double().cpu().numpy() if bias is not None else np.zeros(len(w)))
+            start = starts.get(f"{idx}.weight")
+            maskable.append(start is not None)
+            masks.append(np.ones(w.shape, bool) if start is None else bits[start : start + w.size])
+        Xn = np.asarray(torch.as_tensor(X).detach().cpu().double().reshape(len(X), -1))
+        yn = np.asarray(torch.as_tensor(y).cpu(), dtype=np.int64)
+        return cls(W, b, Xn, yn, objective, masks, maskable, sparsity_penalty)
+
+    # -- the state ----------------------------------------------------------------------------
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.W)
+
+    def masked(self, li: int) -> np.ndarray:
+        return self.W[li] * self.mask[li]
+
+    def _rounding_bound(self) -> np.ndarray:
+        """Per sample, a bound on |computed - exact| margin valid for every submask and for the
+        updates of one pass (see `evoprune.ga.prune._rounding_bound`; the same argument with
+        the full weights and the pass's at most n_bits updates), doubled for safety."""
+        gamma, bound = 0.0, np.abs(self.X).T
+        for w, b in zip(self.W, self.b, strict=True):
+            k = w.shape[1] + 1
+            gamma += k * UNIT_ROUNDOFF / (1 - k * UNIT_ROUNDOFF)
+            bound = np.abs(w) @ bound + np.abs(b)[:, None]
+        updates = 8 * UNIT_ROUNDOFF * (self.n_maskable + 64)
+        return 2 * (4 * gamma + updates) * bound.max(0)
+
+    def refresh(self) -> None:
+        """Rebuild every activation from the mask with a plain float64 forward."""
+        self.acts, self.pre = [self.X], []
+        for li in range(self.n_layers):
+            z = self.acts[li] @ self.masked(li).T + self.b[li]
+            self.pre.append(z)
+            if li < self.n_layers - 1:
+                self.acts.append(np.maximum(z, 0.0))
+        self._csr: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._version = getattr(self, "_version", 0) + 1  # bumped by every rebuild
+        self._grad: tuple | None = None
+        self._stats(self.pre[-1])
+
+    def _stats(self, logits: np.ndarray) -> None:
+        self.loss_s = _losses(logits, self.y)
+        self.status, self.pred = _statuses(logits, self.y, self.tol, self.mode)
+        self.n_right = int(np.count_nonzero(self.status == 1))
+        self.n_open = int(np.count_nonzero(self.status == 2))
+        self.tp = np.bincount(self.pred[self.pred == self.y], minlength=self.C).astype(np.int64)
+        self.pred_n = np.bincount(self.pred, minlength=self.C).astype(np.int64)
+
+    def csr(self, li: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The nonzeros of layer l's input by feature (rebuilt after the layers below change)."""
+        if li not in self._csr:
+            self._csr[li] = K.csr_by_feature(self.acts[li])
+        return self._csr[li]
+
+    @property
+    def ones(self) -> int:
+        return int(sum(m.sum() for m, ok in zip(self.mask, self.maskable, strict=True) if ok))
+
+    @property
+    def value(self) -> float:
+        """The objective of the current mask, lower is better (see the module docstring)."""
+        return self._primary(0.0, 0, None) + self.penalty * self.ones / self.n_maskable
+
+    def _primary(self, dloss: float, dright: int, dconf: np.ndarray | None) -> float:
+        if self.mode == K.LOSS:
+            return (float(self.loss_s.sum()) + dloss) / self.n
+        if self.mode == K.ACCURACY:
+            return -(self.n_right + dright) / self.n
+        tp, pred_n = self.tp.copy(), self.pred_n.copy()
+        if dconf is not None:
+            tp += dconf[: self.C]
+            pred_n += dconf[self.C :]
+        return -_macro_f1(tp, pred_n, self.true_n)
+
+    def full_value(self) -> float:
+        """The objective by a plain float64 forward from the mask (a reference for tests)."""
+        a = self.X
+        for li in range(self.n_layers):
+            z = a @ self.masked(li).T + self.b[li]
+            a = np.maximum(z, 0.0) if li < self.n_layers - 1 else z
+        if self.mode == K.LOSS:
+            primary = float(_losses(a, self.y).mean())
+        elif self.mode == K.ACCURACY:
+            primary = -float(np.mean(a.argmax(1) == self.y))
+        else:
+            pred = a.argmax(1)
+            tp = np.bincount(pred[pred == self.y], minlength=self.C)
+            primary = -_macro_f1(tp, np.bincount(pred, minlength=self.C), self.true_n)
+        return primary + self.penalty * self.ones / self.n_maskable
+
+    def mask_bits(self, space_layout: list[LayerBits] | None = None) -> np.ndarray:
+        """The genome ``(n_bits,)`` bool: maskable layers' masks, row-major, in layer order."""
+        return np.concatenate(
+            [m.reshape(-1) for m, ok in zip(self.mask, self.maskable, strict=True) if ok]
+        )
+
+    def set_mask_bits(self, bits: np.ndarray) -> None:
+        """Replace the whole mask and rebuild the state."""
+        start = 0
+        for li, ok in enumerate(self.maskable):
+            if ok:
+                size = self.mask[li].size
+                self.mask[li] = np.array(bits[start : start + size], bool).reshape(
+                    self.mask[li].shape
+                )
+                start += size
+        self.refresh()
+
+    # -- single flips ----------------------------------------------------------------------------
+
+    def _unit_inputs(self, li: int, o: int, cand: np.ndarray):
+        dw = np.where(self.mask[li][o, cand], -self.W[li][o, cand], self.W[li][o, cand])
+        zo = np.ascontiguousarray(self.pre[li][:, o])
+        ao = np.ascontiguousarray(self.acts[li + 1][:, o]) if li < self.n_layers - 1 else zo
+        return dw, zo, ao
+
+    def _penalty_delta(self, li: int, o: int, cand: np.ndarray) -> np.ndarray:
+        removing = self.mask[li][o, cand]
+        return np.where(removing, -1.0, 1.0) * self.penalty / self.n_maskable
+
+    def unit_deltas(self, li: int, o: int, ranking: str = "none", cand=None) -> np.ndarray:
+        """The objective change of flipping each incoming bit `cand` (default all) of unit o
+        of layer l, alone: ``(len(cand),)``; `OPEN` where not certain. With ``ranking
+        "expansion"`` (cross-entropy only) an estimate: the 4th-order expansion of the softmax
+        for the last two layers, the first-order mask gradient below them."""
+        cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
+        ptr, rows, vals = self.csr(li)
+        dw, zo, ao = self._unit_inputs(li, o, cand)
+        last = li == self.n_layers - 1
+        relu = not last
+        K.set_threads(len(rows) * len(cand) / max(self.W[li].shape[1], 1) * self.C)
+        out_f = np.zeros(len(cand))
+        if ranking == "expansion" and self.mode == K.LOSS:
+            c = self._expansion_coefficients(li, o)
+            K.unit_expansion(ptr, rows, vals, cand, dw, zo, ao, relu, *c, out_f)
+            return out_f / self.n + self._penalty_delta(li, o, cand)
+        out_i = np.zeros((len(cand), 2 + 2 * self.C), np.int64)
+        st = (self.y, self.tol, self.mode, self.loss_s, self.status, self.pred, out_f, out_i)
+        if last or li == self.n_layers - 2:
+            w = np.eye(self.C)[o] if last else np.ascontiguousarray(self.masked(li + 1)[:, o])
+            K.unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, self.pre[-1], *st)
+        else:
+            wcol = np.ascontiguousarray(self.masked(li + 1)[:, o])
+            rest = [self.masked(k) for k in range(li + 2, self.n_layers)]
+            rest_w = np.concatenate([r.reshape(-1) for r in rest])
+            shape = np.array([r.shape for r in rest], np.int64)
+            rest_b = np.concatenate(self.b[li + 2 :])
+            K.unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, self.pre[li + 1], rest_w,
+                              shape, rest_b, *st)  # fmt: skip
+        return self._deltas(out_f, out_i) + self._penalty_delta(li, o, cand)
+
+    def _deltas(self, out_f: np.ndarray, out_i: np.ndarray) -> np.ndarray:
+        base = self._primary(0.0, 0, None)
+        if self.mode == K.LOSS:
+            d = out_f / self.n
+        elif self.mode == K.ACCURACY:
+            d = -out_i[:, 1] / self.n
+        else:
+            d = np.array([self._primary(0.0, 0, row[2:]) - base for row in out_i])
+        if self.mode != K.LOSS:
+            d = np.where(out_i[:, 0] > 0, OPEN, d)
+        return d
+
+    def _expansion_coefficients(self, li: int, o: int) -> tuple[np.ndarray, ...]:
+        """Per sample, the Taylor coefficients of the cross-entropy in unit o's activation
+        change (1/k! times the k-th derivative). For the last two layers the logits move by
+        ``w d`` and the derivatives of log-sum-exp along w are the cumulants of w under the
+        softmax; below, only the first-order term (the backpropagated gradient)."""
+        if li >= self.n_layers - 2:
+            w = np.eye(self.C)[o] if li == self.n_layers - 1 else self.masked(li + 1)[:, o]
+            c = tuple(np.empty(self.n) for _ in range(4))
+            K.softmax_cumulants(self.pre[-1], np.ascontiguousarray(w), self.y, *c)
+            return c
+        key = (li, self._version)
+        if self._grad is None or self._grad[0] != key:  # once per layer and pass: a ranking
+            self._grad = (key, self._hidden_gradient(li))
+        g1 = np.ascontiguousarray(self._grad[1][:, o])
+        zero = np.zeros(self.n)
+        return g1, zero, zero, zero
+
+    def _hidden_gradient(self, li: int) -> np.ndarray:
+        """d CE / d acts[l+1] ``(n, out_l)`` (backpropagated, summed over samples' losses)."""
+        logits = self.pre[-1]
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)  # (n, C)
+        g = p
+        g[np.arange(self.n), self.y] -= 1.0  # d CE / d logits
+        for k in range(self.n_layers - 1, li + 1, -1):
+            g = (g @ self.masked(k)) * (self.pre[k - 1] > 0)  # d CE / d pre[k-1]
+        return g @ self.masked(li + 1)  # d CE / d acts[l+1]
+
+    # -- a set of flips of one unit --------------------------------------------------------------
+
+    def _propagate(self, li: int, o: int, inputs: np.ndarray):
+        """The effect of flipping `inputs` of unit o in layer l together: the new pre-activation
+        of unit o, and the changed samples with their new activations at every layer above."""
+        dw = np.where(self.mask[li][o, inputs], -self.W[li][o, inputs], self.W[li][o, inputs])
+        z = self.pre[li][:, o] + self.acts[li][:, inputs] @ dw  # (n,)
+        if li == self.n_layers - 1:
+            S = np.nonzero(z != self.pre[li][:, o])[0]
+            logits = self.pre[li][S].copy()
+            logits[:, o] = z[S]
+            return z, S, [logits]
+        a = np.maximum(z, 0.0)
+        da = a - self.acts[li + 1][:, o]
+        S = np.nonzero(da)[0]
+        nxt = self.pre[li + 1][S] + np.outer(da[S], self.masked(li + 1)[:, o])
+        layers = [nxt]
+        for k in range(li + 2, self.n_layers):
+            layers.append(np.maximum(layers[-1], 0.0) @ self.masked(k).T + self.b[k])
+        return z, S, layers
+
+    def try_flips(self, li: int, o: int, inputs) -> float:
+        """The exact objective change of flipping `inputs` of unit o in layer l together
+        (`OPEN` if a near-tied sample moves); the state is left as it is."""
+        inputs = np.asarray(inputs, np.int64)
+        _, S, layers = self._propagate(li, o, inputs)
+        pen = float(self._penalty_delta(li, o, inputs).sum())
+        return self._set_delta(S, layers[-1]) + pen
+
+    def _set_delta(self, S: np.ndarray, logits: np.ndarray) -> float:
+        if self.mode == K.LOSS:
+            return float((_losses(logits, self.y[S]) - self.loss_s[S]).sum()) / self.n
+        status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
+        if np.any(status == 2) or np.any(self.status[S] == 2):
+            return OPEN
+        if self.mode == K.ACCURACY:
+            return -int((status - self.status[S]).sum()) / self.n
+        y = self.y[S]
+        dconf = np.zeros(2 * self.C, np.int64)
+        np.add.at(dconf, self.C + pred, 1)
+        np.add.at(dconf, self.C + self.pred[S], -1)
+        np.add.at(dconf, pred[pred == y], 1)
+        old = self.pred[S]
+        np.add.at(dconf, old[old == y], -1)
+        return self._primary(0.0, 0, dconf) - self._primary(0.0, 0, None)
+
+    def apply(self, li: int, o: int, inputs) -> None:
+        """Flip `inputs` of unit o in layer l and update the state with the same arithmetic
+        `try_flips` judged it by."""
+        inputs = np.asarray(inputs, np.int64)
+        z, S, layers = self._propagate(li, o, inputs)
+        self.mask[li][o, inputs] = ~self.mask[li][o, inputs]
+        self.pre[li][:, o] = z
+        if li < self.n_layers - 1:
+            self.acts[li + 1][:, o] = np.maximum(z, 0.0)
+            for k, new in enumerate(layers):
+                self.pre[li + 1 + k][S] = new
+                if li + 1 + k < self.n_layers - 1:
+                    self.acts[li + 2 + k][S] = np.maximum(new, 0.0)
+            self._csr = {k: v for k, v in self._csr.items() if k <= li}
+        logits = self.pre[-1][S]
+        self.loss_s[S] = _losses(logits, self.y[S])
+        status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
+        self.n_right += int(np.count_nonzero(status == 1)) - int(
+            np.count_nonzero(self.status[S] == 1)
+        )
+        self.n_open += int(np.count_nonzero(status == 2)) - int(
+            np.count_nonzero(self.status[S] == 2)
+        )
+        old, y = self.pred[S], self.y[S]
+        np.add.at(self.pred_n, old, -1)
+        np.add.at(self.pred_n, pred, 1)
+        np.add.at(self.tp, old[old == y], -1)
+        np.add.at(self.tp, pred[pred == y], 1)
+        self.status[S], self.pred[S] = status, pred
+
+    def copy_arrays(self) -> tuple:
+        """A snapshot of the mutable state (masks and activations), for `restore`."""
+        return (
+            [m.copy() for m in self.mask],
+            [a.copy() for a in self.acts[1:]],
+            [p.copy() for p in self.pre],
+            self.loss_s.copy(), self.status.copy(), self.pred.copy(),
+            self.n_right, self.n_open, self.tp.copy(), self.pred_n.copy(),
+        )  # fmt: skip
+
+    def restore(self, snap: tuple) -> None:
+        masks, acts, pre, loss_s, status, pred, n_right, n_open, tp, pred_n = snap
+        self.mask, self.acts, self.pre = masks, [self.X, *acts], pre
+        self.loss_s, self.status, self.pred = loss_s, status, pred
+        self.n_right, self.n_open, self.tp, self.pred_n = n_right, n_open, tp, pred_n
+        self._csr, self._grad = {}, None
+        self._version += 1
+
+
+def _losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-sample cross-entropy of ``logits (n, C)``: ``(n,)``."""
+    m = logits.max(1)
+    lse = m + np.log(np.exp(logits - m[:, None]).sum(1))
+    return lse - logits[np.arange(len(y)), y]
+
+
+def _statuses(logits: np.ndarray, y: np.ndarray, tol: np.ndarray, mode: int):
+    """(status, prediction) per sample; see `evoprune.local.kernels._status`."""
+    n = len(y)
+    pred = logits.argmax(1)
+    if mode == K.F1:
+        top2 = np.sort(logits, axis=1)[:, -2:] if logits.shape[1] > 1 else None
+        gap = top2[:, 1] - top2[:, 0] if top2 is not None else np.full(n, np.inf)
+        return np.where(gap <= tol, 2, 0).astype(np.int8), pred
+    others = logits.copy()
+    others[np.arange(n), y] = -np.inf
+    margin = logits[np.arange(n), y] - others.max(1)
+    status = np.where(margin > tol, 1, np.where(margin < -tol, 0, 2)).astype(np.int8)
+    return status, pred
+
+
+def _macro_f1(tp: np.ndarray, pred_n: np.ndarray, true_n: np.ndarray) -> float:
+    """Macro F1 over the classes present in truth or prediction (as `objectives.macro_f1`)."""
+    denom = pred_n + true_n
+    present = denom > 0
+    f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
+    return float(f1[present].sum() / max(present.sum(), 1))

@@ -1,0 +1,218 @@
+"""The compiled hot loops of the exact local search, in one place (numba, no C toolchain).
+
+Each kernel scores every candidate flip of ONE unit's incoming weights, candidate by candidate
+in parallel (``prange``): candidate j flips input ``cand[j]``, adding ``dw[j]`` to the weight, so
+the unit's pre-activation moves by ``dw[j] * x`` on the samples where that input ``x`` is
+nonzero — those come from a CSR index of the layer's input by feature (``ptr``, ``rows``,
+``vals``), which is what makes sparse inputs (MNIST pixels) cheap. Each candidate's sum runs in
+sample order on one thread, so results do not depend on the thread count.
+
+Modes (what a kernel accumulates per candidate): 0 loss — the sum of per-sample cross-entropy
+changes; 1 accuracy — the change of the count of samples surely right; 2 F1 — per-class changes
+of true positives and predictions. A sample whose margin is within its rounding bound ``tol``
+(before or after) is counted in ``out_i[j, 0]`` ("open"): the caller never accepts such a
+candidate on this arithmetic alone.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+LOSS, ACCURACY, F1 = 0, 1, 2
+THREAD_WORK = 2_000_000  # (candidate, sample) pairs from which a call uses both cores
+
+
+@njit(cache=True, inline="always")
+def _status(lg: np.ndarray, yc: int, tol: float, mode: int) -> tuple[int, int]:
+    """(status, prediction) of one sample's logits ``lg (C,)``: for accuracy status 1 surely
+    right, 0 surely wrong, 2 open; for F1 status 2 when the top two logits are within tol."""
+    C = lg.shape[0]
+    best, second, arg = -np.inf, -np.inf, 0
+    other = -np.inf
+    for c in range(C):
+        v = lg[c]
+        if v > best:
+            second, best, arg = best, v, c
+        elif v > second:
+            second = v
+        if c != yc and v > other:
+            other = v
+    if mode == ACCURACY:
+        margin = lg[yc] - other
+        if margin > tol:
+            return 1, arg
+        if margin < -tol:
+            return 0, arg
+        return 2, arg
+    return (2 if best - second <= tol else 0), arg
+
+
+@njit(cache=True, inline="always")
+def _sample_loss(lg: np.ndarray, yc: int) -> float:
+    m = -np.inf
+    for c in range(lg.shape[0]):
+        m = max(m, lg[c])
+    se = 0.0
+    for c in range(lg.shape[0]):
+        se += np.exp(lg[c] - m)
+    return m + np.log(se) - lg[yc]
+
+
+@njit(cache=True, inline="always")
+def _accumulate(lg, yc, tol, mode, old_loss, old_status, old_pred, j, out_f, out_i, C):
+    if mode == LOSS:
+        out_f[j] += _sample_loss(lg, yc) - old_loss
+        return
+    st, pr = _status(lg, yc, tol, mode)
+    if st == 2 or old_status == 2:
+        out_i[j, 0] += 1
+        return
+    if mode == ACCURACY:
+        out_i[j, 1] += st - old_status
+    elif pr != old_pred:
+        out_i[j, 2 + C + pr] += 1
+        out_i[j, 2 + C + old_pred] -= 1
+        if pr == yc:
+            out_i[j, 2 + pr] += 1
+        if old_pred == yc:
+            out_i[j, 2 + old_pred] -= 1
+
+
+@njit(cache=True, parallel=True)
+def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode, loss_s, status,
+               pred, out_f, out_i):  # fmt: skip
+    """Exact objective change of each candidate flip of a unit whose activation feeds the
+    logits directly: ``logits (n, C) += w (C,) * da`` with ``da = relu(zo + dw x) - ao`` (a last
+    hidden unit), or ``da = dw x`` when ``relu`` is False (an output unit: ``w`` one-hot)."""
+    C = logits.shape[1]
+    for j in prange(cand.shape[0]):
+        lg = np.empty(C)
+        i = cand[j]
+        for p in range(ptr[i], ptr[i + 1]):
+            s = rows[p]
+            dz = dw[j] * vals[p]
+            if relu:
+                z = zo[s] + dz
+                d = (z if z > 0.0 else 0.0) - ao[s]
+            else:
+                d = dz
+            if d == 0.0:
+                continue
+            for c in range(C):
+                lg[c] = logits[s, c] + w[c] * d
+            _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
+
+
+@njit(cache=True, parallel=True)
+def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, rest_shape,
+                    rest_b, y, tol, mode, loss_s, status, pred, out_f, out_i):  # fmt: skip
+    """As `unit_exact` for a hidden unit with further hidden layers above: the next layer's
+    pre-activation moves by ``wcol (H,) * da`` (a rank-1 update), and the sample goes on through
+    the remaining layers, given flat: ``rest_w`` row-major weights of shapes ``rest_shape (k, 2)``
+    and ``rest_b`` their biases; the last of them outputs the logits."""
+    H = pre_next.shape[1]
+    width = H
+    for k in range(rest_shape.shape[0]):
+        width = max(width, rest_shape[k, 0])
+    C = rest_shape[rest_shape.shape[0] - 1, 0]
+    for j in prange(cand.shape[0]):
+        a = np.empty(width)
+        b = np.empty(width)
+        i = cand[j]
+        for p in range(ptr[i], ptr[i + 1]):
+            s = rows[p]
+            z = zo[s] + dw[j] * vals[p]
+            d = (z if z > 0.0 else 0.0) - ao[s]
+            if d == 0.0:
+                continue
+            for h in range(H):
+                v = pre_next[s, h] + wcol[h] * d
+                a[h] = v if v > 0.0 else 0.0
+            off, boff = 0, 0
+            n_layers = rest_shape.shape[0]
+            for k in range(n_layers):
+                out_w, in_w = rest_shape[k, 0], rest_shape[k, 1]
+                for o in range(out_w):
+                    acc = rest_b[boff + o]
+                    base = off + o * in_w
+                    for q in range(in_w):
+                        acc += rest_w[base + q] * a[q]
+                    b[o] = acc if (acc > 0.0 or k == n_layers - 1) else 0.0
+                off += out_w * in_w
+                boff += out_w
+                for o in range(out_w):
+                    a[o] = b[o]
+            _accumulate(a[:C], y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f,
+                        out_i, C)  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def unit_expansion(ptr, rows, vals, cand, dw, zo, ao, relu, c1, c2, c3, c4, out_f):
+    """Ranking estimate of each candidate's loss change: per sample the 4th-order expansion
+    ``c1 d + c2 d^2 + c3 d^3 + c4 d^4`` in the unit's exact activation change d (for the logits'
+    softmax: the cumulants of the unit's outgoing weights under it; c1 alone is the first-order
+    mask gradient)."""
+    for j in prange(cand.shape[0]):
+        i = cand[j]
+        acc = 0.0
+        for p in range(ptr[i], ptr[i + 1]):
+            s = rows[p]
+            dz = dw[j] * vals[p]
+            if relu:
+                z = zo[s] + dz
+                d = (z if z > 0.0 else 0.0) - ao[s]
+            else:
+                d = dz
+            if d == 0.0:
+                continue
+            acc += d * (c1[s] + d * (c2[s] + d * (c3[s] + d * c4[s])))
+        out_f[j] = acc
+
+
+def set_threads(work: float) -> None:
+    """Both cores when a call has enough work to share; one for small ones, where thread
+    start-up and barriers cost more than they save (measured: small digits units, ~50k pairs)."""
+    n = numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(n if work > THREAD_WORK else 1)
+
+
+def csr_by_feature(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For ``A (n, f)`` sample-major: per feature, the samples where it is nonzero and its
+    values there (``ptr (f+1,)``, ``rows``, ``vals``), samples in increasing order."""
+    At = np.ascontiguousarray(A.T)  # (f, n)
+    feat, rows = np.nonzero(At)
+    ptr = np.zeros(A.shape[1] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(feat, minlength=A.shape[1]), out=ptr[1:])
+    return ptr, rows.astype(np.int64), At[feat, rows]
+
+
+@njit(cache=True)
+def softmax_cumulants(logits, w, y, c1, c2, c3, c4):
+    """Per sample, the Taylor coefficients of the cross-entropy when the logits move by
+    ``w d``: with p the softmax and κ_k the cumulants of w under p, ``c1 = κ1 - w_y``,
+    ``c2 = κ2 / 2``, ``c3 = κ3 / 6``, ``c4 = κ4 / 24`` (derivatives of log-sum-exp along w)."""
+    n, C = logits.shape
+    for s in range(n):
+        m = -np.inf
+        for c in range(C):
+            m = max(m, logits[s, c])
+        z, m1 = 0.0, 0.0
+        for c in range(C):
+            e = np.exp(logits[s, c] - m)
+            z += e
+            m1 += e * w[c]
+        m1 /= z
+        k2, k3, k4 = 0.0, 0.0, 0.0
+        for c in range(C):
+            p = np.exp(logits[s, c] - m) / z
+            dv = w[c] - m1
+            d2 = dv * dv
+            k2 += p * d2
+            k3 += p * d2 * dv
+            k4 += p * d2 * d2
+        c1[s] = m1 - w[y[s]]
+        c2[s] = k2 / 2
+        c3[s] = k3 / 6
+        c4[s] = (k4 - 3 * k2 * k2) / 24

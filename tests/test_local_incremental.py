@@ -1,0 +1,96 @@
+"""The incremental float64 state of `evoprune.local.incremental` against plain recomputation."""
+
+import numpy as np
+import pytest
+import torch
+
+from evoprune.local.incremental import OPEN, MLPState
+from evoprune.masks import MaskSpace
+from evoprune.nets import build_mlp
+
+
+def _state(layers, objective, seed=0, n=240, penalty=0.05, sparse=True):
+    rng = np.random.default_rng(seed)
+    W = [rng.uniform(-1, 1, (b, a)) for a, b in zip(layers[:-1], layers[1:], strict=True)]
+    B = [rng.uniform(-1, 1, b) for b in layers[1:]]
+    X = rng.normal(size=(n, layers[0]))
+    if sparse:
+        X[X < 0.3] = 0.0  # zero inputs, as MNIST's blank pixels
+    y = rng.integers(0, layers[-1], n)
+    M = [rng.random(w.shape) < 0.5 for w in W]
+    return MLPState(W, B, X, y, objective, M, sparsity_penalty=penalty), rng
+
+
+def _forward(st):
+    a = st.X
+    for li in range(st.n_layers):
+        z = a @ st.masked(li).T + st.b[li]
+        a = np.maximum(z, 0.0) if li < st.n_layers - 1 else z
+    return a
+
+
+@pytest.mark.parametrize("layers", [[6, 12, 3], [6, 10, 7, 4], [5, 8, 6, 5, 3]])
+def test_state_equals_full_forward_after_thousands_of_flips(layers):
+    st, rng = _state(layers, "loss")
+    for _ in range(3000):
+        li = int(rng.integers(st.n_layers))
+        o = int(rng.integers(st.W[li].shape[0]))
+        inputs = rng.choice(st.W[li].shape[1], int(rng.integers(1, 4)), replace=False)
+        st.apply(li, o, inputs)
+    assert np.abs(st.pre[-1] - _forward(st)).max() <= 1e-9
+    for li in range(st.n_layers - 1):
+        assert np.abs(st.acts[li + 1] - np.maximum(st.pre[li], 0)).max() == 0.0
+    assert abs(st.value - st.full_value()) <= 1e-9
+
+
+@pytest.mark.parametrize("objective", ["loss", "accuracy", "f1"])
+@pytest.mark.parametrize("layers", [[6, 12, 3], [6, 10, 7, 4]])
+def test_candidate_deltas_equal_per_flip_recomputation(objective, layers):
+    st, _ = _state(layers, objective, seed=1)
+    base = st.full_value()
+    checked = 0
+    for li in range(st.n_layers):
+        for o in range(st.W[li].shape[0]):
+            deltas = st.unit_deltas(li, o, "none")
+            for i, d in enumerate(deltas):
+                st.mask[li][o, i] = ~st.mask[li][o, i]
+                full = st.full_value()
+                st.mask[li][o, i] = ~st.mask[li][o, i]
+                if d == OPEN:
+                    continue
+                assert d == pytest.approx(full - base, abs=1e-12)
+                checked += 1
+    assert checked > 0.9 * sum(w.size for w in st.W)
+
+
+def test_set_of_flips_equals_recomputation_and_leaves_state():
+    st, rng = _state([6, 10, 7, 4], "loss", seed=2)
+    before = [p.copy() for p in st.pre]
+    for li in range(st.n_layers):
+        inputs = rng.choice(st.W[li].shape[1], 3, replace=False)
+        d = st.try_flips(li, 1, inputs)
+        st.mask[li][1, inputs] = ~st.mask[li][1, inputs]
+        after = st.full_value()
+        st.mask[li][1, inputs] = ~st.mask[li][1, inputs]
+        assert d == pytest.approx(after - st.full_value(), abs=1e-12)
+    assert all(np.array_equal(a, b) for a, b in zip(before, st.pre, strict=True))
+
+
+def test_expansion_ranks_like_the_exact_change():
+    st, _ = _state([8, 16, 5], "loss", seed=3, penalty=0.0)
+    for li in range(st.n_layers):
+        exact = st.unit_deltas(li, 2, "none")
+        approx = st.unit_deltas(li, 2, "expansion")
+        assert np.corrcoef(exact, approx)[0, 1] > 0.95
+
+
+def test_from_model_follows_the_mask_space_bit_order():
+    net = build_mlp([4, 6, 3], seed=0)
+    space = MaskSpace(net)
+    bits = torch.rand(space.n_bits, generator=torch.Generator().manual_seed(0)) < 0.5
+    X = torch.randn(50, 4)
+    st = MLPState.from_model(net, X, torch.zeros(50, dtype=torch.long), "loss", bits, space)
+    assert np.array_equal(st.mask_bits(), bits.numpy())
+    masked = [net[0].weight * bits[:24].view(6, 4), net[2].weight * bits[24:].view(3, 6)]
+    ref = torch.relu(X @ masked[0].T + net[0].bias) @ masked[1].T + net[2].bias
+    assert np.abs(st.pre[-1] - ref.double().numpy()).max() < 1e-5

@@ -1,0 +1,103 @@
+"""The memetic variant (GA + exact local search) and `--variant local`, through API and CLI."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from evoprune.cli import main
+from evoprune.data.registry import load_dataset
+from evoprune.ga.api import search
+from evoprune.ga.config import GAConfig
+from evoprune.nets import build_mlp
+from evoprune.ticket import Ticket
+
+SMALL = dict(population=20, min_generations=5, max_generations=10, kicks=2, kick_bits=4)
+
+
+@pytest.fixture(scope="module")
+def digits2():
+    return load_dataset("digits", 2, None, None)
+
+
+def _run(ds, **kw):
+    net = build_mlp([64, 20, 2], seed=0)
+    cfg = GAConfig(variant="memetic", **{**SMALL, **kw})
+    return search(net, ds.X_train, ds.y_train, "accuracy", cfg, X_test=ds.X_test, y_test=ds.y_test)
+
+
+def test_memetic_is_never_worse_than_its_ga_phase(digits2):
+    t = _run(digits2)
+    assert t.metrics["train_accuracy"] >= t.metrics["ga_train_accuracy"]
+    assert t.metrics["generations"] == 10 and t.metrics["passes"] >= 1
+    phases = {row["phase"] for row in t.history}
+    assert phases == {"ga", "local"}
+
+
+def test_memetic_same_seed_same_ticket(digits2):
+    a, b, c = _run(digits2), _run(digits2), _run(digits2, seed=1)
+    assert torch.equal(a.mask, b.mask)
+    assert not torch.equal(a.mask, c.mask)
+
+
+def test_paper_ga_ignores_the_local_search_fields(digits2):
+    net = build_mlp([64, 20, 2], seed=0)
+    base = dict(population=20, min_generations=5, max_generations=5)
+    a = search(net, digits2.X_train, digits2.y_train, config=GAConfig(**base))
+    b = search(net, digits2.X_train, digits2.y_train,
+               config=GAConfig(**base, ranking="none", kicks=9, sparsity_penalty=0.3))  # fmt: skip
+    assert torch.equal(a.mask, b.mask)
+
+
+def test_cli_local_variant_writes_the_result_fields(tmp_path, capsys):
+    out = tmp_path / "local"
+    args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--variant", "local",
+            "--objective", "loss", "--max-passes", "3", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    r = json.loads((out / "result.json").read_text())
+    for key in ("wall_seconds", "test_accuracy", "sparsity", "flips_evaluated", "ranking"):
+        assert key in r
+    assert r["variant"] == "local" and r["test_accuracy"] > 0.9
+    assert "local" in capsys.readouterr().out
+
+
+def _cmd(out, *extra):
+    return [sys.executable, "-m", "evoprune", "search", "--dataset", "digits", "--classes", "2",
+            "--arch", "A", "--variant", "memetic", "--objective", "loss", "--population", "20",
+            "--min-generations", "8", "--max-generations", "8", "--kicks", "30", "--kick-bits",
+            "8", "--quiet", "--out", str(out), *extra]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_killed_memetic_run_resumes_to_the_identical_ticket(tmp_path, sig):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole"
+    subprocess.run(_cmd(whole), check=True, env=env, capture_output=True)
+    part = tmp_path / "part"
+    proc = subprocess.Popen(_cmd(part, "--checkpoint-every", "1"), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 120
+    while not (part / "local-checkpoint.npz").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # some passes into the local search
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the search finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert not (part / "result.json").exists()
+    subprocess.run(_cmd(part, "--checkpoint-every", "1", "--resume"), check=True, env=env,
+                   capture_output=True)  # fmt: skip
+    a, b = Ticket.load(whole / "ticket.npz"), Ticket.load(part / "ticket.npz")
+    assert torch.equal(a.mask, b.mask)
+    rows = [list(csv.DictReader((d / "history.csv").open())) for d in (whole, part)]
+    for row in rows[0] + rows[1]:
+        row.pop("seconds")
+    assert rows[0] == rows[1]
