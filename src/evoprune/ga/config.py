@@ -69,6 +69,9 @@ class GAConfig:
             raise EvopruneError(
                 f"variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}"
             )
+        from evoprune.devices import check_device
+
+        check_device(self.device)
         if self.post_prune_criterion not in POST_PRUNE_CRITERIA:
             raise EvopruneError(
                 f"post_prune_criterion: expected one of {', '.join(POST_PRUNE_CRITERIA)}, "

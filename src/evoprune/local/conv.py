@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from evoprune.devices import check_device
 from evoprune.errors import EvopruneError
 from evoprune.masks import MaskSpace
 from evoprune.nets import ConvNet
@@ -68,6 +69,7 @@ class ConvSearchConfig:
                 raise EvopruneError(
                     f"{name}: expected a positive integer, got {getattr(self, name)}"
                 )
+        check_device(self.device)
         for name in ("time_limit", "cpu_limit"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise EvopruneError(f"{name}: expected seconds > 0, got {getattr(self, name)}")
@@ -329,8 +331,9 @@ def conv_local_search(
             | ({"test_accuracy": _accuracy(state, X_test, y_test)} if X_test is not None else {})
         )
         bar.update(1)
+        test = f" test acc {history[-1]['test_accuracy']:.4f}" if X_test is not None else ""
         bar.set_postfix_str(
-            f"train acc {train_acc:.4f} flips/s {flips_scored / seconds:,.0f}", refresh=False
+            f"train acc {train_acc:.4f}{test} flips/s {flips_scored / seconds:,.0f}", refresh=False
         )
         if accepted == accepted_before or _out_of_time(config, start, cpu_start):
             break

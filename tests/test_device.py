@@ -1,0 +1,48 @@
+"""The device as a parameter: cpu always, cuda where a GPU is present (skipped otherwise); a
+device that is not there is one clear error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import evoprune
+from evoprune.cli import main
+from evoprune.devices import check_device
+from evoprune.ga import GAConfig
+from evoprune.nets import build_mlp
+
+HAS_CUDA = torch.cuda.is_available()
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no GPU"))]
+
+
+def data(seed=0, n=300):
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 4, generator=gen)
+    return X, (X[:, 0] * X[:, 1] > 0).long()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_ga_runs_on_the_device_and_matches_the_cpu(device):
+    X, y = data()
+    cfg = GAConfig(population=12, min_generations=4, max_generations=4, seed=1)
+    net = build_mlp([4, 16, 2], seed=1)
+    on_cpu = evoprune.search(net, X, y, "loss", cfg)
+    there = evoprune.search(net, X, y, "loss", GAConfig(**{**cfg.to_dict(), "device": device}))
+    assert there.mask.device.type == "cpu"  # tickets always come back to the host
+    assert abs(there.metrics["train_accuracy"] - on_cpu.metrics["train_accuracy"]) < 0.02
+
+
+def test_devices_that_are_not_there_are_one_line_errors(tmp_path, capsys):
+    assert check_device("cpu") == "cpu"
+    with pytest.raises(evoprune.EvopruneError, match="expected cpu or cuda"):
+        check_device("nosuch")
+    with pytest.raises(evoprune.EvopruneError, match="device"):
+        GAConfig(device="tpu")
+    if not HAS_CUDA:
+        with pytest.raises(evoprune.EvopruneError, match="no CUDA device"):
+            check_device("cuda")
+    args = ["search", "--dataset", "digits", "--classes", "2", "--device", "nosuch"]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "device" in err[0] and not (tmp_path / "r").exists()
