@@ -292,3 +292,27 @@ def test_prepare_selection_summarises_each_method_and_names_the_target_mode():
     assert table["target holds"].tolist() == [True]  # 0.96 >= 0.965 - 0.01
     wide = table_selection(frame)
     assert wide.loc[1, "the paper (MNIST)"] == "88.3%" and wide.loc[1, "logistic"] == "96.00%"
+
+
+def test_dynamics_run_on_any_module_with_conv_channels():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 8), nn.ReLU(),
+        nn.Linear(8, 2),
+    )  # fmt: skip
+    masses = Masses(net)
+    assert masses.names == ["0", "3"] and masses.sizes == [6, 8]
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    dyn = SelectionDynamics(masses, SelectionConfig(dynamics="logistic", eta=1.0), updates=30)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        x, y = torch.randn(16, 1, 6, 6, generator=gen), torch.randint(0, 2, (16,), generator=gen)
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+        dyn.step()
+    dead = ~masses.alive[0]
+    assert int((~masses.flat_alive()).sum()) > 0
+    with torch.no_grad():
+        out = net[0](torch.randn(3, 1, 6, 6))
+    assert bool((out[:, dead] == 0).all())
