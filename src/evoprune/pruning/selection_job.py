@@ -165,15 +165,13 @@ def run_selection_job(
         torch.set_num_threads(before)
     extinct = [int((~a).sum()) for a in run.masses.alive]
     result = {
+        **dict.fromkeys(RESULT_FIELDS),  # GA-only fields stay None
         **base_result(job, ds, layers),
         "init": "pytorch-default",
         "seed": seed,
         "variant": config.dynamics,
         "objective": "loss",
-        **dict.fromkeys(RESULT_FIELDS),
         "dataset": name,
-        "classes": ds.n_classes,
-        "arch": layers,
         **run.metrics,
         "sparsity": sum(extinct) / run.masses.n,  # share of hidden units extinct
         "test_accuracy_dense": run.dense_test_accuracy,
@@ -193,9 +191,7 @@ def run_selection_job(
         "train_config": train_config.as_dict(),
         "pruned": run.pruned,
         "wall_seconds": round(time.perf_counter() - start, 4),
-        "versions": result_versions(),
     }
-    result["git_revision"] = base_result(job, ds, layers)["git_revision"]
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -208,12 +204,6 @@ def run_selection_job(
         draw_run_figures(out, result, run.snapshots, run.masses.sizes)
         write_run_dir(out, result, None, run.history)
     return result
-
-
-def result_versions() -> dict[str, str]:
-    from evoprune.io import versions
-
-    return versions()
 
 
 def _npz(**arrays: np.ndarray) -> bytes:

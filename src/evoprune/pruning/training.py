@@ -113,7 +113,7 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, chunk: int = 40
 @torch.no_grad()
 def loss_and_accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     logits = model(X)
-    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+    return float(F.cross_entropy(logits, y)), int((logits.argmax(1) == y).sum()) / max(len(y), 1)
 
 
 def train(
