@@ -40,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rate", type=float, help="total selection pressure eta x updates (default per dynamic)"
     )
+    p.add_argument(
+        "--eta-schedule",
+        choices=["cosine", "constant"],
+        help="eta over training: cosine-annealed like the learning rate (default) or constant",
+    )
     p.add_argument("--smoothing", type=float, help="F <- s F + (1-s) f (default 0.9)")
     p.add_argument(
         "--normalization", choices=["mean", "zscore"], help="per-layer fitness normalisation"
@@ -85,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 KEYS = (
-    "arch", "dynamics", "fitness", "eta", "rate", "smoothing", "normalization", "extinction",
+    "arch", "dynamics", "fitness", "eta", "rate", "eta_schedule", "smoothing", "normalization", "extinction",
     "max_mass", "levels", "target_fraction", "target_epoch", "ranking", "augment", "max_shift",
     "epochs", "batch_size", "lr", "lr_schedule", "controls", "threads",
 )  # fmt: skip
