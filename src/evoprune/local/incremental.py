@@ -221,46 +221,60 @@ class MLPState:
 
     # -- single flips ----------------------------------------------------------------------------
 
-    def _unit_inputs(self, li: int, o: int, cand: np.ndarray):
-        dw = np.where(self.mask[li][o, cand], -self.W[li][o, cand], self.W[li][o, cand])
-        zo = np.ascontiguousarray(self.pre[li][:, o])
-        ao = np.ascontiguousarray(self.acts[li + 1][:, o]) if li < self.n_layers - 1 else zo
-        return dw, zo, ao
-
-    def _penalty_delta(self, li: int, o: int, cand: np.ndarray) -> np.ndarray:
+    def _penalty_delta(self, li: int, o, cand: np.ndarray) -> np.ndarray:
         removing = self.mask[li][o, cand]
         return np.where(removing, -1.0, 1.0) * self.penalty / self.n_maskable
 
     def unit_deltas(self, li: int, o: int, ranking: str = "none", cand=None) -> np.ndarray:
         """The objective change of flipping each incoming bit `cand` (default all) of unit o
-        of layer l, alone: ``(len(cand),)``; `OPEN` where not certain. With ``ranking
+        of layer li, alone: ``(len(cand),)``; `OPEN` where not certain. With ``ranking
         "expansion"`` (cross-entropy only) an estimate: the 4th-order expansion of the softmax
         for the last two layers, the first-order mask gradient below them."""
+        return self.block_deltas(li, np.array([o]), ranking, cand)[0]
+
+    def block_deltas(self, li: int, units: np.ndarray, ranking: str = "none", cand=None):
+        """`unit_deltas` of several units of layer li at once, ``(U, len(cand))``: one
+        compiled call whose (unit, candidate) pairs are shared among the cores."""
+        units = np.asarray(units, np.int64)
         cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
         ptr, rows, vals = self.csr(li)
-        dw, zo, ao = self._unit_inputs(li, o, cand)
+        w_rows = self.W[li][units][:, cand]  # (U, k)
+        on = self.mask[li][units][:, cand]
+        dw = np.ascontiguousarray(np.where(on, -w_rows, w_rows))
+        zo = np.ascontiguousarray(self.pre[li][:, units].T)  # (U, n)
         last = li == self.n_layers - 1
-        relu = not last
-        K.set_threads(len(rows) * len(cand) / max(self.W[li].shape[1], 1) * self.C)
-        out_f = np.zeros(len(cand))
+        ao = zo if last else np.ascontiguousarray(self.acts[li + 1][:, units].T)
+        pairs = len(rows) * len(cand) / max(self.W[li].shape[1], 1) * len(units)
+        penalty = np.where(on, -1.0, 1.0) * self.penalty / self.n_maskable
+        out_f = np.zeros((len(units), len(cand)))
         if ranking == "expansion" and self.mode == K.LOSS:
-            c = self._expansion_coefficients(li, o)
-            K.unit_expansion(ptr, rows, vals, cand, dw, zo, ao, relu, *c, out_f)
-            return out_f / self.n + self._penalty_delta(li, o, cand)
-        out_i = np.zeros((len(cand), 2 + 2 * self.C), np.int64)
+            K.set_threads(pairs)
+            coef = np.empty((len(units), self.n, 6))
+            coef[:, :, 0], coef[:, :, 1] = zo, ao
+            for u, o in enumerate(units):
+                self._expansion_coefficients(li, int(o), coef[u])
+            K.unit_expansion(ptr, rows, vals, cand, dw, coef, not last, out_f)
+            return out_f / self.n + penalty
+        K.set_threads(pairs * self.C)
+        out_i = np.zeros((len(units), len(cand), 2 + 2 * self.C), np.int64)
         st = (self.y, self.tol, self.mode, self.loss_s, self.status, self.pred, out_f, out_i)
         if last or li == self.n_layers - 2:
-            w = np.eye(self.C)[o] if last else np.ascontiguousarray(self.masked(li + 1)[:, o])
-            K.unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, self.pre[-1], *st)
+            if last:
+                w = np.eye(self.C)[units]
+            else:
+                w = np.ascontiguousarray(self.masked(li + 1)[:, units].T)  # (U, C)
+            K.unit_exact(ptr, rows, vals, cand, dw, zo, ao, not last, w, self.pre[-1], *st)
         else:
-            wcol = np.ascontiguousarray(self.masked(li + 1)[:, o])
             rest = [self.masked(k) for k in range(li + 2, self.n_layers)]
             rest_w = np.concatenate([r.reshape(-1) for r in rest])
             shape = np.array([r.shape for r in rest], np.int64)
             rest_b = np.concatenate(self.b[li + 2 :])
-            K.unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, self.pre[li + 1], rest_w,
-                              shape, rest_b, *st)  # fmt: skip
-        return self._deltas(out_f, out_i) + self._penalty_delta(li, o, cand)
+            for u, o in enumerate(units):
+                wcol = np.ascontiguousarray(self.masked(li + 1)[:, o])
+                st_u = (*st[:6], out_f[u], out_i[u])
+                K.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[u], ao[u], wcol,
+                                  self.pre[li + 1], rest_w, shape, rest_b, *st_u)  # fmt: skip
+        return np.stack([self._deltas(out_f[u], out_i[u]) for u in range(len(units))]) + penalty
 
     def _deltas(self, out_f: np.ndarray, out_i: np.ndarray) -> np.ndarray:
         base = self._primary(0.0, 0, None)
@@ -274,22 +288,23 @@ class MLPState:
             d = np.where(out_i[:, 0] > 0, OPEN, d)
         return d
 
-    def _expansion_coefficients(self, li: int, o: int) -> tuple[np.ndarray, ...]:
+    def _expansion_coefficients(self, li: int, o: int, coef: np.ndarray) -> None:
         """Per sample, the Taylor coefficients of the cross-entropy in unit o's activation
-        change (1/k! times the k-th derivative). For the last two layers the logits move by
-        ``w d`` and the derivatives of log-sum-exp along w are the cumulants of w under the
-        softmax; below, only the first-order term (the backpropagated gradient)."""
+        change (1/k! times the k-th derivative), into ``coef[:, 2:6]``. For the last two layers
+        the logits move by ``w d`` and the derivatives of log-sum-exp along w are the cumulants
+        of w under the softmax; below, only the first-order term (the backpropagated
+        gradient)."""
         if li >= self.n_layers - 2:
             w = np.eye(self.C)[o] if li == self.n_layers - 1 else self.masked(li + 1)[:, o]
             c = tuple(np.empty(self.n) for _ in range(4))
             K.softmax_cumulants(self.pre[-1], np.ascontiguousarray(w), self.y, *c)
-            return c
+            coef[:, 2], coef[:, 3], coef[:, 4], coef[:, 5] = c
+            return
         key = (li, self._version)
         if self._grad is None or self._grad[0] != key:  # once per layer and pass: a ranking
             self._grad = (key, self._hidden_gradient(li))
-        g1 = np.ascontiguousarray(self._grad[1][:, o])
-        zero = np.zeros(self.n)
-        return g1, zero, zero, zero
+        coef[:, 2] = self._grad[1][:, o]
+        coef[:, 3:6] = 0.0
 
     def _hidden_gradient(self, li: int) -> np.ndarray:
         """d CE / d acts[l+1] ``(n, out_l)`` (backpropagated, summed over samples' losses)."""
@@ -308,7 +323,8 @@ class MLPState:
         """The effect of flipping `inputs` of unit o in layer l together: the new pre-activation
         of unit o, and the changed samples with their new activations at every layer above."""
         dw = np.where(self.mask[li][o, inputs], -self.W[li][o, inputs], self.W[li][o, inputs])
-        z = self.pre[li][:, o] + self.acts[li][:, inputs] @ dw  # (n,)
+        ptr, rows, vals = self.csr(li)
+        z = self.pre[li][:, o] + K.combine(ptr, rows, vals, inputs, dw, self.n)  # (n,)
         if li == self.n_layers - 1:
             S = np.nonzero(z != self.pre[li][:, o])[0]
             logits = self.pre[li][S].copy()

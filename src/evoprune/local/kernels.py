@@ -83,26 +83,31 @@ def _accumulate(lg, yc, tol, mode, old_loss, old_status, old_pred, j, out_f, out
 @njit(cache=True, parallel=True)
 def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode, loss_s, status,
                pred, out_f, out_i):  # fmt: skip
-    """Exact objective change of each candidate flip of a unit whose activation feeds the
-    logits directly: ``logits (n, C) += w (C,) * da`` with ``da = relu(zo + dw x) - ao`` (a last
-    hidden unit), or ``da = dw x`` when ``relu`` is False (an output unit: ``w`` one-hot)."""
+    """Exact objective change of each candidate flip of U units whose activations feed the
+    logits directly: for unit u, ``logits (n, C) += w[u] (C,) * da`` with ``da = relu(zo[u] +
+    dw[u, j] x) - ao[u]`` (last hidden units), or ``da = dw[u, j] x`` when ``relu`` is False
+    (output units: ``w[u]`` one-hot). Shapes: cand (k,), dw (U, k), zo/ao (U, n), w (U, C),
+    out_f (U, k), out_i (U, k, 2 + 2C)."""
     C = logits.shape[1]
-    for j in prange(cand.shape[0]):
+    U, k = dw.shape
+    for job in prange(U * k):
+        u, j = job // k, job % k
         lg = np.empty(C)
         i = cand[j]
         for p in range(ptr[i], ptr[i + 1]):
             s = rows[p]
-            dz = dw[j] * vals[p]
+            dz = dw[u, j] * vals[p]
             if relu:
-                z = zo[s] + dz
-                d = (z if z > 0.0 else 0.0) - ao[s]
+                z = zo[u, s] + dz
+                d = (z if z > 0.0 else 0.0) - ao[u, s]
             else:
                 d = dz
             if d == 0.0:
                 continue
             for c in range(C):
-                lg[c] = logits[s, c] + w[c] * d
-            _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
+                lg[c] = logits[s, c] + w[u, c] * d
+            _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f[u],
+                        out_i[u], C)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
@@ -149,31 +154,34 @@ def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, r
 
 
 @njit(cache=True, parallel=True)
-def unit_expansion(ptr, rows, vals, cand, dw, zo, ao, relu, c1, c2, c3, c4, out_f):
-    """Ranking estimate of each candidate's loss change: per sample the 4th-order expansion
-    ``c1 d + c2 d^2 + c3 d^3 + c4 d^4`` in the unit's exact activation change d (for the logits'
-    softmax: the cumulants of the unit's outgoing weights under it; c1 alone is the first-order
-    mask gradient)."""
-    for j in prange(cand.shape[0]):
+def unit_expansion(ptr, rows, vals, cand, dw, coef, relu, out_f):
+    """Ranking estimate of each candidate's loss change, for U units at once: per sample the
+    4th-order expansion ``c1 d + c2 d^2 + c3 d^3 + c4 d^4`` in the unit's exact activation
+    change d (for the softmax: the cumulants of the unit's outgoing weights under it; c1 alone
+    is the first-order mask gradient). ``coef (U, n, 6)`` holds per sample (zo, ao, c1..c4),
+    packed so one sample is one cache line; dw and out_f are ``(U, k)``."""
+    U, k = dw.shape
+    for job in prange(U * k):
+        u, j = job // k, job % k
         i = cand[j]
         acc = 0.0
         for p in range(ptr[i], ptr[i + 1]):
-            s = rows[p]
-            dz = dw[j] * vals[p]
+            c = coef[u, rows[p]]
+            dz = dw[u, j] * vals[p]
             if relu:
-                z = zo[s] + dz
-                d = (z if z > 0.0 else 0.0) - ao[s]
+                z = c[0] + dz
+                d = (z if z > 0.0 else 0.0) - c[1]
             else:
                 d = dz
             if d == 0.0:
                 continue
-            acc += d * (c1[s] + d * (c2[s] + d * (c3[s] + d * c4[s])))
-        out_f[j] = acc
+            acc += d * (c[2] + d * (c[3] + d * (c[4] + d * c[5])))
+        out_f[u, j] = acc
 
 
 def set_threads(work: float) -> None:
-    """Both cores when a call has enough work to share; one for small ones, where thread
-    start-up and barriers cost more than they save (measured: small digits units, ~50k pairs)."""
+    """Every core when a call has enough work to share; one for small ones, where thread
+    start-up and barriers cost more than they save (measured: digits units, ~50k pairs)."""
     n = numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(n if work > THREAD_WORK else 1)
 
@@ -216,3 +224,15 @@ def softmax_cumulants(logits, w, y, c1, c2, c3, c4):
         c2[s] = k2 / 2
         c3[s] = k3 / 6
         c4[s] = (k4 - 3 * k2 * k2) / 24
+
+
+@njit(cache=True)
+def combine(ptr, rows, vals, inputs, dw, n):
+    """The pre-activation change ``(n,)`` of one unit when the weights of `inputs` change by
+    `dw` together: ``sum_j dw[j] * x[inputs[j]]``, over the nonzeros only."""
+    dz = np.zeros(n)
+    for j in range(inputs.shape[0]):
+        i = inputs[j]
+        for p in range(ptr[i], ptr[i + 1]):
+            dz[rows[p]] += dw[j] * vals[p]
+    return dz

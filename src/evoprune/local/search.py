@@ -61,6 +61,7 @@ class LocalConfig:
     kick_bits: int = 16  # random bits flipped by one kick
     max_passes: int = 50  # passes per descent
     batch: int = 64  # most flips of one unit tried together
+    block: int = 8  # units scored by one compiled call (a ranking may be that many steps old)
     min_gain: float = 1e-4  # a descent ends after a pass that lowers the objective by less
     val_fraction: float = 0.0  # held-out slice of the training data for early stopping
     patience: int = 2  # passes without a better validation accuracy before stopping
@@ -79,7 +80,7 @@ class LocalConfig:
             raise EvopruneError(
                 f"fixed_sparsity: expected a fraction in (0, 1), got {self.fixed_sparsity}"
             )
-        for name in ("starts", "max_passes", "batch", "patience", "kick_bits"):
+        for name in ("starts", "max_passes", "batch", "block", "patience", "kick_bits"):
             if getattr(self, name) < 1:
                 raise EvopruneError(
                     f"{name}: expected a positive integer, got {getattr(self, name)}"
@@ -139,12 +140,13 @@ class LocalSearch:
 
     # -- one unit, one pass ---------------------------------------------------------------------
 
-    def unit_step(self, li: int, o: int) -> int:
-        """Score the flips of unit o of layer l, accept the best batch that passes exactly.
-        Returns the number of flips accepted."""
+    def unit_step(self, li: int, o: int, deltas: np.ndarray | None = None) -> int:
+        """Score the flips of unit o of layer li (or take `deltas`, scored a moment ago),
+        accept the best batch that passes exactly. Returns the number of flips accepted."""
         st, cfg = self.st, self.cfg
-        deltas = st.unit_deltas(li, o, cfg.ranking)
-        self.pos.flips_evaluated += len(deltas)
+        if deltas is None:
+            deltas = st.unit_deltas(li, o, cfg.ranking)
+            self.pos.flips_evaluated += len(deltas)
         on = st.mask[li][o]
         if cfg.fixed_sparsity is not None:
             return self._swap_step(li, o, deltas, on)
@@ -187,10 +189,18 @@ class LocalSearch:
             self._trace.append((before, self.st.full_value(), removal))
 
     def one_pass(self) -> int:
+        """Every unit of every maskable layer once; units are scored `block` at a time (one
+        compiled call shared among the cores), then judged one by one against the current
+        mask (a score may be a few acceptances old: it only orders the candidates)."""
         accepted = 0
         for li in self.layers:
-            for o in self.rng.permutation(self.st.W[li].shape[0]):
-                accepted += self.unit_step(li, int(o))
+            order = self.rng.permutation(self.st.W[li].shape[0])
+            for first in range(0, len(order), self.cfg.block):
+                units = order[first : first + self.cfg.block]
+                deltas = self.st.block_deltas(li, units, self.cfg.ranking)
+                self.pos.flips_evaluated += deltas.size
+                for u, o in enumerate(units):
+                    accepted += self.unit_step(li, int(o), deltas[u])
         self.st.refresh()
         return accepted
 
