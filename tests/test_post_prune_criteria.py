@@ -125,21 +125,34 @@ def test_the_papers_criterion_is_the_default_and_unchanged():
     assert torch.equal(default, plain)
 
 
-def test_search_records_the_criterion_and_the_default_is_the_papers():
+def test_search_records_the_criterion_and_keeps_the_papers_reachable():
     X, y = teacher_data(4, 2, 300, 7)
     cfg = GAConfig(population=12, min_generations=3, max_generations=3, seed=7)
     net = build_mlp([4, 10, 2], seed=7)
-    paper = evoprune.search(net, X, y, config=cfg)
-    named = evoprune.search(
+    default = evoprune.search(net, X, y, config=cfg)
+    assert GAConfig().post_prune_criterion == "accuracy-loss"
+    assert default.metrics["post_prune_criterion"] == "accuracy-loss"
+    assert default.metrics["train_loss"] <= default.metrics["train_loss_before_post_prune"] + 1e-6
+    paper = evoprune.search(
         net, X, y, config=dataclasses.replace(cfg, post_prune_criterion="accuracy")
     )
     assert paper.metrics["post_prune_criterion"] == "accuracy"
-    assert torch.equal(paper.mask, named.mask)
-    strict = evoprune.search(
-        net, X, y, config=dataclasses.replace(cfg, post_prune_criterion="accuracy-loss")
-    )
-    assert strict.metrics["post_prune_criterion"] == "accuracy-loss"
-    assert strict.metrics["train_loss"] <= strict.metrics["train_loss_before_post_prune"] + 1e-6
+    unpruned = evoprune.search(net, X, y, config=dataclasses.replace(cfg, post_prune=False))
+    # the same GA, then the paper's walk on its best mask
+    ev = Evaluator(net, X, y, cache=False, metrics=("accuracy",))
+    assert torch.equal(paper.mask, post_prune(ev, unpruned.mask)[0])
+    assert torch.equal(default.mask, post_prune(ev, unpruned.mask, "accuracy-loss")[0])
+
+
+def test_paper_reproduction_specs_pin_the_papers_criterion():
+    from evoprune.experiments.spec import load_spec, spec_names
+
+    for name in spec_names():
+        if not (name.startswith("fig") or name in ("hessian", "beyond")):
+            continue
+        for run in load_spec(name).runs("paper"):
+            if run.job["method"] in ("ga", "ga-adaptive"):
+                assert run.job.get("post_prune_criterion") == "accuracy", (name, run.label)
 
 
 def test_unknown_criteria_are_errors(capsys):
