@@ -132,3 +132,28 @@ def test_single_flip_scores_equal_a_recompute():
         bit = 800 + 7 * 800 + j
         flipped[bit] = ~flipped[bit]
         assert abs(float(conv[j]) - (loss_of(flipped) - base)) < 1e-2
+
+
+@pytest.mark.slow
+def test_search_variant_local_on_the_conv_net_end_to_end(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from evoprune.cli import main
+
+    X, y = images(48, 7, classes=3)
+    np.savez(tmp_path / "tiny.npz", X=X.numpy(), y=y.numpy())
+    out = tmp_path / "run"
+    args = ["search", "--data", str(tmp_path / "tiny.npz"), "--no-normalize", "--arch", "conv",
+            "--variant", "local", "--objective", "loss", "--init", "signed-constant",
+            "--max-passes", "1", "--local-density", "0.5", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["arch"] == "conv" and result["variant"] == "local"
+    assert result["ranking"] == "none" and 0.0 < result["sparsity"] < 1.0
+    ticket = Ticket.load(out / "ticket.npz")
+    assert ticket.arch == "conv" and ticket.n_bits == 800 + 51_200 + 3 * 1024
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "ticket.npz")]) == 0
+    assert f"test acc {result['test_accuracy']:.4f}" in capsys.readouterr().out

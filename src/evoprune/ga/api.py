@@ -14,7 +14,7 @@ from evoprune.ga.config import GAConfig
 from evoprune.ga.prune import post_prune
 from evoprune.ga.search import GeneticSearch
 from evoprune.masks import MaskSpace
-from evoprune.nets import MLP
+from evoprune.nets import MLP, ConvNet
 from evoprune.objectives import Objective, ObjectiveFn, get_objective
 from evoprune.results import score_splits
 from evoprune.ticket import Ticket
@@ -52,6 +52,11 @@ def search(
     True
     """
     config = config or GAConfig()
+    if config.variant == "local" and isinstance(model, ConvNet):  # the conv net's own search
+        from evoprune.local.conv import conv_search_ticket
+
+        return conv_search_ticket(model, X, y, config, X_test=X_test, y_test=y_test,
+                                  progress=progress)  # fmt: skip
     if config.variant in ("memetic", "local"):  # the GA with exact local search, or it alone
         from evoprune.ga.memetic import memetic_search
 

@@ -40,9 +40,11 @@ import torch.nn.functional as F
 
 from evoprune.devices import check_device
 from evoprune.errors import EvopruneError
+from evoprune.evaluate import Evaluator
 from evoprune.masks import MaskSpace
 from evoprune.nets import ConvNet
 from evoprune.seeding import torch_generator
+from evoprune.ticket import Ticket
 
 
 @dataclass(frozen=True)
@@ -355,3 +357,52 @@ def conv_local_search(
         "conv_search_config": asdict(config),
     }
     return ConvSearchResult(final, metrics, history)
+
+
+def conv_search_ticket(
+    model: ConvNet,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    config: Any,
+    *,
+    X_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    progress: bool = False,
+) -> Ticket:
+    """``--variant local`` on the conv net: `conv_local_search` from a `GAConfig` (its seed,
+    device, ``local_density`` as the start density, ``max_passes``), as a scored `Ticket`.
+    Flips are ranked by their exact single-flip loss change, with no derivative, whatever
+    ``ranking`` says; the objective is the training cross-entropy."""
+    cfg = ConvSearchConfig(
+        start_density=config.local_density,
+        max_passes=config.max_passes,
+        seed=config.seed,
+        device=config.device,
+    )
+    found = conv_local_search(model, X, y, cfg, X_test=X_test, y_test=y_test, progress=progress)
+    space = MaskSpace(model)
+    splits = {"train": (X, y)} | ({"test": (X_test, y_test)} if X_test is not None else {})
+    scores: dict[str, float] = {}
+    for split, (Xs, ys) in splits.items():
+        ev = Evaluator(model, Xs, ys, "loss", space=space, device=config.device, cache=False,
+                       metrics=("accuracy", "loss"))  # fmt: skip
+        m = ev.evaluate(found.mask.view(1, -1))
+        scores |= {
+            f"{split}_accuracy": float(m["accuracy"][0]),
+            f"{split}_loss": float(m["loss"][0]),
+        }
+    sparsity = 1.0 - float(found.mask.float().mean())
+    metrics = {
+        **scores,
+        "sparsity": sparsity,
+        "sparsity_before_post_prune": sparsity,  # no post-pruning: removals are accepted anyway
+        **{f"{k}_before_post_prune": v for k, v in scores.items()},
+        "objective": "loss",
+        "ranking": "none",  # exact single-flip scores only
+        "generations": 0,
+        "evaluations": found.metrics["flips_scored"],
+        **{k: v for k, v in found.metrics.items() if k != "conv_search_config"},
+        "post_prune_seconds": 0.0,
+    }
+    return Ticket(mask=found.mask, layers=None, metrics=metrics, method="local", arch="conv",
+                  history=found.history)  # fmt: skip
