@@ -193,9 +193,14 @@ def _beats_baselines(runs: pd.DataFrame) -> tuple[str, bool | None]:
             return "no runs", None
         ours = _default(m, OURS, 0.98)
         others = {x: _default(m, x, 0.98) for x in ("magnitude", "softmask")}
-        parts.append(
-            f"{name}: ours {ours:.3f}, " + ", ".join(f"{k} {v:.3f}" for k, v in others.items())
-        )
+        same = m[
+            (m["method"] == "softmask")
+            & (m["ec"] == "lsq")
+            & np.isclose(m["sparsity_target"], 0.98)
+        ]
+        with_lsq = f" (softmask + lsq: {float(same[metric].mean()):.3f})" if len(same) else ""
+        text = ", ".join(f"{k} {v:.3f}" for k, v in others.items())
+        parts.append(f"{name}: ours {ours:.3f}, {text}{with_lsq}")
         holds += [ours > v for v in others.values() if not np.isnan(v)]
     return "; ".join(parts), bool(all(holds)) if holds else None
 
@@ -222,22 +227,29 @@ def _cheaper(runs: pd.DataFrame) -> tuple[str, bool | None]:
             f"{evals.get(OURS, float('nan')):.0f})"), bool(ref / ours >= 100)  # fmt: skip
 
 
-def crossover(runs: pd.DataFrame, metric: str) -> dict[str, float | None]:
-    """Per EC: the lowest sparsity at which global magnitude (with that EC) is no longer the
-    best method with that EC (None: magnitude wins everywhere we ran)."""
+def crossover(runs: pd.DataFrame, metric: str, margin: float = 0.01) -> dict[str, float | None]:
+    """Per EC: the lowest sparsity from which on some other method (random aside) with the same
+    EC is ahead of global magnitude by more than `margin` mean F1 at every higher sparsity we ran
+    (None: magnitude is never clearly behind). Below it, magnitude wins or ties."""
     m = _means(runs, metric)
     out: dict[str, float | None] = {}
     if m.empty:
         return out
     for ec, part in m.groupby("ec"):
-        flips = []
+        if not (part["method"] == "magnitude").any():
+            continue
+        behind = []
         for s, cell in part.groupby("sparsity_target"):
             mag = cell[cell["method"] == "magnitude"][metric]
             rest = cell[~cell["method"].isin(["magnitude", "random"])][metric]
-            if len(mag) and len(rest) and float(rest.max()) > float(mag.iloc[0]):
-                flips.append(float(s))
-        if (part["method"] == "magnitude").any():
-            out[str(ec)] = min(flips) if flips else None
+            if len(mag) and len(rest):
+                behind.append((float(s), float(rest.max()) - float(mag.iloc[0]) > margin))
+        start = None
+        for s, lost in sorted(behind, reverse=True):  # walk down from the highest sparsity
+            if not lost:
+                break
+            start = s
+        out[str(ec)] = start
     return out
 
 
