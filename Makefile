@@ -17,9 +17,12 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The paper's GA and the memetic search on the same network and data (moons, B, seed 0).
 demo: $(STAMP)
 	rm -rf runs/demo
-	$(BIN)/evoprune search --dataset moons --arch B --seed 0 --out runs/demo
+	$(BIN)/evoprune search --dataset moons --arch B --seed 0 --quiet --out runs/demo/ga
+	$(BIN)/evoprune search --dataset moons --arch B --seed 0 --variant memetic --quiet --out runs/demo/memetic
+	$(BIN)/evoprune compare runs/demo/ga runs/demo/memetic
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
