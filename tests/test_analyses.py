@@ -30,7 +30,7 @@ from evoprune.ticket import Ticket
 TINY = {"population": 12, "min_generations": 4, "patience": 2, "max_generations": 4}
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Many small products: one thread (two wait on each other when the cores are shared)."""
     before = torch.get_num_threads()

@@ -5,7 +5,7 @@ taken with respect to the moving parameters (`evoprune.analysis.params`: by defa
 the ticket keeps; biases as an option). Hessian-vector products come from ``torch.func``
 (reverse over reverse: the VJP of the gradient, linearised once at the ticket and reused).
 
-- ``dense``: every column ``H e_i`` by batched HVPs (``vmap``, chunked), symmetrised, then
+- ``dense``: every column ``H e_i`` by one HVP each, symmetrised, then
   ``numpy.linalg.eigvalsh``: the full spectrum. The default when ``n_params <= 3000`` and no
   `top` is asked for.
 - ``lanczos``: the `top` largest (algebraic) eigenvalues by implicitly restarted Lanczos,
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vjp, vmap
+from torch.func import functional_call, grad, vjp
 
 from evoprune.analysis.params import (
     Selection,
@@ -98,7 +98,6 @@ def hessian_spectrum(
     biases: bool = False,
     method: str = "auto",
     seed: int = 0,
-    chunk: int = 64,
 ) -> HessianSpectrum:
     """Eigenvalues of the training-loss Hessian of the masked `model` (any ``nn.Module``).
 
@@ -128,9 +127,15 @@ def hessian_spectrum(
         return vjp_fn(t)[0]
 
     if method == "dense":
-        eye = torch.eye(n, dtype=torch.float64)
+        # One HVP per column, in a plain loop: measured 2x faster than vmapping them in chunks
+        # (digits-10 B, 1,281 weights), whose batched double-backward streams through memory.
+        H = torch.empty(n, n, dtype=torch.float64)
+        e = torch.zeros(n, dtype=torch.float64)
         with torch.no_grad():
-            H = vmap(hvp, chunk_size=max(1, chunk))(eye)  # (n, n), row i = H e_i
+            for i in range(n):
+                e[i] = 1.0
+                H[i] = hvp(e)  # row i = H e_i
+                e[i] = 0.0
         H = 0.5 * (H + H.T)
         ev = np.linalg.eigvalsh(H.numpy())[::-1].copy()
         if top is not None:

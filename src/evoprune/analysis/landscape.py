@@ -11,9 +11,14 @@ network ``w^t = w^s + δ·d1 + η·d2`` is scored on the training data::
                           norm of the ticket's own filter over the moving entries (Li et al.)
                 uniform   d ~ U[0, 1) per entry (what the authors' plotting code draws)
 
-All G² networks are scored in batches: ``torch.func.functional_call`` under ``vmap`` over chunks of
-the grid (for an MLP a batched matrix product per layer), float32 forward, cross-entropy summed
-in float64, accuracy counted in integers.
+All G² networks are scored in batches, float32 forward, cross-entropy summed in float64,
+accuracy counted in integers. Any module: ``torch.func.functional_call`` under ``vmap`` over
+chunks of the grid. An MLP stack (Linear, ReLU, ..., Linear) takes a faster path: the first
+layer's pre-activation is affine in (δ, η), ``X(W + δD1 + ηD2)ᵀ + b + δd1_b + ηd2_b =
+A + δB + ηC``, so its three products are computed once for the whole grid; the later layers are
+batched products per chunk of grid points, over sample chunks that stay in cache. (A plain loop
+of one forward per grid point beat the vmapped general path on digits-10 B; see
+``benchmarks/bench_analyses.py``.)
 
 The centre (δ = η = 0) is the ticket itself and is scored by `evoprune.results.score_splits`, the
 function that wrote the ticket's ``train_loss`` and ``train_accuracy``, so it equals them exactly.
@@ -41,12 +46,15 @@ from evoprune.analysis.params import (
 )
 from evoprune.data.registry import Dataset
 from evoprune.errors import EvopruneError
+from evoprune.fastmlp import is_mlp_stack
 from evoprune.io import write_atomic, write_json
 from evoprune.results import score_splits
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
 
 DIRECTIONS = ("gaussian", "filter", "uniform")
+MLP_POINTS = 32  # grid points per batch on the MLP path
+CACHE_BYTES = 2 << 20  # one sample chunk's activations stay in cache (as in evoprune.evaluate)
 
 
 @dataclass(frozen=True)
@@ -143,8 +151,11 @@ def landscape(
     y: torch.Tensor,
     config: LandscapeConfig | None = None,
     progress: bool = False,
+    fast: bool | None = None,
 ) -> Landscape:
     """The loss and accuracy landscape around the masked `model` on (X, y).
+
+    `fast`: the MLP path (default: when `model` is an MLP stack); False forces the general path.
 
     `model` is the unmasked random network and `mask` a mask over its `MaskSpace`, as in
     `evoprune.search`; any ``nn.Module`` works.
@@ -175,15 +186,20 @@ def landscape(
 
     loss = np.empty(G * G)
     acc = np.empty(G * G)
-    step = _grid_step(model, X, len(coeffs), config.memory_mb)
+    fast = is_mlp_stack(model) if fast is None else fast and is_mlp_stack(model)
+    step = MLP_POINTS if fast else _grid_step(model, X, len(coeffs), config.memory_mb)
     chunks = range(0, len(coeffs), step)
     if progress:
         from tqdm.auto import tqdm
 
         chunks = tqdm(chunks, desc="landscape", unit="chunk")
+    mlp = _FirstLayer(model, state, d1, d2, X) if fast else None
     for c0 in chunks:
         part = coeffs[c0 : c0 + step]  # (p, 2)
-        l_, a_ = _score_grid(model, state, d1, d2, part, X, y, config.memory_mb)
+        if mlp is not None:
+            l_, a_ = mlp.score(part, y)
+        else:
+            l_, a_ = _score_grid(model, state, d1, d2, part, X, y, config.memory_mb)
         loss[c0 : c0 + len(part)] = l_
         acc[c0 : c0 + len(part)] = a_
     loss, acc = loss.reshape(G, G), acc.reshape(G, G)
@@ -296,3 +312,57 @@ def write_landscape(L: Landscape, out: str | Path) -> dict[str, Path]:
     )
     paths["json"] = write_json(out / "landscape.json", L.summary())
     return paths
+
+
+class _FirstLayer:
+    """The MLP path: the first layer's three products once, then batches of grid points."""
+
+    def __init__(self, model: nn.Sequential, state, d1, d2, X: torch.Tensor):
+        self.model, self.state, self.d1, self.d2 = model, state, d1, d2
+        first = f"{next(i for i, m in enumerate(model) if isinstance(m, nn.Linear))}"
+        w, b = f"{first}.weight", f"{first}.bias"
+        X = X.reshape(len(X), -1)
+        with torch.no_grad():
+            self.A = X @ state[w].T + state[b]  # (s, h) the ticket's pre-activations
+            self.B = self._part(X, d1, w, b)  # (s, h) along d1
+            self.C = self._part(X, d2, w, b)
+        h = self.A.shape[1]
+        widest = max([m.out_features for m in model if isinstance(m, nn.Linear)] + [h])
+        self.rows = max(1, min(len(X), CACHE_BYTES // (4 * MLP_POINTS * widest)))
+
+    @staticmethod
+    def _part(X, d, w, b) -> torch.Tensor:
+        out = X @ d[w].T if w in d else torch.zeros(len(X), 1)
+        return out + d[b] if b in d else out
+
+    def _layer(self, name: str, delta: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+        """Parameter `name` at every grid point: ``(p, *shape)`` or the shared ``(*shape)``."""
+        base = self.state[name]
+        if name not in self.d1:
+            return base
+        shape = (len(delta), *([1] * base.ndim))
+        return base + delta.view(shape) * self.d1[name] + eta.view(shape) * self.d2[name]
+
+    def score(self, coeffs: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        p = len(coeffs)
+        delta, eta = coeffs[:, 0], coeffs[:, 1]
+        later = [(f"{i}.weight", f"{i}.bias") for i, m in enumerate(self.model)
+                 if isinstance(m, nn.Linear)][1:]  # fmt: skip
+        params = [(self._layer(w, delta, eta), self._layer(b, delta, eta)) for w, b in later]
+        ce = torch.zeros(p, dtype=torch.float64)
+        correct = torch.zeros(p, dtype=torch.long)
+        d3, e3 = delta.view(p, 1, 1), eta.view(p, 1, 1)
+        with torch.no_grad():
+            for s0 in range(0, len(self.A), self.rows):
+                rows = slice(s0, s0 + self.rows)
+                z = self.A[rows] + d3 * self.B[rows] + e3 * self.C[rows]  # (p, s, h)
+                for W, b in params:
+                    z = torch.relu(z)
+                    Wt = W.transpose(-1, -2)  # (p, in, out) or (in, out)
+                    z = z @ Wt + (b.unsqueeze(-2) if b.ndim == 2 else b)  # (p, s, out)
+                yy = y[rows]
+                log_probs = torch.log_softmax(z.double(), dim=-1)
+                ce -= log_probs.gather(-1, yy.view(1, -1, 1).expand(p, -1, 1)).squeeze(-1).sum(1)
+                correct += (z.argmax(dim=-1) == yy).sum(dim=1)
+        n = max(len(y), 1)
+        return (ce / n).numpy(), (correct.double() / n).numpy()
