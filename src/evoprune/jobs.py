@@ -53,6 +53,9 @@ METHODS: dict[str, Method] = {
     "synflow": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
     "softmask": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
     "random": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
+    "hpo": Method("evoprune.studies.jobs", "run_hpo_job", "HPO_KEYS"),
+    "minimize": Method("evoprune.studies.jobs", "run_minimize_job", "MINIMIZE_KEYS"),
+    "train-weights": Method("evoprune.studies.jobs", "run_weights_job", "WEIGHTS_KEYS"),
     "selection": Method("evoprune.pruning.selection_job", "run_selection_job", "SELECTION_KEYS"),
 }
 

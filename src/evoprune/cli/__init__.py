@@ -26,11 +26,12 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     from evoprune import __version__
     from evoprune.cli import analyze, baseline, compare, experiments, prune, search, selection
+    from evoprune.cli import studies
 
     parser = Parser(prog="evoprune", description="Strong lottery tickets by evolutionary search.")
     parser.add_argument("--version", action="version", version=f"evoprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (search, baseline, experiments, analyze, prune, selection, compare):
+    for module in (search, baseline, experiments, analyze, prune, selection, compare, studies):
         module.register(sub)
     return parser
 

@@ -19,6 +19,7 @@ from evoprune.experiments.beyond import draw_case_bars, draw_scale
 from evoprune.experiments.analyses import draw_fig1, draw_fig8, draw_hessian
 from evoprune.experiments.pruning_figures import draw_pruning
 from evoprune.experiments.selection import draw_fraction_lines
+from evoprune.experiments.studies_figures import draw_hpo, draw_minimize, draw_weights
 
 METRIC_NAMES = {
     "test_accuracy": "test accuracy",
@@ -179,6 +180,9 @@ RENDERERS: dict[str, Callable[[pd.DataFrame, str], Figure]] = {
     "spectra": draw_hessian,
     "pruning": draw_pruning,
     "fraction_lines": draw_fraction_lines,
+    "hpo": draw_hpo,
+    "minimize": draw_minimize,
+    "weights": draw_weights,
 }
 
 

@@ -26,6 +26,14 @@ from evoprune.experiments.analyses import (
 from evoprune.experiments.beyond import prepare_beyond, prepare_scale
 from evoprune.experiments.pruning_figures import prepare_pruning, table_pruning
 from evoprune.experiments.selection import prepare_selection, table_selection
+from evoprune.experiments.studies_figures import (
+    prepare_hpo,
+    prepare_minimize,
+    prepare_weights,
+    table_hpo,
+    table_minimize,
+    table_weights,
+)
 from evoprune.experiments.tables import summarise
 
 # history.csv column -> the name the paper's Fig. 4 gives the curve
@@ -266,4 +274,7 @@ FIGURES: dict[str, Figure] = {
     ),
     "pruning": Figure("Extreme-sparsity pruning (SUNZ 2026)", prepare_pruning, "pruning", "Test macro-F1 against sparsity without and after fine-tuning (line style: EC), layer densities and pruning seconds at the highest sparsity.", table=table_pruning),  # fmt: skip
     "selection": Figure("Pruning as evolution (Shah & Khan, arXiv 2601.10765)", prepare_selection, "fraction_lines", "Mean test accuracy (95% CI band) against the share of hidden neurons removed: each dynamic hard-pruned, its target mode, the post-hoc controls on the dense network, the MLP trained small; stars: the paper (full MNIST).", table=table_selection),  # fmt: skip
+    "hpo": Figure("HPO: CMA-ES vs TPE vs random, SynFlow vs training (SUNZ 2026)", prepare_hpo, "hpo", "Best validation macro-F1 so far per sampler (mean over seeds), the samplers' own time per trial, SynFlow vs training: objective time per trial and the test F1 of the chosen configuration.", needs_history=True, table=table_hpo),  # fmt: skip
+    "minimize": Figure("Minimising test functions at equal evaluation budgets (SUNZ 2026)", prepare_minimize, "minimize", "Median best value so far against evaluations (dashed: success, f < 1e-6); the table gives median best, success rate and median evaluations to success.", needs_history=True, table=table_minimize),  # fmt: skip
+    "weights": Figure("Training an MLP 64-32-10's weights: Adam vs sep-CMA-ES vs GA (SUNZ 2026)", prepare_weights, "weights", "Validation macro-F1 against training seconds (mean and std over seeds) and the final test macro-F1 (dashed: 0.97).", needs_history=True, table=table_weights),  # fmt: skip
 }

@@ -16,6 +16,7 @@ import pandas as pd
 from evoprune.experiments.analyses import CLAIM_ROWS
 from evoprune.experiments.pruning_figures import CLAIM_ROWS as PRUNING_CLAIMS
 from evoprune.experiments.selection import SELECTION_CLAIMS
+from evoprune.experiments.studies_figures import STUDY_CLAIMS
 
 GA_METHODS = ("ga", "ga-adaptive")
 
@@ -135,6 +136,7 @@ CLAIMS: tuple[Claim, ...] = (
     *(Claim(figure, text, check) for figure, text, check in CLAIM_ROWS),
     *(Claim(figure, text, check) for figure, text, check in PRUNING_CLAIMS),
     *(Claim(figure, text, check) for figure, text, check in SELECTION_CLAIMS),
+    *(Claim(figure, text, check) for figure, text, check in STUDY_CLAIMS),
 )
 
 

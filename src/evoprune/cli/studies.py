@@ -1,0 +1,183 @@
+"""`evoprune hpo`, `evoprune minimize`, `evoprune train-weights`: the optimiser studies of
+Hirianskyi & Bulakh (SUNZ 2026). Thin: parse, call `evoprune.studies`, print one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from evoprune.errors import EvopruneError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text)) if float(text) == int(float(text)) else None
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from evoprune.studies.hpo import OBJECTIVES, SAMPLERS, SPACES
+
+    p = sub.add_parser(
+        "hpo",
+        help="hyperparameter optimisation of an MLP on digits with Optuna (TPE, CMA-ES, random)",
+        description="Search an MLP's hyperparameters on digits (70/15/15) with an Optuna sampler. "
+        "The study lives in Optuna storage (a journal file in --out, or --storage URL): several "
+        "--workers share it, and after a kill the same command resumes it. It ends with exactly "
+        "--trials COMPLETE trials; the best configuration is then trained once and tested.",
+    )
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--objective", choices=OBJECTIVES, default="train",
+                   help="train: validation macro-F1 after training; synflow: the zero-cost "
+                   "SynFlow score of the architecture at initialisation (default train)")  # fmt: skip
+    p.add_argument("--space", choices=SPACES, default="low",
+                   help="low: 6 dimensions; high: 8 layers with their own width and dropout, 19")  # fmt: skip
+    p.add_argument(
+        "--trials", type=_positive_int, default=100, help="COMPLETE trials (default 100)"
+    )
+    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--storage", help="an RDB URL (e.g. sqlite:///study.db) instead of the journal file"
+    )
+    p.add_argument("--max-epochs", type=_positive_int, default=100,
+                   help="Adam epochs per trial and for the final training (default 100)")  # fmt: skip
+    p.add_argument("--patience", type=_positive_int, default=10,
+                   help="early-stopping patience on the validation loss (default 10)")  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="the study's folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_hpo)
+
+    from evoprune.studies.functions import FUNCTIONS
+
+    p = sub.add_parser(
+        "minimize",
+        help="minimise a test function with CMA-ES, a GA, Adam, SGD, random search",
+        description="Minimise a classic test function with each method at the same number of "
+        "evaluations, over several seeds; report median best, success rate (f < 1e-6) and "
+        "the median evaluations to success.",
+    )
+    p.add_argument("--function", choices=list(FUNCTIONS), required=True)
+    p.add_argument(
+        "--dim", type=_positive_int, default=10, help="dimensions, e.g. 2, 10, 30 (default 10)"
+    )
+    p.add_argument("--method", default="cmaes,ga,adam,sgd,random",
+                   help="one method or several, comma-separated: cmaes, ga, adam, sgd, random")  # fmt: skip
+    p.add_argument("--budget", type=_positive_int, help="evaluations per run (default 10^4 * dim)")
+    p.add_argument("--seeds", type=_positive_int, default=10, help="seeds 0..K-1 (default 10)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_minimize)
+
+    from evoprune.studies.train_weights import WEIGHT_METHODS
+
+    p = sub.add_parser(
+        "train-weights",
+        help="train an MLP 64-32-10 on digits with Adam, sep-CMA-ES or a GA",
+        description="Train the weights of an MLP 64-32-10 on digits (70/15/15): Adam (lr 1e-3, "
+        "batch 64, 200 epochs, early stopping), sep-CMA-ES (population 64, full-batch "
+        "cross-entropy) or a GA over the weights; same wall-clock budget with --seconds.",
+    )
+    p.add_argument("--method", choices=WEIGHT_METHODS, default="adam")
+    p.add_argument("--dataset", default="digits", help="digits (the only one today)")
+    p.add_argument("--seconds", type=_positive_float,
+                   help="training seconds (Adam: its own stop, capped here; others: 30)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_train_weights)
+
+
+def run_hpo(args: argparse.Namespace) -> int:
+    from evoprune.studies.jobs import run_hpo_job
+
+    job = {"method": "hpo", "sampler": args.sampler, "objective": args.objective,
+           "space": args.space, "trials": args.trials, "workers": args.workers, "seed": args.seed,
+           "storage": args.storage, "max_epochs": args.max_epochs, "patience": args.patience}  # fmt: skip
+    job = {k: v for k, v in job.items() if v is not None}
+    if args.out.exists() and not args.out.is_dir():
+        raise EvopruneError(f"--out {args.out}: exists and is not a folder")
+    r = run_hpo_job(job, args.out, progress=not args.quiet)
+    print(
+        f"hpo {r['sampler']}/{r['objective']}/{r['space']} seed {r['seed']}: {r['n_trials']} trials, "
+        f"best val F1 {r['best_val_f1']:.4f}, test F1 {r['test_f1']:.4f}, "
+        f"sampler {r['sampler_seconds_per_trial'] * 1e3:.2f} ms/trial, "
+        f"objective {r['objective_seconds_per_trial']:.3f} s/trial, {r['wall_seconds']:.1f} s -> {args.out}"
+    )
+    return 0
+
+
+def run_minimize(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from evoprune.io import provenance
+    from evoprune.results import write_run_dir
+    from evoprune.studies.minimize import METHODS, check, minimize_seeds, summarise
+
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    if not methods or len(set(methods)) != len(methods):
+        raise EvopruneError(
+            f"--method: expected distinct names from {', '.join(METHODS)}, got {args.method!r}"
+        )
+    for m in methods:
+        check(args.function, args.dim, m, args.budget)
+    if (args.out / "result.json").exists():
+        raise EvopruneError(f"{args.out}: already holds a finished run; choose another --out")
+    seeds = list(range(args.seeds))
+    summary, runs, history = {}, [], []
+    for m in tqdm(methods, desc=f"minimize {args.function}-{args.dim}", disable=args.quiet):
+        results = minimize_seeds(args.function, args.dim, m, args.budget, seeds)
+        summary[m] = summarise(results)
+        for r in results:
+            runs.append({"method": m, "seed": r.seed, "best": r.best, "success": r.success,
+                         "evaluations_to_success": r.evaluations_to_success,
+                         "seconds": r.seconds})  # fmt: skip
+            history += [{"method": m, "seed": r.seed, "evaluations": e, "best_so_far": b}
+                        for e, b in r.trace]  # fmt: skip
+    budget = results[0].budget
+    result = {"method": "minimize", "function": args.function, "dim": args.dim, "budget": budget,
+              "seeds": args.seeds, "success_threshold": 1e-6, "methods": summary, "runs": runs,
+              "config": vars(args) | {"out": str(args.out), "run": None}, **provenance()}  # fmt: skip
+    write_run_dir(args.out, result, history=history)
+    for m, s in summary.items():
+        evals = s["median_evaluations_to_success"]
+        print(
+            f"{args.function}-{args.dim} {m:<6} median best {s['median_best']:.3g}, success "
+            f"{s['success_rate']:.2f}, median evaluations to success "
+            f"{'-' if evals is None else f'{evals:.0f}'} ({args.seeds} seeds, budget {budget})"
+        )
+    return 0
+
+
+def run_train_weights(args: argparse.Namespace) -> int:
+    from evoprune.studies.jobs import run_weights_job
+
+    if args.dataset != "digits":
+        raise EvopruneError(f"--dataset: expected digits, got {args.dataset!r}")
+    if (args.out / "result.json").exists():
+        raise EvopruneError(f"{args.out}: already holds a finished run; choose another --out")
+    job = {"method": "train-weights", "optimizer": args.method, "dataset": "digits",
+           "seed": args.seed, "seconds": args.seconds}  # fmt: skip
+    job = {k: v for k, v in job.items() if v is not None}
+    r = run_weights_job(job, args.out, progress=not args.quiet)
+    print(
+        f"train-weights {r['optimizer']} digits seed {r['seed']}: test F1 {r['test_f1']:.4f}, "
+        f"test acc {r['test_accuracy']:.4f}, {r['seconds']:.1f} s, {r['evaluations']} evaluations "
+        f"-> {args.out}"
+    )
+    return 0

@@ -1,0 +1,467 @@
+"""Hyperparameter optimisation of an MLP on digits with Optuna's samplers: TPE (multivariate),
+CMA-ES, random search; the objective is either full training (validation macro-F1 after Adam with
+early stopping) or the zero-cost SynFlow score of the architecture at initialisation (Tanaka et
+al., NeurIPS 2020, arXiv 2006.05467; as a NAS proxy: Abdelfattah et al., ICLR 2021,
+arXiv 2101.08134). Hirianskyi & Bulakh (SUNZ 2026) compare the samplers' quality and own time.
+
+The study lives in Optuna storage (a `JournalStorage` file in the run folder by default, or an RDB
+URL), so several worker processes, or machines sharing the folder or database, work on one study,
+and a killed study resumes with the same command. A study ends with exactly `trials` COMPLETE
+trials:
+
+- a worker only starts a trial while fewer than `trials` trials are COMPLETE or RUNNING; a trial
+  that finds, once numbered, that `trials` trials with lower numbers are already live gives way
+  (it is marked FAIL with the user attribute ``surplus``), so no two workers overshoot;
+- every RUNNING trial carries its owner (host, pid) and a heartbeat; a trial whose owner process is
+  gone (same host) or whose heartbeat is older than `grace` seconds is marked FAIL, and a new
+  trial takes its place. (Optuna's own heartbeat covers RDB storage only.)
+
+Spaces (ints are suggested as ints, no categoricals, so CMA-ES sees every dimension):
+``low`` (6): layers 1-3, width 16-256 (log), lr 1e-4-1e-1 (log), weight decay 1e-6-1e-2 (log),
+batch 16-256 (log), dropout 0-0.5. ``high`` (19): 8 hidden layers, each with its own width
+(16-256, log) and dropout (0-0.5), and lr, weight decay, batch. With the SynFlow objective only the
+architecture is searched (``low``: layers and width; ``high``: the 8 widths); the training
+hyperparameters are fixed at `FIXED_TRAINING` for the final training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evoprune.errors import EvopruneError
+from evoprune.seeding import derive_seed
+from evoprune.studies.training import (
+    Splits,
+    accuracy,
+    digits_splits,
+    macro_f1,
+    make_mlp,
+    train_adam,
+)
+
+SAMPLERS = ("tpe", "cmaes", "random")
+OBJECTIVES = ("train", "synflow")
+SPACES = ("low", "high")
+HIGH_LAYERS = 8
+# the SynFlow objective's training hyperparameters (Adam's usual defaults; no dropout)
+FIXED_TRAINING = {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64}
+STUDY_NAME = "evoprune-hpo"
+JOURNAL = "study.journal"
+_SURPLUS = "surplus"
+
+
+@dataclass(frozen=True)
+class HPOConfig:
+    sampler: str = "tpe"
+    objective: str = "train"
+    space: str = "low"
+    trials: int = 100
+    seed: int = 0
+    workers: int = 1
+    storage: str | None = None  # an RDB URL (sqlite:///..., postgresql://...); None: journal file
+    max_epochs: int = 100  # the train objective's Adam budget per trial (and the final training)
+    patience: int = 10  # early stopping on the validation loss
+    heartbeat: float = 2.0  # seconds between two heartbeats of a running trial
+    grace: float = 30.0  # a trial of another host without a heartbeat for this long is dead
+
+    def check(self) -> None:
+        for name, allowed in (("sampler", SAMPLERS), ("objective", OBJECTIVES), ("space", SPACES)):
+            if getattr(self, name) not in allowed:
+                raise EvopruneError(
+                    f"{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        for name in ("trials", "workers", "max_epochs", "patience"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise EvopruneError(f"{name}: expected a positive integer, got {v!r}")
+        if not self.grace > 2 * self.heartbeat > 0:
+            raise EvopruneError("grace: expected more than twice the heartbeat interval")
+
+    def study_settings(self) -> dict[str, Any]:
+        """What defines the study (a resumed study must agree); workers/storage may change."""
+        return {k: v for k, v in asdict(self).items() if k not in ("workers", "storage", "trials")}
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError as exc:  # pragma: no cover - a dependency, but say how to get it
+        raise EvopruneError("hpo needs optuna: pip install optuna cmaes") from exc
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+# --- the search space and the objectives ------------------------------------------------------
+
+
+def suggest(trial: Any, space: str, objective: str) -> dict[str, Any]:
+    """The trial's configuration: widths, dropouts, lr, weight_decay, batch_size."""
+    if space == "low":
+        layers = trial.suggest_int("layers", 1, 3)
+        width = trial.suggest_int("width", 16, 256, log=True)
+        widths = [width] * layers
+    else:
+        widths = [trial.suggest_int(f"width_{i}", 16, 256, log=True) for i in range(HIGH_LAYERS)]
+    if objective == "synflow":  # the architecture only; training is fixed
+        return {"widths": widths, "dropouts": [0.0] * len(widths), **FIXED_TRAINING}
+    lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    wd = trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
+    batch = trial.suggest_int("batch_size", 16, 256, log=True)
+    if space == "low":
+        dropouts = [trial.suggest_float("dropout", 0.0, 0.5)] * len(widths)
+    else:
+        dropouts = [trial.suggest_float(f"dropout_{i}", 0.0, 0.5) for i in range(HIGH_LAYERS)]
+    return {
+        "widths": widths,
+        "dropouts": dropouts,
+        "lr": lr,
+        "weight_decay": wd,
+        "batch_size": batch,
+    }
+
+
+def synflow_score(widths: list[int], n_in: int = 64, n_out: int = 10, seed: int = 0) -> float:
+    """log sum |theta * dR/dtheta| at initialisation, R = 1^T f_|theta|(1) (float64, all-ones
+    input, every parameter replaced by its absolute value; Tanaka et al. 2020, eq. 2)."""
+    model = make_mlp(n_in, widths, n_out, seed=seed, dtype=torch.float64)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()
+    model.eval()
+    R = model(torch.ones(1, n_in, dtype=torch.float64)).sum()
+    grads = torch.autograd.grad(R, list(model.parameters()))
+    total = sum(
+        float((p.detach() * g).abs().sum()) for p, g in zip(model.parameters(), grads, strict=True)
+    )
+    return math.log(total) if total > 0 else -math.inf
+
+
+def train_config(config: dict[str, Any], s: Splits, cfg: HPOConfig, seed: int) -> tuple[Any, float]:
+    """The MLP of `config`, trained with early stopping; (model, validation macro-F1)."""
+    model = make_mlp(s.n_features, config["widths"], s.n_classes, config["dropouts"], seed=seed)
+    r = train_adam(model, s, lr=config["lr"], weight_decay=config["weight_decay"],
+                   batch_size=config["batch_size"], max_epochs=cfg.max_epochs,
+                   patience=cfg.patience, seed=seed)  # fmt: skip
+    return model, r.val_f1
+
+
+def evaluate_trial(config: dict[str, Any], s: Splits, cfg: HPOConfig, number: int) -> float:
+    seed = derive_seed(cfg.seed, f"hpo/trial/{number}")
+    if cfg.objective == "synflow":
+        return synflow_score(config["widths"], s.n_features, s.n_classes, seed)
+    return train_config(config, s, cfg, seed)[1]
+
+
+# --- samplers, timed --------------------------------------------------------------------------
+
+
+def make_sampler(cfg: HPOConfig, worker: int) -> Any:
+    optuna = _optuna()
+    seed = derive_seed(cfg.seed, f"hpo/sampler/{worker}") % 2**31
+    if cfg.sampler == "tpe":
+        return optuna.samplers.TPESampler(multivariate=True, seed=seed)
+    if cfg.sampler == "cmaes":
+        # optuna imports `cmaes` lazily, on the first sample: import it here, so that the
+        # per-trial sampler time measures sampling, not a one-off module import (seconds)
+        import cmaes  # noqa: F401
+
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def timed(sampler: Any) -> Any:
+    """`sampler` wrapped so that its own time per trial is recorded (user attr sampler_seconds)."""
+    optuna = _optuna()
+
+    class TimedSampler(optuna.samplers.BaseSampler):
+        def __init__(self, inner: Any):
+            self.inner = inner
+            self.spent: dict[int, float] = {}
+
+        def _time(self, trial: Any, fn: Any, *args: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self.spent[trial.number] = (
+                    self.spent.get(trial.number, 0.0) + time.perf_counter() - start
+                )
+
+        def infer_relative_search_space(self, study, trial):
+            return self._time(trial, self.inner.infer_relative_search_space, study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self._time(trial, self.inner.sample_relative, study, trial, search_space)
+
+        def sample_independent(self, study, trial, name, dist):
+            return self._time(trial, self.inner.sample_independent, study, trial, name, dist)
+
+        def before_trial(self, study, trial):
+            self._time(trial, self.inner.before_trial, study, trial)
+
+        def after_trial(self, study, trial, state, values):
+            self._time(trial, self.inner.after_trial, study, trial, state, values)
+            study._storage.set_trial_user_attr(
+                trial._trial_id, "sampler_seconds", self.spent.pop(trial.number, 0.0)
+            )
+
+        def reseed_rng(self) -> None:
+            self.inner.reseed_rng()
+
+    return TimedSampler(sampler)
+
+
+# --- storage, liveness ------------------------------------------------------------------------
+
+
+def open_storage(cfg: HPOConfig, out: Path) -> Any:
+    optuna = _optuna()
+    if cfg.storage:
+        try:
+            return optuna.storages.RDBStorage(cfg.storage)
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many kinds
+            raise EvopruneError(
+                f"storage: cannot open {cfg.storage!r} ({type(exc).__name__})"
+            ) from None
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+    path = str(out / JOURNAL)
+    backend = JournalFileBackend(path, lock_obj=JournalFileSymlinkLock(path, grace_period=10))
+    return optuna.storages.JournalStorage(backend)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_stale_trials(study: Any, grace: float) -> int:
+    """Mark FAIL every RUNNING trial whose worker is gone; returns how many."""
+    optuna = _optuna()
+    host, now, failed = socket.gethostname(), time.time(), 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        owner = t.system_attrs.get("evoprune:owner")
+        beat = t.system_attrs.get("evoprune:heartbeat")
+        if beat is None:
+            beat = t.datetime_start.timestamp() if t.datetime_start else now
+        if owner and owner.get("host") == host:
+            dead = not _alive(int(owner["pid"])) or (
+                owner["pid"] == os.getpid() and t.number not in _OWN
+            )
+        else:
+            dead = now - float(beat) > grace
+        if dead:
+            try:
+                study._storage.set_trial_system_attr(t._trial_id, "evoprune:stale", True)
+                study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+                failed += 1
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another worker got there first, or it just finished
+    return failed
+
+
+_OWN: set[int] = set()  # trial numbers this process is running now
+
+
+class _Heartbeat:
+    """Beats for the trial this worker runs, from a thread, every `interval` seconds."""
+
+    def __init__(self, storage: Any, interval: float):
+        self.storage, self.interval = storage, interval
+        self.trial_id: int | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                if self.trial_id is not None:
+                    # the trial may have just finished: a failed beat is harmless
+                    with contextlib.suppress(Exception):
+                        self.storage.set_trial_system_attr(
+                            self.trial_id, "evoprune:heartbeat", time.time()
+                        )
+
+    def watch(self, trial_id: int | None) -> None:
+        with self._lock:
+            self.trial_id = trial_id
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- workers and the study --------------------------------------------------------------------
+
+
+def _counts(study: Any) -> tuple[int, int]:
+    optuna = _optuna()
+    S = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING))
+    complete = sum(t.state == S.COMPLETE for t in trials)
+    return complete, len(trials)
+
+
+def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
+    """One worker: run trials until the study has `cfg.trials` COMPLETE trials; returns how many
+    this worker completed. Safe to run in any number of processes at once."""
+    optuna = _optuna()
+    S = optuna.trial.TrialState
+    torch.set_num_threads(1)
+    storage = open_storage(cfg, out)
+    study = optuna.load_study(
+        study_name=STUDY_NAME, storage=storage, sampler=timed(make_sampler(cfg, worker))
+    )
+    splits = digits_splits()
+    beat = _Heartbeat(storage, cfg.heartbeat)
+    done = 0
+    try:
+        while True:
+            fail_stale_trials(study, cfg.grace)
+            complete, live = _counts(study)
+            if bar is not None:
+                bar.update(complete - bar.n)
+            if complete >= cfg.trials:
+                return done
+            if live >= cfg.trials:  # the rest are running elsewhere: wait for them (or their death)
+                time.sleep(min(1.0, cfg.heartbeat))
+                continue
+            trial = study.ask()
+            _OWN.add(trial.number)
+            storage.set_trial_system_attr(trial._trial_id, "evoprune:owner",
+                                          {"host": socket.gethostname(), "pid": os.getpid()})  # fmt: skip
+            beat.watch(trial._trial_id)
+            try:
+                earlier = [t for t in study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING))
+                           if t.number < trial.number]  # fmt: skip
+                if len(earlier) >= cfg.trials:  # another worker took the last slot first
+                    storage.set_trial_user_attr(trial._trial_id, _SURPLUS, True)
+                    study.tell(trial, state=S.FAIL)
+                    continue
+                config = suggest(trial, cfg.space, cfg.objective)
+                start = time.perf_counter()
+                value = evaluate_trial(config, splits, cfg, trial.number)
+                storage.set_trial_user_attr(
+                    trial._trial_id, "objective_seconds", time.perf_counter() - start
+                )
+                storage.set_trial_user_attr(trial._trial_id, "config", config)
+                study.tell(trial, value if math.isfinite(value) else None,
+                           state=S.COMPLETE if math.isfinite(value) else S.FAIL)  # fmt: skip
+                done += 1
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # declared dead by another worker while we were slow (no heartbeat for `grace`)
+            finally:
+                beat.watch(None)
+                _OWN.discard(trial.number)
+    finally:
+        beat.close()
+
+
+def _worker_main(cfg_dict: dict[str, Any], out: str, worker: int) -> None:
+    work(HPOConfig(**cfg_dict), Path(out), worker)
+
+
+def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[str, Any]:
+    """Create or resume the study in `out`, run it with `cfg.workers` processes until it has
+    exactly `cfg.trials` COMPLETE trials, train the best configuration once, and return the
+    summary (best_val_f1, test_f1, n_trials, wall_seconds, sampler_seconds_per_trial, ...)."""
+    import multiprocessing as mp
+
+    from tqdm import tqdm
+
+    optuna = _optuna()
+    cfg.check()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    storage = open_storage(cfg, out)
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize",
+                                load_if_exists=True)  # fmt: skip
+    settings = study.user_attrs.get("evoprune:settings")
+    if settings is None:
+        study.set_user_attr("evoprune:settings", cfg.study_settings())
+    elif settings != json.loads(json.dumps(cfg.study_settings())):
+        diff = sorted(k for k in settings if settings.get(k) != cfg.study_settings().get(k))
+        raise EvopruneError(
+            f"{out}: holds a study with other settings ({', '.join(diff)}); use another --out"
+        )
+    ctx = mp.get_context("spawn")
+    others = [ctx.Process(target=_worker_main, args=(asdict(cfg), str(out), w), daemon=True)
+              for w in range(1, cfg.workers)]  # fmt: skip
+    for p in others:
+        p.start()
+    bar = tqdm(total=cfg.trials, desc=f"hpo {cfg.sampler}/{cfg.objective}/{cfg.space}",
+               unit="trial", disable=not progress)  # fmt: skip
+    try:
+        work(cfg, out, 0, bar)
+    finally:
+        for p in others:
+            p.join()
+        bar.close()
+    return summarise_study(study, cfg, time.perf_counter() - started)
+
+
+def summarise_study(study: Any, cfg: HPOConfig, seconds: float) -> dict[str, Any]:
+    optuna = _optuna()
+    S = optuna.trial.TrialState
+    all_trials = study.get_trials(deepcopy=False)
+    complete = sorted((t for t in all_trials if t.state == S.COMPLETE), key=lambda t: t.number)
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    splits = digits_splits()
+    seed = derive_seed(cfg.seed, "hpo/final")
+    config = best.user_attrs["config"]
+    t0 = time.perf_counter()
+    model, final_val = train_config(config, splits, cfg, seed)
+    final_seconds = time.perf_counter() - t0
+    history, best_so_far = [], -math.inf
+    for t in complete:
+        best_so_far = max(best_so_far, t.value)
+        history.append({"trial": t.number, "value": t.value, "best_so_far": best_so_far,
+                        "sampler_seconds": t.user_attrs.get("sampler_seconds", math.nan),
+                        "objective_seconds": t.user_attrs.get("objective_seconds", math.nan),
+                        **{f"param_{k}": v for k, v in t.params.items()}})  # fmt: skip
+    starts = [t.datetime_start.timestamp() for t in complete if t.datetime_start]
+    ends = [t.datetime_complete.timestamp() for t in complete if t.datetime_complete]
+    stale = sum(bool(t.system_attrs.get("evoprune:stale")) for t in all_trials)
+    surplus = sum(bool(t.user_attrs.get(_SURPLUS)) for t in all_trials)
+    return {
+        "best_val_f1": best.value if cfg.objective == "train" else final_val,
+        "best_objective": best.value,
+        "test_f1": macro_f1(model, splits.X_test, splits.y_test),
+        "test_accuracy": accuracy(model, splits.X_test, splits.y_test),
+        "final_val_f1": final_val,
+        "n_trials": len(complete),
+        "failed_trials": len(all_trials) - len(complete),
+        "stale_trials": stale,
+        "surplus_trials": surplus,
+        "best_trial": best.number,
+        "best_params": best.params,
+        "best_config": config,
+        "wall_seconds": (max(ends) - min(starts)) if starts and ends else seconds,
+        "seconds_this_run": seconds,
+        "final_training_seconds": final_seconds,
+        "sampler_seconds_per_trial": float(np.mean([h["sampler_seconds"] for h in history])),
+        "objective_seconds_per_trial": float(np.mean([h["objective_seconds"] for h in history])),
+        "history": history,
+    }

@@ -1,0 +1,158 @@
+"""Job runners for the optimiser studies (`evoprune.jobs.METHODS`: ``hpo``, ``minimize``,
+``train-weights``): a job dict in, a results folder and result dict out.
+
+hpo: ``sampler`` (tpe|cmaes|random), ``objective`` (train|synflow), ``space`` (low|high),
+``trials`` (100), ``workers`` (1), ``storage`` (RDB URL; default a journal file in the folder),
+``max_epochs`` (100), ``patience`` (10); the dataset is digits (70/15/15).
+
+minimize: ``function``, ``dim``, ``optimizer`` (cmaes|ga|adam|sgd|random), ``budget``
+(10^4 * dim); one seed per job. result.json: ``best_value``, ``success``,
+``evaluations_to_success``; history.csv: the best value so far against the evaluations.
+
+train-weights: ``optimizer`` (adam|sep-cmaes|ga), ``seconds`` (Adam: its own stop; the others
+30), ``population`` (64), ``sigma`` (0.05); the dataset is digits (70/15/15).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from evoprune.errors import EvopruneError
+from evoprune.io import provenance
+from evoprune.jobkeys import check_keys
+from evoprune.results import write_run_dir
+
+HPO_KEYS = {
+    "sampler",
+    "objective",
+    "space",
+    "trials",
+    "workers",
+    "storage",
+    "max_epochs",
+    "patience",
+}
+MINIMIZE_KEYS = {"function", "dim", "optimizer", "budget"}
+WEIGHTS_KEYS = {"optimizer", "seconds", "population", "sigma"}
+
+
+def _int(job: dict[str, Any], key: str, default: int | None) -> int | None:
+    v = job.get(key, default)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise EvopruneError(f"{key}: expected an integer, got {v!r}")
+    try:
+        f = float(v)
+    except ValueError:
+        raise EvopruneError(f"{key}: expected an integer, got {v!r}") from None
+    if f != int(f):
+        raise EvopruneError(f"{key}: expected an integer, got {v!r}")
+    return int(f)
+
+
+def _float(job: dict[str, Any], key: str, default: float | None) -> float | None:
+    v = job.get(key, default)
+    if v is None:
+        return None
+    try:
+        if isinstance(v, bool):
+            raise ValueError
+        return float(v)
+    except (TypeError, ValueError):
+        raise EvopruneError(f"{key}: expected a number, got {v!r}") from None
+
+
+def _base(job: dict[str, Any], dataset: str | None) -> dict[str, Any]:
+    return {"method": job["method"], "dataset": dataset, "seed": _int(job, "seed", 0),
+            "config": job, **provenance()}  # fmt: skip
+
+
+def _no_dataset_keys(job: dict[str, Any], allowed: tuple[str, ...] = ()) -> None:
+    for key in ("classes", "data", "target", "data_dir", "arch", "init", "normalize"):
+        if job.get(key) is not None:
+            raise EvopruneError(f"job for {job['method']!r}: key {key!r} does not apply")
+    if job.get("dataset") not in (None, *allowed):
+        raise EvopruneError(
+            f"dataset: expected {' or '.join(allowed) or 'none'} for {job['method']}, got {job['dataset']!r}"
+        )
+
+
+def run_hpo_job(job: dict[str, Any], out: Path | None, progress: bool = False) -> dict[str, Any]:
+    import tempfile
+
+    from evoprune.studies.hpo import HPOConfig, run_study
+
+    check_keys(job, HPO_KEYS)
+    _no_dataset_keys(job, ("digits",))
+    cfg = HPOConfig(
+        sampler=str(job.get("sampler", "tpe")),
+        objective=str(job.get("objective", "train")),
+        space=str(job.get("space", "low")),
+        trials=_int(job, "trials", 100),
+        seed=_int(job, "seed", 0),
+        workers=_int(job, "workers", 1),
+        storage=job.get("storage"),
+        max_epochs=_int(job, "max_epochs", 100),
+        patience=_int(job, "patience", 10),
+    )
+    cfg.check()
+    if out is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = run_study(cfg, tmp, progress)
+    else:
+        summary = run_study(cfg, out, progress)
+    history = summary.pop("history")
+    result = {**_base(job, "digits"), "sampler": cfg.sampler, "objective": cfg.objective,
+              "space": cfg.space, "trials": cfg.trials, **summary}  # fmt: skip
+    if out is not None:
+        write_run_dir(out, result, history=history)
+    return result
+
+
+def run_minimize_job(
+    job: dict[str, Any], out: Path | None, progress: bool = False
+) -> dict[str, Any]:
+    from evoprune.studies.minimize import minimize
+
+    check_keys(job, MINIMIZE_KEYS)
+    _no_dataset_keys(job)
+    for key in ("function", "dim", "optimizer"):
+        if job.get(key) is None:
+            raise EvopruneError(f"job for 'minimize': missing key {key!r}")
+    r = minimize(str(job["function"]), _int(job, "dim", None), str(job["optimizer"]),
+                 _int(job, "budget", None), _int(job, "seed", 0))  # fmt: skip
+    result = {**_base(job, None), "function": r.function, "dim": r.dim, "optimizer": r.method,
+              "budget": r.budget, "best_value": r.best, "success": int(r.success),
+              "evaluations": r.evaluations, "evaluations_to_success": r.evaluations_to_success,
+              "wall_seconds": r.seconds}  # fmt: skip
+    history = [{"evaluations": e, "best_so_far": b} for e, b in r.trace]
+    if out is not None:
+        write_run_dir(out, result, history=history)
+    return result
+
+
+def run_weights_job(
+    job: dict[str, Any], out: Path | None, progress: bool = False
+) -> dict[str, Any]:
+    from evoprune.studies.train_weights import WeightsConfig, train_weights
+
+    check_keys(job, WEIGHTS_KEYS)
+    _no_dataset_keys(job, ("digits",))
+    overrides = {k: _float(job, k, None) for k in ("sigma",) if job.get(k) is not None}
+    if job.get("population") is not None:
+        overrides["population"] = _int(job, "population", None)
+    assert {f.name for f in fields(WeightsConfig)} >= set(overrides)
+    start = time.perf_counter()
+    r = train_weights(str(job.get("optimizer", "adam")), "digits", _float(job, "seconds", None),
+                      _int(job, "seed", 0), progress, **overrides)  # fmt: skip
+    result = {**_base(job, "digits"), "arch": [64, 32, 10], "optimizer": r.method,
+              "test_f1": r.test_f1, "test_accuracy": r.test_accuracy, "val_f1": r.val_f1,
+              "seconds": r.seconds, "evaluations": r.evaluations,
+              "wall_seconds": time.perf_counter() - start}  # fmt: skip
+    if out is not None:
+        write_run_dir(out, result, history=r.history)
+    return result

@@ -1,0 +1,356 @@
+"""The optimiser studies: test functions, minimisation, weight training, HPO studies (workers,
+kill and resume), their CLI, specs and figure frames."""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from evoprune.cli import main
+from evoprune.studies.functions import FUNCTIONS
+from evoprune.studies.minimize import METHODS, SUCCESS, minimize, minimize_seeds
+
+EVOPRUNE = [sys.executable, "-m", "evoprune"]
+
+
+def run_cli(args, capsys):
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- test functions ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+@pytest.mark.parametrize("dim", [2, 10, 30])
+def test_functions_have_their_known_minimum(name, dim):
+    fn = FUNCTIONS[name]
+    x = fn.minimiser(dim)[None]
+    assert abs(float(fn.f(x)[0])) < 1e-9
+    rng = np.random.default_rng(0)
+    X = rng.uniform(fn.low, fn.high, size=(200, dim))
+    values = fn.f(X)
+    assert values.shape == (200,)
+    assert (values > -1e-9).all() and (values > 1e-6).all()  # nothing random beats the optimum
+    torch_values = fn.f(torch.tensor(X)).numpy()  # the torch path (for Adam/SGD) agrees
+    np.testing.assert_allclose(torch_values, values, rtol=1e-12, atol=1e-9)
+
+
+def test_rastrigin_and_rosenbrock_by_hand():
+    assert FUNCTIONS["rastrigin"].f(np.array([[1.0, 0.0]]))[0] == pytest.approx(1.0)
+    assert FUNCTIONS["rosenbrock"].f(np.array([[0.0, 0.0]]))[0] == pytest.approx(1.0)
+    assert FUNCTIONS["sphere"].f(np.array([[3.0, 4.0]]))[0] == pytest.approx(25.0)
+
+
+# --- minimisation -----------------------------------------------------------------------------
+
+
+def test_cmaes_solves_sphere_2_quickly():
+    r = minimize("sphere", 2, "cmaes", budget=2000, seed=0)
+    assert r.success and r.best < SUCCESS
+    assert r.evaluations_to_success is not None and r.evaluations_to_success < 1000
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_same_seed_same_result_and_budget_respected(method):
+    a = minimize("rastrigin", 3, method, budget=300, seed=1)
+    b = minimize("rastrigin", 3, method, budget=300, seed=1)
+    c = minimize("rastrigin", 3, method, budget=300, seed=2)
+    assert (a.best, a.trace, a.evaluations) == (b.best, b.trace, b.evaluations)
+    assert a.best != c.best
+    assert a.evaluations <= 300
+    assert a.trace[-1] == (a.evaluations, a.best)
+    assert all(e1 < e2 and b1 >= b2 for (e1, b1), (e2, b2) in zip(a.trace, a.trace[1:]))
+
+
+def test_gradient_methods_batch_seeds_as_independent_runs():
+    both = minimize_seeds("ackley", 4, "adam", 300, [0, 1])
+    alone = minimize("ackley", 4, "adam", 300, seed=1)
+    assert both[1].best == pytest.approx(alone.best, rel=1e-12, abs=1e-12)
+
+
+def test_adam_solves_sphere_and_is_trapped_on_rastrigin():
+    assert minimize("sphere", 5, "adam", budget=3000, seed=0).success
+    trapped = minimize_seeds("rastrigin", 5, "adam", 3000, [0, 1, 2])
+    assert not any(r.success for r in trapped)
+
+
+def test_ga_improves_on_random_search():
+    ga = minimize("sphere", 5, "ga", budget=5000, seed=0)
+    rnd = minimize("sphere", 5, "random", budget=5000, seed=0)
+    assert ga.best < rnd.best / 100
+
+
+def test_minimize_cli_writes_methods_and_rejects_bad_input(tmp_path, capsys):
+    out = tmp_path / "min"
+    code, stdout, _ = run_cli(["minimize", "--function", "sphere", "--dim", "2", "--method",
+                               "cmaes,random", "--budget", "500", "--seeds", "3", "--out", out,
+                               "--quiet"], capsys)  # fmt: skip
+    assert code == 0 and "cmaes" in stdout
+    r = json.loads((out / "result.json").read_text())
+    assert set(r["methods"]) == {"cmaes", "random"}
+    for s in r["methods"].values():
+        assert {"median_best", "success_rate", "median_evaluations_to_success"} <= set(s)
+    assert r["methods"]["cmaes"]["success_rate"] == 1.0
+    assert r["git_revision"] and r["versions"]["torch"]
+    assert (out / "history.csv").read_text().startswith("method,seed,evaluations,best_so_far")
+    for bad in (
+        ["--method", "cmaes,bogus"],
+        ["--function", "nope"],
+        ["--dim", "0"],
+        ["--budget", "-3"],
+    ):
+        args = ["minimize", "--function", "sphere", "--out", tmp_path / "bad", *bad]
+        code, stdout, err = run_cli(args, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()
+
+
+# --- weight training --------------------------------------------------------------------------
+
+
+def test_population_losses_equal_a_plain_forward():
+    from evoprune.studies.train_weights import _Shapes
+    from evoprune.studies.training import digits_splits, make_mlp
+
+    s = digits_splits()
+    model = make_mlp(64, [32], 10, seed=0)
+    shapes = _Shapes(model)
+    assert shapes.n == 2410
+    W = torch.randn(5, shapes.n, generator=torch.Generator().manual_seed(0)) * 0.1
+    batched = shapes.losses(W, s.X_train, s.y_train)
+    for k in range(5):
+        shapes.load(model, W[k])
+        with torch.no_grad():
+            plain = torch.nn.functional.cross_entropy(model(s.X_train), s.y_train)
+        assert float(batched[k]) == pytest.approx(float(plain), rel=1e-5)
+
+
+def test_train_weights_adam_and_sep_cmaes(tmp_path, capsys):
+    torch.set_num_threads(1)
+    from evoprune.studies.train_weights import train_weights
+
+    adam = train_weights("adam", seconds=3.0, seed=0)
+    assert adam.test_f1 > 0.9 and adam.seconds <= 3.5 and adam.history
+    cma = train_weights("sep-cmaes", seconds=1.0, seed=0)
+    assert cma.evaluations % 64 == 0 and cma.evaluations >= 64 and 0.0 <= cma.test_f1 <= 1.0
+    ga = train_weights("ga", seconds=0.5, seed=0)
+    assert ga.evaluations >= 64 and ga.history[-1]["seconds"] >= 0.5
+    code, _, err = run_cli(["train-weights", "--dataset", "mnist", "--out", tmp_path / "w"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["train-weights", "--seconds", "-1", "--out", tmp_path / "w"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+# --- HPO --------------------------------------------------------------------------------------
+
+
+def test_synflow_equals_the_closed_form_for_one_hidden_layer():
+    from evoprune.studies.hpo import synflow_score
+    from evoprune.studies.training import make_mlp
+
+    model = make_mlp(64, [20], 10, seed=3, dtype=torch.float64)
+    A1, c1 = model[0].weight.abs().detach().numpy(), model[0].bias.abs().detach().numpy()
+    A2, c2 = model[2].weight.abs().detach().numpy(), model[2].bias.abs().detach().numpy()
+    ones = np.ones(64)
+    h = A1 @ ones + c1  # all positive: ReLU is the identity
+    g = A2.T @ np.ones(10)  # dR/dh
+    total = (A2 * h[None, :]).sum() + c2.sum() + (A1 * g[:, None]).sum() + (c1 * g).sum()
+    assert synflow_score([20], 64, 10, seed=3) == pytest.approx(math.log(total), rel=1e-12)
+
+
+def test_spaces_have_the_stated_dimensions():
+    import optuna
+
+    from evoprune.studies.hpo import suggest
+
+    for space, objective, dims in (
+        ("low", "train", 6),
+        ("high", "train", 19),
+        ("high", "synflow", 8),
+    ):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = study.ask()
+        config = suggest(trial, space, objective)
+        assert len(trial.params) == dims
+        assert all(isinstance(w, int) for w in config["widths"])
+        assert isinstance(config["batch_size"], int)
+
+
+def test_stale_trials_are_failed_live_ones_kept(tmp_path):
+    import optuna
+
+    from evoprune.studies import hpo
+
+    storage = hpo.open_storage(hpo.HPOConfig(), tmp_path)
+    study = optuna.create_study(study_name=hpo.STUDY_NAME, storage=storage)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    me = socket.gethostname()
+    owners = [
+        {"host": me, "pid": dead.pid},  # its process is gone
+        {"host": "elsewhere", "pid": 1},  # another machine, no heartbeat for long
+        {"host": "elsewhere", "pid": 1},  # another machine, beating
+        {"host": me, "pid": os.getpid()},  # this process, running it
+    ]
+    trials = [study.ask() for _ in owners]
+    for t, owner in zip(trials, owners, strict=True):
+        storage.set_trial_system_attr(t._trial_id, "evoprune:owner", owner)
+    storage.set_trial_system_attr(trials[1]._trial_id, "evoprune:heartbeat", time.time() - 100)
+    storage.set_trial_system_attr(trials[2]._trial_id, "evoprune:heartbeat", time.time())
+    hpo._OWN.add(trials[3].number)
+    try:
+        assert hpo.fail_stale_trials(study, grace=30) == 2
+    finally:
+        hpo._OWN.discard(trials[3].number)
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["FAIL", "FAIL", "RUNNING", "RUNNING"]
+
+
+def _hpo_args(out, *extra):
+    return ["hpo", "--sampler", "cmaes", "--objective", "synflow", "--space", "low",
+            "--max-epochs", "3", "--patience", "1", "--seed", "0", "--out", out, "--quiet", *extra]  # fmt: skip
+
+
+def test_hpo_two_workers_exact_trial_count(tmp_path, capsys):
+    out = tmp_path / "study"
+    code, _, err = run_cli(_hpo_args(out, "--trials", "12", "--workers", "2"), capsys)
+    assert code == 0, err
+    r = json.loads((out / "result.json").read_text())
+    assert r["n_trials"] == 12 and r["test_f1"] > 0.5
+    assert r["sampler_seconds_per_trial"] > 0 and r["objective_seconds_per_trial"] > 0
+    rows = (out / "history.csv").read_text().splitlines()
+    assert len(rows) == 13
+    import optuna
+
+    from evoprune.studies import hpo
+
+    study = optuna.load_study(
+        study_name=hpo.STUDY_NAME, storage=hpo.open_storage(hpo.HPOConfig(), out)
+    )
+    states = [t.state.name for t in study.get_trials()]
+    assert states.count("COMPLETE") == 12 and "RUNNING" not in states
+
+
+def test_hpo_same_seed_same_study(tmp_path, capsys):
+    results = []
+    for name in ("a", "b"):
+        code, _, err = run_cli(
+            _hpo_args(tmp_path / name, "--trials", "6", "--sampler", "tpe"), capsys
+        )
+        assert code == 0, err
+        results.append(json.loads((tmp_path / name / "result.json").read_text()))
+    a, b = results
+    assert [h for h in (tmp_path / "a" / "history.csv").read_text().splitlines()][0].startswith(
+        "trial,value"
+    )
+    keep = ("best_objective", "best_params", "test_f1", "n_trials")
+    assert {k: a[k] for k in keep} == {k: b[k] for k in keep}
+
+
+def test_hpo_bad_input_and_other_settings(tmp_path, capsys):
+    for bad in (["--sampler", "nope"], ["--trials", "0"], ["--workers", "x"], ["--space", "mid"]):
+        code, _, err = run_cli(["hpo", "--out", tmp_path / "x", *bad], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, _, err = run_cli(_hpo_args(tmp_path / "s", "--trials", "3"), capsys)
+    assert code == 0, err
+    code, _, err = run_cli(_hpo_args(tmp_path / "s", "--trials", "3", "--space", "high"), capsys)
+    assert code == 2 and "other settings" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_hpo_killed_and_resumed_ends_with_exact_count(tmp_path):
+    """A real SIGKILL to the whole process group mid-trial, then the same command again."""
+    out = tmp_path / "study"
+    args = ["hpo", "--sampler", "tpe", "--objective", "train", "--space", "low", "--trials", "10",
+            "--workers", "2", "--max-epochs", "15", "--patience", "15", "--out", str(out), "--quiet"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*EVOPRUNE, *args], start_new_session=True, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    import optuna
+
+    from evoprune.studies import hpo
+
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once a trial has completed and others run
+        time.sleep(0.5)
+        if not (out / hpo.JOURNAL).exists():
+            continue
+        study = optuna.load_study(
+            study_name=hpo.STUDY_NAME, storage=hpo.open_storage(hpo.HPOConfig(), out)
+        )
+        states = [t.state.name for t in study.get_trials()]
+        if "COMPLETE" in states and "RUNNING" in states:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    running = [t for t in study.get_trials() if t.state.name == "RUNNING"]
+    assert running, "the kill should leave a trial RUNNING"
+    again = subprocess.run([*EVOPRUNE, *args], capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr
+    r = json.loads((out / "result.json").read_text())
+    assert r["n_trials"] == 10 and r["stale_trials"] >= len(running)
+    study = optuna.load_study(
+        study_name=hpo.STUDY_NAME, storage=hpo.open_storage(hpo.HPOConfig(), out)
+    )
+    states = [t.state.name for t in study.get_trials()]
+    assert states.count("COMPLETE") == 10 and "RUNNING" not in states
+
+
+# --- specs, jobs, figures ---------------------------------------------------------------------
+
+
+def test_specs_load_and_jobs_run(tmp_path):
+    from evoprune.experiments.spec import load_spec
+    from evoprune.jobs import run_job
+
+    for name in ("hpo", "minimize", "weights"):
+        spec = load_spec(name)
+        assert spec.runs("quick") and spec.runs("paper")
+    r = run_job({"method": "minimize", "function": "sphere", "dim": 2, "optimizer": "cmaes",
+                 "budget": 1000, "seed": 0}, tmp_path / "m")  # fmt: skip
+    assert r["success"] == 1 and (tmp_path / "m" / "history.csv").exists()
+    from evoprune.errors import EvopruneError
+
+    with pytest.raises(EvopruneError, match="unknown key"):
+        run_job(
+            {"method": "minimize", "function": "sphere", "dim": 2, "optimizer": "cmaes", "lr": 1}
+        )
+
+
+def test_prepare_frames_and_claims():
+    from evoprune.experiments.studies_figures import (
+        STUDY_CLAIMS,
+        prepare_minimize,
+        table_minimize,
+    )
+
+    runs = pd.DataFrame({
+        "spec": "minimize", "method": "minimize", "key": ["a", "b", "c", "d"],
+        "function": "rastrigin", "dim": 10, "optimizer": ["cmaes", "cmaes", "adam", "adam"],
+        "best_value": [1e-9, 0.99, 80.0, 60.0], "evaluations_to_success": [5000, None, None, None],
+    })  # fmt: skip
+    history = pd.DataFrame({"key": ["a", "a", "b"], "row": [0, 1, 0], "evaluations": [1, 10, 1],
+                            "best_so_far": [5.0, 1e-9, 3.0]})  # fmt: skip
+    frame = prepare_minimize(runs, history)
+    s = frame[frame["part"] == "summary"].set_index(["optimizer", "x"])["value"]
+    assert s[("cmaes", "success_rate")] == 0.5 and s[("adam", "success_rate")] == 0.0
+    assert s[("cmaes", "median_evaluations_to_success")] == 5000
+    assert s[("adam", "median_best")] == 70.0
+    assert len(table_minimize(frame)) == 2
+    checks = {text: check for fig, text, check in STUDY_CLAIMS if fig == "minimize"}
+    verdicts = [check(runs)[1] for check in checks.values()]
+    assert verdicts == [True, False]  # Adam trapped: yes; CMA-ES solves all: no (0.5 < 0.9)
