@@ -33,6 +33,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_evaluate.py
 	$(BIN)/python benchmarks/bench_search.py
+	$(BIN)/python benchmarks/bench_analyses.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
