@@ -56,7 +56,7 @@ def test_synflow_scores_equal_autograd():
     assert log_synflow(net, masks) == pytest.approx(math.log(float(R.detach())), rel=1e-12)
     # every layer's scores sum to R (synaptic flow is conserved)
     for s in ours:
-        assert float(s.sum()) == pytest.approx(float(R), rel=1e-10)
+        assert float(s.sum()) == pytest.approx(float(R.detach()), rel=1e-10)
 
 
 def test_empty_layer_has_no_flow():
