@@ -99,11 +99,11 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
         "exact) or use exact evaluation only, no derivative (default expansion)",
     )
     g.add_argument(
-        "--sparsity-penalty", type=float, help="objective + P * density (default 0.1 for loss)"
+        "--sparsity-penalty", type=float, help="objective + P * density (default 0.1 for memetic with loss, else 0)"
     )
-    g.add_argument("--local-density", type=float, help="density of random starts (default 0.35)")
+    g.add_argument("--local-density", type=float, help="density of random starts (default 0.5)")
     g.add_argument("--starts", type=int, dest="local_starts", help="random starts (default 1)")
-    g.add_argument("--kicks", type=int, help="iterated local search kicks (memetic 20, local 0)")
+    g.add_argument("--kicks", type=int, help="iterated local search kicks (memetic 5, local 0)")
     g.add_argument("--kick-bits", type=int, help="bits flipped per kick (default 16)")
     g.add_argument("--max-passes", type=int, help="passes over all units per descent (default 50)")
     g.add_argument(

@@ -46,10 +46,11 @@ class GAConfig:
     device: str = "cpu"
     # memetic / local (evoprune.ga.memetic, evoprune.local.search); unused by ga, ga-adaptive
     ranking: str = "expansion"  # order flips by the softmax expansion, or "none" (exact only)
-    sparsity_penalty: float | None = None  # objective + penalty * density; None: 0.1 for loss
-    local_density: float = 0.35  # density of local's random starts (measured on digits-10 B)
+    sparsity_penalty: float | None = None  # objective + penalty * density; None: 0.1 for
+    # memetic with the loss (sparsity >= 60% on digits-10 B), else 0
+    local_density: float = 0.5  # density of local's random starts (the paper's, edge-popup's)
     local_starts: int = 1  # random starts of `local`
-    kicks: int | None = None  # iterated local search kicks; None: 20 for memetic, 0 for local
+    kicks: int | None = None  # iterated local search kicks; None: 5 for memetic, 0 for local
     kick_bits: int = 16  # bits flipped per kick
     max_passes: int = 50  # passes per descent
     val_fraction: float = 0.0  # held-out training slice for early stopping (local search)

@@ -50,11 +50,11 @@ from evoprune.ticket import Ticket
 def local_config(config: GAConfig, objective: str) -> LocalConfig:
     """The local search settings a GA config describes."""
     penalty = config.sparsity_penalty
-    if penalty is None:  # loss alone never trades a little loss for sparsity
-        penalty = 0.1 if objective == "loss" else 0.0
+    if penalty is None:  # the loss alone never trades a little loss for sparsity (memetic)
+        penalty = 0.1 if objective == "loss" and config.variant == "memetic" else 0.0
     kicks = config.kicks
     if kicks is None:
-        kicks = 20 if config.variant == "memetic" else 0
+        kicks = 5 if config.variant == "memetic" else 0
     return LocalConfig(
         ranking=config.ranking,
         sparsity_penalty=penalty,

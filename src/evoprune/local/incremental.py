@@ -152,7 +152,7 @@ class MLPState:
         self._stats(self.pre[-1])
 
     def _stats(self, logits: np.ndarray) -> None:
-        self.loss_s = _losses(logits, self.y)
+        self.loss_s = _losses(logits, self.y) if self.mode == K.LOSS else np.zeros(self.n)
         self.status, self.pred = _statuses(logits, self.y, self.tol, self.mode)
         self.n_right = int(np.count_nonzero(self.status == 1))
         self.n_open = int(np.count_nonzero(self.status == 2))
@@ -379,7 +379,9 @@ class MLPState:
                     self.acts[li + 2 + k][S] = np.maximum(new, 0.0)
             self._csr = {k: v for k, v in self._csr.items() if k <= li}
         logits = self.pre[-1][S]
-        self.loss_s[S] = _losses(logits, self.y[S])
+        if self.mode == K.LOSS:  # the accuracy counts are refreshed with the state, per pass
+            self.loss_s[S] = _losses(logits, self.y[S])
+            return
         status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
         self.n_right += int(np.count_nonzero(status == 1)) - int(
             np.count_nonzero(self.status[S] == 1)
