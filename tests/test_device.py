@@ -46,3 +46,18 @@ def test_devices_that_are_not_there_are_one_line_errors(tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "device" in err[0] and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_local_search_and_memetic_take_the_device(device):
+    from evoprune.local.search import LocalConfig, local_search
+
+    X, y = data(2, n=200)
+    net = build_mlp([4, 12, 2], seed=2)
+    found = local_search(net, X, y, "loss", LocalConfig(max_passes=3, seed=2), device=device)
+    on_cpu = local_search(net, X, y, "loss", LocalConfig(max_passes=3, seed=2))
+    assert torch.equal(found.mask, on_cpu.mask)  # the exact float64 search is device-independent
+    cfg = GAConfig(variant="memetic", population=8, memetic_generations=3, min_generations=1,
+                   max_passes=2, kicks=0, seed=2, device=device)  # fmt: skip
+    ticket = evoprune.search(net, X, y, "loss", cfg)
+    assert ticket.mask.device.type == "cpu" and ticket.metrics["train_accuracy"] > 0.5
