@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generations", type=int,
                    help="CMA-ES generations (default 10; 100 for cmaes-trainfit)")  # fmt: skip
     p.add_argument("--ipop", action="store_true", default=None, help="IPOP restarts")
+    p.add_argument(
+        "--calibration", type=int, help="rows scored by the lsq-ce fitness (default 256)"
+    )
     p.add_argument("--finetune-epochs", type=int, help="masked fine-tuning epochs (default 30)")
     p.add_argument("--finetune-curve", help="extra fine-tuning checkpoints, e.g. 10,100")
     p.add_argument("--magnitude-scope", choices=["global", "layer"], help="(default global)")
@@ -57,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_prune)
 
 
-KEYS = ("sparsity", "ec", "genome", "fitness", "order", "population", "generations", "ipop",
+KEYS = ("sparsity", "ec", "genome", "fitness", "order", "population", "generations", "ipop", "calibration",
         "finetune_epochs", "finetune_curve", "magnitude_scope", "hidden", "model", "cache_dir",
         "threads")  # fmt: skip
 
