@@ -112,7 +112,9 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--fixed-sparsity", type=float, help="keep exactly this sparsity per layer (swap moves)"
     )
-    g.add_argument("--memetic-generations", type=int, help="GA phase cap (default 200)")
+    g.add_argument(
+        "--memetic-generations", type=int, help="GA phase cap (default: 200 for loss, else none)"
+    )
     g.add_argument("--elites", type=int, dest="memetic_elites", help="GA elites searched (default 1)")
 
 

@@ -55,7 +55,10 @@ class GAConfig:
     max_passes: int = 50  # passes per descent
     val_fraction: float = 0.0  # held-out training slice for early stopping (local search)
     fixed_sparsity: float | None = None  # swap moves at exactly this sparsity per layer
-    memetic_generations: int = 200  # the memetic variant's GA phase: generation cap
+    # the memetic variant's GA phase: generation cap; None: the GA's own stopping rule, but at
+    # most 200 generations for the loss (a continuous objective: its best improves a little
+    # every generation, so the paper's rule only stops at the 1000-generation cap)
+    memetic_generations: int | None = None
     memetic_elites: int = 1  # distinct best individuals the local search starts from
 
     def __post_init__(self) -> None:
@@ -68,7 +71,7 @@ class GAConfig:
                 kick_bits=self.kick_bits, max_passes=self.max_passes,
                 val_fraction=self.val_fraction, fixed_sparsity=self.fixed_sparsity,
             )  # fmt: skip
-            if self.memetic_generations < 1 or self.memetic_elites < 1:
+            if (self.memetic_generations or 1) < 1 or self.memetic_elites < 1:
                 raise EvopruneError("memetic_generations and memetic_elites must be positive")
         if self.variant not in VARIANTS:
             raise EvopruneError(
