@@ -214,8 +214,9 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
         forward_passes = int(info["forward_passes"])
         extra = {"softmask_lambda": info["lam"], "softmask_soft_density": info["soft_density"]}
     else:
-        masks, survival = iterative_synflow_order(net, k, c["synflow_rounds"])
-        forward_passes = c["synflow_rounds"] + 1
+        keys = cma is not None and cma.order == "iterative"  # only that ranking needs them
+        masks, survival = iterative_synflow_order(net, k, c["synflow_rounds"], with_keys=keys)
+        forward_passes = c["synflow_rounds"] + int(keys)
         if cma is not None:
             start_densities = (
                 [float(m.float().mean()) for m in masks] if cma.start == "synflow" else None
