@@ -80,7 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="B", help="A, B, C, D or a layer list like 2,75,2 (default B)")
+    p.add_argument(
+        "--arch", default="B", help="A, B, C, D, a layer list like 2,75,2, or conv (default B)"
+    )
     p.add_argument("--seed", type=int, default=0, help="run seed (network, scores, shuffling)")
     p.add_argument(
         "--out", type=Path, help="results folder (default runs/METHOD-DATASET-ARCH-sSEED)"

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Find a strong lottery ticket with the genetic algorithm.",
     )
     add_data_args(p)
-    p.add_argument("--arch", default="B", help="A, B, C, D or a layer list like 2,75,2 (default B)")
+    p.add_argument(
+        "--arch", default="B", help="A, B, C, D, a layer list like 2,75,2, or conv (default B)"
+    )
     p.add_argument("--seed", type=int, default=0, help="run seed (network and search)")
     p.add_argument(
         "--variant",
