@@ -73,7 +73,9 @@ def test_same_seed_same_result_and_budget_respected(method):
     assert a.best != c.best
     assert a.evaluations <= 300
     assert a.trace[-1] == (a.evaluations, a.best)
-    assert all(e1 < e2 and b1 >= b2 for (e1, b1), (e2, b2) in zip(a.trace, a.trace[1:]))
+    assert all(
+        e1 < e2 and b1 >= b2 for (e1, b1), (e2, b2) in zip(a.trace, a.trace[1:], strict=False)
+    )
 
 
 def test_gradient_methods_batch_seeds_as_independent_runs():
@@ -269,6 +271,16 @@ def test_hpo_bad_input_and_other_settings(tmp_path, capsys):
     assert code == 0, err
     code, _, err = run_cli(_hpo_args(tmp_path / "s", "--trials", "3", "--space", "high"), capsys)
     assert code == 2 and "other settings" in err and len(err.strip().splitlines()) == 1
+
+
+def test_hpo_rdb_storage(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    code, out, err = run_cli(_hpo_args(tmp_path / "r", "--trials", "3", "--storage", url), capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["n_trials"] == 3
+    assert not (tmp_path / "r" / "study.journal").exists()
+    code, _, err = run_cli(_hpo_args(tmp_path / "bad", "--storage", "nope://x"), capsys)
+    assert code == 2 and "storage" in err and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow

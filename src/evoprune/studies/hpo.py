@@ -393,9 +393,10 @@ def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[s
     optuna = _optuna()
     cfg.check()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    storage = open_storage(cfg, out)
+    if not cfg.storage:
+        out.mkdir(parents=True, exist_ok=True)  # the journal lives there
+    storage = open_storage(cfg, out)  # a bad URL fails here, before anything is written
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize",
                                 load_if_exists=True)  # fmt: skip
     settings = study.user_attrs.get("evoprune:settings")
