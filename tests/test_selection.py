@@ -318,3 +318,10 @@ def test_dynamics_run_on_any_module_with_conv_channels():
     with torch.no_grad():
         out = net[0](torch.randn(3, 1, 6, 6))
     assert bool((out[:, dead] == 0).all())
+
+
+def test_rate_derived_eta_is_capped_for_the_competitive_dynamics():
+    assert SelectionConfig(dynamics="replicator").eta_for(1180) == pytest.approx(12 / 1180)
+    assert SelectionConfig(dynamics="exponential").eta_for(220) == 0.03  # not 12 / 220
+    assert SelectionConfig(dynamics="logistic").eta_for(220) == pytest.approx(40 / 220)
+    assert SelectionConfig(dynamics="replicator", eta=0.05).eta_for(220) == 0.05  # explicit

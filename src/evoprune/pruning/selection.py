@@ -59,6 +59,10 @@ ETA_SCHEDULES = ("cosine", "constant")
 # exponential at η = 0.05 per update (rate ≈ 60) collapse to one survivor per layer, at rate ≈ 1-3
 # they barely move; logistic self-prunes about a third of the units at rate 25.
 DEFAULT_RATE = {"replicator": 12.0, "exponential": 12.0, "logistic": 40.0}
+# The competitive dynamics collapse a layer to one survivor when one update moves the masses faster
+# than the weights can follow: a mean η above ~0.03 per update did so on mnist10k (η 0.05) and on
+# digits (rate 12 over 220 updates, η 0.055). A rate-derived η is capped there (digits: rate 6.6).
+MAX_ETA = {"replicator": 0.03, "exponential": 0.03}
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class SelectionConfig:
     fitness: str = "taylor"  # |∂L/∂m| (first-order Taylor), or "signed": -∂L/∂m
     smoothing: float = 0.9  # F <- s F + (1 - s) f
     normalization: str = "mean"  # per layer over the living units: "mean" or "zscore"
-    eta: float | None = None  # per update; None: rate / updates
+    eta: float | None = None  # per update; None: rate / updates (capped by MAX_ETA)
     rate: float | None = None  # η × updates; None: DEFAULT_RATE[dynamics]
     extinction: float = 0.01  # a mass below this is extinct for good
     max_mass: float = 4.0  # logistic's upper clip
@@ -108,7 +112,7 @@ class SelectionConfig:
         if self.eta is not None:
             return float(self.eta)
         rate = DEFAULT_RATE[self.dynamics] if self.rate is None else self.rate
-        return float(rate) / max(int(updates), 1)
+        return min(float(rate) / max(int(updates), 1), MAX_ETA.get(self.dynamics, math.inf))
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -186,7 +186,7 @@ def draw_dynamics_trajectories(runs: Sequence[str | Path], sample: int = 48):
             )
             ax.set_xlabel("epoch", fontsize=8)
             ax.set_ylabel("mass", fontsize=8)
-    fig.suptitle("Mass trajectories with the default rates (dashed: share extinct)", fontsize=10)
+    fig.suptitle("Mass trajectories (rate = mean η × updates; dashed: share extinct)", fontsize=10)
     return fig
 
 
