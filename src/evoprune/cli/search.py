@@ -50,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--post-prune-criterion",
         choices=["accuracy", "accuracy-loss", "no-new-errors", "holdout"],
-        help="when post-pruning may drop a weight (default accuracy: the paper's, training "
-        "accuracy must not drop)",
+        help="when post-pruning may drop a weight (default accuracy-loss: the training accuracy "
+        "must not drop nor the cross-entropy rise; accuracy: the paper's)",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     add_local_args(p)
@@ -115,7 +115,7 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
         "--fixed-sparsity", type=float, help="keep exactly this sparsity per layer (swap moves)"
     )
     g.add_argument(
-        "--memetic-generations", type=int, help="GA phase cap (default: 200 for loss, else none)"
+        "--memetic-generations", type=int, help="GA phase cap (default: 50 for loss, else none)"
     )
     g.add_argument("--elites", type=int, dest="memetic_elites", help="GA elites searched (default 1)")
 
