@@ -56,7 +56,7 @@ class GAConfig:
     val_fraction: float = 0.0  # held-out training slice for early stopping (local search)
     fixed_sparsity: float | None = None  # swap moves at exactly this sparsity per layer
     # the memetic variant's GA phase: generation cap; None: the GA's own stopping rule, but at
-    # most 200 generations for the loss (a continuous objective: its best improves a little
+    # most 50 generations for the loss (a continuous objective: its best improves a little
     # every generation, so the paper's rule only stops at the 1000-generation cap)
     memetic_generations: int | None = None
     memetic_elites: int = 1  # distinct best individuals the local search starts from
