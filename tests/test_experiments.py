@@ -42,6 +42,7 @@ from evoprune.experiments.tables import summarise
 
 SHIPPED = ["fig1", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "fig11", "hessian"]
 SHIPPED += ["beyond", "scale"]  # beyond the paper: memetic/local search, MNIST
+SHIPPED += ["selection"]  # pruning as evolution (Shah & Khan)
 
 
 # -- a stand-in job: deterministic in the job, writes a run folder like the real ones ----------
