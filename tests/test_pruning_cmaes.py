@@ -11,9 +11,16 @@ import torch
 from sklearn.metrics import f1_score
 
 from evoprune.cli import main
-from evoprune.pruning.cmaes import CMAConfig, Genome, bisect_densities, cmaes_search
-from evoprune.pruning.dense import Net, forward, init_net, macro_f1, scores
-from evoprune.pruning.energy import EC_METHODS, compensate
+from evoprune.data import load_dataset
+from evoprune.pruning.cmaes import (
+    CMAConfig,
+    Genome,
+    bisect_densities,
+    cmaes_search,
+    make_population_fitness,
+)
+from evoprune.pruning.dense import Net, forward, init_net, macro_f1, scores, split_70_15_15
+from evoprune.pruning.energy import EC_METHODS, Compensator, compensate
 from evoprune.pruning.job import PRUNE_METHODS, run_prune_job
 from evoprune.pruning.magnitude import keep_count, layer_topk_masks, random_masks
 from evoprune.pruning.synflow import iterative_synflow_order, log_synflow, synflow_scores
@@ -293,3 +300,49 @@ def test_pruning_figure_frame_and_claims():
     # 0.81 reached after fine-tuning; ahead of magnitude; 200x cheaper; magnitude loses at 0.9
     assert verdicts == [True, True, True, False]
     assert "200x" in CLAIM_ROWS[2][2](runs)[0]
+
+
+@pytest.mark.parametrize("prior", ["dense", "zero"])
+def test_batched_lsq_scoring_equals_genome_by_genome(prior):
+    """``Compensator.lsq_logits`` on a population equals the per-genome compensation's output,
+    with empty units, an all-kept layer and an empty layer among the genomes."""
+    net = tiny_net(layers=(7, 9, 6, 4))
+    X = torch.randn(120, 7, generator=torch.Generator().manual_seed(2))
+    comp = Compensator(net, X, lsq_prior=prior)
+    population = [random_masks(net, k, seed=k) for k in (1, 5, 20, 60, 110)]
+    population.append([torch.ones_like(w, dtype=torch.bool) for w in net.weights])
+    empty = random_masks(net, 40, seed=9)
+    empty[1] = torch.zeros_like(empty[1])
+    population.append(empty)
+    batched = comp.lsq_logits(population)  # (P, n, C)
+    assert batched.shape == (len(population), 120, 4)
+    for masks, out in zip(population, batched, strict=True):
+        comp(masks, "lsq")
+        torch.testing.assert_close(out, comp.logits, rtol=1e-9, atol=1e-9)
+
+
+def test_batched_fitness_equals_genome_by_genome():
+    """The lsq-ce population fitness gives the per-genome values, and the search the same
+    masks and history either way."""
+    ds = load_dataset("digits", 10)
+    split = split_70_15_15(ds)
+    net = init_net([64, 16, 8, 10], 0)
+    k = keep_count(net.n_weights, 0.9)
+    genome = Genome(net, k, "layer-mix", "synflow")
+    rng = np.random.default_rng(0)
+    population = [genome.decode(rng.normal(size=genome.dim)) for _ in range(6)]
+    values = {}
+    for batched in (True, False):
+        cfg = CMAConfig(population=6, generations=3, calibration=64, batched=batched)
+        fit = make_population_fitness(cfg, net, split, 0, {"forward_passes": 0})
+        values[batched] = fit(population)
+    assert values[True] == pytest.approx(values[False], rel=1e-12)
+    found = {
+        b: cmaes_search(net, k, split, CMAConfig(population=6, generations=3, batched=b), 0)
+        for b in (True, False)
+    }
+    assert all(
+        torch.equal(a, b) for a, b in zip(found[True].masks, found[False].masks, strict=True)
+    )
+    assert found[True].fitness == pytest.approx(found[False].fitness, rel=1e-12)
+    assert found[True].forward_passes == found[False].forward_passes

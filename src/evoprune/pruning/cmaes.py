@@ -64,6 +64,8 @@ class CMAConfig:
     start: str = "synflow"  # initial mean: iterative SynFlow's layer densities, or "uniform"
     calibration: int = 256  # rows of the training split for the data-aware fitness
     trainfit_epochs: int = 3
+    # lsq-ce: score a generation in one batched pass (False: genome by genome, the reference)
+    batched: bool = True
 
     def __post_init__(self) -> None:
         if self.genome not in GENOMES:
@@ -89,16 +91,15 @@ def bisect_densities(genes: np.ndarray, sizes: list[int], k: int) -> list[int]:
     """Per-layer kept counts summing to exactly `k`: ``sigmoid(genes + tau) * sizes`` with the
     offset ``tau`` found by bisection, rounded by largest remainder."""
     g = [float(v) for v in genes]  # plain floats: a few genes, so no numpy per step
-
-    def kept(tau: float) -> float:
-        return sum(
-            n / (1.0 + math.exp(min(700.0, -(x + tau)))) for x, n in zip(g, sizes, strict=True)
-        )
-
+    pairs = list(zip(g, sizes, strict=True))
+    exp = math.exp
     lo, hi = -60.0 - max(g), 60.0 - min(g)
     for _ in range(60):  # the interval shrinks to 120 / 2**60: far below one weight
         mid = 0.5 * (lo + hi)
-        if kept(mid) < k:
+        kept = 0.0  # the expected kept count at offset mid, summed in layer order
+        for x, n in pairs:
+            kept += n / (1.0 + exp(min(700.0, -(x + mid))))
+        if kept < k:
             lo = mid
         else:
             hi = mid
@@ -186,12 +187,48 @@ class Genome:
 
 
 Fitness = Callable[[list[torch.Tensor]], float]
+PopulationFitness = Callable[[list[list[torch.Tensor]]], list[float]]
+
+
+def make_population_fitness(
+    config: CMAConfig, net: Net, split: Split, seed: int, counter: dict[str, int]
+) -> PopulationFitness:
+    """The fitness of `config` for a list of genomes' masks (lower is better, inf worst): the
+    lsq-ce fitness scores them in one batched pass (``Compensator.lsq_logits``), the others
+    one by one with ``make_fitness``."""
+    if config.fitness != "lsq-ce" or not config.batched:
+        fit = make_fitness(config, net, split, seed, counter)
+        return lambda population: [fit(masks) for masks in population]
+    X, y = _calibration(config, split, seed)
+    compensator = Compensator(net, X)
+
+    def fit_all(population: list[list[torch.Tensor]]) -> list[float]:
+        counter["forward_passes"] += 2 * len(population)  # as make_fitness counts them
+        with torch.no_grad():
+            logits = compensator.lsq_logits(population)  # (P, n, C)
+            P, n, C = logits.shape
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(P * n, C), y.repeat(P), reduction="none"
+            ).view(P, n)
+        return [v if math.isfinite(v) else math.inf for v in loss.mean(1).tolist()]
+
+    return fit_all
+
+
+def _calibration(config: CMAConfig, split: Split, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lsq-ce fitness's calibration rows of the training split (seeded)."""
+    n = min(config.calibration, len(split.y_train))
+    rows = torch.randperm(
+        len(split.y_train), generator=torch.Generator().manual_seed(derive_seed(seed, "calib"))
+    )[:n]
+    return split.X_train[rows], split.y_train[rows]
 
 
 def make_fitness(
     config: CMAConfig, net: Net, split: Split, seed: int, counter: dict[str, int]
 ) -> Fitness:
-    """The fitness function of `config` (lower is better); counts forward passes in `counter`."""
+    """The fitness function of `config` for one genome's masks (lower is better); counts
+    forward passes in `counter`."""
     if config.fitness == "synflow":
 
         def fit(masks: list[torch.Tensor]) -> float:
@@ -201,11 +238,7 @@ def make_fitness(
 
         return fit
     if config.fitness == "lsq-ce":
-        n = min(config.calibration, len(split.y_train))
-        rows = torch.randperm(
-            len(split.y_train), generator=torch.Generator().manual_seed(derive_seed(seed, "calib"))
-        )[:n]
-        X, y = split.X_train[rows], split.y_train[rows]
+        X, y = _calibration(config, split, seed)
         compensator = Compensator(net, X)
 
         def fit(masks: list[torch.Tensor]) -> float:
@@ -259,11 +292,11 @@ def cmaes_search(
     begin = time.perf_counter()
     genome = Genome(net, k, config.genome, config.order, survival)
     counter = {"forward_passes": 0}
-    fit = make_fitness(config, net, split, seed, counter)
+    fit = make_population_fitness(config, net, split, seed, counter)
     mean = genome.mean_for(start_densities) if start_densities else np.zeros(genome.dim)
     best_x = mean.copy()
     best_masks = genome.decode(mean)
-    best_f = fit(best_masks)
+    best_f = fit([best_masks])[0]
     history: list[dict[str, Any]] = []
     evaluations, generation, popsize, restart = 1, 0, config.population, 0
     budget = config.population * config.generations
@@ -276,11 +309,10 @@ def cmaes_search(
             population_size=popsize,
         )
         while evaluations < budget:
+            xs = [opt.ask() for _ in range(opt.population_size)]
+            population = [genome.decode(x) for x in xs]
             told = []
-            for _ in range(opt.population_size):
-                x = opt.ask()
-                masks = genome.decode(x)
-                f = fit(masks)
+            for x, masks, f in zip(xs, population, fit(population), strict=True):
                 evaluations += 1
                 told.append((x, f if math.isfinite(f) else 1e300))
                 if f < best_f:

@@ -91,6 +91,7 @@ class Compensator:
         self.means = [t.mean(0) for t in self.targets]
         self.centred = [t - m for t, m in zip(self.targets, self.means, strict=True)]
         self.logits: torch.Tensor | None = None  # the last call's output on the batch (n, C)
+        self._first: tuple[torch.Tensor, ...] | None = None  # layer 1's centred inputs, lam
 
     def __call__(self, masks: Sequence[torch.Tensor], ec: str = "lsq") -> Net:
         h = self.inputs[0]
@@ -117,6 +118,35 @@ class Compensator:
                 h = torch.relu(h)
         self.logits = h
         return _out(new_w, new_b)
+
+    def lsq_logits(self, masks: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+        """The batch's network outputs ``(P, n, C)`` after the ``lsq`` compensation of each of
+        `P` genomes' masks, one batched pass per layer for the whole population. Equals
+        ``self(m, "lsq")`` then ``self.logits`` per genome up to float rounding (tested).
+
+        No Gram matrix is formed: each unit's ridge system is built from its own few kept input
+        columns and its refitted pre-activation is those columns times the solution, for all
+        units of all genomes in a few batched calls (``_lsq_units``). Activations stay
+        unit-major ``(P, units, n)``; the first layer's centred inputs are computed once.
+
+        >>> # comp.lsq_logits([masks_a, masks_b]).shape  # (2, n, C)
+        """
+        P, last = len(masks), len(self.ws) - 1
+        h = torch.empty(0)  # (P, units + 1, n) the layer's output, unit-major, zero pad row last
+        for i, w in enumerate(self.ws):
+            keep = torch.stack([m[i] for m in masks]).to(torch.bool)  # (P, out, in)
+            if i == 0:
+                if self._first is None:
+                    X = self.inputs[0]
+                    X = torch.cat([X.T, X.new_zeros(1, len(X))])[None]  # (1, in + 1, n)
+                    self._first = _centred(X, self.ridge)
+                Xt, lam = (t.expand(P, *t.shape[1:]) for t in self._first)
+            else:
+                Xt, lam = _centred(h, self.ridge)
+            h = _lsq_units(Xt, lam, self.centred[i], self.means[i], w, keep, self.prior)
+            if i < last:
+                h = torch.relu_(h)
+        return h[:, :-1].transpose(1, 2)
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -161,6 +191,64 @@ def _lsq_layer(
     sol = torch.linalg.solve(G, rhs.unsqueeze(-1)).squeeze(-1) * vf  # (r, K)
     W_new[rows[:, None], used[None, :]] = torch.zeros_like(Wr).scatter_(1, order, sol) * kr
     return W_new, tm - W_new @ mu
+
+
+def _centred(h: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit-major layer inputs ``h (P, in + 1, n)`` whose last row is the zero pad: centred
+    (the pad stays zero) and ``_lsq_layer``'s ridge ``lam (P,)``."""
+    d_in, n = h.shape[1] - 1, h.shape[2]
+    mu = h.mean(-1, keepdim=True)  # (P, in + 1, 1)
+    lam = ridge * ((h * h).sum((-2, -1)) / n - (mu * mu).sum((-2, -1))) / d_in
+    return h - mu, torch.where(lam > 0, lam, torch.full_like(lam, 1e-12))
+
+
+def _lsq_units(
+    Xt: torch.Tensor,
+    lam: torch.Tensor,
+    Tc: torch.Tensor,
+    tm: torch.Tensor,
+    W: torch.Tensor,
+    keep: torch.Tensor,
+    prior: str,
+) -> torch.Tensor:
+    """``_lsq_layer`` for `P` genomes at once, returning the refitted pre-activations ``(P, out
+    + 1, n)`` (unit-major, a zero pad row last): centred inputs ``Xt (P, in + 1, n)`` with the
+    zero pad row last, ridges ``lam (P,)``, centred dense targets ``Tc (n, out)`` with means
+    ``tm (out,)``, dense weights ``W (out, in)``, masks ``keep (P, out, in)``. A unit with no
+    kept input outputs its mean target."""
+    P, out, d_in = keep.shape
+    n = Xt.shape[-1]
+    z = torch.zeros(P, out + 1, n, dtype=Xt.dtype)  # each unit's centred pre-activation
+    z[:, :out] = tm[:, None]
+    counts = keep.sum(-1)  # (P, out)
+    p, j = torch.nonzero(counts, as_tuple=True)  # the r units with a kept input
+    if p.numel() == 0:
+        return z
+    c = counts[p, j]  # (r,)
+    kr = keep[p, j]  # (r, in)
+    # each unit's kept inputs first (ascending), then the rest
+    order = torch.argsort((~kr).to(torch.int8), dim=1, stable=True)[:, : int(c.max())]  # (r, K)
+    lr = lam[p]  # (r,)
+    # units in buckets of kept counts (top / 2, top], padded to top with the zero row: little
+    # padding waste, a handful of batched calls per layer
+    top, K = 1, order.shape[1]
+    while top < 2 * K:
+        sel = torch.nonzero((c > top // 2) & (c <= top)).squeeze(1)
+        width = min(top, K)
+        top *= 2
+        if sel.numel() == 0:
+            continue
+        o = order[sel, :width]  # (s, b)
+        vf = kr[sel].gather(1, o)  # (s, b) True = a real input
+        Xk = Xt[p[sel, None], torch.where(vf, o, d_in)]  # (s, b, n) pads: the zero row
+        ls = lr[sel, None]  # (s, 1)
+        G = Xk @ Xk.transpose(1, 2) / n + torch.diag_embed(torch.where(vf, ls, 1.0))
+        rhs = (Xk @ Tc.T[j[sel]].unsqueeze(-1)).squeeze(-1) / n  # (s, b); pads 0
+        if prior == "dense":
+            rhs = rhs + ls * W[j[sel, None], o] * vf
+        sol = torch.linalg.solve(G, rhs.unsqueeze(-1))  # (s, b, 1); pads 0
+        z[p[sel], j[sel]] += (sol.transpose(1, 2) @ Xk).squeeze(1)
+    return z
 
 
 def _out(ws: list[torch.Tensor], bs: list[torch.Tensor]) -> Net:
