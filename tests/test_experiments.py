@@ -39,10 +39,14 @@ from evoprune.experiments.figures import (
     prepare_fig11,
 )
 from evoprune.experiments.tables import summarise
+from evoprune.jobs import METHODS
 
+# the paper's figures and analyses (arXiv 2508.08877)
 SHIPPED = ["fig1", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "fig11", "hessian"]
 SHIPPED += ["beyond", "scale"]  # beyond the paper: memetic/local search, MNIST
 SHIPPED += ["selection"]  # pruning as evolution (Shah & Khan)
+SHIPPED += ["pruning"]  # CMA-ES + SynFlow pruning against magnitude, SynFlow, SoftMask
+SHIPPED += ["hpo", "minimize", "weights"]  # the optimiser studies (Hirianskyi & Bulakh)
 
 
 # -- a stand-in job: deterministic in the job, writes a run folder like the real ones ----------
@@ -151,7 +155,7 @@ def test_every_shipped_spec_expands_in_both_profiles():
         quick, paper = spec.runs("quick"), spec.runs("paper")
         assert quick and len(paper) >= len(quick), name
         for run in quick + paper:
-            assert run.job["method"] in ("ga", "ga-adaptive", "edge-popup", "backprop")
+            assert run.job["method"] in METHODS
             assert all(k.isidentifier() for k in run.job), run.job
 
 
