@@ -40,23 +40,30 @@ class Method:
     keys: str  # the module's set of method-specific job keys
 
 
+_GA = Method("evoprune.ga.job", "run_ga_job", "GA_KEYS")
+_PRUNE = Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS")
+
 METHODS: dict[str, Method] = {
-    "ga": Method("evoprune.ga.job", "run_ga_job", "GA_KEYS"),
-    "ga-adaptive": Method("evoprune.ga.job", "run_ga_job", "GA_KEYS"),
-    "memetic": Method("evoprune.ga.job", "run_ga_job", "GA_KEYS"),
-    "local": Method("evoprune.ga.job", "run_ga_job", "GA_KEYS"),
+    # strong lottery tickets: the paper's GA, and the exact local search beyond it
+    "ga": _GA,
+    "ga-adaptive": _GA,
+    "memetic": _GA,
+    "local": _GA,
+    # the paper's baselines
     "edge-popup": Method("evoprune.baselines.jobs", "run_edge_popup_job", "EDGE_POPUP_KEYS"),
     "backprop": Method("evoprune.baselines.jobs", "run_backprop_job", "BACKPROP_KEYS"),
-    "cmaes-synflow": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
-    "cmaes-trainfit": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
-    "magnitude": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
-    "synflow": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
-    "softmask": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
-    "random": Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS"),
+    # pruning a network while or after training it
+    "selection": Method("evoprune.pruning.selection_job", "run_selection_job", "SELECTION_KEYS"),
+    "cmaes-synflow": _PRUNE,
+    "cmaes-trainfit": _PRUNE,
+    "magnitude": _PRUNE,
+    "synflow": _PRUNE,
+    "softmask": _PRUNE,
+    "random": _PRUNE,
+    # the optimiser studies
     "hpo": Method("evoprune.studies.jobs", "run_hpo_job", "HPO_KEYS"),
     "minimize": Method("evoprune.studies.jobs", "run_minimize_job", "MINIMIZE_KEYS"),
     "train-weights": Method("evoprune.studies.jobs", "run_weights_job", "WEIGHTS_KEYS"),
-    "selection": Method("evoprune.pruning.selection_job", "run_selection_job", "SELECTION_KEYS"),
 }
 
 
