@@ -56,7 +56,7 @@ class CMAConfig:
     fitness: str = "lsq-ce"
     order: str = "synflow"  # the static ranking within a layer (layer-density, neuron)
     population: int = 16
-    # budget: population * generations evaluations; 10 keeps the lsq-ce search near 2 s on a
+    # budget: population * generations evaluations; 10 keeps the lsq-ce search near 0.5 s on a
     # loaded CPU (the specification's 100 is the default of cmaes-trainfit, see job.py)
     generations: int = 10
     sigma: float = 1.0  # initial step size (genes are logits)
