@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train-weights",
         help="train an MLP 64-32-10 on digits with Adam, sep-CMA-ES or a GA",
         description="Train the weights of an MLP 64-32-10 on digits (70/15/15): Adam (lr 1e-3, "
-        "batch 64, 200 epochs, early stopping), sep-CMA-ES (population 64, full-batch "
+        "batch 64, weight decay 1e-3, 200 epochs, early stopping), sep-CMA-ES (population 64, full-batch "
         "cross-entropy) or a GA over the weights; same wall-clock budget with --seconds.",
     )
     p.add_argument("--method", choices=WEIGHT_METHODS, default="adam")

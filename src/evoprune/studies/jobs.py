@@ -151,7 +151,7 @@ def run_weights_job(
                       _int(job, "seed", 0), progress, **overrides)  # fmt: skip
     result = {**_base(job, "digits"), "arch": [64, 32, 10], "optimizer": r.method,
               "test_f1": r.test_f1, "test_accuracy": r.test_accuracy, "val_f1": r.val_f1,
-              "seconds": r.seconds, "evaluations": r.evaluations,
+              "seconds": r.seconds, "evaluations": r.evaluations, "recipe": r.recipe,
               "wall_seconds": time.perf_counter() - start}  # fmt: skip
     if out is not None:
         write_run_dir(out, result, history=r.history)

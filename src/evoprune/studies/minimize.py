@@ -7,8 +7,9 @@ counts evaluations, stops the method when the budget is spent, and records the b
 
 - CMA-ES: the ``cmaes`` package (Nomura & Shibata, arXiv 2402.01373) with IPOP restarts: on
   stagnation restart from a new uniform mean with the population doubled (Auger & Hansen, CEC 2005).
-- GA: a small real-coded GA: binary tournaments, simulated binary crossover and polynomial
-  mutation (Deb & Agrawal 1995), one elite, all clipped to the domain.
+- GA: a small real-coded GA: binary tournaments, simulated binary crossover (Deb & Agrawal 1995),
+  Gaussian mutation of each gene with probability 1/d whose step size is self-adapted per
+  individual (log-normal, as in evolution strategies), one elite, all clipped to the domain.
 - Adam / SGD: torch autograd from one start point per seed, a cosine-decayed step size, steps clipped to a
   tenth of the domain (plain SGD diverges on Rosenbrock otherwise).
 - random: uniform samples in the domain.
@@ -112,7 +113,9 @@ class GAConfig:
     population: int = 100
     crossover: float = 0.9  # probability a pair is recombined
     eta_crossover: float = 15.0  # SBX distribution index (Deb & Agrawal 1995)
-    eta_mutation: float = 20.0  # polynomial mutation distribution index
+    sigma0: float = 0.1  # initial mutation step, a fraction of the domain's width
+    rate: float | None = None  # probability a gene mutates; None: 1/d
+    min_sigma: float = 1e-12  # floor of the step, a fraction of the domain's width
     elites: int = 1
 
 
@@ -131,33 +134,49 @@ def sbx(p1: np.ndarray, p2: np.ndarray, eta: float, rng: np.random.Generator) ->
     return np.concatenate([c1, c2])
 
 
-def polynomial_mutation(
-    X: np.ndarray, low: float, high: float, eta: float, rate: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Polynomial mutation of each gene with probability `rate`, steps scaled to the domain."""
-    u = rng.random(X.shape)
-    delta = np.where(u < 0.5, (2 * u) ** (1 / (eta + 1)) - 1, 1 - (2 * (1 - u)) ** (1 / (eta + 1)))
-    mutate = rng.random(X.shape) < rate
-    return np.clip(X + mutate * delta * (high - low), low, high)
+def self_adaptive_mutation(
+    X: np.ndarray, sigma: np.ndarray, low: float, high: float, floor: float, rate: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Self-adaptive Gaussian mutation with one step size per individual, as in evolution
+    strategies (Schwefel 1981; Beyer & Schwefel, "Evolution strategies - A comprehensive
+    introduction", Natural Computing 1, 2002, Sec. 4.1 and the sigma-SA-ES with
+    tau = 1/sqrt(2N)): first the step mutates log-normally, sigma' = sigma * exp(tau * N(0, 1)),
+    then each gene, with probability `rate`, moves by sigma' * N(0, 1). The step is inherited
+    with the genes, so selection shrinks it as the population closes in on a minimum (the old
+    polynomial mutation's steps stayed a fixed fraction of the domain). `sigma` (n,) is in units
+    of the domain's width; floored at `floor`."""
+    tau = 1 / math.sqrt(2 * X.shape[1])
+    sigma = np.maximum(sigma * np.exp(tau * rng.standard_normal(len(sigma))), floor)
+    step = sigma[:, None] * (high - low) * rng.standard_normal(X.shape)
+    step *= rng.random(X.shape) < rate
+    return np.clip(X + step, low, high), sigma
 
 
 def run_ga(t: Tracker, dim: int, rng: np.random.Generator, cfg: GAConfig = GAConfig()) -> None:
     X = _uniform(t.fn, dim, rng, cfg.population)  # (N, d)
+    sigma = np.full(cfg.population, cfg.sigma0)  # each individual's mutation step
+    rate = 1 / dim if cfg.rate is None else cfg.rate
     fit = t.evaluate(X)
     while True:
         n_pairs = (cfg.population - cfg.elites + 1) // 2
-        parents = X[tournament(fit, 2 * n_pairs, rng)]
-        p1, p2 = parents[:n_pairs], parents[n_pairs:]
-        cross = rng.random((n_pairs, 1)) < cfg.crossover
-        children = np.where(np.concatenate([cross, cross]), sbx(p1, p2, cfg.eta_crossover, rng),
-                            np.concatenate([p1, p2]))  # fmt: skip
-        children = polynomial_mutation(
-            children, t.fn.low, t.fn.high, cfg.eta_mutation, 1 / dim, rng
+        w = tournament(fit, 2 * n_pairs, rng)
+        p1, p2 = X[w[:n_pairs]], X[w[n_pairs:]]
+        s1, s2 = sigma[w[:n_pairs]], sigma[w[n_pairs:]]
+        cross = rng.random(n_pairs) < cfg.crossover
+        children = np.where(np.concatenate([cross, cross])[:, None],
+                            sbx(p1, p2, cfg.eta_crossover, rng), np.concatenate([p1, p2]))  # fmt: skip
+        mean = np.sqrt(s1 * s2)  # recombined children inherit the parents' geometric mean step
+        child_sigma = np.concatenate([np.where(cross, mean, s1), np.where(cross, mean, s2)])
+        children, child_sigma = self_adaptive_mutation(
+            children, child_sigma, t.fn.low, t.fn.high, cfg.min_sigma, rate, rng
         )
         children = children[: cfg.population - cfg.elites]
+        child_sigma = child_sigma[: cfg.population - cfg.elites]
         elite = np.argsort(fit, kind="stable")[: cfg.elites]
         child_fit = t.evaluate(children)
         X = np.concatenate([X[elite], children[: len(child_fit)]])
+        sigma = np.concatenate([sigma[elite], child_sigma[: len(child_fit)]])
         fit = np.concatenate([fit[elite], child_fit])
 
 
