@@ -25,8 +25,16 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     from evoprune import __version__
-    from evoprune.cli import analyze, baseline, compare, experiments, prune, search, selection
-    from evoprune.cli import studies
+    from evoprune.cli import (
+        analyze,
+        baseline,
+        compare,
+        experiments,
+        prune,
+        search,
+        selection,
+        studies,
+    )
 
     parser = Parser(prog="evoprune", description="Strong lottery tickets by evolutionary search.")
     parser.add_argument("--version", action="version", version=f"evoprune {__version__}")

@@ -12,7 +12,7 @@ from evoprune.errors import EvopruneError
 def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.analysis.landscape import DIRECTIONS
     from evoprune.analysis.params import PARAM_SETS
-    from evoprune.cli.search import add_data_args
+    from evoprune.cli.data import add_data_args
 
     p = sub.add_parser(
         "analyze",
@@ -105,7 +105,7 @@ def _dataset(args: argparse.Namespace):
     """The dataset the user named, or None for the ticket's own."""
     if args.dataset is None and args.data is None:
         return None
-    from evoprune.cli.search import data_job
+    from evoprune.cli.data import data_job
     from evoprune.jobkeys import job_dataset
 
     return job_dataset(data_job(args))

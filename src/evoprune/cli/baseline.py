@@ -15,7 +15,7 @@ from evoprune.errors import EvopruneError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from evoprune.cli.search import add_data_args
+    from evoprune.cli.data import add_data_args
 
     base = sub.add_parser(
         "baseline",
@@ -106,7 +106,7 @@ def _add_backprop_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def _job(args: argparse.Namespace, method: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    from evoprune.cli.search import data_job
+    from evoprune.cli.data import data_job
 
     job = {"method": method, **data_job(args), "arch": args.arch, "seed": args.seed}
     job.update({k: getattr(args, k) for k in keys})
@@ -182,7 +182,7 @@ def run_backprop(args: argparse.Namespace) -> int:
 def run_tune_backprop(args: argparse.Namespace) -> int:
     from evoprune.baselines.backprop import tune_backprop
     from evoprune.baselines.table2 import arch_letter, format_row
-    from evoprune.cli.search import data_job
+    from evoprune.cli.data import data_job
     from evoprune.io import write_json
     from evoprune.jobkeys import job_dataset
     from evoprune.nets import parse_arch

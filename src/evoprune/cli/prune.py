@@ -17,7 +17,7 @@ ECS = ("none", "l2_row", "l2_layer", "activation", "affine", "lsq")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from evoprune.cli.search import add_data_args
+    from evoprune.cli.data import add_data_args
 
     p = sub.add_parser(
         "prune",
@@ -66,7 +66,7 @@ KEYS = ("sparsity", "ec", "genome", "fitness", "order", "population", "generatio
 
 
 def prune_job(args: argparse.Namespace) -> dict[str, Any]:
-    from evoprune.cli.search import data_job
+    from evoprune.cli.data import data_job
 
     job: dict[str, Any] = {"method": args.method, **data_job(args), "seed": args.seed}
     for key in KEYS:

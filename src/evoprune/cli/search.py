@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evoprune.cli.data import add_data_args, data_job
 from evoprune.errors import EvopruneError
 
 
@@ -101,7 +102,9 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
         "exact) or use exact evaluation only, no derivative (default expansion)",
     )
     g.add_argument(
-        "--sparsity-penalty", type=float, help="objective + P * density (default 0.1 for memetic with loss, else 0)"
+        "--sparsity-penalty",
+        type=float,
+        help="objective + P * density (default 0.1 for memetic with loss, else 0)",
     )
     g.add_argument("--local-density", type=float, help="density of random starts (default 0.5)")
     g.add_argument("--starts", type=int, dest="local_starts", help="random starts (default 1)")
@@ -117,43 +120,9 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--memetic-generations", type=int, help="GA phase cap (default: 50 for loss, else none)"
     )
-    g.add_argument("--elites", type=int, dest="memetic_elites", help="GA elites searched (default 1)")
-
-
-def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--dataset", help="moons, circles, blobs, digits, mnist")
-    p.add_argument("--classes", type=int, help="class count (blobs 2-10, digits 2,3,4,5,10)")
-    p.add_argument("--data", type=Path, help="your own data: a .csv (with --target) or .npz (X, y)")
-    p.add_argument("--target", help="label column of the CSV given with --data")
-    p.add_argument("--data-dir", type=Path, help="folder with MNIST IDX files or an .npz")
-    norm = p.add_mutually_exclusive_group()
-    norm.add_argument(
-        "--normalize",
-        dest="normalize",
-        action="store_true",
-        default=None,
-        help="min-max scale features to [-0.7, 0.7] (default: per feature, fitted on the "
-        "training split, for --data files; the paper's setting for built-in datasets)",
+    g.add_argument(
+        "--elites", type=int, dest="memetic_elites", help="GA elites searched (default 1)"
     )
-    norm.add_argument("--no-normalize", dest="normalize", action="store_false")
-
-
-def data_job(args: argparse.Namespace) -> dict[str, Any]:
-    """The data keys of a job from the shared data arguments."""
-    if args.data is not None and args.dataset is not None:
-        raise EvopruneError("give either --dataset or --data, not both")
-    if args.data is None and args.dataset is None:
-        raise EvopruneError("--dataset NAME or --data FILE is required")
-    job: dict[str, Any] = {
-        "dataset": args.dataset or "file",
-        "classes": args.classes,
-        "normalize": args.normalize,
-    }
-    if args.data is not None:
-        job.update(data=str(args.data), target=args.target)
-    if args.data_dir is not None:
-        job["data_dir"] = str(args.data_dir)
-    return job
 
 
 def _default_out(job: dict[str, Any]) -> Path:

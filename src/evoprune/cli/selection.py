@@ -15,7 +15,7 @@ from evoprune.errors import EvopruneError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from evoprune.cli.search import add_data_args
+    from evoprune.cli.data import add_data_args
 
     p = sub.add_parser(
         "selection-prune",
@@ -97,7 +97,7 @@ KEYS = (
 
 
 def run_selection_prune(args: argparse.Namespace) -> int:
-    from evoprune.cli.search import data_job
+    from evoprune.cli.data import data_job
     from evoprune.pruning.selection_job import run_selection_job, selection_settings
 
     job: dict[str, Any] = {"method": "selection", **data_job(args), "seed": args.seed}

@@ -1,0 +1,47 @@
+"""The data flags every command shares (--dataset, --data, --target, --data-dir, --normalize) and
+the job keys they make. Below every command module, so commands import it and not each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from evoprune.errors import EvopruneError
+
+
+def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--dataset", help="moons, circles, blobs, digits, mnist")
+    p.add_argument("--classes", type=int, help="class count (blobs 2-10, digits 2,3,4,5,10)")
+    p.add_argument("--data", type=Path, help="your own data: a .csv (with --target) or .npz (X, y)")
+    p.add_argument("--target", help="label column of the CSV given with --data")
+    p.add_argument("--data-dir", type=Path, help="folder with MNIST IDX files or an .npz")
+    norm = p.add_mutually_exclusive_group()
+    norm.add_argument(
+        "--normalize",
+        dest="normalize",
+        action="store_true",
+        default=None,
+        help="min-max scale features to [-0.7, 0.7] (default: per feature, fitted on the "
+        "training split, for --data files; the paper's setting for built-in datasets)",
+    )
+    norm.add_argument("--no-normalize", dest="normalize", action="store_false")
+
+
+def data_job(args: argparse.Namespace) -> dict[str, Any]:
+    """The data keys of a job from the shared data arguments."""
+    if args.data is not None and args.dataset is not None:
+        raise EvopruneError("give either --dataset or --data, not both")
+    if args.data is None and args.dataset is None:
+        raise EvopruneError("--dataset NAME or --data FILE is required")
+    job: dict[str, Any] = {
+        "dataset": args.dataset or "file",
+        "classes": args.classes,
+        "normalize": args.normalize,
+    }
+    if args.data is not None:
+        job.update(data=str(args.data), target=args.target)
+    if args.data_dir is not None:
+        job["data_dir"] = str(args.data_dir)
+    return job
