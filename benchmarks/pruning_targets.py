@@ -10,7 +10,7 @@ import sys
 
 import pandas as pd
 
-from evoprune.experiments.pruning_figures import CLAIM_ROWS, crossover
+from evoprune.experiments.sections.pruning import CLAIM_ROWS, crossover
 from evoprune.experiments.tables import load_results
 
 

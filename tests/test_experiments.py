@@ -42,7 +42,19 @@ from evoprune.experiments.tables import summarise
 from evoprune.jobs import METHODS
 
 # the paper's figures and analyses (arXiv 2508.08877)
-SHIPPED = ["fig1", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "fig11", "hessian"]
+SHIPPED = [
+    "fig1",
+    "fig3",
+    "fig4",
+    "fig5",
+    "fig6",
+    "fig7",
+    "fig8",
+    "fig9",
+    "fig10",
+    "fig11",
+    "hessian",
+]
 SHIPPED += ["beyond", "scale"]  # beyond the paper: memetic/local search, MNIST
 SHIPPED += ["selection"]  # pruning as evolution (Shah & Khan)
 SHIPPED += ["pruning"]  # CMA-ES + SynFlow pruning against magnitude, SynFlow, SoftMask

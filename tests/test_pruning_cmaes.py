@@ -280,7 +280,7 @@ def _fake_runs():
 
 
 def test_pruning_figure_frame_and_claims():
-    from evoprune.experiments.pruning_figures import (
+    from evoprune.experiments.sections.pruning import (
         CLAIM_ROWS,
         crossover,
         prepare_pruning,

@@ -279,7 +279,11 @@ def _fake_runs():
 
 
 def test_prepare_selection_summarises_each_method_and_names_the_target_mode():
-    from evoprune.experiments.selection import prepare_selection, table_selection, targets_table
+    from evoprune.experiments.sections.selection import (
+        prepare_selection,
+        table_selection,
+        targets_table,
+    )
 
     frame = prepare_selection(_fake_runs())
     got = {(r.method, r.fraction): (round(r.mean, 6), r.n) for r in frame.itertuples()}

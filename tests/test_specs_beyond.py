@@ -10,9 +10,13 @@ import yaml
 from matplotlib.figure import Figure
 
 from evoprune.errors import EvopruneError
-from evoprune.experiments.beyond import draw_case_bars, draw_scale, prepare_beyond, prepare_scale
-from evoprune.experiments.draw import RENDERERS
-from evoprune.experiments.figures import FIGURES
+from evoprune.experiments.catalogue import FIGURES, RENDERERS
+from evoprune.experiments.sections.beyond import (
+    draw_case_bars,
+    draw_scale,
+    prepare_beyond,
+    prepare_scale,
+)
 from evoprune.experiments.spec import load_spec, parse_spec
 from evoprune.jobs import METHODS
 

@@ -352,7 +352,7 @@ def test_specs_load_and_jobs_run(tmp_path):
 
 
 def test_prepare_frames_and_claims():
-    from evoprune.experiments.studies_figures import (
+    from evoprune.experiments.sections.studies import (
         STUDY_CLAIMS,
         prepare_minimize,
         table_minimize,

@@ -170,7 +170,7 @@ def _graph(args: argparse.Namespace) -> int:
         tickets = [Ticket.load(args.source)]
         title = f"ticket {args.source}"
     elif args.source.is_dir():
-        from evoprune.experiments.analyses import cell_tickets
+        from evoprune.experiments.sections.analyses import cell_tickets
         from evoprune.experiments.tables import load_results
 
         runs = load_results(args.source)
@@ -191,8 +191,8 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     from evoprune.analysis.plots import save_png
-    from evoprune.experiments.analyses import prepare_history_file
     from evoprune.experiments.draw import draw_history
+    from evoprune.experiments.sections.analyses import prepare_history_file
 
     frame = prepare_history_file(args.run_dir)
     out = args.out or args.run_dir / "history.png"

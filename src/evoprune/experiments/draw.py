@@ -7,19 +7,11 @@ in any process or thread and saved as PNG and SVG.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-
-from evoprune.experiments.beyond import draw_case_bars, draw_scale
-
-from evoprune.experiments.analyses import draw_fig1, draw_fig8, draw_hessian
-from evoprune.experiments.pruning_figures import draw_pruning
-from evoprune.experiments.selection import draw_fraction_lines
-from evoprune.experiments.studies_figures import draw_hpo, draw_minimize, draw_weights
 
 METRIC_NAMES = {
     "test_accuracy": "test accuracy",
@@ -165,25 +157,6 @@ def draw_stages(frame: pd.DataFrame, title: str) -> Figure:
     axes[0].legend(fontsize=8, loc="upper left")
     fig.suptitle(title)
     return fig
-
-
-RENDERERS: dict[str, Callable[[pd.DataFrame, str], Figure]] = {
-    "bars": draw_bars,
-    "init_bars": draw_init_bars,
-    "lines": draw_lines,
-    "history": draw_history,
-    "stages": draw_stages,
-    "case_bars": draw_case_bars,
-    "scale": draw_scale,
-    "ticket_graph": draw_fig1,
-    "landscape": draw_fig8,
-    "spectra": draw_hessian,
-    "pruning": draw_pruning,
-    "fraction_lines": draw_fraction_lines,
-    "hpo": draw_hpo,
-    "minimize": draw_minimize,
-    "weights": draw_weights,
-}
 
 
 def save(fig: Figure, stem: str | Path) -> tuple[Path, Path]:

@@ -15,25 +15,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from evoprune.experiments.analyses import (
-    prepare_fig1,
-    prepare_fig8,
-    prepare_hessian,
-    table_fig1,
-    table_fig8,
-    table_hessian,
-)
-from evoprune.experiments.beyond import prepare_beyond, prepare_scale
-from evoprune.experiments.pruning_figures import prepare_pruning, table_pruning
-from evoprune.experiments.selection import prepare_selection, table_selection
-from evoprune.experiments.studies_figures import (
-    prepare_hpo,
-    prepare_minimize,
-    prepare_weights,
-    table_hpo,
-    table_minimize,
-    table_weights,
-)
 from evoprune.experiments.tables import summarise
 
 # history.csv column -> the name the paper's Fig. 4 gives the curve
@@ -188,93 +169,9 @@ class Figure:
 
     title: str
     prepare: Callable[..., pd.DataFrame]
-    kind: str  # the renderer in evoprune.experiments.draw.RENDERERS
+    kind: str  # the renderer in evoprune.experiments.catalogue.RENDERERS
     caption: str
     needs_history: bool = False
     mixed_model: bool = False  # the report adds the mixed-model comparison (as for Fig. 6c)
     # the report's table from the frame (default: mean, std and CI per cell)
     table: Callable[[pd.DataFrame], pd.DataFrame] | None = None
-
-
-FIGURES: dict[str, Figure] = {
-    "fig3": Figure(
-        "Fig. 3 - GA vs GA (adaptive AB)",
-        prepare_fig3,
-        "bars",
-        "Mean test accuracy and sparsity with 95% CIs, moons and circles, architectures A-D.",
-    ),
-    "fig4": Figure(
-        "Fig. 4 - one evolution (circles, B, adaptive AB)",
-        prepare_fig4,
-        "history",
-        "Accuracy of the fittest and three sparsity curves per generation.",
-        needs_history=True,
-    ),
-    "fig5": Figure(
-        "Fig. 5 - edge-popup initialisations",
-        prepare_fig5,
-        "init_bars",
-        "Edge-popup (50%) test accuracy per initialisation, moons and circles, A-D.",
-    ),
-    "fig6": Figure(
-        "Fig. 6 - GA vs edge-popup vs backprop",
-        prepare_fig6,
-        "bars",
-        "Mean test accuracy and sparsity with 95% CIs; the mixed-model table is below.",
-    ),
-    "fig7": Figure(
-        "Fig. 7 - accuracy vs loss objective (blobs, C)",
-        prepare_fig7,
-        "lines",
-        "Test accuracy and sparsity against the number of classes, 95% CIs.",
-    ),
-    "fig9": Figure(
-        "Fig. 9 - blobs 2-10 classes (C)",
-        prepare_fig9,
-        "lines",
-        "Test accuracy against the number of classes, 95% CIs; mean and std in the table.",
-    ),
-    "fig10": Figure(
-        "Fig. 10 - digits (B)",
-        prepare_fig10,
-        "lines",
-        "Test accuracy against the number of classes (2, 3, 4, 5, 10), 95% CIs.",
-    ),
-    "fig11": Figure(
-        "Fig. 11 - post-evolutionary pruning (digits)",
-        prepare_fig11,
-        "stages",
-        "Sparsity before and after post-evolutionary pruning, 95% CIs.",
-    ),
-    "beyond": Figure("Beyond the paper's GA: memetic and local search", prepare_beyond, "case_bars", "Test accuracy, sparsity and wall time per problem and method, 95% CIs; the mixed-model comparison is below.", mixed_model=True),  # fmt: skip
-    "scale": Figure("MNIST: test accuracy against wall time", prepare_scale, "scale", "Every method and network on one plot: mean over seeds, 95% CIs.", mixed_model=False),  # fmt: skip
-    "fig1": Figure(
-        "Fig. 1 - the ticket graph",
-        prepare_fig1,
-        "ticket_graph",
-        "How often each connection survives over the tickets of one cell (red: in more than "
-        "half of them; width: frequency), and the lowest seed's ticket.",
-        table=table_fig1,
-    ),
-    "fig8": Figure(
-        "Fig. 8 - loss and accuracy landscapes",
-        prepare_fig8,
-        "landscape",
-        "Training loss and accuracy of w_ticket + δ·d1 + η·d2 (Gaussian directions over the kept "
-        "weights); the star is the ticket.",
-        table=table_fig8,
-    ),
-    "hessian": Figure(
-        "Hessian spectra - normalised vs raw inputs (digits, B)",
-        prepare_hessian,
-        "spectra",
-        "Top eigenvalues of the Hessian of the mean training cross-entropy over the kept "
-        "weights (Lanczos), per class count and input scaling; log scale.",
-        table=table_hessian,
-    ),
-    "pruning": Figure("Extreme-sparsity pruning (SUNZ 2026)", prepare_pruning, "pruning", "Test macro-F1 against sparsity without and after fine-tuning (line style: EC), layer densities and pruning seconds at the highest sparsity.", table=table_pruning),  # fmt: skip
-    "selection": Figure("Pruning as evolution (Shah & Khan, arXiv 2601.10765)", prepare_selection, "fraction_lines", "Mean test accuracy (95% CI band) against the share of hidden neurons removed: each dynamic hard-pruned, its target mode, the post-hoc controls on the dense network, the MLP trained small; stars: the paper (full MNIST).", table=table_selection),  # fmt: skip
-    "hpo": Figure("HPO: CMA-ES vs TPE vs random, SynFlow vs training (SUNZ 2026)", prepare_hpo, "hpo", "Best validation macro-F1 so far per sampler (mean over seeds), the samplers' own time per trial, SynFlow vs training: objective time per trial and the test F1 of the chosen configuration.", needs_history=True, table=table_hpo),  # fmt: skip
-    "minimize": Figure("Minimising test functions at equal evaluation budgets (SUNZ 2026)", prepare_minimize, "minimize", "Median best value so far against evaluations (dashed: success, f < 1e-6); the table gives median best, success rate and median evaluations to success.", needs_history=True, table=table_minimize),  # fmt: skip
-    "weights": Figure("Training an MLP 64-32-10's weights: Adam vs sep-CMA-ES vs GA (SUNZ 2026)", prepare_weights, "weights", "Validation macro-F1 against training seconds (mean and std over seeds) and the final test macro-F1 (dashed: 0.97).", needs_history=True, table=table_weights),  # fmt: skip
-}

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from evoprune.experiments.analyses import CLAIM_ROWS
-from evoprune.experiments.pruning_figures import CLAIM_ROWS as PRUNING_CLAIMS
-from evoprune.experiments.selection import SELECTION_CLAIMS
-from evoprune.experiments.studies_figures import STUDY_CLAIMS
+from evoprune.experiments.sections.analyses import CLAIM_ROWS
+from evoprune.experiments.sections.pruning import CLAIM_ROWS as PRUNING_CLAIMS
+from evoprune.experiments.sections.selection import SELECTION_CLAIMS
+from evoprune.experiments.sections.studies import STUDY_CLAIMS
 
 GA_METHODS = ("ga", "ga-adaptive")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from evoprune.errors import EvopruneError
-from evoprune.experiments.draw import RENDERERS, save
-from evoprune.experiments.figures import FIGURES
+from evoprune.experiments.catalogue import FIGURES, RENDERERS
+from evoprune.experiments.draw import save
 from evoprune.experiments.paper import CLAIMS, paper_vs_ours
 from evoprune.experiments.stats import mixed_model_tables
 from evoprune.experiments.tables import load_history, load_meta, load_results

@@ -5,7 +5,7 @@ Shah & Khan, "Pruning as evolution" (arXiv 2601.10765), MNIST, ReLU MLP 784-512-
 ≈ 98%; hard-pruning 35% of the hidden neurons ≈ 95.5%, 50% ≈ 88.3-88.6% (as quoted in the
 specification this toolkit implements; the paper's own table is the source).
 
-``python -m evoprune.experiments.selection runs/selection-paper`` prints the targets table.
+``python -m evoprune.experiments.sections.selection runs/selection-paper`` prints the targets table.
 """
 
 from __future__ import annotations
