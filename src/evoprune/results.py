@@ -21,7 +21,7 @@ from evoprune.io import provenance, write_atomic, write_json
 from evoprune.masks import MaskSpace
 from evoprune.ticket import Ticket
 
-# The fields every method's result.json carries (the core issue's list); sweeps, the store
+# The fields every method's result.json carries (the core specification's list); sweeps, the store
 # and the report rely on them.
 RESULT_FIELDS = (
     "dataset", "classes", "arch", "variant", "objective", "seed", "init", "generations",

@@ -44,7 +44,7 @@ _FLOOR_EPS = 1e-9
 
 @dataclass(frozen=True)
 class EdgePopupConfig:
-    """Edge-popup hyperparameters. Defaults: the training setup issue #3 gives for the paper's
+    """Edge-popup hyperparameters. Defaults: our specification of the training setup of the paper's
     edge-popup runs (the authors keep their configs in julianscher/SLTN-GA,
     ``hidden-networks/configs/smallscale/fc/``; we did not check them value by value)."""
 

@@ -34,7 +34,7 @@ from evoprune.errors import EvopruneError
 from evoprune.seeding import numpy_generator
 from evoprune.studies.functions import FUNCTIONS, TestFunction
 
-SUCCESS = 1e-6  # a run succeeds when it finds f < SUCCESS (the threshold)
+SUCCESS = 1e-6  # a run succeeds when it finds f < SUCCESS (our specification's threshold)
 STOP_BELOW = 1e-9  # a method stops early once f < STOP_BELOW (1000x below success)
 
 

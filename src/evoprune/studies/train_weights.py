@@ -38,7 +38,7 @@ class WeightsConfig:
     method: str = "adam"
     seconds: float | None = None  # None: Adam runs to its own stop; the others DEFAULT_SECONDS
     seed: int = 0
-    lr: float = 1e-3  # Adam, the setting
+    lr: float = 1e-3  # Adam, our specification's setting
     # L2 weight decay in Adam (torch.optim.Adam's weight_decay, as in the HPO space). Chosen by the
     # mean validation loss over seeds 0-4 among 0, 1e-4, 3e-4, 1e-3, 3e-3 (and AdamW 0.1, 0.3)
     weight_decay: float = 1e-3

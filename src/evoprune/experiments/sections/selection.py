@@ -102,7 +102,7 @@ def targets_table(
     runs: pd.DataFrame, dataset: str = "mnist", spec: str = "selection"
 ) -> pd.DataFrame:
     """Per level: dense, each dynamic, its target mode, the best post-hoc control, train-small
-    (means over seeds), and whether each of the issue's targets holds."""
+    (means over seeds), and whether each of our targets holds."""
     rows = pruned_rows(runs, spec)
     rows = rows[rows["dataset"] == dataset]
     dense = _mean(rows, "dense", 0.0)
