@@ -20,6 +20,7 @@ from evoprune.data import load_dataset
 from evoprune.nets import MLP
 from evoprune.pruning.masses import Masses, shrink_mlp
 from evoprune.pruning.selection import SelectionConfig, SelectionDynamics
+from evoprune.pruning.selection_export import inference_seconds
 from evoprune.pruning.selection_run import small_widths
 from evoprune.pruning.training import TrainConfig, init_default, steps_per_epoch, train
 
@@ -36,17 +37,6 @@ def one_epoch(X, y, dynamics: str | None, seed: int, augment: str) -> tuple[floa
     start, cpu = time.perf_counter(), time.process_time()
     train(model, X, y, TrainConfig(epochs=1, augment=augment), seed, after_step=step)
     return time.perf_counter() - start, time.process_time() - cpu
-
-
-@torch.no_grad()
-def forward_seconds(model, X, repeats: int = 30) -> float:
-    model(X)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(X)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -85,7 +75,7 @@ def main() -> None:
     print("\ninference on the 2,500 test images (best of 30 forward passes):")
     Xt = ds.X_test.view(len(ds.X_test), -1)
     dense = init_default(MLP([784, 512, 256, 10]), 0).eval()
-    t_dense = forward_seconds(dense, Xt)
+    t_dense = inference_seconds(dense, Xt, repeats=30)
     print(f"  {'network':36s} {'ms':>8s} {'speed-up':>9s}")
     print(f"  {'dense [784, 512, 256, 10]':36s} {t_dense * 1e3:8.3f} {1.0:8.2f}x")
     for p in (0.5, 0.7, 0.8, 0.9):
@@ -96,7 +86,7 @@ def main() -> None:
             keep[start + small_widths([784, 512, 256, 10], p)[i + 1] : start + w] = False
         masses.keep(keep)
         small = shrink_mlp(model, masses).eval()
-        t = forward_seconds(small, Xt)
+        t = inference_seconds(small, Xt, repeats=30)
         name = f"{small.layers} ({p:.0%} removed)"
         print(f"  {name:36s} {t * 1e3:8.3f} {t_dense / t:8.2f}x")
 
