@@ -63,6 +63,30 @@ def test_candidate_deltas_equal_per_flip_recomputation(objective, layers):
     assert checked > 0.9 * sum(w.size for w in st.W)
 
 
+@pytest.mark.parametrize("objective", ["accuracy", "f1"])
+def test_tiebreak_scores_equal_per_flip_recomputation(objective):
+    """With the loss as tie-breaker, each flip's (objective, loss + penalty) change equals a
+    plain recomputation, and the penalty sits in the tie-breaker only."""
+    st, _ = _state([6, 10, 7, 4], objective, seed=2, penalty=0.05)
+    st = MLPState(st.W, st.b, st.X, st.y, objective, st.mask, sparsity_penalty=0.05, tiebreak=True)
+    base, base_s = st.full_value(), st.full_secondary()
+    assert abs(st.secondary - base_s) < 1e-12 and st.value == pytest.approx(base, abs=1e-15)
+    for li in range(st.n_layers):
+        primary, ties = st.block_scores(li, np.arange(st.W[li].shape[0]), "none")
+        for o in range(st.W[li].shape[0]):
+            for i in range(st.W[li].shape[1]):
+                st.mask[li][o, i] = ~st.mask[li][o, i]
+                full, full_s = st.full_value(), st.full_secondary()
+                st.mask[li][o, i] = ~st.mask[li][o, i]
+                assert ties[o, i] == pytest.approx(full_s - base_s, abs=1e-12)
+                if primary[o, i] != OPEN:
+                    assert primary[o, i] == pytest.approx(full - base, abs=1e-12)
+    d, t = st.try_step(1, 3, [0, 2, 5])
+    st.apply(1, 3, [0, 2, 5])
+    assert t == pytest.approx(st.full_secondary() - base_s, abs=1e-12)
+    assert abs(st.secondary - st.full_secondary()) < 1e-12
+
+
 def test_set_of_flips_equals_recomputation_and_leaves_state():
     st, rng = _state([6, 10, 7, 4], "loss", seed=2)
     before = [p.copy() for p in st.pre]

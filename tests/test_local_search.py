@@ -17,19 +17,44 @@ def digits3():
     return load_dataset("digits", 3, None, None)
 
 
-@pytest.mark.parametrize("objective", ["loss", "accuracy", "f1"])
+@pytest.mark.parametrize(
+    "objective, tiebreak",
+    [("loss", False), ("accuracy", False), ("f1", False), ("accuracy", True), ("f1", True)],
+)
 @pytest.mark.parametrize("ranking", ["expansion", "none"])
-def test_every_accepted_step_lowers_the_exact_objective(digits3, objective, ranking):
+def test_every_accepted_step_lowers_the_exact_objective(digits3, objective, tiebreak, ranking):
     ds = digits3
     net = build_mlp([64, 12, 3], seed=0)
     start = np.random.default_rng(0).random(64 * 12 + 12 * 3) < 0.5
-    st = MLPState.from_model(net, ds.X_train, ds.y_train, objective, start, sparsity_penalty=0.01)
+    st = MLPState.from_model(net, ds.X_train, ds.y_train, objective, start,
+                             sparsity_penalty=0.01, tiebreak=tiebreak)  # fmt: skip
     ls = LocalSearch(st, LocalConfig(ranking=ranking, max_passes=3), init_masks=[start])
     ls._trace = []
     ls.run()
     assert len(ls._trace) > 5
-    for before, after, removal in ls._trace:
-        assert after < before - 1e-13 or (removal and after <= before + 1e-12)
+    ties = 0
+    for (v0, s0), (v1, s1), removal in ls._trace:  # (objective, tie-breaker), lexicographic
+        if tiebreak and abs(v1 - v0) <= 1e-13:
+            ties += 1
+            assert s1 < s0 - 1e-13 or (removal and s1 <= s0 + 1e-12)
+        else:
+            assert v1 < v0 - 1e-13 or (removal and v1 <= v0 + 1e-12)
+            assert s0 == s1 == 0.0 or tiebreak
+    assert ties > 0 or not tiebreak  # the tie-breaker did decide some steps
+
+
+def test_tiebreak_leaves_plateaus_the_objective_alone_cannot(digits3):
+    """From an all-zero mask every single flip leaves the prediction constant (accuracy flat):
+    the objective alone accepts nothing, the loss tie-breaker finds the way down."""
+    ds = digits3
+    net = build_mlp([64, 12, 3], seed=0)
+    results = {
+        tb: local_search(net, ds.X_train, ds.y_train, "accuracy",
+                         LocalConfig(start_density=0.0, max_passes=20, tiebreak=tb))
+        for tb in (False, True)
+    }  # fmt: skip
+    assert results[False].metrics["flips_accepted"] == 0
+    assert results[True].metrics["train_accuracy"] > 0.6  # chance: 0.34
 
 
 def test_local_search_beats_a_threshold_on_a_tiny_task(digits3):

@@ -123,6 +123,14 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--elites", type=int, dest="memetic_elites", help="GA elites searched (default 1)"
     )
+    g.add_argument(
+        "--no-tiebreak",
+        dest="tiebreak",
+        action="store_const",
+        const=False,
+        help="accuracy/F1: judge flips by the objective alone (default: ties are broken by the "
+        "cross-entropy + penalty * density)",
+    )
 
 
 def _default_out(job: dict[str, Any]) -> Path:
@@ -135,7 +143,7 @@ def _default_out(job: dict[str, Any]) -> Path:
 
 LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "kicks", "kick_bits",
                "max_passes", "val_fraction", "fixed_sparsity", "memetic_generations",
-               "memetic_elites")  # fmt: skip
+               "memetic_elites", "tiebreak")  # fmt: skip
 
 
 def run_search(args: argparse.Namespace) -> int:

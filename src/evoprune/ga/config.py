@@ -60,6 +60,9 @@ class GAConfig:
     # every generation, so the paper's rule only stops at the 1000-generation cap)
     memetic_generations: int | None = None
     memetic_elites: int = 1  # distinct best individuals the local search starts from
+    # accuracy / F1 objectives: the local search breaks ties by the cross-entropy (see
+    # evoprune.local.incremental); False: the objective alone
+    tiebreak: bool = True
 
     def __post_init__(self) -> None:
         if self.variant in ("memetic", "local"):

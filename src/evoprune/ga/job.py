@@ -43,6 +43,7 @@ CONFIG_KEYS = {
     "fixed_sparsity",
     "memetic_generations",
     "memetic_elites",
+    "tiebreak",
 }
 GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
 

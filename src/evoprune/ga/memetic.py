@@ -69,6 +69,7 @@ def local_config(config: GAConfig, objective: str) -> LocalConfig:
         max_passes=config.max_passes,
         val_fraction=config.val_fraction,
         fixed_sparsity=config.fixed_sparsity,
+        tiebreak=config.tiebreak,
         seed=config.seed,
     )
 

@@ -11,7 +11,11 @@ flip of one unit's incoming weights that way (compiled, `evoprune.local.kernels`
 and `apply` do the same for a set of flips of one unit taken together.
 
 The objective, lower is better: mean cross-entropy, minus the accuracy, or minus the macro F1,
-plus ``sparsity_penalty * density``. Exactness follows `evoprune.ga.prune`: each sample's
+plus ``sparsity_penalty * density``. With ``tiebreak`` (accuracy and F1 only) the
+cross-entropy breaks ties: a step is scored by the pair (objective change, loss change), compared
+in that order, and the density penalty moves to the second term, so it never trades accuracy for
+sparsity; on the plateaus of a step objective, where most flips change no prediction, the loss
+still points downhill. Exactness follows `evoprune.ga.prune`: each sample's
 margin carries a bound on its float64 rounding error (Higham 2002, eq. 3.5, taken over the
 full, unmasked weights so it holds for every submask); a step that would move a sample whose
 margin is within that bound is never accepted on this arithmetic (`OPEN`). The state is
@@ -65,10 +69,13 @@ class MLPState:
         mask: list[np.ndarray],
         maskable: list[bool] | None = None,
         sparsity_penalty: float = 0.0,
+        tiebreak: bool = False,
     ):
         if objective not in OBJECTIVE_MODES:
             raise ValueError(f"objective: expected loss, accuracy or f1, got {objective!r}")
         self.objective, self.mode = objective, OBJECTIVE_MODES[objective]
+        self.tiebreak = bool(tiebreak) and self.mode != K.LOSS
+        self.kmode = self.mode + (K.TIEBREAK if self.tiebreak else 0)  # what the kernels get
         self.W = [np.ascontiguousarray(w, dtype=np.float64) for w in weights]
         self.b = [np.asarray(v, dtype=np.float64).reshape(-1) for v in biases]
         self.mask = [
@@ -94,6 +101,7 @@ class MLPState:
         mask_bits: torch.Tensor | np.ndarray,
         space: MaskSpace | None = None,
         sparsity_penalty: float = 0.0,
+        tiebreak: bool = False,
     ) -> MLPState:
         """The state of `model` (an `nn.Sequential` of Linear and ReLU) under the genome
         `mask_bits` ``(n_bits,)`` in `MaskSpace` order."""
@@ -115,7 +123,7 @@ class MLPState:
             masks.append(np.ones(w.shape, bool) if start is None else bits[start : start + w.size])
         Xn = np.asarray(torch.as_tensor(X).detach().cpu().double().reshape(len(X), -1))
         yn = np.asarray(torch.as_tensor(y).cpu(), dtype=np.int64)
-        return cls(W, b, Xn, yn, objective, masks, maskable, sparsity_penalty)
+        return cls(W, b, Xn, yn, objective, masks, maskable, sparsity_penalty, tiebreak)
 
     # -- the state ----------------------------------------------------------------------------
 
@@ -146,13 +154,15 @@ class MLPState:
             self.pre.append(z)
             if li < self.n_layers - 1:
                 self.acts.append(np.maximum(z, 0.0))
-        self._csr: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # the data's own index (layer 0) never changes; the layers above follow the mask
+        self._csr: dict[int, tuple] = {k: v for k, v in getattr(self, "_csr", {}).items() if k == 0}
         self._version = getattr(self, "_version", 0) + 1  # bumped by every rebuild
         self._grad: tuple | None = None
         self._stats(self.pre[-1])
 
     def _stats(self, logits: np.ndarray) -> None:
-        self.loss_s = _losses(logits, self.y) if self.mode == K.LOSS else np.zeros(self.n)
+        track = self.mode == K.LOSS or self.tiebreak
+        self.loss_s = _losses(logits, self.y) if track else np.zeros(self.n)
         self.status, self.pred = _statuses(logits, self.y, self.tol, self.mode)
         self.n_right = int(np.count_nonzero(self.status == 1))
         self.n_open = int(np.count_nonzero(self.status == 2))
@@ -172,7 +182,18 @@ class MLPState:
     @property
     def value(self) -> float:
         """The objective of the current mask, lower is better (see the module docstring)."""
-        return self._primary(0.0, 0, None) + self.penalty * self.ones / self.n_maskable
+        return self._primary(0.0, 0, None) + (0.0 if self.tiebreak else self._density_term())
+
+    @property
+    def secondary(self) -> float:
+        """The tie-breaker of the current mask: mean cross-entropy + penalty * density with
+        ``tiebreak``, else 0."""
+        if not self.tiebreak:
+            return 0.0
+        return float(self.loss_s.sum()) / self.n + self._density_term()
+
+    def _density_term(self) -> float:
+        return self.penalty * self.ones / self.n_maskable
 
     def _primary(self, dloss: float, dright: int, dconf: np.ndarray | None) -> float:
         if self.mode == K.LOSS:
@@ -199,7 +220,17 @@ class MLPState:
             pred = a.argmax(1)
             tp = np.bincount(pred[pred == self.y], minlength=self.C)
             primary = -_macro_f1(tp, np.bincount(pred, minlength=self.C), self.true_n)
-        return primary + self.penalty * self.ones / self.n_maskable
+        return primary + (0.0 if self.tiebreak else self._density_term())
+
+    def full_secondary(self) -> float:
+        """`secondary` by a plain float64 forward from the mask (a reference for tests)."""
+        if not self.tiebreak:
+            return 0.0
+        a = self.X
+        for li in range(self.n_layers):
+            z = a @ self.masked(li).T + self.b[li]
+            a = np.maximum(z, 0.0) if li < self.n_layers - 1 else z
+        return float(_losses(a, self.y).mean()) + self._density_term()
 
     def mask_bits(self, space_layout: list[LayerBits] | None = None) -> np.ndarray:
         """The genome ``(n_bits,)`` bool: maskable layers' masks, row-major, in layer order."""
@@ -235,6 +266,11 @@ class MLPState:
     def block_deltas(self, li: int, units: np.ndarray, ranking: str = "none", cand=None):
         """`unit_deltas` of several units of layer li at once, ``(U, len(cand))``: one
         compiled call whose (unit, candidate) pairs are shared among the cores."""
+        return self.block_scores(li, units, ranking, cand)[0]
+
+    def block_scores(self, li: int, units: np.ndarray, ranking: str = "none", cand=None):
+        """`block_deltas` and, with ``tiebreak``, each flip's change of `secondary` (else
+        zeros): ``(primary, secondary)``, both ``(U, len(cand))``."""
         units = np.asarray(units, np.int64)
         cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
         ptr, rows, vals = self.csr(li)
@@ -254,10 +290,10 @@ class MLPState:
             for u, o in enumerate(units):
                 self._expansion_coefficients(li, int(o), coef[u])
             K.unit_expansion(ptr, rows, vals, cand, dw, coef, not last, out_f)
-            return out_f / self.n + penalty
+            return out_f / self.n + penalty, np.zeros_like(out_f)
         K.set_threads(pairs * self.C)
         out_i = np.zeros((len(units), len(cand), 2 + 2 * self.C), np.int64)
-        st = (self.y, self.tol, self.mode, self.loss_s, self.status, self.pred, out_f, out_i)
+        st = (self.y, self.tol, self.kmode, self.loss_s, self.status, self.pred, out_f, out_i)
         if last or li == self.n_layers - 2:
             if last:
                 w = np.eye(self.C)[units]
@@ -274,7 +310,10 @@ class MLPState:
                 st_u = (*st[:6], out_f[u], out_i[u])
                 K.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[u], ao[u], wcol,
                                   self.pre[li + 1], rest_w, shape, rest_b, *st_u)  # fmt: skip
-        return np.stack([self._deltas(out_f[u], out_i[u]) for u in range(len(units))]) + penalty
+        primary = np.stack([self._deltas(out_f[u], out_i[u]) for u in range(len(units))])
+        if self.tiebreak:
+            return primary, out_f / self.n + penalty
+        return primary + penalty, np.zeros_like(out_f)
 
     def _deltas(self, out_f: np.ndarray, out_i: np.ndarray) -> np.ndarray:
         base = self._primary(0.0, 0, None)
@@ -342,10 +381,18 @@ class MLPState:
     def try_flips(self, li: int, o: int, inputs) -> float:
         """The exact objective change of flipping `inputs` of unit o in layer l together
         (`OPEN` if a near-tied sample moves); the state is left as it is."""
+        return self.try_step(li, o, inputs)[0]
+
+    def try_step(self, li: int, o: int, inputs) -> tuple[float, float]:
+        """`try_flips` and the change of `secondary`: ``(primary, secondary)``."""
         inputs = np.asarray(inputs, np.int64)
         _, S, layers = self._propagate(li, o, inputs)
         pen = float(self._penalty_delta(li, o, inputs).sum())
-        return self._set_delta(S, layers[-1]) + pen
+        primary = self._set_delta(S, layers[-1])
+        if not self.tiebreak:
+            return primary + pen, 0.0
+        dloss = float((_losses(layers[-1], self.y[S]) - self.loss_s[S]).sum()) / self.n
+        return primary, dloss + pen
 
     def _set_delta(self, S: np.ndarray, logits: np.ndarray) -> float:
         if self.mode == K.LOSS:
@@ -379,8 +426,9 @@ class MLPState:
                     self.acts[li + 2 + k][S] = np.maximum(new, 0.0)
             self._csr = {k: v for k, v in self._csr.items() if k <= li}
         logits = self.pre[-1][S]
-        if self.mode == K.LOSS:  # the accuracy counts are refreshed with the state, per pass
+        if self.mode == K.LOSS or self.tiebreak:
             self.loss_s[S] = _losses(logits, self.y[S])
+        if self.mode == K.LOSS:  # the accuracy counts are refreshed with the state, per pass
             return
         status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
         self.n_right += int(np.count_nonzero(status == 1)) - int(
@@ -411,29 +459,21 @@ class MLPState:
         self.mask, self.acts, self.pre = masks, [self.X, *acts], pre
         self.loss_s, self.status, self.pred = loss_s, status, pred
         self.n_right, self.n_open, self.tp, self.pred_n = n_right, n_open, tp, pred_n
-        self._csr, self._grad = {}, None
+        self._csr, self._grad = {k: v for k, v in self._csr.items() if k == 0}, None
         self._version += 1
 
 
 def _losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-sample cross-entropy of ``logits (n, C)``: ``(n,)``."""
-    m = logits.max(1)
-    lse = m + np.log(np.exp(logits - m[:, None]).sum(1))
-    return lse - logits[np.arange(len(y)), y]
+    out = np.empty(len(y))
+    K.losses(np.ascontiguousarray(logits, dtype=np.float64), y, out)
+    return out
 
 
 def _statuses(logits: np.ndarray, y: np.ndarray, tol: np.ndarray, mode: int):
     """(status, prediction) per sample; see `evoprune.local.kernels._status`."""
-    n = len(y)
-    pred = logits.argmax(1)
-    if mode == K.F1:
-        top2 = np.sort(logits, axis=1)[:, -2:] if logits.shape[1] > 1 else None
-        gap = top2[:, 1] - top2[:, 0] if top2 is not None else np.full(n, np.inf)
-        return np.where(gap <= tol, 2, 0).astype(np.int8), pred
-    others = logits.copy()
-    others[np.arange(n), y] = -np.inf
-    margin = logits[np.arange(n), y] - others.max(1)
-    status = np.where(margin > tol, 1, np.where(margin < -tol, 0, 2)).astype(np.int8)
+    status, pred = np.empty(len(y), np.int8), np.empty(len(y), np.int64)
+    K.statuses(np.ascontiguousarray(logits, dtype=np.float64), y, tol, mode, status, pred)
     return status, pred
 
 

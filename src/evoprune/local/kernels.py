@@ -11,7 +11,9 @@ Modes (what a kernel accumulates per candidate): 0 loss — the sum of per-sampl
 changes; 1 accuracy — the change of the count of samples surely right; 2 F1 — per-class changes
 of true positives and predictions. A sample whose margin is within its rounding bound ``tol``
 (before or after) is counted in ``out_i[j, 0]`` ("open"): the caller never accepts such a
-candidate on this arithmetic alone.
+candidate on this arithmetic alone. With ``TIEBREAK`` added to the accuracy or F1 mode, the
+cross-entropy change is summed into ``out_f`` as well: it breaks ties between flips that leave
+the accuracy (F1) as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 LOSS, ACCURACY, F1 = 0, 1, 2
+TIEBREAK = 4  # added to ACCURACY or F1: also accumulate the loss change into out_f (ties)
 THREAD_WORK = 2_000_000  # (candidate, sample) pairs from which a call uses both cores
 
 
@@ -62,9 +65,11 @@ def _sample_loss(lg: np.ndarray, yc: int) -> float:
 
 @njit(cache=True, inline="always")
 def _accumulate(lg, yc, tol, mode, old_loss, old_status, old_pred, j, out_f, out_i, C):
-    if mode == LOSS:
+    if mode == LOSS or mode & TIEBREAK:
         out_f[j] += _sample_loss(lg, yc) - old_loss
-        return
+        if mode == LOSS:
+            return
+        mode -= TIEBREAK
     st, pr = _status(lg, yc, tol, mode)
     if st == 2 or old_status == 2:
         out_i[j, 0] += 1
@@ -189,11 +194,46 @@ def set_threads(work: float) -> None:
 def csr_by_feature(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For ``A (n, f)`` sample-major: per feature, the samples where it is nonzero and its
     values there (``ptr (f+1,)``, ``rows``, ``vals``), samples in increasing order."""
-    At = np.ascontiguousarray(A.T)  # (f, n)
-    feat, rows = np.nonzero(At)
-    ptr = np.zeros(A.shape[1] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(feat, minlength=A.shape[1]), out=ptr[1:])
-    return ptr, rows.astype(np.int64), At[feat, rows]
+    return _csr_by_feature(np.ascontiguousarray(A, dtype=np.float64))
+
+
+@njit(cache=True)
+def _csr_by_feature(A):
+    n, f = A.shape
+    ptr = np.zeros(f + 1, dtype=np.int64)
+    for s in range(n):
+        for i in range(f):
+            if A[s, i] != 0.0:
+                ptr[i + 1] += 1
+    for i in range(f):
+        ptr[i + 1] += ptr[i]
+    rows = np.empty(ptr[f], dtype=np.int64)
+    vals = np.empty(ptr[f])
+    fill = ptr[:f].copy()
+    for s in range(n):
+        for i in range(f):
+            v = A[s, i]
+            if v != 0.0:
+                rows[fill[i]] = s
+                vals[fill[i]] = v
+                fill[i] += 1
+    return ptr, rows, vals
+
+
+@njit(cache=True)
+def statuses(logits, y, tol, mode, status, pred):
+    """`_status` of every sample: fills ``status (n,) int8`` and ``pred (n,) int64``."""
+    for s in range(logits.shape[0]):
+        st, pr = _status(logits[s], y[s], tol[s], mode)
+        status[s] = st
+        pred[s] = pr
+
+
+@njit(cache=True)
+def losses(logits, y, out):
+    """Per-sample cross-entropy of ``logits (n, C)`` into ``out (n,)``."""
+    for s in range(logits.shape[0]):
+        out[s] = _sample_loss(logits[s], y[s])
 
 
 @njit(cache=True)

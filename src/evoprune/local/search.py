@@ -68,6 +68,8 @@ class LocalConfig:
     val_fraction: float = 0.0  # held-out slice of the training data for early stopping
     patience: int = 2  # passes without a better validation accuracy before stopping
     fixed_sparsity: float | None = None  # swap moves at exactly this sparsity per layer
+    # accuracy and F1: break ties by the cross-entropy (+ penalty * density), see MLPState
+    tiebreak: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -140,31 +142,35 @@ class LocalSearch:
         self.pos = _Position()
         self.bits: dict[str, np.ndarray | None] = {"base": None, "best": None, "val_best": None}
         self.layers = [li for li in range(state.n_layers) if state.maskable[li]][::-1]
-        self._trace: list[tuple[float, float, bool]] | None = None  # (before, after, removal-only)
+        self._trace: list[tuple] | None = None  # ((value, secondary) before, after, removal-only)
         self.last_snapshot: bytes | None = None  # the checkpoint as of the last pass boundary
 
     # -- one unit, one pass ---------------------------------------------------------------------
 
-    def unit_step(self, li: int, o: int, deltas: np.ndarray | None = None) -> int:
-        """Score the flips of unit o of layer li (or take `deltas`, scored a moment ago),
-        accept the best batch that passes exactly. Returns the number of flips accepted."""
+    def unit_step(self, li: int, o: int, scores: tuple | None = None) -> int:
+        """Score the flips of unit o of layer li (or take `scores`, ``(primary, secondary)``
+        scored a moment ago), accept the best batch that passes exactly. Returns the number
+        of flips accepted. A step passes when it improves (primary, secondary) in that order,
+        or when it only removes weights and makes neither worse."""
         st, cfg = self.st, self.cfg
-        if deltas is None:
-            deltas = st.unit_deltas(li, o, cfg.ranking)
-            self.pos.flips_evaluated += len(deltas)
+        if scores is None:
+            p, s = st.block_scores(li, np.array([o]), cfg.ranking)
+            scores = p[0], s[0]
+            self.pos.flips_evaluated += len(scores[0])
+        deltas, ties = scores
         on = st.mask[li][o]
         if cfg.fixed_sparsity is not None:
             return self._swap_step(li, o, deltas, on)
-        good = np.nonzero((deltas < 0) | (on & (deltas <= 0)))[0]
+        good = np.nonzero((deltas < 0) | ((deltas <= 0) & ((ties < 0) | (on & (ties <= 0)))))[0]
         if len(good) == 0:
             return 0
-        order = good[np.argsort(deltas[good], kind="stable")]
+        order = good[np.lexsort((ties[good], deltas[good]))]
         k = min(len(order), cfg.batch)
         while k >= 1:
             chosen = order[:k]
-            d = st.try_flips(li, o, chosen)
+            d, t = st.try_step(li, o, chosen)
             removal = bool(on[chosen].all())
-            if d != OPEN and (d < -EPS or (removal and d <= 0.0)):
+            if d != OPEN and (d < -EPS or (d <= 0.0 and (t < -EPS or (removal and t <= 0.0)))):
                 self._accept(li, o, chosen, removal)
                 return k
             k //= 2
@@ -187,11 +193,12 @@ class LocalSearch:
         return 0
 
     def _accept(self, li: int, o: int, chosen: np.ndarray, removal: bool) -> None:
-        before = self.st.full_value() if self._trace is not None else 0.0
+        full = lambda: (self.st.full_value(), self.st.full_secondary())  # noqa: E731
+        before = full() if self._trace is not None else None
         self.st.apply(li, o, chosen)
         self.pos.flips_accepted += len(chosen)
         if self._trace is not None:
-            self._trace.append((before, self.st.full_value(), removal))
+            self._trace.append((before, full(), removal))
 
     def one_pass(self) -> int:
         """Every unit of every maskable layer once; units are scored `block` at a time (one
@@ -202,10 +209,10 @@ class LocalSearch:
             order = self.rng.permutation(self.st.W[li].shape[0])
             for first in range(0, len(order), self.cfg.block):
                 units = order[first : first + self.cfg.block]
-                deltas = self.st.block_deltas(li, units, self.cfg.ranking)
+                deltas, ties = self.st.block_scores(li, units, self.cfg.ranking)
                 self.pos.flips_evaluated += deltas.size
                 for u, o in enumerate(units):
-                    accepted += self.unit_step(li, int(o), deltas[u])
+                    accepted += self.unit_step(li, int(o), (deltas[u], ties[u]))
         self.st.refresh()
         return accepted
 
@@ -255,7 +262,8 @@ class LocalSearch:
         return mask
 
     def key(self) -> list[float]:
-        return [self.st.value, float(self.st.ones)]
+        """(objective, tie-breaker, set bits): lower is better, compared in that order."""
+        return [self.st.value, self.st.secondary, float(self.st.ones)]
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -302,20 +310,18 @@ class LocalSearch:
         pos, cfg = self.pos, self.cfg
         key = self.key()
         if pos.kick >= 0:  # judge the kick: keep if not worse, else go back
-            base = pos.base_key
-            if key[0] < base[0] - EPS or (key[0] <= base[0] + EPS and key[1] <= base[1]):
+            if not _worse(key, pos.base_key):
                 pos.kicks_kept += 1
             else:
                 self.st.set_mask_bits(self.bits["base"])
-                key = base
+                key = pos.base_key
         self.bits["base"], pos.base_key = self.st.mask_bits(), key
         pos.kick += 1
         pos.passes = 0
         if pos.kick < cfg.kicks:
             self._kick()
             return
-        best = pos.best_key
-        if best is None or key[0] < best[0] - EPS or (key[0] <= best[0] + EPS and key[1] < best[1]):
+        if pos.best_key is None or _better(key, pos.best_key):
             self.bits["best"], pos.best_key = self.bits["base"].copy(), key
         pos.start += 1
         pos.fresh = True
@@ -406,6 +412,25 @@ class LocalSearch:
             self.st.set_mask_bits(unpack(arrays["current"]))
 
 
+def _compare(a: list[float], b: list[float]) -> int:
+    """-1, 0 or 1 as key `a` is better than, tied with or worse than `b` (lexicographic; the
+    float terms within EPS count as tied, the set bits exactly)."""
+    for x, y in zip(a[:-1], b[:-1], strict=True):
+        if x < y - EPS:
+            return -1
+        if x > y + EPS:
+            return 1
+    return (a[-1] > b[-1]) - (a[-1] < b[-1])
+
+
+def _better(a: list[float], b: list[float]) -> bool:
+    return _compare(a, b) < 0
+
+
+def _worse(a: list[float], b: list[float]) -> bool:
+    return _compare(a, b) > 0
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
@@ -468,7 +493,7 @@ def local_search(
         val = Evaluator(model, X_val, y_val, "accuracy", space=space, device=device, cache=False,
                         metrics=("accuracy",))  # fmt: skip
     state = MLPState.from_model(model, X, y, objective, np.ones(space.n_bits, bool), space,
-                                config.sparsity_penalty)  # fmt: skip
+                                config.sparsity_penalty, config.tiebreak)  # fmt: skip
     ls = LocalSearch(state, config, val, progress=progress, init_masks=init_masks)
     ckpt = Path(checkpoint) if checkpoint else None
     if resume and ckpt is not None and ckpt.exists():
