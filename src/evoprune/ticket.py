@@ -22,7 +22,7 @@ from torch import nn
 
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
-from evoprune.masks import MaskSpace, pack, unpack
+from evoprune.masks import MaskSpace, pack, sparsity, unpack
 from evoprune.nets import build_convnet, build_mlp
 
 FORMAT = "evoprune-ticket/1"
@@ -53,7 +53,7 @@ class Ticket:
 
     @property
     def sparsity(self) -> float:
-        return 1.0 - float(self.mask.float().mean())
+        return float(sparsity(self.mask))
 
     def build_model(self) -> nn.Module:
         """The unmasked random network, rebuilt bit for bit from (layers, init, seed)."""

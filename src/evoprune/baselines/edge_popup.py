@@ -35,7 +35,7 @@ from torch import nn
 from torch.func import functional_call
 
 from evoprune.errors import EvopruneError
-from evoprune.masks import MaskSpace
+from evoprune.masks import MaskSpace, sparsity
 from evoprune.seeding import torch_generator
 
 # Guards the floor in `kept_count` against float error (0.29 * 100 = 28.999999999999996).
@@ -144,7 +144,7 @@ class EdgePopupResult:
     def sparsity(self) -> float:
         """Fraction of zero bits over all maskable weights (per-layer flooring can shift it
         slightly from `config.sparsity`)."""
-        return 1.0 - float(self.mask.float().mean())
+        return float(sparsity(self.mask))
 
 
 def _linear_relu_stack(model: nn.Module) -> list[str] | None:

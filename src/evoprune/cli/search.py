@@ -104,7 +104,8 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--sparsity-penalty",
         type=float,
-        help="objective + P * density (default 0.1 for memetic with loss, else 0)",
+        help="objective + P * density; with the tie-breaker, loss + P * density breaks the "
+        "objective's ties (default 0.1 for memetic, 0 for local)",
     )
     g.add_argument("--local-density", type=float, help="density of random starts (default 0.5)")
     g.add_argument("--starts", type=int, dest="local_starts", help="random starts (default 1)")

@@ -13,7 +13,7 @@ from evoprune.evaluate import Evaluator
 from evoprune.ga.config import GAConfig
 from evoprune.ga.prune import post_prune
 from evoprune.ga.search import GeneticSearch
-from evoprune.masks import MaskSpace
+from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import MLP, ConvNet
 from evoprune.objectives import Objective, ObjectiveFn, get_objective
 from evoprune.results import score_splits
@@ -115,8 +115,8 @@ def search(
     info["search_seconds"] = round(evolve_seconds, 4)
     metrics_out = {
         **after,
-        "sparsity": 1.0 - float(mask.float().mean()),
-        "sparsity_before_post_prune": 1.0 - float(best.float().mean()),
+        "sparsity": float(sparsity(mask)),
+        "sparsity_before_post_prune": float(sparsity(best)),
         **{f"{k}_before_post_prune": v for k, v in before.items()},
         **info,
     }

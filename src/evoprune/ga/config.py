@@ -47,7 +47,7 @@ class GAConfig:
     # memetic / local (evoprune.ga.memetic, evoprune.local.search); unused by ga, ga-adaptive
     ranking: str = "expansion"  # order flips by the softmax expansion, or "none" (exact only)
     sparsity_penalty: float | None = None  # objective + penalty * density; None: 0.1 for
-    # memetic with the loss (sparsity >= 60% on digits-10 B), else 0
+    # memetic with the loss or the tie-breaker (sparsity >= 60% on digits-10 B), else 0
     local_density: float = 0.5  # density of local's random starts (the paper's, edge-popup's)
     local_starts: int = 1  # random starts of `local`
     kicks: int | None = None  # iterated local search kicks; None: 5 for memetic, 0 for local

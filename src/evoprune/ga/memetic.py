@@ -44,7 +44,7 @@ from evoprune.evaluate import Evaluator
 from evoprune.ga.config import GAConfig
 from evoprune.ga.search import GeneticSearch, _sigterm_as_interrupt
 from evoprune.local.search import LocalConfig, local_search
-from evoprune.masks import MaskSpace
+from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import MLP
 from evoprune.objectives import get_objective
 from evoprune.results import score_splits
@@ -54,8 +54,10 @@ from evoprune.ticket import Ticket
 def local_config(config: GAConfig, objective: str) -> LocalConfig:
     """The local search settings a GA config describes."""
     penalty = config.sparsity_penalty
-    if penalty is None:  # the loss alone never trades a little loss for sparsity (memetic)
-        penalty = 0.1 if objective == "loss" and config.variant == "memetic" else 0.0
+    if penalty is None:  # the loss alone never trades a little loss for sparsity (memetic);
+        # with the tie-breaker the penalty sits beside the loss, below the accuracy
+        on_loss = objective == "loss" or config.tiebreak
+        penalty = 0.1 if on_loss and config.variant == "memetic" else 0.0
     kicks = config.kicks
     if kicks is None:
         kicks = 5 if config.variant == "memetic" else 0
@@ -128,7 +130,7 @@ def memetic_search(
         info.update(generations=state.generation, evaluations=state.evaluations,
                     evolution_seconds=round(state.seconds, 4))  # fmt: skip
         ga_best = state.population[0]
-        info["ga_sparsity"] = 1.0 - float(ga_best.float().mean())
+        info["ga_sparsity"] = float(sparsity(ga_best))
         info.update(
             {
                 f"ga_{k}": v
@@ -146,12 +148,12 @@ def memetic_search(
     history += [{"phase": "local", **row} for row in result.history]
     mask = result.mask
     scores = _scores(model, space, mask, X, y, X_test, y_test, config)
-    sparsity = 1.0 - float(mask.float().mean())
+    kept_sparsity = float(sparsity(mask))
     metrics = {
         **scores,
-        "sparsity": sparsity,
+        "sparsity": kept_sparsity,
         # no post-pruning: the local search's acceptance rule is the paper's criterion and more
-        "sparsity_before_post_prune": sparsity,
+        "sparsity_before_post_prune": kept_sparsity,
         **{f"{k}_before_post_prune": v for k, v in scores.items()},
         **info,
         **{k: v for k, v in result.metrics.items() if k != "train_accuracy"},

@@ -42,6 +42,7 @@ from evoprune.devices import check_device
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.masks import MaskSpace
+from evoprune.masks import sparsity as mask_sparsity
 from evoprune.nets import ConvNet
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
@@ -391,7 +392,7 @@ def conv_search_ticket(
             f"{split}_accuracy": float(m["accuracy"][0]),
             f"{split}_loss": float(m["loss"][0]),
         }
-    sparsity = 1.0 - float(found.mask.float().mean())
+    sparsity = float(mask_sparsity(found.mask))
     metrics = {
         **scores,
         "sparsity": sparsity,

@@ -95,6 +95,11 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode,
     out_f (U, k), out_i (U, k, 2 + 2C)."""
     C = logits.shape[1]
     U, k = dw.shape
+    binary = C == 2 and (mode & 3) == ACCURACY
+    margin = np.empty(logits.shape[0] if binary else 0)
+    if binary:  # two classes: a sample's state is its margin, which moves linearly in d
+        for s in range(margin.shape[0]):
+            margin[s] = logits[s, y[s]] - logits[s, 1 - y[s]]
     for job in prange(U * k):
         u, j = job // k, job % k
         lg = np.empty(C)
@@ -109,10 +114,27 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode,
                 d = dz
             if d == 0.0:
                 continue
+            if binary:
+                _binary(margin[s] + (w[u, y[s]] - w[u, 1 - y[s]]) * d, tol[s], mode,
+                        loss_s[s], status[s], j, out_f[u], out_i[u])  # fmt: skip
+                continue
             for c in range(C):
                 lg[c] = logits[s, c] + w[u, c] * d
             _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f[u],
                         out_i[u], C)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _binary(m, tol, mode, old_loss, old_status, j, out_f, out_i):
+    """`_accumulate` for the accuracy of two classes, from the new margin m alone (the
+    cross-entropy of two classes is softplus(-m))."""
+    if mode & TIEBREAK:
+        out_f[j] += max(-m, 0.0) + np.log1p(np.exp(-abs(m))) - old_loss
+    st = 1 if m > tol else (0 if m < -tol else 2)
+    if st == 2 or old_status == 2:
+        out_i[j, 0] += 1
+    else:
+        out_i[j, 1] += st - old_status
 
 
 @njit(cache=True, parallel=True)
