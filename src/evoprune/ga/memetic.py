@@ -14,6 +14,13 @@ search on individuals. Here:
    improves, or when a weight goes and the objective does not get worse), then ``kicks``
    rounds of iterated local search;
 3. the best by (objective, set bits) — performance first, sparsity second — is the ticket.
+
+With the accuracy or F1 objective the local search breaks the objective's ties by the training
+cross-entropy plus ``0.1 * density`` (``tiebreak``, on by default): most single flips change no
+prediction, and on such plateaus the objective alone can only remove weights. Measured with the
+defaults otherwise equal: blobs-10 C from 49.6% (the GA's plateau) to 100% test accuracy (seed
+0); moons B seeds 0-4 mean 98.6% -> 99.0% (seed 3: 95.4% -> 97.7%). ``tiebreak=False`` judges
+flips by the objective alone.
 The start is the GA's best *before* post-pruning: the paper's post-pruned ticket is a strict
 local optimum for single flips (moons B seed 0: no flip accepted, and kicks did not escape it),
 while from the unpruned best the descent both prunes and improves (92.2% -> 97.4-97.6%).
