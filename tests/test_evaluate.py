@@ -8,7 +8,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from evoprune.evaluate import Evaluator, forward_one
-from evoprune.masks import MaskSpace
+from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import build_mlp
 from evoprune.objectives import accuracy, cross_entropy
 
@@ -185,3 +185,13 @@ def test_compaction_drops_units():
     pop = ev._mlp.prepare(_masks(8, ev.n_bits, keep=0.3)[2:], margin=True)
     w0, w1 = pop.weights[1].shape[2], pop.weights[1].shape[1]
     assert w0 < 40 and w1 < 30
+
+
+def test_sparsity_is_exact():
+    """210 zeros of 300 bits are 0.7 exactly (float32 would give 0.69999999 and fail a
+    ">= 0.70" check); per-row for a population."""
+    mask = torch.ones(300, dtype=torch.bool)
+    mask[:210] = False
+    assert float(sparsity(mask)) == 0.7
+    pop = torch.stack([mask, torch.ones(300, dtype=torch.bool)])
+    assert sparsity(pop).tolist() == [0.7, 0.0]
