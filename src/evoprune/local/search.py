@@ -7,13 +7,16 @@ expansion with ``ranking="expansion"``), the promising ones are sorted, and the 
 ``batch`` of them are tried together, *exactly* (`MLPState.try_flips`); the batch is halved
 until it is accepted or empty. A step is accepted when the exact objective improves, or when
 it only removes weights and the objective does not get worse (so sparsity keeps rising: the
-paper's post-pruning is the special case of removals only). A descent ends after a pass
+paper's post-pruning is the special case of removals only). With the accuracy or F1 objective
+and ``tiebreak`` (the default) a step is judged by the pair (objective, cross-entropy + penalty *
+density) in that order: among flips that leave the objective as it is, the loss decides.
+A descent ends after a pass
 without an accepted step, after ``max_passes``, or when the validation accuracy has not
 improved for ``patience`` passes.
 
 Iterated local search (Lourenço, Martin & Stützle, "Iterated Local Search", 2003): after the
 descent, ``kicks`` times flip ``kick_bits`` random bits, descend again, and keep the result if
-(objective, set bits) is not worse, else go back. ``starts`` random masks of density
+(objective, tie-breaker, set bits) is not worse, else go back. ``starts`` random masks of density
 ``start_density`` give the multi-start search; `local_search` keeps the best.
 
 With ``fixed_sparsity`` every mask has exactly that sparsity in every layer, and a step swaps
