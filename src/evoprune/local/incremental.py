@@ -208,10 +208,7 @@ class MLPState:
 
     def full_value(self) -> float:
         """The objective by a plain float64 forward from the mask (a reference for tests)."""
-        a = self.X
-        for li in range(self.n_layers):
-            z = a @ self.masked(li).T + self.b[li]
-            a = np.maximum(z, 0.0) if li < self.n_layers - 1 else z
+        a = self._full_logits()
         if self.mode == K.LOSS:
             primary = float(_losses(a, self.y).mean())
         elif self.mode == K.ACCURACY:
@@ -226,11 +223,14 @@ class MLPState:
         """`secondary` by a plain float64 forward from the mask (a reference for tests)."""
         if not self.tiebreak:
             return 0.0
+        return float(_losses(self._full_logits(), self.y).mean()) + self._density_term()
+
+    def _full_logits(self) -> np.ndarray:
         a = self.X
         for li in range(self.n_layers):
             z = a @ self.masked(li).T + self.b[li]
             a = np.maximum(z, 0.0) if li < self.n_layers - 1 else z
-        return float(_losses(a, self.y).mean()) + self._density_term()
+        return a
 
     def mask_bits(self, space_layout: list[LayerBits] | None = None) -> np.ndarray:
         """The genome ``(n_bits,)`` bool: maskable layers' masks, row-major, in layer order."""
