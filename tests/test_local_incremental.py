@@ -64,13 +64,16 @@ def test_candidate_deltas_equal_per_flip_recomputation(objective, layers):
 
 
 @pytest.mark.parametrize("objective", ["accuracy", "f1"])
-def test_tiebreak_scores_equal_per_flip_recomputation(objective):
+@pytest.mark.parametrize("layers", [[6, 10, 7, 4], [6, 10, 7, 2]])
+def test_tiebreak_scores_equal_per_flip_recomputation(objective, layers):
     """With the loss as tie-breaker, each flip's (objective, loss + penalty) change equals a
-    plain recomputation, and the penalty sits in the tie-breaker only."""
-    st, _ = _state([6, 10, 7, 4], objective, seed=2, penalty=0.05)
+    plain recomputation, and the penalty sits in the tie-breaker only. With the accuracy, a
+    flip that loses accuracy (or is OPEN) is never accepted and its tie score is inf."""
+    st, _ = _state(layers, objective, seed=2, penalty=0.05)
     st = MLPState(st.W, st.b, st.X, st.y, objective, st.mask, sparsity_penalty=0.05, tiebreak=True)
     base, base_s = st.full_value(), st.full_secondary()
     assert abs(st.secondary - base_s) < 1e-12 and st.value == pytest.approx(base, abs=1e-15)
+    scored = skipped = 0
     for li in range(st.n_layers):
         primary, ties = st.block_scores(li, np.arange(st.W[li].shape[0]), "none")
         for o in range(st.W[li].shape[0]):
@@ -78,9 +81,15 @@ def test_tiebreak_scores_equal_per_flip_recomputation(objective):
                 st.mask[li][o, i] = ~st.mask[li][o, i]
                 full, full_s = st.full_value(), st.full_secondary()
                 st.mask[li][o, i] = ~st.mask[li][o, i]
-                assert ties[o, i] == pytest.approx(full_s - base_s, abs=1e-12)
                 if primary[o, i] != OPEN:
                     assert primary[o, i] == pytest.approx(full - base, abs=1e-12)
+                if objective == "accuracy" and primary[o, i] > 0:
+                    assert ties[o, i] == np.inf
+                    skipped += 1
+                else:
+                    assert ties[o, i] == pytest.approx(full_s - base_s, abs=1e-12)
+                    scored += 1
+    assert scored > 0 and (skipped > 0 or objective == "f1")
     d, t = st.try_step(1, 3, [0, 2, 5])
     st.apply(1, 3, [0, 2, 5])
     assert t == pytest.approx(st.full_secondary() - base_s, abs=1e-12)

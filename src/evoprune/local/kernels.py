@@ -13,7 +13,10 @@ of true positives and predictions. A sample whose margin is within its rounding 
 (before or after) is counted in ``out_i[j, 0]`` ("open"): the caller never accepts such a
 candidate on this arithmetic alone. With ``TIEBREAK`` added to the accuracy or F1 mode, the
 cross-entropy change is summed into ``out_f`` as well: it breaks ties between flips that leave
-the accuracy (F1) as it is.
+the accuracy (F1) as it is. For the accuracy it is summed in a second sweep, only for the
+candidates that can still be accepted (no open sample, none fewer right); the others get inf.
+Near a good mask most flips lose accuracy: on moons B at the memetic search's ticket, scoring a
+pass took a third less time (0.19 s -> 0.13 s), and the search took the very same steps.
 """
 
 from __future__ import annotations
@@ -92,44 +95,64 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode,
     logits directly: for unit u, ``logits (n, C) += w[u] (C,) * da`` with ``da = relu(zo[u] +
     dw[u, j] x) - ao[u]`` (last hidden units), or ``da = dw[u, j] x`` when ``relu`` is False
     (output units: ``w[u]`` one-hot). Shapes: cand (k,), dw (U, k), zo/ao (U, n), w (U, C),
-    out_f (U, k), out_i (U, k, 2 + 2C)."""
+    out_f (U, k), out_i (U, k, 2 + 2C). With ``TIEBREAK`` and the accuracy, a candidate that
+    loses accuracy (or moves a near-tied sample) can never be accepted: its loss change is not
+    summed, and ``out_f`` holds inf for it."""
     C = logits.shape[1]
     U, k = dw.shape
-    binary = C == 2 and (mode & 3) == ACCURACY
+    primary = mode & 3
+    gated = primary == ACCURACY and mode & TIEBREAK != 0
+    binary = C == 2 and primary == ACCURACY
     margin = np.empty(logits.shape[0] if binary else 0)
     if binary:  # two classes: a sample's state is its margin, which moves linearly in d
         for s in range(margin.shape[0]):
             margin[s] = logits[s, y[s]] - logits[s, 1 - y[s]]
     for job in prange(U * k):
         u, j = job // k, job % k
-        lg = np.empty(C)
-        i = cand[j]
-        for p in range(ptr[i], ptr[i + 1]):
-            s = rows[p]
-            dz = dw[u, j] * vals[p]
-            if relu:
-                z = zo[u, s] + dz
-                d = (z if z > 0.0 else 0.0) - ao[u, s]
-            else:
-                d = dz
-            if d == 0.0:
-                continue
-            if binary:
-                _binary(margin[s] + (w[u, y[s]] - w[u, 1 - y[s]]) * d, tol[s], mode,
-                        loss_s[s], status[s], j, out_f[u], out_i[u])  # fmt: skip
-                continue
-            for c in range(C):
-                lg[c] = logits[s, c] + w[u, c] * d
-            _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f[u],
-                        out_i[u], C)  # fmt: skip
+        args = (ptr, rows, vals, cand[j], dw[u, j], zo[u], ao[u], relu, w[u], logits, y, tol,
+                loss_s, status, pred, margin, binary, j, out_f[u], out_i[u])  # fmt: skip
+        if not gated:
+            _candidate(*args, mode)
+            continue
+        _candidate(*args, primary)
+        if out_i[u, j, 0] > 0 or out_i[u, j, 1] < 0:  # open, or fewer right: never accepted
+            out_f[u, j] = np.inf
+        else:
+            _candidate(*args, LOSS)
+
+
+@njit(cache=True)
+def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s, status, pred,
+               margin, binary, j, out_f, out_i, mode):  # fmt: skip
+    """One candidate of `unit_exact` (input i, weight change dwj) under one mode: its counts
+    (accuracy, F1) or its loss change (LOSS)."""
+    C = logits.shape[1]
+    lg = np.empty(C)
+    for p in range(ptr[i], ptr[i + 1]):
+        s = rows[p]
+        dz = dwj * vals[p]
+        if relu:
+            z = zo[s] + dz
+            d = (z if z > 0.0 else 0.0) - ao[s]
+        else:
+            d = dz
+        if d == 0.0:
+            continue
+        if binary:
+            m = margin[s] + (w[y[s]] - w[1 - y[s]]) * d
+            if mode & TIEBREAK or mode == LOSS:  # two classes: the cross-entropy is softplus(-m)
+                out_f[j] += max(-m, 0.0) + np.log1p(np.exp(-abs(m))) - loss_s[s]
+            if mode != LOSS:
+                _binary(m, tol[s], status[s], j, out_i)
+            continue
+        for c in range(C):
+            lg[c] = logits[s, c] + w[c] * d
+        _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
 
 
 @njit(cache=True, inline="always")
-def _binary(m, tol, mode, old_loss, old_status, j, out_f, out_i):
-    """`_accumulate` for the accuracy of two classes, from the new margin m alone (the
-    cross-entropy of two classes is softplus(-m))."""
-    if mode & TIEBREAK:
-        out_f[j] += max(-m, 0.0) + np.log1p(np.exp(-abs(m))) - old_loss
+def _binary(m, tol, old_status, j, out_i):
+    """`_accumulate` for the accuracy of two classes, from the new margin m alone."""
     st = 1 if m > tol else (0 if m < -tol else 2)
     if st == 2 or old_status == 2:
         out_i[j, 0] += 1
@@ -144,40 +167,56 @@ def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, r
     pre-activation moves by ``wcol (H,) * da`` (a rank-1 update), and the sample goes on through
     the remaining layers, given flat: ``rest_w`` row-major weights of shapes ``rest_shape (k, 2)``
     and ``rest_b`` their biases; the last of them outputs the logits."""
+    primary = mode & 3
+    gated = primary == ACCURACY and mode & TIEBREAK != 0
+    for j in prange(cand.shape[0]):
+        args = (ptr, rows, vals, cand[j], dw[j], zo, ao, wcol, pre_next, rest_w, rest_shape,
+                rest_b, y, tol, loss_s, status, pred, j, out_f, out_i)  # fmt: skip
+        if not gated:
+            _candidate_deep(*args, mode)
+            continue
+        _candidate_deep(*args, primary)
+        if out_i[j, 0] > 0 or out_i[j, 1] < 0:  # open, or fewer right: never accepted
+            out_f[j] = np.inf
+        else:
+            _candidate_deep(*args, LOSS)
+
+
+@njit(cache=True)
+def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, rest_shape, rest_b,
+                    y, tol, loss_s, status, pred, j, out_f, out_i, mode):  # fmt: skip
+    """One candidate of `unit_exact_deep` under one mode (see `_candidate`)."""
     H = pre_next.shape[1]
     width = H
     for k in range(rest_shape.shape[0]):
         width = max(width, rest_shape[k, 0])
     C = rest_shape[rest_shape.shape[0] - 1, 0]
-    for j in prange(cand.shape[0]):
-        a = np.empty(width)
-        b = np.empty(width)
-        i = cand[j]
-        for p in range(ptr[i], ptr[i + 1]):
-            s = rows[p]
-            z = zo[s] + dw[j] * vals[p]
-            d = (z if z > 0.0 else 0.0) - ao[s]
-            if d == 0.0:
-                continue
-            for h in range(H):
-                v = pre_next[s, h] + wcol[h] * d
-                a[h] = v if v > 0.0 else 0.0
-            off, boff = 0, 0
-            n_layers = rest_shape.shape[0]
-            for k in range(n_layers):
-                out_w, in_w = rest_shape[k, 0], rest_shape[k, 1]
-                for o in range(out_w):
-                    acc = rest_b[boff + o]
-                    base = off + o * in_w
-                    for q in range(in_w):
-                        acc += rest_w[base + q] * a[q]
-                    b[o] = acc if (acc > 0.0 or k == n_layers - 1) else 0.0
-                off += out_w * in_w
-                boff += out_w
-                for o in range(out_w):
-                    a[o] = b[o]
-            _accumulate(a[:C], y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f,
-                        out_i, C)  # fmt: skip
+    a = np.empty(width)
+    b = np.empty(width)
+    for p in range(ptr[i], ptr[i + 1]):
+        s = rows[p]
+        z = zo[s] + dwj * vals[p]
+        d = (z if z > 0.0 else 0.0) - ao[s]
+        if d == 0.0:
+            continue
+        for h in range(H):
+            v = pre_next[s, h] + wcol[h] * d
+            a[h] = v if v > 0.0 else 0.0
+        off, boff = 0, 0
+        n_layers = rest_shape.shape[0]
+        for k in range(n_layers):
+            out_w, in_w = rest_shape[k, 0], rest_shape[k, 1]
+            for o in range(out_w):
+                acc = rest_b[boff + o]
+                base = off + o * in_w
+                for q in range(in_w):
+                    acc += rest_w[base + q] * a[q]
+                b[o] = acc if (acc > 0.0 or k == n_layers - 1) else 0.0
+            off += out_w * in_w
+            boff += out_w
+            for o in range(out_w):
+                a[o] = b[o]
+        _accumulate(a[:C], y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
 
 
 @njit(cache=True, parallel=True)
