@@ -163,7 +163,9 @@ class MLPState:
     def _stats(self, logits: np.ndarray) -> None:
         track = self.mode == K.LOSS or self.tiebreak
         self.loss_s = _losses(logits, self.y) if track else np.zeros(self.n)
-        self.status, self.pred = _statuses(logits, self.y, self.tol, self.mode)
+        # the loss counts right answers too (history, progress bar), as the accuracy does
+        counted = K.ACCURACY if self.mode == K.LOSS else self.mode
+        self.status, self.pred = _statuses(logits, self.y, self.tol, counted)
         self.n_right = int(np.count_nonzero(self.status == 1))
         self.n_open = int(np.count_nonzero(self.status == 2))
         self.tp = np.bincount(self.pred[self.pred == self.y], minlength=self.C).astype(np.int64)
