@@ -46,6 +46,21 @@ def test_memetic_same_seed_same_ticket(digits2):
     assert not torch.equal(a.mask, c.mask)
 
 
+def test_loss_first_descends_the_loss_then_the_objective(digits2):
+    t = _run(digits2, loss_first=True)
+    rows = {p: [r for r in t.history if r["phase"] == p] for p in ("ga", "local-loss", "local")}
+    assert [r["phase"] for r in t.history] == ["ga"] * 10 + ["local-loss"] * len(
+        rows["local-loss"]
+    ) + ["local"] * len(rows["local"])
+    # the GA phase ranked by the loss: its best performance is a cross-entropy, not an accuracy
+    assert rows["ga"][-1]["best_performance"] != rows["ga"][-1]["best_accuracy"]
+    # the objective's phase starts where the loss phase ended and never loses accuracy from there
+    assert rows["local"][-1]["train_accuracy"] >= rows["local-loss"][-1]["train_accuracy"]
+    assert t.metrics["passes"] == len(rows["local-loss"]) + len(rows["local"])
+    assert torch.equal(t.mask, _run(digits2, loss_first=True).mask)
+    assert not torch.equal(t.mask, _run(digits2).mask)
+
+
 def test_paper_ga_ignores_the_local_search_fields(digits2):
     net = build_mlp([64, 20, 2], seed=0)
     base = dict(population=20, min_generations=5, max_generations=5)

@@ -132,6 +132,13 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
         help="accuracy/F1: judge flips by the objective alone (default: ties are broken by the "
         "cross-entropy + penalty * density)",
     )
+    g.add_argument(
+        "--loss-first",
+        action="store_const",
+        const=True,
+        help="memetic with accuracy/F1: run the GA and a first local search on the "
+        "cross-entropy, then the local search on the objective",
+    )
 
 
 def _default_out(job: dict[str, Any]) -> Path:
@@ -144,7 +151,7 @@ def _default_out(job: dict[str, Any]) -> Path:
 
 LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "kicks", "kick_bits",
                "max_passes", "val_fraction", "fixed_sparsity", "memetic_generations",
-               "memetic_elites", "tiebreak")  # fmt: skip
+               "memetic_elites", "tiebreak", "loss_first")  # fmt: skip
 
 
 def run_search(args: argparse.Namespace) -> int:

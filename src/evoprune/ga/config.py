@@ -63,6 +63,9 @@ class GAConfig:
     # accuracy / F1 objectives: the local search breaks ties by the cross-entropy (see
     # evoprune.local.incremental); False: the objective alone
     tiebreak: bool = True
+    # memetic with accuracy / F1: the GA phase and a first local search on the cross-entropy,
+    # then the local search on the objective (circles D: see evoprune.ga.memetic)
+    loss_first: bool = False
 
     def __post_init__(self) -> None:
         if self.variant in ("memetic", "local"):

@@ -44,6 +44,7 @@ CONFIG_KEYS = {
     "memetic_generations",
     "memetic_elites",
     "tiebreak",
+    "loss_first",
 }
 GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
 

@@ -121,13 +121,15 @@ def memetic_search(
     info: dict[str, Any] = {"objective": objective, "generations": 0, "evaluations": 0}
     history: list[dict[str, Any]] = []
     init_masks = None
+    loss_first = config.variant == "memetic" and config.loss_first and objective != "loss"
     if config.variant == "memetic":
+        ga_objective = "loss" if loss_first else objective
         cap = config.memetic_generations
         if cap is None:
-            cap = 50 if objective == "loss" else config.generation_cap
+            cap = 50 if ga_objective == "loss" else config.generation_cap
         ga_cfg = replace(config, variant="ga", max_generations=min(config.generation_cap, cap))
-        ev = Evaluator(model, X, y, get_objective(objective), space=space, device=config.device,
-                       memory_mb=config.memory_mb, metrics=tuple(dict.fromkeys((objective, "accuracy"))))  # fmt: skip
+        ev = Evaluator(model, X, y, get_objective(ga_objective), space=space, device=config.device,
+                       memory_mb=config.memory_mb, metrics=tuple(dict.fromkeys((ga_objective, "accuracy"))))  # fmt: skip
         ga = GeneticSearch(
             ev, ga_cfg, int(y.max()) + 1, ckpt, checkpoint_every, fingerprint, progress
         )
@@ -144,15 +146,22 @@ def memetic_search(
                 for k, v in _scores(model, space, ga_best, X, y, X_test, y_test, config).items()
             }
         )
-    local_ckpt = ckpt.with_name("local-" + ckpt.name) if ckpt is not None else None
+    phases = [("loss", local_config(config, "loss"), "local-loss-")] if loss_first else []
+    phases.append((objective, lcfg, "local-"))
+    done: list[Any] = []
     with _sigterm_as_interrupt():
-        result = local_search(
-            model, X, y, objective, lcfg, init_masks=init_masks, space=space, device=config.device,
-            progress=progress, checkpoint=local_ckpt, checkpoint_every=1 if checkpoint_every else 0,
-            resume=resume, fingerprint={**(fingerprint or {}), "local": lcfg.__dict__},
-        )  # fmt: skip
+        for phase_objective, phase_cfg, prefix in phases:
+            result = local_search(
+                model, X, y, phase_objective, phase_cfg, init_masks=init_masks, space=space,
+                device=config.device, progress=progress,
+                checkpoint=ckpt.with_name(prefix + ckpt.name) if ckpt is not None else None,
+                checkpoint_every=1 if checkpoint_every else 0, resume=resume,
+                fingerprint={**(fingerprint or {}), "local": phase_cfg.__dict__},
+            )  # fmt: skip
+            init_masks = [result.mask.numpy()]
+            history += [{"phase": prefix.rstrip("-"), **row} for row in result.history]
+            done.append(result.metrics)
     info["search_seconds"] = round(time.perf_counter() - start, 4)
-    history += [{"phase": "local", **row} for row in result.history]
     mask = result.mask
     scores = _scores(model, space, mask, X, y, X_test, y_test, config)
     kept_sparsity = float(sparsity(mask))
@@ -164,7 +173,9 @@ def memetic_search(
         **{f"{k}_before_post_prune": v for k, v in scores.items()},
         **info,
         **{k: v for k, v in result.metrics.items() if k != "train_accuracy"},
-        "evaluations": info["evaluations"] + result.metrics["flips_evaluated"],
+        # summed over the local phases (the loss phase first, with loss_first)
+        **{k: sum(m[k] for m in done) for k in _SUMMED},
+        "evaluations": info["evaluations"] + sum(m["flips_evaluated"] for m in done),
         "post_prune_seconds": 0.0,
     }
     return Ticket(
@@ -174,6 +185,9 @@ def memetic_search(
         method=config.variant,
         history=[_uniform(row) for row in history],
     )
+
+
+_SUMMED = ("passes", "flips_evaluated", "flips_accepted", "kicks_kept", "local_seconds")
 
 
 def _distinct(population: torch.Tensor, k: int) -> list[np.ndarray]:
