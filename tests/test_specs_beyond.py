@@ -32,7 +32,11 @@ def test_specs_load_and_every_run_names_a_registered_method(name, profile):
 
 def test_beyond_covers_the_problems_and_methods():
     spec = load_spec("beyond")
-    assert spec.labels() == ["GA", "Memetic", "Local", "EP (50%)", "EP (adapted)", "Backprop"]
+    assert spec.labels() == ["GA", "Memetic", "Memetic (loss first)", "Local", "EP (50%)",
+                             "EP (adapted)", "Backprop"]  # fmt: skip
+    first = [r for r in spec.runs("paper") if r.label == "Memetic (loss first)"]
+    assert {r.job["dataset"] for r in first} == {"moons", "circles"}
+    assert all(r.job["loss_first"] is True for r in first)
     cells = {(r.job["dataset"], r.job.get("classes"), r.job["arch"]) for r in spec.runs("paper")}
     expected = {(d, None, a) for d in ("moons", "circles") for a in "ABCD"}
     expected |= {("blobs", 10, "C")} | {("digits", c, "B") for c in (2, 3, 4, 5, 10)}

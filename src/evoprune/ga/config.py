@@ -64,7 +64,8 @@ class GAConfig:
     # evoprune.local.incremental); False: the objective alone
     tiebreak: bool = True
     # memetic with accuracy / F1: the GA phase and a first local search on the cross-entropy,
-    # then the local search on the objective (circles D: see evoprune.ga.memetic)
+    # then the local search on the objective (better on circles, worse on moons: see
+    # evoprune.ga.memetic)
     loss_first: bool = False
 
     def __post_init__(self) -> None:

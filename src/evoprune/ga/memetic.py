@@ -31,6 +31,16 @@ masks alone it stalls in local optima on moons (91-92% on seed 0) where the GA's
 finds the basin; on digits the descent does most of the work. Post-pruning is not run: the
 acceptance rule already removes every weight whose removal does not worsen the objective.
 
+``loss_first`` (accuracy and F1 only, off by default) runs the GA phase and one descent of the
+local search on the cross-entropy (the loss's 50-generation cap, no kicks), then the local search
+on the objective from there, with its kicks. The loss is smooth where the accuracy is a
+staircase, and on circles D it finds the round boundary: seeds 0-4 reach 92.04 / 92.34 / 92.12 /
+92.28 / 91.97% test accuracy (mean 92.15%; the Bayes rule scores 92.37% on that test set,
+backprop 92.3%) in 48-58 s, against 91.96% for the default schedule and the paper GA's 91.5% in
+41-86 s (idle machine). Kicks in the loss phase too gave 92.25% in 63-78 s. On moons B it is
+worse (mean 96.9% against 99.0%): there the loss and the accuracy disagree, and the GA on the
+accuracy finds the better basin.
+
 The variant ``local`` is the ablation without the GA: ``local_starts`` random masks of density
 ``local_density``, each descended and kicked.
 """
@@ -146,7 +156,10 @@ def memetic_search(
                 for k, v in _scores(model, space, ga_best, X, y, X_test, y_test, config).items()
             }
         )
-    phases = [("loss", local_config(config, "loss"), "local-loss-")] if loss_first else []
+    # the loss phase is one descent, the kicks are the objective's (circles D, seeds 0-4: 92.15%
+    # in 51 s on average; with kicks in both phases 92.25% in 70 s, the paper GA's own time)
+    first = replace(local_config(config, "loss"), kicks=0)
+    phases = [("loss", first, "local-loss-")] if loss_first else []
     phases.append((objective, lcfg, "local-"))
     done: list[Any] = []
     with _sigterm_as_interrupt():
