@@ -89,26 +89,37 @@ def _cmd(out, *extra):
             "8", "--quiet", "--out", str(out), *extra]  # fmt: skip
 
 
+LOSS_FIRST = ("--objective", "accuracy", "--loss-first")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_killed_memetic_run_resumes_to_the_identical_ticket(tmp_path, sig):
+@pytest.mark.parametrize(
+    "sig, extra, phase",
+    [
+        (signal.SIGTERM, (), "local-checkpoint.npz"),
+        (signal.SIGINT, (), "local-checkpoint.npz"),
+        (signal.SIGTERM, LOSS_FIRST, "local-loss-checkpoint.npz"),  # killed in the loss phase
+        (signal.SIGINT, LOSS_FIRST, "local-checkpoint.npz"),  # killed in the objective's phase
+    ],
+)
+def test_killed_memetic_run_resumes_to_the_identical_ticket(tmp_path, sig, extra, phase):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     whole = tmp_path / "whole"
-    subprocess.run(_cmd(whole), check=True, env=env, capture_output=True)
+    subprocess.run(_cmd(whole, *extra), check=True, env=env, capture_output=True)
     part = tmp_path / "part"
-    proc = subprocess.Popen(_cmd(part, "--checkpoint-every", "1"), env=env,
+    proc = subprocess.Popen(_cmd(part, *extra, "--checkpoint-every", "1"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.time() + 120
-    while not (part / "local-checkpoint.npz").exists() and time.time() < deadline:
+    while not (part / phase).exists() and time.time() < deadline:
         time.sleep(0.02)
-    time.sleep(0.3)  # some passes into the local search
+    time.sleep(0.3)  # some passes into that local search
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 0:
         pytest.skip("the search finished before the signal arrived")
     assert proc.returncode == 130, err
     assert not (part / "result.json").exists()
-    subprocess.run(_cmd(part, "--checkpoint-every", "1", "--resume"), check=True, env=env,
+    subprocess.run(_cmd(part, *extra, "--checkpoint-every", "1", "--resume"), check=True, env=env,
                    capture_output=True)  # fmt: skip
     a, b = Ticket.load(whole / "ticket.npz"), Ticket.load(part / "ticket.npz")
     assert torch.equal(a.mask, b.mask)
