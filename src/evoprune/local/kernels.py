@@ -115,10 +115,17 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode,
             _candidate(*args, mode)
             continue
         _candidate(*args, primary)
-        if out_i[u, j, 0] > 0 or out_i[u, j, 1] < 0:  # open, or fewer right: never accepted
+        if _never_accepted(out_i[u, j]):
             out_f[u, j] = np.inf
         else:
             _candidate(*args, LOSS)
+
+
+@njit(cache=True, inline="always")
+def _never_accepted(counts):
+    """True when an accuracy candidate's counts rule it out: a near-tied sample moved (open),
+    or fewer samples are surely right."""
+    return counts[0] > 0 or counts[1] < 0
 
 
 @njit(cache=True)
@@ -176,7 +183,7 @@ def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, r
             _candidate_deep(*args, mode)
             continue
         _candidate_deep(*args, primary)
-        if out_i[j, 0] > 0 or out_i[j, 1] < 0:  # open, or fewer right: never accepted
+        if _never_accepted(out_i[j]):
             out_f[j] = np.inf
         else:
             _candidate_deep(*args, LOSS)
