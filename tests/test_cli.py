@@ -146,6 +146,11 @@ def bad_files(tmp_path):
         (["search", "--data", "{empty}", "--target", "label"], "the file is empty"),
         (["search", "--data", "missing.csv", "--target", "label"], "no such file"),
         (["search", "--dataset", "moons", "--population", "1"], "population"),
+        (["search", "--dataset", "moons", "--variant", "local", "--min-gain", "-1"], "min_gain"),
+        (
+            ["search", "--dataset", "moons", "--variant", "local", "--local-patience", "0"],
+            "patience: expected a positive integer",
+        ),
         (["search"], "--dataset NAME or --data FILE is required"),
         (["search", "--dataset", "moons", "--variant", "xx"], "invalid choice"),
         (["evaluate", "{ticket}"], "not a readable ticket"),

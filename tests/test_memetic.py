@@ -82,6 +82,20 @@ def test_cli_local_variant_writes_the_result_fields(tmp_path, capsys):
     assert "local" in capsys.readouterr().out
 
 
+def test_cli_min_gain_ends_the_descent_early(tmp_path):
+    def passes(*extra):
+        out = tmp_path / "-".join(["run", *extra])
+        args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--variant",
+                "local", "--objective", "loss", "--quiet", "--out", str(out), *extra]  # fmt: skip
+        assert main(args) == 0
+        r = json.loads((out / "result.json").read_text())
+        return r["passes"], r["config"]
+
+    default, _ = passes()
+    early, config = passes("--min-gain", "10")  # no pass lowers the loss by 10: one pass
+    assert default > 1 and early == 1 and config["min_gain"] == 10
+
+
 def _cmd(out, *extra):
     return [sys.executable, "-m", "evoprune", "search", "--dataset", "digits", "--classes", "2",
             "--arch", "A", "--variant", "memetic", "--objective", "loss", "--population", "20",

@@ -116,6 +116,18 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
         "--val-fraction", type=float, help="held-out training slice for early stopping (default 0)"
     )
     g.add_argument(
+        "--local-patience",
+        type=int,
+        help="with --val-fraction: passes without a better validation accuracy before a descent "
+        "stops (default 2)",
+    )
+    g.add_argument(
+        "--min-gain",
+        type=float,
+        help="a descent stops after a pass that lowers the objective by less (default 1e-3 for "
+        "the loss, 0 for accuracy and F1)",
+    )
+    g.add_argument(
         "--fixed-sparsity", type=float, help="keep exactly this sparsity per layer (swap moves)"
     )
     g.add_argument(
@@ -150,8 +162,8 @@ def _default_out(job: dict[str, Any]) -> Path:
 
 
 LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "kicks", "kick_bits",
-               "max_passes", "val_fraction", "fixed_sparsity", "memetic_generations",
-               "memetic_elites", "tiebreak", "loss_first")  # fmt: skip
+               "max_passes", "val_fraction", "local_patience", "min_gain", "fixed_sparsity",
+               "memetic_generations", "memetic_elites", "tiebreak", "loss_first")  # fmt: skip
 
 
 def run_search(args: argparse.Namespace) -> int:

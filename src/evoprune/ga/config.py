@@ -54,6 +54,10 @@ class GAConfig:
     kick_bits: int = 16  # bits flipped per kick
     max_passes: int = 50  # passes per descent
     val_fraction: float = 0.0  # held-out training slice for early stopping (local search)
+    local_patience: int = 2  # passes without a better validation accuracy before stopping
+    # a descent ends after a pass that lowers the objective by less; None: 1e-3 for the loss, 0
+    # for accuracy and F1
+    min_gain: float | None = None
     fixed_sparsity: float | None = None  # swap moves at exactly this sparsity per layer
     # the memetic variant's GA phase: generation cap; None: the GA's own stopping rule, but at
     # most 50 generations for the loss (a continuous objective: its best improves a little
@@ -77,6 +81,7 @@ class GAConfig:
                 start_density=self.local_density, starts=self.local_starts, kicks=self.kicks or 0,
                 kick_bits=self.kick_bits, max_passes=self.max_passes,
                 val_fraction=self.val_fraction, fixed_sparsity=self.fixed_sparsity,
+                patience=self.local_patience, min_gain=self.min_gain,
             )  # fmt: skip
             if (self.memetic_generations or 1) < 1 or self.memetic_elites < 1:
                 raise EvopruneError("memetic_generations and memetic_elites must be positive")

@@ -40,6 +40,8 @@ CONFIG_KEYS = {
     "kick_bits",
     "max_passes",
     "val_fraction",
+    "local_patience",
+    "min_gain",
     "fixed_sparsity",
     "memetic_generations",
     "memetic_elites",

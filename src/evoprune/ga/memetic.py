@@ -87,6 +87,8 @@ def local_config(config: GAConfig, objective: str) -> LocalConfig:
         kick_bits=config.kick_bits,
         max_passes=config.max_passes,
         val_fraction=config.val_fraction,
+        patience=config.local_patience,
+        min_gain=config.min_gain,
         fixed_sparsity=config.fixed_sparsity,
         tiebreak=config.tiebreak,
         seed=config.seed,
