@@ -145,11 +145,11 @@ def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s,
             d = dz
         if d == 0.0:
             continue
-        if binary:
+        if binary:  # the accuracy's counts, or (LOSS) the tie-breaker's softplus(-m)
             m = margin[s] + (w[y[s]] - w[1 - y[s]]) * d
-            if mode & TIEBREAK or mode == LOSS:  # two classes: the cross-entropy is softplus(-m)
+            if mode == LOSS:
                 out_f[j] += max(-m, 0.0) + np.log1p(np.exp(-abs(m))) - loss_s[s]
-            if mode != LOSS:
+            else:
                 _binary(m, tol[s], status[s], j, out_i)
             continue
         for c in range(C):
