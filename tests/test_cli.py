@@ -148,6 +148,10 @@ def bad_files(tmp_path):
         (["search", "--dataset", "moons", "--population", "1"], "population"),
         (["search", "--dataset", "moons", "--variant", "local", "--min-gain", "-1"], "min_gain"),
         (
+            ["search", "--dataset", "moons", "--variant", "local", "--temperature", "0"],
+            "temperature",
+        ),
+        (
             ["search", "--dataset", "moons", "--variant", "local", "--local-patience", "0"],
             "patience: expected a positive integer",
         ),

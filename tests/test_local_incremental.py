@@ -127,3 +127,28 @@ def test_from_model_follows_the_mask_space_bit_order():
     masked = [net[0].weight * bits[:24].view(6, 4), net[2].weight * bits[24:].view(3, 6)]
     ref = torch.relu(X @ masked[0].T + net[0].bias) @ masked[1].T + net[2].bias
     assert np.abs(st.pre[-1] - ref.double().numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("layers", [[6, 12, 3], [6, 10, 7, 4]])
+def test_temperature_scales_the_loss_and_keeps_every_prediction(layers):
+    plain, rng = _state(layers, "loss", seed=3, penalty=0.0)
+    W = [w.copy() for w in plain.W]
+    hot = MLPState(W, plain.b, plain.X, plain.y, "loss", plain.mask, temperature=0.25)
+    for _ in range(200):  # the same flips on both
+        li = int(rng.integers(plain.n_layers))
+        o = int(rng.integers(plain.W[li].shape[0]))
+        inputs = rng.choice(plain.W[li].shape[1], 2, replace=False)
+        plain.apply(li, o, inputs)
+        hot.apply(li, o, inputs)
+    logits = torch.from_numpy(_forward(plain))
+    expected = torch.nn.functional.cross_entropy(logits / 0.25, torch.from_numpy(plain.y))
+    assert abs(hot.value - float(expected)) <= 1e-9
+    assert (
+        abs(
+            plain.value
+            - float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(plain.y)))
+        )
+        <= 1e-9
+    )
+    assert np.array_equal(hot.pred, plain.pred)
+    assert np.array_equal(hot.W[0], plain.W[0])  # only the last layer is scaled

@@ -18,16 +18,20 @@ def digits3():
 
 
 @pytest.mark.parametrize(
-    "objective, tiebreak",
-    [("loss", False), ("accuracy", False), ("f1", False), ("accuracy", True), ("f1", True)],
-)
+    "objective, tiebreak, temperature",
+    [("loss", False, 1.0), ("accuracy", False, 1.0), ("f1", False, 1.0), ("accuracy", True, 1.0),
+     ("f1", True, 1.0), ("loss", False, 0.25), ("accuracy", True, 0.3)],
+)  # fmt: skip
 @pytest.mark.parametrize("ranking", ["expansion", "none"])
-def test_every_accepted_step_lowers_the_exact_objective(digits3, objective, tiebreak, ranking):
+def test_every_accepted_step_lowers_the_exact_objective(
+    digits3, objective, tiebreak, temperature, ranking
+):
     ds = digits3
     net = build_mlp([64, 12, 3], seed=0)
     start = np.random.default_rng(0).random(64 * 12 + 12 * 3) < 0.5
     st = MLPState.from_model(net, ds.X_train, ds.y_train, objective, start,
-                             sparsity_penalty=0.01, tiebreak=tiebreak)  # fmt: skip
+                             sparsity_penalty=0.01, tiebreak=tiebreak,
+                             temperature=temperature)  # fmt: skip
     ls = LocalSearch(st, LocalConfig(ranking=ranking, max_passes=3), init_masks=[start])
     ls._trace = []
     ls.run()
@@ -110,6 +114,8 @@ def test_validation_slice_returns_the_best_validation_mask(digits3):
 def test_bad_settings_and_modules_give_the_documented_error(digits3):
     with pytest.raises(EvopruneError, match="ranking"):
         LocalConfig(ranking="gradient")
+    with pytest.raises(EvopruneError, match="temperature: expected a positive number"):
+        LocalConfig(temperature=0.0)
     conv = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten())
     with pytest.raises(EvopruneError, match="MLP stack"):
         local_search(conv, torch.randn(4, 1, 5), torch.zeros(4, dtype=torch.long))

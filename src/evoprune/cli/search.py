@@ -131,6 +131,12 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
         "--fixed-sparsity", type=float, help="keep exactly this sparsity per layer (swap moves)"
     )
     g.add_argument(
+        "--temperature",
+        type=float,
+        help="the local search's cross-entropy is of logits / T; below 1 it weighs the samples "
+        "near the boundary more (default 1)",
+    )
+    g.add_argument(
         "--memetic-generations", type=int, help="GA phase cap (default: 50 for loss, else none)"
     )
     g.add_argument(
@@ -163,7 +169,8 @@ def _default_out(job: dict[str, Any]) -> Path:
 
 LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "kicks", "kick_bits",
                "max_passes", "val_fraction", "local_patience", "min_gain", "fixed_sparsity",
-               "memetic_generations", "memetic_elites", "tiebreak", "loss_first")  # fmt: skip
+               "memetic_generations", "memetic_elites", "tiebreak", "loss_first",
+               "temperature")  # fmt: skip
 
 
 def run_search(args: argparse.Namespace) -> int:

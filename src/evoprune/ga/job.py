@@ -47,6 +47,7 @@ CONFIG_KEYS = {
     "memetic_elites",
     "tiebreak",
     "loss_first",
+    "temperature",
 }
 GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
 

@@ -91,6 +91,7 @@ def local_config(config: GAConfig, objective: str) -> LocalConfig:
         min_gain=config.min_gain,
         fixed_sparsity=config.fixed_sparsity,
         tiebreak=config.tiebreak,
+        temperature=config.temperature,
         seed=config.seed,
     )
 

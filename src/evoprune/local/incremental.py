@@ -15,12 +15,16 @@ plus ``sparsity_penalty * density``. With ``tiebreak`` (accuracy and F1 only) th
 cross-entropy breaks ties: a step is scored by the pair (objective change, loss change), compared
 in that order, and the density penalty moves to the second term, so it never trades accuracy for
 sparsity; on the plateaus of a step objective, where most flips change no prediction, the loss
-still points downhill. Exactness follows `evoprune.ga.prune`: each sample's
-margin carries a bound on its float64 rounding error (Higham 2002, eq. 3.5, taken over the
-full, unmasked weights so it holds for every submask); a step that would move a sample whose
-margin is within that bound is never accepted on this arithmetic (`OPEN`). The state is
-rebuilt from the mask by a plain forward (`refresh`) at every pass boundary of the search, so
-rounding never accumulates and a resumed search continues from the very same numbers.
+still points downhill. The cross-entropy may be taken at a temperature T, of the logits / T (the
+state scales the last layer: the predictions, hence the accuracy and F1, stay as they are);
+T < 1 weighs the samples near the decision boundary more.
+
+Exactness follows `evoprune.ga.prune`: each sample's margin carries a bound on its float64
+rounding error (Higham 2002, eq. 3.5, taken over the full, unmasked weights so it holds for
+every submask); a step that would move a sample whose margin is within that bound is never
+accepted on this arithmetic (`OPEN`). The state is rebuilt from the mask by a plain forward
+(`refresh`) at every pass boundary of the search, so rounding never accumulates and a resumed
+search continues from the very same numbers.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class MLPState:
         maskable: list[bool] | None = None,
         sparsity_penalty: float = 0.0,
         tiebreak: bool = False,
+        temperature: float = 1.0,
     ):
         if objective not in OBJECTIVE_MODES:
             raise ValueError(f"objective: expected loss, accuracy or f1, got {objective!r}")
@@ -78,6 +83,9 @@ class MLPState:
         self.kmode = self.mode + (K.TIEBREAK if self.tiebreak else 0)  # what the kernels get
         self.W = [np.ascontiguousarray(w, dtype=np.float64) for w in weights]
         self.b = [np.asarray(v, dtype=np.float64).reshape(-1) for v in biases]
+        if temperature != 1.0:  # the cross-entropy of logits / T; a positive scale keeps every
+            # prediction, so scaling the last layer changes the loss and nothing else
+            self.W[-1], self.b[-1] = self.W[-1] / temperature, self.b[-1] / temperature
         self.mask = [
             np.array(m, dtype=bool).reshape(w.shape) for m, w in zip(mask, self.W, strict=True)
         ]
@@ -102,6 +110,7 @@ class MLPState:
         space: MaskSpace | None = None,
         sparsity_penalty: float = 0.0,
         tiebreak: bool = False,
+        temperature: float = 1.0,
     ) -> MLPState:
         """The state of `model` (an `nn.Sequential` of Linear and ReLU) under the genome
         `mask_bits` ``(n_bits,)`` in `MaskSpace` order."""
@@ -123,7 +132,8 @@ class MLPState:
             masks.append(np.ones(w.shape, bool) if start is None else bits[start : start + w.size])
         Xn = np.asarray(torch.as_tensor(X).detach().cpu().double().reshape(len(X), -1))
         yn = np.asarray(torch.as_tensor(y).cpu(), dtype=np.int64)
-        return cls(W, b, Xn, yn, objective, masks, maskable, sparsity_penalty, tiebreak)
+        return cls(W, b, Xn, yn, objective, masks, maskable, sparsity_penalty, tiebreak,
+                   temperature)  # fmt: skip
 
     # -- the state ----------------------------------------------------------------------------
 

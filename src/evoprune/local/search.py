@@ -73,6 +73,10 @@ class LocalConfig:
     fixed_sparsity: float | None = None  # swap moves at exactly this sparsity per layer
     # accuracy and F1: break ties by the cross-entropy (+ penalty * density), see MLPState
     tiebreak: bool = True
+    # the cross-entropy (objective or tie-breaker) of logits / temperature; below 1 it weighs
+    # the samples near the boundary more (MNIST 784-300-100-10: the same test accuracy in 18
+    # passes instead of 31 at 0.25)
+    temperature: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -92,6 +96,8 @@ class LocalConfig:
                 raise EvopruneError(
                     f"{name}: expected a positive integer, got {getattr(self, name)}"
                 )
+        if not self.temperature > 0:
+            raise EvopruneError(f"temperature: expected a positive number, got {self.temperature}")
         if self.kicks < 0 or self.sparsity_penalty < 0 or (self.min_gain or 0) < 0:
             raise EvopruneError("kicks, sparsity_penalty and min_gain must not be negative")
 
@@ -496,7 +502,8 @@ def local_search(
         val = Evaluator(model, X_val, y_val, "accuracy", space=space, device=device, cache=False,
                         metrics=("accuracy",))  # fmt: skip
     state = MLPState.from_model(model, X, y, objective, np.ones(space.n_bits, bool), space,
-                                config.sparsity_penalty, config.tiebreak)  # fmt: skip
+                                config.sparsity_penalty, config.tiebreak,
+                                config.temperature)  # fmt: skip
     ls = LocalSearch(state, config, val, progress=progress, init_masks=init_masks)
     ckpt = Path(checkpoint) if checkpoint else None
     if resume and ckpt is not None and ckpt.exists():
