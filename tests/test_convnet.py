@@ -103,19 +103,20 @@ def test_conv_local_search_scores_flips_exactly_and_only_improves(device):
     assert torch.equal(again.mask, res.mask)  # same seed, same mask
 
 
-def test_single_flip_scores_equal_a_recompute():
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_single_flip_scores_equal_a_recompute(temperature):
     net = build_convnet(10, "signed-constant", seed=6)
     X, y = images(24, 6)
     space = MaskSpace(net)
     mask = torch.rand(space.n_bits, generator=torch.Generator().manual_seed(6)) < 0.5
     parts = space.split(mask)
     masks = [parts[f"{n}.weight"].clone() for n in ("conv1", "conv2", "fc")]
-    state = conv_search._State(net, X, y, masks, torch.device("cpu"))
+    state = conv_search._State(net, X, y, masks, torch.device("cpu"), temperature)
 
-    def loss_of(m):
+    def loss_of(m):  # the cross-entropy of logits / temperature
         return float(
             torch.nn.functional.cross_entropy(
-                forward_one(net, space, m, X).double(), y, reduction="sum"
+                forward_one(net, space, m, X).double() / temperature, y, reduction="sum"
             )
         )
 

@@ -59,6 +59,7 @@ class ConvSearchConfig:
     chunk: int = 64  # samples per block when ranking (temporaries: chunk * 800 * 64 floats)
     time_limit: float | None = None  # seconds; None: no limit
     cpu_limit: float | None = None  # CPU seconds of this process (a fair budget on a shared box)
+    temperature: float = 1.0  # the cross-entropy of logits / temperature (see LocalConfig)
     seed: int = 0
     device: str = "cpu"
 
@@ -73,6 +74,8 @@ class ConvSearchConfig:
                     f"{name}: expected a positive integer, got {getattr(self, name)}"
                 )
         check_device(self.device)
+        if not self.temperature > 0:
+            raise EvopruneError(f"temperature: expected a positive number, got {self.temperature}")
         for name in ("time_limit", "cpu_limit"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise EvopruneError(f"{name}: expected seconds > 0, got {getattr(self, name)}")
@@ -88,12 +91,13 @@ class ConvSearchResult:
 class _State:
     """Float64 activations of the current mask on the training set, on one device."""
 
-    def __init__(self, model: ConvNet, X: torch.Tensor, y: torch.Tensor, masks, device):
+    def __init__(self, model: ConvNet, X: torch.Tensor, y: torch.Tensor, masks, device, t=1.0):
         dt = torch.float64
         self.y = y.to(device)
         self.w1, self.b1 = model.conv1.weight.to(device, dt), model.conv1.bias.to(device, dt)
         self.w2, self.b2 = model.conv2.weight.to(device, dt), model.conv2.bias.to(device, dt)
-        self.w3, self.b3 = model.fc.weight.to(device, dt), model.fc.bias.to(device, dt)
+        # the head scaled by 1 / temperature: the loss changes, the predictions do not
+        self.w3, self.b3 = model.fc.weight.to(device, dt) / t, model.fc.bias.to(device, dt) / t
         self.m1, self.m2, self.m3 = (m.to(device) for m in masks)
         x = X.to(device, dt).reshape(-1, 1, 28, 28)
         self.a1 = F.max_pool2d(
@@ -280,7 +284,9 @@ def conv_local_search(
     parts = space.split(mask)
     masks = [parts[f"{name}.weight"].clone() for name in ("conv1", "conv2", "fc")]
     y = torch.as_tensor(y, dtype=torch.long)
-    state = _State(model, torch.as_tensor(X, dtype=torch.float32), y, masks, device)
+    state = _State(
+        model, torch.as_tensor(X, dtype=torch.float32), y, masks, device, config.temperature
+    )
     start_loss = float(state.loss())
     history: list[dict[str, Any]] = []
     n, flips_scored, accepted = len(y), 0, 0
@@ -377,6 +383,7 @@ def conv_search_ticket(
     cfg = ConvSearchConfig(
         start_density=config.local_density,
         max_passes=config.max_passes,
+        temperature=config.temperature,
         seed=config.seed,
         device=config.device,
     )
