@@ -74,8 +74,9 @@ class LocalConfig:
     # accuracy and F1: break ties by the cross-entropy (+ penalty * density), see MLPState
     tiebreak: bool = True
     # the cross-entropy (objective or tie-breaker) of logits / temperature; below 1 it weighs
-    # the samples near the boundary more (MNIST 784-300-100-10: the same test accuracy in 18
-    # passes instead of 31 at 0.25)
+    # the samples near the boundary more. At 0.25 on mnist10k (seeds 0-2): 784-300-10 95.5%
+    # test in 17-18 passes against 94.4% at 1; 784-300-100-10 the same 95.3% in 18 passes
+    # instead of 31. On digits-10 (1,347 images) it overfits: 95.2% against 97.9% (memetic)
     temperature: float = 1.0
     seed: int = 0
 
