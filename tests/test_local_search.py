@@ -119,3 +119,20 @@ def test_bad_settings_and_modules_give_the_documented_error(digits3):
     conv = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten())
     with pytest.raises(EvopruneError, match="MLP stack"):
         local_search(conv, torch.randn(4, 1, 5), torch.zeros(4, dtype=torch.long))
+
+
+def test_exact_top_rescores_the_best_ranked_candidates_exactly(digits3):
+    ds = digits3
+    net = build_mlp([64, 12, 8, 3], seed=1)
+    start = np.random.default_rng(1).random(64 * 12 + 12 * 8 + 8 * 3) < 0.5
+    st = MLPState.from_model(net, ds.X_train, ds.y_train, "loss", start)
+    ls = LocalSearch(st, LocalConfig(exact_top=5, max_passes=2), init_masks=[start])
+    ranked, ties = st.block_scores(0, np.array([3]), "expansion")
+    exact, _ = ls._exact_top(0, 3, ranked[0], ties[0])
+    kept = np.isfinite(exact)
+    assert kept.sum() == 5 and set(np.nonzero(kept)[0]) == set(np.argsort(ranked[0])[:5])
+    assert np.allclose(exact[kept], st.unit_deltas(0, 3, "none")[kept], atol=1e-12)
+    ls._trace = []
+    ls.run()
+    assert len(ls._trace) > 5
+    assert all(v1 < v0 - 1e-13 or (rm and v1 <= v0 + 1e-12) for (v0, _), (v1, _), rm in ls._trace)

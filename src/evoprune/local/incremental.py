@@ -166,8 +166,6 @@ class MLPState:
                 self.acts.append(np.maximum(z, 0.0))
         # the data's own index (layer 0) never changes; the layers above follow the mask
         self._csr: dict[int, tuple] = {k: v for k, v in getattr(self, "_csr", {}).items() if k == 0}
-        self._version = getattr(self, "_version", 0) + 1  # bumped by every rebuild
-        self._grad: tuple | None = None
         self._stats(self.pre[-1])
 
     def _stats(self, logits: np.ndarray) -> None:
@@ -341,32 +339,27 @@ class MLPState:
 
     def _expansion_coefficients(self, li: int, o: int, coef: np.ndarray) -> None:
         """Per sample, the Taylor coefficients of the cross-entropy in unit o's activation
-        change (1/k! times the k-th derivative), into ``coef[:, 2:6]``. For the last two layers
-        the logits move by ``w d`` and the derivatives of log-sum-exp along w are the cumulants
-        of w under the softmax; below, only the first-order term (the backpropagated
-        gradient)."""
+        change (1/k! times the k-th derivative), into ``coef[:, 2:6]``. The logits move by
+        ``v d``: for the last two layers v is one column of the next layer's weights; below,
+        each sample's own v, the layers in between linearised at its current ReLU pattern
+        (exact while no unit above changes side). The derivatives of log-sum-exp along v are
+        the cumulants of v under the sample's softmax."""
         if li >= self.n_layers - 2:
             w = np.eye(self.C)[o] if li == self.n_layers - 1 else self.masked(li + 1)[:, o]
-            c = tuple(np.empty(self.n) for _ in range(4))
-            K.softmax_cumulants(self.pre[-1], np.ascontiguousarray(w), self.y, *c)
-            coef[:, 2], coef[:, 3], coef[:, 4], coef[:, 5] = c
-            return
-        key = (li, self._version)
-        if self._grad is None or self._grad[0] != key:  # once per layer and pass: a ranking
-            self._grad = (key, self._hidden_gradient(li))
-        coef[:, 2] = self._grad[1][:, o]
-        coef[:, 3:6] = 0.0
+            v = np.broadcast_to(w, (self.n, self.C))
+        else:
+            v = self._direction(li, o)
+        c = tuple(np.empty(self.n) for _ in range(4))
+        K.softmax_cumulants(self.pre[-1], v, self.y, *c)
+        coef[:, 2], coef[:, 3], coef[:, 4], coef[:, 5] = c
 
-    def _hidden_gradient(self, li: int) -> np.ndarray:
-        """d CE / d acts[l+1] ``(n, out_l)`` (backpropagated, summed over samples' losses)."""
-        logits = self.pre[-1]
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)  # (n, C)
-        g = p
-        g[np.arange(self.n), self.y] -= 1.0  # d CE / d logits
-        for k in range(self.n_layers - 1, li + 1, -1):
-            g = (g @ self.masked(k)) * (self.pre[k - 1] > 0)  # d CE / d pre[k-1]
-        return g @ self.masked(li + 1)  # d CE / d acts[l+1]
+    def _direction(self, li: int, o: int) -> np.ndarray:
+        """``(n, C)``: per sample, the change of the logits per unit change of unit o's
+        activation in layer l, through the layers above at their current ReLU patterns."""
+        v = self.W[li + 1][:, o] * self.mask[li + 1][:, o]
+        for k in range(li + 1, self.n_layers - 1):
+            v = ((self.pre[k] > 0) * v) @ self.masked(k + 1).T
+        return v
 
     # -- a set of flips of one unit --------------------------------------------------------------
 
@@ -471,8 +464,7 @@ class MLPState:
         self.mask, self.acts, self.pre = masks, [self.X, *acts], pre
         self.loss_s, self.status, self.pred = loss_s, status, pred
         self.n_right, self.n_open, self.tp, self.pred_n = n_right, n_open, tp, pred_n
-        self._csr, self._grad = {k: v for k, v in self._csr.items() if k == 0}, None
-        self._version += 1
+        self._csr = {k: v for k, v in self._csr.items() if k == 0}
 
 
 def _losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -305,12 +305,14 @@ def losses(logits, y, out):
 
 
 @njit(cache=True)
-def softmax_cumulants(logits, w, y, c1, c2, c3, c4):
+def softmax_cumulants(logits, v, y, c1, c2, c3, c4):
     """Per sample, the Taylor coefficients of the cross-entropy when the logits move by
-    ``w d``: with p the softmax and κ_k the cumulants of w under p, ``c1 = κ1 - w_y``,
-    ``c2 = κ2 / 2``, ``c3 = κ3 / 6``, ``c4 = κ4 / 24`` (derivatives of log-sum-exp along w)."""
+    ``v[s] d`` (``v (n, C)``, rows may repeat one direction): with p the softmax and κ_k the
+    cumulants of v[s] under p, ``c1 = κ1 - v[s, y]``, ``c2 = κ2 / 2``, ``c3 = κ3 / 6``,
+    ``c4 = κ4 / 24`` (derivatives of log-sum-exp along v[s])."""
     n, C = logits.shape
     for s in range(n):
+        w = v[s]
         m = -np.inf
         for c in range(C):
             m = max(m, logits[s, c])

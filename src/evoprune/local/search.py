@@ -65,6 +65,9 @@ class LocalConfig:
     max_passes: int = 50  # passes per descent
     batch: int = 64  # most flips of one unit tried together
     block: int = 8  # units scored by one compiled call (a ranking may be that many steps old)
+    # expansion ranking: re-score each unit's best `exact_top` candidates exactly, on the
+    # current mask, before choosing (0: the expansion's order alone)
+    exact_top: int = 0
     # a descent ends after a pass that lowers the objective by less; None: 1e-3 for the loss
     # (its tail of tiny gains is long), 0 for accuracy and F1 (their steps are single samples)
     min_gain: float | None = None
@@ -99,6 +102,10 @@ class LocalConfig:
                 )
         if not self.temperature > 0:
             raise EvopruneError(f"temperature: expected a positive number, got {self.temperature}")
+        if self.exact_top < 0:
+            raise EvopruneError(
+                f"exact_top: expected 0 or a positive integer, got {self.exact_top}"
+            )
         if self.kicks < 0 or self.sparsity_penalty < 0 or (self.min_gain or 0) < 0:
             raise EvopruneError("kicks, sparsity_penalty and min_gain must not be negative")
 
@@ -222,9 +229,24 @@ class LocalSearch:
                 deltas, ties = self.st.block_scores(li, units, self.cfg.ranking)
                 self.pos.flips_evaluated += deltas.size
                 for u, o in enumerate(units):
-                    accepted += self.unit_step(li, int(o), (deltas[u], ties[u]))
+                    scores = self._exact_top(li, int(o), deltas[u], ties[u])
+                    accepted += self.unit_step(li, int(o), scores)
         self.st.refresh()
         return accepted
+
+    def _exact_top(self, li: int, o: int, deltas: np.ndarray, ties: np.ndarray) -> tuple:
+        """With ``exact_top`` and the expansion ranking: the unit's best-ranked candidates
+        scored exactly now, the others out of reach (inf)."""
+        top = self.cfg.exact_top
+        expanded = self.cfg.ranking == "expansion" and self.st.objective == "loss"
+        if not top or not expanded or top >= len(deltas):
+            return deltas, ties
+        cand = np.sort(np.argsort(deltas, kind="stable")[:top])
+        p, s = self.st.block_scores(li, np.array([o]), "none", cand=cand)
+        self.pos.flips_evaluated += len(cand)
+        exact, tie = np.full_like(deltas, np.inf), np.full_like(ties, np.inf)
+        exact[cand], tie[cand] = p[0], s[0]
+        return exact, tie
 
     # -- starts and kicks -----------------------------------------------------------------------
 
