@@ -1,7 +1,8 @@
 """The MNIST-scale local search against edge-popup on the same random networks, in one process.
 
     python benchmarks/bench_scale.py [--data-dir ../shared/data] [--arch 784,300,10 ...]
-        [--seeds 0 1 2] [--temperature 0.25] [--ranking expansion] [--max-passes N]
+        [--seeds 0 1 2] [--temperature 0.25] [--ranking expansion] [--exact-top N]
+        [--max-passes N]
 
 For each network and seed, edge-popup (50%, 100 epochs) and then the local search
 (``--variant local --objective loss``) run one after the other, as `evoprune baseline
@@ -26,7 +27,7 @@ def pair(arch: str, seed: int, args: argparse.Namespace) -> tuple[dict, dict]:
               "init": "signed-constant", "seed": seed}  # fmt: skip
     ep = run_job({**common, "method": "edge-popup", "sparsity": 0.5, "epochs": args.epochs})
     local = {"method": "local", "objective": "loss", "ranking": args.ranking,
-             "temperature": args.temperature}  # fmt: skip
+             "temperature": args.temperature, "exact_top": args.exact_top}  # fmt: skip
     if args.max_passes:
         local["max_passes"] = args.max_passes
     return ep, run_job({**common, **local})
@@ -39,11 +40,12 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--temperature", type=float, default=0.25)
     ap.add_argument("--ranking", default="expansion", choices=["expansion", "none"])
+    ap.add_argument("--exact-top", type=int, default=0, help="re-score the N best flips exactly")
     ap.add_argument("--max-passes", type=int, default=0, help="0: the local search's default")
     ap.add_argument("--epochs", type=int, default=100, help="edge-popup epochs")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}; local search: ranking {args.ranking}, "
-          f"temperature {args.temperature}")  # fmt: skip
+          f"temperature {args.temperature}, exact top {args.exact_top}")  # fmt: skip
     print(f"{'network':16} seed  {'edge-popup':>18}  {'local search':>28}  gain")
     for arch in args.arch:
         gains, ep_s, local_s = [], [], []

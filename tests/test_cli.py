@@ -151,6 +151,7 @@ def bad_files(tmp_path):
             ["search", "--dataset", "moons", "--variant", "local", "--temperature", "0"],
             "temperature",
         ),
+        (["search", "--dataset", "moons", "--variant", "local", "--exact-top", "-1"], "exact_top"),
         (
             ["search", "--dataset", "moons", "--variant", "local", "--local-patience", "0"],
             "patience: expected a positive integer",

@@ -137,6 +137,12 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
         "near the boundary more (default 1)",
     )
     g.add_argument(
+        "--exact-top",
+        type=int,
+        help="with --ranking expansion: re-score each unit's N best-ranked flips exactly before "
+        "choosing (default 0: off)",
+    )
+    g.add_argument(
         "--memetic-generations", type=int, help="GA phase cap (default: 50 for loss, else none)"
     )
     g.add_argument(
@@ -170,7 +176,7 @@ def _default_out(job: dict[str, Any]) -> Path:
 LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "kicks", "kick_bits",
                "max_passes", "val_fraction", "local_patience", "min_gain", "fixed_sparsity",
                "memetic_generations", "memetic_elites", "tiebreak", "loss_first",
-               "temperature")  # fmt: skip
+               "temperature", "exact_top")  # fmt: skip
 
 
 def run_search(args: argparse.Namespace) -> int:

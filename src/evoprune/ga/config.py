@@ -72,6 +72,7 @@ class GAConfig:
     # evoprune.ga.memetic)
     loss_first: bool = False
     temperature: float = 1.0  # the local search's cross-entropy is of logits / temperature
+    exact_top: int = 0  # expansion ranking: re-score each unit's best N flips exactly (0: off)
 
     def __post_init__(self) -> None:
         if self.variant in ("memetic", "local"):
@@ -83,7 +84,7 @@ class GAConfig:
                 kick_bits=self.kick_bits, max_passes=self.max_passes,
                 val_fraction=self.val_fraction, fixed_sparsity=self.fixed_sparsity,
                 patience=self.local_patience, min_gain=self.min_gain,
-                temperature=self.temperature,
+                temperature=self.temperature, exact_top=self.exact_top,
             )  # fmt: skip
             if (self.memetic_generations or 1) < 1 or self.memetic_elites < 1:
                 raise EvopruneError("memetic_generations and memetic_elites must be positive")

@@ -48,6 +48,7 @@ CONFIG_KEYS = {
     "tiebreak",
     "loss_first",
     "temperature",
+    "exact_top",
 }
 GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
 

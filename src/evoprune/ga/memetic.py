@@ -92,6 +92,7 @@ def local_config(config: GAConfig, objective: str) -> LocalConfig:
         fixed_sparsity=config.fixed_sparsity,
         tiebreak=config.tiebreak,
         temperature=config.temperature,
+        exact_top=config.exact_top,
         seed=config.seed,
     )
 
