@@ -301,7 +301,8 @@ class MLPState:
                 self._expansion_coefficients(li, int(o), coef[u])
             K.unit_expansion(ptr, rows, vals, cand, dw, coef, not last, out_f)
             return out_f / self.n + penalty, np.zeros_like(out_f)
-        K.set_threads(pairs * self.C)
+        above = sum(self.W[k].size for k in range(li + 2, self.n_layers))  # deep: the layers a
+        K.set_threads(pairs * (self.C + above))  # changed sample goes through, per candidate
         out_i = np.zeros((len(units), len(cand), 2 + 2 * self.C), np.int64)
         st = (self.y, self.tol, self.kmode, self.loss_s, self.status, self.pred, out_f, out_i)
         if last or li == self.n_layers - 2:
