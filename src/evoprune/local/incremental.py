@@ -270,7 +270,7 @@ class MLPState:
         """The objective change of flipping each incoming bit `cand` (default all) of unit o
         of layer li, alone: ``(len(cand),)``; `OPEN` where not certain. With ``ranking
         "expansion"`` (cross-entropy only) an estimate: the 4th-order expansion of the softmax
-        for the last two layers, the first-order mask gradient below them."""
+        along each sample's logit direction (see `_expansion_coefficients`)."""
         return self.block_deltas(li, np.array([o]), ranking, cand)[0]
 
     def block_deltas(self, li: int, units: np.ndarray, ranking: str = "none", cand=None):
@@ -301,8 +301,9 @@ class MLPState:
                 self._expansion_coefficients(li, int(o), coef[u])
             K.unit_expansion(ptr, rows, vals, cand, dw, coef, not last, out_f)
             return out_f / self.n + penalty, np.zeros_like(out_f)
-        above = sum(self.W[k].size for k in range(li + 2, self.n_layers))  # deep: the layers a
-        K.set_threads(pairs * (self.C + above))  # changed sample goes through, per candidate
+        # per (candidate, sample): the logits, and in a deep net every layer above the next
+        above = sum(self.W[k].size for k in range(li + 2, self.n_layers))
+        K.set_threads(pairs * (self.C + above))
         out_i = np.zeros((len(units), len(cand), 2 + 2 * self.C), np.int64)
         st = (self.y, self.tol, self.kmode, self.loss_s, self.status, self.pred, out_f, out_i)
         if last or li == self.n_layers - 2:
