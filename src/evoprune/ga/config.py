@@ -7,9 +7,12 @@ Genetic Algorithms" (arXiv 2411.04658) and its extended version (arXiv 2508.0887
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evoprune.errors import EvopruneError
+
+if TYPE_CHECKING:
+    from evoprune.local.search import LocalConfig
 
 VARIANTS = ("ga", "ga-adaptive", "memetic", "local")
 # When post-pruning may clear a bit (see `evoprune.ga.prune`); "accuracy" is the paper's.
@@ -76,16 +79,7 @@ class GAConfig:
 
     def __post_init__(self) -> None:
         if self.variant in ("memetic", "local"):
-            from evoprune.local.search import LocalConfig
-
-            LocalConfig(  # validates the local search's fields with its own messages
-                ranking=self.ranking, sparsity_penalty=self.sparsity_penalty or 0.0,
-                start_density=self.local_density, starts=self.local_starts, kicks=self.kicks or 0,
-                kick_bits=self.kick_bits, max_passes=self.max_passes,
-                val_fraction=self.val_fraction, fixed_sparsity=self.fixed_sparsity,
-                patience=self.local_patience, min_gain=self.min_gain,
-                temperature=self.temperature, exact_top=self.exact_top,
-            )  # fmt: skip
+            self.local_config("loss")  # validates the local search's fields, its messages
             if (self.memetic_generations or 1) < 1 or self.memetic_elites < 1:
                 raise EvopruneError("memetic_generations and memetic_elites must be positive")
         if self.variant not in VARIANTS:
@@ -125,6 +119,36 @@ class GAConfig:
             raise EvopruneError(
                 f"max_generations: expected a positive integer, got {self.max_generations}"
             )
+
+    def local_config(self, objective: str) -> LocalConfig:
+        """The local search settings this config describes (memetic and local)."""
+        from evoprune.local.search import LocalConfig
+
+        penalty = self.sparsity_penalty
+        if penalty is None:  # the loss alone never trades a little loss for sparsity (memetic);
+            # with the tie-breaker the penalty sits beside the loss, below the accuracy
+            on_loss = objective == "loss" or self.tiebreak
+            penalty = 0.1 if on_loss and self.variant == "memetic" else 0.0
+        kicks = self.kicks
+        if kicks is None:
+            kicks = 5 if self.variant == "memetic" else 0
+        return LocalConfig(
+            ranking=self.ranking,
+            sparsity_penalty=penalty,
+            start_density=self.local_density,
+            starts=self.local_starts,
+            kicks=kicks,
+            kick_bits=self.kick_bits,
+            max_passes=self.max_passes,
+            val_fraction=self.val_fraction,
+            patience=self.local_patience,
+            min_gain=self.min_gain,
+            fixed_sparsity=self.fixed_sparsity,
+            tiebreak=self.tiebreak,
+            temperature=self.temperature,
+            exact_top=self.exact_top,
+            seed=self.seed,
+        )
 
     @property
     def generation_cap(self) -> int:

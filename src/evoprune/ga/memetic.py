@@ -60,41 +60,12 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.ga.config import GAConfig
 from evoprune.ga.search import GeneticSearch, _sigterm_as_interrupt
-from evoprune.local.search import LocalConfig, local_search
+from evoprune.local.search import local_search
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import MLP
 from evoprune.objectives import get_objective
 from evoprune.results import score_splits
 from evoprune.ticket import Ticket
-
-
-def local_config(config: GAConfig, objective: str) -> LocalConfig:
-    """The local search settings a GA config describes."""
-    penalty = config.sparsity_penalty
-    if penalty is None:  # the loss alone never trades a little loss for sparsity (memetic);
-        # with the tie-breaker the penalty sits beside the loss, below the accuracy
-        on_loss = objective == "loss" or config.tiebreak
-        penalty = 0.1 if on_loss and config.variant == "memetic" else 0.0
-    kicks = config.kicks
-    if kicks is None:
-        kicks = 5 if config.variant == "memetic" else 0
-    return LocalConfig(
-        ranking=config.ranking,
-        sparsity_penalty=penalty,
-        start_density=config.local_density,
-        starts=config.local_starts,
-        kicks=kicks,
-        kick_bits=config.kick_bits,
-        max_passes=config.max_passes,
-        val_fraction=config.val_fraction,
-        patience=config.local_patience,
-        min_gain=config.min_gain,
-        fixed_sparsity=config.fixed_sparsity,
-        tiebreak=config.tiebreak,
-        temperature=config.temperature,
-        exact_top=config.exact_top,
-        seed=config.seed,
-    )
 
 
 def memetic_search(
@@ -129,7 +100,7 @@ def memetic_search(
         )
     y = torch.as_tensor(y, dtype=torch.long)
     space = space or MaskSpace(model)
-    lcfg = local_config(config, objective)
+    lcfg = config.local_config(objective)
     ckpt = Path(checkpoint) if checkpoint else None
     start = time.perf_counter()
     info: dict[str, Any] = {"objective": objective, "generations": 0, "evaluations": 0}
@@ -163,7 +134,7 @@ def memetic_search(
     phases = [(objective, lcfg, "local-")]
     if loss_first:  # one descent on the loss, the kicks are the objective's (circles D, seeds
         # 0-4: 92.15% in 51 s on average; with kicks in both phases 92.25% in 70 s, the GA's time)
-        phases.insert(0, ("loss", replace(local_config(config, "loss"), kicks=0), "local-loss-"))
+        phases.insert(0, ("loss", replace(config.local_config("loss"), kicks=0), "local-loss-"))
     done: list[dict[str, Any]] = []  # each local phase's metrics
     with _sigterm_as_interrupt():
         for phase_objective, phase_cfg, prefix in phases:
