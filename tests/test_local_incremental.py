@@ -9,7 +9,7 @@ from evoprune.masks import MaskSpace
 from evoprune.nets import build_mlp
 
 
-def _state(layers, objective, seed=0, n=240, penalty=0.05, sparse=True):
+def _state(layers, objective, seed=0, n=240, penalty=0.05, sparse=True, tiebreak=False):
     rng = np.random.default_rng(seed)
     W = [rng.uniform(-1, 1, (b, a)) for a, b in zip(layers[:-1], layers[1:], strict=True)]
     B = [rng.uniform(-1, 1, b) for b in layers[1:]]
@@ -18,7 +18,7 @@ def _state(layers, objective, seed=0, n=240, penalty=0.05, sparse=True):
         X[X < 0.3] = 0.0  # zero inputs, as MNIST's blank pixels
     y = rng.integers(0, layers[-1], n)
     M = [rng.random(w.shape) < 0.5 for w in W]
-    return MLPState(W, B, X, y, objective, M, sparsity_penalty=penalty), rng
+    return MLPState(W, B, X, y, objective, M, sparsity_penalty=penalty, tiebreak=tiebreak), rng
 
 
 def _forward(st):
@@ -107,6 +107,32 @@ def test_set_of_flips_equals_recomputation_and_leaves_state():
         st.mask[li][1, inputs] = ~st.mask[li][1, inputs]
         assert d == pytest.approx(after - st.full_value(), abs=1e-12)
     assert all(np.array_equal(a, b) for a, b in zip(before, st.pre, strict=True))
+
+
+@pytest.mark.parametrize("objective,tiebreak", [("loss", False), ("accuracy", False),
+                                                ("accuracy", True), ("f1", True)])  # fmt: skip
+def test_apply_after_try_step_equals_apply_alone(objective, tiebreak):
+    # apply reuses the propagation try_step just computed for the same flips; after another
+    # step, or for other flips, it must compute its own
+    a, rng = _state([6, 10, 7, 4], objective, seed=3, tiebreak=tiebreak)
+    b, _ = _state([6, 10, 7, 4], objective, seed=3, tiebreak=tiebreak)
+    for step in range(300):
+        li = int(rng.integers(a.n_layers))
+        o = int(rng.integers(a.W[li].shape[0]))
+        inputs = rng.choice(a.W[li].shape[1], int(rng.integers(1, 4)), replace=False)
+        a.try_step(li, o, inputs)
+        if step % 3 == 0:  # a stale try: another unit's flips judged, these applied
+            a.try_step(li, (o + 1) % a.W[li].shape[0], inputs)
+        a.apply(li, o, inputs)
+        b.apply(li, o, inputs)
+    arrays = lambda st: [*st.pre, *st.acts, st.loss_s, st.status, st.pred, st.tp, st.pred_n]  # noqa: E731
+    assert all(np.array_equal(x, y) for x, y in zip(arrays(a), arrays(b), strict=True))
+    assert (a.n_right, a.n_open, a.value, a.secondary) == (
+        b.n_right,
+        b.n_open,
+        b.value,
+        b.secondary,
+    )
 
 
 @pytest.mark.parametrize("layers", [[8, 16, 5], [8, 16, 12, 5]])

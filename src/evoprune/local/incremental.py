@@ -158,6 +158,7 @@ class MLPState:
 
     def refresh(self) -> None:
         """Rebuild every activation from the mask with a plain float64 forward."""
+        self._tried = None  # a step judged by `try_step`, as long as nothing has changed since
         self.acts, self.pre = [self.X], []
         for li in range(self.n_layers):
             z = self.acts[li] @ self.masked(li).T + self.b[li]
@@ -393,18 +394,25 @@ class MLPState:
     def try_step(self, li: int, o: int, inputs) -> tuple[float, float]:
         """`try_flips` and the change of `secondary`: ``(primary, secondary)``."""
         inputs = np.asarray(inputs, np.int64)
-        _, S, layers = self._propagate(li, o, inputs)
+        z, S, layers = self._propagate(li, o, inputs)
+        self._tried = (li, o, inputs.tobytes(), z, S, layers)  # what `apply` of the same reuses
         pen = float(self._penalty_delta(li, o, inputs).sum())
         primary = self._set_delta(S, layers[-1])
         if not self.tiebreak:
             return primary + pen, 0.0
-        dloss = float((_losses(layers[-1], self.y[S]) - self.loss_s[S]).sum()) / self.n
+        dloss = float((self._new_losses(S, layers[-1]) - self.loss_s[S]).sum()) / self.n
         return primary, dloss + pen
+
+    def _new_losses(self, S: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """The per-sample losses of the samples S at `logits` (kept for `apply`)."""
+        self._tried_losses = _losses(logits, self.y[S])
+        return self._tried_losses
 
     def _set_delta(self, S: np.ndarray, logits: np.ndarray) -> float:
         if self.mode == K.LOSS:
-            return float((_losses(logits, self.y[S]) - self.loss_s[S]).sum()) / self.n
+            return float((self._new_losses(S, logits) - self.loss_s[S]).sum()) / self.n
         status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
+        self._tried_status = status, pred
         if np.any(status == 2) or np.any(self.status[S] == 2):
             return OPEN
         if self.mode == K.ACCURACY:
@@ -422,7 +430,9 @@ class MLPState:
         """Flip `inputs` of unit o in layer l and update the state with the same arithmetic
         `try_flips` judged it by."""
         inputs = np.asarray(inputs, np.int64)
-        z, S, layers = self._propagate(li, o, inputs)
+        tried, self._tried = self._tried, None
+        reuse = tried is not None and tried[:3] == (li, o, inputs.tobytes())
+        z, S, layers = tried[3:] if reuse else self._propagate(li, o, inputs)
         self.mask[li][o, inputs] = ~self.mask[li][o, inputs]
         self.pre[li][:, o] = z
         if li < self.n_layers - 1:
@@ -434,10 +444,13 @@ class MLPState:
             self._csr = {k: v for k, v in self._csr.items() if k <= li}
         logits = self.pre[-1][S]
         if self.mode == K.LOSS or self.tiebreak:
-            self.loss_s[S] = _losses(logits, self.y[S])
+            self.loss_s[S] = self._tried_losses if reuse else _losses(logits, self.y[S])
         if self.mode == K.LOSS:  # the accuracy counts are refreshed with the state, per pass
             return
-        status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
+        if reuse:
+            status, pred = self._tried_status
+        else:
+            status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
         self.n_right += int(np.count_nonzero(status == 1)) - int(
             np.count_nonzero(self.status[S] == 1)
         )
@@ -463,6 +476,7 @@ class MLPState:
 
     def restore(self, snap: tuple) -> None:
         masks, acts, pre, loss_s, status, pred, n_right, n_open, tp, pred_n = snap
+        self._tried = None
         self.mask, self.acts, self.pre = masks, [self.X, *acts], pre
         self.loss_s, self.status, self.pred = loss_s, status, pred
         self.n_right, self.n_open, self.tp, self.pred_n = n_right, n_open, tp, pred_n

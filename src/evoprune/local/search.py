@@ -231,7 +231,8 @@ class LocalSearch:
                 for u, o in enumerate(units):
                     scores = self._exact_top(li, int(o), deltas[u], ties[u])
                     accepted += self.unit_step(li, int(o), scores)
-        self.st.refresh()
+        if accepted:  # else the state is the last refresh's, bit for bit
+            self.st.refresh()
         return accepted
 
     def _exact_top(self, li: int, o: int, deltas: np.ndarray, ties: np.ndarray) -> tuple:
