@@ -109,7 +109,11 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--local-density", type=float, help="density of random starts (default 0.5)")
     g.add_argument("--starts", type=int, dest="local_starts", help="random starts (default 1)")
-    g.add_argument("--kicks", type=int, help="iterated local search kicks (memetic 5, local 0)")
+    g.add_argument(
+        "--kicks",
+        type=int,
+        help="iterated local search kicks (memetic: 5 for the loss, else 3; local 0)",
+    )
     g.add_argument("--kick-bits", type=int, help="bits flipped per kick (default 16)")
     g.add_argument("--max-passes", type=int, help="passes over all units per descent (default 50)")
     g.add_argument(

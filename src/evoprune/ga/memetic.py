@@ -12,7 +12,7 @@ search on individuals. Here:
 2. its best ``memetic_elites`` distinct individuals each get the exact local search of
    `evoprune.local.search` — a descent over single-bit flips (accepted when the objective
    improves, or when a weight goes and the objective does not get worse), then ``kicks``
-   rounds of iterated local search;
+   rounds of iterated local search (by default 5 with the loss, 3 with accuracy or F1);
 3. the best by (objective, set bits) — performance first, sparsity second — is the ticket.
 
 With the accuracy or F1 objective the local search breaks the objective's ties by the training
@@ -40,6 +40,13 @@ backprop 92.3%) in 48-58 s, against 91.96% for the default schedule and the pape
 41-86 s (idle machine). Kicks in the loss phase too gave 92.25% in 63-78 s. On moons B it is
 worse (mean 96.9% against 99.0%): there the loss and the accuracy disagree, and the GA on the
 accuracy finds the better basin.
+
+Why 3 kicks with the accuracy (measured with `benchmarks/bench_memetic.py`, moons B seeds
+0-4, the paper's GA run beside it): there every descent also scores the tie-breaking loss over
+all 50,000 training samples, a pass takes ~0.15 s and a kick's descent 5-8 passes. With 5 kicks
+the memetic search took 2.4x the GA's wall time (mean test accuracy 99.03%), with 3 kicks 1.9x
+(98.68%; seed 0 keeps one good kick instead of two). On digits-10 B the loss needs all five
+(seeds 0-2 with 3 kicks: mean 97.41%, with 5: 97.78%), and there they cost a second.
 
 The variant ``local`` is the ablation without the GA: ``local_starts`` random masks of density
 ``local_density``, each descended and kicked.
