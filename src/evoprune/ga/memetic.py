@@ -19,7 +19,8 @@ With the accuracy or F1 objective the local search breaks the objective's ties b
 cross-entropy plus ``0.1 * density`` (``tiebreak``, on by default): most single flips change no
 prediction, and on such plateaus the objective alone can only remove weights. Measured with the
 defaults otherwise equal: blobs-10 C from 49.6% (the GA's plateau) to 100% test accuracy (seed
-0); moons B seeds 0-4 mean 98.6% -> 99.0% (seed 3: 95.4% -> 97.7%). ``tiebreak=False`` judges
+0); moons B seeds 0-4 mean 98.6% -> 99.0% with 5 kicks (seed 3: 95.4% -> 97.7%).
+``tiebreak=False`` judges
 flips by the objective alone.
 The start is the GA's best *before* post-pruning: the paper's post-pruned ticket is a strict
 local optimum for single flips (moons B seed 0: no flip accepted, and kicks did not escape it),
@@ -34,11 +35,11 @@ acceptance rule already removes every weight whose removal does not worsen the o
 ``loss_first`` (accuracy and F1 only, off by default) runs the GA phase and one descent of the
 local search on the cross-entropy (the loss's 50-generation cap, no kicks), then the local search
 on the objective from there, with its kicks. The loss is smooth where the accuracy is a
-staircase, and on circles D it finds the round boundary: seeds 0-4 reach 92.04 / 92.34 / 92.12 /
-92.28 / 91.97% test accuracy (mean 92.15%; the Bayes rule scores 92.37% on that test set,
-backprop 92.3%) in 48-58 s, against 91.96% for the default schedule and the paper GA's 91.56% in
-41-86 s (idle machine). Kicks in the loss phase too gave 92.25% in 63-78 s. On moons B it is
-worse (mean 96.9% against 99.0%): there the loss and the accuracy disagree, and the GA on the
+staircase, and on circles D it finds the round boundary: seeds 0-4 reach 92.18 / 92.20 / 91.97 /
+92.18 / 92.19% test accuracy (mean 92.14%; the Bayes rule scores 92.37% on that test set,
+backprop 92.3%) in 36-52 s, against 91.96% for the default schedule and the paper GA's 91.56% in
+41-86 s. With 5 kicks: 92.15% in 48-58 s (idle machine); kicks in the loss phase too gave
+92.25% in 63-78 s. On moons B it is worse (mean 96.9% against 99.0%, 5 kicks): there the loss and the accuracy disagree, and the GA on the
 accuracy finds the better basin.
 
 Why 3 kicks with the accuracy (measured with `benchmarks/bench_memetic.py`, moons B seeds
@@ -140,7 +141,7 @@ def memetic_search(
         )
     phases = [(objective, lcfg, "local-")]
     if loss_first:  # one descent on the loss, the kicks are the objective's (circles D, seeds
-        # 0-4: 92.15% in 51 s on average; with kicks in both phases 92.25% in 70 s, the GA's time)
+        # 0-4: 92.14% in 36-52 s; with kicks in both phases, 5 each, 92.25% in 70 s, the GA's time)
         phases.insert(0, ("loss", replace(config.local_config("loss"), kicks=0), "local-loss-"))
     done: list[dict[str, Any]] = []  # each local phase's metrics
     with _sigterm_as_interrupt():
