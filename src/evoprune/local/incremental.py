@@ -395,7 +395,8 @@ class MLPState:
         """`try_flips` and the change of `secondary`: ``(primary, secondary)``."""
         inputs = np.asarray(inputs, np.int64)
         z, S, layers = self._propagate(li, o, inputs)
-        self._tried = (li, o, inputs.tobytes(), z, S, layers)  # what `apply` of the same reuses
+        # what `apply` of the same flips reuses: the propagation, then the losses and statuses
+        self._tried = {"key": (li, o, inputs.tobytes()), "step": (z, S, layers)}
         pen = float(self._penalty_delta(li, o, inputs).sum())
         primary = self._set_delta(S, layers[-1])
         if not self.tiebreak:
@@ -405,14 +406,14 @@ class MLPState:
 
     def _new_losses(self, S: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """The per-sample losses of the samples S at `logits` (kept for `apply`)."""
-        self._tried_losses = _losses(logits, self.y[S])
-        return self._tried_losses
+        self._tried["losses"] = _losses(logits, self.y[S])
+        return self._tried["losses"]
 
     def _set_delta(self, S: np.ndarray, logits: np.ndarray) -> float:
         if self.mode == K.LOSS:
             return float((self._new_losses(S, logits) - self.loss_s[S]).sum()) / self.n
         status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
-        self._tried_status = status, pred
+        self._tried["status"] = status, pred
         if np.any(status == 2) or np.any(self.status[S] == 2):
             return OPEN
         if self.mode == K.ACCURACY:
@@ -431,8 +432,9 @@ class MLPState:
         `try_flips` judged it by."""
         inputs = np.asarray(inputs, np.int64)
         tried, self._tried = self._tried, None
-        reuse = tried is not None and tried[:3] == (li, o, inputs.tobytes())
-        z, S, layers = tried[3:] if reuse else self._propagate(li, o, inputs)
+        if tried is None or tried["key"] != (li, o, inputs.tobytes()):
+            tried = {}
+        z, S, layers = tried["step"] if tried else self._propagate(li, o, inputs)
         self.mask[li][o, inputs] = ~self.mask[li][o, inputs]
         self.pre[li][:, o] = z
         if li < self.n_layers - 1:
@@ -444,11 +446,11 @@ class MLPState:
             self._csr = {k: v for k, v in self._csr.items() if k <= li}
         logits = self.pre[-1][S]
         if self.mode == K.LOSS or self.tiebreak:
-            self.loss_s[S] = self._tried_losses if reuse else _losses(logits, self.y[S])
+            self.loss_s[S] = tried["losses"] if tried else _losses(logits, self.y[S])
         if self.mode == K.LOSS:  # the accuracy counts are refreshed with the state, per pass
             return
-        if reuse:
-            status, pred = self._tried_status
+        if tried:
+            status, pred = tried["status"]
         else:
             status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
         self.n_right += int(np.count_nonzero(status == 1)) - int(
