@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.datasets import load_digits, load_wine
+from sklearn.datasets import load_digits, load_wine, make_moons
 from sklearn.model_selection import train_test_split
 
 from evoprune.cli import main
-from evoprune.data import load_dataset, load_file
+from evoprune.data import fresh_sample, load_dataset, load_file
 from evoprune.data.registry import dataset_from_config
 from evoprune.data.scaling import FeatureScaling
 from evoprune.errors import EvopruneError
@@ -85,6 +85,27 @@ def test_built_in_datasets_keep_the_papers_global_scaling():
     lo, hi = X_tr.min(), X_tr.max()
     assert np.allclose(ds.X_test.numpy(), (X_te - lo) / (hi - lo) * 1.4 - 0.7, atol=1e-6)
     assert "scaling" not in ds.config
+
+
+@pytest.mark.parametrize("name, split", [("moons", "train"), ("circles", "test")])
+def test_fresh_samples_are_scaled_like_the_training_split(name, split):
+    ds = load_dataset(name)  # both splits are random_state 42: the same draw, the same scaling
+    X, y = getattr(ds, f"X_{split}"), getattr(ds, f"y_{split}")
+    X_new, y_new = fresh_sample(name, len(y), seed=42)
+    assert torch.equal(X_new, X) and torch.equal(y_new, y)
+    X_other, _ = fresh_sample(name, 1000, seed=1)
+    assert not torch.equal(X_other, X[:1000])
+    if name == "moons":  # the training split's scaling, not one fitted on the sample itself
+        raw, _ = make_moons(n_samples=1000, noise=0.07, random_state=1)
+        train, _ = make_moons(n_samples=50_000, noise=0.07, random_state=42)
+        lo, hi = train.min(), train.max()
+        expected = (raw - lo) / (hi - lo) * 1.4 - 0.7
+        assert np.allclose(X_other.numpy(), expected, atol=1e-6)
+
+
+def test_fresh_sample_needs_a_generated_dataset():
+    with pytest.raises(EvopruneError, match="expected a generated dataset.*got 'digits'"):
+        fresh_sample("digits", 10, seed=0)
 
 
 def test_scaling_round_trips_through_result_and_ticket(wine_csv, tmp_path, capsys):

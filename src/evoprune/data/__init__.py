@@ -6,6 +6,6 @@
 (torch.Size([50000, 2]), 2)
 """
 
-from evoprune.data.registry import DATASETS, Dataset, load_dataset, load_file
+from evoprune.data.registry import DATASETS, Dataset, fresh_sample, load_dataset, load_file
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "load_file"]
+__all__ = ["DATASETS", "Dataset", "fresh_sample", "load_dataset", "load_file"]
