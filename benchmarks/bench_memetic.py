@@ -57,7 +57,7 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f}; memetic settings {extra or 'default'}")
     print(f"{'case':7} seed  {'paper GA':>26}  {'memetic':>26}  ratio")
     for case in args.cases:
-        ga_s, me_s, me_acc, below, sparse, fresh_below = [], [], [], [], [], []
+        ga_s, me_s, me_acc, below, sparse, fresh_worse = [], [], [], [], [], []
         fresh = None
         if args.fresh and CASES[case]["dataset"] in GENERATORS:
             fresh = {"fresh": fresh_sample(CASES[case]["dataset"], args.fresh, seed=7)}
@@ -80,7 +80,7 @@ def main() -> None:
                   + (f"  fresh errors {errors[0]} / {errors[1]} of {args.fresh:,}" if fresh else ""),
                   flush=True)  # fmt: skip
             if fresh and errors[1] > errors[0]:
-                fresh_below.append(seed)
+                fresh_worse.append(seed)
         ratios = [m / g for m, g in zip(me_s, ga_s, strict=True)]
         print(f"{case:7} memetic mean {100 * statistics.mean(me_acc):.2f}%, below the GA on seeds "
               f"{below or 'none'}, sparsity min {100 * min(sparse):.1f}%; wall {sum(me_s) / sum(ga_s):.2f}x "
@@ -88,7 +88,7 @@ def main() -> None:
               f"load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
         if fresh:
             print(f"{case:7} on {args.fresh:,} fresh samples the memetic ticket makes more errors "
-                  f"than the GA's on seeds {fresh_below or 'none'}", flush=True)  # fmt: skip
+                  f"than the GA's on seeds {fresh_worse or 'none'}", flush=True)  # fmt: skip
 
 
 def fresh_errors(run: Path, fresh: dict | None) -> int | None:

@@ -53,18 +53,19 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 GENERATORS = {"moons": skd.make_moons, "circles": skd.make_circles}  # noise 0.07, 2 classes
+N_TRAIN, N_TEST = 50_000, 16_000  # of moons and circles, both drawn with SPLIT_STATE
 
 
-def _generate(name: str, n: int, state: int) -> tuple[np.ndarray, np.ndarray]:
+def _generate(name: str, n: int, state: int = SPLIT_STATE) -> tuple[np.ndarray, np.ndarray]:
     return GENERATORS[name](n_samples=n, noise=0.07, random_state=state)
 
 
 def _moons(classes: int, **_: Any) -> Arrays:
-    return *_generate("moons", 50_000, 42), *_generate("moons", 16_000, 42)
+    return *_generate("moons", N_TRAIN), *_generate("moons", N_TEST)
 
 
 def _circles(classes: int, **_: Any) -> Arrays:
-    return *_generate("circles", 50_000, 42), *_generate("circles", 16_000, 42)
+    return *_generate("circles", N_TRAIN), *_generate("circles", N_TEST)
 
 
 def _split(X: np.ndarray, y: np.ndarray, state: int = SPLIT_STATE) -> Arrays:
@@ -192,7 +193,7 @@ def fresh_sample(
         )
     X, y = _generate(name, n, seed)
     if DATASETS[name].normalize if normalize is None else normalize:
-        X_train, _ = _generate(name, 50_000, 42)
+        X_train, _ = _generate(name, N_TRAIN)
         _, X = min_max(X_train, X)
     return torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
 
