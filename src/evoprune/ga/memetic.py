@@ -20,8 +20,7 @@ cross-entropy plus ``0.1 * density`` (``tiebreak``, on by default): most single 
 prediction, and on such plateaus the objective alone can only remove weights. Measured with the
 defaults otherwise equal: blobs-10 C from 49.6% (the GA's plateau) to 100% test accuracy (seed
 0); moons B seeds 0-4 mean 98.6% -> 99.0% with 5 kicks (seed 3: 95.4% -> 97.7%).
-``tiebreak=False`` judges
-flips by the objective alone.
+``tiebreak=False`` judges flips by the objective alone.
 The start is the GA's best *before* post-pruning: the paper's post-pruned ticket is a strict
 local optimum for single flips (moons B seed 0: no flip accepted, and kicks did not escape it),
 while from the unpruned best the descent both prunes and improves (92.2% -> 97.4-97.6%).
@@ -39,8 +38,8 @@ staircase, and on circles D it finds the round boundary: seeds 0-4 reach 92.18 /
 92.18 / 92.19% test accuracy (mean 92.14%; the Bayes rule scores 92.37% on that test set,
 backprop 92.3%) in 36-52 s, against 91.96% for the default schedule and the paper GA's 91.56% in
 41-86 s. With 5 kicks: 92.15% in 48-58 s (idle machine); kicks in the loss phase too gave
-92.25% in 63-78 s. On moons B it is worse (mean 96.9% against 99.0%, 5 kicks): there the loss and the accuracy disagree, and the GA on the
-accuracy finds the better basin.
+92.25% in 63-78 s. On moons B it is worse (mean 96.9% against 99.0%, 5 kicks): there the loss
+and the accuracy disagree, and the GA on the accuracy finds the better basin.
 
 Why 3 kicks with the accuracy (measured with `benchmarks/bench_memetic.py`, moons B seeds
 0-4, the paper's GA run beside it): there every descent also scores the tie-breaking loss over

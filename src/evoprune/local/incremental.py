@@ -30,6 +30,7 @@ search continues from the very same numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -394,26 +395,31 @@ class MLPState:
     def try_step(self, li: int, o: int, inputs) -> tuple[float, float]:
         """`try_flips` and the change of `secondary`: ``(primary, secondary)``."""
         inputs = np.asarray(inputs, np.int64)
-        z, S, layers = self._propagate(li, o, inputs)
-        # what `apply` of the same flips reuses: the propagation, then the losses and statuses
-        self._tried = {"key": (li, o, inputs.tobytes()), "step": (z, S, layers)}
+        step = self._tried = self._step(li, o, inputs)  # `apply` of the same flips reuses it
+        S = step["S"]
         pen = float(self._penalty_delta(li, o, inputs).sum())
-        primary = self._set_delta(S, layers[-1])
+        if self.mode == K.LOSS:
+            return float((step["losses"] - self.loss_s[S]).sum()) / self.n + pen, 0.0
+        primary = self._set_delta(S, *step["status"])
         if not self.tiebreak:
             return primary + pen, 0.0
-        dloss = float((self._new_losses(S, layers[-1]) - self.loss_s[S]).sum()) / self.n
+        dloss = float((step["losses"] - self.loss_s[S]).sum()) / self.n
         return primary, dloss + pen
 
-    def _new_losses(self, S: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        """The per-sample losses of the samples S at `logits` (kept for `apply`)."""
-        self._tried["losses"] = _losses(logits, self.y[S])
-        return self._tried["losses"]
+    def _step(self, li: int, o: int, inputs: np.ndarray) -> dict[str, Any]:
+        """Flipping `inputs` of unit o in layer l together, worked out: the propagation
+        (`_propagate`) and, on the changed samples S, their new losses (the loss or the
+        tie-breaker) and statuses and predictions (accuracy, F1)."""
+        z, S, layers = self._propagate(li, o, inputs)
+        step = {"key": (li, o, inputs.tobytes()), "z": z, "S": S, "layers": layers}
+        if self.mode == K.LOSS or self.tiebreak:
+            step["losses"] = _losses(layers[-1], self.y[S])
+        if self.mode != K.LOSS:
+            step["status"] = _statuses(layers[-1], self.y[S], self.tol[S], self.mode)
+        return step
 
-    def _set_delta(self, S: np.ndarray, logits: np.ndarray) -> float:
-        if self.mode == K.LOSS:
-            return float((self._new_losses(S, logits) - self.loss_s[S]).sum()) / self.n
-        status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
-        self._tried["status"] = status, pred
+    def _set_delta(self, S: np.ndarray, status: np.ndarray, pred: np.ndarray) -> float:
+        """The change of the accuracy or F1 term when the samples S take `status`, `pred`."""
         if np.any(status == 2) or np.any(self.status[S] == 2):
             return OPEN
         if self.mode == K.ACCURACY:
@@ -431,10 +437,10 @@ class MLPState:
         """Flip `inputs` of unit o in layer l and update the state with the same arithmetic
         `try_flips` judged it by."""
         inputs = np.asarray(inputs, np.int64)
-        tried, self._tried = self._tried, None
-        if tried is None or tried["key"] != (li, o, inputs.tobytes()):
-            tried = {}
-        z, S, layers = tried["step"] if tried else self._propagate(li, o, inputs)
+        step, self._tried = self._tried, None
+        if step is None or step["key"] != (li, o, inputs.tobytes()):
+            step = self._step(li, o, inputs)
+        z, S, layers = step["z"], step["S"], step["layers"]
         self.mask[li][o, inputs] = ~self.mask[li][o, inputs]
         self.pre[li][:, o] = z
         if li < self.n_layers - 1:
@@ -444,15 +450,11 @@ class MLPState:
                 if li + 1 + k < self.n_layers - 1:
                     self.acts[li + 2 + k][S] = np.maximum(new, 0.0)
             self._csr = {k: v for k, v in self._csr.items() if k <= li}
-        logits = self.pre[-1][S]
         if self.mode == K.LOSS or self.tiebreak:
-            self.loss_s[S] = tried["losses"] if tried else _losses(logits, self.y[S])
+            self.loss_s[S] = step["losses"]
         if self.mode == K.LOSS:  # the accuracy counts are refreshed with the state, per pass
             return
-        if tried:
-            status, pred = tried["status"]
-        else:
-            status, pred = _statuses(logits, self.y[S], self.tol[S], self.mode)
+        status, pred = step["status"]
         self.n_right += int(np.count_nonzero(status == 1)) - int(
             np.count_nonzero(self.status[S] == 1)
         )
