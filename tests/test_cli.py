@@ -274,3 +274,42 @@ def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, sig):
     for row in rows[0] + rows[1]:
         row.pop("seconds")
     assert rows[0] == rows[1]
+
+
+def test_resume_of_a_finished_run_leaves_its_result_alone(finished_run, capsys):
+    before = (finished_run / "result.json").read_bytes()
+    args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A"]
+    code, out, _ = run_cli([*args, "--out", finished_run, *FAST, "--resume"], capsys)
+    assert code == 0 and "already finished" in out
+    assert (finished_run / "result.json").read_bytes() == before
+
+
+def test_run_files_follow_the_umask(finished_run):
+    # written atomically through a private temp file; the result must still be shareable
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("result.json", "ticket.npz", "history.csv"):
+        assert (finished_run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+def test_default_run_folders_keep_classes_objective_and_sparsity_apart():
+    from evoprune.cli.data import default_out
+
+    base = {"method": "ga", "dataset": "digits", "arch": "B", "seed": 0}
+    names = {
+        default_out(base),
+        default_out({**base, "classes": 2}),
+        default_out({**base, "objective": "loss"}),
+        default_out({**base, "method": "edge-popup", "sparsity": 0.9}),
+        default_out({**base, "method": "edge-popup", "sparsity": 0.5}),
+    }
+    assert len(names) == 5
+    assert default_out(base) == Path("runs/ga-digits-B-s0")  # the README's names
+
+
+def test_evaluate_a_ticket_without_a_dataset_is_one_line(tmp_path, capsys):
+    path = tmp_path / "bare.npz"
+    Ticket(mask=torch.ones(16, dtype=torch.bool), layers=[2, 4, 2]).save(path)
+    code, out, err = run_cli(["evaluate", path], capsys)
+    assert code == 2 and "records no dataset" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -113,11 +113,7 @@ def masked_state(
 
 def ticket_dataset(ticket: Ticket, ds: Dataset | None = None) -> Dataset:
     """`ds`, or the dataset recorded in the ticket."""
-    if ds is not None:
-        return ds
-    if not ticket.dataset:
-        raise EvopruneError("the ticket records no dataset; give one (--dataset or --data)")
-    return dataset_from_config(ticket.dataset)
+    return ds if ds is not None else dataset_from_config(ticket.dataset)
 
 
 def training_data(model: nn.Module, ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:

@@ -85,7 +85,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="run seed (network, scores, shuffling)")
     p.add_argument(
-        "--out", type=Path, help="results folder (default runs/METHOD-DATASET-ARCH-sSEED)"
+        "--out",
+        type=Path,
+        help="results folder (default runs/METHOD-DATA-ARCH-sSEED, with the classes and "
+        "sparsity in the name when given)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -114,12 +117,9 @@ def _job(args: argparse.Namespace, method: str, keys: tuple[str, ...]) -> dict[s
 
 
 def _out(args: argparse.Namespace, job: dict[str, Any]) -> Path:
-    if args.out is not None:
-        out = args.out
-    else:
-        arch = str(job["arch"]).replace(",", "-")
-        data = Path(str(job.get("data") or job["dataset"])).stem
-        out = Path("runs") / f"{job['method']}-{data}-{arch}-s{job['seed']}"
+    from evoprune.cli.data import default_out
+
+    out = args.out if args.out is not None else default_out(job)
     if (out / "result.json").exists():
         raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
     return out

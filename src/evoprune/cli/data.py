@@ -45,3 +45,17 @@ def data_job(args: argparse.Namespace) -> dict[str, Any]:
     if args.data_dir is not None:
         job["data_dir"] = str(args.data_dir)
     return job
+
+
+def default_out(job: dict[str, Any]) -> Path:
+    """``runs/METHOD-DATA[-cCLASSES]-ARCH[-OBJECTIVE][-pSPARSITY]-sSEED``: the settings that
+    tell two runs of one command apart are in the name, so they do not collide."""
+    parts = [str(job["method"]), Path(str(job.get("data") or job["dataset"])).stem]
+    if job.get("classes") is not None:
+        parts.append(f"c{job['classes']}")
+    parts.append(str(job["arch"]).replace(",", "-"))
+    if job.get("objective", "accuracy") != "accuracy":
+        parts.append(str(job["objective"]))
+    if job.get("sparsity") is not None:
+        parts.append(f"p{job['sparsity']:g}")
+    return Path("runs") / "-".join([*parts, f"s{job['seed']}"])

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from evoprune.cli.data import add_data_args, data_job
+from evoprune.cli.data import add_data_args, data_job, default_out
 from evoprune.errors import EvopruneError
 
 
@@ -57,7 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     add_local_args(p)
     p.add_argument(
-        "--out", type=Path, help="results folder (default runs/search-DATASET-ARCH-SEED)"
+        "--out",
+        type=Path,
+        help="results folder (default runs/VARIANT-DATA-ARCH-sSEED, with "
+        "the classes and a non-default objective in the name when given)",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -71,12 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_search)
 
     p = sub.add_parser("evaluate", help="score a ticket on its dataset (or another)")
-    p.add_argument("ticket", type=Path)
+    p.add_argument("ticket", type=Path, help="a ticket.npz written by a run")
     add_data_args(p, required=False)
     p.set_defaults(run=run_evaluate)
 
     p = sub.add_parser("export", help="write a ticket's masked network as a torch state_dict")
-    p.add_argument("ticket", type=Path)
+    p.add_argument("ticket", type=Path, help="a ticket.npz written by a run")
     p.add_argument("--out", type=Path, required=True, help="output .pt file")
     p.add_argument(
         "--fraction",
@@ -169,14 +171,6 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _default_out(job: dict[str, Any]) -> Path:
-    arch = str(job["arch"]).replace(",", "-")
-    return (
-        Path("runs")
-        / f"{job['method']}-{Path(str(job.get('data') or job['dataset'])).stem}-{arch}-s{job['seed']}"
-    )
-
-
 LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "kicks", "kick_bits",
                "max_passes", "val_fraction", "local_patience", "min_gain", "fixed_sparsity",
                "memetic_generations", "memetic_elites", "tiebreak", "loss_first",
@@ -210,9 +204,12 @@ def run_search(args: argparse.Namespace) -> int:
     ga_config(job)  # validate before touching the disk
     if args.checkpoint_every < 0:
         raise EvopruneError(f"--checkpoint-every: expected K >= 0, got {args.checkpoint_every}")
-    out = args.out or _default_out(job)
-    if (out / "result.json").exists() and not args.resume:
-        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+    out = args.out or default_out(job)
+    if (out / "result.json").exists():
+        if not args.resume:
+            raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+        print(f"{out}: already finished, nothing to resume (its result.json is unchanged)")
+        return 0
     r = run_ga_job(
         job,
         out,
