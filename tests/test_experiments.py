@@ -255,6 +255,12 @@ GOOD_YAML = """
             "unknown field 'max_generation' for method ga",
         ),
         (("method: ga}", "method: backprop, init: uniform}"), "backprop takes no 'init'"),
+        # values a misspelling breaks: caught at load time, not in every run of the sweep
+        (("dataset: [moons]", "dataset: [moons, circels]"), "got 'circels'"),
+        (("method: ga}", "method: ga, arch: Q}"), "arch: expected one of"),
+        (("method: ga}", "method: ga, objective: acuracy}"), "objective: expected"),
+        (("method: ga}", "method: ga, population: 1}"), "population: expected at least 2"),
+        (("method: ga}", "method: ga, datset: moons}"), ", data_dir, dataset, device,"),
     ],
 )
 def test_bad_spec_is_an_error_naming_file_and_field(tmp_path, change, message):

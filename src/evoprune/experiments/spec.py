@@ -268,12 +268,49 @@ def _check_job(run: Run, source: str, profile: str) -> None:
     if unknown:
         raise EvopruneError(
             f"{source}: arm {run.label!r} (profile {profile}): unknown field {unknown[0]!r} for "
-            f"method {method}; expected some of {', '.join(sorted(allowed))}"
+            f"method {method}; expected some of {', '.join(sorted(allowed | COMMON_KEYS))}"
         )
+    try:
+        _check_values(run.job)
+    except EvopruneError as err:
+        raise EvopruneError(f"{source}: arm {run.label!r} (profile {profile}): {err}") from None
     if method == "backprop" and run.job.get("init") is not None:
         raise EvopruneError(
             f"{source}: arm {run.label!r}: backprop takes no 'init' (sklearn initialises)"
         )
+
+
+def _check_values(job: dict[str, Any]) -> None:
+    """The values a misspelling breaks (dataset, arch, objective, the GA's settings), checked
+    before the first run instead of failing in every run of a long sweep."""
+    from evoprune.data import DATASETS
+    from evoprune.nets import ARCHS, is_conv_arch, parse_arch
+
+    if "data" not in job and job.get("dataset", "moons") not in DATASETS:  # studies name none
+        raise EvopruneError(
+            f"dataset: expected one of {', '.join(DATASETS)}, got {job.get('dataset')!r}"
+        )
+    arch = job.get("arch")
+    named = isinstance(arch, str) and arch.strip().upper() in ARCHS
+    if arch is not None and not named and not is_conv_arch(arch):
+        parse_arch(arch, *_ends(arch))  # its form only: the data's widths are not known here
+    if job["method"] in ("ga", "ga-adaptive", "memetic", "local"):
+        from evoprune.ga.job import ga_config
+
+        if job.get("objective", "accuracy") not in ("accuracy", "loss", "f1"):
+            raise EvopruneError(
+                f"objective: expected accuracy, loss or f1, got {job.get('objective')!r}"
+            )
+        ga_config(job)
+
+
+def _ends(arch: Any) -> tuple[int, int]:
+    """The first and last width of an explicit arch, so `parse_arch` checks only its form."""
+    widths = [p for p in str(arch).strip("[]").replace(" ", "").split(",") if p]
+    try:
+        return int(widths[0]), int(widths[-1])
+    except (ValueError, IndexError):
+        return 0, 0
 
 
 def _check_references(runs: list[Run], labels: list[str], source: str) -> None:
