@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="surviving",
         help="which parameters move (default: the weights the ticket keeps)",
     )
-    q.add_argument("--seed", type=int, default=0, help="seed of the two directions")
+    q.add_argument("--seed", type=int, default=0, help="seed of the two directions (default 0)")
     q.add_argument("--out", type=Path, required=True, help="output folder")
     q.add_argument(
         "--threads",
@@ -60,10 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("ticket", type=Path, help="a ticket.npz")
     add_data_args(q, required=False)
-    q.add_argument("--top", type=int, help="only the K largest eigenvalues (Lanczos)")
+    q.add_argument("--top", type=int, help="only the K largest eigenvalues (Lanczos; default all)")
     q.add_argument("--biases", action="store_true", help="include every bias")
-    q.add_argument("--method", choices=["auto", "dense", "lanczos"], default="auto")
-    q.add_argument("--seed", type=int, default=0, help="seed of Lanczos' start vector")
+    q.add_argument(
+        "--method", choices=["auto", "dense", "lanczos"], default="auto", help="default auto"
+    )
+    q.add_argument("--seed", type=int, default=0, help="seed of Lanczos' start vector (default 0)")
     q.add_argument("--out", type=Path, required=True, help="output folder")
     q.add_argument(
         "--threads",

@@ -32,7 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     _add_run_args(p)
     p.add_argument(
-        "--init", default="uniform", choices=["uniform", "kaiming-normal", "signed-constant"]
+        "--init",
+        default="uniform",
+        choices=["uniform", "kaiming-normal", "signed-constant"],
+        help="initialisation of the random network (default uniform, the paper's)",
     )
     p.add_argument(
         "--sparsity",
@@ -69,7 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_args(p)
     p.add_argument("--arch", default="B", help="A, B, C, D or a layer list (default B)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the search and the models")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the search and the models (default 0)"
+    )
     p.add_argument("--n-iter", type=int, default=10, help="settings sampled (default 10)")
     p.add_argument("--cv", type=int, default=3, help="cross-validation folds (default 3)")
     p.add_argument("--jobs", type=int, default=1, help="parallel fits (progress bar only with 1)")
@@ -83,7 +88,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--arch", default="B", help="A, B, C, D, a layer list like 2,75,2, or conv (default B)"
     )
-    p.add_argument("--seed", type=int, default=0, help="run seed (network, scores, shuffling)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="run seed (network, and the method's own randomness; default 0)",
+    )
     p.add_argument(
         "--out",
         type=Path,

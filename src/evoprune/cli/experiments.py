@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="run an experiment spec (a grid of runs), resumable",
         description="Expand SPEC into runs, skip those already finished in --out, run the rest. "
-        "SPEC: a shipped spec (fig1 fig3 ... fig11, hessian, ...: `evoprune sweep all --dry-run`), "
+        "SPEC: a shipped spec (fig1 fig3 ... fig11, hessian, ...: `evoprune sweep all --dry-run` lists every run), "
         "'all', or a YAML file.",
     )
     p.add_argument("spec", nargs="+", help="spec name(s), 'all', or YAML file(s)")

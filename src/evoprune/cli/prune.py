@@ -54,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path,
                    help="where dense checkpoints are cached (default $EVOPRUNE_CACHE or ~/.cache/evoprune/dense)")  # fmt: skip
     p.add_argument("--threads", type=int, help="torch threads (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the dense network and the search")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the dense network and the search (default 0)"
+    )
     p.add_argument("--out", type=Path, help="results folder (default runs/prune-METHOD-sSEED)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_prune)

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--arch", default="B", help="A, B, C, D, a layer list like 2,75,2, or conv (default B)"
     )
-    p.add_argument("--seed", type=int, default=0, help="run seed (network and search)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (network and search; default 0)")
     p.add_argument(
         "--variant",
         default="ga",
@@ -28,9 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ga: the paper's GA; memetic: the GA, then exact local search on its best; "
         "local: exact local search from random masks (default ga)",
     )
-    p.add_argument("--objective", default="accuracy", choices=["accuracy", "loss", "f1"])
     p.add_argument(
-        "--init", default="uniform", choices=["uniform", "kaiming-normal", "signed-constant"]
+        "--objective",
+        default="accuracy",
+        choices=["accuracy", "loss", "f1"],
+        help="what the search optimises (default accuracy, the paper's)",
+    )
+    p.add_argument(
+        "--init",
+        default="uniform",
+        choices=["uniform", "kaiming-normal", "signed-constant"],
+        help="initialisation of the random network (default uniform, the paper's)",
     )
     p.add_argument("--population", type=int, help="population size N (default 100)")
     p.add_argument("--min-generations", type=int, help="never stop before (default 100)")
@@ -110,7 +118,9 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
         "objective's ties (default 0.1 for memetic, 0 for local)",
     )
     g.add_argument("--local-density", type=float, help="density of random starts (default 0.5)")
-    g.add_argument("--starts", type=int, dest="local_starts", help="random starts (default 1)")
+    g.add_argument(
+        "--starts", type=int, dest="local_starts", metavar="N", help="random starts (default 1)"
+    )
     g.add_argument(
         "--kicks",
         type=int,
@@ -152,7 +162,11 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
         "--memetic-generations", type=int, help="GA phase cap (default: 50 for loss, else none)"
     )
     g.add_argument(
-        "--elites", type=int, dest="memetic_elites", help="GA elites searched (default 1)"
+        "--elites",
+        type=int,
+        dest="memetic_elites",
+        metavar="N",
+        help="GA elites searched (default 1)",
     )
     g.add_argument(
         "--no-tiebreak",

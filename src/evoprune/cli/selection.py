@@ -81,7 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or all (default) or none",
     )
     p.add_argument("--threads", type=int, help="torch threads (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="run seed (init, batches, shifts, controls)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="run seed (init, batches, shifts, controls; default 0)"
+    )
     p.add_argument(
         "--out", type=Path, help="results folder (default runs/selection-DATASET-DYNAMICS-sSEED)"
     )

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--workers share it, and after a kill the same command resumes it. It ends with exactly "
         "--trials COMPLETE trials; the best configuration is then trained once and tested.",
     )
-    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="default tpe")
     p.add_argument("--objective", choices=OBJECTIVES, default="train",
                    help="train: validation macro-F1 after training; synflow: the zero-cost "
                    "SynFlow score of the architecture at initialisation (default train)")  # fmt: skip
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--trials", type=_positive_int, default=100, help="COMPLETE trials (default 100)"
     )
     p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument(
         "--storage", help="an RDB URL (e.g. sqlite:///study.db) instead of the journal file"
     )
@@ -93,11 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "batch 64, weight decay 1e-3, 200 epochs, early stopping), sep-CMA-ES (population 64, full-batch "
         "cross-entropy) or a GA over the weights; same wall-clock budget with --seconds.",
     )
-    p.add_argument("--method", choices=WEIGHT_METHODS, default="adam")
+    p.add_argument("--method", choices=WEIGHT_METHODS, default="adam", help="default adam")
     p.add_argument("--dataset", default="digits", help="digits (the only one today)")
     p.add_argument("--seconds", type=_positive_float,
                    help="training seconds (Adam: its own stop, capped here; others: 30)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_train_weights)
