@@ -200,6 +200,13 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
     ds = job_dataset(data_job(args))
     layers = parse_arch(args.arch, ds.n_features, ds.n_classes)
     X = ds.X_train.view(len(ds.X_train), -1).numpy()
+    if not args.quiet:  # minutes of fits; a bar only where they run in this process
+        print(
+            f"tune-backprop: {args.n_iter} candidates x {args.cv} folds of MLPClassifier on "
+            f"{len(X)} samples, {args.jobs} job(s)"
+            + ("" if args.jobs == 1 else "; no progress bar across processes (--jobs 1 shows one)"),
+            file=sys.stderr,
+        )
     tuned = tune_backprop(
         X,
         ds.y_train.numpy(),
