@@ -15,7 +15,7 @@ from evoprune.errors import EvopruneError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from evoprune.cli.data import add_data_args
+    from evoprune.cli.data import add_data_args, add_init_arg
 
     base = sub.add_parser(
         "baseline",
@@ -31,12 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_args(p)
     _add_run_args(p)
-    p.add_argument(
-        "--init",
-        default="uniform",
-        choices=["uniform", "kaiming-normal", "signed-constant"],
-        help="initialisation of the random network (default uniform, the paper's)",
-    )
+    add_init_arg(p)
     p.add_argument(
         "--sparsity",
         type=float,

@@ -1,5 +1,5 @@
-"""The data flags every command shares (--dataset, --data, --target, --data-dir, --normalize) and
-the job keys they make. Below every command module, so commands import it and not each other.
+"""The data flags every command shares (--dataset, --data, --target, --data-dir, --normalize), the
+job keys they make, --init and the default run folder of the commands that search a random network. Below every command module, so commands import it and not each other.
 """
 
 from __future__ import annotations
@@ -27,6 +27,18 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         "training split, for --data files; the paper's setting for built-in datasets)",
     )
     norm.add_argument("--no-normalize", dest="normalize", action="store_false")
+
+
+def add_init_arg(p: argparse.ArgumentParser) -> None:
+    """--init of the commands that search a random network (search, edge-popup)."""
+    from evoprune.nets import INITS
+
+    p.add_argument(
+        "--init",
+        default="uniform",
+        choices=INITS,
+        help="initialisation of the random network (default uniform, the paper's)",
+    )
 
 
 def data_job(args: argparse.Namespace) -> dict[str, Any]:

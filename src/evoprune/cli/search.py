@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from evoprune.cli.data import add_data_args, data_job, default_out
+from evoprune.cli.data import add_data_args, add_init_arg, data_job, default_out
 from evoprune.errors import EvopruneError
 
 
@@ -34,12 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["accuracy", "loss", "f1"],
         help="what the search optimises (default accuracy, the paper's)",
     )
-    p.add_argument(
-        "--init",
-        default="uniform",
-        choices=["uniform", "kaiming-normal", "signed-constant"],
-        help="initialisation of the random network (default uniform, the paper's)",
-    )
+    add_init_arg(p)
     p.add_argument("--population", type=int, help="population size N (default 100)")
     p.add_argument("--min-generations", type=int, help="never stop before (default 100)")
     p.add_argument(
