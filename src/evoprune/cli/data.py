@@ -1,5 +1,6 @@
 """The data flags every command shares (--dataset, --data, --target, --data-dir, --normalize), the
-job keys they make, --init and the default run folder of the commands that search a random network. Below every command module, so commands import it and not each other.
+job keys they make, --init and the default run folder of the commands that search a random
+network. Below every command module, so commands import it and not each other.
 """
 
 from __future__ import annotations
