@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="run an experiment spec (a grid of runs), resumable",
         description="Expand SPEC into runs, skip those already finished in --out, run the rest. "
-        "SPEC: a shipped spec (fig1 fig3 ... fig11, hessian, ...: `evoprune sweep all --dry-run` lists every run), "
-        "'all', or a YAML file.",
+        "SPEC: a shipped spec (fig1 fig3 ... fig11, hessian, ...; `evoprune sweep all --dry-run` "
+        "lists every run), 'all', or a YAML file.",
     )
     p.add_argument("spec", nargs="+", help="spec name(s), 'all', or YAML file(s)")
     p.add_argument("--profile", choices=PROFILES, default="quick", help="budget (default: quick)")

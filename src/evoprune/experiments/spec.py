@@ -284,6 +284,7 @@ def _check_values(job: dict[str, Any]) -> None:
     """The values a misspelling breaks (dataset, arch, objective, the GA's settings), checked
     before the first run instead of failing in every run of a long sweep."""
     from evoprune.data import DATASETS
+    from evoprune.ga.config import VARIANTS
     from evoprune.nets import ARCHS, is_conv_arch, parse_arch
 
     if "data" not in job and job.get("dataset", "moons") not in DATASETS:  # studies name none
@@ -294,13 +295,11 @@ def _check_values(job: dict[str, Any]) -> None:
     named = isinstance(arch, str) and arch.strip().upper() in ARCHS
     if arch is not None and not named and not is_conv_arch(arch):
         parse_arch(arch, *_ends(arch))  # its form only: the data's widths are not known here
-    if job["method"] in ("ga", "ga-adaptive", "memetic", "local"):
+    if job["method"] in VARIANTS:  # the GA family: its objective and settings
         from evoprune.ga.job import ga_config
+        from evoprune.objectives import get_objective
 
-        if job.get("objective", "accuracy") not in ("accuracy", "loss", "f1"):
-            raise EvopruneError(
-                f"objective: expected accuracy, loss or f1, got {job.get('objective')!r}"
-            )
+        get_objective(job.get("objective", "accuracy"))
         ga_config(job)
 
 
