@@ -245,6 +245,23 @@ def test_cli_commands_write_their_files(ga_run, tmp_path, capsys):
     assert (tmp_path / "hist.png").stat().st_size > 1000
 
 
+def test_without_out_the_analyses_write_beside_the_ticket(ga_run, tmp_path):
+    import shutil
+
+    from evoprune.cli import main
+
+    ticket = tmp_path / "run" / "ticket.npz"
+    ticket.parent.mkdir()
+    shutil.copy(ga_run / "ticket.npz", ticket)
+    assert main(["analyze", "landscape", str(ticket), "--grid", "3", "--quiet"]) == 0
+    assert main(["analyze", "hessian", str(ticket), "--top", "2"]) == 0
+    assert main(["analyze", "graph", str(ticket)]) == 0
+    assert main(["export", str(ticket)]) == 0
+    assert {p.name for p in ticket.parent.iterdir()} >= {"landscape.npz", "landscape.png",
+                                                         "hessian.json", "graph.png",
+                                                         "graph.csv", "network.pt"}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -274,6 +274,14 @@ def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, sig):
     for row in rows[0] + rows[1]:
         row.pop("seconds")
     assert rows[0] == rows[1]
+    assert not (part / "checkpoint.npz").exists()  # the finished run needs it no more
+
+
+def test_resume_without_a_checkpoint_says_it_starts_afresh(tmp_path, capsys):
+    args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", *FAST]
+    code, _, err = run_cli([*args, "--out", tmp_path / "r", "--resume"], capsys)
+    assert code == 0 and "no checkpoint to resume from; starting from the beginning" in err
+    assert (tmp_path / "r" / "result.json").exists()
 
 
 def test_resume_of_a_finished_run_leaves_its_result_alone(finished_run, capsys):

@@ -150,3 +150,4 @@ def test_killed_memetic_run_resumes_to_the_identical_ticket(tmp_path, sig, extra
     for row in rows[0] + rows[1]:
         row.pop("seconds")
     assert rows[0] == rows[1]
+    assert not list(part.glob("*checkpoint.npz"))  # the finished run needs them no more

@@ -374,3 +374,14 @@ def test_prepare_frames_and_claims():
     checks = {text: check for fig, text, check in STUDY_CLAIMS if fig == "minimize"}
     verdicts = [check(runs)[1] for check in checks.values()]
     assert verdicts == [True, False]  # Adam trapped: yes; CMA-ES solves all: no (0.5 < 0.9)
+
+
+def test_minimize_without_out_writes_a_folder_named_by_its_settings(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["minimize", "--function", "sphere", "--dim", "2", "--budget", "300", "--seeds", "1",
+            "--quiet"]  # fmt: skip
+    code, stdout, _ = run_cli([*args, "--method", "random"], capsys)
+    assert code == 0 and "runs/minimize-sphere-2-random" in stdout
+    assert (tmp_path / "runs/minimize-sphere-2-random/result.json").exists()
+    code, _, err = run_cli([*args, "--method", "random"], capsys)  # the same settings again
+    assert code == 2 and "already holds a finished run" in err

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="which parameters move (default: the weights the ticket keeps)",
     )
     q.add_argument("--seed", type=int, default=0, help="seed of the two directions (default 0)")
-    q.add_argument("--out", type=Path, required=True, help="output folder")
+    q.add_argument("--out", type=Path, help="output folder (default: the ticket's folder)")
     q.add_argument(
         "--threads",
         type=int,
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--method", choices=["auto", "dense", "lanczos"], default="auto", help="default auto"
     )
     q.add_argument("--seed", type=int, default=0, help="seed of Lanczos' start vector (default 0)")
-    q.add_argument("--out", type=Path, required=True, help="output folder")
+    q.add_argument("--out", type=Path, help="output folder (default: the ticket's folder)")
     q.add_argument(
         "--threads",
         type=int,
@@ -87,7 +87,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--arch", help="the cell's architecture (A-D or a layer list)")
     q.add_argument("--label", help="the cell's arm label (e.g. GA)")
     q.add_argument("--classes", type=int, help="the cell's class count")
-    q.add_argument("--out", type=Path, required=True, help="output .png (the CSV goes beside it)")
+    q.add_argument(
+        "--out",
+        type=Path,
+        help="output .png, the CSV goes beside it (default: graph.png beside the ticket, or "
+        "graph-DATASET-ARCH-LABEL.png in the sweep folder)",
+    )
     q.set_defaults(run=_graph)
 
     p = sub.add_parser("plot", help="figures of one run: history (Fig. 4)")
@@ -132,12 +137,13 @@ def _landscape(args: argparse.Namespace) -> int:
     L = ticket_landscape(
         ticket, _dataset(args), config, progress=not args.quiet and sys.stderr.isatty()
     )
-    write_landscape(L, args.out)
+    out = args.out or args.ticket.parent
+    write_landscape(L, out)
     loss, acc = L.centre
     print(
         f"landscape {args.grid}x{args.grid} over {L.n_params} parameters ({args.params}, "
         f"{args.directions}): centre loss {loss:.6f}, accuracy {acc:.4f}; "
-        f"{L.seconds:.1f} s -> {args.out}"
+        f"{L.seconds:.1f} s -> {out / 'landscape.png'}"
     )
     return 0
 
@@ -153,11 +159,12 @@ def _hessian(args: argparse.Namespace) -> int:
     h = ticket_hessian(
         ticket, _dataset(args), top=args.top, biases=args.biases, method=args.method, seed=args.seed
     )
-    write_hessian(h, args.out)
+    out = args.out or args.ticket.parent
+    write_hessian(h, out)
     ev = h.eigenvalues
     print(
         f"hessian ({h.method}, {h.n_params} parameters): {len(ev)} eigenvalues, largest "
-        f"{ev[0]:.6g}, smallest {ev[-1]:.6g}; {h.seconds:.1f} s -> {args.out}"
+        f"{ev[0]:.6g}, smallest {ev[-1]:.6g}; {h.seconds:.1f} s -> {out / 'hessian.json'}"
     )
     return 0
 
@@ -166,11 +173,12 @@ def _graph(args: argparse.Namespace) -> int:
     from evoprune.analysis.graph import ticket_graph, write_graph
     from evoprune.ticket import Ticket
 
-    if args.out.suffix.lower() != ".png":
+    if args.out is not None and args.out.suffix.lower() != ".png":
         raise EvopruneError(f"--out: expected a .png file name, got {str(args.out)!r}")
     if args.source.is_file():
         tickets = [Ticket.load(args.source)]
         title = f"ticket {args.source}"
+        out = args.out or args.source.parent / "graph.png"
     elif args.source.is_dir():
         from evoprune.experiments.sections.analyses import cell_tickets
         from evoprune.experiments.tables import load_results
@@ -178,10 +186,15 @@ def _graph(args: argparse.Namespace) -> int:
         runs = load_results(args.source)
         tickets, cell = cell_tickets(runs, args.dataset, args.arch, args.label, args.classes)
         title = f"{cell['dataset']} {cell['arch_name']}, {cell['label']}"
+        parts = [cell["dataset"], cell["arch_name"], cell["label"]]
+        if str(cell["classes"]) not in ("", "nan", "None"):
+            parts.insert(1, f"c{int(float(cell['classes']))}")
+        name = "-".join(str(p).replace(" ", "_").replace("/", "_") for p in parts)
+        out = args.out or args.source / f"graph-{name}.png"
     else:
         raise EvopruneError(f"{args.source}: no such sweep folder or ticket file")
     g = ticket_graph(tickets)
-    paths = write_graph(g, args.out, title)
+    paths = write_graph(g, out, title)
     kept = sum(int((f > 0.5).sum()) for f in g.frequency)
     total = sum(f.size for f in g.frequency)
     print(

@@ -82,7 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export", help="write a ticket's masked network as a torch state_dict")
     p.add_argument("ticket", type=Path, help="a ticket.npz written by a run")
-    p.add_argument("--out", type=Path, required=True, help="output .pt file")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output .pt file (default: network.pt beside the ticket, or small.pt in the "
+        "selection-prune run's folder)",
+    )
     p.add_argument(
         "--fraction",
         type=float,
@@ -188,6 +193,7 @@ LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "
 
 def run_search(args: argparse.Namespace) -> int:
     from evoprune.ga.job import ga_config, run_ga_job
+    from evoprune.ga.memetic import CHECKPOINT_PREFIXES
 
     job = {
         "method": args.variant,
@@ -219,6 +225,8 @@ def run_search(args: argparse.Namespace) -> int:
             raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
         print(f"{out}: already finished, nothing to resume (its result.json is unchanged)")
         return 0
+    if args.resume and not any((out / f"{p}checkpoint.npz").exists() for p in CHECKPOINT_PREFIXES):
+        print(f"{out}: no checkpoint to resume from; starting from the beginning", file=sys.stderr)
     r = run_ga_job(
         job,
         out,
@@ -274,7 +282,10 @@ def run_export(args: argparse.Namespace) -> int:
     if args.ticket.is_dir() or args.ticket.name == "network.npz":  # a selection-prune run
         from evoprune.cli.selection import run_export_selection
 
+        run_dir = args.ticket if args.ticket.is_dir() else args.ticket.parent
+        args.out = args.out or run_dir / "small.pt"
         return run_export_selection(args)
+    args.out = args.out or args.ticket.parent / "network.pt"
     ticket = Ticket.load(args.ticket)
     export_state_dict(ticket, args.out)
     print(f"wrote {args.out} (layers {ticket.layers}, sparsity {ticket.sparsity:.3f})")

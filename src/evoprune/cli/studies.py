@@ -9,6 +9,8 @@ from pathlib import Path
 
 from evoprune.errors import EvopruneError
 
+DEFAULT_METHODS = "cmaes,ga,adam,sgd,random"
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -59,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Adam epochs per trial and for the final training (default 100)")  # fmt: skip
     p.add_argument("--patience", type=_positive_int, default=10,
                    help="early-stopping patience on the validation loss (default 10)")  # fmt: skip
-    p.add_argument("--out", type=Path, required=True, help="the study's folder")
+    p.add_argument("--out", type=Path,
+                   help="the study's folder (default runs/hpo-SAMPLER-OBJECTIVE-SPACE-sSEED)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_hpo)
 
@@ -76,11 +79,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dim", type=_positive_int, default=10, help="dimensions, e.g. 2, 10, 30 (default 10)"
     )
-    p.add_argument("--method", default="cmaes,ga,adam,sgd,random",
+    p.add_argument("--method", default=DEFAULT_METHODS,
                    help="one method or several, comma-separated: cmaes, ga, adam, sgd, random")  # fmt: skip
     p.add_argument("--budget", type=_positive_int, help="evaluations per run (default 10^4 * dim)")
     p.add_argument("--seeds", type=_positive_int, default=10, help="seeds 0..K-1 (default 10)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="results folder (default runs/minimize-FUNCTION-DIM, and the methods when given)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_minimize)
 
@@ -98,7 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=_positive_float,
                    help="training seconds (Adam: its own stop, capped here; others: 30)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path,
+                   help="results folder (default runs/train-weights-METHOD-sSEED)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_train_weights)
 
@@ -110,14 +118,17 @@ def run_hpo(args: argparse.Namespace) -> int:
            "space": args.space, "trials": args.trials, "workers": args.workers, "seed": args.seed,
            "storage": args.storage, "max_epochs": args.max_epochs, "patience": args.patience}  # fmt: skip
     job = {k: v for k, v in job.items() if v is not None}
-    if args.out.exists() and not args.out.is_dir():
-        raise EvopruneError(f"--out {args.out}: exists and is not a folder")
-    r = run_hpo_job(job, args.out, progress=not args.quiet)
+    out = (
+        args.out or Path("runs") / f"hpo-{args.sampler}-{args.objective}-{args.space}-s{args.seed}"
+    )
+    if out.exists() and not out.is_dir():
+        raise EvopruneError(f"--out {out}: exists and is not a folder")
+    r = run_hpo_job(job, out, progress=not args.quiet)
     print(
         f"hpo {r['sampler']}/{r['objective']}/{r['space']} seed {r['seed']}: {r['n_trials']} trials, "
         f"best val F1 {r['best_val_f1']:.4f}, test F1 {r['test_f1']:.4f}, "
         f"sampler {r['sampler_seconds_per_trial'] * 1e3:.2f} ms/trial, "
-        f"objective {r['objective_seconds_per_trial']:.3f} s/trial, {r['wall_seconds']:.1f} s -> {args.out}"
+        f"objective {r['objective_seconds_per_trial']:.3f} s/trial, {r['wall_seconds']:.1f} s -> {out}"
     )
     return 0
 
@@ -136,8 +147,12 @@ def run_minimize(args: argparse.Namespace) -> int:
         )
     for m in methods:
         check(args.function, args.dim, m, args.budget)
-    if (args.out / "result.json").exists():
-        raise EvopruneError(f"{args.out}: already holds a finished run; choose another --out")
+    name = f"minimize-{args.function}-{args.dim}"
+    if args.method != DEFAULT_METHODS:
+        name += "-" + "+".join(methods)
+    out = args.out or Path("runs") / name
+    if (out / "result.json").exists():
+        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
     seeds = list(range(args.seeds))
     summary, runs, history = {}, [], []
     for m in tqdm(methods, desc=f"minimize {args.function}-{args.dim}", disable=args.quiet):
@@ -152,8 +167,8 @@ def run_minimize(args: argparse.Namespace) -> int:
     budget = results[0].budget
     result = {"method": "minimize", "function": args.function, "dim": args.dim, "budget": budget,
               "seeds": args.seeds, "success_threshold": 1e-6, "methods": summary, "runs": runs,
-              "config": vars(args) | {"out": str(args.out), "run": None}, **provenance()}  # fmt: skip
-    write_run_dir(args.out, result, history=history)
+              "config": vars(args) | {"out": str(out), "run": None}, **provenance()}  # fmt: skip
+    write_run_dir(out, result, history=history)
     for m, s in summary.items():
         evals = s["median_evaluations_to_success"]
         print(
@@ -161,6 +176,7 @@ def run_minimize(args: argparse.Namespace) -> int:
             f"{s['success_rate']:.2f}, median evaluations to success "
             f"{'-' if evals is None else f'{evals:.0f}'} ({args.seeds} seeds, budget {budget})"
         )
+    print(f"-> {out}")
     return 0
 
 
@@ -169,15 +185,16 @@ def run_train_weights(args: argparse.Namespace) -> int:
 
     if args.dataset != "digits":
         raise EvopruneError(f"--dataset: expected digits, got {args.dataset!r}")
-    if (args.out / "result.json").exists():
-        raise EvopruneError(f"{args.out}: already holds a finished run; choose another --out")
+    out = args.out or Path("runs") / f"train-weights-{args.method}-s{args.seed}"
+    if (out / "result.json").exists():
+        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
     job = {"method": "train-weights", "optimizer": args.method, "dataset": "digits",
            "seed": args.seed, "seconds": args.seconds}  # fmt: skip
     job = {k: v for k, v in job.items() if v is not None}
-    r = run_weights_job(job, args.out, progress=not args.quiet)
+    r = run_weights_job(job, out, progress=not args.quiet)
     print(
         f"train-weights {r['optimizer']} digits seed {r['seed']}: test F1 {r['test_f1']:.4f}, "
         f"test acc {r['test_accuracy']:.4f}, {r['seconds']:.1f} s, {r['evaluations']} evaluations "
-        f"-> {args.out}"
+        f"-> {out}"
     )
     return 0

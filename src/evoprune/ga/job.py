@@ -9,6 +9,7 @@ from typing import Any
 from evoprune.analysis.jobs import analyze_ticket, check_analyses
 from evoprune.ga.api import search
 from evoprune.ga.config import GAConfig
+from evoprune.ga.memetic import CHECKPOINT_PREFIXES
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.nets import build_network
 from evoprune.results import base_result, write_run_dir
@@ -110,4 +111,7 @@ def run_ga_job(
         result.update(analyze_ticket(ticket, ds, analyses, out, seed))
     if out is not None:
         write_run_dir(out, result, ticket, ticket.history)
+    if checkpoint is not None:  # finished: result.json and ticket.npz replace the checkpoints
+        for prefix in CHECKPOINT_PREFIXES:
+            checkpoint.with_name(prefix + checkpoint.name).unlink(missing_ok=True)
     return result

@@ -74,6 +74,10 @@ from evoprune.objectives import get_objective
 from evoprune.results import score_splits
 from evoprune.ticket import Ticket
 
+# Checkpoint file names: the GA phase's own, then each local phase's with its prefix.
+LOSS_PHASE, LOCAL_PHASE = "local-loss-", "local-"
+CHECKPOINT_PREFIXES = ("", LOSS_PHASE, LOCAL_PHASE)
+
 
 def memetic_search(
     model: nn.Module,
@@ -138,10 +142,10 @@ def memetic_search(
                 for k, v in _scores(model, space, ga_best, X, y, X_test, y_test, config).items()
             }
         )
-    phases = [(objective, lcfg, "local-")]
+    phases = [(objective, lcfg, LOCAL_PHASE)]
     if loss_first:  # one descent on the loss, the kicks are the objective's (circles D, seeds
         # 0-4: 92.14% in 36-52 s; with kicks in both phases, 5 each, 92.25% in 70 s, the GA's time)
-        phases.insert(0, ("loss", replace(config.local_config("loss"), kicks=0), "local-loss-"))
+        phases.insert(0, ("loss", replace(config.local_config("loss"), kicks=0), LOSS_PHASE))
     done: list[dict[str, Any]] = []  # each local phase's metrics
     with _sigterm_as_interrupt():
         for phase_objective, phase_cfg, prefix in phases:
