@@ -261,6 +261,8 @@ GOOD_YAML = """
         (("method: ga}", "method: ga, objective: acuracy}"), "objective: expected"),
         (("method: ga}", "method: ga, population: 1}"), "population: expected at least 2"),
         (("method: ga}", "method: ga, datset: moons}"), ", data_dir, dataset, device,"),
+        # a YAML syntax error names its line and column (the list's ']' is missing)
+        (("dataset: [moons]", "dataset: [moons"), "spec.yaml:5:6: not valid YAML (expected ','"),
     ],
 )
 def test_bad_spec_is_an_error_naming_file_and_field(tmp_path, change, message):

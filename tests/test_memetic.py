@@ -105,10 +105,10 @@ def test_cli_min_gain_ends_the_descent_early(tmp_path):
     assert default > 1 and early == 1 and config["min_gain"] == 10
 
 
-def _cmd(out, *extra):
+def _cmd(out, *extra):  # 300 kicks: a local phase of ~1 s, so the signal lands inside it
     return [sys.executable, "-m", "evoprune", "search", "--dataset", "digits", "--classes", "2",
             "--arch", "A", "--variant", "memetic", "--objective", "loss", "--population", "20",
-            "--min-generations", "8", "--max-generations", "8", "--kicks", "30", "--kick-bits",
+            "--min-generations", "8", "--max-generations", "8", "--kicks", "300", "--kick-bits",
             "8", "--quiet", "--out", str(out), *extra]  # fmt: skip
 
 

@@ -149,8 +149,16 @@ def load_spec(name_or_path: str | Path) -> Spec:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise EvopruneError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise EvopruneError(f"{source}:{_yaml_problem(exc)}") from None
     return parse_spec(data, source)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``LINE:COLUMN: not valid YAML (problem)``, where PyYAML knows the place."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"{mark.line + 1}:{mark.column + 1}:" if mark is not None else ""
+    return f"{where} not valid YAML ({problem})"
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> Spec:
