@@ -34,3 +34,25 @@ def test_compare_of_an_unfinished_run_is_one_line(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no result.json" in err[0]
+
+
+def test_compare_of_different_networks_names_each_runs_data(tmp_path, capsys):
+    for seed in (1, 2):
+        args = [
+            "search",
+            "--dataset",
+            "digits",
+            "--classes",
+            "2",
+            "--arch",
+            "A",
+            "--seed",
+            str(seed),
+        ]
+        assert main([*args, "--out", str(tmp_path / f"s{seed}"), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "s1"), str(tmp_path / "s2")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:5] == ["run", "dataset", "network", "seed", "method"]
+    assert lines[1].split()[1:5] == ["digits", "64-20-2", "1", "ga"]
+    assert lines[2].split()[1:5] == ["digits", "64-20-2", "2", "ga"]

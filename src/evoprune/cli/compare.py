@@ -11,7 +11,9 @@ from pathlib import Path
 
 from evoprune.errors import EvopruneError
 
-COLUMNS = (  # (result.json field, header, format)
+# (result.json field, header, format); text ("{}") is left-aligned, numbers right-aligned
+NETWORK = (("dataset", "dataset", "{}"), ("arch", "network", "{}"), ("seed", "seed", "{:d}"))
+COLUMNS = (
     ("variant", "method", "{}"),
     ("test_accuracy", "test acc", "{:.4f}"),
     ("train_accuracy", "train acc", "{:.4f}"),
@@ -40,22 +42,24 @@ def load_result(folder: Path) -> dict:
         raise EvopruneError(f"{path}: not valid JSON ({exc})") from None
 
 
-def format_table(rows: list[tuple[str, dict]]) -> str:
+def format_table(rows: list[tuple[str, dict]], columns: tuple = COLUMNS) -> str:
     """One header line and one line per run; a missing field shows as "-"."""
-    header = ["run", *(h for _, h, _ in COLUMNS)]
+    header = ["run", *(h for _, h, _ in columns)]
+    text = [True, *(fmt == "{}" for _, _, fmt in columns)]
     cells = [header]
     for name, result in rows:
         line = [name]
-        for field, _, fmt in COLUMNS:
+        for field, _, fmt in columns:
             value = result.get(field)
+            if isinstance(value, list):  # a layer list
+                value = "-".join(map(str, value))
             line.append("-" if value is None else fmt.format(value))
         cells.append(line)
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return "\n".join(
         "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
+            c.ljust(w) if left else c.rjust(w) for c, w, left in zip(row, widths, text, strict=True)
+        ).rstrip()
         for row in cells
     )
 
@@ -66,5 +70,7 @@ def run_compare(args: argparse.Namespace) -> int:
     if len(data) == 1:
         dataset, arch, seed = next(iter(data))
         print(f"{dataset}, network {json.loads(arch)}, seed {seed} (the same random network):")
-    print(format_table(rows))
+        print(format_table(rows))
+    else:  # different networks: each line says which
+        print(format_table(rows, NETWORK + COLUMNS))
     return 0
