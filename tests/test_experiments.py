@@ -794,8 +794,12 @@ def test_cli_results_stats_report(swept, tmp_path, capsys):
 
     assert main(["results", str(swept), "--csv", str(tmp_path / "r.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "r.csv")) == len(load_results(swept))
+    capsys.readouterr()
     assert main(["results", str(swept)]) == 0
-    assert "GA (adaptive AB)" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    label, acc = lines[0].index("label"), lines[0].index("test_acc") + len("test_acc")
+    assert any(line[label:].startswith("GA (adaptive AB)") for line in lines[1:])  # left-aligned
+    assert all(line[acc - 1].isdigit() for line in lines[1:])  # numbers end under their header
     assert main(["stats", str(swept)]) == 0
     out = capsys.readouterr().out
     assert "moons" in out and "circles" in out and "EP (adapted)" in out and "ci_high" in out

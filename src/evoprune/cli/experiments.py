@@ -106,23 +106,33 @@ def _results(args: argparse.Namespace) -> int:
     acc = summarise(df, by, "test_accuracy")
     acc["sparsity"] = summarise(df, by, "sparsity")["mean"] if "sparsity" in df else float("nan")
     table = acc.rename(columns={"mean": "test_acc", "std": "acc_std", "arch_name": "arch"})
+    columns = [
+        "spec",
+        "label",
+        "dataset",
+        "classes",
+        "arch",
+        "test_acc",
+        "acc_std",
+        "sparsity",
+        "n",
+    ]
+    table = table[columns]
+    numbers = {"classes": "{:.0f}", "test_acc": "{:.4f}", "acc_std": "{:.4f}",
+               "sparsity": "{:.4f}", "n": "{:.0f}"}  # fmt: skip
+    cells = {c: _padded(table[c], c, numbers.get(c)) for c in columns}
     with _pd_display():
-        print(
-            table[
-                [
-                    "spec",
-                    "label",
-                    "dataset",
-                    "classes",
-                    "arch",
-                    "test_acc",
-                    "acc_std",
-                    "sparsity",
-                    "n",
-                ]
-            ].to_string(index=False, float_format=lambda v: f"{v:.4f}")
-        )
+        print(table.assign(**cells).to_string(index=False, justify="left"))
     return 0
+
+
+def _padded(column, header: str, number: str | None) -> list[str]:
+    """A column as strings of one width: text left-aligned, numbers right-aligned, "-" if
+    missing (so `to_string(justify="left")` lines the headers up with both)."""
+    values = ["-" if v is None or v != v else number.format(v) if number else str(v)
+              for v in column]  # fmt: skip
+    width = max(len(header), *map(len, values))
+    return [v.rjust(width) if number else v.ljust(width) for v in values]
 
 
 def _stats(args: argparse.Namespace) -> int:
