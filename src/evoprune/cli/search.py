@@ -69,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         metavar="K",
-        help="write the search state every K generations (atomic)",
+        help="write the search state every K generations, atomically; a kill or Ctrl-C then "
+        "leaves one to --resume from (default 0: none; removed when the run finishes)",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
