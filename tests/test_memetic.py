@@ -57,6 +57,8 @@ def test_loss_first_descends_the_loss_then_the_objective(digits2):
     # the objective's phase starts where the loss phase ended and never loses accuracy from there
     assert rows["local"][-1]["train_accuracy"] >= rows["local-loss"][-1]["train_accuracy"]
     assert t.metrics["passes"] == len(rows["local-loss"]) + len(rows["local"])
+    m = t.metrics  # the rate over both phases, not the last one's
+    assert m["flips_per_second"] == round(m["flips_evaluated"] / m["local_seconds"], 1)
     assert torch.equal(t.mask, _run(digits2, loss_first=True).mask)
     assert not torch.equal(t.mask, _run(digits2).mask)
 

@@ -163,6 +163,7 @@ def memetic_search(
     mask = result.mask
     scores = _scores(model, space, mask, X, y, X_test, y_test, config)
     kept_sparsity = float(sparsity(mask))
+    summed = {k: round(sum(m[k] for m in done), 4) for k in _SUMMED}
     metrics = {
         **scores,
         "sparsity": kept_sparsity,
@@ -172,7 +173,10 @@ def memetic_search(
         **info,
         **{k: v for k, v in result.metrics.items() if k != "train_accuracy"},
         # summed over the local phases (the loss phase first, with loss_first)
-        **{k: round(sum(m[k] for m in done), 4) for k in _SUMMED},
+        **summed,
+        "flips_per_second": round(
+            summed["flips_evaluated"] / max(summed["local_seconds"], 1e-9), 1
+        ),
         "evaluations": info["evaluations"] + sum(m["flips_evaluated"] for m in done),
         "post_prune_seconds": 0.0,
     }
