@@ -38,7 +38,7 @@ from evoprune.experiments.figures import (
     prepare_fig9,
     prepare_fig11,
 )
-from evoprune.experiments.tables import summarise
+from evoprune.experiments.tables import load_meta, summarise
 from evoprune.jobs import METHODS
 
 # the paper's figures and analyses (arXiv 2508.08877)
@@ -399,6 +399,41 @@ def test_sweep_runs_everything_resolves_references_and_resumes(tmp_path):
         parse_spec(TINY_SPEC), "quick", out, executor=InlineExecutor(), fn=fake_job, progress=False
     )
     assert (again.ran, again.skipped) == (0, 24)
+
+
+def test_a_changed_spec_or_profile_replaces_its_runs_in_the_folder(tmp_path):
+    import copy
+
+    def sweep(spec, profile="quick"):
+        return run_sweep(parse_spec(spec), profile, tmp_path, executor=InlineExecutor(),
+                         fn=fake_job, progress=False)  # fmt: skip
+
+    sweep(TINY_SPEC)
+    changed = copy.deepcopy(TINY_SPEC)
+    changed["grid"]["arm"][1]["sparsity"] = 0.6  # a new version of the EP (50%) arm
+    s = sweep(changed)
+    # the 8 old EP runs no longer count beside the 8 new ones (n stays 2 per cell)
+    assert (s.ran, s.skipped, s.dropped) == (8, 16, 8)
+    df = load_results(tmp_path)
+    assert len(df) == 24 and df.groupby(["dataset", "arch_name", "label"]).size().eq(2).all()
+    assert {json.loads(c)["sparsity"] for c in df[df["label"] == "EP (50%)"]["config"]} == {0.6}
+    assert (sweep(TINY_SPEC).ran, len(load_results(tmp_path))) == (0, 24)  # reverted: reused
+    s = sweep(TINY_SPEC, "paper")  # 3 seeds: the quick runs do not pool with them
+    # the quick GA runs go (their budget differs); EP (50%) seeds 0-1 are the same jobs, kept
+    assert (s.dropped, s.skipped) == (8, 8)
+    df = load_results(tmp_path)
+    assert len(df) == 36 and set(load_meta(tmp_path)["profile"]) == {"paper"}
+
+
+def test_results_names_planned_runs_that_did_not_finish(tmp_path, capsys):
+    from evoprune.cli import main
+
+    run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(),
+              fn=failing_job, progress=False)  # fmt: skip
+    capsys.readouterr()
+    assert main(["results", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "tiny: 8 of 16 planned runs finished, 8 failed, 0 not run" in err
 
 
 def test_sweep_records_failed_runs_and_retries_them(tmp_path):

@@ -60,6 +60,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise EvopruneError(f"--workers: expected a positive integer, got {args.workers}")
+    if args.ray_address and args.executor != "ray":
+        raise EvopruneError("--ray-address: only with --executor ray")
     specs = [load_spec(name) for name in _specs(args.spec)]
     out = (
         args.out
@@ -85,15 +87,24 @@ def _sweep(args: argparse.Namespace) -> int:
         f"{summary.skipped} already finished, {summary.recovered} recovered, {summary.ran} ran, "
         f"{summary.failed} failed, {summary.seconds:.0f} s"
     )
+    if summary.dropped:
+        print(
+            f"  {summary.dropped} runs of an earlier version of the spec or of another profile are "
+            "no longer counted with it (their folders stay in runs/)"
+        )
     for line in summary.errors[:10]:
         print(f"  failed: {line}", file=sys.stderr)
+    if len(summary.errors) > 10:
+        print(f"  ... and {len(summary.errors) - 10} more failed", file=sys.stderr)
     return 1 if summary.failed else 0
 
 
 def _results(args: argparse.Namespace) -> int:
-    from evoprune.experiments.tables import load_results, summarise
+    from evoprune.experiments.tables import load_results, plan_status, summarise
 
     df = load_results(args.folders, finished_only=not args.all)
+    for line in plan_status(args.folders):
+        print(line, file=sys.stderr)
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.csv, index=False)

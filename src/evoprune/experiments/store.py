@@ -142,6 +142,17 @@ class Store:
             frame = frame[frame["key"].isin(set(keys))]
         return frame.reset_index(drop=True)
 
+    def plan_status(self) -> pd.DataFrame:
+        """Per spec: the runs it asks for, and how many finished and failed (the rest never ran,
+        e.g. an interrupted sweep)."""
+        return pd.read_sql_query(
+            "SELECT m.spec AS spec, COUNT(*) AS planned, "
+            "SUM(r.status = ?) AS finished, SUM(r.status = ?) AS failed "
+            "FROM members m LEFT JOIN runs r ON r.key = m.key GROUP BY m.spec ORDER BY m.spec",
+            self.db,
+            params=(FINISHED, FAILED),
+        ).fillna(0)
+
     def specs(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM meta ORDER BY first_swept", self.db)
 
@@ -176,8 +187,10 @@ class Store:
         title: str = "",
         labels: list[str] | None = None,
     ) -> None:
-        """Remember a swept spec: where it came from, its figure, and its arms in spec order."""
+        """Remember a swept spec: where it came from, its figure, and its arms in spec order.
+        The folder holds one profile of a spec: the last one swept."""
         with self.transaction() as db:
+            db.execute("DELETE FROM meta WHERE spec = ? AND profile != ?", (spec, profile))
             db.execute(
                 "INSERT INTO meta (spec, profile, source, figure, title, labels, first_swept) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (spec, profile) DO UPDATE SET "
@@ -193,6 +206,21 @@ class Store:
                     time.time(),
                 ),
             )
+
+    def keep_plan(self, spec: str, planned: set[tuple[str, str]], deferred: set[str]) -> int:
+        """Forget the members of `spec` its current plan does not ask for: the runs of an
+        earlier version of the spec or of another profile, which must not pool with this one's.
+        `planned`: its (key, label) pairs; arms in `deferred` wait for their references and are
+        settled by `keep_members`. The runs themselves stay (a key names its job: revert the
+        spec and they count again). Returns how many members went."""
+        with self.transaction() as db:
+            rows = db.execute("SELECT key, label FROM members WHERE spec = ?", (spec,)).fetchall()
+            gone = [(k, lab) for k, lab in rows if (k, lab) not in planned and lab not in deferred]
+            db.executemany(
+                "DELETE FROM members WHERE spec = ? AND key = ? AND label = ?",
+                [(spec, k, lab) for k, lab in gone],
+            )
+        return len(gone)
 
     def add_members(self, spec: str, runs: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         """Record that `spec` asks for these (key, label, axes)."""

@@ -45,6 +45,8 @@ class SweepSummary:
     failed: int
     seconds: float
     errors: tuple[str, ...] = ()
+    # runs of an earlier version of a spec or of another profile, no longer reported with it
+    dropped: int = 0
 
 
 @dataclass
@@ -93,9 +95,12 @@ def run_sweep(
 
     first = [_Pending(s.name, r) for s in spec_list for r in s.runs(profile) if not r.references]
     second = [_Pending(s.name, r) for s in spec_list for r in s.runs(profile) if r.references]
+    counts = {"skipped": 0, "recovered": 0, "ran": 0, "failed": 0, "dropped": 0}
     for s in spec_list:
         store.note_spec(s.name, profile, s.source, s.figure, s.title, s.labels())
-    counts = {"skipped": 0, "recovered": 0, "ran": 0, "failed": 0}
+        planned = {(p.run.key, p.run.label) for p in first if p.spec == s.name}
+        deferred = {p.run.label for p in second if p.spec == s.name}
+        counts["dropped"] += store.keep_plan(s.name, planned, deferred)
     errors: list[str] = []
     total = len({p.run.key for p in first}) + len({_deferred_id(p) for p in second})
     own = isinstance(executor, str)

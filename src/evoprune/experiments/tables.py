@@ -63,6 +63,23 @@ def load_results(
     return df
 
 
+def plan_status(folders: str | Path | Sequence[str | Path]) -> list[str]:
+    """One line per spec of `folders` that has planned runs not finished, else nothing."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    lines = []
+    for folder in folders:
+        with Store(folder, create=False) as store:
+            status = store.plan_status()
+        for r in status.itertuples():
+            missing = int(r.planned - r.finished - r.failed)
+            if missing or r.failed:
+                lines.append(
+                    f"{folder}: {r.spec}: {int(r.finished)} of {int(r.planned)} planned runs "
+                    f"finished, {int(r.failed)} failed, {missing} not run (sweep again to finish)"
+                )
+    return lines
+
+
 def load_history(folders: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """The history rows of every run in `folders` (per generation for the GA), with its key."""
     folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
