@@ -261,6 +261,7 @@ def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, sig):
     if proc.returncode == 0:
         pytest.skip("the search finished before the signal arrived")
     assert proc.returncode == 130, err
+    assert b"checkpoint saved; the same command with --resume continues it" in err
     assert not (part / "result.json").exists()
     subprocess.run(
         _search_cmd(part, "--checkpoint-every", "3", "--resume"),
@@ -282,6 +283,33 @@ def test_resume_without_a_checkpoint_says_it_starts_afresh(tmp_path, capsys):
     code, _, err = run_cli([*args, "--out", tmp_path / "r", "--resume"], capsys)
     assert code == 0 and "no checkpoint to resume from; starting from the beginning" in err
     assert (tmp_path / "r" / "result.json").exists()
+
+
+def test_output_paths_of_the_wrong_kind_are_one_line(finished_run, tmp_path, capsys):
+    folder, file = tmp_path / "a-folder", tmp_path / "a-file"
+    folder.mkdir()
+    file.write_text("keep me")
+    search = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", *FAST]
+    for args, message in [
+        (["export", finished_run / "ticket.npz", "--out", folder], "is a folder; expected a file"),
+        (["export", finished_run / "ticket.npz", "--out", file / "x.pt"], "is not a folder"),
+        (["report", finished_run, "--out", folder / "r.htm"], "no results store"),
+        (["report", finished_run, "--out", folder], "expected an .html file name"),
+        ([*search, "--out", file], "exists and is not a folder"),
+    ]:
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert file.read_text() == "keep me" and not list(folder.iterdir())
+
+
+def test_an_unfinished_run_is_continued_only_on_request(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.npz").write_bytes(b"a search state")
+    args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", *FAST, "--out", out]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "add --resume to continue it" in err
+    assert (out / "checkpoint.npz").read_bytes() == b"a search state"
 
 
 def test_resume_of_a_finished_run_leaves_its_result_alone(finished_run, capsys):

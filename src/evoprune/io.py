@@ -15,11 +15,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from evoprune.errors import EvopruneError
+
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None] | bytes | str) -> Path:
     """Write `path` atomically from bytes, text, or a callback given the open binary file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise EvopruneError(f"{path}: is a folder; expected a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise EvopruneError(f"{path.parent}: exists and is not a folder") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

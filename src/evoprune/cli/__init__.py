@@ -7,12 +7,14 @@ Each subcommand group lives in its own module with a ``register(subparsers)`` fu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from evoprune.errors import EvopruneError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # as a shell reports a process that SIGPIPE ended
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,3 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"evoprune {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `evoprune stats ... | head`: the reader has gone, say no more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

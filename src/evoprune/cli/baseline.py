@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evoprune.errors import EvopruneError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.cli.data import add_data_args, add_init_arg
@@ -122,11 +120,10 @@ def _job(args: argparse.Namespace, method: str, keys: tuple[str, ...]) -> dict[s
 
 
 def _out(args: argparse.Namespace, job: dict[str, Any]) -> Path:
-    from evoprune.cli.data import default_out
+    from evoprune.cli.data import check_out, default_out
 
     out = args.out if args.out is not None else default_out(job)
-    if (out / "result.json").exists():
-        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+    check_out(out)
     return out
 
 

@@ -72,3 +72,13 @@ def default_out(job: dict[str, Any]) -> Path:
     if job.get("sparsity") is not None:
         parts.append(f"p{job['sparsity']:g}")
     return Path("runs") / "-".join([*parts, f"s{job['seed']}"])
+
+
+def check_out(out: Path, finished_ok: bool = False) -> Path:
+    """The --out of a command that writes a run folder: a folder (or nothing yet), and not a
+    finished run's unless `finished_ok`."""
+    if out.exists() and not out.is_dir():
+        raise EvopruneError(f"--out {out}: exists and is not a folder")
+    if not finished_ok and (out / "result.json").exists():
+        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+    return out

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from evoprune.errors import EvopruneError
+from evoprune.io import write_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,8 +107,7 @@ def _results(args: argparse.Namespace) -> int:
     for line in plan_status(args.folders):
         print(line, file=sys.stderr)
     if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.csv, index=False)
+        write_atomic(args.csv, df.to_csv(index=False))
         print(f"wrote {len(df)} runs to {args.csv}")
         return 0
     if df.empty:
@@ -180,7 +180,7 @@ def _stats(args: argparse.Namespace) -> int:
                 )
             )
     if args.csv:
-        pd.concat([f.table for f in fits]).to_csv(args.csv, index=False)
+        write_atomic(args.csv, pd.concat([f.table for f in fits]).to_csv(index=False))
         print(f"\nwrote {args.csv}")
     return 0
 
@@ -188,6 +188,10 @@ def _stats(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from evoprune.experiments.report import build_report
 
+    if args.out.suffix.lower() not in (".html", ".htm"):
+        raise EvopruneError(f"--out: expected an .html file name, got {str(args.out)!r}")
+    if args.out.is_dir():
+        raise EvopruneError(f"--out {args.out}: is a folder; expected an .html file name")
     summary = build_report(args.folders, args.out)
     print(
         f"wrote {summary.path}: {len(summary.figures)} figures ({', '.join(summary.figures)}), "

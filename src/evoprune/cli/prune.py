@@ -10,8 +10,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from evoprune.errors import EvopruneError
-
 METHODS = ("cmaes-synflow", "magnitude", "synflow", "softmask", "cmaes-trainfit", "random")
 ECS = ("none", "l2_row", "l2_layer", "activation", "affine", "lsq")
 
@@ -79,13 +77,13 @@ def prune_job(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_prune(args: argparse.Namespace) -> int:
+    from evoprune.cli.data import check_out
     from evoprune.pruning.job import _choices, run_prune_job
 
     job = prune_job(args)
     _choices(job)  # validate before any work
     out = args.out or Path("runs") / f"prune-{args.method}-s{args.seed}"
-    if (out / "result.json").exists():
-        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+    check_out(out)
     r = run_prune_job(job, out, progress=not args.quiet)
     print(
         f"{r['variant']} {r['dataset']} seed {r['seed']}: sparsity {r['sparsity']:.4f}, "

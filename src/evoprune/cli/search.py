@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from evoprune.cli.data import add_data_args, add_init_arg, data_job, default_out
+from evoprune.cli.data import add_data_args, add_init_arg, check_out, data_job, default_out
 from evoprune.errors import EvopruneError
 
 
@@ -221,20 +221,37 @@ def run_search(args: argparse.Namespace) -> int:
     if args.checkpoint_every < 0:
         raise EvopruneError(f"--checkpoint-every: expected K >= 0, got {args.checkpoint_every}")
     out = args.out or default_out(job)
-    if (out / "result.json").exists():
-        if not args.resume:
-            raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+    if args.resume and (out / "result.json").exists():
         print(f"{out}: already finished, nothing to resume (its result.json is unchanged)")
         return 0
-    if args.resume and not any((out / f"{p}checkpoint.npz").exists() for p in CHECKPOINT_PREFIXES):
-        print(f"{out}: no checkpoint to resume from; starting from the beginning", file=sys.stderr)
-    r = run_ga_job(
-        job,
-        out,
-        progress=not args.quiet and sys.stderr.isatty(),
-        checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
-    )
+    check_out(out)
+    checkpoints = [out / f"{p}checkpoint.npz" for p in CHECKPOINT_PREFIXES]
+    if not any(c.exists() for c in checkpoints):
+        if args.resume:
+            print(
+                f"{out}: no checkpoint to resume from; starting from the beginning", file=sys.stderr
+            )
+    elif not args.resume:
+        raise EvopruneError(
+            f"{out}: holds the checkpoint of an unfinished run; add --resume to continue it, "
+            "or choose another --out"
+        )
+    try:
+        r = run_ga_job(
+            job,
+            out,
+            progress=not args.quiet and sys.stderr.isatty(),
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+        )
+    except KeyboardInterrupt:
+        if any(c.exists() for c in checkpoints):
+            print(f"{out}: checkpoint saved; the same command with --resume continues it",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            print("nothing saved (--checkpoint-every K keeps a state to --resume from)",
+                  file=sys.stderr)  # fmt: skip
+        raise
     print(
         f"{r['dataset']} {r['arch']} seed {r['seed']} {r['variant']}: "
         f"test acc {r['test_accuracy']:.4f} (train {r['train_accuracy']:.4f}), "

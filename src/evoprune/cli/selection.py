@@ -99,7 +99,7 @@ KEYS = (
 
 
 def run_selection_prune(args: argparse.Namespace) -> int:
-    from evoprune.cli.data import data_job
+    from evoprune.cli.data import check_out, data_job
     from evoprune.pruning.selection_job import run_selection_job, selection_settings
 
     job: dict[str, Any] = {"method": "selection", **data_job(args), "seed": args.seed}
@@ -112,8 +112,7 @@ def run_selection_prune(args: argparse.Namespace) -> int:
     if out is None:
         data = Path(str(job.get("data") or job["dataset"])).stem
         out = Path("runs") / f"selection-{data}-{job['dynamics']}-s{args.seed}"
-    if (out / "result.json").exists():
-        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+    check_out(out)
     r = run_selection_job(job, out, progress=not args.quiet and sys.stderr.isatty())
     print(
         f"selection-prune {r['dataset']} {r['arch']} {r['dynamics']} seed {r['seed']}: "

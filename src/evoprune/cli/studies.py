@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from evoprune.cli.data import check_out
 from evoprune.errors import EvopruneError
 
 DEFAULT_METHODS = "cmaes,ga,adam,sgd,random"
@@ -121,8 +122,7 @@ def run_hpo(args: argparse.Namespace) -> int:
     out = (
         args.out or Path("runs") / f"hpo-{args.sampler}-{args.objective}-{args.space}-s{args.seed}"
     )
-    if out.exists() and not out.is_dir():
-        raise EvopruneError(f"--out {out}: exists and is not a folder")
+    check_out(out, finished_ok=True)  # a finished study reports again
     r = run_hpo_job(job, out, progress=not args.quiet)
     print(
         f"hpo {r['sampler']}/{r['objective']}/{r['space']} seed {r['seed']}: {r['n_trials']} trials, "
@@ -151,8 +151,7 @@ def run_minimize(args: argparse.Namespace) -> int:
     if args.method != DEFAULT_METHODS:
         name += "-" + "+".join(methods)
     out = args.out or Path("runs") / name
-    if (out / "result.json").exists():
-        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+    check_out(out)
     seeds = list(range(args.seeds))
     summary, runs, history = {}, [], []
     for m in tqdm(methods, desc=f"minimize {args.function}-{args.dim}", disable=args.quiet):
@@ -186,8 +185,7 @@ def run_train_weights(args: argparse.Namespace) -> int:
     if args.dataset != "digits":
         raise EvopruneError(f"--dataset: expected digits, got {args.dataset!r}")
     out = args.out or Path("runs") / f"train-weights-{args.method}-s{args.seed}"
-    if (out / "result.json").exists():
-        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+    check_out(out)
     job = {"method": "train-weights", "optimizer": args.method, "dataset": "digits",
            "seed": args.seed, "seconds": args.seconds}  # fmt: skip
     job = {k: v for k, v in job.items() if v is not None}
