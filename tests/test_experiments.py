@@ -261,6 +261,19 @@ GOOD_YAML = """
         (("method: ga}", "method: ga, objective: acuracy}"), "objective: expected"),
         (("method: ga}", "method: ga, population: 1}"), "population: expected at least 2"),
         (("method: ga}", "method: ga, datset: moons}"), ", data_dir, dataset, device,"),
+        (("method: ga}", "method: ga, init: unifrom}"), "init: expected one of"),
+        (
+            ("label: GA, method: ga}", "label: EP, method: edge-popup, sparsity: 1.5}"),
+            "sparsity: expected a fraction in [0, 1)",
+        ),
+        (
+            (
+                "label: GA, method: ga}",
+                "label: GA, method: ga}\n    - {label: EP, method: edge-popup, "
+                "sparsity: {mean_of: GA, field: sparsty}}",
+            ),
+            "did you mean 'sparsity'",
+        ),
         # a YAML syntax error names its line and column (the list's ']' is missing)
         (("dataset: [moons]", "dataset: [moons"), "spec.yaml:5:6: not valid YAML (expected ','"),
     ],

@@ -265,7 +265,22 @@ def _check_grid(grid: Any, source: str, where: str) -> dict[str, list[Any]]:
                     raise EvopruneError(
                         f"{source}: {here}.{key}: expected {{mean_of: LABEL, field: NAME}}"
                     )
+                _check_field(value["field"], source, f"{here}.{key}.field")
     return out
+
+
+def _check_field(name: Any, source: str, where: str) -> None:
+    """A reference's result field: any name a run may write, but not a near miss of a standard
+    one (``sparsty``), which would only fail once the referenced runs have finished."""
+    import difflib
+
+    from evoprune.results import RESULT_FIELDS
+
+    near = difflib.get_close_matches(str(name), RESULT_FIELDS, n=1, cutoff=0.8)
+    if near and near[0] != name:
+        raise EvopruneError(
+            f"{source}: {where}: no result field {name!r}; did you mean {near[0]!r}?"
+        )
 
 
 def _check_job(run: Run, source: str, profile: str) -> None:
@@ -289,11 +304,11 @@ def _check_job(run: Run, source: str, profile: str) -> None:
 
 
 def _check_values(job: dict[str, Any]) -> None:
-    """The values a misspelling breaks (dataset, arch, objective, the GA's settings), checked
-    before the first run instead of failing in every run of a long sweep."""
+    """The values a misspelling breaks (dataset, arch, init, sparsity, objective, the GA's
+    settings), checked before the first run instead of failing in every run of a long sweep."""
     from evoprune.data import DATASETS
     from evoprune.ga.config import VARIANTS
-    from evoprune.nets import ARCHS, is_conv_arch, parse_arch
+    from evoprune.nets import ARCHS, INITS, is_conv_arch, parse_arch
 
     if "data" not in job and job.get("dataset", "moons") not in DATASETS:  # studies name none
         raise EvopruneError(
@@ -303,6 +318,11 @@ def _check_values(job: dict[str, Any]) -> None:
     named = isinstance(arch, str) and arch.strip().upper() in ARCHS
     if arch is not None and not named and not is_conv_arch(arch):
         parse_arch(arch, *_ends(arch))  # its form only: the data's widths are not known here
+    if job.get("init") is not None and job["init"] not in INITS:
+        raise EvopruneError(f"init: expected one of {', '.join(INITS)}, got {job['init']!r}")
+    sparsity = job.get("sparsity")  # a number, or a reference filled in later
+    if isinstance(sparsity, int | float) and not 0 <= sparsity < 1:
+        raise EvopruneError(f"sparsity: expected a fraction in [0, 1), got {sparsity}")
     if job["method"] in VARIANTS:  # the GA family: its objective and settings
         from evoprune.ga.job import ga_config
         from evoprune.objectives import get_objective
