@@ -851,6 +851,10 @@ def test_cli_results_stats_report(swept, tmp_path, capsys):
     assert main(["stats", str(swept)]) == 0
     out = capsys.readouterr().out
     assert "moons" in out and "circles" in out and "EP (adapted)" in out and "ci_high" in out
+    assert main(["stats", str(swept), "--metric", "test_acc"]) == 0  # the name results prints
+    assert capsys.readouterr().out == out
+    assert main(["stats", str(swept), "--metric", "acc"]) == 2
+    assert "e.g. train_accuracy, test_accuracy" in capsys.readouterr().err
     assert main(["report", str(swept), "--out", str(tmp_path / "r.html")]) == 0
     assert "6 figures" in capsys.readouterr().out
 

@@ -100,6 +100,10 @@ def _sweep(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+# the short names `results` prints, for the fields they stand for
+SHORT_NAMES = {"test_acc": "test_accuracy", "train_acc": "train_accuracy"}
+
+
 def _results(args: argparse.Namespace) -> int:
     from evoprune.experiments.tables import load_results, plan_status, summarise
 
@@ -158,8 +162,13 @@ def _stats(args: argparse.Namespace) -> int:
         df = df[df["spec"] == spec]
     if df.empty:
         raise EvopruneError(f"stats: no finished runs{f' of spec {spec}' if spec else ''}")
+    args.metric = SHORT_NAMES.get(args.metric, args.metric)  # as `results` prints them
     if args.metric not in df:
-        raise EvopruneError(f"--metric: no column {args.metric!r} in the results")
+        numeric = [c for c in df.select_dtypes("number") if c not in ("seed", "classes")]
+        close = [c for c in numeric if "accuracy" in c or "sparsity" in c or "f1" in c]
+        raise EvopruneError(
+            f"--metric: no column {args.metric!r} in the results; e.g. {', '.join(close[:8])}"
+        )
     fits = mixed_model_tables(
         df,
         value=args.metric,
