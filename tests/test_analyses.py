@@ -253,10 +253,12 @@ def test_without_out_the_analyses_write_beside_the_ticket(ga_run, tmp_path):
     ticket = tmp_path / "run" / "ticket.npz"
     ticket.parent.mkdir()
     shutil.copy(ga_run / "ticket.npz", ticket)
+    run = str(ticket.parent)  # a run folder stands for its ticket
     assert main(["analyze", "landscape", str(ticket), "--grid", "3", "--quiet"]) == 0
-    assert main(["analyze", "hessian", str(ticket), "--top", "2"]) == 0
-    assert main(["analyze", "graph", str(ticket)]) == 0
-    assert main(["export", str(ticket)]) == 0
+    assert main(["analyze", "hessian", run, "--top", "2"]) == 0
+    assert main(["analyze", "graph", run]) == 0
+    assert main(["export", run]) == 0
+    assert main(["evaluate", run]) == 0
     assert {p.name for p in ticket.parent.iterdir()} >= {"landscape.npz", "landscape.png",
                                                          "hessian.json", "graph.png",
                                                          "graph.csv", "network.pt"}  # fmt: skip

@@ -115,7 +115,7 @@ class Ticket:
     @classmethod
     def load(cls, path: str | Path) -> Ticket:
         """Read a ticket; a missing, truncated, tampered or foreign file is an `EvopruneError`."""
-        path = Path(path)
+        path = ticket_path(path)
         if not path.is_file():
             raise EvopruneError(f"{path}: no such ticket file")
         try:
@@ -152,6 +152,12 @@ class Ticket:
 
 def _checksum(packed: bytes, header: bytes) -> str:
     return hashlib.sha256(packed + b"\0" + header).hexdigest()
+
+
+def ticket_path(path: str | Path) -> Path:
+    """`path`, or the ticket.npz in it when it is a run folder."""
+    path = Path(path)
+    return path / "ticket.npz" if path.is_dir() and (path / "ticket.npz").is_file() else path
 
 
 def export_state_dict(ticket: Ticket, path: str | Path) -> Path:

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Score w = w_ticket + delta*d1 + eta*d2 on the training data for a GRID x GRID "
         "grid of (delta, eta) in [-span, span]^2. Default data: the ticket's own dataset.",
     )
-    q.add_argument("ticket", type=Path, help="a ticket.npz")
+    q.add_argument("ticket", type=Path, help="a ticket.npz, or its run folder")
     add_data_args(q, required=False)
     q.add_argument("--grid", type=int, default=41, help="points per axis, odd (default 41)")
     q.add_argument("--span", type=float, default=1.0, help="delta, eta in [-span, span] (1.0)")
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "to the ticket's surviving weights (and biases with --biases): the whole spectrum when "
         "there are at most 3,000 of them, else the largest --top by Lanczos.",
     )
-    q.add_argument("ticket", type=Path, help="a ticket.npz")
+    q.add_argument("ticket", type=Path, help="a ticket.npz, or its run folder")
     add_data_args(q, required=False)
     q.add_argument("--top", type=int, help="only the K largest eigenvalues (Lanczos; default all)")
     q.add_argument("--biases", action="store_true", help="include every bias")
@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="SOURCE: a sweep folder (the tickets of one cell: --dataset, --arch, "
         "--label, --classes pick it) or one ticket.npz. Writes FILE.png and FILE.csv.",
     )
-    q.add_argument("source", type=Path, help="sweep folder or ticket.npz")
+    q.add_argument("source", type=Path, help="sweep folder, run folder or ticket.npz")
     q.add_argument("--dataset", help="the cell's dataset")
     q.add_argument("--arch", help="the cell's architecture (A-D or a layer list)")
     q.add_argument("--label", help="the cell's arm label (e.g. GA)")
@@ -128,7 +128,7 @@ def _threads(n: int) -> None:
 
 def _landscape(args: argparse.Namespace) -> int:
     from evoprune.analysis.landscape import LandscapeConfig, ticket_landscape, write_landscape
-    from evoprune.ticket import Ticket
+    from evoprune.ticket import Ticket, ticket_path
 
     config = LandscapeConfig(args.grid, args.span, args.directions, args.params, args.seed)
     config.check()  # before any work
@@ -137,7 +137,7 @@ def _landscape(args: argparse.Namespace) -> int:
     L = ticket_landscape(
         ticket, _dataset(args), config, progress=not args.quiet and sys.stderr.isatty()
     )
-    out = args.out or args.ticket.parent
+    out = args.out or ticket_path(args.ticket).parent
     write_landscape(L, out)
     loss, acc = L.centre
     print(
@@ -150,7 +150,7 @@ def _landscape(args: argparse.Namespace) -> int:
 
 def _hessian(args: argparse.Namespace) -> int:
     from evoprune.analysis.hessian import ticket_hessian, write_hessian
-    from evoprune.ticket import Ticket
+    from evoprune.ticket import Ticket, ticket_path
 
     if args.top is not None and args.top < 1:
         raise EvopruneError(f"--top: expected a positive number, got {args.top}")
@@ -159,7 +159,7 @@ def _hessian(args: argparse.Namespace) -> int:
     h = ticket_hessian(
         ticket, _dataset(args), top=args.top, biases=args.biases, method=args.method, seed=args.seed
     )
-    out = args.out or args.ticket.parent
+    out = args.out or ticket_path(args.ticket).parent
     write_hessian(h, out)
     ev = h.eigenvalues
     print(
@@ -171,10 +171,11 @@ def _hessian(args: argparse.Namespace) -> int:
 
 def _graph(args: argparse.Namespace) -> int:
     from evoprune.analysis.graph import ticket_graph, write_graph
-    from evoprune.ticket import Ticket
+    from evoprune.ticket import Ticket, ticket_path
 
     if args.out is not None and args.out.suffix.lower() != ".png":
         raise EvopruneError(f"--out: expected a .png file name, got {str(args.out)!r}")
+    args.source = ticket_path(args.source)  # a run folder: its ticket
     if args.source.is_file():
         tickets = [Ticket.load(args.source)]
         title = f"ticket {args.source}"

@@ -77,12 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_search)
 
     p = sub.add_parser("evaluate", help="score a ticket on its dataset (or another)")
-    p.add_argument("ticket", type=Path, help="a ticket.npz written by a run")
+    p.add_argument("ticket", type=Path, help="a ticket.npz written by a run, or its folder")
     add_data_args(p, required=False)
     p.set_defaults(run=run_evaluate)
 
     p = sub.add_parser("export", help="write a ticket's masked network as a torch state_dict")
-    p.add_argument("ticket", type=Path, help="a ticket.npz written by a run")
+    p.add_argument("ticket", type=Path, help="a ticket.npz written by a run, or its folder")
     p.add_argument(
         "--out",
         type=Path,
@@ -295,8 +295,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from evoprune.ticket import Ticket, export_state_dict
+    from evoprune.ticket import Ticket, export_state_dict, ticket_path
 
+    args.ticket = ticket_path(args.ticket)
     if args.ticket.is_dir() or args.ticket.name == "network.npz":  # a selection-prune run
         from evoprune.cli.selection import run_export_selection
 
