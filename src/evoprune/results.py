@@ -61,7 +61,10 @@ def base_result(job: dict[str, Any], ds: Dataset, layers: list[int] | None) -> d
     """The fields every result.json starts with: what ran, on what, and with which code."""
     return {
         "method": job["method"],
-        "dataset": ds.config.get("name", ds.name),
+        # a user's file by its name (two files must not share the label "file")
+        "dataset": Path(ds.config["path"]).name
+        if "path" in ds.config
+        else ds.config.get("name", ds.name),
         "classes": ds.n_classes,
         "arch": layers,
         "seed": job.get("seed", 0),

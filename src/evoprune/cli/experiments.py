@@ -203,10 +203,15 @@ def _report(args: argparse.Namespace) -> int:
         raise EvopruneError(f"--out {args.out}: is a folder; expected an .html file name")
     summary = build_report(args.folders, args.out)
     print(
-        f"wrote {summary.path}: {len(summary.figures)} figures ({', '.join(summary.figures)}), "
-        f"{summary.tables} tables, {summary.runs} runs"
+        f"wrote {summary.path}: {_count(len(summary.figures), 'figure')} "
+        f"({', '.join(summary.figures) or 'none for these specs'}), "
+        f"{_count(summary.tables, 'table')}, {_count(summary.runs, 'run')}"
     )
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _pd_display():
