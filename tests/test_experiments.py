@@ -837,6 +837,22 @@ def test_report_is_self_contained_with_figures_tables_and_provenance(swept, tmp_
         )
 
 
+def test_a_spec_of_ones_own_gets_its_arms_side_by_side(tmp_path):
+    own = {**TINY_SPEC, "name": "mine", "title": "My comparison"}
+    own.pop("figure")
+    run_sweep(parse_spec(own), "quick", tmp_path / "s", executor=InlineExecutor(), fn=fake_job,
+              progress=False)  # fmt: skip
+    summary = build_report([tmp_path / "s"], tmp_path / "r.html")
+    page = summary.path.read_text()
+    assert summary.figures == ("mine",) and "<h1>My comparison</h1>" in page
+    assert "Reproducing Schönberger" not in page  # not one of the paper's figures
+    table = page.split('id="summary-mine"')[1].split("</table>")[0]
+    assert table.index(">GA<") < table.index(">EP (50%)<") < table.index(">EP (adapted)<")
+    assert "moons (2 classes)" in table and "Mixed model" in page
+    with pytest.raises(EvopruneError, match="figure: expected one of fig3,"):
+        parse_spec({**own, "figure": "mine"})
+
+
 def test_cli_results_stats_report(swept, tmp_path, capsys):
     from evoprune.cli import main
 

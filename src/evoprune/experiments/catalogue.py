@@ -143,6 +143,18 @@ FIGURES: dict[str, Figure] = {
 }
 
 
+# what a spec without a known `figure` gets: its arms side by side
+GENERIC = "arms"
+FIGURES[GENERIC] = Figure(
+    "Test accuracy and sparsity per arm",
+    figures.prepare_arms,
+    "bars",
+    "Mean test accuracy and sparsity with 95% CIs per dataset, architecture and arm; the "
+    "mixed-model comparison is below.",
+    mixed_model=True,
+)
+
+
 RENDERERS: dict[str, Callable[[pd.DataFrame, str], MplFigure]] = {
     "bars": draw.draw_bars,
     "init_bars": draw.draw_init_bars,

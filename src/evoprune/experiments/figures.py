@@ -111,6 +111,22 @@ def prepare_fig6(runs: pd.DataFrame, spec: str = "fig6") -> pd.DataFrame:
     )
 
 
+def prepare_arms(runs: pd.DataFrame, spec: str) -> pd.DataFrame:
+    """A spec without a figure of its own: test accuracy and sparsity per dataset (with its
+    class count), architecture and arm."""
+    sub = _runs_of(runs, spec)
+    if not sub.empty:
+        classes = pd.to_numeric(sub["classes"], errors="coerce")
+        names = [
+            f"{d} ({int(c)} classes)" if pd.notna(c) else str(d)
+            for d, c in zip(sub["dataset"], classes, strict=True)
+        ]
+        sub = sub.assign(dataset=names, arch_name=sub["arch_name"].fillna("-"))
+    return prepare_summary(
+        sub, spec, ["dataset", "arch_name", "label"], ["test_accuracy", "sparsity"]
+    )
+
+
 def prepare_by_classes(
     runs: pd.DataFrame, spec: str, metrics: Sequence[str] = ("test_accuracy",)
 ) -> pd.DataFrame:

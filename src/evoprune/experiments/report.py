@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from evoprune.errors import EvopruneError
-from evoprune.experiments.catalogue import FIGURES, RENDERERS
+from evoprune.experiments.catalogue import FIGURES, GENERIC, RENDERERS
 from evoprune.experiments.draw import save
 from evoprune.experiments.paper import CLAIMS, paper_vs_ours
 from evoprune.experiments.stats import mixed_model_tables
@@ -70,13 +70,17 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
     meta = load_meta(folders)
     fig_dir = out.with_name(out.stem + "_figures")
     parts = [_header(folders, everything, meta)]
+    titles = dict(zip(meta["spec"], meta["title"], strict=True))
     figures: list[str] = []
     n_tables = 0
     for spec, figure_name in _figures_to_draw(meta, runs):
         fig = FIGURES[figure_name]
         frame = fig.prepare(runs, history, spec) if fig.needs_history else fig.prepare(runs, spec)
         sub = runs[runs["spec"] == spec]
-        title = f"{fig.title}" + (f" ({spec})" if spec != figure_name else "")
+        if figure_name == GENERIC:  # the spec's own title
+            title = titles.get(spec) or spec
+        else:
+            title = f"{fig.title}" + (f" ({spec})" if spec != figure_name else "")
         parts.append(f"<h2 id='{html.escape(spec)}'>{html.escape(title)}</h2>")
         if frame.empty:
             parts.append("<p class='note'>No finished runs to draw.</p>")
@@ -140,15 +144,15 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
 
 
 def _figures_to_draw(meta: pd.DataFrame, runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """(spec, figure) pairs in the paper's figure order, for specs with a known figure."""
+    """(spec, figure) pairs in the catalogue's order; a spec without a known figure gets the
+    generic one (its arms side by side)."""
     pairs = {}
     for row in meta.itertuples():
         figure = row.figure if row.figure in FIGURES else row.spec
-        if figure in FIGURES:
-            pairs[row.spec] = figure
+        pairs[row.spec] = figure if figure in FIGURES else GENERIC
     for spec in dict.fromkeys(runs["spec"]):  # stores without meta rows
-        if spec not in pairs and spec in FIGURES:
-            pairs[spec] = spec
+        if spec not in pairs:
+            pairs[spec] = spec if spec in FIGURES else GENERIC
     order = list(FIGURES)
     return sorted(pairs.items(), key=lambda kv: (order.index(kv[1]), kv[0]))
 
@@ -172,11 +176,25 @@ def _header(folders: list[Path], runs: pd.DataFrame, meta: pd.DataFrame) -> str:
         f"<li>versions: {html.escape('; '.join(versions) or 'unknown')}</li>",
         f"<li>generated: {dt.datetime.now().isoformat(timespec='seconds')}</li>",
     ]
+    titles = list(dict.fromkeys(t for t in meta["title"] if t))
+    heading = "; ".join(titles) if len(titles) <= 2 else f"evoprune: {len(titles)} experiments"
+    paper = any(f in PAPER_FIGURES for f in meta["figure"])
     return (
-        "<h1>evoprune: reproducing Schönberger et al. (arXiv 2508.08877)</h1><ul>"
+        f"<h1>{html.escape(heading)}</h1>"
+        + (
+            "<p>Reproducing Schönberger et al. (arXiv 2508.08877); figure numbers are the "
+            "paper's.</p>"
+            if paper
+            else ""
+        )  # fmt: skip
+        + "<ul>"
         + "".join(items)
         + "</ul>"
     )
+
+
+# the figures of Schönberger et al. (arXiv 2508.08877) and its digits Hessian analysis
+PAPER_FIGURES = {f"fig{i}" for i in range(1, 12)} | {"hessian"}
 
 
 def _seeds_per_cell(frame: pd.DataFrame) -> str:

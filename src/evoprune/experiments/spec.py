@@ -6,7 +6,7 @@ every other axis sets one job key. A profile picks the seeds and the per-method 
 
     name: fig3
     title: GA vs GA (adaptive AB) on moons and circles
-    figure: fig3                    # which figure the report draws from these runs
+    figure: fig3                    # the report's figure (default: the arms side by side)
     grid:                           # a mapping (one product) or a list of them (their union)
       dataset: [moons, circles]
       arch: [A, B, C, D]
@@ -208,6 +208,14 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
                 )
             if not isinstance(settings, dict):
                 raise EvopruneError(f"{source}: {where}.budget.{method}: expected a mapping")
+    if "figure" in data:
+        from evoprune.experiments.catalogue import FIGURES
+
+        if data["figure"] not in FIGURES:
+            raise EvopruneError(
+                f"{source}: figure: expected one of {', '.join(FIGURES)} (leave it out for the "
+                f"arms side by side), got {data['figure']!r}"
+            )
     name = str(data["name"])
     spec = Spec(
         name=name,
