@@ -273,7 +273,7 @@ def test_without_out_the_analyses_write_beside_the_ticket(ga_run, tmp_path):
         ["analyze", "landscape", "{t}", "--dataset", "moons", "--out", "{o}"],
         ["analyze", "hessian", "{t}", "--top", "0", "--out", "{o}"],
         ["analyze", "hessian", "{t}", "--method", "lanczos", "--top", "100000", "--out", "{o}"],
-        ["analyze", "graph", "{r}", "--out", "{o}/g.png"],
+        ["analyze", "graph", "{o}", "--out", "{t}.png"],  # neither a sweep nor a run
         ["analyze", "graph", "{t}", "--out", "{o}/g.svg"],
         ["plot", "history", "{o}"],
         ["analyze", "landscape", "{t}", "--directions", "sideways", "--out", "{o}"],
