@@ -13,12 +13,14 @@ records it from disk instead of running it again. Leftover ``.tmp-*`` folders ar
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,23 @@ def run_sweep(
         raise EvopruneError("sweep: give at least one spec")
     out = Path(out) if out is not None else Path("runs") / f"{spec_list[0].name}-{profile}"
     fn = fn or default_job_fn
+    with _lock(out):
+        return _sweep(
+            spec_list, profile, out, executor, workers, ray_address, fn, progress, started
+        )
+
+
+def _sweep(
+    spec_list: list[Spec],
+    profile: str,
+    out: Path,
+    executor: str | Executor,
+    workers: int | None,
+    ray_address: str | None,
+    fn: JobFn,
+    progress: bool,
+    started: float,
+) -> SweepSummary:
     store = Store(out)
     runs_dir = out / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +162,22 @@ def run_sweep(
         errors=tuple(errors),
         **counts,
     )
+
+
+@contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.sweep.lock`` while sweeping: a second sweep into the same folder would run
+    the runs the first has not recorded yet a second time. The lock goes when the file closes
+    (or the process dies)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".sweep.lock", "ab") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EvopruneError(
+                f"{out}: another sweep is writing to it; wait for it to end or choose another --out"
+            ) from None
+        yield
 
 
 class _LazyExecutor:
