@@ -967,3 +967,9 @@ def test_a_second_sweep_into_the_same_folder_is_refused_while_one_runs(tmp_path)
     s = run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(),
                   fn=fake_job, progress=False)  # fmt: skip
     assert s.ran == 24  # free again once the first has ended
+
+
+def test_a_sweep_logged_to_a_file_prints_lines_not_a_bar(tmp_path, capsys):
+    run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(), fn=fake_job)
+    err = capsys.readouterr().err  # pytest's stderr is no terminal
+    assert "sweep tiny [quick]: 24/24 runs, 0 s" in err and "\r" not in err

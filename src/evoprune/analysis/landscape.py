@@ -190,9 +190,9 @@ def landscape(
     step = MLP_POINTS if fast else _grid_step(model, X, len(coeffs), config.memory_mb)
     chunks = range(0, len(coeffs), step)
     if progress:
-        from tqdm.auto import tqdm
+        from evoprune.progress import progress_bar
 
-        chunks = tqdm(chunks, desc="landscape", unit="chunk")
+        chunks = progress_bar(chunks, desc="landscape", unit="chunk")
     mlp = _FirstLayer(model, state, d1, d2, X) if fast else None
     for c0 in chunks:
         part = coeffs[c0 : c0 + step]  # (p, 2)

@@ -12,7 +12,6 @@ paper's ranges.
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -195,7 +194,8 @@ def tune_backprop(
     `cv` times. With ``n_jobs=1`` a progress bar counts the fits; with parallel jobs it stays off.
     """
     from sklearn.model_selection import RandomizedSearchCV
-    from tqdm.auto import tqdm
+
+    from evoprune.progress import progress_bar
 
     for name, value in (("n_iter", n_iter), ("cv", cv)):
         if not isinstance(value, int) or value < (2 if name == "cv" else 1):
@@ -204,13 +204,8 @@ def tune_backprop(
             )
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
-    bar = tqdm(
-        total=n_iter * cv,
-        desc="tune-backprop",
-        unit="fit",
-        leave=False,
-        disable=not (progress and n_jobs == 1 and sys.stderr.isatty()),
-    )
+    bar = progress_bar(total=n_iter * cv, desc="tune-backprop", unit="fit",
+                       enabled=progress and n_jobs == 1, leave=False)  # fmt: skip
 
     def accuracy_and_tick(estimator: Any, X_val: Any, y_val: Any) -> float:
         bar.update(1)  # the scorer runs once per (candidate, fold)

@@ -329,18 +329,10 @@ def edge_popup(
 def epoch_bar(
     total: int, desc: str, progress: bool, key: str = "train_loss"
 ) -> Iterator[Callable[[dict[str, Any]], None]]:
-    """A tqdm bar over epochs (on stderr, only on a terminal) and its per-epoch callback."""
-    import sys
+    """A progress bar over epochs (`evoprune.progress`) and its per-epoch callback."""
+    from evoprune.progress import progress_bar
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=total,
-        desc=desc,
-        unit="epoch",
-        leave=False,
-        disable=not (progress and sys.stderr.isatty()),
-    )
+    bar = progress_bar(total=total, desc=desc, unit="epoch", enabled=progress, leave=False)
 
     def tick(row: dict[str, Any]) -> None:
         bar.update(1)

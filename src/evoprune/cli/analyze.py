@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from evoprune.errors import EvopruneError
@@ -134,9 +133,7 @@ def _landscape(args: argparse.Namespace) -> int:
     config.check()  # before any work
     _threads(args.threads)
     ticket = Ticket.load(args.ticket)
-    L = ticket_landscape(
-        ticket, _dataset(args), config, progress=not args.quiet and sys.stderr.isatty()
-    )
+    L = ticket_landscape(ticket, _dataset(args), config, progress=not args.quiet)
     out = args.out or ticket_path(args.ticket).parent
     write_landscape(L, out)
     loss, acc = L.centre

@@ -240,7 +240,7 @@ def run_search(args: argparse.Namespace) -> int:
         r = run_ga_job(
             job,
             out,
-            progress=not args.quiet and sys.stderr.isatty(),
+            progress=not args.quiet,
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
         )

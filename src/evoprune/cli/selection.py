@@ -7,7 +7,6 @@ sweeps do, prints a summary.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +112,7 @@ def run_selection_prune(args: argparse.Namespace) -> int:
         data = Path(str(job.get("data") or job["dataset"])).stem
         out = Path("runs") / f"selection-{data}-{job['dynamics']}-s{args.seed}"
     check_out(out)
-    r = run_selection_job(job, out, progress=not args.quiet and sys.stderr.isatty())
+    r = run_selection_job(job, out, progress=not args.quiet)
     print(
         f"selection-prune {r['dataset']} {r['arch']} {r['dynamics']} seed {r['seed']}: "
         f"dense {_fmt(r['test_accuracy_dense'])}, trained with dynamics {r['test_accuracy']:.4f}, "

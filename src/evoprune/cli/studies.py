@@ -134,9 +134,8 @@ def run_hpo(args: argparse.Namespace) -> int:
 
 
 def run_minimize(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from evoprune.io import provenance
+    from evoprune.progress import progress_bar
     from evoprune.results import write_run_dir
     from evoprune.studies.minimize import METHODS, check, minimize_seeds, summarise
 
@@ -154,7 +153,9 @@ def run_minimize(args: argparse.Namespace) -> int:
     check_out(out)
     seeds = list(range(args.seeds))
     summary, runs, history = {}, [], []
-    for m in tqdm(methods, desc=f"minimize {args.function}-{args.dim}", disable=args.quiet):
+    bar = progress_bar(methods, desc=f"minimize {args.function}-{args.dim}", unit="method",
+                       enabled=not args.quiet)  # fmt: skip
+    for m in bar:
         results = minimize_seeds(args.function, args.dim, m, args.budget, seeds)
         summary[m] = summarise(results)
         for r in results:

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from evoprune.errors import EvopruneError
 from evoprune.experiments.executors import EXECUTORS, Executor, JobFn, Payload, make_executor
 from evoprune.experiments.spec import Run, Spec, load_spec
 from evoprune.experiments.store import Store
+from evoprune.progress import progress_bar
 
 RUNS_DIR = "runs"
 
@@ -124,13 +123,8 @@ def _sweep(
     total = len({p.run.key for p in first}) + len({_deferred_id(p) for p in second})
     own = isinstance(executor, str)
     ex = _LazyExecutor(executor, workers, ray_address)
-    bar = tqdm(
-        total=total,
-        desc=f"sweep {'+'.join(s.name for s in spec_list)} [{profile}]",
-        unit="run",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    desc = f"sweep {'+'.join(s.name for s in spec_list)} [{profile}]"
+    bar = progress_bar(total=total, desc=desc, unit="runs", enabled=progress)
     try:
         for stage, pending in enumerate((first, second)):
             if stage == 1:

@@ -237,16 +237,9 @@ def ops_sparsity(pop: torch.Tensor) -> torch.Tensor:
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from evoprune.progress import progress_bar
 
-    return tqdm(
-        total=total,
-        desc="generations",
-        unit="gen",
-        disable=not enabled,
-        leave=False,
-        dynamic_ncols=True,
-    )
+    return progress_bar(total=total, desc="generations", unit="gen", enabled=enabled, leave=False)
 
 
 @contextmanager

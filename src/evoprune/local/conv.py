@@ -290,15 +290,10 @@ def conv_local_search(
     start_loss = float(state.loss())
     history: list[dict[str, Any]] = []
     n, flips_scored, accepted = len(y), 0, 0
-    from tqdm.auto import tqdm
+    from evoprune.progress import progress_bar
 
-    bar = tqdm(
-        total=config.max_passes,
-        desc="conv local search",
-        unit="pass",
-        disable=not progress,
-        leave=False,
-    )
+    bar = progress_bar(total=config.max_passes, desc="conv local search", unit="pass",
+                       enabled=progress, leave=False)  # fmt: skip
     for p in range(config.max_passes):
         accepted_before = accepted
         head_units = torch.randperm(state.m3.shape[0], generator=gen).tolist()

@@ -302,12 +302,11 @@ class LocalSearch:
 
     def run(self, checkpoint: Path | None = None, every: int = 0, fingerprint=None) -> np.ndarray:
         """Search until done; returns the best mask ``(n_bits,)`` bool."""
-        from tqdm.auto import tqdm
+        from evoprune.progress import progress_bar
 
         cfg, pos = self.cfg, self.pos
         n_starts = len(self.init_masks) if self.init_masks is not None else cfg.starts
-        bar = tqdm(desc="local search", unit="pass", disable=not self.progress, leave=False,
-                   dynamic_ncols=True)  # fmt: skip
+        bar = progress_bar(desc="local search", unit="pass", enabled=self.progress, leave=False)
         bar.update(pos.total_passes)
         if checkpoint is not None and every:
             self.last_snapshot = self.snapshot(fingerprint)

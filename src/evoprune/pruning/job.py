@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
+from evoprune.progress import progress_bar
 from evoprune.pruning.cmaes import CMAConfig, cmaes_search
 from evoprune.pruning.dense import (
     DenseConfig,
@@ -221,7 +221,8 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
             start_densities = (
                 [float(m.float().mean()) for m in masks] if cma.start == "synflow" else None
             )
-            with tqdm(total=cma.generations, desc=method, disable=not progress, leave=False) as bar:
+            with progress_bar(total=cma.generations, desc=method, unit="generation",
+                              enabled=progress, leave=False) as bar:  # fmt: skip
                 found = cmaes_search(net, k, split, cma, seed, start_densities,
                                      lambda g: bar.update(1), survival)  # fmt: skip
             masks, history = found.masks, found.history

@@ -152,11 +152,11 @@ def run_selection_job(
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        from tqdm.auto import tqdm
+        from evoprune.progress import progress_bar
 
         total = n_epochs_total(train_config, levels, controls)
-        with tqdm(
-            total=total, desc=f"selection {config.dynamics}", unit="epoch", disable=not progress
+        with progress_bar(
+            total=total, desc=f"selection {config.dynamics}", unit="epoch", enabled=progress
         ) as bar:
             run = run_selection(
                 ds, layers, config, train_config, levels, seed, controls, bar.update

@@ -388,7 +388,7 @@ def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[s
     summary (best_val_f1, test_f1, n_trials, wall_seconds, sampler_seconds_per_trial, ...)."""
     import multiprocessing as mp
 
-    from tqdm import tqdm
+    from evoprune.progress import progress_bar
 
     optuna = _optuna()
     cfg.check()
@@ -412,8 +412,8 @@ def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[s
               for w in range(1, cfg.workers)]  # fmt: skip
     for p in others:
         p.start()
-    bar = tqdm(total=cfg.trials, desc=f"hpo {cfg.sampler}/{cfg.objective}/{cfg.space}",
-               unit="trial", disable=not progress)  # fmt: skip
+    bar = progress_bar(total=cfg.trials, desc=f"hpo {cfg.sampler}/{cfg.objective}/{cfg.space}",
+                       unit="trial", enabled=progress)  # fmt: skip
     try:
         work(cfg, out, 0, bar)
     finally:

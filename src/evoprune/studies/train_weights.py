@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from evoprune.errors import EvopruneError
+from evoprune.progress import progress_bar
 from evoprune.seeding import numpy_generator, torch_generator
 from evoprune.studies.training import Splits, accuracy, load_splits, macro_f1, make_mlp, train_adam
 
@@ -184,7 +184,7 @@ def _population(
     history: list[dict[str, float]] = []
     evaluations = 0
     clock = _Clock(budget, cfg.record_every)
-    bar = tqdm(total=round(budget, 1), desc=cfg.method, unit="s", disable=not progress)
+    bar = progress_bar(total=round(budget, 1), desc=cfg.method, unit="s", enabled=progress)
 
     def score(flat: np.ndarray) -> None:  # the curve; its time is not charged to the method
         used = clock.lap()
