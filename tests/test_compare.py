@@ -56,3 +56,9 @@ def test_compare_of_different_networks_names_each_runs_data(tmp_path, capsys):
     assert lines[0].split()[:5] == ["run", "dataset", "network", "seed", "method"]
     assert lines[1].split()[1:5] == ["digits", "64-20-2", "1", "ga"]
     assert lines[2].split()[1:5] == ["digits", "64-20-2", "2", "ga"]
+
+
+def test_compare_of_a_sweep_folder_points_to_results(tmp_path, capsys):
+    (tmp_path / "results.sqlite").write_bytes(b"")
+    assert main(["compare", str(tmp_path)]) == 2
+    assert f"`evoprune results {tmp_path}` sums it up" in capsys.readouterr().err

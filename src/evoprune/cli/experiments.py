@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("results", help="the runs of a sweep as a table or CSV")
     p.add_argument("folders", nargs="+", type=Path, help="sweep folder(s) (runs/NAME)")
-    p.add_argument("--csv", type=Path, help="write every run (all columns) to this CSV file")
+    p.add_argument("--csv", type=Path, help="also write every run (all columns) to this CSV file")
     p.add_argument("--all", action="store_true", help="include failed runs")
     p.set_defaults(run=_results)
 
@@ -113,7 +113,6 @@ def _results(args: argparse.Namespace) -> int:
     if args.csv:
         write_atomic(args.csv, df.to_csv(index=False))
         print(f"wrote {len(df)} runs to {args.csv}")
-        return 0
     if df.empty:
         print("no finished runs")
         return 0

@@ -217,7 +217,11 @@ def run_search(args: argparse.Namespace) -> int:
         **{k: getattr(args, k) for k in LOCAL_FLAGS},
     }
     job = {k: v for k, v in job.items() if v is not None}
-    ga_config(job)  # validate before touching the disk
+    config = ga_config(job)  # validate before touching the disk
+    if args.max_generations is not None and args.max_generations < config.min_generations:
+        print(f"note: --max-generations {args.max_generations} is below --min-generations "
+              f"{config.min_generations}; the search stops at {args.max_generations}",
+              file=sys.stderr)  # fmt: skip
     if args.checkpoint_every < 0:
         raise EvopruneError(f"--checkpoint-every: expected K >= 0, got {args.checkpoint_every}")
     out = args.out or default_out(job)
