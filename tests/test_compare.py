@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from evoprune.cli import main
 
+SEARCH = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A"]
 FAST = ["--population", "10", "--min-generations", "3", "--max-generations", "3", "--quiet"]
 
 
 def test_compare_prints_one_line_per_run(tmp_path, capsys):
     for variant in ("ga", "ga-adaptive"):
         out = tmp_path / variant
-        args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--seed", "1"]
+        args = [*SEARCH, "--seed", "1"]
         assert main([*args, "--variant", variant, "--out", str(out), *FAST]) == 0
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "ga"), str(tmp_path / "ga-adaptive")]) == 0
@@ -38,18 +39,8 @@ def test_compare_of_an_unfinished_run_is_one_line(tmp_path, capsys):
 
 def test_compare_of_different_networks_names_each_runs_data(tmp_path, capsys):
     for seed in (1, 2):
-        args = [
-            "search",
-            "--dataset",
-            "digits",
-            "--classes",
-            "2",
-            "--arch",
-            "A",
-            "--seed",
-            str(seed),
-        ]
-        assert main([*args, "--out", str(tmp_path / f"s{seed}"), *FAST]) == 0
+        args = [*SEARCH, "--seed", str(seed), "--out", str(tmp_path / f"s{seed}"), *FAST]
+        assert main(args) == 0
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "s1"), str(tmp_path / "s2")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

@@ -960,10 +960,10 @@ def test_report_opens_in_headless_chromium(swept, tmp_path):
 def test_a_second_sweep_into_the_same_folder_is_refused_while_one_runs(tmp_path):
     from evoprune.experiments.sweep import _lock
 
-    with _lock(tmp_path):  # as a sweep running in another process holds it
-        with pytest.raises(EvopruneError, match="another sweep is writing to it"):
-            run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(),
-                      fn=fake_job, progress=False)  # fmt: skip
+    refused = pytest.raises(EvopruneError, match="another sweep is writing to it")
+    with _lock(tmp_path), refused:  # as a sweep running in another process holds the lock
+        run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(),
+                  fn=fake_job, progress=False)  # fmt: skip
     s = run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(),
                   fn=fake_job, progress=False)  # fmt: skip
     assert s.ran == 24  # free again once the first has ended
