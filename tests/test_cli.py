@@ -214,6 +214,32 @@ def test_user_csv_runs(tmp_path, capsys):
     assert code == 0
     result = json.loads((tmp_path / "r" / "result.json").read_text())
     assert result["classes"] == 2 and result["test_accuracy"] > 0.6
+    assert result["dataset"] == "mine.csv"
+
+    # new files keep the ticket's class numbering: the rows of one class alone score as they
+    # do within the whole file (the file's own sorted labels would make "yes" class 0)
+    lines = path.read_text().splitlines()
+    for label in ("yes", "no"):
+        part = tmp_path / f"{label}.csv"
+        part.write_text("\n".join([lines[0], *(x for x in lines[1:] if x.endswith(label))]))
+    right = 0
+    for name in ("mine", "yes", "no"):
+        args = [
+            "evaluate",
+            tmp_path / "r",
+            "--data",
+            tmp_path / f"{name}.csv",
+            "--target",
+            "answer",
+        ]
+        code, out, _ = run_cli(args, capsys)
+        n, acc = int(out.split(": ")[1].split()[0]), float(out.split("acc ")[1].split(",")[0])
+        right += round(n * acc) * (1 if name != "mine" else -1)
+    assert code == 0 and right == 0
+    (tmp_path / "other.csv").write_text("\n".join([*lines[:4], "1,2,3,maybe"]))
+    args = ["evaluate", tmp_path / "r", "--data", tmp_path / "other.csv", "--target", "answer"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "label 'maybe' is not one of the classes no, yes" in err
 
 
 def _search_cmd(out: Path, *extra: str) -> list[str]:

@@ -19,7 +19,7 @@ from evoprune.data.registry import dataset_from_config
 from evoprune.data.scaling import FeatureScaling
 from evoprune.errors import EvopruneError
 from evoprune.nets import build_mlp
-from evoprune.results import score
+from evoprune.results import score_splits
 from evoprune.ticket import Ticket
 
 FAST = ["--population", "10", "--min-generations", "3", "--max-generations", "3", "--quiet"]
@@ -128,11 +128,14 @@ def test_scaling_round_trips_through_result_and_ticket(wine_csv, tmp_path, capsy
         main(["evaluate", str(out / "ticket.npz"), "--data", str(new), "--target", "target"]) == 0
     )
     printed = capsys.readouterr().out
-    expected = load_file(new, "target", scaling=result["scaling"])
+    expected = load_file(new, "target", scaling=result["scaling"], labels=ticket.dataset["labels"])
     refitted = load_file(new, "target")
     assert not torch.allclose(expected.X_train, refitted.X_train)
-    m = score(build_mlp(ticket.layers, ticket.init, ticket.seed), ticket.mask, expected)
-    assert f"test acc {m['test_accuracy']:.4f}" in printed
+    rows = (torch.cat([expected.X_train, expected.X_test]),
+            torch.cat([expected.y_train, expected.y_test]))  # fmt: skip
+    model = build_mlp(ticket.layers, ticket.init, ticket.seed)
+    m = score_splits(model, ticket.mask, {"all": rows})
+    assert f"{len(rows[1])} rows, acc {m['all_accuracy']:.4f}" in printed
 
 
 def test_a_scaling_that_does_not_fit_the_data_is_one_line(wine_csv, tmp_path, capsys):

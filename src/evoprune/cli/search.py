@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from evoprune.cli.data import add_data_args, add_init_arg, check_out, data_job, default_out
 from evoprune.errors import EvopruneError
@@ -268,27 +269,31 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from evoprune.data.registry import dataset_from_config, load_file
+    import torch
+
+    from evoprune.data.registry import dataset_from_config
     from evoprune.jobkeys import job_dataset
-    from evoprune.results import score
+    from evoprune.results import score, score_splits
     from evoprune.ticket import Ticket
 
     ticket = Ticket.load(args.ticket)
-    fitted = isinstance(ticket.dataset.get("scaling"), dict)
-    if args.dataset is None and args.data is None:
-        ds = dataset_from_config(ticket.dataset)
-    elif args.data is not None and args.normalize is not False and fitted:
-        # new data, scaled by the ranges the ticket's training split was fitted with
-        job = data_job(args)
-        ds = load_file(job["data"], job.get("target"), 0, True, ticket.dataset["scaling"])
-    else:
-        ds = job_dataset(data_job(args))
     model = ticket.build_model()
     n_in = 784 if ticket.arch == "conv" else model[0].in_features
-    if ds.n_features != n_in:
-        raise EvopruneError(
-            f"{args.ticket}: the network takes {n_in} features, the dataset has {ds.n_features}"
+    if args.data is not None:  # new data: every row, with the ticket's classes and scaling
+        ds = _new_data(args, ticket)
+        _check_width(args.ticket, n_in, ds.n_features)
+        X, y = torch.cat([ds.X_train, ds.X_test]), torch.cat([ds.y_train, ds.y_test])
+        m = score_splits(model, ticket.mask, {"all": (X, y)})
+        print(
+            f"{ds.name}: {len(y)} rows, acc {m['all_accuracy']:.4f}, "
+            f"loss {m['all_loss']:.4f}, sparsity {ticket.sparsity:.3f}"
         )
+        return 0
+    if args.dataset is None:
+        ds = dataset_from_config(ticket.dataset)
+    else:
+        ds = job_dataset(data_job(args))
+    _check_width(args.ticket, n_in, ds.n_features)
     m = score(model, ticket.mask, ds)
     print(
         f"{ds.name}: train acc {m['train_accuracy']:.4f}, test acc {m['test_accuracy']:.4f}, "
@@ -296,6 +301,36 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"sparsity {ticket.sparsity:.3f}"
     )
     return 0
+
+
+def _new_data(args: argparse.Namespace, ticket: Any):
+    """A --data file for a ticket: its classes numbered as in the ticket's training data, its
+    features scaled by the ranges fitted there (unless --no-normalize, which is said)."""
+    from evoprune.data.registry import load_file
+
+    job = data_job(args)
+    trained = ticket.dataset
+    n_out = ticket.build_model()[-1].out_features if ticket.arch != "conv" else 10
+    labels = trained.get("labels") or list(range(n_out))  # built-in data: classes 0..C-1
+    fitted = trained.get("scaling") if isinstance(trained.get("scaling"), dict) else None
+    if fitted is not None and args.normalize is False:
+        print("note: the ticket was trained on scaled features; --no-normalize feeds them raw",
+              file=sys.stderr)  # fmt: skip
+        fitted = None
+    if fitted is not None:
+        normalize = True
+    elif args.normalize is None and trained.get("name") == "file":  # as it was trained
+        normalize = bool(trained.get("normalize"))
+    else:
+        normalize = args.normalize is not False
+    return load_file(job["data"], job.get("target"), 0, normalize, fitted, labels)
+
+
+def _check_width(ticket: Path, n_in: int, n_features: int) -> None:
+    if n_features != n_in:
+        raise EvopruneError(
+            f"{ticket}: the network takes {n_in} features, the dataset has {n_features}"
+        )
 
 
 def run_export(args: argparse.Namespace) -> int:

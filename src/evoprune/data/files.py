@@ -17,8 +17,12 @@ from evoprune.errors import EvopruneError
 MNIST_SEARCH = ("EVOPRUNE_DATA_DIR", "data", "../shared/data")
 
 
-def load_arrays(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(
+    path: Path, target: str | None, min_classes: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Features ``(n, f)`` float64 and raw labels ``(n,)`` from a CSV or NPZ file."""
+    if path.is_dir():
+        raise EvopruneError(f"{path}: a folder; expected a .csv or .npz file")
     if not path.is_file():
         raise EvopruneError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -31,7 +35,7 @@ def load_arrays(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]
         raise EvopruneError(f"{path}: expected at least 4 rows, got {len(X)}")
     if not np.isfinite(X).all():
         raise EvopruneError(f"{path}: features contain NaN or infinite values")
-    if len(np.unique(y)) < 2:
+    if len(np.unique(y)) < min_classes:
         raise EvopruneError(f"{path}: the target has only one class; need two or more")
     return X, y
 

@@ -127,28 +127,42 @@ def _to_dataset(
     normalize: bool,
     config: dict[str, Any],
     scaling: FeatureScaling | None = None,
+    labels: list[Any] | None = None,
 ) -> Dataset:
-    """Tensors from arrays; `scaling` (per-feature) replaces the paper's global min-max."""
+    """Tensors from arrays; `scaling` (per-feature) replaces the paper's global min-max.
+    Class i is the i-th of `labels` (default: the training split's sorted labels)."""
     X, y, Xt, yt = (np.asarray(a) for a in arrays)
     if scaling is not None:
         X, Xt = scaling.apply(X), scaling.apply(Xt)
     elif normalize:
         X, Xt = min_max(X.astype(np.float64), Xt.astype(np.float64))
-    labels = np.unique(y)
-    if len(labels) < 2:
-        raise EvopruneError(
-            f"{name}: the training split has only one class ({labels[0]!r}); need two or more"
-        )
-    n_classes = len(labels)
+    if labels is None:
+        labels = np.unique(y).tolist()
+        if len(labels) < 2:
+            raise EvopruneError(
+                f"{name}: the training split has only one class ({labels[0]!r}); need two or more"
+            )
     return Dataset(
         name=name,
         X_train=torch.as_tensor(X, dtype=torch.float32),
-        y_train=torch.as_tensor(np.searchsorted(labels, y), dtype=torch.long),
+        y_train=torch.as_tensor(_class_index(y, labels, name), dtype=torch.long),
         X_test=torch.as_tensor(Xt, dtype=torch.float32),
-        y_test=torch.as_tensor(np.searchsorted(labels, yt), dtype=torch.long),
-        n_classes=n_classes,
+        y_test=torch.as_tensor(_class_index(yt, labels, name), dtype=torch.long),
+        n_classes=len(labels),
         config=config,
     )
+
+
+def _class_index(y: np.ndarray, labels: list[Any], name: str) -> np.ndarray:
+    """Each label's class number: its place in `labels` (compared as text, so a label read as
+    the number 1 and one recorded as 1 are the same class)."""
+    index = {str(label): i for i, label in enumerate(labels)}
+    unknown = sorted({str(v) for v in y} - set(index))
+    if unknown:
+        raise EvopruneError(
+            f"{name}: label {unknown[0]!r} is not one of the classes {', '.join(map(str, labels))}"
+        )
+    return np.array([index[str(v)] for v in y], dtype=np.int64)
 
 
 def load_dataset(
@@ -204,15 +218,18 @@ def load_file(
     seed: int = 0,
     normalize: bool | None = None,
     scaling: str | dict[str, Any] | None = None,
+    labels: list[Any] | None = None,
 ) -> Dataset:
     """The user's own data: a CSV with a `target` column, or an ``.npz`` with arrays X and y.
 
-    Labels are mapped to 0..C-1; the 75/25 split is seeded by `seed`. `normalize` (default on)
+    Labels are mapped to 0..C-1 in sorted order, or in the order of `labels` (a ticket's record
+    of its training classes, so new data keeps their numbering; then one class is enough). The
+    75/25 split is seeded by `seed`. `normalize` (default on)
     scales each feature to [-0.7, 0.7] by its training-split range; `scaling` instead applies
     given ranges (the ``scaling`` record of a dataset config, e.g. a ticket's) to all rows, or
     ``"global"`` selects the paper's one-range scaling.
     """
-    X, y = load_arrays(Path(path), target)
+    X, y = load_arrays(Path(path), target, min_classes=2 if labels is None else 1)
     arrays = _split(X, y, state=seed)
     normalize = True if normalize is None else bool(normalize)
     config: dict[str, Any] = {
@@ -238,8 +255,9 @@ def load_file(
         fitted = FeatureScaling.fit(arrays[0])
     if fitted is not None:
         config.update(normalize=True, scaling=fitted.to_config())
-    ds = _to_dataset(Path(path).name, arrays, config["normalize"], config, fitted)
+    ds = _to_dataset(Path(path).name, arrays, config["normalize"], config, fitted, labels)
     ds.config["classes"] = ds.n_classes
+    ds.config["labels"] = labels if labels is not None else np.unique(arrays[1]).tolist()
     return ds
 
 
@@ -257,6 +275,7 @@ def dataset_from_config(config: dict[str, Any]) -> Dataset:
             int(config.get("split_seed", 0)),
             normalize,
             scaling if normalize else None,
+            config.get("labels"),
         )
     return load_dataset(
         config["name"], config.get("classes"), config.get("normalize"), config.get("data_dir")
