@@ -312,13 +312,19 @@ def test_resume_without_a_checkpoint_says_it_starts_afresh(tmp_path, capsys):
 
 
 def test_output_paths_of_the_wrong_kind_are_one_line(finished_run, tmp_path, capsys):
-    folder, file = tmp_path / "a-folder", tmp_path / "a-file"
+    folder, file, pt_folder = tmp_path / "a-folder", tmp_path / "a-file", tmp_path / "net.pt"
     folder.mkdir()
+    pt_folder.mkdir()
     file.write_text("keep me")
     search = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", *FAST]
+    ticket = finished_run / "ticket.npz"
     for args, message in [
-        (["export", finished_run / "ticket.npz", "--out", folder], "is a folder; expected a file"),
-        (["export", finished_run / "ticket.npz", "--out", file / "x.pt"], "is not a folder"),
+        (["export", ticket, "--out", pt_folder], "is a folder; expected a file"),
+        (["export", ticket, "--out", file / "x.pt"], "is not a folder"),
+        (["export", ticket, "--out", tmp_path / "x.npz"], "expected a .pt file name"),
+        (["export", ticket, "--fraction", "0.5"], "only for a selection-prune run"),
+        (["evaluate", folder], "a folder without a ticket.npz"),
+        (["analyze", "hessian", ticket, "--out", file], "exists and is not a folder"),
         (["report", finished_run, "--out", folder / "r.htm"], "no results store"),
         (["report", finished_run, "--out", folder], "expected an .html file name"),
         ([*search, "--out", file], "exists and is not a folder"),
@@ -326,6 +332,7 @@ def test_output_paths_of_the_wrong_kind_are_one_line(finished_run, tmp_path, cap
         code, _, err = run_cli(args, capsys)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
     assert file.read_text() == "keep me" and not list(folder.iterdir())
+    assert not list(pt_folder.iterdir()) and not (finished_run / "network.pt").exists()
 
 
 def test_an_unfinished_run_is_continued_only_on_request(tmp_path, capsys):

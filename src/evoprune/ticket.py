@@ -157,7 +157,14 @@ def _checksum(packed: bytes, header: bytes) -> str:
 def ticket_path(path: str | Path) -> Path:
     """`path`, or the ticket.npz in it when it is a run folder."""
     path = Path(path)
-    return path / "ticket.npz" if path.is_dir() and (path / "ticket.npz").is_file() else path
+    if not path.is_dir() or (path / "network.npz").is_file():  # selection-prune: its own export
+        return path
+    if not (path / "ticket.npz").is_file():
+        raise EvopruneError(
+            f"{path}: a folder without a ticket.npz (search and edge-popup runs have one; "
+            "prune and backprop runs do not)"
+        )
+    return path / "ticket.npz"
 
 
 def export_state_dict(ticket: Ticket, path: str | Path) -> Path:

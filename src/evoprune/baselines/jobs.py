@@ -144,9 +144,10 @@ def backprop_params(
     row = lookup(dataset, hidden, classes, normalize)
     if row is None:
         if "solver" not in overrides:
+            name = Path(job["data"]).name if job.get("data") else dataset
             raise EvopruneError(
-                f"backprop: Table 2 has no row for dataset {dataset!r}, hidden layers {hidden}, "
-                f"{classes} classes; give the hyperparameters (at least solver)"
+                f"backprop: Table 2 has no row for dataset {name!r}, hidden layers {hidden}, "
+                f"{classes} classes; give the hyperparameters (at least --solver)"
             )
         return BackpropParams(**overrides), False
     return replace(row, **overrides), True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from evoprune.cli.data import check_out
 from evoprune.errors import EvopruneError
 
 
@@ -73,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="torch threads (default 1: the many small products of this analysis gain little "
         "from more, and lose much when the cores are shared)",
     )
+    q.add_argument("--quiet", action="store_true", help="no progress output (it has none)")
     q.set_defaults(run=_hessian)
 
     q = what.add_parser(
@@ -92,6 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output .png, the CSV goes beside it (default: graph.png beside the ticket, or "
         "graph-DATASET-ARCH-LABEL.png in the sweep folder)",
     )
+    q.add_argument("--quiet", action="store_true", help="no progress output (it has none)")
     q.set_defaults(run=_graph)
 
     p = sub.add_parser("plot", help="figures of one run: history (Fig. 4)")
@@ -131,10 +134,10 @@ def _landscape(args: argparse.Namespace) -> int:
 
     config = LandscapeConfig(args.grid, args.span, args.directions, args.params, args.seed)
     config.check()  # before any work
+    out = check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True)
     _threads(args.threads)
     ticket = Ticket.load(args.ticket)
     L = ticket_landscape(ticket, _dataset(args), config, progress=not args.quiet)
-    out = args.out or ticket_path(args.ticket).parent
     write_landscape(L, out)
     loss, acc = L.centre
     print(
@@ -151,12 +154,12 @@ def _hessian(args: argparse.Namespace) -> int:
 
     if args.top is not None and args.top < 1:
         raise EvopruneError(f"--top: expected a positive number, got {args.top}")
+    out = check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True)
     _threads(args.threads)
     ticket = Ticket.load(args.ticket)
     h = ticket_hessian(
         ticket, _dataset(args), top=args.top, biases=args.biases, method=args.method, seed=args.seed
     )
-    out = args.out or ticket_path(args.ticket).parent
     write_hessian(h, out)
     ev = h.eigenvalues
     print(
@@ -168,11 +171,12 @@ def _hessian(args: argparse.Namespace) -> int:
 
 def _graph(args: argparse.Namespace) -> int:
     from evoprune.analysis.graph import ticket_graph, write_graph
-    from evoprune.ticket import Ticket, ticket_path
+    from evoprune.ticket import Ticket
 
     if args.out is not None and args.out.suffix.lower() != ".png":
         raise EvopruneError(f"--out: expected a .png file name, got {str(args.out)!r}")
-    args.source = ticket_path(args.source)  # a run folder: its ticket
+    if (args.source / "ticket.npz").is_file():  # a run folder: its ticket
+        args.source = args.source / "ticket.npz"
     if args.source.is_file():
         tickets = [Ticket.load(args.source)]
         title = f"ticket {args.source}"

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write the search state every K generations, atomically; a kill or Ctrl-C then "
         "leaves one to --resume from (default 0: none; removed when the run finishes)",
     )
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_search)
 
@@ -344,6 +344,10 @@ def run_export(args: argparse.Namespace) -> int:
         args.out = args.out or run_dir / "small.pt"
         return run_export_selection(args)
     args.out = args.out or args.ticket.parent / "network.pt"
+    if args.out.suffix.lower() not in (".pt", ".pth"):
+        raise EvopruneError(f"--out: expected a .pt file name, got {str(args.out)!r}")
+    if args.fraction is not None:
+        raise EvopruneError("--fraction: only for a selection-prune run")
     ticket = Ticket.load(args.ticket)
     export_state_dict(ticket, args.out)
     print(f"wrote {args.out} (layers {ticket.layers}, sparsity {ticket.sparsity:.3f})")

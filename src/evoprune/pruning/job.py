@@ -88,7 +88,8 @@ def _choices(job: dict[str, Any]) -> dict[str, Any]:
     c["ec"] = c["ec"] or ("lsq" if method == "cmaes-synflow" else "none")
     c["genome"] = c["genome"] or "layer-mix"
     c["fitness"] = c["fitness"] or ("trainfit" if trainfit else "lsq-ce")
-    c["generations"] = c["generations"] or (100 if trainfit else 10)
+    if c["generations"] is None:  # 0 stays 0, for the range check below to name it
+        c["generations"] = 100 if trainfit else 10
     try:
         for key in ("sparsity", "finetune_lr", "sigma", "ridge"):
             c[key] = float(c[key])
