@@ -374,6 +374,19 @@ def test_default_run_folders_keep_classes_objective_and_sparsity_apart():
     }
     assert len(names) == 5
     assert default_out(base) == Path("runs/ga-digits-B-s0")  # the README's names
+    assert default_out({**base, "classes": 10}) == default_out(base)  # digits' default: one run
+    from evoprune.cli.prune import default_prune_out
+
+    prune = {"method": "magnitude", "dataset": "digits", "seed": 0}
+    assert {
+        default_prune_out(prune),
+        default_prune_out({**prune, "sparsity": 0.9}),
+        default_prune_out({**prune, "dataset": "mnist"}),
+    } == {  # fmt: skip
+        Path("runs/prune-magnitude-digits-s0"),
+        Path("runs/prune-magnitude-digits-p0.9-s0"),
+        Path("runs/prune-magnitude-mnist-s0"),
+    }
 
 
 def test_evaluate_a_ticket_without_a_dataset_is_one_line(tmp_path, capsys):

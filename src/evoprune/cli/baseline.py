@@ -90,8 +90,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         type=Path,
-        help="results folder (default runs/METHOD-DATA-ARCH-sSEED, with the classes and "
-        "sparsity in the name when given)",
+        help="results folder (default runs/METHOD-DATA-ARCH-sSEED, with a class count other "
+        "than the dataset's default and edge-popup's sparsity in the name)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

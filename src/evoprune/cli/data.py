@@ -63,15 +63,25 @@ def data_job(args: argparse.Namespace) -> dict[str, Any]:
 def default_out(job: dict[str, Any]) -> Path:
     """``runs/METHOD-DATA[-cCLASSES]-ARCH[-OBJECTIVE][-pSPARSITY]-sSEED``: the settings that
     tell two runs of one command apart are in the name, so they do not collide."""
-    parts = [str(job["method"]), Path(str(job.get("data") or job["dataset"])).stem]
-    if job.get("classes") is not None:
-        parts.append(f"c{job['classes']}")
-    parts.append(str(job["arch"]).replace(",", "-"))
+    parts = [str(job["method"]), *data_parts(job), str(job["arch"]).replace(",", "-")]
     if job.get("objective", "accuracy") != "accuracy":
         parts.append(str(job["objective"]))
     if job.get("sparsity") is not None:
         parts.append(f"p{job['sparsity']:g}")
     return Path("runs") / "-".join([*parts, f"s{job['seed']}"])
+
+
+def data_parts(job: dict[str, Any]) -> list[str]:
+    """The data's part of a run folder name: the dataset (or file) and a class count other than
+    the dataset's default, so `--classes 10` on digits names the same run as no --classes."""
+    from evoprune.data import DATASETS
+
+    name = Path(str(job.get("data") or job["dataset"])).stem
+    classes = job.get("classes")
+    info = DATASETS.get(str(job.get("dataset")))
+    if classes is None or (info is not None and classes == info.classes[0]):
+        return [name]
+    return [name, f"c{classes}"]
 
 
 def check_out(out: Path, finished_ok: bool = False) -> Path:

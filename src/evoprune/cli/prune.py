@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the dense network and the search (default 0)"
     )
-    p.add_argument("--out", type=Path, help="results folder (default runs/prune-METHOD-sSEED)")
+    p.add_argument("--out", type=Path,
+                   help="results folder (default runs/prune-METHOD-DATA-pSPARSITY-sSEED)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_prune)
 
@@ -76,13 +77,23 @@ def prune_job(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in job.items() if v is not None}
 
 
+def default_prune_out(job: dict[str, Any]) -> Path:
+    """``runs/prune-METHOD-DATA[-cCLASSES][-pSPARSITY]-sSEED``."""
+    from evoprune.cli.data import data_parts
+
+    parts = ["prune", job["method"], *data_parts(job)]
+    if job.get("sparsity") is not None:
+        parts.append(f"p{job['sparsity']:g}")
+    return Path("runs") / "-".join([*parts, f"s{job['seed']}"])
+
+
 def run_prune(args: argparse.Namespace) -> int:
     from evoprune.cli.data import check_out
     from evoprune.pruning.job import _choices, run_prune_job
 
     job = prune_job(args)
     _choices(job)  # validate before any work
-    out = args.out or Path("runs") / f"prune-{args.method}-s{args.seed}"
+    out = args.out or default_prune_out(job)
     check_out(out)
     r = run_prune_job(job, out, progress=not args.quiet)
     print(
