@@ -433,3 +433,22 @@ def test_edge_popup_on_full_moons_short() -> None:
         (forward_one(net, res.space, res.mask, ds.X_test).argmax(1) == ds.y_test).float().mean()
     )
     assert acc > 0.85  # 100 epochs reach ~0.89 on moons B (uniform init, seeds 0-2)
+
+
+def test_ctrl_c_stops_backprop_although_sklearn_catches_it(tmp_path):
+    # MLPClassifier catches KeyboardInterrupt, warns and returns the half-trained model
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "bp"
+    cmd = [sys.executable, "-m", "evoprune", "baseline", "backprop", "--dataset", "circles",
+           "--arch", "D", "--quiet", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(6)  # past the imports, into the epochs (the fit takes about a minute)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err and b"Training interrupted by user" not in err
+    assert not out.exists()

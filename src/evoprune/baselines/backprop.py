@@ -12,9 +12,12 @@ paper's ranges.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +75,30 @@ class _EpochHookMLP(MLPClassifier):
         super()._update_no_improvement_count(*args, **kwargs)  # type: ignore[misc]
         if self.epoch_hook is not None and self.loss_curve_:
             self.epoch_hook(float(self.loss_curve_[-1]))
+
+
+class _Interrupted(BaseException):
+    """Ctrl-C inside scikit-learn: its stochastic solvers catch ``KeyboardInterrupt``, warn and
+    return a half-trained model as if it had finished; this passes through them."""
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C during a fit stops it as a ``KeyboardInterrupt`` (exit 130, nothing written)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    except _Interrupted:
+        raise KeyboardInterrupt from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -153,7 +180,7 @@ def backprop(
             on_epoch(row)
 
     model.epoch_hook = hook
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _interruptible():
         # Hitting max_iter is part of the protocol (the paper's runs did too), not an error.
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)
@@ -226,7 +253,7 @@ def tune_backprop(
         refit=False,
     )
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _interruptible():
             warnings.simplefilter("ignore", ConvergenceWarning)
             search.fit(X, y)
     finally:
