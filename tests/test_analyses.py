@@ -410,3 +410,17 @@ def test_report_shows_every_analysis_section_in_headless_chromium(analysis_sweep
     assert int(found["images"]) == len(summary.figures) == 4
     assert found["loaded"] == found["images"]
     assert int(found["tables"]) == summary.tables
+
+
+def test_plot_history_draws_a_memetic_runs_ga_phase_and_refuses_a_local_run(tmp_path, capsys):
+    from evoprune.cli import main
+
+    args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--population",
+            "20", "--min-generations", "5", "--max-generations", "5", "--quiet"]  # fmt: skip
+    assert main([*args, "--variant", "memetic", "--out", str(tmp_path / "m")]) == 0
+    assert main([*args, "--variant", "local", "--out", str(tmp_path / "l")]) == 0
+    capsys.readouterr()
+    assert main(["plot", "history", str(tmp_path / "m")]) == 0
+    assert "5 generations; the local search after it is not drawn" in capsys.readouterr().out
+    assert main(["plot", "history", str(tmp_path / "l")]) == 2
+    assert "a local search alone has no generations" in capsys.readouterr().err

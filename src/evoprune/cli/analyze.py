@@ -206,6 +206,13 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _has_local_phase(path: Path) -> bool:
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    return "phase" in frame and bool((frame["phase"] != "ga").any())
+
+
 def _history(args: argparse.Namespace) -> int:
     from evoprune.analysis.plots import save_png
     from evoprune.experiments.draw import draw_history
@@ -215,6 +222,9 @@ def _history(args: argparse.Namespace) -> int:
     out = args.out or args.run_dir / "history.png"
     if out.suffix.lower() != ".png":
         raise EvopruneError(f"--out: expected a .png file name, got {str(out)!r}")
-    save_png(draw_history(frame, f"evolution of {args.run_dir}"), out)
-    print(f"{frame['generation'].nunique()} generations -> {out}")
+    local = _has_local_phase(args.run_dir / "history.csv")
+    title = f"evolution of {args.run_dir}" + (" (its GA phase)" if local else "")
+    save_png(draw_history(frame, title), out)
+    tail = "; the local search after it is not drawn" if local else ""
+    print(f"{frame['generation'].nunique()} generations{tail} -> {out}")
     return 0

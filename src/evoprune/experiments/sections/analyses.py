@@ -401,6 +401,13 @@ def prepare_history_file(run_dir: str | Path) -> pd.DataFrame:
         hist = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise EvopruneError(f"{path}: not a readable CSV ({type(exc).__name__})") from None
+    if "phase" in hist:  # memetic and local runs: the GA's generations, then local passes
+        hist = hist[hist["phase"] == "ga"]
+        if hist.empty:
+            raise EvopruneError(
+                f"{path}: a local search alone has no generations (its rows are passes); "
+                "plot history draws a GA run"
+            )
     if "generation" not in hist or not set(HISTORY_SERIES) & set(hist):
         raise EvopruneError(
             f"{path}: no per-generation columns (generation, {', '.join(HISTORY_SERIES)}); "
