@@ -157,6 +157,7 @@ def bad_files(tmp_path):
             "patience: expected a positive integer",
         ),
         (["search"], "--dataset NAME or --data FILE is required"),
+        (["search", "--dataset", "moons", "--threads", "0"], "--threads: expected a positive"),
         (["search", "--dataset", "moons", "--variant", "xx"], "invalid choice"),
         (["evaluate", "{ticket}"], "not a readable ticket"),
         (["export", "missing.npz", "--out", "x.pt"], "no such ticket"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evoprune.cli.data import check_out
+from evoprune.cli.data import check_out, set_threads
 from evoprune.errors import EvopruneError
 
 
@@ -120,14 +120,6 @@ def _dataset(args: argparse.Namespace):
     return job_dataset(data_job(args))
 
 
-def _threads(n: int) -> None:
-    import torch
-
-    if n < 1:
-        raise EvopruneError(f"--threads: expected a positive number, got {n}")
-    torch.set_num_threads(n)
-
-
 def _landscape(args: argparse.Namespace) -> int:
     from evoprune.analysis.landscape import LandscapeConfig, ticket_landscape, write_landscape
     from evoprune.ticket import Ticket, ticket_path
@@ -135,7 +127,7 @@ def _landscape(args: argparse.Namespace) -> int:
     config = LandscapeConfig(args.grid, args.span, args.directions, args.params, args.seed)
     config.check()  # before any work
     out = check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True)
-    _threads(args.threads)
+    set_threads(args.threads)
     ticket = Ticket.load(args.ticket)
     L = ticket_landscape(ticket, _dataset(args), config, progress=not args.quiet)
     write_landscape(L, out)
@@ -155,7 +147,7 @@ def _hessian(args: argparse.Namespace) -> int:
     if args.top is not None and args.top < 1:
         raise EvopruneError(f"--top: expected a positive number, got {args.top}")
     out = check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True)
-    _threads(args.threads)
+    set_threads(args.threads)
     ticket = Ticket.load(args.ticket)
     h = ticket_hessian(
         ticket, _dataset(args), top=args.top, biases=args.biases, method=args.method, seed=args.seed

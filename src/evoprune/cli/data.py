@@ -84,6 +84,17 @@ def data_parts(job: dict[str, Any]) -> list[str]:
     return [name, f"c{classes}"]
 
 
+def set_threads(n: int | None) -> None:
+    """--threads: torch's thread count (None leaves torch's default, one per core)."""
+    if n is None:
+        return
+    if n < 1:
+        raise EvopruneError(f"--threads: expected a positive number, got {n}")
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def check_out(out: Path, finished_ok: bool = False) -> Path:
     """The --out of a command that writes a run folder: a folder (or nothing yet), and not a
     finished run's unless `finished_ok`."""
