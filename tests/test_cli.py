@@ -396,3 +396,20 @@ def test_evaluate_a_ticket_without_a_dataset_is_one_line(tmp_path, capsys):
     code, out, err = run_cli(["evaluate", path], capsys)
     assert code == 2 and "records no dataset" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_error_a_library_makes_of_ctrl_c_is_an_interruption(monkeypatch, capsys):
+    from evoprune.cli import compare
+
+    def ctrl_c_mid_compile(args):  # numba turns a KeyboardInterrupt mid-compile into this
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            raise RuntimeError("no compiled object yet") from None
+
+    monkeypatch.setattr(compare, "run_compare", ctrl_c_mid_compile)
+    assert main(["compare", "x"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    monkeypatch.setattr(compare, "run_compare", lambda args: 1 / 0)  # no Ctrl-C: a real bug
+    with pytest.raises(ZeroDivisionError):
+        main(["compare", "x"])

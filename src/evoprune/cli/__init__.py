@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from evoprune.errors import EvopruneError
 
@@ -46,17 +51,43 @@ def build_parser() -> Parser:
     return parser
 
 
+@contextmanager
+def _noting_interrupts() -> Iterator[list[int]]:
+    """Python's Ctrl-C (a KeyboardInterrupt), plus a note that it came, restored afterwards."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except EvopruneError as exc:
-        print(f"evoprune {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"evoprune {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `evoprune stats ... | head`: the reader has gone, say no more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+    with _noting_interrupts() as interrupted:
+        try:
+            return int(args.run(args) or 0)
+        except EvopruneError as exc:
+            print(f"evoprune {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print(f"evoprune {args.command}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:  # `evoprune stats ... | head`: the reader has gone, say no more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
+        except Exception:
+            if not interrupted:
+                raise
+            # Ctrl-C inside a library that turned it into its own error (numba mid-compile)
+            print(f"evoprune {args.command}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED

@@ -226,7 +226,8 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
         )
     print(format_row(name, letter, ds.n_classes, tuned.best))
     print(
-        f"# mean {args.cv}-fold CV accuracy {tuned.cv_accuracy:.4f} over {args.n_iter} settings",
+        f"# mean {args.cv}-fold CV accuracy {tuned.cv_accuracy:.4f} over {args.n_iter} settings"
+        + (f"; every setting's score -> {args.out}" if args.out is not None else ""),
         file=sys.stderr,
     )
     return 0

@@ -282,7 +282,8 @@ def load_model_file(path: str | Path) -> Net:
     dict of Linear layers (ReLU between them), loaded with ``weights_only=True``."""
     path = Path(path)
     if not path.is_file():
-        raise EvopruneError(f"--model: no such file {str(path)!r}")
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise EvopruneError(f"--model: {what} {str(path)!r}")
     try:
         blob = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
