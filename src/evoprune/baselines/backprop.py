@@ -13,7 +13,6 @@ paper's ranges.
 from __future__ import annotations
 
 import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,7 @@ from sklearn.neural_network import MLPClassifier
 
 from evoprune.baselines.table2 import BackpropParams
 from evoprune.errors import EvopruneError
+from evoprune.interrupts import raising
 from evoprune.seeding import derive_seed
 
 MAX_ITER = 1000  # the paper's max_iter (epochs for the stochastic solvers)
@@ -85,20 +85,11 @@ class _Interrupted(BaseException):
 @contextmanager
 def _interruptible() -> Iterator[None]:
     """Ctrl-C during a fit stops it as a ``KeyboardInterrupt`` (exit 130, nothing written)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise _Interrupted
-
-    previous = signal.signal(signal.SIGINT, handler)
     try:
-        yield
+        with raising(signal.SIGINT, _Interrupted):
+            yield
     except _Interrupted:
         raise KeyboardInterrupt from None
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass

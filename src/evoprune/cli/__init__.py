@@ -10,12 +10,9 @@ import argparse
 import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 from evoprune.errors import EvopruneError
+from evoprune.interrupts import raising
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -51,29 +48,10 @@ def build_parser() -> Parser:
     return parser
 
 
-@contextmanager
-def _noting_interrupts() -> Iterator[list[int]]:
-    """Python's Ctrl-C (a KeyboardInterrupt), plus a note that it came, restored afterwards."""
-    seen: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield seen
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        seen.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield seen
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _noting_interrupts() as interrupted:
+    with raising(signal.SIGINT, KeyboardInterrupt) as interrupted:  # noted, for the last except
         try:
             return int(args.run(args) or 0)
         except EvopruneError as exc:

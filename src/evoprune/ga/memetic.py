@@ -66,7 +66,7 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.ga.config import GAConfig
-from evoprune.ga.search import GeneticSearch, _sigterm_as_interrupt
+from evoprune.ga.search import GeneticSearch, sigterm_as_interrupt
 from evoprune.local.search import local_search
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import MLP
@@ -147,7 +147,7 @@ def memetic_search(
         # 0-4: 92.14% in 36-52 s; with kicks in both phases, 5 each, 92.25% in 70 s, the GA's time)
         phases.insert(0, ("loss", replace(config.local_config("loss"), kicks=0), LOSS_PHASE))
     done: list[dict[str, Any]] = []  # each local phase's metrics
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         for phase_objective, phase_cfg, prefix in phases:
             result = local_search(
                 model, X, y, phase_objective, phase_cfg, init_masks=init_masks, space=space,

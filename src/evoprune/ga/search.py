@@ -23,10 +23,8 @@ checkpoints, so an interrupted and resumed search is bit-identical to an uninter
 from __future__ import annotations
 
 import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from evoprune.ga import operators as ops
 from evoprune.ga.checkpoint import load_checkpoint, save_checkpoint
 from evoprune.ga.config import GAConfig
 from evoprune.ga.state import GAState
+from evoprune.interrupts import raising
 from evoprune.seeding import torch_generator
 
 
@@ -196,7 +195,7 @@ class GeneticSearch:
             state = load_checkpoint(self.checkpoint, self.fingerprint, self.ev)
             self.gen.set_state(state.rng_state)
         bar = _progress_bar(self.cfg.generation_cap, self.progress)
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             try:
                 if state is None:
                     state = self.initial_state()
@@ -242,18 +241,6 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     return progress_bar(total=total, desc="generations", unit="gen", enabled=enabled, leave=False)
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> AbstractContextManager[list[int]]:
     """Treat SIGTERM like Ctrl-C, so a killed search still leaves a resumable checkpoint."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return raising(signal.SIGTERM, KeyboardInterrupt)

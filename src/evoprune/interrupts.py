@@ -1,0 +1,39 @@
+"""Signals as exceptions, for a while: SIGTERM as Ctrl-C in a search (a scheduler's kill still
+leaves a resumable checkpoint), Ctrl-C past scikit-learn (which swallows ``KeyboardInterrupt``),
+and the CLI's note that Ctrl-C came (a library may turn it into an error of its own).
+
+>>> import signal
+>>> with raising(signal.SIGTERM, KeyboardInterrupt) as seen:
+...     pass
+>>> seen
+[]
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def raising(signum: int, error: type[BaseException]) -> Iterator[list[int]]:
+    """While inside, signal `signum` raises `error` and is noted in the yielded list; the
+    previous handler comes back afterwards. Off the main thread (where Python takes no signal
+    handlers) it changes nothing."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def handler(number: int, frame: Any) -> None:
+        seen.append(number)
+        raise error
+
+    previous = signal.signal(signum, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signum, previous)
