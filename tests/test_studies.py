@@ -277,6 +277,8 @@ def test_hpo_bad_input_and_other_settings(tmp_path, capsys):
         assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     code, _, err = run_cli(_hpo_args(tmp_path / "s", "--trials", "3"), capsys)
     assert code == 0, err
+    code, _, err = run_cli(_hpo_args(tmp_path / "s", "--trials", "2"), capsys)
+    assert code == 0 and "already held 3 COMPLETE trials, more than --trials 2" in err
     code, _, err = run_cli(_hpo_args(tmp_path / "s", "--trials", "3", "--space", "high"), capsys)
     assert code == 2 and "other settings" in err and len(err.strip().splitlines()) == 1
 

@@ -5,6 +5,7 @@ Hirianskyi & Bulakh (SUNZ 2026). Thin: parse, call `evoprune.studies`, print one
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from evoprune.cli.data import check_out
@@ -124,6 +125,9 @@ def run_hpo(args: argparse.Namespace) -> int:
     )
     check_out(out, finished_ok=True)  # a finished study reports again
     r = run_hpo_job(job, out, progress=not args.quiet)
+    if r["n_trials"] > args.trials:
+        print(f"note: the study in {out} already held {r['n_trials']} COMPLETE trials, more "
+              f"than --trials {args.trials}; the summary covers all of them", file=sys.stderr)  # fmt: skip
     print(
         f"hpo {r['sampler']}/{r['objective']}/{r['space']} seed {r['seed']}: {r['n_trials']} trials, "
         f"best val F1 {r['best_val_f1']:.4f}, test F1 {r['test_f1']:.4f}, "
