@@ -158,6 +158,11 @@ def bad_files(tmp_path):
         ),
         (["search"], "--dataset NAME or --data FILE is required"),
         (["search", "--dataset", "moons", "--threads", "0"], "--threads: expected a positive"),
+        (["search", "--dataset", "moons", "--kicks", "3"], "--kicks: only with --variant memetic"),
+        (
+            ["search", "--dataset", "moons", "--variant", "local", "--elites", "2"],
+            "--elites: only with --variant memetic, not local",
+        ),
         (["search", "--dataset", "moons", "--variant", "xx"], "invalid choice"),
         (["evaluate", "{ticket}"], "not a readable ticket"),
         (["export", "missing.npz", "--out", "x.pt"], "no such ticket"),

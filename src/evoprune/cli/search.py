@@ -208,6 +208,20 @@ LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "
                "temperature", "exact_top")  # fmt: skip
 
 
+MEMETIC_ONLY = ("memetic_generations", "memetic_elites", "loss_first")
+OPTIONS = {"local_starts": "--starts", "memetic_elites": "--elites", "tiebreak": "--no-tiebreak"}
+
+
+def _check_variant_flags(args: argparse.Namespace) -> None:
+    """A local-search flag given to a variant without a local search is an error, not ignored."""
+    allowed = {"memetic": LOCAL_FLAGS, "local": tuple(set(LOCAL_FLAGS) - set(MEMETIC_ONLY))}
+    for dest in LOCAL_FLAGS:
+        if getattr(args, dest) is not None and dest not in allowed.get(args.variant, ()):
+            option = OPTIONS.get(dest, "--" + dest.replace("_", "-"))
+            where = "memetic" if dest in MEMETIC_ONLY else "memetic or local"
+            raise EvopruneError(f"{option}: only with --variant {where}, not {args.variant}")
+
+
 def run_search(args: argparse.Namespace) -> int:
     from evoprune.ga.job import ga_config, run_ga_job
     from evoprune.ga.memetic import CHECKPOINT_PREFIXES
@@ -233,6 +247,7 @@ def run_search(args: argparse.Namespace) -> int:
         **{k: getattr(args, k) for k in LOCAL_FLAGS},
     }
     job = {k: v for k, v in job.items() if v is not None}
+    _check_variant_flags(args)
     config = ga_config(job)  # validate before touching the disk
     if args.max_generations is not None and args.max_generations < config.min_generations:
         print(f"note: --max-generations {args.max_generations} is below --min-generations "
