@@ -259,6 +259,14 @@ def test_bad_model_file_is_one_line(tmp_path, capsys):
     assert code == 2 and "\n" not in err and "bad.pt" in err
 
 
+def test_prune_reports_its_training_in_a_log(tmp_path, capsys):
+    args = ["prune", "--method", "magnitude", "--dataset", "digits", "--sparsity", "0.9",
+            "--finetune-epochs", "2", "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(args) == 0
+    assert "fine-tuning: 2/2 epoch" in capsys.readouterr().err  # stderr is no terminal here
+
+
 def _fake_runs():
     import pandas as pd
 

@@ -241,8 +241,10 @@ def dense_network(
     seed: int,
     cache_dir: str | Path | None = None,
     data_config: dict | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> tuple[Net, dict[str, Any]]:
-    """The trained dense network for `seed` (from `cache_dir` when it was trained before).
+    """The trained dense network for `seed` (from `cache_dir` when it was trained before);
+    `on_epoch(epoch, val_f1)` follows a training that runs.
 
     The cache file is a ``torch.save`` of plain tensors and ints (``weights_only`` loadable),
     written atomically; its name hashes the data, the layer list, the config and the seed.
@@ -268,6 +270,7 @@ def dense_network(
         lr=config.lr,
         batch_size=config.batch_size,
         patience=config.patience,
+        on_epoch=on_epoch,
     )
     info = {**info, "train_seconds": round(time.perf_counter() - start, 4)}
     if path is not None:

@@ -198,7 +198,10 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
         config = DenseConfig(_hidden(c["hidden"]), max_epochs=c["dense_max_epochs"],
                              patience=c["dense_patience"])  # fmt: skip
         cache = c["cache_dir"] or default_cache_dir()
-        net, dense_info = dense_network(split, config, seed, cache, ds.config)
+        with progress_bar(total=config.max_epochs, desc="dense training", unit="epoch",
+                          enabled=progress, leave=False) as bar:  # fmt: skip
+            net, dense_info = dense_network(split, config, seed, cache, ds.config,
+                                            on_epoch=lambda epoch, f1: bar.update(1))  # fmt: skip
     k = keep_count(net.n_weights, c["sparsity"])
     ec_X = split.X_train if c["ec_rows"] <= 0 else split.X_train[: c["ec_rows"]]
 
@@ -250,8 +253,10 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
             if epoch == c["finetune_epochs"]:
                 tuned = state
 
-        train(pruned, split, masks, total, seed, "finetune", lr=c["finetune_lr"],
-              on_state=on_epoch)  # fmt: skip
+        with progress_bar(total=total, desc="fine-tuning", unit="epoch", enabled=progress,
+                          leave=False) as bar:  # fmt: skip
+            train(pruned, split, masks, total, seed, "finetune", lr=c["finetune_lr"],
+                  on_epoch=lambda epoch, f1: bar.update(1), on_state=on_epoch)  # fmt: skip
     finetune_seconds = time.perf_counter() - start
 
     dense_test = scores(net, split.X_test, split.y_test, C)
