@@ -174,6 +174,8 @@ def _graph(args: argparse.Namespace) -> int:
         title = f"ticket {args.source}"
         out = args.out or args.source.parent / "graph.png"
     elif args.source.is_dir():
+        import pandas as pd
+
         from evoprune.experiments.sections.analyses import cell_tickets
         from evoprune.experiments.tables import load_results
 
@@ -181,8 +183,8 @@ def _graph(args: argparse.Namespace) -> int:
         tickets, cell = cell_tickets(runs, args.dataset, args.arch, args.label, args.classes)
         title = f"{cell['dataset']} {cell['arch_name']}, {cell['label']}"
         parts = [cell["dataset"], cell["arch_name"], cell["label"]]
-        if str(cell["classes"]) not in ("", "nan", "None"):
-            parts.insert(1, f"c{int(float(cell['classes']))}")
+        if pd.notna(cell["classes"]):
+            parts.insert(1, f"c{int(cell['classes'])}")
         name = "-".join(str(p).replace(" ", "_").replace("/", "_") for p in parts)
         out = args.out or args.source / f"graph-{name}.png"
     else:
@@ -198,13 +200,6 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _has_local_phase(path: Path) -> bool:
-    import pandas as pd
-
-    frame = pd.read_csv(path)
-    return "phase" in frame and bool((frame["phase"] != "ga").any())
-
-
 def _history(args: argparse.Namespace) -> int:
     from evoprune.analysis.plots import save_png
     from evoprune.experiments.draw import draw_history
@@ -214,7 +209,7 @@ def _history(args: argparse.Namespace) -> int:
     out = args.out or args.run_dir / "history.png"
     if out.suffix.lower() != ".png":
         raise EvopruneError(f"--out: expected a .png file name, got {str(out)!r}")
-    local = _has_local_phase(args.run_dir / "history.csv")
+    local = frame.attrs["local_phase"]
     title = f"evolution of {args.run_dir}" + (" (its GA phase)" if local else "")
     save_png(draw_history(frame, title), out)
     tail = "; the local search after it is not drawn" if local else ""

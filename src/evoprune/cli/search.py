@@ -224,7 +224,6 @@ def _check_variant_flags(args: argparse.Namespace) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     from evoprune.ga.job import ga_config, run_ga_job
-    from evoprune.ga.memetic import CHECKPOINT_PREFIXES
 
     job = {
         "method": args.variant,
@@ -261,17 +260,7 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"{out}: already finished, nothing to resume (its result.json is unchanged)")
         return 0
     check_out(out)
-    checkpoints = [out / f"{p}checkpoint.npz" for p in CHECKPOINT_PREFIXES]
-    if not any(c.exists() for c in checkpoints):
-        if args.resume:
-            print(
-                f"{out}: no checkpoint to resume from; starting from the beginning", file=sys.stderr
-            )
-    elif not args.resume:
-        raise EvopruneError(
-            f"{out}: holds the checkpoint of an unfinished run; add --resume to continue it, "
-            "or choose another --out"
-        )
+    checkpoints = _checkpoints(out, args.resume)
     try:
         r = run_ga_job(
             job,
@@ -299,6 +288,23 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoints(out: Path, resume: bool) -> list[Path]:
+    """The checkpoint files a run in `out` writes (the GA's, each local phase's). Those of an
+    unfinished run are continued only with --resume; --resume without any starts afresh, said."""
+    from evoprune.ga.memetic import CHECKPOINT_PREFIXES
+
+    files = [out / f"{prefix}checkpoint.npz" for prefix in CHECKPOINT_PREFIXES]
+    found = any(f.exists() for f in files)
+    if found and not resume:
+        raise EvopruneError(
+            f"{out}: holds the checkpoint of an unfinished run; add --resume to continue it, "
+            "or choose another --out"
+        )
+    if resume and not found:
+        print(f"{out}: no checkpoint to resume from; starting from the beginning", file=sys.stderr)
+    return files
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -311,7 +317,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model = ticket.build_model()
     n_in = 784 if ticket.arch == "conv" else model[0].in_features
     if args.data is not None:  # new data: every row, with the ticket's classes and scaling
-        ds = _new_data(args, ticket)
+        ds = _new_data(args, ticket, n_out=10 if ticket.arch == "conv" else model[-1].out_features)
         _check_width(args.ticket, n_in, ds.n_features)
         X, y = torch.cat([ds.X_train, ds.X_test]), torch.cat([ds.y_train, ds.y_test])
         m = score_splits(model, ticket.mask, {"all": (X, y)})
@@ -334,14 +340,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _new_data(args: argparse.Namespace, ticket: Any):
+def _new_data(args: argparse.Namespace, ticket: Any, n_out: int):
     """A --data file for a ticket: its classes numbered as in the ticket's training data, its
     features scaled by the ranges fitted there (unless --no-normalize, which is said)."""
     from evoprune.data.registry import load_file
 
     job = data_job(args)
     trained = ticket.dataset
-    n_out = ticket.build_model()[-1].out_features if ticket.arch != "conv" else 10
     labels = trained.get("labels") or list(range(n_out))  # built-in data: classes 0..C-1
     fitted = trained.get("scaling") if isinstance(trained.get("scaling"), dict) else None
     if fitted is not None and args.normalize is False:
@@ -367,13 +372,14 @@ def _check_width(ticket: Path, n_in: int, n_features: int) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from evoprune.ticket import Ticket, export_state_dict, ticket_path
 
-    args.ticket = ticket_path(args.ticket)
-    if args.ticket.is_dir() or args.ticket.name == "network.npz":  # a selection-prune run
+    if (args.ticket / "network.npz").is_file() or args.ticket.name == "network.npz":
+        # a selection-prune run: its own, physically smaller export
         from evoprune.cli.selection import run_export_selection
 
         run_dir = args.ticket if args.ticket.is_dir() else args.ticket.parent
         args.out = args.out or run_dir / "small.pt"
         return run_export_selection(args)
+    args.ticket = ticket_path(args.ticket)
     args.out = args.out or args.ticket.parent / "network.pt"
     if args.out.suffix.lower() not in (".pt", ".pth"):
         raise EvopruneError(f"--out: expected a .pt file name, got {str(args.out)!r}")

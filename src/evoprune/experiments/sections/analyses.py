@@ -391,7 +391,8 @@ CLAIM_ROWS = (
 
 
 def prepare_history_file(run_dir: str | Path) -> pd.DataFrame:
-    """Fig. 4's long frame (generation, series, value) from ``RUN_DIR/history.csv``."""
+    """Fig. 4's long frame (generation, series, value) from ``RUN_DIR/history.csv``; its
+    ``attrs["local_phase"]`` says whether a local search followed the GA (memetic runs)."""
     from evoprune.experiments.figures import HISTORY_SERIES, prepare_fig4
 
     path = Path(run_dir) / "history.csv"
@@ -401,6 +402,7 @@ def prepare_history_file(run_dir: str | Path) -> pd.DataFrame:
         hist = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise EvopruneError(f"{path}: not a readable CSV ({type(exc).__name__})") from None
+    local_phase = "phase" in hist and bool((hist["phase"] != "ga").any())
     if "phase" in hist:  # memetic and local runs: the GA's generations, then local passes
         hist = hist[hist["phase"] == "ga"]
         if hist.empty:
@@ -415,4 +417,6 @@ def prepare_history_file(run_dir: str | Path) -> pd.DataFrame:
         )
     hist.insert(0, "key", "run")
     runs = pd.DataFrame({"spec": ["run"], "key": ["run"], "seed": [0]})
-    return prepare_fig4(runs, hist, spec="run")
+    frame = prepare_fig4(runs, hist, spec="run")
+    frame.attrs["local_phase"] = local_phase
+    return frame
