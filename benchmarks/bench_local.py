@@ -24,8 +24,9 @@ import torch
 
 from evoprune.data.registry import load_dataset
 from evoprune.local import kernels
+from evoprune.local.config import LocalConfig
 from evoprune.local.incremental import MLPState
-from evoprune.local.search import LocalConfig, LocalSearch
+from evoprune.local.search import LocalSearch
 from evoprune.nets import build_mlp
 
 

@@ -50,7 +50,8 @@ def test_devices_that_are_not_there_are_one_line_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_local_search_and_memetic_take_the_device(device):
-    from evoprune.local.search import LocalConfig, local_search
+    from evoprune.local.config import LocalConfig
+    from evoprune.local.search import local_search
 
     X, y = data(2, n=200)
     net = build_mlp([4, 12, 2], seed=2)

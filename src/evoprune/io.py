@@ -53,10 +53,11 @@ def _umask() -> int:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    return write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    return write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=jsonable) + "\n")
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """`json.dumps`'s ``default=`` for numpy values and paths."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from evoprune.errors import EvopruneError
 
 if TYPE_CHECKING:
-    from evoprune.local.search import LocalConfig
+    from evoprune.local.config import LocalConfig
 
 VARIANTS = ("ga", "ga-adaptive", "memetic", "local")
 # When post-pruning may clear a bit (see `evoprune.ga.prune`); "accuracy" is the paper's.
@@ -122,7 +122,7 @@ class GAConfig:
 
     def local_config(self, objective: str) -> LocalConfig:
         """The local search settings this config describes (memetic and local)."""
-        from evoprune.local.search import LocalConfig
+        from evoprune.local.config import LocalConfig
 
         penalty = self.sparsity_penalty
         if penalty is None:  # the loss alone never trades a little loss for sparsity (memetic);

@@ -29,11 +29,8 @@ written at such a boundary) continues with the very same numbers, bit for bit.
 
 from __future__ import annotations
 
-import io
-import json
 import time
-import zipfile
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,69 +42,13 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.io import write_atomic
+from evoprune.local.checkpoint import Position, restore, snapshot
+from evoprune.local.config import LocalConfig
 from evoprune.local.incremental import OPEN, MLPState
 from evoprune.masks import MaskSpace
 from evoprune.seeding import numpy_generator
 
-RANKINGS = ("expansion", "none")
 EPS = 1e-12  # a loss change must exceed this to count as an improvement (float64 sums)
-CHECKPOINT_FORMAT = "evoprune-local-checkpoint/1"
-
-
-@dataclass(frozen=True)
-class LocalConfig:
-    ranking: str = "expansion"  # "expansion" (softmax expansion ranks, exact acceptance) | "none"
-    sparsity_penalty: float = 0.0  # objective + penalty * density
-    start_density: float = 0.5  # P(bit = 1) of random starts (the paper's and edge-popup's 50%)
-    starts: int = 1  # random starts (multi-start)
-    kicks: int = 0  # iterated local search kicks after each descent
-    kick_bits: int = 16  # random bits flipped by one kick
-    max_passes: int = 50  # passes per descent
-    batch: int = 64  # most flips of one unit tried together
-    block: int = 8  # units scored by one compiled call (a ranking may be that many steps old)
-    # expansion ranking: re-score each unit's best `exact_top` candidates exactly, on the
-    # current mask, before choosing (0: the expansion's order alone)
-    exact_top: int = 0
-    # a descent ends after a pass that lowers the objective by less; None: 1e-3 for the loss
-    # (its tail of tiny gains is long), 0 for accuracy and F1 (their steps are single samples)
-    min_gain: float | None = None
-    val_fraction: float = 0.0  # held-out slice of the training data for early stopping
-    patience: int = 2  # passes without a better validation accuracy before stopping
-    fixed_sparsity: float | None = None  # swap moves at exactly this sparsity per layer
-    # accuracy and F1: break ties by the cross-entropy (+ penalty * density), see MLPState
-    tiebreak: bool = True
-    # the cross-entropy (objective or tie-breaker) of logits / temperature; below 1 it weighs
-    # the samples near the boundary more. At 0.25 on mnist10k (seeds 0-2): 784-300-10 95.5%
-    # test in 17-18 passes against 94.4% at 1; 784-300-100-10 the same 95.3% in 18 passes
-    # instead of 31. On digits-10 (1,347 images) it overfits: 95.2% against 97.9% (memetic)
-    temperature: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.ranking not in RANKINGS:
-            raise EvopruneError(
-                f"ranking: expected one of {', '.join(RANKINGS)}, got {self.ranking!r}"
-            )
-        for name in ("start_density", "val_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0 + (name == "start_density"):
-                raise EvopruneError(f"{name}: expected a fraction, got {getattr(self, name)}")
-        if self.fixed_sparsity is not None and not 0.0 < self.fixed_sparsity < 1.0:
-            raise EvopruneError(
-                f"fixed_sparsity: expected a fraction in (0, 1), got {self.fixed_sparsity}"
-            )
-        for name in ("starts", "max_passes", "batch", "block", "patience", "kick_bits"):
-            if getattr(self, name) < 1:
-                raise EvopruneError(
-                    f"{name}: expected a positive integer, got {getattr(self, name)}"
-                )
-        if not self.temperature > 0:
-            raise EvopruneError(f"temperature: expected a positive number, got {self.temperature}")
-        if self.exact_top < 0:
-            raise EvopruneError(
-                f"exact_top: expected 0 or a positive integer, got {self.exact_top}"
-            )
-        if self.kicks < 0 or self.sparsity_penalty < 0 or (self.min_gain or 0) < 0:
-            raise EvopruneError("kicks, sparsity_penalty and min_gain must not be negative")
 
 
 @dataclass
@@ -115,25 +56,6 @@ class LocalResult:
     mask: torch.Tensor  # (n_bits,) bool
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class _Position:
-    """Where the search stands between two passes: everything a checkpoint must hold."""
-
-    start: int = 0
-    kick: int = -1  # -1: the first descent of this start
-    passes: int = 0  # passes of the current descent
-    since_val_best: int = 0
-    flips_evaluated: int = 0
-    flips_accepted: int = 0
-    kicks_kept: int = 0
-    total_passes: int = 0
-    seconds: float = 0.0
-    fresh: bool = True  # the current start has no mask yet
-    base_key: list[float] | None = None  # (objective, set bits) of the ILS incumbent
-    best_key: list[float] | None = None  # of the best over starts
-    val_best: float = -1.0
 
 
 class LocalSearch:
@@ -156,7 +78,7 @@ class LocalSearch:
             self.min_gain = 1e-3 if state.objective == "loss" else 0.0
         self.progress = progress
         self.history: list[dict[str, Any]] = []
-        self.pos = _Position()
+        self.pos = Position()
         self.bits: dict[str, np.ndarray | None] = {"base": None, "best": None, "val_best": None}
         self.layers = [li for li in range(state.n_layers) if state.maskable[li]][::-1]
         self._trace: list[tuple] | None = None  # ((value, secondary) before, after, removal-only)
@@ -300,6 +222,10 @@ class LocalSearch:
 
     # -- the loop -------------------------------------------------------------------------------
 
+    def save(self, path: Path, fingerprint: dict[str, Any] | None) -> Path:
+        self.last_snapshot = snapshot(self, fingerprint)
+        return write_atomic(path, self.last_snapshot)
+
     def run(self, checkpoint: Path | None = None, every: int = 0, fingerprint=None) -> np.ndarray:
         """Search until done; returns the best mask ``(n_bits,)`` bool."""
         from evoprune.progress import progress_bar
@@ -309,7 +235,7 @@ class LocalSearch:
         bar = progress_bar(desc="local search", unit="pass", enabled=self.progress, leave=False)
         bar.update(pos.total_passes)
         if checkpoint is not None and every:
-            self.last_snapshot = self.snapshot(fingerprint)
+            self.last_snapshot = snapshot(self, fingerprint)
         while pos.start < n_starts:
             started = time.perf_counter()
             if pos.fresh:
@@ -394,55 +320,6 @@ class LocalSearch:
                             f"flips/s {rate:,.0f}", refresh=False)  # fmt: skip
         bar.update(1)
 
-    # -- checkpoints ----------------------------------------------------------------------------
-
-    def snapshot(self, fingerprint: dict[str, Any] | None) -> bytes:
-        """The checkpoint file's bytes for the search as it stands (between two passes)."""
-        header = {
-            "format": CHECKPOINT_FORMAT,
-            "fingerprint": fingerprint or {},
-            "position": asdict(self.pos),
-            "rng": self.rng.bit_generator.state,
-            "history": self.history,
-        }
-        arrays = {k: np.packbits(v) for k, v in self.bits.items() if v is not None}
-        arrays["current"] = np.packbits(self.st.mask_bits())
-        buf = io.BytesIO()
-        raw = json.dumps(header, default=_jsonable).encode()
-        np.savez_compressed(buf, header=np.frombuffer(raw, np.uint8), **arrays)
-        return buf.getvalue()
-
-    def save(self, path: Path, fingerprint: dict[str, Any] | None) -> Path:
-        self.last_snapshot = self.snapshot(fingerprint)
-        return write_atomic(path, self.last_snapshot)
-
-    def load(self, path: Path, fingerprint: dict[str, Any] | None) -> None:
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-            header = json.loads(arrays.pop("header").tobytes())
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            raise EvopruneError(
-                f"{path}: not a readable checkpoint; delete it or run without --resume"
-            ) from None
-        if header.get("format") != CHECKPOINT_FORMAT:
-            raise EvopruneError(f"{path}: unknown checkpoint format {header.get('format')!r}")
-        if json.dumps(header["fingerprint"], sort_keys=True, default=str) != json.dumps(
-            fingerprint or {}, sort_keys=True, default=str
-        ):
-            raise EvopruneError(
-                f"{path}: the checkpoint belongs to a different search; use another --out or drop --resume"
-            )
-        n_bits = self.st.n_maskable
-        unpack = lambda a: np.unpackbits(a, count=n_bits).astype(bool)  # noqa: E731
-        self.pos = _Position(**header["position"])
-        self.rng.bit_generator.state = header["rng"]
-        self.history = list(header["history"])
-        for k in self.bits:
-            self.bits[k] = unpack(arrays[k]) if k in arrays else None
-        if not self.pos.fresh:
-            self.st.set_mask_bits(unpack(arrays["current"]))
-
 
 def _compare(a: list[float], b: list[float]) -> int:
     """-1, 0 or 1 as key `a` is better than, tied with or worse than `b` (lexicographic; the
@@ -461,14 +338,6 @@ def _better(a: list[float], b: list[float]) -> bool:
 
 def _worse(a: list[float], b: list[float]) -> bool:
     return _compare(a, b) > 0
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    raise TypeError(f"not JSON-able: {type(value)}")
 
 
 def split_validation(X: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
@@ -530,7 +399,7 @@ def local_search(
     ls = LocalSearch(state, config, val, progress=progress, init_masks=init_masks)
     ckpt = Path(checkpoint) if checkpoint else None
     if resume and ckpt is not None and ckpt.exists():
-        ls.load(ckpt, fingerprint)
+        restore(ls, ckpt, fingerprint)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # small products dominate: BLAS threads only cost (measured)
@@ -557,8 +426,3 @@ def local_search(
     if val is not None:
         metrics["val_accuracy"] = pos.val_best
     return LocalResult(torch.from_numpy(best.copy()), metrics, ls.history)
-
-
-def config_from_dict(data: dict[str, Any]) -> LocalConfig:
-    known = {f.name for f in fields(LocalConfig)}
-    return replace(LocalConfig(), **{k: v for k, v in data.items() if k in known})
