@@ -1,10 +1,8 @@
 """Local-search checkpoints: where the search stands between two passes, in one ``.npz`` (no
-pickle) with a JSON header, written atomically by the caller.
+pickle) with a JSON header. `evoprune.local.search.LocalSearch` saves and loads them.
 
 Saved: the position (start, kick, counters, the incumbents' keys), the generator state, the
-history and the masks (current, ILS incumbent, best over starts, best on validation), and a
-fingerprint of the problem that must match on resume. The state is rebuilt from the current
-mask, so a resumed search continues with the very same numbers, bit for bit.
+history and the masks (the current one, the ILS incumbent, the best over starts and on\nvalidation), and a fingerprint of the problem that must match on resume. The search rebuilds its\nstate from the current mask, so a resumed search continues with the very same numbers.
 """
 
 from __future__ import annotations
@@ -14,15 +12,12 @@ import json
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from evoprune.errors import EvopruneError
 from evoprune.io import jsonable
-
-if TYPE_CHECKING:
-    from evoprune.local.search import LocalSearch
 
 FORMAT = "evoprune-local-checkpoint/1"
 
@@ -46,25 +41,40 @@ class Position:
     val_best: float = -1.0
 
 
-def snapshot(search: LocalSearch, fingerprint: dict[str, Any] | None) -> bytes:
-    """The checkpoint file's bytes for `search` as it stands (between two passes)."""
+def snapshot(
+    position: Position,
+    rng_state: dict[str, Any],
+    history: list[dict[str, Any]],
+    masks: dict[str, np.ndarray | None],
+    fingerprint: dict[str, Any] | None,
+) -> bytes:
+    """The checkpoint file's bytes; `masks` maps a name to a ``(n_bits,)`` bool mask or None."""
     header = {
         "format": FORMAT,
         "fingerprint": fingerprint or {},
-        "position": asdict(search.pos),
-        "rng": search.rng.bit_generator.state,
-        "history": search.history,
+        "position": asdict(position),
+        "rng": rng_state,
+        "history": history,
     }
-    arrays = {k: np.packbits(v) for k, v in search.bits.items() if v is not None}
-    arrays["current"] = np.packbits(search.st.mask_bits())
+    arrays = {k: np.packbits(v) for k, v in masks.items() if v is not None}
     buf = io.BytesIO()
     raw = json.dumps(header, default=jsonable).encode()
     np.savez_compressed(buf, header=np.frombuffer(raw, np.uint8), **arrays)
     return buf.getvalue()
 
 
-def restore(search: LocalSearch, path: Path, fingerprint: dict[str, Any] | None) -> None:
-    """Put `search` back where the checkpoint at `path` left it."""
+@dataclass
+class Saved:
+    """What a checkpoint holds, read back."""
+
+    position: Position
+    rng_state: dict[str, Any]
+    history: list[dict[str, Any]]
+    masks: dict[str, np.ndarray]  # name -> (n_bits,) bool; the masks that were not None
+
+
+def read(path: Path, fingerprint: dict[str, Any] | None, n_bits: int) -> Saved:
+    """The checkpoint at `path`, checked to belong to the search `fingerprint` describes."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
@@ -79,15 +89,12 @@ def restore(search: LocalSearch, path: Path, fingerprint: dict[str, Any] | None)
         raise EvopruneError(
             f"{path}: the checkpoint belongs to a different search; use another --out or drop --resume"
         )
-    n_bits = search.st.n_maskable
-    unpack = lambda a: np.unpackbits(a, count=n_bits).astype(bool)  # noqa: E731
-    search.pos = Position(**header["position"])
-    search.rng.bit_generator.state = header["rng"]
-    search.history = list(header["history"])
-    for k in search.bits:
-        search.bits[k] = unpack(arrays[k]) if k in arrays else None
-    if not search.pos.fresh:
-        search.st.set_mask_bits(unpack(arrays["current"]))
+    return Saved(
+        position=Position(**header["position"]),
+        rng_state=header["rng"],
+        history=list(header["history"]),
+        masks={k: np.unpackbits(a, count=n_bits).astype(bool) for k, a in arrays.items()},
+    )
 
 
 def _canonical(value: Any) -> str:

@@ -42,7 +42,8 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.io import write_atomic
-from evoprune.local.checkpoint import Position, restore, snapshot
+from evoprune.local import checkpoint as ckpt_file
+from evoprune.local.checkpoint import Position
 from evoprune.local.config import LocalConfig
 from evoprune.local.incremental import OPEN, MLPState
 from evoprune.masks import MaskSpace
@@ -222,9 +223,25 @@ class LocalSearch:
 
     # -- the loop -------------------------------------------------------------------------------
 
+    # -- checkpoints (evoprune.local.checkpoint) -------------------------------------------------
+
+    def snapshot(self, fingerprint: dict[str, Any] | None) -> bytes:
+        """The checkpoint's bytes for the search as it stands (between two passes)."""
+        masks = {**self.bits, "current": self.st.mask_bits()}
+        state = self.rng.bit_generator.state
+        return ckpt_file.snapshot(self.pos, state, self.history, masks, fingerprint)
+
     def save(self, path: Path, fingerprint: dict[str, Any] | None) -> Path:
-        self.last_snapshot = snapshot(self, fingerprint)
+        self.last_snapshot = self.snapshot(fingerprint)
         return write_atomic(path, self.last_snapshot)
+
+    def load(self, path: Path, fingerprint: dict[str, Any] | None) -> None:
+        saved = ckpt_file.read(path, fingerprint, self.st.n_maskable)
+        self.pos, self.history = saved.position, saved.history
+        self.rng.bit_generator.state = saved.rng_state
+        self.bits = {k: saved.masks.get(k) for k in self.bits}
+        if not self.pos.fresh:
+            self.st.set_mask_bits(saved.masks["current"])
 
     def run(self, checkpoint: Path | None = None, every: int = 0, fingerprint=None) -> np.ndarray:
         """Search until done; returns the best mask ``(n_bits,)`` bool."""
@@ -235,7 +252,7 @@ class LocalSearch:
         bar = progress_bar(desc="local search", unit="pass", enabled=self.progress, leave=False)
         bar.update(pos.total_passes)
         if checkpoint is not None and every:
-            self.last_snapshot = snapshot(self, fingerprint)
+            self.last_snapshot = self.snapshot(fingerprint)
         while pos.start < n_starts:
             started = time.perf_counter()
             if pos.fresh:
@@ -399,7 +416,7 @@ def local_search(
     ls = LocalSearch(state, config, val, progress=progress, init_masks=init_masks)
     ckpt = Path(checkpoint) if checkpoint else None
     if resume and ckpt is not None and ckpt.exists():
-        restore(ls, ckpt, fingerprint)
+        ls.load(ckpt, fingerprint)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # small products dominate: BLAS threads only cost (measured)
