@@ -6,8 +6,12 @@ Genetic Algorithms" (arXiv 2411.04658) and its extended version (arXiv 2508.0887
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from evoprune.errors import EvopruneError
 
@@ -17,6 +21,9 @@ if TYPE_CHECKING:
 VARIANTS = ("ga", "ga-adaptive", "memetic", "local")
 # When post-pruning may clear a bit (see `evoprune.ga.prune`); "accuracy" is the paper's.
 POST_PRUNE_CRITERIA = ("accuracy", "accuracy-loss", "no-new-errors", "holdout")
+# LocalConfig's names for GAConfig's fields, so its messages name the field the user set.
+_LOCAL_NAMES = {"start_density": "local_density", "starts": "local_starts",
+                "patience": "local_patience"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,13 +85,24 @@ class GAConfig:
     exact_top: int = 0  # expansion ranking: re-score each unit's best N flips exactly (0: off)
 
     def __post_init__(self) -> None:
-        if self.variant in ("memetic", "local"):
-            self.local_config("loss")  # validates the local search's fields, its messages
-            if (self.memetic_generations or 1) < 1 or self.memetic_elites < 1:
-                raise EvopruneError("memetic_generations and memetic_elites must be positive")
+        self._check_types()
         if self.variant not in VARIANTS:
             raise EvopruneError(
                 f"variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}"
+            )
+        try:  # the local search's fields, checked for every variant (a typo is never harmless)
+            self.local_config("loss")
+        except EvopruneError as exc:  # LocalConfig names some fields differently
+            name, colon, rest = str(exc).partition(":")
+            raise EvopruneError(f"{_LOCAL_NAMES.get(name, name)}{colon}{rest}") from None
+        if self.memetic_generations is not None and self.memetic_generations < 1:
+            raise EvopruneError(
+                f"memetic_generations: expected a positive integer or None, "
+                f"got {self.memetic_generations}"
+            )
+        if self.memetic_elites < 1:
+            raise EvopruneError(
+                f"memetic_elites: expected a positive integer, got {self.memetic_elites}"
             )
         from evoprune.devices import check_device
 
@@ -119,6 +137,38 @@ class GAConfig:
             raise EvopruneError(
                 f"max_generations: expected a positive integer, got {self.max_generations}"
             )
+        if not self.memory_mb > 0:
+            raise EvopruneError(f"memory_mb: expected a positive number, got {self.memory_mb}")
+
+    def _check_types(self) -> None:
+        """Every field holds its annotated type: int (numpy integers become int; bool is not
+        one), float (any finite real), bool or str; ``| None`` fields may be None."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind, optional = str(f.type).removesuffix(" | None"), str(f.type).endswith("| None")
+            if value is None and optional:
+                continue
+            expected = {"int": "an integer", "float": "a finite number", "bool": "true or false",
+                        "str": "a string"}[kind]  # fmt: skip
+            if kind == "int":
+                ok = isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+                if ok and not isinstance(value, int):
+                    object.__setattr__(self, f.name, int(value))  # np.int64 -> int (JSON-able)
+            elif kind == "float":
+                ok = (
+                    isinstance(value, numbers.Real)
+                    and not isinstance(value, bool | np.bool_)
+                    and math.isfinite(value)
+                )
+            elif kind == "bool":
+                ok = isinstance(value, bool | np.bool_)
+                if ok:
+                    object.__setattr__(self, f.name, bool(value))
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                expected += " or None" if optional else ""
+                raise EvopruneError(f"{f.name}: expected {expected}, got {value!r}")
 
     def local_config(self, objective: str) -> LocalConfig:
         """The local search settings this config describes (memetic and local)."""

@@ -1,0 +1,48 @@
+"""Bad input through the Python API: one `EvopruneError` naming the argument or field."""
+
+import numpy as np
+import pytest
+
+from evoprune.errors import EvopruneError
+from evoprune.ga import GAConfig
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"population": 10.5}, "population"),
+        ({"population": "10"}, "population"),
+        ({"seed": 1.5}, "seed"),
+        ({"seed": True}, "seed"),  # bool is not an integer here
+        ({"max_generations": 2.0}, "max_generations"),
+        ({"post_prune": "yes"}, "post_prune"),
+        ({"min_gain": "1e-3"}, "min_gain"),
+        ({"mut_rate": float("nan")}, "mut_rate"),
+        ({"variant": "memetic", "memetic_generations": 0}, "memetic_generations"),
+        ({"memetic_generations": -1}, "memetic_generations"),
+        ({"memory_mb": 0}, "memory_mb"),
+        ({"memory_mb": -5.0}, "memory_mb"),
+        ({"ranking": "expansoin"}, "ranking"),  # every variant, not only memetic / local
+        ({"variant": "ga-adaptive", "ranking": "exact"}, "ranking"),
+        ({"local_starts": 0}, "local_starts"),  # LocalConfig's "starts", named as set
+        ({"local_patience": 0}, "local_patience"),
+        ({"local_density": 3.0}, "local_density"),
+    ],
+)
+def test_gaconfig_rejects_bad_fields_naming_them(kwargs, field):
+    with pytest.raises(EvopruneError, match=rf"^{field}: expected") as info:
+        GAConfig(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_gaconfig_takes_numpy_scalars_as_plain_values():
+    cfg = GAConfig(population=np.int64(12), seed=np.int32(3), post_prune=np.bool_(False))
+    assert (cfg.population, cfg.seed, cfg.post_prune) == (12, 3, False)
+    assert [type(v) for v in (cfg.population, cfg.seed, cfg.post_prune)] == [int, int, bool]
+    assert cfg == GAConfig(population=12, seed=3, post_prune=False)
+
+
+def test_gaconfig_cap_below_min_generations_stays_allowed():
+    # The published behaviour: the cap wins (quick profiles and the memetic GA phase rely on it).
+    assert GAConfig(max_generations=40).generation_cap == 40
+
