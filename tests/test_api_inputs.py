@@ -2,9 +2,14 @@
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from evoprune.errors import EvopruneError
+from evoprune.evaluate import Evaluator
 from evoprune.ga import GAConfig
+from evoprune.masks import MaskSpace
+from evoprune.nets import build_mlp
 
 
 @pytest.mark.parametrize(
@@ -46,3 +51,28 @@ def test_gaconfig_cap_below_min_generations_stays_allowed():
     # The published behaviour: the cap wins (quick profiles and the memetic GA phase rely on it).
     assert GAConfig(max_generations=40).generation_cap == 40
 
+
+def _mlp_and_data(n=30, n_in=2, classes=2):
+    gen = torch.Generator().manual_seed(0)
+    X = torch.rand(n, n_in, generator=gen)
+    return build_mlp([n_in, 5, classes], seed=0), X, torch.randint(0, classes, (n,), generator=gen)
+
+
+def test_evaluator_bad_inputs_are_evoprune_errors():
+    net, X, y = _mlp_and_data()
+    with pytest.raises(EvopruneError, match=r"^X, y: X has 30 samples but y has 10$"):
+        Evaluator(net, X, y[:10])
+    ev = Evaluator(net, X, y)
+    with pytest.raises(EvopruneError, match=rf"^masks: expected shape \(P, {ev.n_bits}\)"):
+        ev.evaluate(torch.ones(ev.n_bits, dtype=torch.bool))
+    with pytest.raises(EvopruneError, match="^metrics: expected names"):
+        Evaluator(net, X, y, metrics=["acc"])
+    with pytest.raises(EvopruneError, match="^fast: "):
+        Evaluator(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 2)), X, y, fast=True)
+    with pytest.raises(ValueError):  # EvopruneError is a ValueError: old handlers keep working
+        Evaluator(net, X, y[:10])
+
+
+def test_a_model_without_maskable_weights_is_an_evoprune_error():
+    with pytest.raises(EvopruneError, match=r"^model: expected a module with maskable weights"):
+        MaskSpace(nn.Sequential(nn.ReLU()))

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from evoprune.errors import EvopruneError
 from evoprune.fastmlp import FastMLP, Population, is_mlp_stack
 from evoprune.masks import MaskSpace, pack_rows
 from evoprune.objectives import OBJECTIVES, Objective, get_objective
@@ -102,12 +103,15 @@ class Evaluator:
         self.X = torch.as_tensor(X, dtype=torch.float32).to(self.device)
         self.y = torch.as_tensor(y, dtype=torch.long).to(self.device)
         if len(self.X) != len(self.y):
-            raise ValueError(f"X has {len(self.X)} samples but y has {len(self.y)}")
+            raise EvopruneError(f"X, y: X has {len(self.X)} samples but y has {len(self.y)}")
         self.objective = get_objective(objective)
         self.memory_bytes = memory_mb * 2**20
         self.fast = is_mlp_stack(model) if fast is None else fast
         if self.fast and not is_mlp_stack(model):
-            raise ValueError("fast=True needs an nn.Sequential of Linear and ReLU layers")
+            raise EvopruneError(
+                f"fast: True needs an nn.Sequential of Linear and ReLU layers, got a "
+                f"{type(model).__name__}"
+            )
 
         names = (self.objective.name, "accuracy") if metrics is None else tuple(metrics)
         self.metric_names: tuple[str, ...] = tuple(dict.fromkeys(names))
@@ -175,12 +179,14 @@ class Evaluator:
         if name in OBJECTIVES:
             return OBJECTIVES[name]
         allowed = ", ".join(dict.fromkeys((*OBJECTIVES, self.objective.name)))
-        raise ValueError(f"metrics: expected names from {allowed}, got {name!r}")
+        raise EvopruneError(f"metrics: expected names from {allowed}, got {name!r}")
 
     def _check(self, masks: torch.Tensor) -> torch.Tensor:
         masks = torch.as_tensor(masks).to(device=self.device, dtype=torch.bool)
         if masks.ndim != 2 or masks.shape[1] != self.n_bits:
-            raise ValueError(f"masks: expected shape (P, {self.n_bits}), got {tuple(masks.shape)}")
+            raise EvopruneError(
+                f"masks: expected shape (P, {self.n_bits}), got {tuple(masks.shape)}"
+            )
         return masks
 
     def _probe(self) -> tuple[int, int]:

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from evoprune.errors import EvopruneError
+
 MASKABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -52,7 +54,10 @@ class MaskSpace:
             params.append(MaskedParam(name, tuple(weight.shape), start, weight.numel()))
             start += weight.numel()
         if not params:
-            raise ValueError("the model has no maskable weights (no Linear or Conv layer)")
+            raise EvopruneError(
+                f"model: expected a module with maskable weights (a Linear or Conv layer), "
+                f"got a {type(model).__name__} without any"
+            )
         self.params = params
         self.n_bits = start
 
