@@ -76,3 +76,46 @@ def test_evaluator_bad_inputs_are_evoprune_errors():
 def test_a_model_without_maskable_weights_is_an_evoprune_error():
     with pytest.raises(EvopruneError, match=r"^model: expected a module with maskable weights"):
         MaskSpace(nn.Sequential(nn.ReLU()))
+
+
+def _neg_acc_per_sample(logits, y):  # (P, d, C), (d,) -> (P, d): a per-sample value, wrong
+    return -(logits.argmax(-1) == y).double()
+
+
+@pytest.mark.parametrize(
+    ("fn", "got"),
+    [
+        (_neg_acc_per_sample, r"\(10, 30\)"),
+        (lambda logits, y: (logits.argmax(-1) == y).double().mean(), r"\(\)"),  # a scalar
+        (lambda logits, y: float((logits.argmax(-1) == y).double().mean()), "float"),
+    ],
+)
+def test_a_custom_objective_of_the_wrong_shape_is_one_clear_error(fn, got):
+    net, X, y = _mlp_and_data()
+    ev = Evaluator(net, X, y, objective=fn)
+    name = getattr(fn, "__name__", "custom")
+    masks = torch.eye(10, ev.n_bits, dtype=torch.bool)  # 10 distinct masks
+    shapes = r"shape \(10,\) for logits of shape \(10, 30, 2\)"
+    with pytest.raises(EvopruneError, match=rf"^objective {name}: expected a tensor of {shapes}, got {got}$"):  # fmt: skip
+        ev.evaluate(masks)
+
+
+def test_a_custom_objective_may_return_numpy_or_nan():
+    net, X, y = _mlp_and_data()
+    masks = (
+        torch.rand(6, Evaluator(net, X, y).n_bits, generator=torch.Generator().manual_seed(0)) < 0.5
+    )
+
+    def acc_numpy(logits, y):
+        return (logits.argmax(-1) == y).double().mean(-1).numpy()
+
+    def nan(logits, y):
+        return torch.full((logits.shape[0],), float("nan"))
+
+    want = Evaluator(net, X, y, objective="accuracy").evaluate(masks)["accuracy"]
+    got = Evaluator(net, X, y, objective=acc_numpy).evaluate(masks)["acc_numpy"]
+    assert torch.equal(got, want)
+    ev = Evaluator(net, X, y, objective=nan)
+    assert torch.equal(
+        ev.fitness(ev.evaluate(masks)), torch.full((6,), float("-inf"), dtype=torch.float64)
+    )

@@ -307,7 +307,8 @@ class Evaluator:
             elif all_logits is None:
                 cols.append(sums[:, j] / max(n, 1))
             else:
-                cols.append(metric.fn(all_logits, self.y).double().cpu())
+                values = _checked(metric, metric.fn(all_logits, self.y), all_logits, (p,))
+                cols.append(values.double().cpu())
         return torch.stack(cols, dim=1).numpy()
 
     def _tally(
@@ -327,7 +328,9 @@ class Evaluator:
                 return correct, sums, logits.transpose(1, 2)
             for j, metric in enumerate(self._metrics):
                 if metric is not ACCURACY and metric.per_sample is not None:
-                    sums[:, j] = metric.per_sample(logits.transpose(1, 2), y).sum(-1).cpu()
+                    values = metric.per_sample(logits.transpose(1, 2), y)
+                    values = _checked(metric, values, logits.transpose(1, 2), (p, len(y)))
+                    sums[:, j] = values.sum(-1).cpu()
         return correct, sums, None
 
     def _count_correct(self, logits: torch.Tensor, rows: slice) -> torch.Tensor:
@@ -349,6 +352,22 @@ class Evaluator:
                 pred.masked_fill_(better, c)
             return (pred == self.y[rows]).sum(dim=1)
         return (pred == self._y_bool[rows]).sum(dim=1)
+
+
+def _checked(
+    metric: Objective, values: object, logits: torch.Tensor, shape: tuple[int, ...]
+) -> torch.Tensor:
+    """A user objective's output as a tensor of `shape`, or one clear error at its first call
+    (a wrong shape would otherwise fail, or silently broadcast, far from its cause)."""
+    if isinstance(values, np.ndarray):
+        values = torch.from_numpy(values)
+    if not isinstance(values, torch.Tensor) or tuple(values.shape) != shape:
+        got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise EvopruneError(
+            f"objective {metric.name}: expected a tensor of shape {shape} for logits of shape "
+            f"{tuple(logits.shape)}, got {got}"
+        )
+    return values
 
 
 def forward_one(
