@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -60,10 +62,11 @@ def parse_arch(spec: str | Sequence[int], n_in: int, n_out: int) -> list[int]:
 class MLP(nn.Sequential):
     """Linear layers with ReLU between them and plain logits out (no softmax)."""
 
-    def __init__(self, layers: Sequence[int]):
+    def __init__(self, layers: Sequence[int], device: torch.device | str | None = None):
+        layers = _check_layers(layers)
         modules: list[nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
-            modules.append(nn.Linear(fan_in, fan_out, bias=True))
+            modules.append(nn.Linear(fan_in, fan_out, bias=True, device=device))
             if i < len(layers) - 2:
                 modules.append(nn.ReLU())
         super().__init__(*modules)
@@ -74,10 +77,25 @@ class MLP(nn.Sequential):
         return [m for m in self if isinstance(m, nn.Linear)]
 
 
+def _check_layers(layers: Sequence[int]) -> list[int]:
+    if isinstance(layers, str) or not all(
+        isinstance(w, int | np.integer) and not isinstance(w, bool) for w in layers
+    ):
+        raise EvopruneError(
+            f"layers: expected a list of layer widths like [2, 75, 2], got {layers!r} "
+            "(for a name like 'B': build_network('B', n_in, n_out))"
+        )
+    if len(layers) < 2 or any(w < 1 for w in layers):
+        raise EvopruneError(f"layers: expected at least two positive widths, got {list(layers)}")
+    return [int(w) for w in layers]
+
+
 def initialise(model: nn.Module, init: str, seed: int, keep: float = 0.5) -> nn.Module:
     """Re-draw every Linear/Conv weight and bias of `model` in place from `seed`.
 
     `keep` is the kept fraction k used by the scaled Kaiming schemes (ignored by ``uniform``).
+    The model remembers the draw (``model.random_init``), so a ticket found on it records
+    what rebuilds the network.
     """
     if init not in INITS:
         raise EvopruneError(f"init: expected one of {', '.join(INITS)}, got {init!r}")
@@ -104,7 +122,22 @@ def initialise(model: nn.Module, init: str, seed: int, keep: float = 0.5) -> nn.
                 weight.copy_(signs * std)
             if module.bias is not None:
                 module.bias.zero_()
+    model.random_init = {"init": init, "seed": int(seed), "keep": float(keep)}
     return model
+
+
+def rebuild_fields(model: nn.Module) -> dict[str, Any]:
+    """The `Ticket` fields that rebuild `model` bit for bit: its layer list or named
+    architecture, and the init, seed and keep it was drawn with. A module that was not drawn
+    by `initialise` (the user's own) gets ``layers=None``: its ticket is applied to it."""
+    drawn = getattr(model, "random_init", None)
+    if drawn is None:
+        return {"layers": None}
+    if isinstance(model, MLP):
+        return {"layers": list(model.layers), **drawn}
+    if isinstance(model, ConvNet):
+        return {"layers": None, "arch": ConvNet.arch, **drawn}
+    return {"layers": None}
 
 
 def build_mlp(
@@ -116,7 +149,9 @@ def build_mlp(
     >>> net(torch.zeros(1, 2)).shape
     torch.Size([1, 2])
     """
-    model = MLP(layers)
+    # built on the meta device, then drawn from the seed alone: torch's global random stream,
+    # which nn.Linear's own init would draw from, is left as it was
+    model = MLP(layers, device="meta").to_empty(device="cpu")
     initialise(model, init, seed, keep)
     model.requires_grad_(False)
     return model
@@ -136,11 +171,11 @@ class ConvNet(nn.Module):
 
     arch = "conv"
 
-    def __init__(self, n_classes: int = 10):
+    def __init__(self, n_classes: int = 10, device: torch.device | str | None = None):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 5)  # 28 -> 24, pooled to 12
-        self.conv2 = nn.Conv2d(32, 64, 5)  # 12 -> 8, pooled to 4
-        self.fc = nn.Linear(64 * 4 * 4, n_classes)
+        self.conv1 = nn.Conv2d(1, 32, 5, device=device)  # 28 -> 24, pooled to 12
+        self.conv2 = nn.Conv2d(32, 64, 5, device=device)  # 12 -> 8, pooled to 4
+        self.fc = nn.Linear(64 * 4 * 4, n_classes, device=device)
         self.n_classes = n_classes
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,7 +198,7 @@ def build_convnet(n_classes: int = 10, init: str = "uniform", seed: int = 0, kee
     >>> net(torch.zeros(2, 784)).shape
     torch.Size([2, 10])
     """
-    model = ConvNet(n_classes)
+    model = ConvNet(n_classes, device="meta").to_empty(device="cpu")  # see build_mlp
     initialise(model, init, seed, keep)
     model.requires_grad_(False)
     return model

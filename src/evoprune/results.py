@@ -38,17 +38,25 @@ def score_splits(
     space: MaskSpace | None = None,
     device: str = "cpu",
     memory_mb: float = 64.0,
+    metrics: tuple[str, ...] = ("accuracy", "loss"),
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of one mask on each named split (``{split}_accuracy``,
-    ``{split}_loss``)."""
+    """Each metric of one mask on each named split: ``{split}_accuracy``, ``{split}_loss``
+    (the mean cross-entropy) and, when asked, ``{split}_f1``."""
     out: dict[str, float] = {}
     for split, (X, y) in splits.items():
         ev = Evaluator(model, X, y, "accuracy", space=space, device=device, memory_mb=memory_mb,
-                       cache=False, metrics=("accuracy", "loss"))  # fmt: skip
+                       cache=False, metrics=metrics)  # fmt: skip
         m = ev.evaluate(mask.view(1, -1))
-        out[f"{split}_accuracy"] = float(m["accuracy"][0])
-        out[f"{split}_loss"] = float(m["loss"][0])
+        out |= {f"{split}_{name}": float(m[name][0]) for name in metrics}
     return out
+
+
+def score_fit(model, space, mask, X, y, X_test, y_test, config, objective: str) -> dict[str, float]:
+    """A search's scores of `mask`: train (and test when given) accuracy and loss, and F1 when
+    it is the objective; `config` gives the device and memory bound."""
+    splits = {"train": (X, y)} | ({"test": (X_test, y_test)} if X_test is not None else {})
+    metrics = ("accuracy", "loss", "f1") if objective == "f1" else ("accuracy", "loss")
+    return score_splits(model, mask, splits, space, config.device, config.memory_mb, metrics)
 
 
 def score(model: nn.Module, mask: torch.Tensor, ds: Dataset) -> dict[str, float]:

@@ -13,10 +13,11 @@ from evoprune.evaluate import Evaluator
 from evoprune.ga.config import GAConfig
 from evoprune.ga.prune import post_prune
 from evoprune.ga.search import GeneticSearch
+from evoprune.inputs import check_data, problem_digest
 from evoprune.masks import MaskSpace, sparsity
-from evoprune.nets import MLP, ConvNet
+from evoprune.nets import ConvNet, rebuild_fields
 from evoprune.objectives import Objective, ObjectiveFn, get_objective
-from evoprune.results import score_splits
+from evoprune.results import score_fit
 from evoprune.ticket import Ticket
 
 
@@ -39,19 +40,44 @@ def search(
 ) -> Ticket:
     """Evolve a mask over `model`'s fixed weights that scores well on (X, y).
 
-    `objective` is "accuracy", "loss", "f1" or a callable ``(logits (P,d,C), y (d,)) -> (P,)``
-    (with `maximize` giving its direction). The model's weights are never changed. The returned
-    ticket carries the mask, metrics (train, and test when given) and the per-generation
-    history (``ticket.history``).
+    - `X` ``(samples, features...)`` and `y` (class labels 0..C-1 for a network with C
+      outputs), tensors or arrays; checked before anything runs (`evoprune.inputs`).
+    - `objective`: "accuracy", "loss", "f1" or a callable ``(logits (P,d,C), y (d,)) -> (P,)``
+      with `maximize` giving its direction (the GA variants only: memetic and local search
+      take the three names, on an MLP stack of Linear and ReLU layers).
+    - `config`: the variant and its settings; the defaults are the paper's Table 1.
+    - `space`: which weights are maskable (default: every Linear and Conv weight).
+    - `checkpoint` / `checkpoint_every` / `resume`: save the search every that many
+      generations and continue from the file (a missing file starts afresh). A checkpoint
+      belongs to one problem: by default its fingerprint holds digests of the data and the
+      network, so resuming on other data or another network is an error.
+    - `progress`: a progress bar.
+
+    The model's weights are never changed (nor its train/eval mode). The returned ticket
+    carries the mask, metrics (train, and test when given), the per-generation history
+    (``ticket.history``) and, for a network from `build_mlp` / `build_convnet`, the init and
+    seed that rebuild it (``ticket.masked_model()``).
 
     >>> from evoprune.nets import build_mlp
     >>> X = torch.randn(200, 2); y = (X[:, 0] > 0).long()
     >>> cfg = GAConfig(population=20, min_generations=3, max_generations=3)
-    >>> t = search(build_mlp([2, 20, 2]), X, y, config=cfg)
-    >>> t.metrics["train_accuracy"] > 0.5
-    True
+    >>> t = search(build_mlp([2, 20, 2], seed=3), X, y, config=cfg)
+    >>> t.metrics["train_accuracy"] > 0.5, t.seed
+    (True, 3)
     """
-    config = config or GAConfig()
+    X, y, X_test, y_test = check_data(model, X, y, X_test, y_test)
+    if checkpoint is not None and fingerprint is None:
+        fingerprint = problem_digest(model, X, y)
+    training = model.training
+    try:
+        return _search(model, X, y, objective, config or GAConfig(), X_test, y_test, maximize,
+                       space, checkpoint, checkpoint_every, resume, progress, fingerprint)  # fmt: skip
+    finally:
+        model.train(training)
+
+
+def _search(model, X, y, objective, config, X_test, y_test, maximize, space, checkpoint,
+            checkpoint_every, resume, progress, fingerprint) -> Ticket:  # fmt: skip
     if config.variant == "local" and isinstance(model, ConvNet):  # the conv net's own search
         from evoprune.local.conv import conv_search_ticket
 
@@ -84,7 +110,7 @@ def search(
     evolve_seconds = time.perf_counter() - start
 
     best = state.population[0].clone()
-    before = _scores(model, ev.space, best, X, y, X_test, y_test, config)
+    before = score_fit(model, ev.space, best, X, y, X_test, y_test, config, objective.name)
     info: dict[str, Any] = {
         "generations": state.generation,
         "evaluations": state.evaluations,
@@ -108,7 +134,7 @@ def search(
             metrics=("accuracy",),
         )
         mask, report = post_prune(pruner, best, config.post_prune_criterion, config.seed)
-        after = _scores(model, ev.space, mask, X, y, X_test, y_test, config)
+        after = score_fit(model, ev.space, mask, X, y, X_test, y_test, config, objective.name)
         info["post_prune_evaluations"] = report.evaluations
         info["post_prune_criterion"] = report.criterion
     info["post_prune_seconds"] = round(time.perf_counter() - prune_start, 4)
@@ -122,13 +148,8 @@ def search(
     }
     return Ticket(
         mask=mask,
-        layers=list(model.layers) if isinstance(model, MLP) else None,
+        **rebuild_fields(model),
         metrics=metrics_out,
         method=config.variant,
         history=list(state.history),
     )
-
-
-def _scores(model, space, mask, X, y, X_test, y_test, config) -> dict[str, float]:
-    splits = {"train": (X, y)} | ({"test": (X_test, y_test)} if X_test is not None else {})
-    return score_splits(model, mask, splits, space, config.device, config.memory_mb)

@@ -92,8 +92,7 @@ def run_ga_job(
         progress=progress,
         fingerprint={"dataset": ds.config, "layers": layers, "init": init},
     )
-    ticket.init, ticket.seed, ticket.dataset = init, seed, ds.config
-    ticket.arch = None if isinstance(layers, list) else layers  # a named conv net
+    ticket.dataset = ds.config  # the network's init and seed it took from the model
     result = {
         **base_result(job, ds, layers),
         "variant": config.variant,

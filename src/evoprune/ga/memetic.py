@@ -65,13 +65,14 @@ from torch import nn
 
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
+from evoprune.fastmlp import is_mlp_stack
 from evoprune.ga.config import GAConfig
 from evoprune.ga.search import GeneticSearch, sigterm_as_interrupt
 from evoprune.local.search import local_search
 from evoprune.masks import MaskSpace, sparsity
-from evoprune.nets import MLP
+from evoprune.nets import rebuild_fields
 from evoprune.objectives import get_objective
-from evoprune.results import score_splits
+from evoprune.results import score_fit
 from evoprune.ticket import Ticket
 
 # Checkpoint file names: the GA phase's own, then each local phase's with its prefix.
@@ -109,6 +110,11 @@ def memetic_search(
         raise EvopruneError(
             f"{config.variant}: objective must be loss, accuracy or f1, got {objective!r}"
         )
+    if not is_mlp_stack(model):  # before the GA phase, not after it
+        raise EvopruneError(
+            f"{config.variant}: the local search needs an MLP stack (nn.Sequential of Linear "
+            "and ReLU layers); search other modules with variant 'ga'"
+        )
     y = torch.as_tensor(y, dtype=torch.long)
     space = space or MaskSpace(model)
     lcfg = config.local_config(objective)
@@ -139,7 +145,9 @@ def memetic_search(
         info.update(
             {
                 f"ga_{k}": v
-                for k, v in _scores(model, space, ga_best, X, y, X_test, y_test, config).items()
+                for k, v in score_fit(
+                    model, space, ga_best, X, y, X_test, y_test, config, objective
+                ).items()
             }
         )
     phases = [(objective, lcfg, LOCAL_PHASE)]
@@ -161,7 +169,7 @@ def memetic_search(
             done.append(result.metrics)
     info["search_seconds"] = round(time.perf_counter() - start, 4)
     mask = result.mask
-    scores = _scores(model, space, mask, X, y, X_test, y_test, config)
+    scores = score_fit(model, space, mask, X, y, X_test, y_test, config, objective)
     kept_sparsity = float(sparsity(mask))
     summed = {k: round(sum(m[k] for m in done), 4) for k in _SUMMED}
     metrics = {
@@ -182,7 +190,7 @@ def memetic_search(
     }
     return Ticket(
         mask=mask,
-        layers=list(model.layers) if isinstance(model, MLP) else None,
+        **rebuild_fields(model),
         metrics=metrics,
         method=config.variant,
         history=[_uniform(row) for row in history],
@@ -214,8 +222,3 @@ _HISTORY_KEYS = ("phase", "generation", "pass", "start", "kick", "best_performan
 def _uniform(row: dict[str, Any]) -> dict[str, Any]:
     """One column set for the GA's and the local search's rows of history.csv."""
     return {k: row.get(k, "") for k in _HISTORY_KEYS}
-
-
-def _scores(model, space, mask, X, y, X_test, y_test, config) -> dict[str, float]:
-    splits = {"train": (X, y)} | ({"test": (X_test, y_test)} if X_test is not None else {})
-    return score_splits(model, mask, splits, space, config.device, config.memory_mb)

@@ -43,7 +43,7 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.masks import MaskSpace
 from evoprune.masks import sparsity as mask_sparsity
-from evoprune.nets import ConvNet
+from evoprune.nets import ConvNet, rebuild_fields
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
 
@@ -407,5 +407,5 @@ def conv_search_ticket(
         **{k: v for k, v in found.metrics.items() if k != "conv_search_config"},
         "post_prune_seconds": 0.0,
     }
-    return Ticket(mask=found.mask, layers=None, metrics=metrics, method="local", arch="conv",
-                  history=found.history)  # fmt: skip
+    return Ticket(mask=found.mask, metrics=metrics, method="local", history=found.history,
+                  **rebuild_fields(model))  # fmt: skip

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import torch
 from numba import njit, prange
 
 LOSS, ACCURACY, F1 = 0, 1, 2
@@ -255,8 +256,10 @@ def unit_expansion(ptr, rows, vals, cand, dw, coef, relu, out_f):
 def set_threads(work: float) -> None:
     """Every core when a call has enough work to share; one for small ones, where thread
     start-up and barriers cost more than they save (measured: digits units, ~50k pairs, are
-    slower on two; a block of eight moons B hidden units, 1.6M, takes 3.4 ms instead of 4.9)."""
-    n = numba.config.NUMBA_NUM_THREADS
+    slower on two; a block of eight moons B hidden units, 1.6M, takes 3.4 ms instead of 4.9).
+    "Every core" is at most torch's thread count, so ``torch.set_num_threads`` (``--threads``)
+    and ``OMP_NUM_THREADS`` bound the local search as they bound the GA."""
+    n = min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())
     numba.set_num_threads(n if work > THREAD_WORK else 1)
 
 

@@ -399,8 +399,8 @@ def local_search(
     config = config or LocalConfig()
     if not is_mlp_stack(model):
         raise EvopruneError(
-            "local search: needs an MLP stack (nn.Sequential of Linear and ReLU); use the GA "
-            "(--variant ga or memetic) for other modules"
+            "local search: needs an MLP stack (nn.Sequential of Linear and ReLU layers); search "
+            "other modules with the GA (variant 'ga')"
         )
     space = space or MaskSpace(model)
     y = torch.as_tensor(y, dtype=torch.long)

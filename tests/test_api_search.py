@@ -1,0 +1,149 @@
+"""`evoprune.search` from Python: what a ticket records, input checks, checkpoints, side effects."""
+
+import numba
+import pytest
+import torch
+from torch import nn
+
+import evoprune
+from evoprune.data import load_dataset
+from evoprune.errors import EvopruneError
+from evoprune.ga import GAConfig
+from evoprune.local import kernels
+from evoprune.nets import MLP, build_mlp, build_network
+from evoprune.results import score_splits
+
+TINY = GAConfig(population=10, min_generations=3, max_generations=3)
+
+
+@pytest.fixture(scope="module")
+def moons():
+    ds = load_dataset("moons")
+    return ds.X_train[:600], ds.y_train[:600], ds.X_test[:400], ds.y_test[:400]
+
+
+@pytest.mark.parametrize("variant", ["ga", "memetic"])
+def test_ticket_rebuilds_the_network_it_was_found_on(moons, variant):
+    X, y, Xt, yt = moons
+    net = build_mlp([2, 20, 2], init="kaiming-normal", seed=5)
+    cfg = GAConfig(variant=variant, population=10, min_generations=3, max_generations=3)
+    t = evoprune.search(net, X, y, config=cfg, X_test=Xt, y_test=yt)
+    assert (t.init, t.seed, t.layers) == ("kaiming-normal", 5, [2, 20, 2])
+    again = score_splits(
+        t.masked_model(), torch.ones(t.n_bits, dtype=torch.bool), {"test": (Xt, yt)}
+    )
+    assert again["test_accuracy"] == pytest.approx(t.metrics["test_accuracy"], abs=1e-9)
+
+
+def test_a_network_not_drawn_by_evoprune_is_not_rebuilt(moons):
+    X, y, _, _ = moons
+    net = MLP([2, 20, 2])  # torch's own init: no seed can rebuild it
+    t = evoprune.search(net, X, y, config=TINY)
+    assert t.layers is None
+    with pytest.raises(EvopruneError, match="ticket.apply"):
+        t.masked_model()
+
+
+def test_build_mlp_leaves_torch_global_random_stream_alone():
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    build_mlp([4, 30, 3], seed=2)
+    build_network("conv", 784, 10)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("layers", ["B", "2,75,2", [2], [2, 0, 2], [2, -1, 2], [2.5, 3]])
+def test_build_mlp_refuses_bad_layer_lists(layers):
+    with pytest.raises(EvopruneError, match="layers"):
+        build_mlp(layers)
+
+
+def _bad_inputs(moons):
+    X, y, Xt, yt = moons
+    nan = X.clone()
+    nan[7, 1] = float("nan")
+    return {
+        "nan": ((nan, y), {}, "X: 1 rows hold NaN"),
+        "labels 1..K": ((X, y + 1), {}, r"y: expected class labels 0\.\.1 .*got 1\.\.2"),
+        "features": ((X[:, :1], y), {}, r"X: the model does not take rows of shape \(1,\)"),
+        "float labels": ((X, y.float() + 0.5), {}, r"y: expected integer class labels, got [01]\.5"),
+        "one-hot": ((X, nn.functional.one_hot(y)), {}, "one-hot"),
+        "lengths": ((X, y[:-1]), {}, "X has 600 samples but y has 599"),
+        "empty": ((X[:0], y[:0]), {}, "X: expected .* with samples"),
+        "test alone": ((X, y), {"X_test": Xt}, "give both or neither"),
+        "test labels": ((X, y), {"X_test": Xt, "y_test": yt + 2}, "y_test: expected class"),
+        "test features": ((X, y), {"X_test": Xt[:, :1], "y_test": yt}, "X_test: expected rows"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["nan", "labels 1..K", "features", "float labels", "one-hot", "lengths", "empty",
+     "test alone", "test labels", "test features"],
+)  # fmt: skip
+def test_bad_data_is_refused_before_the_search_starts(moons, monkeypatch, case):
+    from evoprune.ga.search import GeneticSearch
+
+    def never(*_, **__):
+        raise AssertionError("the search started")
+
+    monkeypatch.setattr(GeneticSearch, "run", never)
+    (X, y), kwargs, message = _bad_inputs(moons)[case]
+    with pytest.raises(EvopruneError, match=message):
+        evoprune.search(build_mlp([2, 20, 2]), X, y, config=TINY, **kwargs)
+
+
+def test_numpy_data_and_inputs_that_require_grad_are_taken(moons):
+    X, y, _, _ = moons
+    a = evoprune.search(build_mlp([2, 20, 2]), X.numpy(), y.numpy(), config=TINY)
+    b = evoprune.search(build_mlp([2, 20, 2]), X.clone().requires_grad_(True), y, config=TINY)
+    assert torch.equal(a.mask, b.mask)
+
+
+def test_memetic_on_a_module_without_local_search_fails_before_the_ga(moons, monkeypatch):
+    from evoprune.ga.search import GeneticSearch
+
+    monkeypatch.setattr(GeneticSearch, "run", lambda *_, **__: pytest.fail("the GA ran"))
+    net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))
+    X, y, _, _ = moons
+    with pytest.raises(EvopruneError, match="memetic: the local search needs an MLP stack"):
+        evoprune.search(net, X, y, config=GAConfig(variant="memetic"))
+
+
+def test_resuming_on_other_data_or_another_network_is_refused(moons, tmp_path):
+    X, y, _, _ = moons
+    ckpt = tmp_path / "ck.npz"
+    evoprune.search(build_mlp([2, 20, 2]), X, y, config=TINY, checkpoint=ckpt, checkpoint_every=1)
+    with pytest.raises(EvopruneError, match="different search"):
+        evoprune.search(build_mlp([2, 20, 2]), X[:300], y[:300], config=TINY, checkpoint=ckpt,
+                        resume=True)  # fmt: skip
+    with pytest.raises(EvopruneError, match="different search"):
+        evoprune.search(build_mlp([2, 20, 2], seed=9), X, y, config=TINY, checkpoint=ckpt,
+                        resume=True)  # fmt: skip
+    same = evoprune.search(build_mlp([2, 20, 2]), X, y, config=TINY, checkpoint=ckpt, resume=True)
+    assert same.metrics["generations"] == 3
+
+
+def test_search_leaves_the_modules_train_mode_as_it_was(moons):
+    X, y, _, _ = moons
+    net = build_mlp([2, 20, 2]).train()
+    evoprune.search(net, X, y, config=TINY)
+    assert net.training
+
+
+def test_f1_objective_reports_the_f1_of_the_ticket(moons):
+    X, y, Xt, yt = moons
+    t = evoprune.search(build_mlp([2, 20, 2]), X, y, "f1", TINY, X_test=Xt, y_test=yt)
+    ev = evoprune.Evaluator(build_mlp([2, 20, 2]), Xt, yt, "f1", metrics=("f1",))
+    assert t.metrics["test_f1"] == pytest.approx(float(ev.evaluate(t.mask.view(1, -1))["f1"][0]))
+
+
+def test_local_search_threads_follow_torch_thread_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        kernels.set_threads(work=1e12)  # plenty of work: every core allowed
+        assert numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
