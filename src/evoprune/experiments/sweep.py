@@ -78,7 +78,7 @@ def run_sweep(
     `fn(job, folder) -> result dict` runs one job (default: `evoprune.jobs.run_job`); it must be
     picklable (a module-level function). Returns counts and timings.
 
-    >>> # run_sweep("fig3", "quick", "runs/fig3")                          # doctest: +SKIP
+    >>> run_sweep("fig3", "quick", "runs/fig3")  # doctest: +SKIP
     """
     started = time.perf_counter()
     if isinstance(executor, str) and executor not in EXECUTORS:
