@@ -67,7 +67,11 @@ def _bad_inputs(moons):
         "nan": ((nan, y), {}, "X: 1 rows hold NaN"),
         "labels 1..K": ((X, y + 1), {}, r"y: expected class labels 0\.\.1 .*got 1\.\.2"),
         "features": ((X[:, :1], y), {}, r"X: the model does not take rows of shape \(1,\)"),
-        "float labels": ((X, y.float() + 0.5), {}, r"y: expected integer class labels, got [01]\.5"),
+        "float labels": (
+            (X, y.float() + 0.5),
+            {},
+            r"y: expected integer class labels, got [01]\.5",
+        ),
         "one-hot": ((X, nn.functional.one_hot(y)), {}, "one-hot"),
         "lengths": ((X, y[:-1]), {}, "X has 600 samples but y has 599"),
         "empty": ((X[:0], y[:0]), {}, "X: expected .* with samples"),
@@ -147,3 +151,14 @@ def test_local_search_threads_follow_torch_thread_count():
         assert numba.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_ga_ticket_on_the_built_in_conv_net_rebuilds_it():
+    gen = torch.Generator().manual_seed(0)
+    X, y = torch.rand(40, 784, generator=gen), torch.randint(0, 10, (40,), generator=gen)
+    net = build_network("conv", 784, 10, seed=4)[0]
+    t = evoprune.search(net, X, y, config=GAConfig(population=4, min_generations=1,
+                                                   max_generations=1, post_prune=False))  # fmt: skip
+    assert (t.arch, t.seed) == ("conv", 4)
+    rebuilt = t.masked_model()
+    assert torch.equal(rebuilt(X), t.apply(build_network("conv", 784, 10, seed=4)[0])(X))
