@@ -10,6 +10,7 @@ from evoprune.evaluate import Evaluator
 from evoprune.ga import GAConfig
 from evoprune.masks import MaskSpace
 from evoprune.nets import build_mlp
+from evoprune.ticket import Ticket
 
 
 @pytest.mark.parametrize(
@@ -119,3 +120,62 @@ def test_a_custom_objective_may_return_numpy_or_nan():
     assert torch.equal(
         ev.fitness(ev.evaluate(masks)), torch.full((6,), float("-inf"), dtype=torch.float64)
     )
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        np.array([1, 0, 1, 1, 0, 0]),
+        np.array([True, False, True, True, False, False]),
+        torch.tensor([1, 0, 1, 1, 0, 0], dtype=torch.uint8),
+        torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0]),
+        [1, 0, 1, 1, 0, 0],
+    ],
+)
+def test_ticket_coerces_0_1_masks_to_bool(mask):
+    ticket = Ticket(mask=mask, layers=[1, 2, 2])
+    assert ticket.mask.dtype == torch.bool and ticket.mask.shape == (6,)
+    assert ticket.mask.tolist() == [True, False, True, True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("mask", "got"),
+    [
+        (np.array([1, 0, 2, 1, 0, 0]), "got 2$"),
+        (torch.tensor([1.0, 0.0, 0.5, 1.0, 0.0, 0.0]), "got 0.5$"),
+        (torch.ones(2, 3, dtype=torch.bool), r"got shape \(2, 3\)$"),
+        (np.array(["1", "0"]), "got ndarray$"),
+    ],
+)
+def test_ticket_refuses_other_masks(mask, got):
+    with pytest.raises(EvopruneError, match=f"^mask: expected .*{got}"):
+        Ticket(mask=mask, layers=[1, 2, 2])
+
+
+def test_ticket_apply_checks_the_layer_shapes_not_only_the_bit_count():
+    ticket = Ticket(mask=torch.ones(300, dtype=torch.bool), layers=[2, 75, 2])
+    with pytest.raises(EvopruneError, match=r"^ticket: the mask is for layers \[2, 75, 2\]"):
+        ticket.apply(build_mlp([2, 100, 1]))  # also 300 weights
+    assert ticket.apply(build_mlp([2, 75, 2])) is not None
+
+
+def test_ticket_repr_shows_bit_count_and_sparsity_not_the_mask():
+    mask = torch.zeros(3000, dtype=torch.bool)
+    mask[:750] = True
+    text = repr(Ticket(mask=mask, layers=[2, 1000, 1]))
+    assert text.startswith("Ticket(n_bits=3000, sparsity=0.75, layers=[2, 1000, 1],")
+    assert "tensor" not in text and len(text) < 300
+
+
+def test_ticket_save_turns_numpy_and_torch_values_into_json(tmp_path):
+    mask = torch.tensor([1, 0, 1, 1, 0, 0], dtype=torch.bool)
+    metrics = {"a": np.float64(0.5), "b": np.int64(3), "c": torch.tensor(0.25), "d": np.arange(2)}
+    Ticket(mask=mask, layers=[1, 2, 2], metrics=metrics, dataset={"n": np.int32(7)}).save(
+        tmp_path / "t.npz"
+    )
+    back = Ticket.load(tmp_path / "t.npz")
+    assert back.metrics == {"a": 0.5, "b": 3, "c": 0.25, "d": [0, 1]}
+    assert back.dataset == {"n": 7}
+    with pytest.raises(EvopruneError, match=r"^ticket.metrics\['bad'\]: expected a JSON value"):
+        Ticket(mask=mask, layers=[1, 2, 2], metrics={"bad": object()}).save(tmp_path / "u.npz")
+    assert not (tmp_path / "u.npz").exists()

@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from evoprune.errors import EvopruneError
-from evoprune.io import write_atomic
+from evoprune.io import jsonable, write_atomic
 from evoprune.masks import MaskSpace, pack, sparsity, unpack
 from evoprune.nets import build_convnet, build_mlp
 
@@ -36,7 +36,7 @@ class Ticket:
     `build_model` needs that module back: ``ticket.apply(my_model)``).
     """
 
-    mask: torch.Tensor  # (n_bits,) bool, bit order of `MaskSpace`
+    mask: torch.Tensor = field(repr=False)  # (n_bits,) bool, bit order of `MaskSpace`
     layers: list[int] | None
     init: str = "uniform"
     seed: int = 0  # seed of the network's initialisation
@@ -46,6 +46,14 @@ class Ticket:
     method: str = "ga"
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)  # not in the file
     arch: str | None = None  # a named non-MLP architecture ("conv"), then `layers` is None
+
+    def __post_init__(self) -> None:
+        self.mask = _bool_mask(self.mask)
+
+    def __repr__(self) -> str:  # thousands of bits say less than their count and sparsity
+        shown = [f"n_bits={self.n_bits}", f"sparsity={self.sparsity:.4g}"]
+        shown += [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr]
+        return f"Ticket({', '.join(shown)})"
 
     @property
     def n_bits(self) -> int:
@@ -72,6 +80,16 @@ class Ticket:
                 f"ticket: the mask has {self.n_bits} bits but the model has {space.n_bits} "
                 "maskable weights"
             )
+        # the same bit count can hide another layout: [2, 75, 2] and [2, 100, 1] both have 300
+        if self.layers is not None:
+            pairs = zip(self.layers[:-1], self.layers[1:], strict=True)
+            want = [(n_out, n_in) for n_in, n_out in pairs]
+            have = [p.shape for p in space.params]
+            if have != want:
+                raise EvopruneError(
+                    f"ticket: the mask is for layers {self.layers} (weight shapes {want}) but the "
+                    f"model's maskable weights have shapes {have}"
+                )
         per_param = space.split(self.mask)
         with torch.no_grad():
             for name, param in model.named_parameters():
@@ -102,7 +120,7 @@ class Ticket:
     def save(self, path: str | Path) -> Path:
         """Write the ticket atomically to `path` (``.npz``)."""
         packed = np.frombuffer(pack(self.mask), dtype=np.uint8)
-        header = json.dumps(self.header(), sort_keys=True).encode()
+        header = self._header_json()
         buf = io.BytesIO()
         np.savez_compressed(
             buf,
@@ -111,6 +129,19 @@ class Ticket:
             checksum=np.frombuffer(_checksum(packed.tobytes(), header).encode(), dtype=np.uint8),
         )
         return write_atomic(path, buf.getvalue())
+
+    def _header_json(self) -> bytes:
+        """The header as JSON; numpy and torch values become plain numbers and lists."""
+        for part in ("dataset", "metrics"):
+            for key, value in getattr(self, part).items():
+                try:
+                    json.dumps(value, default=jsonable)
+                except (TypeError, ValueError):
+                    raise EvopruneError(
+                        f"ticket.{part}[{key!r}]: expected a JSON value (number, string, list, "
+                        f"dict, or a numpy/torch number or array), got {type(value).__name__}"
+                    ) from None
+        return json.dumps(self.header(), sort_keys=True, default=jsonable).encode()
 
     @classmethod
     def load(cls, path: str | Path) -> Ticket:
@@ -148,6 +179,32 @@ class Ticket:
             method=meta["method"],
             arch=meta.get("arch"),
         )
+
+
+def _bool_mask(mask: Any) -> torch.Tensor:
+    """`mask` as a one-dimensional bool tensor: bool or exactly-0/1 numbers (tensor, array or
+    list) are converted, anything else is an error here rather than a wrong network later."""
+    if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and mask.ndim == 1:
+        return mask
+    try:
+        values = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    except (TypeError, ValueError, RuntimeError):
+        raise EvopruneError(
+            f"mask: expected a 1-D bool or 0/1 tensor or array, got {type(mask).__name__}"
+        ) from None
+    if values.ndim != 1 or values.numel() == 0:
+        raise EvopruneError(
+            f"mask: expected a 1-D bool or 0/1 tensor or array of shape (n_bits,), "
+            f"got shape {tuple(values.shape)}"
+        )
+    if values.dtype != torch.bool:
+        if values.is_complex():
+            raise EvopruneError(f"mask: expected bool or 0/1 values, got dtype {values.dtype}")
+        bad = values[(values != 0) & (values != 1)]
+        if len(bad):
+            raise EvopruneError(f"mask: expected only 0/1 or bool values, got {bad[0].item()!r}")
+        values = values != 0
+    return values
 
 
 def _checksum(packed: bytes, header: bytes) -> str:
