@@ -162,3 +162,10 @@ def test_a_ga_ticket_on_the_built_in_conv_net_rebuilds_it():
     assert (t.arch, t.seed) == ("conv", 4)
     rebuilt = t.masked_model()
     assert torch.equal(rebuilt(X), t.apply(build_network("conv", 784, 10, seed=4)[0])(X))
+
+
+def test_memetic_with_a_callable_objective_points_to_the_ga(moons):
+    X, y, _, _ = moons
+    with pytest.raises(EvopruneError, match="a callable objective needs variant 'ga'"):
+        evoprune.search(build_mlp([2, 20, 2]), X, y, lambda z, t: z.sum((1, 2)),
+                        GAConfig(variant="memetic"))  # fmt: skip

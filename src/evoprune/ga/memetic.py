@@ -107,8 +107,10 @@ def memetic_search(
     True
     """
     if not isinstance(objective, str) or objective not in ("loss", "accuracy", "f1"):
+        got = objective if isinstance(objective, str) else "a callable"
         raise EvopruneError(
-            f"{config.variant}: objective must be loss, accuracy or f1, got {objective!r}"
+            f"{config.variant}: objective must be loss, accuracy or f1 (its local search scores "
+            f"flips exactly for those three; a callable objective needs variant 'ga'), got {got!r}"
         )
     if not is_mlp_stack(model):  # before the GA phase, not after it
         raise EvopruneError(
