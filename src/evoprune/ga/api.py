@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,88 +70,94 @@ def search(
     X, y, X_test, y_test = check_data(model, X, y, X_test, y_test)
     if checkpoint is not None and fingerprint is None:
         fingerprint = problem_digest(model, X, y)
-    training = model.training
-    try:
-        return _search(model, X, y, objective, config or GAConfig(), X_test, y_test, maximize,
-                       space, checkpoint, checkpoint_every, resume, progress, fingerprint)  # fmt: skip
-    finally:
-        model.train(training)
+    config = config or GAConfig()
+    with _mode_kept(model):  # evaluation puts the module in eval mode
+        if config.variant == "local" and isinstance(model, ConvNet):  # the conv net's own search
+            from evoprune.local.conv import conv_search_ticket
 
+            return conv_search_ticket(model, X, y, config, X_test=X_test, y_test=y_test,
+                                      progress=progress)  # fmt: skip
+        if config.variant in ("memetic", "local"):  # the GA with exact local search, or it alone
+            from evoprune.ga.memetic import memetic_search
 
-def _search(model, X, y, objective, config, X_test, y_test, maximize, space, checkpoint,
-            checkpoint_every, resume, progress, fingerprint) -> Ticket:  # fmt: skip
-    if config.variant == "local" and isinstance(model, ConvNet):  # the conv net's own search
-        from evoprune.local.conv import conv_search_ticket
-
-        return conv_search_ticket(model, X, y, config, X_test=X_test, y_test=y_test,
-                                  progress=progress)  # fmt: skip
-    if config.variant in ("memetic", "local"):  # the GA with exact local search, or it alone
-        from evoprune.ga.memetic import memetic_search
-
-        name = objective if isinstance(objective, str) else getattr(objective, "name", objective)
-        return memetic_search(model, X, y, name, config, X_test=X_test, y_test=y_test,
-                              space=space, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                              resume=resume, progress=progress, fingerprint=fingerprint)  # fmt: skip
-    objective = get_objective(objective, maximize)
-    y = torch.as_tensor(y, dtype=torch.long)
-    n_classes = int(y.max()) + 1
-    metrics = tuple(dict.fromkeys((objective.name, "accuracy")))
-    ev = Evaluator(
-        model,
-        X,
-        y,
-        objective,
-        space=space,
-        device=config.device,
-        memory_mb=config.memory_mb,
-        metrics=metrics,
-    )
-    ga = GeneticSearch(ev, config, n_classes, checkpoint, checkpoint_every, fingerprint, progress)
-    start = time.perf_counter()
-    state = ga.run(resume=resume)
-    evolve_seconds = time.perf_counter() - start
-
-    best = state.population[0].clone()
-    before = score_fit(model, ev.space, best, X, y, X_test, y_test, config, objective.name)
-    info: dict[str, Any] = {
-        "generations": state.generation,
-        "evaluations": state.evaluations,
-        "evolution_seconds": round(state.seconds, 4),
-        "objective": objective.name,
-        "best_performance": float(state.scores[0, ev.metric_names.index(objective.name)]),
-        **state.init_info,
-    }
-    mask, after = best, before
-    prune_start = time.perf_counter()
-    if config.post_prune:
-        pruner = Evaluator(
+            name = (
+                objective if isinstance(objective, str) else getattr(objective, "name", objective)
+            )
+            return memetic_search(model, X, y, name, config, X_test=X_test, y_test=y_test,
+                                  space=space, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                                  resume=resume, progress=progress, fingerprint=fingerprint)  # fmt: skip
+        objective = get_objective(objective, maximize)
+        y = torch.as_tensor(y, dtype=torch.long)
+        n_classes = int(y.max()) + 1
+        metrics = tuple(dict.fromkeys((objective.name, "accuracy")))
+        ev = Evaluator(
             model,
             X,
             y,
-            "accuracy",
-            space=ev.space,
+            objective,
+            space=space,
             device=config.device,
             memory_mb=config.memory_mb,
-            cache=False,
-            metrics=("accuracy",),
+            metrics=metrics,
         )
-        mask, report = post_prune(pruner, best, config.post_prune_criterion, config.seed)
-        after = score_fit(model, ev.space, mask, X, y, X_test, y_test, config, objective.name)
-        info["post_prune_evaluations"] = report.evaluations
-        info["post_prune_criterion"] = report.criterion
-    info["post_prune_seconds"] = round(time.perf_counter() - prune_start, 4)
-    info["search_seconds"] = round(evolve_seconds, 4)
-    metrics_out = {
-        **after,
-        "sparsity": float(sparsity(mask)),
-        "sparsity_before_post_prune": float(sparsity(best)),
-        **{f"{k}_before_post_prune": v for k, v in before.items()},
-        **info,
-    }
-    return Ticket(
-        mask=mask,
-        **rebuild_fields(model),
-        metrics=metrics_out,
-        method=config.variant,
-        history=list(state.history),
-    )
+        ga = GeneticSearch(
+            ev, config, n_classes, checkpoint, checkpoint_every, fingerprint, progress
+        )
+        start = time.perf_counter()
+        state = ga.run(resume=resume)
+        evolve_seconds = time.perf_counter() - start
+
+        best = state.population[0].clone()
+        before = score_fit(model, ev.space, best, X, y, X_test, y_test, config, objective.name)
+        info: dict[str, Any] = {
+            "generations": state.generation,
+            "evaluations": state.evaluations,
+            "evolution_seconds": round(state.seconds, 4),
+            "objective": objective.name,
+            "best_performance": float(state.scores[0, ev.metric_names.index(objective.name)]),
+            **state.init_info,
+        }
+        mask, after = best, before
+        prune_start = time.perf_counter()
+        if config.post_prune:
+            pruner = Evaluator(
+                model,
+                X,
+                y,
+                "accuracy",
+                space=ev.space,
+                device=config.device,
+                memory_mb=config.memory_mb,
+                cache=False,
+                metrics=("accuracy",),
+            )
+            mask, report = post_prune(pruner, best, config.post_prune_criterion, config.seed)
+            after = score_fit(model, ev.space, mask, X, y, X_test, y_test, config, objective.name)
+            info["post_prune_evaluations"] = report.evaluations
+            info["post_prune_criterion"] = report.criterion
+        info["post_prune_seconds"] = round(time.perf_counter() - prune_start, 4)
+        info["search_seconds"] = round(evolve_seconds, 4)
+        metrics_out = {
+            **after,
+            "sparsity": float(sparsity(mask)),
+            "sparsity_before_post_prune": float(sparsity(best)),
+            **{f"{k}_before_post_prune": v for k, v in before.items()},
+            **info,
+        }
+        return Ticket(
+            mask=mask,
+            **rebuild_fields(model),
+            metrics=metrics_out,
+            method=config.variant,
+            history=list(state.history),
+        )
+
+
+@contextmanager
+def _mode_kept(model: nn.Module) -> Iterator[None]:
+    """Give `model` back in the train/eval mode it came in."""
+    training = model.training
+    try:
+        yield
+    finally:
+        model.train(training)
