@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from evoprune.baselines import TABLE2, backprop, edge_popup, lookup
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.ga import GAConfig
@@ -179,3 +180,37 @@ def test_ticket_save_turns_numpy_and_torch_values_into_json(tmp_path):
     with pytest.raises(EvopruneError, match=r"^ticket.metrics\['bad'\]: expected a JSON value"):
         Ticket(mask=mask, layers=[1, 2, 2], metrics={"bad": object()}).save(tmp_path / "u.npz")
     assert not (tmp_path / "u.npz").exists()
+
+
+def test_backprop_metrics_take_tensors():
+    X = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    y = (X[:, 0] > 0).long()
+    trained = backprop(X.numpy(), y.numpy(), [8], TABLE2[("moons", "A", 2)], max_iter=5)
+    assert trained.metrics(X, y) == trained.metrics(X.numpy(), y.numpy())
+
+
+def test_edge_popup_labels_outside_the_outputs_are_one_error_up_front():
+    net, X, y = _mlp_and_data(classes=2)
+    with pytest.raises(EvopruneError, match=r"^y: expected class labels 0\.\.1 .* got 1\.\.2$"):
+        edge_popup(net, X, y + 1, epochs=1)
+
+
+def test_edge_popup_result_gives_a_ticket_like_the_ga(tmp_path):
+    net, X, y = _mlp_and_data()
+    found = edge_popup(net, X, y, sparsity=0.6, epochs=2, seed=1)
+    ticket = found.ticket(metrics={"note": np.float64(1.5)})
+    assert ticket.method == "edge-popup" and torch.equal(ticket.mask, found.mask)
+    back = Ticket.load(ticket.save(tmp_path / "ep.npz"))
+    rebuilt = back.masked_model()  # the network rebuilt from (layers, init, seed) alone
+    masked = back.apply(build_mlp([2, 5, 2], seed=0))
+    for a, b in zip(rebuilt.parameters(), masked.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert back.metrics == {"note": 1.5}
+    assert found.ticket().metrics == {"sparsity": found.sparsity}
+
+
+def test_table2_lookup_takes_the_architecture_letter():
+    assert lookup("digits", "B", 3) is TABLE2[("digits", "B", 3)]
+    assert lookup("digits", "B", 3) is lookup("digits", [75], 3)
+    with pytest.raises(EvopruneError, match=r"^hidden: expected hidden widths like \[75\]"):
+        lookup("digits", "Q", 3)

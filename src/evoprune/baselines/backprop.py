@@ -109,8 +109,9 @@ class BackpropResult:
         """Epochs actually run (sklearn stops early when the loss stalls)."""
         return int(self.model.n_iter_)
 
-    def metrics(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """(accuracy, mean cross-entropy in nats) on ``X, y``."""
+    def metrics(self, X: Any, y: Any) -> tuple[float, float]:
+        """(accuracy, mean cross-entropy in nats) on ``X, y`` (numpy arrays or CPU tensors)."""
+        X, y = np.asarray(X), np.asarray(y)  # a tensor y would turn `== y` into a tensor
         proba = self.model.predict_proba(X)
         acc = float(np.mean(self.model.classes_[proba.argmax(axis=1)] == y))
         return acc, float(log_loss(y, proba, labels=self.model.classes_))

@@ -35,8 +35,11 @@ from torch import nn
 from torch.func import functional_call
 
 from evoprune.errors import EvopruneError
+from evoprune.inputs import check_data
 from evoprune.masks import MaskSpace, sparsity
+from evoprune.nets import rebuild_fields
 from evoprune.seeding import torch_generator
+from evoprune.ticket import Ticket
 
 # Guards the floor in `kept_count` against float error (0.29 * 100 = 28.999999999999996).
 _FLOOR_EPS = 1e-9
@@ -139,12 +142,34 @@ class EdgePopupResult:
     seed: int
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
     wall_seconds: float = 0.0
+    model: nn.Module | None = field(default=None, repr=False)  # the frozen network it masks
 
     @property
     def sparsity(self) -> float:
         """Fraction of zero bits over all maskable weights (per-layer flooring can shift it
         slightly from `config.sparsity`)."""
         return float(sparsity(self.mask))
+
+    def ticket(
+        self, dataset: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None
+    ) -> Ticket:
+        """The mask as a `Ticket`, to save or rebuild like a GA ticket (``masked_model()`` for a
+        network from `build_mlp` / `build_network`; ``apply(model)`` for the user's own).
+
+        >>> from evoprune.nets import build_mlp
+        >>> res = edge_popup(build_mlp([2, 8, 2]), torch.randn(32, 2), torch.randint(0, 2, (32,)), epochs=1)
+        >>> res.ticket().masked_model()[0].weight.eq(0).float().mean().item()
+        0.5
+        """
+        if self.model is None:
+            raise EvopruneError("ticket: this result does not hold its network (model=None)")
+        return Ticket(
+            mask=self.mask,
+            **rebuild_fields(self.model),
+            dataset=dict(dataset or {}),
+            metrics=dict(metrics if metrics is not None else {"sparsity": self.sparsity}),
+            method="edge-popup",
+        )
 
 
 def _linear_relu_stack(model: nn.Module) -> list[str] | None:
@@ -237,6 +262,8 @@ def train_edge_popup(
         raise EvopruneError(
             f"X, y: expected the same, non-zero number of samples, got {X.shape[0]} and {y.shape[0]}"
         )
+    # labels outside the network's outputs would fail as an IndexError deep inside torch
+    X, y, _, _ = check_data(model, X, y)
     start = time.perf_counter()
     net = ScoredNetwork(model, config.sparsity, seed, fast=fast)
     optimizer = torch.optim.SGD(
@@ -285,6 +312,7 @@ def train_edge_popup(
         seed=seed,
         history=history,
         wall_seconds=time.perf_counter() - start,
+        model=model,
     )
 
 

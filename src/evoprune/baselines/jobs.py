@@ -31,7 +31,6 @@ from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.nets import build_network, parse_arch
 from evoprune.results import base_result, score, write_run_dir
-from evoprune.ticket import Ticket
 
 EDGE_POPUP_KEYS = {f.name for f in fields(EdgePopupConfig)}
 BACKPROP_PARAM_KEYS = {f.name for f in fields(BackpropParams)}
@@ -121,18 +120,7 @@ def run_edge_popup_job(job: dict[str, Any], out: Path | None, progress: bool) ->
     }
     if out is not None:
         scalars = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
-        ticket = Ticket(
-            mask=found.mask,
-            layers=layers if isinstance(layers, list) else None,
-            arch=None if isinstance(layers, list) else layers,
-            init=init,
-            seed=seed,
-            keep=config.keep,
-            dataset=ds.config,
-            metrics=scalars,
-            method="edge-popup",
-        )
-        write_run_dir(out, result, ticket, found.history)
+        write_run_dir(out, result, found.ticket(ds.config, scalars), found.history)
     return result
 
 

@@ -133,12 +133,26 @@ def arch_letter(hidden: list[int] | tuple[int, ...]) -> str | None:
 
 
 def lookup(
-    dataset: str, hidden: list[int] | tuple[int, ...], classes: int, normalize: bool | None = None
+    dataset: str,
+    hidden: str | list[int] | tuple[int, ...],
+    classes: int,
+    normalize: bool | None = None,
 ) -> BackpropParams | None:
-    """The Table 2 row for a dataset, hidden widths and class count, or None if there is none.
+    """The Table 2 row for a dataset, hidden widths (or their letter) and class count, or None
+    if there is none.
 
     `normalize` False picks the raw-feature digits rows; other datasets have one row each.
+
+    >>> lookup("digits", "B", 3) is lookup("digits", [75], 3) is TABLE2[("digits", "B", 3)]
+    True
     """
+    if isinstance(hidden, str):  # list("B") would silently match no architecture
+        if hidden not in ARCHS:
+            raise EvopruneError(
+                f"hidden: expected hidden widths like [75] or one of {', '.join(ARCHS)}, "
+                f"got {hidden!r}"
+            )
+        hidden = ARCHS[hidden]
     letter = arch_letter(hidden)
     if letter is None:
         return None
