@@ -33,7 +33,12 @@ from evoprune.ticket import Ticket
         ({"variant": "ga-adaptive", "ranking": "exact"}, "ranking"),
         ({"local_starts": 0}, "local_starts"),  # LocalConfig's "starts", named as set
         ({"local_patience": 0}, "local_patience"),
-        ({"local_density": 3.0}, "local_density"),
+        ({"local_density": 1.5}, "local_density"),
+        ({"kicks": -1}, "kicks"),
+        ({"sparsity_penalty": -0.1}, "sparsity_penalty"),
+        ({"min_gain": -1e-3}, "min_gain"),
+        ({"variant": "local", "kick_bits": 0}, "kick_bits"),
+        ({"temperature": 0.0}, "temperature"),
     ],
 )
 def test_gaconfig_rejects_bad_fields_naming_them(kwargs, field):

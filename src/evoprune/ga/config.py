@@ -90,6 +90,9 @@ class GAConfig:
             raise EvopruneError(
                 f"variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}"
             )
+        for name in ("kicks", "sparsity_penalty", "min_gain"):  # LocalConfig names them together
+            if (getattr(self, name) or 0) < 0:
+                raise EvopruneError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
         try:  # the local search's fields, checked for every variant (a typo is never harmless)
             self.local_config("loss")
         except EvopruneError as exc:  # LocalConfig names some fields differently
@@ -120,6 +123,7 @@ class GAConfig:
             "mig_rate",
             "adaptive_bound",
             "adaptive_decay",
+            "local_density",  # LocalConfig lets its start_density reach 2
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
