@@ -67,7 +67,7 @@ def _mlp_and_data(n=30, n_in=2, classes=2):
 
 def test_evaluator_bad_inputs_are_evoprune_errors():
     net, X, y = _mlp_and_data()
-    with pytest.raises(EvopruneError, match=r"^X, y: X has 30 samples but y has 10$"):
+    with pytest.raises(EvopruneError, match=r"^X has 30 samples but y has 10$"):
         Evaluator(net, X, y[:10])
     ev = Evaluator(net, X, y)
     with pytest.raises(EvopruneError, match=rf"^masks: expected shape \(P, {ev.n_bits}\)"):

@@ -103,7 +103,7 @@ class Evaluator:
         self.X = torch.as_tensor(X, dtype=torch.float32).to(self.device)
         self.y = torch.as_tensor(y, dtype=torch.long).to(self.device)
         if len(self.X) != len(self.y):
-            raise EvopruneError(f"X, y: X has {len(self.X)} samples but y has {len(self.y)}")
+            raise EvopruneError(f"X has {len(self.X)} samples but y has {len(self.y)}")
         self.objective = get_objective(objective)
         self.memory_bytes = memory_mb * 2**20
         self.fast = is_mlp_stack(model) if fast is None else fast
