@@ -25,6 +25,10 @@ POST_PRUNE_CRITERIA = ("accuracy", "accuracy-loss", "no-new-errors", "holdout")
 _LOCAL_NAMES = {"start_density": "local_density", "starts": "local_starts",
                 "patience": "local_patience"}  # fmt: skip
 
+# What `GAConfig._check_types` asks of a field, by its annotation.
+_EXPECTED = {"int": "an integer", "float": "a finite number", "bool": "true or false",
+             "str": "a string"}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class GAConfig:
@@ -152,8 +156,9 @@ class GAConfig:
             kind, optional = str(f.type).removesuffix(" | None"), str(f.type).endswith("| None")
             if value is None and optional:
                 continue
-            expected = {"int": "an integer", "float": "a finite number", "bool": "true or false",
-                        "str": "a string"}[kind]  # fmt: skip
+            expected = _EXPECTED.get(kind)
+            if expected is None:  # a field of another type checks itself below
+                continue
             if kind == "int":
                 ok = isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
                 if ok and not isinstance(value, int):
