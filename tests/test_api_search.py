@@ -169,3 +169,16 @@ def test_memetic_with_a_callable_objective_points_to_the_ga(moons):
     with pytest.raises(EvopruneError, match="a callable objective needs variant 'ga'"):
         evoprune.search(build_mlp([2, 20, 2]), X, y, lambda z, t: z.sum((1, 2)),
                         GAConfig(variant="memetic"))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("start_density", 1.5, r"start_density: expected a fraction in \[0, 1\]"),
+     ("val_fraction", 1.0, r"val_fraction: expected a fraction in \[0, 1\)"),
+     ("min_gain", -1e-3, "min_gain: must not be negative")],
+)  # fmt: skip
+def test_local_config_names_the_bad_field(field, value, message):
+    from evoprune.local.config import LocalConfig
+
+    with pytest.raises(EvopruneError, match=message):
+        LocalConfig(**{field: value})

@@ -46,9 +46,10 @@ class LocalConfig:
             raise EvopruneError(
                 f"ranking: expected one of {', '.join(RANKINGS)}, got {self.ranking!r}"
             )
-        for name in ("start_density", "val_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0 + (name == "start_density"):
-                raise EvopruneError(f"{name}: expected a fraction, got {getattr(self, name)}")
+        if not 0.0 <= self.start_density <= 1.0:
+            raise EvopruneError(f"start_density: expected a fraction in [0, 1], got {self.start_density}")  # fmt: skip
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise EvopruneError(f"val_fraction: expected a fraction in [0, 1), got {self.val_fraction}")  # fmt: skip
         if self.fixed_sparsity is not None and not 0.0 < self.fixed_sparsity < 1.0:
             raise EvopruneError(
                 f"fixed_sparsity: expected a fraction in (0, 1), got {self.fixed_sparsity}"
@@ -64,5 +65,6 @@ class LocalConfig:
             raise EvopruneError(
                 f"exact_top: expected 0 or a positive integer, got {self.exact_top}"
             )
-        if self.kicks < 0 or self.sparsity_penalty < 0 or (self.min_gain or 0) < 0:
-            raise EvopruneError("kicks, sparsity_penalty and min_gain must not be negative")
+        for name in ("kicks", "sparsity_penalty", "min_gain"):
+            if (getattr(self, name) or 0) < 0:
+                raise EvopruneError(f"{name}: must not be negative, got {getattr(self, name)}")

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from evoprune.errors import EvopruneError
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.local import kernels as K
 from evoprune.masks import MaskSpace
@@ -78,7 +79,7 @@ class MLPState:
         temperature: float = 1.0,
     ):
         if objective not in OBJECTIVE_MODES:
-            raise ValueError(f"objective: expected loss, accuracy or f1, got {objective!r}")
+            raise EvopruneError(f"objective: expected loss, accuracy or f1, got {objective!r}")
         self.objective, self.mode = objective, OBJECTIVE_MODES[objective]
         self.tiebreak = bool(tiebreak) and self.mode != K.LOSS
         self.kmode = self.mode + (K.TIEBREAK if self.tiebreak else 0)  # what the kernels get
@@ -116,7 +117,7 @@ class MLPState:
         """The state of `model` (an `nn.Sequential` of Linear and ReLU) under the genome
         `mask_bits` ``(n_bits,)`` in `MaskSpace` order."""
         if not is_mlp_stack(model):
-            raise ValueError("MLPState needs an nn.Sequential of Linear and ReLU layers")
+            raise EvopruneError("MLPState needs an nn.Sequential of Linear and ReLU layers")
         space = space or MaskSpace(model)
         starts = {p.name: p.start for p in space.params}
         bits = np.asarray(torch.as_tensor(mask_bits).cpu(), dtype=bool)
