@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -44,6 +45,40 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None] | bytes | s
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_checkpoint(
+    path: Path, fmt: str, fingerprint: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(header, arrays)`` of a checkpoint ``.npz`` (a JSON header beside numpy arrays, no
+    pickle), checked to be of format `fmt` and written for the search `fingerprint` describes
+    (the GA's and the local search's checkpoints)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        header = json.loads(arrays.pop("header").tobytes())
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        raise EvopruneError(
+            f"{path}: not a readable checkpoint; delete it or run without --resume"
+        ) from None
+    if header.get("format") != fmt:
+        raise EvopruneError(f"{path}: unknown checkpoint format {header.get('format')!r}")
+    saved = header.get("fingerprint", {})
+    diff = sorted(
+        k for k in set(fingerprint) | set(saved) if _canonical(fingerprint.get(k)) != _canonical(saved.get(k))
+    )  # fmt: skip
+    if diff:
+        raise EvopruneError(
+            f"{path}: the checkpoint belongs to a different search (differs in: {', '.join(diff)}); "
+            "use another --out or drop --resume"
+        )
+    return header, arrays
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _umask() -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import zipfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.ga.state import GAState
-from evoprune.io import write_atomic
+from evoprune.io import read_checkpoint, write_atomic
 
 FORMAT = "evoprune-checkpoint/1"
 _SCALARS = (
@@ -69,26 +67,7 @@ def save_checkpoint(path: Path, state: GAState, fingerprint: dict[str, Any], ev:
 
 def load_checkpoint(path: Path, fingerprint: dict[str, Any], ev: Evaluator) -> GAState:
     """Read a checkpoint written for the same problem; restore the evaluator's cache."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-        header = json.loads(arrays["header"].tobytes())
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        raise EvopruneError(
-            f"{path}: not a readable checkpoint; delete it or run without --resume"
-        ) from None
-    if header.get("format") != FORMAT:
-        raise EvopruneError(f"{path}: unknown checkpoint format {header.get('format')!r}")
-    if _canonical(header["fingerprint"]) != _canonical(fingerprint):
-        diff = sorted(
-            k
-            for k in set(fingerprint) | set(header["fingerprint"])
-            if _canonical(fingerprint.get(k)) != _canonical(header["fingerprint"].get(k))
-        )
-        raise EvopruneError(
-            f"{path}: the checkpoint belongs to a different search (differs in: {', '.join(diff)}); "
-            "use another --out or drop --resume"
-        )
+    header, arrays = read_checkpoint(path, FORMAT, fingerprint)
     n_bits = header["n_bits"]
     population = np.unpackbits(arrays["population"], axis=1, count=n_bits).astype(bool)
     if ev._cache is not None:
@@ -107,7 +86,3 @@ def load_checkpoint(path: Path, fingerprint: dict[str, Any], ev: Evaluator) -> G
         init_info=header["init_info"],
         **scalars,
     )
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)

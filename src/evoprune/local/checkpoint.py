@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evoprune.errors import EvopruneError
-from evoprune.io import jsonable
+from evoprune.io import jsonable, read_checkpoint
 
 FORMAT = "evoprune-local-checkpoint/1"
 
@@ -75,27 +73,10 @@ class Saved:
 
 def read(path: Path, fingerprint: dict[str, Any] | None, n_bits: int) -> Saved:
     """The checkpoint at `path`, checked to belong to the search `fingerprint` describes."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-        header = json.loads(arrays.pop("header").tobytes())
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        raise EvopruneError(
-            f"{path}: not a readable checkpoint; delete it or run without --resume"
-        ) from None
-    if header.get("format") != FORMAT:
-        raise EvopruneError(f"{path}: unknown checkpoint format {header.get('format')!r}")
-    if _canonical(header["fingerprint"]) != _canonical(fingerprint or {}):
-        raise EvopruneError(
-            f"{path}: the checkpoint belongs to a different search; use another --out or drop --resume"
-        )
+    header, arrays = read_checkpoint(path, FORMAT, fingerprint or {})
     return Saved(
         position=Position(**header["position"]),
         rng_state=header["rng"],
         history=list(header["history"]),
         masks={k: np.unpackbits(a, count=n_bits).astype(bool) for k, a in arrays.items()},
     )
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
