@@ -182,3 +182,11 @@ def test_local_config_names_the_bad_field(field, value, message):
 
     with pytest.raises(EvopruneError, match=message):
         LocalConfig(**{field: value})
+
+
+@pytest.mark.parametrize("objective", ["accuracy", "loss", "f1"])
+def test_memetic_reports_best_performance_like_the_ga(moons, objective):
+    X, y, _, _ = moons
+    cfg = GAConfig(variant="local", max_passes=2)
+    t = evoprune.search(build_mlp([2, 20, 2]), X, y, objective, cfg)
+    assert t.metrics["best_performance"] == t.metrics[f"train_{objective}"]

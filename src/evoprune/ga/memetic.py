@@ -181,6 +181,7 @@ def memetic_search(
         "sparsity_before_post_prune": kept_sparsity,
         **{f"{k}_before_post_prune": v for k, v in scores.items()},
         **info,
+        "best_performance": scores[f"train_{objective}"],  # the ticket's, as the GA reports it
         **{k: v for k, v in result.metrics.items() if k != "train_accuracy"},
         # summed over the local phases (the loss phase first, with loss_first)
         **summed,

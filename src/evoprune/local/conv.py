@@ -40,10 +40,10 @@ import torch.nn.functional as F
 
 from evoprune.devices import check_device
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import Evaluator
 from evoprune.masks import MaskSpace
 from evoprune.masks import sparsity as mask_sparsity
 from evoprune.nets import ConvNet, rebuild_fields
+from evoprune.results import score_fit
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
 
@@ -384,16 +384,7 @@ def conv_search_ticket(
     )
     found = conv_local_search(model, X, y, cfg, X_test=X_test, y_test=y_test, progress=progress)
     space = MaskSpace(model)
-    splits = {"train": (X, y)} | ({"test": (X_test, y_test)} if X_test is not None else {})
-    scores: dict[str, float] = {}
-    for split, (Xs, ys) in splits.items():
-        ev = Evaluator(model, Xs, ys, "loss", space=space, device=config.device, cache=False,
-                       metrics=("accuracy", "loss"))  # fmt: skip
-        m = ev.evaluate(found.mask.view(1, -1))
-        scores |= {
-            f"{split}_accuracy": float(m["accuracy"][0]),
-            f"{split}_loss": float(m["loss"][0]),
-        }
+    scores = score_fit(model, space, found.mask, X, y, X_test, y_test, config, "loss")
     sparsity = float(mask_sparsity(found.mask))
     metrics = {
         **scores,
@@ -401,6 +392,7 @@ def conv_search_ticket(
         "sparsity_before_post_prune": sparsity,  # no post-pruning: removals are accepted anyway
         **{f"{k}_before_post_prune": v for k, v in scores.items()},
         "objective": "loss",
+        "best_performance": scores["train_loss"],
         "ranking": "none",  # exact single-flip scores only
         "generations": 0,
         "evaluations": found.metrics["flips_scored"],
