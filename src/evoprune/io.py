@@ -72,7 +72,7 @@ def read_checkpoint(
     if diff:
         raise EvopruneError(
             f"{path}: the checkpoint belongs to a different search (differs in: {', '.join(diff)}); "
-            "use another --out or drop --resume"
+            "use another --out or drop --resume (in Python: another checkpoint, or resume=False)"
         )
     return header, arrays
 

@@ -64,7 +64,9 @@ def _load_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
     if not target:
-        raise EvopruneError(f"{path}: a CSV needs --target COLUMN naming the label column")
+        raise EvopruneError(
+            f"{path}: a CSV needs the name of its label column (--target COLUMN; target= in Python)"
+        )
     try:
         frame = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -102,7 +104,7 @@ def _find_mnist_dir(data_dir: str | None) -> Path:
         if cand and Path(cand).is_dir() and _mnist_files(Path(cand)):
             return Path(cand)
     raise EvopruneError(
-        "mnist: no data found; pass --data-dir DIR holding the IDX files "
+        "mnist: no data found; pass --data-dir DIR (data_dir= in Python) holding the IDX files "
         "(train-images-idx3-ubyte[.gz], ...) or an .npz with images and labels"
     )
 

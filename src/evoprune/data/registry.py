@@ -264,7 +264,10 @@ def load_file(
 def dataset_from_config(config: dict[str, Any]) -> Dataset:
     """Rebuild a dataset from the `config` a `Dataset` (and hence a ticket) carries."""
     if not config or "name" not in config:  # a ticket made in Python from bare tensors
-        raise EvopruneError("the ticket records no dataset; give one (--dataset or --data)")
+        raise EvopruneError(
+            "the ticket records no dataset; give one (--dataset or --data; in Python, a Dataset's "
+            "config in ticket.dataset)"
+        )
     if config.get("name") == "file":
         normalize = bool(config.get("normalize", False))
         # A config from before per-feature scaling that says normalize: the paper's global one.
