@@ -37,6 +37,7 @@ from evoprune.ga.checkpoint import load_checkpoint, save_checkpoint
 from evoprune.ga.config import GAConfig
 from evoprune.ga.state import GAState
 from evoprune.interrupts import raising
+from evoprune.masks import sparsity
 from evoprune.seeding import torch_generator
 
 
@@ -124,7 +125,7 @@ class GeneticSearch:
             best_fitness=float(fitness[0]),
             evaluations=self.ev.n_evaluations,
             init_info=info,
-            best_sparsity_so_far=float(ops_sparsity(pop).max()),
+            best_sparsity_so_far=float(sparsity(pop).max()),
         )
         return replace(state, seconds=time.perf_counter() - start)
 
@@ -150,7 +151,7 @@ class GeneticSearch:
         )
         generation = state.generation + 1
         improved = float(fitness[0]) > state.best_fitness
-        sparsities = ops_sparsity(pop)
+        sparsities = sparsity(pop)
         best_so_far = max(state.best_sparsity_so_far, float(sparsities.max()))
         total_seconds = state.seconds + time.perf_counter() - started
         row = {
@@ -229,10 +230,6 @@ class GeneticSearch:
             refresh=False,
         )
         bar.update(1)
-
-
-def ops_sparsity(pop: torch.Tensor) -> torch.Tensor:
-    return (~pop).sum(dim=1, dtype=torch.float64) / pop.shape[1]
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

@@ -325,7 +325,7 @@ class LocalSearch:
             "objective": st.value,
             "train_accuracy": st.n_right / st.n,
             "val_accuracy": getattr(self, "last_val", float("nan")),
-            "sparsity": 1.0 - st.ones / st.n_maskable,
+            "sparsity": (st.n_maskable - st.ones) / st.n_maskable,
             "flips_accepted": accepted,
             "flips_evaluated": pos.flips_evaluated,
             "seconds": round(pos.seconds, 4),
