@@ -29,7 +29,6 @@ search continues from the very same numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,12 +43,6 @@ from evoprune.masks import MaskSpace
 OBJECTIVE_MODES = {"loss": K.LOSS, "accuracy": K.ACCURACY, "f1": K.F1}
 UNIT_ROUNDOFF = 2.0**-53
 OPEN = np.inf  # the delta of a step whose effect on a near-tied sample is not certain
-
-
-@dataclass(frozen=True)
-class LayerBits:
-    start: int  # first bit of this layer's weight in the genome; -1 if not maskable
-    shape: tuple[int, int]  # (out, in)
 
 
 class MLPState:
@@ -245,7 +238,7 @@ class MLPState:
             a = np.maximum(z, 0.0) if li < self.n_layers - 1 else z
         return a
 
-    def mask_bits(self, space_layout: list[LayerBits] | None = None) -> np.ndarray:
+    def mask_bits(self) -> np.ndarray:
         """The genome ``(n_bits,)`` bool: maskable layers' masks, row-major, in layer order."""
         return np.concatenate(
             [m.reshape(-1) for m, ok in zip(self.mask, self.maskable, strict=True) if ok]
@@ -274,16 +267,13 @@ class MLPState:
         of layer li, alone: ``(len(cand),)``; `OPEN` where not certain. With ``ranking
         "expansion"`` (cross-entropy only) an estimate: the 4th-order expansion of the softmax
         along each sample's logit direction (see `_expansion_coefficients`)."""
-        return self.block_deltas(li, np.array([o]), ranking, cand)[0]
-
-    def block_deltas(self, li: int, units: np.ndarray, ranking: str = "none", cand=None):
-        """`unit_deltas` of several units of layer li at once, ``(U, len(cand))``: one
-        compiled call whose (unit, candidate) pairs are shared among the cores."""
-        return self.block_scores(li, units, ranking, cand)[0]
+        return self.block_scores(li, np.array([o]), ranking, cand)[0][0]
 
     def block_scores(self, li: int, units: np.ndarray, ranking: str = "none", cand=None):
-        """`block_deltas` and, with ``tiebreak``, each flip's change of `secondary` (else
-        zeros): ``(primary, secondary)``, both ``(U, len(cand))``."""
+        """`unit_deltas` of several units of layer li at once and, with ``tiebreak``, each
+        flip's change of `secondary` (else zeros): ``(primary, secondary)``, both
+        ``(U, len(cand))``. One compiled call whose (unit, candidate) pairs are shared among
+        the cores."""
         units = np.asarray(units, np.int64)
         cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
         ptr, rows, vals = self.csr(li)
@@ -468,24 +458,6 @@ class MLPState:
         np.add.at(self.tp, old[old == y], -1)
         np.add.at(self.tp, pred[pred == y], 1)
         self.status[S], self.pred[S] = status, pred
-
-    def copy_arrays(self) -> tuple:
-        """A snapshot of the mutable state (masks and activations), for `restore`."""
-        return (
-            [m.copy() for m in self.mask],
-            [a.copy() for a in self.acts[1:]],
-            [p.copy() for p in self.pre],
-            self.loss_s.copy(), self.status.copy(), self.pred.copy(),
-            self.n_right, self.n_open, self.tp.copy(), self.pred_n.copy(),
-        )  # fmt: skip
-
-    def restore(self, snap: tuple) -> None:
-        masks, acts, pre, loss_s, status, pred, n_right, n_open, tp, pred_n = snap
-        self._tried = None
-        self.mask, self.acts, self.pre = masks, [self.X, *acts], pre
-        self.loss_s, self.status, self.pred = loss_s, status, pred
-        self.n_right, self.n_open, self.tp, self.pred_n = n_right, n_open, tp, pred_n
-        self._csr = {k: v for k, v in self._csr.items() if k == 0}
 
 
 def _losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:

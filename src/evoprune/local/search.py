@@ -2,9 +2,9 @@
 
 A *pass* visits every unit of every maskable layer (output layer first, then the hidden layers
 from the top down, units in a seeded random order). For a unit, every flip of its incoming
-weights is scored (`MLPState.unit_deltas`: exactly with ``ranking="none"``, by the softmax
+weights is scored (`MLPState.block_scores`: exactly with ``ranking="none"``, by the softmax
 expansion with ``ranking="expansion"``), the promising ones are sorted, and the best
-``batch`` of them are tried together, *exactly* (`MLPState.try_flips`); the batch is halved
+``batch`` of them are tried together, *exactly* (`MLPState.try_step`); the batch is halved
 until it is accepted or empty. A step is accepted when the exact objective improves, or when
 it only removes weights and the objective does not get worse (so sparsity keeps rising: the
 paper's post-pruning is the special case of removals only). With the accuracy or F1 objective
@@ -67,11 +67,10 @@ class LocalSearch:
         state: MLPState,
         config: LocalConfig,
         val: Evaluator | None = None,
-        space_bits: int | None = None,
         progress: bool = False,
         init_masks: list[np.ndarray] | None = None,
     ):
-        self.st, self.cfg, self.val = state, config, val
+        self.state, self.cfg, self.val = state, config, val
         self.rng = numpy_generator(config.seed, "local")
         self.init_masks = init_masks
         self.min_gain = config.min_gain
@@ -80,7 +79,10 @@ class LocalSearch:
         self.progress = progress
         self.history: list[dict[str, Any]] = []
         self.pos = Position()
-        self.bits: dict[str, np.ndarray | None] = {"base": None, "best": None, "val_best": None}
+        # the masks the search keeps: the ILS incumbent, the best over starts, the best on the
+        # validation slice
+        self.incumbents: dict[str, np.ndarray | None] = dict.fromkeys(("base", "best", "val_best"))
+        self.last_val = float("nan")  # the validation accuracy of the last pass
         self.layers = [li for li in range(state.n_layers) if state.maskable[li]][::-1]
         self._trace: list[tuple] | None = None  # ((value, secondary) before, after, removal-only)
         self.last_snapshot: bytes | None = None  # the checkpoint as of the last pass boundary
@@ -92,7 +94,7 @@ class LocalSearch:
         scored a moment ago), accept the best batch that passes exactly. Returns the number
         of flips accepted. A step passes when it improves (primary, secondary) in that order,
         or when it only removes weights and makes neither worse."""
-        st, cfg = self.st, self.cfg
+        st, cfg = self.state, self.cfg
         if scores is None:
             p, s = st.block_scores(li, np.array([o]), cfg.ranking)
             scores = p[0], s[0]
@@ -125,7 +127,7 @@ class LocalSearch:
         k = min(int(np.count_nonzero(pair < 0)), self.cfg.batch)
         while k >= 1:
             chosen = np.concatenate([drops[:k], adds[:k]])
-            d = self.st.try_flips(li, o, chosen)
+            d = self.state.try_flips(li, o, chosen)
             if d != OPEN and d < -EPS:
                 self._accept(li, o, chosen, False)
                 return 2 * k
@@ -133,9 +135,9 @@ class LocalSearch:
         return 0
 
     def _accept(self, li: int, o: int, chosen: np.ndarray, removal: bool) -> None:
-        full = lambda: (self.st.full_value(), self.st.full_secondary())  # noqa: E731
+        full = lambda: (self.state.full_value(), self.state.full_secondary())  # noqa: E731
         before = full() if self._trace is not None else None
-        self.st.apply(li, o, chosen)
+        self.state.apply(li, o, chosen)
         self.pos.flips_accepted += len(chosen)
         if self._trace is not None:
             self._trace.append((before, full(), removal))
@@ -146,27 +148,27 @@ class LocalSearch:
         mask (a score may be a few acceptances old: it only orders the candidates)."""
         accepted = 0
         for li in self.layers:
-            order = self.rng.permutation(self.st.W[li].shape[0])
+            order = self.rng.permutation(self.state.W[li].shape[0])
             for first in range(0, len(order), self.cfg.block):
                 units = order[first : first + self.cfg.block]
-                deltas, ties = self.st.block_scores(li, units, self.cfg.ranking)
+                deltas, ties = self.state.block_scores(li, units, self.cfg.ranking)
                 self.pos.flips_evaluated += deltas.size
                 for u, o in enumerate(units):
                     scores = self._exact_top(li, int(o), deltas[u], ties[u])
                     accepted += self.unit_step(li, int(o), scores)
         if accepted:  # else the state is the last refresh's, bit for bit
-            self.st.refresh()
+            self.state.refresh()
         return accepted
 
     def _exact_top(self, li: int, o: int, deltas: np.ndarray, ties: np.ndarray) -> tuple:
         """With ``exact_top`` and the expansion ranking: the unit's best-ranked candidates
         scored exactly now, the others out of reach (inf)."""
         top = self.cfg.exact_top
-        expanded = self.cfg.ranking == "expansion" and self.st.objective == "loss"
+        expanded = self.cfg.ranking == "expansion" and self.state.objective == "loss"
         if not top or not expanded or top >= len(deltas):
             return deltas, ties
         cand = np.sort(np.argsort(deltas, kind="stable")[:top])
-        p, s = self.st.block_scores(li, np.array([o]), "none", cand=cand)
+        p, s = self.state.block_scores(li, np.array([o]), "none", cand=cand)
         self.pos.flips_evaluated += len(cand)
         exact, tie = np.full_like(deltas, np.inf), np.full_like(ties, np.inf)
         exact[cand], tie[cand] = p[0], s[0]
@@ -175,7 +177,7 @@ class LocalSearch:
     # -- starts and kicks -----------------------------------------------------------------------
 
     def _random_mask(self) -> np.ndarray:
-        st, cfg = self.st, self.cfg
+        st, cfg = self.state, self.cfg
         parts = []
         for li in range(st.n_layers):
             if not st.maskable[li]:
@@ -192,7 +194,7 @@ class LocalSearch:
         return np.concatenate(parts)
 
     def _kick(self) -> None:
-        st = self.st
+        st = self.state
         n_bits = sum(st.W[li].size for li in self.layers)
         bits = self.rng.choice(n_bits, size=min(self.cfg.kick_bits, n_bits), replace=False)
         mask = st.mask_bits()
@@ -204,10 +206,10 @@ class LocalSearch:
 
     def _kick_swaps(self, mask: np.ndarray, bits: np.ndarray) -> np.ndarray:
         offsets, start = [], 0
-        for li in range(self.st.n_layers):
-            if self.st.maskable[li]:
-                offsets.append((start, self.st.W[li].shape[1]))
-                start += self.st.W[li].size
+        for li in range(self.state.n_layers):
+            if self.state.maskable[li]:
+                offsets.append((start, self.state.W[li].shape[1]))
+                start += self.state.W[li].size
         for b in bits:
             lo, width = next((s, w) for s, w in offsets[::-1] if b >= s)
             row = lo + (b - lo) // width * width
@@ -219,15 +221,13 @@ class LocalSearch:
 
     def key(self) -> list[float]:
         """(objective, tie-breaker, set bits): lower is better, compared in that order."""
-        return [self.st.value, self.st.secondary, float(self.st.ones)]
-
-    # -- the loop -------------------------------------------------------------------------------
+        return [self.state.value, self.state.secondary, float(self.state.ones)]
 
     # -- checkpoints (evoprune.local.checkpoint) -------------------------------------------------
 
     def snapshot(self, fingerprint: dict[str, Any] | None) -> bytes:
         """The checkpoint's bytes for the search as it stands (between two passes)."""
-        masks = {**self.bits, "current": self.st.mask_bits()}
+        masks = {**self.incumbents, "current": self.state.mask_bits()}
         state = self.rng.bit_generator.state
         return ckpt_file.snapshot(self.pos, state, self.history, masks, fingerprint)
 
@@ -236,12 +236,14 @@ class LocalSearch:
         return write_atomic(path, self.last_snapshot)
 
     def load(self, path: Path, fingerprint: dict[str, Any] | None) -> None:
-        saved = ckpt_file.read(path, fingerprint, self.st.n_maskable)
+        saved = ckpt_file.read(path, fingerprint, self.state.n_maskable)
         self.pos, self.history = saved.position, saved.history
         self.rng.bit_generator.state = saved.rng_state
-        self.bits = {k: saved.masks.get(k) for k in self.bits}
+        self.incumbents = {k: saved.masks.get(k) for k in self.incumbents}
         if not self.pos.fresh:
-            self.st.set_mask_bits(saved.masks["current"])
+            self.state.set_mask_bits(saved.masks["current"])
+
+    # -- the loop -------------------------------------------------------------------------------
 
     def run(self, checkpoint: Path | None = None, every: int = 0, fingerprint=None) -> np.ndarray:
         """Search until done; returns the best mask ``(n_bits,)`` bool."""
@@ -261,13 +263,13 @@ class LocalSearch:
                     if self.init_masks is not None
                     else self._random_mask()
                 )
-                self.st.set_mask_bits(np.asarray(init, bool))
+                self.state.set_mask_bits(np.asarray(init, bool))
                 pos.fresh, pos.kick, pos.passes, pos.since_val_best = False, -1, 0, 0
-            before = self.st.value
+            before = self.state.value
             accepted = self.one_pass()
             pos.passes += 1
             pos.total_passes += 1
-            stop = self._validate() or before - self.st.value < self.min_gain
+            stop = self._validate() or before - self.state.value < self.min_gain
             if accepted == 0 or pos.passes >= cfg.max_passes or stop:
                 self._end_descent(n_starts)
             pos.seconds += time.perf_counter() - started
@@ -277,9 +279,9 @@ class LocalSearch:
         bar.close()
         if checkpoint is not None and every:
             self.save(checkpoint, fingerprint)
-        if self.val is not None and self.bits["val_best"] is not None:
-            return self.bits["val_best"]
-        return self.bits["best"]
+        if self.val is not None and self.incumbents["val_best"] is not None:
+            return self.incumbents["val_best"]
+        return self.incumbents["best"]
 
     def _end_descent(self, n_starts: int) -> None:
         pos, cfg = self.pos, self.cfg
@@ -288,16 +290,16 @@ class LocalSearch:
             if not _worse(key, pos.base_key):
                 pos.kicks_kept += 1
             else:
-                self.st.set_mask_bits(self.bits["base"])
+                self.state.set_mask_bits(self.incumbents["base"])
                 key = pos.base_key
-        self.bits["base"], pos.base_key = self.st.mask_bits(), key
+        self.incumbents["base"], pos.base_key = self.state.mask_bits(), key
         pos.kick += 1
         pos.passes = 0
         if pos.kick < cfg.kicks:
             self._kick()
             return
         if pos.best_key is None or _better(key, pos.best_key):
-            self.bits["best"], pos.best_key = self.bits["base"].copy(), key
+            self.incumbents["best"], pos.best_key = self.incumbents["base"].copy(), key
         pos.start += 1
         pos.fresh = True
 
@@ -306,25 +308,25 @@ class LocalSearch:
         if self.val is None:
             return False
         acc = float(
-            self.val.evaluate(torch.from_numpy(self.st.mask_bits()).view(1, -1))["accuracy"][0]
+            self.val.evaluate(torch.from_numpy(self.state.mask_bits()).view(1, -1))["accuracy"][0]
         )
         self.last_val = acc
         if acc > self.pos.val_best:
             self.pos.val_best, self.pos.since_val_best = acc, 0
-            self.bits["val_best"] = self.st.mask_bits()
+            self.incumbents["val_best"] = self.state.mask_bits()
             return False
         self.pos.since_val_best += 1
         return self.pos.since_val_best >= self.cfg.patience
 
     def _log(self, accepted: int, bar: Any) -> None:
-        st, pos = self.st, self.pos
+        st, pos = self.state, self.pos
         row = {
             "pass": pos.total_passes,
             "start": pos.start,
             "kick": pos.kick,
             "objective": st.value,
             "train_accuracy": st.n_right / st.n,
-            "val_accuracy": getattr(self, "last_val", float("nan")),
+            "val_accuracy": self.last_val,
             "sparsity": (st.n_maskable - st.ones) / st.n_maskable,
             "flips_accepted": accepted,
             "flips_evaluated": pos.flips_evaluated,
