@@ -175,7 +175,7 @@ def test_memetic_with_a_callable_objective_points_to_the_ga(moons):
     "field, value, message",
     [("start_density", 1.5, r"start_density: expected a fraction in \[0, 1\]"),
      ("val_fraction", 1.0, r"val_fraction: expected a fraction in \[0, 1\)"),
-     ("min_gain", -1e-3, "min_gain: must not be negative")],
+     ("min_gain", -1e-3, "min_gain: expected a number >= 0")],
 )  # fmt: skip
 def test_local_config_names_the_bad_field(field, value, message):
     from evoprune.local.config import LocalConfig

@@ -32,7 +32,9 @@ _EXPECTED = {"int": "an integer", "float": "a finite number", "bool": "true or f
 
 @dataclass(frozen=True)
 class GAConfig:
-    variant: str = "ga"  # "ga" or "ga-adaptive" ("GA (adaptive AB)")
+    # "ga" (the paper's GA), "ga-adaptive" (its adaptive accuracy bound, "GA (adaptive AB)"),
+    # "memetic" (the GA, then exact local search: evoprune.ga.memetic) or "local" (alone)
+    variant: str = "ga"
     population: int = 100  # N (Table 1)
     init_density: float = 0.5  # P(bit = 1) for initial individuals and migrants
     rec_rate: float = 0.3  # P(an individual becomes a first parent) (Table 1)
@@ -94,9 +96,6 @@ class GAConfig:
             raise EvopruneError(
                 f"variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}"
             )
-        for name in ("kicks", "sparsity_penalty", "min_gain"):  # LocalConfig names them together
-            if (getattr(self, name) or 0) < 0:
-                raise EvopruneError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
         try:  # the local search's fields, checked for every variant (a typo is never harmless)
             self.local_config("loss")
         except EvopruneError as exc:  # LocalConfig names some fields differently
@@ -127,7 +126,6 @@ class GAConfig:
             "mig_rate",
             "adaptive_bound",
             "adaptive_decay",
-            "local_density",  # LocalConfig lets its start_density reach 2
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -14,43 +15,9 @@ from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.nets import build_network
 from evoprune.results import base_result, write_run_dir
 
-# Job keys that map one to one onto GAConfig fields.
-CONFIG_KEYS = {
-    "population",
-    "init_density",
-    "rec_rate",
-    "par_rate",
-    "mut_rate",
-    "mig_rate",
-    "min_generations",
-    "patience",
-    "max_generations",
-    "adaptive_bound",
-    "adaptive_step",
-    "adaptive_decay",
-    "post_prune",
-    "post_prune_criterion",
-    "memory_mb",
-    "device",
-    # memetic / local (see GAConfig)
-    "ranking",
-    "sparsity_penalty",
-    "local_density",
-    "local_starts",
-    "kicks",
-    "kick_bits",
-    "max_passes",
-    "val_fraction",
-    "local_patience",
-    "min_gain",
-    "fixed_sparsity",
-    "memetic_generations",
-    "memetic_elites",
-    "tiebreak",
-    "loss_first",
-    "temperature",
-    "exact_top",
-}
+# Job keys that map one to one onto GAConfig fields: all but the variant (the job's method)
+# and the seed (the job's seed, which also seeds the network)
+CONFIG_KEYS = {f.name for f in fields(GAConfig)} - {"variant", "seed"}
 GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
 
 

@@ -67,4 +67,4 @@ class LocalConfig:
             )
         for name in ("kicks", "sparsity_penalty", "min_gain"):
             if (getattr(self, name) or 0) < 0:
-                raise EvopruneError(f"{name}: must not be negative, got {getattr(self, name)}")
+                raise EvopruneError(f"{name}: expected a number >= 0, got {getattr(self, name)}")
