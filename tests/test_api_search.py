@@ -190,3 +190,15 @@ def test_memetic_reports_best_performance_like_the_ga(moons, objective):
     cfg = GAConfig(variant="local", max_passes=2)
     t = evoprune.search(build_mlp([2, 20, 2]), X, y, objective, cfg)
     assert t.metrics["best_performance"] == t.metrics[f"train_{objective}"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"objective": "accuracy"}, "pass objective 'loss'"),
+     ({"objective": "loss", "checkpoint_every": 2, "checkpoint": "ck.npz"}, "no custom space, checkpoints")],
+)  # fmt: skip
+def test_local_on_the_conv_net_refuses_what_it_would_ignore(kwargs, message):
+    X, y = torch.rand(8, 784), torch.randint(0, 10, (8,))
+    net = build_network("conv", 784, 10)[0]
+    with pytest.raises(EvopruneError, match=message):
+        evoprune.search(net, X, y, config=GAConfig(variant="local"), **kwargs)

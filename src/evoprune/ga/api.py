@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.ga.config import GAConfig
 from evoprune.ga.prune import post_prune
@@ -74,6 +75,8 @@ def search(
     with _mode_kept(model):  # evaluation puts the module in eval mode
         if config.variant == "local" and isinstance(model, ConvNet):  # the conv net's own search
             from evoprune.local.conv import conv_search_ticket
+
+            _check_conv_local(objective, space, checkpoint_every, resume)
 
             return conv_search_ticket(model, X, y, config, X_test=X_test, y_test=y_test,
                                       progress=progress)  # fmt: skip
@@ -150,6 +153,21 @@ def search(
             metrics=metrics_out,
             method=config.variant,
             history=list(state.history),
+        )
+
+
+def _check_conv_local(objective, space, checkpoint_every: int, resume: bool) -> None:
+    """The conv net's local search (`evoprune.local.conv`) descends the training loss over
+    its own mask space and keeps no checkpoints: refuse what it would otherwise ignore."""
+    if objective != "loss":
+        raise EvopruneError(
+            f"local on the conv net: it descends the training cross-entropy; pass objective "
+            f"'loss' (--objective loss), got {getattr(objective, 'name', objective)!r}"
+        )
+    if space is not None or checkpoint_every or resume:
+        raise EvopruneError(
+            "local on the conv net: no custom space, checkpoints or resume (its search is a "
+            "few passes; use variant 'ga' or 'memetic' on an MLP for those)"
         )
 
 
