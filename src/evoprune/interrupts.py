@@ -14,7 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 
@@ -37,3 +37,8 @@ def raising(signum: int, error: type[BaseException]) -> Iterator[list[int]]:
         yield seen
     finally:
         signal.signal(signum, previous)
+
+
+def sigterm_as_interrupt() -> AbstractContextManager[list[int]]:
+    """Treat SIGTERM like Ctrl-C, so a killed search still leaves a resumable checkpoint."""
+    return raising(signal.SIGTERM, KeyboardInterrupt)

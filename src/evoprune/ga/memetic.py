@@ -67,7 +67,8 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.ga.config import GAConfig
-from evoprune.ga.search import GeneticSearch, sigterm_as_interrupt
+from evoprune.ga.search import GeneticSearch
+from evoprune.interrupts import sigterm_as_interrupt
 from evoprune.local.search import local_search
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import rebuild_fields

@@ -22,9 +22,7 @@ checkpoints, so an interrupted and resumed search is bit-identical to an uninter
 
 from __future__ import annotations
 
-import signal
 import time
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from evoprune.ga import operators as ops
 from evoprune.ga.checkpoint import load_checkpoint, save_checkpoint
 from evoprune.ga.config import GAConfig
 from evoprune.ga.state import GAState
-from evoprune.interrupts import raising
+from evoprune.interrupts import sigterm_as_interrupt
 from evoprune.masks import sparsity
 from evoprune.seeding import torch_generator
 
@@ -236,8 +234,3 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     from evoprune.progress import progress_bar
 
     return progress_bar(total=total, desc="generations", unit="gen", enabled=enabled, leave=False)
-
-
-def sigterm_as_interrupt() -> AbstractContextManager[list[int]]:
-    """Treat SIGTERM like Ctrl-C, so a killed search still leaves a resumable checkpoint."""
-    return raising(signal.SIGTERM, KeyboardInterrupt)

@@ -41,6 +41,7 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import is_mlp_stack
+from evoprune.interrupts import sigterm_as_interrupt
 from evoprune.io import write_atomic
 from evoprune.local import checkpoint as ckpt_file
 from evoprune.local.checkpoint import Position
@@ -423,7 +424,8 @@ def local_search(
 
     with threadpool_limits(1):  # small products dominate: BLAS threads only cost (measured)
         try:
-            best = ls.run(ckpt, checkpoint_every, fingerprint)
+            with sigterm_as_interrupt():  # a scheduler's kill leaves a checkpoint too
+                best = ls.run(ckpt, checkpoint_every, fingerprint)
         except KeyboardInterrupt:
             # mid-pass: write the state as of the last pass boundary, so --resume continues there
             if ckpt is not None and ls.last_snapshot is not None:
