@@ -65,11 +65,11 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return sample_cross_entropy(logits, y).mean(dim=-1)
 
 
-def macro_f1(logits: torch.Tensor, y: torch.Tensor, n_classes: int | None = None) -> torch.Tensor:
-    """Macro-averaged F1 per mask (classes absent from both truth and prediction count as 0 F1
-    only if present in truth, like scikit-learn's ``f1_score(average='macro')`` over the labels
-    seen in ``y`` or predicted)."""
-    n_classes = n_classes or logits.shape[-1]
+def macro_f1(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Macro-averaged F1 per mask: ``logits (P, d, C)``, ``y (d,)`` -> ``(P,)``, averaged over
+    the classes present in ``y`` or in the prediction, as scikit-learn's
+    ``f1_score(average='macro')`` counts them (a class in neither is left out)."""
+    n_classes = logits.shape[-1]
     pred = logits.argmax(dim=-1)  # (P, d)
     pred_1h = F.one_hot(pred, n_classes).double()  # (P, d, C)
     true_1h = F.one_hot(y, n_classes).double().unsqueeze(0)  # (1, d, C)

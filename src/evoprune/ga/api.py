@@ -48,7 +48,8 @@ def search(
     - `objective`: "accuracy", "loss", "f1" or a callable ``(logits (P,d,C), y (d,)) -> (P,)``
       with `maximize` giving its direction (the GA variants only: memetic and local search
       take the three names, on an MLP stack of Linear and ReLU layers).
-    - `config`: the variant and its settings; the defaults are the paper's Table 1.
+    - `config`: the variant and its settings; the defaults are the paper's Table 1, except
+      the post-pruning criterion (``post_prune_criterion``, see `evoprune.ga.prune`).
     - `space`: which weights are maskable (default: every Linear and Conv weight).
     - `checkpoint` / `checkpoint_every` / `resume`: save the search every that many
       generations and continue from the file (a missing file starts afresh). A checkpoint
@@ -90,7 +91,6 @@ def search(
                                   space=space, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                                   resume=resume, progress=progress, fingerprint=fingerprint)  # fmt: skip
         objective = get_objective(objective, maximize)
-        y = torch.as_tensor(y, dtype=torch.long)
         n_classes = int(y.max()) + 1
         metrics = tuple(dict.fromkeys((objective.name, "accuracy")))
         ev = Evaluator(

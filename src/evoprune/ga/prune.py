@@ -3,7 +3,9 @@
 As in the paper: walk the set bits of the best mask in order and clear each one whose removal
 does not lower the training accuracy (compared with the current, already pruned mask).
 
-That criterion (``"accuracy"``) is the default and is computed as described below. On small
+That criterion (``"accuracy"``) is `post_prune`'s default and the paper specs' choice;
+`GAConfig` defaults to ``"accuracy-loss"`` (below), which lost no test accuracy where the
+paper's did (`benchmarks/bench_post_prune.py`). On small
 training sets it can trade test accuracy for sparsity: a removal that keeps the training
 accuracy may still move the decision boundary (one sample turns right, another wrong, or
 margins shrink). Stricter criteria, all walked the same way (set bits in order, each judged
@@ -16,7 +18,7 @@ the batched `Evaluator`:
 - ``"holdout"``: a fixed, seeded 20% slice of the training set is set aside as a guard; the
   accuracy on neither the rest nor the guard may drop.
 
-Two ways to walk, with the outcome of the plain one-candidate-at-a-time walk:
+Three ways to walk, each with the outcome of the plain one-candidate-at-a-time walk:
 
 - MLP stacks (``nn.Sequential`` of Linear and ReLU), *incrementally*. The activations of the
   current mask on the training set are kept in float64. Removing connection ``(o, i)`` of
@@ -30,7 +32,9 @@ Two ways to walk, with the outcome of the plain one-candidate-at-a-time walk:
 - Any other module: speculative batches of K candidates (the current mask minus one more bit
   each) through the general batched `Evaluator`, accepting the first that passes; everything
   before it was judged against the same current mask, so the outcome is that of the
-  one-at-a-time walk. K grows while candidates fail and shrinks after an acceptance.
+  one-at-a-time walk. K grows while candidates fail and shrinks after an acceptance. The
+  guarded criteria (``"no-new-errors"``, ``"holdout"``) walk the same batches, judged per
+  sample or on the guard slice (`_GuardedWalk`).
 
 Rounding: the incremental walk decides on float64 logits, whose error we bound per sample
 (`_rounding_bound`); a sample whose margin is within the bound is *undecided*, and a decision

@@ -28,7 +28,7 @@ from numba import njit, prange
 
 LOSS, ACCURACY, F1 = 0, 1, 2
 TIEBREAK = 4  # added to ACCURACY or F1: also accumulate the loss change into out_f (ties)
-THREAD_WORK = 500_000  # (candidate, sample) pairs from which a call uses both cores
+THREAD_WORK = 500_000  # (candidate, sample) pairs from which a call uses every thread it may
 
 
 @njit(cache=True, inline="always")
