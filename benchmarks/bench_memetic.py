@@ -35,8 +35,8 @@ import torch
 
 from evoprune.data import fresh_sample
 from evoprune.data.registry import GENERATORS, dataset_from_config
+from evoprune.evaluate import score_splits
 from evoprune.jobs import run_job
-from evoprune.results import score_splits
 from evoprune.ticket import Ticket
 
 CASES = {

@@ -261,7 +261,7 @@ def test_edge_popup_job_writes_a_ticket_and_every_result_field(tmp_path, tiny_da
     assert (tmp_path / "run" / "history.csv").read_text().startswith("epoch,")
     # The ticket rebuilds the exact network: same test accuracy from the file alone.
     from evoprune.data.registry import dataset_from_config
-    from evoprune.results import score
+    from evoprune.evaluate import score
 
     ds = dataset_from_config(ticket.dataset)
     assert score(ticket.build_model(), ticket.mask, ds)["test_accuracy"] == result["test_accuracy"]

@@ -20,7 +20,7 @@ import copy
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from evoprune.errors import EvopruneError
 from evoprune.fastmlp import FastMLP, Population, is_mlp_stack
 from evoprune.masks import MaskSpace, pack_rows
 from evoprune.objectives import OBJECTIVES, Objective, get_objective
+
+if TYPE_CHECKING:
+    from evoprune.data.registry import Dataset
 
 # Sample chunks of the fast path aim for activations of about this size, so one chunk's
 # intermediates stay in L2/L3 instead of streaming through DRAM (measured on the 2-core EPYC:
@@ -383,4 +386,53 @@ def forward_one(
         return clone(X)
 
 
-__all__ = ["Evaluator", "forward_one"]
+# -- one mask's scores ------------------------------------------------------------------------
+
+
+def score_splits(
+    model: nn.Module,
+    mask: torch.Tensor,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    space: MaskSpace | None = None,
+    device: str = "cpu",
+    memory_mb: float = 64.0,
+    metrics: tuple[str, ...] = ("accuracy", "loss"),
+) -> dict[str, float]:
+    """Each metric of one mask on each named split: ``{split}_accuracy``, ``{split}_loss``
+    (the mean cross-entropy) and, when asked, ``{split}_f1``."""
+    out: dict[str, float] = {}
+    for split, (X, y) in splits.items():
+        ev = Evaluator(model, X, y, "accuracy", space=space, device=device, memory_mb=memory_mb,
+                       cache=False, metrics=metrics)  # fmt: skip
+        m = ev.evaluate(mask.view(1, -1))
+        out |= {f"{split}_{name}": float(m[name][0]) for name in metrics}
+    return out
+
+
+def score_fit(
+    model: nn.Module,
+    mask: torch.Tensor,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    X_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    *,
+    objective: str = "accuracy",
+    space: MaskSpace | None = None,
+    device: str = "cpu",
+    memory_mb: float = 64.0,
+) -> dict[str, float]:
+    """A search's scores of `mask`: train (and test when given) accuracy and loss, and F1 when
+    it is the objective."""
+    splits = {"train": (X, y)} | ({"test": (X_test, y_test)} if X_test is not None else {})
+    metrics = ("accuracy", "loss", "f1") if objective == "f1" else ("accuracy", "loss")
+    return score_splits(model, mask, splits, space, device, memory_mb, metrics)
+
+
+def score(model: nn.Module, mask: torch.Tensor, ds: Dataset) -> dict[str, float]:
+    """Train/test accuracy and mean cross-entropy of one mask over `model`."""
+    splits = {"train": (ds.X_train, ds.y_train), "test": (ds.X_test, ds.y_test)}
+    return score_splits(model, mask, splits)
+
+
+__all__ = ["Evaluator", "forward_one", "score", "score_fit", "score_splits"]

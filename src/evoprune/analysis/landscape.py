@@ -20,7 +20,7 @@ batched products per chunk of grid points, over sample chunks that stay in cache
 of one forward per grid point beat the vmapped general path on digits-10 B; see
 ``benchmarks/bench_analyses.py``.)
 
-The centre (δ = η = 0) is the ticket itself and is scored by `evoprune.results.score_splits`, the
+The centre (δ = η = 0) is the ticket itself and is scored by `evoprune.evaluate.score_splits`, the
 function that wrote the ticket's ``train_loss`` and ``train_accuracy``, so it equals them exactly.
 """
 
@@ -46,9 +46,9 @@ from evoprune.analysis.params import (
 )
 from evoprune.data.registry import Dataset
 from evoprune.errors import EvopruneError
+from evoprune.evaluate import score_splits
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.io import write_atomic, write_json
-from evoprune.results import score_splits
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
 

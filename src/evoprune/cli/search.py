@@ -309,8 +309,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from evoprune.data.registry import dataset_from_config
+    from evoprune.evaluate import score, score_splits
     from evoprune.jobkeys import job_dataset
-    from evoprune.results import score, score_splits
     from evoprune.ticket import Ticket
 
     ticket = Ticket.load(args.ticket)

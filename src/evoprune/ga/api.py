@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import Evaluator
+from evoprune.evaluate import Evaluator, score_fit
 from evoprune.ga.config import GAConfig
 from evoprune.ga.prune import post_prune
 from evoprune.ga.search import GeneticSearch
@@ -20,7 +21,6 @@ from evoprune.inputs import check_data, problem_digest
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import ConvNet, rebuild_fields
 from evoprune.objectives import Objective, ObjectiveFn, get_objective
-from evoprune.results import score_fit
 from evoprune.ticket import Ticket
 
 
@@ -110,8 +110,11 @@ def search(
         state = ga.run(resume=resume)
         evolve_seconds = time.perf_counter() - start
 
+        scored = partial(score_fit, model, X=X, y=y, X_test=X_test, y_test=y_test,
+                         objective=objective.name, space=ev.space, device=config.device,
+                         memory_mb=config.memory_mb)  # fmt: skip
         best = state.population[0].clone()
-        before = score_fit(model, ev.space, best, X, y, X_test, y_test, config, objective.name)
+        before = scored(best)
         info: dict[str, Any] = {
             "generations": state.generation,
             "evaluations": state.evaluations,
@@ -135,7 +138,7 @@ def search(
                 metrics=("accuracy",),
             )
             mask, report = post_prune(pruner, best, config.post_prune_criterion, config.seed)
-            after = score_fit(model, ev.space, mask, X, y, X_test, y_test, config, objective.name)
+            after = scored(mask)
             info["post_prune_evaluations"] = report.evaluations
             info["post_prune_criterion"] = report.criterion
         info["post_prune_seconds"] = round(time.perf_counter() - prune_start, 4)

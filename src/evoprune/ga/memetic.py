@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ import torch
 from torch import nn
 
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import Evaluator
+from evoprune.evaluate import Evaluator, score_fit
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.ga.config import GAConfig
 from evoprune.ga.search import GeneticSearch
@@ -73,7 +74,6 @@ from evoprune.local.search import local_search
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import rebuild_fields
 from evoprune.objectives import get_objective
-from evoprune.results import score_fit
 from evoprune.ticket import Ticket
 
 # Checkpoint file names: the GA phase's own, then each local phase's with its prefix.
@@ -120,6 +120,8 @@ def memetic_search(
         )
     y = torch.as_tensor(y, dtype=torch.long)
     space = space or MaskSpace(model)
+    scored = partial(score_fit, model, X=X, y=y, X_test=X_test, y_test=y_test, objective=objective,
+                     space=space, device=config.device, memory_mb=config.memory_mb)  # fmt: skip
     lcfg = config.local_config(objective)
     ckpt = Path(checkpoint) if checkpoint else None
     start = time.perf_counter()
@@ -145,14 +147,7 @@ def memetic_search(
                     evolution_seconds=round(state.seconds, 4))  # fmt: skip
         ga_best = state.population[0]
         info["ga_sparsity"] = float(sparsity(ga_best))
-        info.update(
-            {
-                f"ga_{k}": v
-                for k, v in score_fit(
-                    model, space, ga_best, X, y, X_test, y_test, config, objective
-                ).items()
-            }
-        )
+        info.update({f"ga_{k}": v for k, v in scored(ga_best).items()})
     phases = [(objective, lcfg, LOCAL_PHASE)]
     if loss_first:  # one descent on the loss, the kicks are the objective's (circles D, seeds
         # 0-4: 92.14% in 36-52 s; with kicks in both phases, 5 each, 92.25% in 70 s, the GA's time)
@@ -172,7 +167,7 @@ def memetic_search(
             done.append(result.metrics)
     info["search_seconds"] = round(time.perf_counter() - start, 4)
     mask = result.mask
-    scores = score_fit(model, space, mask, X, y, X_test, y_test, config, objective)
+    scores = scored(mask)
     kept_sparsity = float(sparsity(mask))
     summed = {k: round(sum(m[k] for m in done), 4) for k in _SUMMED}
     metrics = {

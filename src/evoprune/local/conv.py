@@ -40,10 +40,10 @@ import torch.nn.functional as F
 
 from evoprune.devices import check_device
 from evoprune.errors import EvopruneError
+from evoprune.evaluate import score_fit
 from evoprune.masks import MaskSpace
 from evoprune.masks import sparsity as mask_sparsity
 from evoprune.nets import ConvNet, rebuild_fields
-from evoprune.results import score_fit
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
 
@@ -365,7 +365,7 @@ def conv_search_ticket(
     model: ConvNet,
     X: torch.Tensor,
     y: torch.Tensor,
-    config: Any,
+    config: Any,  # a GAConfig (local sits below ga: no import of it here)
     *,
     X_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
@@ -384,7 +384,8 @@ def conv_search_ticket(
     )
     found = conv_local_search(model, X, y, cfg, X_test=X_test, y_test=y_test, progress=progress)
     space = MaskSpace(model)
-    scores = score_fit(model, space, found.mask, X, y, X_test, y_test, config, "loss")
+    scores = score_fit(model, found.mask, X, y, X_test, y_test, objective="loss", space=space,
+                       device=config.device, memory_mb=config.memory_mb)  # fmt: skip
     sparsity = float(mask_sparsity(found.mask))
     metrics = {
         **scores,
