@@ -17,6 +17,7 @@ is never evaluated again: results are cached by its packed bits.
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -160,6 +161,25 @@ class Evaluator:
             for i, key in enumerate(keys):
                 out[i] = self._cache[key]
         return {name: torch.from_numpy(out[:, j]) for j, name in enumerate(self.metric_names)}
+
+    def cache_arrays(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first `n` cache entries as ``(keys (n, bytes) uint8, metrics (n, M))``, for a
+        checkpoint. The cache only grows, in insertion order, one entry per evaluation: its
+        first ``state.evaluations`` entries are exactly the cache as it was when a GA state was
+        complete (an interrupt may land mid-generation, after new entries went in)."""
+        cache = list(itertools.islice((self._cache or {}).items(), n))
+        if not cache:
+            return np.zeros((0, 0), np.uint8), np.zeros((0, len(self.metric_names)))
+        keys = np.array([np.frombuffer(k, dtype=np.uint8) for k, _ in cache])
+        return keys, np.stack([v for _, v in cache])
+
+    def restore_cache(self, keys: np.ndarray, values: np.ndarray, n_evaluations: int) -> None:
+        """Put back a checkpoint's cache (`cache_arrays`) and evaluation count."""
+        if self._cache is not None:
+            self._cache.clear()
+            for key, value in zip(keys, values, strict=True):
+                self._cache[key.tobytes()] = value
+        self.n_evaluations = n_evaluations
 
     def fitness(self, metrics: dict[str, torch.Tensor]) -> torch.Tensor:
         """The objective in the one direction: higher is better, NaN the worst."""

@@ -6,6 +6,7 @@ we write a temp file in the same folder and `os.replace` it into place.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -45,6 +46,17 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None] | bytes | s
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def checkpoint_bytes(header: dict[str, Any], arrays: dict[str, Any]) -> bytes:
+    """A checkpoint ``.npz``: the JSON `header` (numpy values allowed) beside numpy `arrays`,
+    compressed, no pickle; `read_checkpoint` reads it back."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    raw = json.dumps(header, default=jsonable).encode()
+    np.savez_compressed(buf, header=np.frombuffer(raw, np.uint8), **arrays)
+    return buf.getvalue()
 
 
 def read_checkpoint(

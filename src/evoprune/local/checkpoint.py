@@ -7,15 +7,13 @@ history and the masks (the current one, the ILS incumbent, the best over starts 
 
 from __future__ import annotations
 
-import io
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evoprune.io import jsonable, read_checkpoint
+from evoprune.io import checkpoint_bytes, read_checkpoint
 
 FORMAT = "evoprune-local-checkpoint/1"
 
@@ -55,10 +53,7 @@ def snapshot(
         "history": history,
     }
     arrays = {k: np.packbits(v) for k, v in masks.items() if v is not None}
-    buf = io.BytesIO()
-    raw = json.dumps(header, default=jsonable).encode()
-    np.savez_compressed(buf, header=np.frombuffer(raw, np.uint8), **arrays)
-    return buf.getvalue()
+    return checkpoint_bytes(header, arrays)
 
 
 @dataclass
