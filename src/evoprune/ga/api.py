@@ -103,9 +103,9 @@ def search(
             memory_mb=config.memory_mb,
             metrics=metrics,
         )
-        ga = GeneticSearch(
-            ev, config, n_classes, checkpoint, checkpoint_every, fingerprint, progress
-        )
+        ga = GeneticSearch(ev, config, n_classes, checkpoint=checkpoint,
+                           checkpoint_every=checkpoint_every, fingerprint=fingerprint,
+                           progress=progress)  # fmt: skip
         start = time.perf_counter()
         state = ga.run(resume=resume)
         evolve_seconds = time.perf_counter() - start

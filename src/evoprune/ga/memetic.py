@@ -55,7 +55,7 @@ The variant ``local`` is the ablation without the GA: ``local_starts`` random ma
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -77,8 +77,8 @@ from evoprune.objectives import get_objective
 from evoprune.ticket import Ticket
 
 # Checkpoint file names: the GA phase's own, then each local phase's with its prefix.
-LOSS_PHASE, LOCAL_PHASE = "local-loss-", "local-"
-CHECKPOINT_PREFIXES = ("", LOSS_PHASE, LOCAL_PHASE)
+LOSS_PREFIX, LOCAL_PREFIX = "local-loss-", "local-"
+CHECKPOINT_PREFIXES = ("", LOSS_PREFIX, LOCAL_PREFIX)
 
 
 def memetic_search(
@@ -137,9 +137,9 @@ def memetic_search(
         ga_cfg = replace(config, variant="ga", max_generations=min(config.generation_cap, cap))
         ev = Evaluator(model, X, y, get_objective(ga_objective), space=space, device=config.device,
                        memory_mb=config.memory_mb, metrics=tuple(dict.fromkeys((ga_objective, "accuracy"))))  # fmt: skip
-        ga = GeneticSearch(
-            ev, ga_cfg, int(y.max()) + 1, ckpt, checkpoint_every, fingerprint, progress
-        )
+        ga = GeneticSearch(ev, ga_cfg, int(y.max()) + 1, checkpoint=ckpt,
+                           checkpoint_every=checkpoint_every, fingerprint=fingerprint,
+                           progress=progress)  # fmt: skip
         state = ga.run(resume=resume)
         init_masks = _distinct(state.population, config.memetic_elites)
         history = [{"phase": "ga", **row} for row in state.history]
@@ -148,11 +148,11 @@ def memetic_search(
         ga_best = state.population[0]
         info["ga_sparsity"] = float(sparsity(ga_best))
         info.update({f"ga_{k}": v for k, v in scored(ga_best).items()})
-    phases = [(objective, lcfg, LOCAL_PHASE)]
+    phases = [(objective, lcfg, LOCAL_PREFIX)]
     if loss_first:  # one descent on the loss, the kicks are the objective's (circles D, seeds
         # 0-4: 92.14% in 36-52 s; with kicks in both phases, 5 each, 92.25% in 70 s, the GA's time)
-        phases.insert(0, ("loss", replace(config.local_config("loss"), kicks=0), LOSS_PHASE))
-    done: list[dict[str, Any]] = []  # each local phase's metrics
+        phases.insert(0, ("loss", replace(config.local_config("loss"), kicks=0), LOSS_PREFIX))
+    phase_metrics: list[dict[str, Any]] = []  # each local phase's metrics
     with sigterm_as_interrupt():
         for phase_objective, phase_cfg, prefix in phases:
             result = local_search(
@@ -160,16 +160,16 @@ def memetic_search(
                 device=config.device, progress=progress,
                 checkpoint=ckpt.with_name(prefix + ckpt.name) if ckpt is not None else None,
                 checkpoint_every=1 if checkpoint_every else 0, resume=resume,
-                fingerprint={**(fingerprint or {}), "local": phase_cfg.__dict__},
+                fingerprint={**(fingerprint or {}), "local": asdict(phase_cfg)},
             )  # fmt: skip
             init_masks = [result.mask.numpy()]
             history += [{"phase": prefix.rstrip("-"), **row} for row in result.history]
-            done.append(result.metrics)
+            phase_metrics.append(result.metrics)
     info["search_seconds"] = round(time.perf_counter() - start, 4)
     mask = result.mask
     scores = scored(mask)
     kept_sparsity = float(sparsity(mask))
-    summed = {k: round(sum(m[k] for m in done), 4) for k in _SUMMED}
+    summed = {k: round(sum(m[k] for m in phase_metrics), 4) for k in _SUMMED}
     metrics = {
         **scores,
         "sparsity": kept_sparsity,
@@ -178,13 +178,14 @@ def memetic_search(
         **{f"{k}_before_post_prune": v for k, v in scores.items()},
         **info,
         "best_performance": scores[f"train_{objective}"],  # the ticket's, as the GA reports it
-        **{k: v for k, v in result.metrics.items() if k != "train_accuracy"},
+        # the last phase's (the counts and seconds below are summed over the phases)
+        **{k: result.metrics[k] for k in _LAST_PHASE if k in result.metrics},
         # summed over the local phases (the loss phase first, with loss_first)
         **summed,
         "flips_per_second": round(
             summed["flips_evaluated"] / max(summed["local_seconds"], 1e-9), 1
         ),
-        "evaluations": info["evaluations"] + sum(m["flips_evaluated"] for m in done),
+        "evaluations": info["evaluations"] + sum(m["flips_evaluated"] for m in phase_metrics),
         "post_prune_seconds": 0.0,
     }
     return Ticket(
@@ -197,6 +198,7 @@ def memetic_search(
 
 
 _SUMMED = ("passes", "flips_evaluated", "flips_accepted", "kicks_kept", "local_seconds")
+_LAST_PHASE = ("ranking", "train_objective", "val_accuracy")
 
 
 def _distinct(population: torch.Tensor, k: int) -> list[np.ndarray]:

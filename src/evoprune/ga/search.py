@@ -46,7 +46,8 @@ class GeneticSearch:
         self,
         evaluator: Evaluator,
         config: GAConfig,
-        n_classes: int,
+        n_classes: int,  # of the labels: the adaptive bound's chance level is 1 / n_classes
+        *,
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 0,
         fingerprint: dict[str, Any] | None = None,
@@ -64,7 +65,7 @@ class GeneticSearch:
             **(fingerprint or {}),
         }
         self.progress = progress
-        self.gen = torch_generator(config.seed, "ga")
+        self.rng = torch_generator(config.seed, "ga")
         self._acc = evaluator.metric_names.index("accuracy")
         self._obj = evaluator.metric_names.index(evaluator.objective.name)
 
@@ -87,7 +88,7 @@ class GeneticSearch:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         cfg, N, n_bits = self.cfg, self.cfg.population, self.ev.n_bits
         if cfg.variant == "ga":
-            pop = ops.random_masks(N, n_bits, cfg.init_density, self.gen)
+            pop = ops.random_masks(N, n_bits, cfg.init_density, self.rng)
             scores, fitness = self._score(pop)
             return pop, scores, fitness, {}
         # Adaptive accuracy bound: candidates must reach `bound` training accuracy; the bound
@@ -97,7 +98,7 @@ class GeneticSearch:
         kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         n_kept = 0
         while n_kept < N:
-            batch = ops.random_masks(N, n_bits, cfg.init_density, self.gen)
+            batch = ops.random_masks(N, n_bits, cfg.init_density, self.rng)
             scores, fitness = self._score(batch)
             ok = scores[:, self._acc] >= bound
             kept.append((batch[ok], scores[ok], fitness[ok]))
@@ -119,7 +120,7 @@ class GeneticSearch:
             population=pop,
             scores=scores,
             fitness=fitness,
-            rng_state=self.gen.get_state(),
+            rng_state=self.rng.get_state(),
             best_fitness=float(fitness[0]),
             evaluations=self.ev.n_evaluations,
             init_info=info,
@@ -132,9 +133,9 @@ class GeneticSearch:
     def ask(self, state: GAState) -> torch.Tensor:
         """The generation's new genomes: children, then mutants, then migrants."""
         cfg = self.cfg
-        children = ops.crossover(state.population, cfg.rec_rate, cfg.n_parents, self.gen)
-        mutants = ops.mutate(torch.cat([state.population, children]), cfg.mut_rate, self.gen)
-        migrants = ops.random_masks(cfg.n_migrants, self.ev.n_bits, cfg.init_density, self.gen)
+        children = ops.crossover(state.population, cfg.rec_rate, cfg.n_parents, self.rng)
+        mutants = ops.mutate(torch.cat([state.population, children]), cfg.mut_rate, self.rng)
+        migrants = ops.random_masks(cfg.n_migrants, self.ev.n_bits, cfg.init_density, self.rng)
         return torch.cat([children, mutants, migrants])
 
     def tell(self, state: GAState, new: torch.Tensor, started: float) -> GAState:
@@ -168,7 +169,7 @@ class GeneticSearch:
             population=pop,
             scores=scores,
             fitness=fitness,
-            rng_state=self.gen.get_state(),
+            rng_state=self.rng.get_state(),
             generation=generation,
             best_fitness=float(fitness[0]) if improved else state.best_fitness,
             last_improvement=generation if improved else state.last_improvement,
@@ -192,7 +193,7 @@ class GeneticSearch:
         state = None
         if resume and self.checkpoint and self.checkpoint.exists():
             state = load_checkpoint(self.checkpoint, self.fingerprint, self.ev)
-            self.gen.set_state(state.rng_state)
+            self.rng.set_state(state.rng_state)
         bar = _progress_bar(self.cfg.generation_cap, self.progress)
         with sigterm_as_interrupt():
             try:

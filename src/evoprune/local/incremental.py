@@ -37,10 +37,10 @@ from torch import nn
 
 from evoprune.errors import EvopruneError
 from evoprune.fastmlp import is_mlp_stack
-from evoprune.local import kernels as K
+from evoprune.local import kernels
 from evoprune.masks import MaskSpace
 
-OBJECTIVE_MODES = {"loss": K.LOSS, "accuracy": K.ACCURACY, "f1": K.F1}
+OBJECTIVE_MODES = {"loss": kernels.LOSS, "accuracy": kernels.ACCURACY, "f1": kernels.F1}
 UNIT_ROUNDOFF = 2.0**-53
 OPEN = np.inf  # the delta of a step whose effect on a near-tied sample is not certain
 
@@ -74,8 +74,8 @@ class MLPState:
         if objective not in OBJECTIVE_MODES:
             raise EvopruneError(f"objective: expected loss, accuracy or f1, got {objective!r}")
         self.objective, self.mode = objective, OBJECTIVE_MODES[objective]
-        self.tiebreak = bool(tiebreak) and self.mode != K.LOSS
-        self.kmode = self.mode + (K.TIEBREAK if self.tiebreak else 0)  # what the kernels get
+        self.tiebreak = bool(tiebreak) and self.mode != kernels.LOSS
+        self.kmode = self.mode + (kernels.TIEBREAK if self.tiebreak else 0)  # what the kernels get
         self.W = [np.ascontiguousarray(w, dtype=np.float64) for w in weights]
         self.b = [np.asarray(v, dtype=np.float64).reshape(-1) for v in biases]
         if temperature != 1.0:  # the cross-entropy of logits / T; a positive scale keeps every
@@ -165,10 +165,10 @@ class MLPState:
         self._stats(self.pre[-1])
 
     def _stats(self, logits: np.ndarray) -> None:
-        track = self.mode == K.LOSS or self.tiebreak
+        track = self.mode == kernels.LOSS or self.tiebreak
         self.loss_s = _losses(logits, self.y) if track else np.zeros(self.n)
         # the loss counts right answers too (history, progress bar), as the accuracy does
-        counted = K.ACCURACY if self.mode == K.LOSS else self.mode
+        counted = kernels.ACCURACY if self.mode == kernels.LOSS else self.mode
         self.status, self.pred = _statuses(logits, self.y, self.tol, counted)
         self.n_right = int(np.count_nonzero(self.status == 1))
         self.n_open = int(np.count_nonzero(self.status == 2))
@@ -178,7 +178,7 @@ class MLPState:
     def csr(self, li: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The nonzeros of layer l's input by feature (rebuilt after the layers below change)."""
         if li not in self._csr:
-            self._csr[li] = K.csr_by_feature(self.acts[li])
+            self._csr[li] = kernels.csr_by_feature(self.acts[li])
         return self._csr[li]
 
     @property
@@ -202,9 +202,9 @@ class MLPState:
         return self.penalty * self.ones / self.n_maskable
 
     def _primary(self, dloss: float, dright: int, dconf: np.ndarray | None) -> float:
-        if self.mode == K.LOSS:
+        if self.mode == kernels.LOSS:
             return (float(self.loss_s.sum()) + dloss) / self.n
-        if self.mode == K.ACCURACY:
+        if self.mode == kernels.ACCURACY:
             return -(self.n_right + dright) / self.n
         tp, pred_n = self.tp.copy(), self.pred_n.copy()
         if dconf is not None:
@@ -215,9 +215,9 @@ class MLPState:
     def full_value(self) -> float:
         """The objective by a plain float64 forward from the mask (a reference for tests)."""
         a = self._full_logits()
-        if self.mode == K.LOSS:
+        if self.mode == kernels.LOSS:
             primary = float(_losses(a, self.y).mean())
-        elif self.mode == K.ACCURACY:
+        elif self.mode == kernels.ACCURACY:
             primary = -float(np.mean(a.argmax(1) == self.y))
         else:
             pred = a.argmax(1)
@@ -286,17 +286,17 @@ class MLPState:
         pairs = len(rows) * len(cand) / max(self.W[li].shape[1], 1) * len(units)
         penalty = np.where(on, -1.0, 1.0) * self.penalty / self.n_maskable
         out_f = np.zeros((len(units), len(cand)))
-        if ranking == "expansion" and self.mode == K.LOSS:
-            K.set_threads(pairs)
+        if ranking == "expansion" and self.mode == kernels.LOSS:
+            kernels.set_threads(pairs)
             coef = np.empty((len(units), self.n, 6))
             coef[:, :, 0], coef[:, :, 1] = zo, ao
             for u, o in enumerate(units):
                 self._expansion_coefficients(li, int(o), coef[u])
-            K.unit_expansion(ptr, rows, vals, cand, dw, coef, not last, out_f)
+            kernels.unit_expansion(ptr, rows, vals, cand, dw, coef, not last, out_f)
             return out_f / self.n + penalty, np.zeros_like(out_f)
         # per (candidate, sample): the logits, and in a deep net every layer above the next
         above = sum(self.W[k].size for k in range(li + 2, self.n_layers))
-        K.set_threads(pairs * (self.C + above))
+        kernels.set_threads(pairs * (self.C + above))
         out_i = np.zeros((len(units), len(cand), 2 + 2 * self.C), np.int64)
         st = (self.y, self.tol, self.kmode, self.loss_s, self.status, self.pred, out_f, out_i)
         if last or li == self.n_layers - 2:
@@ -304,7 +304,7 @@ class MLPState:
                 w = np.eye(self.C)[units]
             else:
                 w = np.ascontiguousarray(self.masked(li + 1)[:, units].T)  # (U, C)
-            K.unit_exact(ptr, rows, vals, cand, dw, zo, ao, not last, w, self.pre[-1], *st)
+            kernels.unit_exact(ptr, rows, vals, cand, dw, zo, ao, not last, w, self.pre[-1], *st)
         else:
             rest = [self.masked(k) for k in range(li + 2, self.n_layers)]
             rest_w = np.concatenate([r.reshape(-1) for r in rest])
@@ -313,7 +313,7 @@ class MLPState:
             for u, o in enumerate(units):
                 wcol = np.ascontiguousarray(self.masked(li + 1)[:, o])
                 st_u = (*st[:6], out_f[u], out_i[u])
-                K.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[u], ao[u], wcol,
+                kernels.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[u], ao[u], wcol,
                                   self.pre[li + 1], rest_w, shape, rest_b, *st_u)  # fmt: skip
         primary = np.stack([self._deltas(out_f[u], out_i[u]) for u in range(len(units))])
         if self.tiebreak:
@@ -322,13 +322,13 @@ class MLPState:
 
     def _deltas(self, out_f: np.ndarray, out_i: np.ndarray) -> np.ndarray:
         base = self._primary(0.0, 0, None)
-        if self.mode == K.LOSS:
+        if self.mode == kernels.LOSS:
             d = out_f / self.n
-        elif self.mode == K.ACCURACY:
+        elif self.mode == kernels.ACCURACY:
             d = -out_i[:, 1] / self.n
         else:
             d = np.array([self._primary(0.0, 0, row[2:]) - base for row in out_i])
-        if self.mode != K.LOSS:
+        if self.mode != kernels.LOSS:
             d = np.where(out_i[:, 0] > 0, OPEN, d)
         return d
 
@@ -345,7 +345,7 @@ class MLPState:
         else:
             v = self._direction(li, o)
         c = tuple(np.empty(self.n) for _ in range(4))
-        K.softmax_cumulants(self.pre[-1], v, self.y, *c)
+        kernels.softmax_cumulants(self.pre[-1], v, self.y, *c)
         coef[:, 2], coef[:, 3], coef[:, 4], coef[:, 5] = c
 
     def _direction(self, li: int, o: int) -> np.ndarray:
@@ -363,7 +363,7 @@ class MLPState:
         of unit o, and the changed samples with their new activations at every layer above."""
         dw = np.where(self.mask[li][o, inputs], -self.W[li][o, inputs], self.W[li][o, inputs])
         ptr, rows, vals = self.csr(li)
-        z = self.pre[li][:, o] + K.combine(ptr, rows, vals, inputs, dw, self.n)  # (n,)
+        z = self.pre[li][:, o] + kernels.combine(ptr, rows, vals, inputs, dw, self.n)  # (n,)
         if li == self.n_layers - 1:
             S = np.nonzero(z != self.pre[li][:, o])[0]
             logits = self.pre[li][S].copy()
@@ -389,7 +389,7 @@ class MLPState:
         step = self._tried = self._step(li, o, inputs)  # `apply` of the same flips reuses it
         S = step["S"]
         pen = float(self._penalty_delta(li, o, inputs).sum())
-        if self.mode == K.LOSS:
+        if self.mode == kernels.LOSS:
             return float((step["losses"] - self.loss_s[S]).sum()) / self.n + pen, 0.0
         primary = self._set_delta(S, *step["status"])
         if not self.tiebreak:
@@ -403,9 +403,9 @@ class MLPState:
         tie-breaker) and statuses and predictions (accuracy, F1)."""
         z, S, layers = self._propagate(li, o, inputs)
         step = {"key": (li, o, inputs.tobytes()), "z": z, "S": S, "layers": layers}
-        if self.mode == K.LOSS or self.tiebreak:
+        if self.mode == kernels.LOSS or self.tiebreak:
             step["losses"] = _losses(layers[-1], self.y[S])
-        if self.mode != K.LOSS:
+        if self.mode != kernels.LOSS:
             step["status"] = _statuses(layers[-1], self.y[S], self.tol[S], self.mode)
         return step
 
@@ -413,7 +413,7 @@ class MLPState:
         """The change of the accuracy or F1 term when the samples S take `status`, `pred`."""
         if np.any(status == 2) or np.any(self.status[S] == 2):
             return OPEN
-        if self.mode == K.ACCURACY:
+        if self.mode == kernels.ACCURACY:
             return -int((status - self.status[S]).sum()) / self.n
         y = self.y[S]
         dconf = np.zeros(2 * self.C, np.int64)
@@ -441,9 +441,9 @@ class MLPState:
                 if li + 1 + k < self.n_layers - 1:
                     self.acts[li + 2 + k][S] = np.maximum(new, 0.0)
             self._csr = {k: v for k, v in self._csr.items() if k <= li}
-        if self.mode == K.LOSS or self.tiebreak:
+        if self.mode == kernels.LOSS or self.tiebreak:
             self.loss_s[S] = step["losses"]
-        if self.mode == K.LOSS:  # the accuracy counts are refreshed with the state, per pass
+        if self.mode == kernels.LOSS:  # the accuracy counts are refreshed with the state, per pass
             return
         status, pred = step["status"]
         self.n_right += int(np.count_nonzero(status == 1)) - int(
@@ -463,14 +463,14 @@ class MLPState:
 def _losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-sample cross-entropy of ``logits (n, C)``: ``(n,)``."""
     out = np.empty(len(y))
-    K.losses(np.ascontiguousarray(logits, dtype=np.float64), y, out)
+    kernels.losses(np.ascontiguousarray(logits, dtype=np.float64), y, out)
     return out
 
 
 def _statuses(logits: np.ndarray, y: np.ndarray, tol: np.ndarray, mode: int):
     """(status, prediction) per sample; see `evoprune.local.kernels._status`."""
     status, pred = np.empty(len(y), np.int8), np.empty(len(y), np.int64)
-    K.statuses(np.ascontiguousarray(logits, dtype=np.float64), y, tol, mode, status, pred)
+    kernels.statuses(np.ascontiguousarray(logits, dtype=np.float64), y, tol, mode, status, pred)
     return status, pred
 
 
