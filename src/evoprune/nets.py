@@ -191,7 +191,9 @@ class ConvNet(nn.Module):
         return self.fc(self.head_input(self.features(x)))
 
 
-def build_convnet(n_classes: int = 10, init: str = "uniform", seed: int = 0, keep: float = 0.5):
+def build_convnet(
+    n_classes: int = 10, init: str = "uniform", seed: int = 0, keep: float = 0.5
+) -> ConvNet:
     """The fixed random `ConvNet`, rebuilt bit for bit from (`init`, `seed`).
 
     >>> net = build_convnet(seed=0)

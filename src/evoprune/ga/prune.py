@@ -181,7 +181,13 @@ class _GuardedWalk:
         ).view(k, d)
         return right, loss.sum(dim=1)
 
-    def _passes(self, right: torch.Tensor, loss: torch.Tensor, cur_right, cur_loss):
+    def _passes(
+        self,
+        right: torch.Tensor,
+        loss: torch.Tensor,
+        cur_right: torch.Tensor,
+        cur_loss: torch.Tensor,
+    ) -> torch.Tensor:
         """Which candidates ``(K,)`` the criterion accepts against the current mask."""
         if self.criterion == "no-new-errors":
             return ~(cur_right & ~right).any(dim=1)

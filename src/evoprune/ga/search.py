@@ -76,7 +76,10 @@ class GeneticSearch:
         scores = torch.stack([metrics[n] for n in self.ev.metric_names], dim=1)  # (P, m)
         return scores, self.ev.fitness(metrics)
 
-    def _ranked(self, pop: torch.Tensor, scores: torch.Tensor, fitness: torch.Tensor, keep: int):
+    def _ranked(
+        self, pop: torch.Tensor, scores: torch.Tensor, fitness: torch.Tensor, keep: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The best `keep` of a population: performance first, more zero bits second."""
         zeros = (~pop).sum(dim=1)
         order = ops.rank(fitness, zeros)[:keep]
         return pop[order], scores[order], fitness[order]

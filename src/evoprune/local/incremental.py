@@ -262,14 +262,18 @@ class MLPState:
         removing = self.mask[li][o, cand]
         return np.where(removing, -1.0, 1.0) * self.penalty / self.n_maskable
 
-    def unit_deltas(self, li: int, o: int, ranking: str = "none", cand=None) -> np.ndarray:
+    def unit_deltas(
+        self, li: int, o: int, ranking: str = "none", cand: np.ndarray | None = None
+    ) -> np.ndarray:
         """The objective change of flipping each incoming bit `cand` (default all) of unit o
         of layer li, alone: ``(len(cand),)``; `OPEN` where not certain. With ``ranking
         "expansion"`` (cross-entropy only) an estimate: the 4th-order expansion of the softmax
         along each sample's logit direction (see `_expansion_coefficients`)."""
         return self.block_scores(li, np.array([o]), ranking, cand)[0][0]
 
-    def block_scores(self, li: int, units: np.ndarray, ranking: str = "none", cand=None):
+    def block_scores(
+        self, li: int, units: np.ndarray, ranking: str = "none", cand: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """`unit_deltas` of several units of layer li at once and, with ``tiebreak``, each
         flip's change of `secondary` (else zeros): ``(primary, secondary)``, both
         ``(U, len(cand))``. One compiled call whose (unit, candidate) pairs are shared among
@@ -378,12 +382,12 @@ class MLPState:
             layers.append(np.maximum(layers[-1], 0.0) @ self.masked(k).T + self.b[k])
         return z, S, layers
 
-    def try_flips(self, li: int, o: int, inputs) -> float:
+    def try_flips(self, li: int, o: int, inputs: np.ndarray) -> float:
         """The exact objective change of flipping `inputs` of unit o in layer l together
         (`OPEN` if a near-tied sample moves); the state is left as it is."""
         return self.try_step(li, o, inputs)[0]
 
-    def try_step(self, li: int, o: int, inputs) -> tuple[float, float]:
+    def try_step(self, li: int, o: int, inputs: np.ndarray) -> tuple[float, float]:
         """`try_flips` and the change of `secondary`: ``(primary, secondary)``."""
         inputs = np.asarray(inputs, np.int64)
         step = self._tried = self._step(li, o, inputs)  # `apply` of the same flips reuses it
@@ -467,7 +471,9 @@ def _losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _statuses(logits: np.ndarray, y: np.ndarray, tol: np.ndarray, mode: int):
+def _statuses(
+    logits: np.ndarray, y: np.ndarray, tol: np.ndarray, mode: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(status, prediction) per sample; see `evoprune.local.kernels._status`."""
     status, pred = np.empty(len(y), np.int8), np.empty(len(y), np.int64)
     kernels.statuses(np.ascontiguousarray(logits, dtype=np.float64), y, tol, mode, status, pred)

@@ -90,7 +90,9 @@ class LocalSearch:
 
     # -- one unit, one pass ---------------------------------------------------------------------
 
-    def unit_step(self, li: int, o: int, scores: tuple | None = None) -> int:
+    def unit_step(
+        self, li: int, o: int, scores: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> int:
         """Score the flips of unit o of layer li (or take `scores`, ``(primary, secondary)``
         scored a moment ago), accept the best batch that passes exactly. Returns the number
         of flips accepted. A step passes when it improves (primary, secondary) in that order,
@@ -246,7 +248,12 @@ class LocalSearch:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def run(self, checkpoint: Path | None = None, every: int = 0, fingerprint=None) -> np.ndarray:
+    def run(
+        self,
+        checkpoint: Path | None = None,
+        every: int = 0,
+        fingerprint: dict[str, Any] | None = None,
+    ) -> np.ndarray:
         """Search until done; returns the best mask ``(n_bits,)`` bool."""
         from evoprune.progress import progress_bar
 
@@ -360,7 +367,9 @@ def _worse(a: list[float], b: list[float]) -> bool:
     return _compare(a, b) > 0
 
 
-def split_validation(X: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
+def split_validation(
+    X: torch.Tensor, y: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A seeded random slice of (X, y) held out: ``(X_fit, y_fit, X_val, y_val)``."""
     n_val = int(round(fraction * len(y)))
     perm = torch.from_numpy(numpy_generator(seed, "validation").permutation(len(y)))
