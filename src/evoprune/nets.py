@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from evoprune.errors import EvopruneError
+from evoprune.masks import MASKABLE_TYPES
 from evoprune.seeding import torch_generator
 
 # Hidden widths of the paper's architectures; in/out come from the data.
@@ -105,7 +106,7 @@ def initialise(model: nn.Module, init: str, seed: int, keep: float = 0.5) -> nn.
     gain = nn.init.calculate_gain("relu")
     with torch.no_grad():
         for module in model.modules():
-            if not isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            if not isinstance(module, MASKABLE_TYPES):
                 continue
             weight = module.weight
             if init == "uniform":
@@ -177,6 +178,12 @@ class ConvNet(nn.Module):
         self.conv2 = nn.Conv2d(32, 64, 5, device=device)  # 12 -> 8, pooled to 4
         self.fc = nn.Linear(64 * 4 * 4, n_classes, device=device)
         self.n_classes = n_classes
+
+    @staticmethod
+    def classes_for(n_bits: int) -> int:
+        """The class count of the conv net with `n_bits` maskable weights (a ticket's mask):
+        conv1's 32 * 25 and conv2's 64 * 32 * 25 weights, then 1024 per class in the head."""
+        return (n_bits - 32 * 25 - 64 * 32 * 25) // (64 * 4 * 4)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The first stage: pooled conv1 maps ``(n, 32, 12, 12)``."""

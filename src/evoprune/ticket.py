@@ -23,7 +23,7 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.io import jsonable, write_atomic
 from evoprune.masks import MaskSpace, pack, sparsity, unpack
-from evoprune.nets import build_convnet, build_mlp
+from evoprune.nets import ConvNet, build_convnet, build_mlp
 
 FORMAT = "evoprune-ticket/1"
 
@@ -66,7 +66,7 @@ class Ticket:
     def build_model(self) -> nn.Module:
         """The unmasked random network, rebuilt bit for bit from (layers, init, seed)."""
         if self.arch == "conv":
-            n_classes = (self.n_bits - 800 - 51_200) // 1024  # conv1, conv2, then the head
+            n_classes = ConvNet.classes_for(self.n_bits)
             return build_convnet(n_classes, self.init, self.seed, self.keep)
         if self.layers is None:
             raise EvopruneError("ticket: no layer list (a custom module); use ticket.apply(model)")
