@@ -30,7 +30,7 @@ from torch.func import functional_call, vmap
 
 from evoprune.errors import EvopruneError
 from evoprune.fastmlp import FastMLP, Population, is_mlp_stack
-from evoprune.masks import MaskSpace, pack_rows
+from evoprune.masks import MaskSpace, pack_rows, sparsity
 from evoprune.objectives import OBJECTIVES, Objective, get_objective
 
 if TYPE_CHECKING:
@@ -455,4 +455,22 @@ def score(model: nn.Module, mask: torch.Tensor, ds: Dataset) -> dict[str, float]
     return score_splits(model, mask, splits)
 
 
-__all__ = ["Evaluator", "forward_one", "score", "score_fit", "score_splits"]
+def ticket_scores(
+    scores: dict[str, float],
+    mask: torch.Tensor,
+    before: dict[str, float] | None = None,
+    mask_before: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """The score fields every search's ticket carries: `scores` (`score_fit`), the sparsity,
+    and both as they were before post-pruning (the same when a search has none)."""
+    before = scores if before is None else before
+    mask_before = mask if mask_before is None else mask_before
+    return {
+        **scores,
+        "sparsity": float(sparsity(mask)),
+        "sparsity_before_post_prune": float(sparsity(mask_before)),
+        **{f"{k}_before_post_prune": v for k, v in before.items()},
+    }
+
+
+__all__ = ["Evaluator", "forward_one", "score", "score_fit", "score_splits", "ticket_scores"]

@@ -13,12 +13,12 @@ import torch
 from torch import nn
 
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import Evaluator, score_fit
+from evoprune.evaluate import Evaluator, score_fit, ticket_scores
 from evoprune.ga.config import GAConfig
 from evoprune.ga.prune import post_prune
 from evoprune.ga.search import GeneticSearch
 from evoprune.inputs import check_data, problem_digest
-from evoprune.masks import MaskSpace, sparsity
+from evoprune.masks import MaskSpace
 from evoprune.nets import ConvNet, rebuild_fields
 from evoprune.objectives import Objective, ObjectiveFn, get_objective
 from evoprune.ticket import Ticket
@@ -144,10 +144,7 @@ def search(
         info["post_prune_seconds"] = round(time.perf_counter() - prune_start, 4)
         info["search_seconds"] = round(evolve_seconds, 4)
         metrics_out = {
-            **after,
-            "sparsity": float(sparsity(mask)),
-            "sparsity_before_post_prune": float(sparsity(best)),
-            **{f"{k}_before_post_prune": v for k, v in before.items()},
+            **ticket_scores(after, mask, before, best),
             **info,
         }
         return Ticket(

@@ -65,7 +65,7 @@ import torch
 from torch import nn
 
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import Evaluator, score_fit
+from evoprune.evaluate import Evaluator, score_fit, ticket_scores
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.ga.config import GAConfig
 from evoprune.ga.search import GeneticSearch
@@ -168,14 +168,10 @@ def memetic_search(
     info["search_seconds"] = round(time.perf_counter() - start, 4)
     mask = result.mask
     scores = scored(mask)
-    kept_sparsity = float(sparsity(mask))
     summed = {k: round(sum(m[k] for m in phase_metrics), 4) for k in _SUMMED}
     metrics = {
-        **scores,
-        "sparsity": kept_sparsity,
         # no post-pruning: the local search's acceptance rule is the paper's criterion and more
-        "sparsity_before_post_prune": kept_sparsity,
-        **{f"{k}_before_post_prune": v for k, v in scores.items()},
+        **ticket_scores(scores, mask),
         **info,
         "best_performance": scores[f"train_{objective}"],  # the ticket's, as the GA reports it
         # the last phase's (the counts and seconds below are summed over the phases)

@@ -40,9 +40,8 @@ import torch.nn.functional as F
 
 from evoprune.devices import check_device
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import score_fit
+from evoprune.evaluate import score_fit, ticket_scores
 from evoprune.masks import MaskSpace
-from evoprune.masks import sparsity as mask_sparsity
 from evoprune.nets import ConvNet, rebuild_fields
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
@@ -386,12 +385,8 @@ def conv_search_ticket(
     space = MaskSpace(model)
     scores = score_fit(model, found.mask, X, y, X_test, y_test, objective="loss", space=space,
                        device=config.device, memory_mb=config.memory_mb)  # fmt: skip
-    sparsity = float(mask_sparsity(found.mask))
     metrics = {
-        **scores,
-        "sparsity": sparsity,
-        "sparsity_before_post_prune": sparsity,  # no post-pruning: removals are accepted anyway
-        **{f"{k}_before_post_prune": v for k, v in scores.items()},
+        **ticket_scores(scores, found.mask),  # no post-pruning: removals are accepted anyway
         "objective": "loss",
         "best_performance": scores["train_loss"],
         "ranking": "none",  # exact single-flip scores only
