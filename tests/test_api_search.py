@@ -202,3 +202,11 @@ def test_local_on_the_conv_net_refuses_what_it_would_ignore(kwargs, message):
     net = build_network("conv", 784, 10)[0]
     with pytest.raises(EvopruneError, match=message):
         evoprune.search(net, X, y, config=GAConfig(variant="local"), **kwargs)
+
+
+def test_local_search_history_counts_right_answers_with_f1(moons):
+    X, y, _, _ = moons
+    t = evoprune.search(build_mlp([2, 20, 2]), X, y, "f1", GAConfig(variant="local", max_passes=2))
+    last = t.history[-1]
+    assert last["train_accuracy"] == pytest.approx(t.metrics["train_accuracy"], abs=2 / len(y))
+    assert last["train_accuracy"] > 0.5

@@ -182,6 +182,14 @@ class MLPState:
         return self._csr[li]
 
     @property
+    def accuracy(self) -> float:
+        """The training accuracy of the current mask, for history and reports: the surely
+        right samples (margin beyond rounding); with F1, whose statuses mark only near ties,
+        the predictions equal to their label."""
+        right = int(self.tp.sum()) if self.mode == kernels.F1 else self.n_right
+        return right / self.n
+
+    @property
     def ones(self) -> int:
         return int(sum(m.sum() for m, ok in zip(self.mask, self.maskable, strict=True) if ok))
 

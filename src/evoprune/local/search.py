@@ -333,7 +333,7 @@ class LocalSearch:
             "start": pos.start,
             "kick": pos.kick,
             "objective": st.value,
-            "train_accuracy": st.n_right / st.n,
+            "train_accuracy": st.accuracy,
             "val_accuracy": self.last_val,
             "sparsity": (st.n_maskable - st.ones) / st.n_maskable,
             "flips_accepted": accepted,
@@ -452,7 +452,7 @@ def local_search(
         "train_objective": pos.best_key[0] if pos.best_key else None,
     }
     state.set_mask_bits(best)
-    metrics["train_accuracy"] = state.n_right / state.n  # surely right (margin beyond rounding)
+    metrics["train_accuracy"] = state.accuracy
     if val is not None:
         metrics["val_accuracy"] = pos.val_best
     return LocalResult(torch.from_numpy(best.copy()), metrics, ls.history)
