@@ -17,9 +17,10 @@ import pandas as pd
 
 from evoprune.experiments.tables import summarise
 
-# history.csv column -> the name the paper's Fig. 4 gives the curve
+# history.csv column -> the name the paper's Fig. 4 gives the curve (the accuracy, whatever the
+# objective: best_performance is the objective's value, a cross-entropy with the loss)
 HISTORY_SERIES = {
-    "best_performance": "accuracy of the fittest",
+    "best_accuracy": "accuracy of the fittest",
     "best_sparsity": "sparsity of the fittest",
     "max_sparsity": "highest sparsity in the generation",
     "best_sparsity_so_far": "best sparsity so far",
