@@ -16,7 +16,10 @@ def test_compare_prints_one_line_per_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "ga"), str(tmp_path / "ga-adaptive")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("digits, network [64, 20, 2], seed 1")
+    assert (
+        lines[0]
+        == "digits, network 64-20-2, seed 1, init uniform, scaled yes (the same random network):"
+    )
     assert lines[1].split() == [
         "run",
         "method",
@@ -44,12 +47,44 @@ def test_compare_of_different_networks_names_each_runs_data(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "s1"), str(tmp_path / "s2")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].split()[:5] == ["run", "dataset", "network", "seed", "method"]
-    assert lines[1].split()[1:5] == ["digits", "64-20-2", "1", "ga"]
-    assert lines[2].split()[1:5] == ["digits", "64-20-2", "2", "ga"]
+    assert (
+        lines[0] == "digits, network 64-20-2, init uniform, scaled yes:"
+    )  # no claim: seeds differ
+    assert lines[1].split()[:3] == ["run", "seed", "method"]
+    assert lines[2].split()[1:3] == ["1", "ga"] and lines[3].split()[1:3] == ["2", "ga"]
+
+
+def test_compare_claims_one_random_network_only_when_drawn_alike_and_untrained(tmp_path, capsys):
+    for init in ("uniform", "kaiming-normal"):
+        args = [*SEARCH, "--init", init, "--out", str(tmp_path / init), *FAST]
+        assert main(args) == 0
+    args = ["baseline", "backprop", "--dataset", "digits", "--classes", "2", "--arch", "A",
+            "--solver", "adam", "--max-iter", "5", "--quiet", "--out", str(tmp_path / "bp")]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "uniform"), str(tmp_path / "kaiming-normal")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "same random network" not in out[0] and out[1].split()[:3] == ["run", "init", "method"]
+    assert main(["compare", str(tmp_path / "uniform"), str(tmp_path / "bp")]) == 0
+    assert "same random network" not in capsys.readouterr().out
 
 
 def test_compare_of_a_sweep_folder_points_to_results(tmp_path, capsys):
     (tmp_path / "results.sqlite").write_bytes(b"")
     assert main(["compare", str(tmp_path)]) == 2
     assert f"`evoprune results {tmp_path}` sums it up" in capsys.readouterr().err
+
+
+def test_compare_takes_a_folder_of_runs_and_passes_over_files(tmp_path, capsys):
+    for seed in (1, 2):
+        args = [*SEARCH, "--seed", str(seed), "--out", str(tmp_path / "runs" / f"s{seed}"), *FAST]
+        assert main(args) == 0
+    (tmp_path / "runs" / "notes.txt").write_text("x")
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "runs")]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4  # header lines + two runs
+    files = sorted(str(p) for p in (tmp_path / "runs").iterdir())
+    assert main(["compare", *files]) == 0
+    captured = capsys.readouterr()
+    assert "notes.txt is a file, not a run folder" in captured.err
+    assert len(captured.out.strip().splitlines()) == 4

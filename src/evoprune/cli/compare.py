@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from evoprune.errors import EvopruneError
 
 # (result.json field, header, format); text ("{}") is left-aligned, numbers right-aligned
-NETWORK = (("dataset", "dataset", "{}"), ("arch", "network", "{}"), ("seed", "seed", "{:d}"))
+# the data and the random network: dataset, layers, seed and init draw it, the scaling feeds it
+SETTING = (
+    ("dataset", "dataset", "{}"),
+    ("arch", "network", "{}"),
+    ("seed", "seed", "{:d}"),
+    ("init", "init", "{}"),
+    ("normalize", "scaled", "{}"),
+)
+TRAINED = ("backprop",)  # methods that train the weights instead of masking them
 COLUMNS = (
     ("variant", "method", "{}"),
     ("test_accuracy", "test acc", "{:.4f}"),
@@ -28,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print finished runs side by side (accuracy, sparsity, seconds)",
         description="Print the result.json of finished runs side by side.",
     )
-    p.add_argument("runs", type=Path, nargs="+", help="run folders (each with a result.json)")
+    p.add_argument("runs", type=Path, nargs="+",
+                   help="run folders (each with a result.json), or a folder of them")  # fmt: skip
     p.set_defaults(run=run_compare)
 
 
@@ -51,11 +61,7 @@ def format_table(rows: list[tuple[str, dict]], columns: tuple = COLUMNS) -> str:
     cells = [header]
     for name, result in rows:
         line = [name]
-        for field, _, fmt in columns:
-            value = result.get(field)
-            if isinstance(value, list):  # a layer list
-                value = "-".join(map(str, value))
-            line.append("-" if value is None else fmt.format(value))
+        line += [_cell(result.get(field), fmt) for field, _, fmt in columns]
         cells.append(line)
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return "\n".join(
@@ -67,12 +73,44 @@ def format_table(rows: list[tuple[str, dict]], columns: tuple = COLUMNS) -> str:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    rows = [(str(folder), load_result(folder)) for folder in args.runs]
-    data = {(r.get("dataset"), json.dumps(r.get("arch")), r.get("seed")) for _, r in rows}
-    if len(data) == 1:
-        dataset, arch, seed = next(iter(data))
-        print(f"{dataset}, network {json.loads(arch)}, seed {seed} (the same random network):")
-        print(format_table(rows))
-    else:  # different networks: each line says which
-        print(format_table(rows, NETWORK + COLUMNS))
+    rows = [(str(folder), load_result(folder)) for folder in _run_folders(args.runs)]
+    # what the runs share goes in the header line, what differs gets a column
+    shared, differ = [], []
+    for field in SETTING:
+        values = {json.dumps(r.get(field[0])) for _, r in rows}
+        (shared if len(values) == 1 else differ).append(field)
+    said = ", ".join(
+        _cell(value, fmt) if field == "dataset" else f"{header} {_cell(value, fmt)}"
+        for field, header, fmt in shared
+        if (value := rows[0][1].get(field)) is not None
+    )
+    # one random network only when it is drawn alike and no run trained its weights
+    same_network = not differ[:4] and not any(r.get("method") in TRAINED for _, r in rows)
+    if said:
+        print(f"{said}{' (the same random network)' if same_network else ''}:")
+    print(format_table(rows, tuple(differ) + COLUMNS))
     return 0
+
+
+def _run_folders(paths: list[Path]) -> list[Path]:
+    """The run folders named: a folder of finished runs stands for the runs in it, and a
+    file among them (``compare runs/*``) is passed over with a note."""
+    out = []
+    for path in paths:
+        if (path / "result.json").is_file() or (path / "results.sqlite").is_file():
+            out.append(path)
+        elif path.is_dir() and (inner := sorted(p.parent for p in path.glob("*/result.json"))):
+            out += inner
+        elif path.exists() and not path.is_dir() and len(paths) > 1:
+            print(f"note: {path} is a file, not a run folder; passed over", file=sys.stderr)
+        else:
+            out.append(path)  # load_result says what is missing
+    return out
+
+
+def _cell(value: object, fmt: str) -> str:
+    if isinstance(value, list):  # a layer list
+        value = "-".join(map(str, value))
+    if isinstance(value, bool):
+        value = "yes" if value else "no"
+    return "-" if value is None else fmt.format(value)

@@ -83,7 +83,12 @@ class Store:
         self.folder = Path(folder)
         path = store_path(self.folder)
         if not create and not path.is_file():
-            raise EvopruneError(f"{self.folder}: no results store here (expected {path})")
+            runs = (
+                ""
+                if not any(self.folder.glob("*/result.json"))
+                else (f"; for single runs: evoprune compare {self.folder}")
+            )  # a folder of `search` runs has no store
+            raise EvopruneError(f"{self.folder}: no results store here (expected {path}){runs}")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
