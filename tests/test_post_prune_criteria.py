@@ -16,6 +16,7 @@ from evoprune.ga import GAConfig, post_prune
 from evoprune.ga import prune as prune_module
 from evoprune.ga.config import POST_PRUNE_CRITERIA
 from evoprune.nets import build_mlp
+from evoprune.progress import progress_bar
 
 STRICT = [c for c in POST_PRUNE_CRITERIA if c != "accuracy"]
 
@@ -86,7 +87,9 @@ def test_strict_criteria_equal_the_plain_walk(criterion, layers, seed):
 def test_incremental_accuracy_loss_walk_equals_the_batched_one(layers, seed):
     net, ev, mask, X, y = setup(layers, seed, density=0.8, n=300)
     incremental, report = post_prune(ev, mask, "accuracy-loss")
-    batched, _ = prune_module._GuardedWalk(ev, "accuracy-loss", 0).run(mask)
+    batched, _ = prune_module._GuardedWalk(ev, "accuracy-loss", 0).run(
+        mask, progress_bar(enabled=False)
+    )
     assert torch.equal(incremental, batched)
     assert report.criterion == "accuracy-loss" and report.bits_after < report.bits_before
 
@@ -166,3 +169,13 @@ def test_unknown_criteria_are_errors(capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert "post-prune-criterion" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("criterion", ["accuracy", "accuracy-loss", "no-new-errors"])
+def test_post_pruning_reports_progress_over_the_set_bits(criterion, capsys):
+    X, y = torch.randn(80, 2, generator=torch.Generator().manual_seed(0)), torch.arange(80) % 2
+    ev = Evaluator(build_mlp([2, 8, 2], seed=0), X, y, metrics=("accuracy",))
+    mask = torch.ones(ev.n_bits, dtype=torch.bool)
+    post_prune(ev, mask, criterion, progress=True)  # stderr is not a terminal here: log lines
+    err = capsys.readouterr().err
+    assert f"post-pruning: {ev.n_bits}/{ev.n_bits} bit" in err

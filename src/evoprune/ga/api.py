@@ -137,7 +137,9 @@ def search(
                 cache=False,
                 metrics=("accuracy",),
             )
-            mask, report = post_prune(pruner, best, config.post_prune_criterion, config.seed)
+            mask, report = post_prune(
+                pruner, best, config.post_prune_criterion, config.seed, progress
+            )
             after = scored(mask)
             info["post_prune_evaluations"] = report.evaluations
             info["post_prune_criterion"] = report.criterion

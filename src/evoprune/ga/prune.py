@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +60,7 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import FastMLP, is_mlp_stack
 from evoprune.ga.config import POST_PRUNE_CRITERIA
+from evoprune.progress import progress_bar
 from evoprune.seeding import torch_generator
 
 MAX_BATCH = 256  # candidates per batch of the general path
@@ -78,11 +80,16 @@ class PruneReport:
 
 
 def post_prune(
-    evaluator: Evaluator, mask: torch.Tensor, criterion: str = "accuracy", seed: int = 0
+    evaluator: Evaluator,
+    mask: torch.Tensor,
+    criterion: str = "accuracy",
+    seed: int = 0,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, PruneReport]:
     """Prune `mask` ``(n_bits,)`` greedily on `evaluator`'s (training) data. Returns the pruned
     mask and a report. The training accuracy never goes down. `criterion` is one of
-    `POST_PRUNE_CRITERIA` (default: the paper's); `seed` draws the "holdout" guard slice.
+    `POST_PRUNE_CRITERIA` (default: the paper's); `seed` draws the "holdout" guard slice;
+    `progress` shows the set bits judged so far.
 
     >>> from evoprune.nets import build_mlp
     >>> X, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
@@ -97,25 +104,29 @@ def post_prune(
             f"post_prune_criterion: expected one of {', '.join(POST_PRUNE_CRITERIA)}, "
             f"got {criterion!r}"
         )
-    if is_mlp_stack(evaluator.model) and criterion in ("accuracy", "accuracy-loss"):
-        pruned, report = _IncrementalWalk(evaluator, mask, criterion).run()
-        if report.accuracy_after >= report.accuracy_before:
-            return pruned, report
-        warnings.warn(  # never seen: a safety net should the rounding bound ever fail
-            "incremental post-pruning lowered the evaluator's accuracy; redoing it the slow way",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    if criterion != "accuracy":
-        return _GuardedWalk(evaluator, criterion, seed).run(mask)
-    return _speculative_walk(evaluator, mask)
+    with progress_bar(total=int(mask.sum()), desc="post-pruning", unit="bit", enabled=progress,
+                      leave=False) as bar:  # fmt: skip
+        if is_mlp_stack(evaluator.model) and criterion in ("accuracy", "accuracy-loss"):
+            pruned, report = _IncrementalWalk(evaluator, mask, criterion).run(bar)
+            if report.accuracy_after >= report.accuracy_before:
+                return pruned, report
+            warnings.warn(  # never seen: a safety net should the rounding bound ever fail
+                "incremental post-pruning lowered the evaluator's accuracy; redoing it the slow way",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        if criterion != "accuracy":
+            return _GuardedWalk(evaluator, criterion, seed).run(mask, bar)
+        return _speculative_walk(evaluator, mask, bar)
 
 
 def _accuracy(evaluator: Evaluator, masks: torch.Tensor) -> torch.Tensor:
     return evaluator.evaluate(masks.to(evaluator.device))["accuracy"]
 
 
-def _speculative_walk(evaluator: Evaluator, mask: torch.Tensor) -> tuple[torch.Tensor, PruneReport]:
+def _speculative_walk(
+    evaluator: Evaluator, mask: torch.Tensor, bar: Any
+) -> tuple[torch.Tensor, PruneReport]:
     """The general path: batches of candidates through `Evaluator.evaluate`."""
     mask = mask.clone()
     current = float(_accuracy(evaluator, mask.view(1, -1))[0])
@@ -131,12 +142,14 @@ def _speculative_walk(evaluator: Evaluator, mask: torch.Tensor) -> tuple[torch.T
         passed = torch.nonzero(acc >= current).flatten()
         if len(passed) == 0:
             i += len(bits)
+            bar.update(len(bits))
             k = min(2 * k, MAX_BATCH)
             continue
         j = int(passed[0])
         mask[bits[j]] = False
         current = float(acc[j])
         i += j + 1
+        bar.update(j + 1)
         k = max(4, 2 * (j + 1))
     report = PruneReport(
         bits_before=len(order),
@@ -201,7 +214,7 @@ class _GuardedWalk:
         slack = LOSS_SLACK * len(self.y)
         return (right.sum(1) >= cur_right.sum()) & (loss <= cur_loss + slack)
 
-    def run(self, mask: torch.Tensor) -> tuple[torch.Tensor, PruneReport]:
+    def run(self, mask: torch.Tensor, bar: Any) -> tuple[torch.Tensor, PruneReport]:
         mask = mask.clone()
         right, loss = self._judge(mask.view(1, -1))
         cur_right, cur_loss = right[0], loss[0]
@@ -216,12 +229,14 @@ class _GuardedWalk:
             passed = torch.nonzero(self._passes(right, loss, cur_right, cur_loss)).flatten()
             if len(passed) == 0:
                 i += len(bits)
+                bar.update(len(bits))
                 k = min(2 * k, self.max_batch)
                 continue
             j = int(passed[0])
             mask[bits[j]] = False
             cur_right, cur_loss = right[j], loss[j]
             i += j + 1
+            bar.update(j + 1)
             k = min(max(4, 2 * (j + 1)), self.max_batch)
         report = PruneReport(
             bits_before=len(order),
@@ -322,7 +337,7 @@ class _IncrementalWalk:
         self.evaluations += 1
         return float(_accuracy(self.evaluator, mask.view(1, -1))[0])
 
-    def run(self) -> tuple[torch.Tensor, PruneReport]:
+    def run(self, bar: Any) -> tuple[torch.Tensor, PruneReport]:
         mask = self.mask.clone()
         start_accuracy = self._score(mask)
         order = torch.nonzero(mask).flatten()
@@ -335,6 +350,7 @@ class _IncrementalWalk:
                 o, i = divmod(bit - layer.bits.start, layer.weight.shape[1])
                 if self._try(idx, o, i, mask, bit):
                     mask[bit] = False
+            bar.update(len(bits))
         report = PruneReport(
             bits_before=len(order),
             bits_after=int(mask.sum()),
