@@ -1,13 +1,20 @@
 """Reading the user's files: CSV/NPZ feature tables and MNIST (IDX or .npz).
 
 Every problem with a file is one `EvopruneError` line naming the file and what was expected.
+
+>>> unit_pixels(np.array([[0, 255]], dtype=np.uint8), "x.npz").tolist()
+[[0.0, 1.0]]
+>>> unit_pixels(np.array([[0.0, 0.5]]), "x.npz").tolist()  # floats in [0, 1] stay
+[[0.0, 0.5]]
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,29 +22,47 @@ from evoprune.errors import EvopruneError
 
 # Where `mnist` looks when no directory is given (first hit wins).
 MNIST_SEARCH = ("EVOPRUNE_DATA_DIR", "data", "../shared/data")
+TORCHVISION_RAW = ("MNIST/raw", "raw")  # torchvision's layout below its root (ROOT/MNIST/raw)
+
+
+def file_digest(*paths: Path) -> str:
+    """The first 16 hex characters of the SHA-256 of the files' bytes, in order: a ticket
+    records it, so reading a changed file later can be noticed."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def load_arrays(
-    path: Path, target: str | None, min_classes: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``(n, f)`` float64 and raw labels ``(n,)`` from a CSV or NPZ file."""
+    path: Path, target: str | None, min_classes: int = 2, columns: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """Features ``(n, f)`` (float64 from a CSV; an NPZ's own numeric dtype), raw labels ``(n,)``
+    and the CSV's feature column names (None for an NPZ).
+
+    `columns` (the names a ticket was trained on) puts a CSV's columns in that order; a name
+    missing or extra is an error naming them.
+    """
     if path.is_dir():
         raise EvopruneError(f"{path}: a folder; expected a .csv or .npz file")
     if not path.is_file():
         raise EvopruneError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise EvopruneError(f"{path}: the file is empty")
+    names = None
     if path.suffix == ".npz":
         X, y = _load_npz(path)
     else:
-        X, y = _load_csv(path, target)
+        X, y, names = _load_csv(path, target, columns)
     if len(X) < 4:
         raise EvopruneError(f"{path}: expected at least 4 rows, got {len(X)}")
     if not np.isfinite(X).all():
         raise EvopruneError(f"{path}: features contain NaN or infinite values")
     if len(np.unique(y)) < min_classes:
         raise EvopruneError(f"{path}: the target has only one class; need two or more")
-    return X, y
+    return X, y, names
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -57,10 +82,12 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     if not np.issubdtype(X.dtype, np.number):
         raise EvopruneError(f"{path}: X must be numeric, got dtype {X.dtype}")
-    return X.reshape(len(X), -1).astype(np.float64), y
+    return X.reshape(len(X), -1), y
 
 
-def _load_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _load_csv(
+    path: Path, target: str | None, columns: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     import pandas as pd
 
     if not target:
@@ -81,6 +108,8 @@ def _load_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise EvopruneError(f"{path}: no feature columns besides {target!r}")
+    if columns is not None:
+        features = features[_match_columns(path, [str(c) for c in features.columns], columns)]
     for col in features.columns:
         values = pd.to_numeric(features[col], errors="coerce")
         bad = values.isna()
@@ -88,7 +117,21 @@ def _load_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
             kind = "empty (NaN)" if features[col][bad].isna().all() else "non-numeric"
             raise EvopruneError(f"{path}: column {col!r} has {kind} values in rows {_rows(bad)}")
         features[col] = values
-    return features.to_numpy(dtype=np.float64), y.to_numpy()
+    names = [str(c) for c in features.columns]
+    return features.to_numpy(dtype=np.float64), y.to_numpy(), names
+
+
+def _match_columns(path: Path, have: list[str], want: list[str]) -> list[str]:
+    """`want` (the training file's feature columns) if `have` holds exactly those, in any order."""
+    missing = [c for c in want if c not in have]
+    extra = [c for c in have if c not in want]
+    if missing or extra:
+        parts = [f"missing: {', '.join(missing)}"] * bool(missing)
+        parts += [f"extra: {', '.join(extra)}"] * bool(extra)
+        raise EvopruneError(
+            f"{path}: columns {'; '.join(parts)} (the ticket was trained on {len(want)} columns)"
+        )
+    return list(want)
 
 
 def _rows(mask) -> str:
@@ -96,31 +139,90 @@ def _rows(mask) -> str:
     return ", ".join(map(str, rows)) + (" ..." if int(np.asarray(mask).sum()) > 5 else "")
 
 
+def unit_pixels(X: np.ndarray, source: object) -> np.ndarray:
+    """Pixel values as float64 in [0, 1].
+
+    Integer arrays (MNIST's uint8) are 0..255 and divided by 255. Float arrays within [0, 1]
+    are taken as they are; float arrays with values above 1 (up to 255) are taken as 0..255 and
+    divided by 255 (an image saved as float without rescaling). Negative values or values above
+    255 are an error naming `source`.
+    """
+    X = np.asarray(X)
+    if X.size and (X.min() < 0 or X.max() > 255):
+        raise EvopruneError(
+            f"{source}: expected pixel values in 0..255 (or floats in [0, 1]), "
+            f"got {X.min()}..{X.max()}"
+        )
+    if np.issubdtype(X.dtype, np.floating) and (X.size == 0 or X.max() <= 1):
+        return X.astype(np.float64)
+    return X / 255.0
+
+
+class MnistArrays(NamedTuple):
+    """What `load_mnist_dir` read: images ``(n, 28, 28)`` as stored (uint8 for IDX) and labels
+    ``(n,)`` int64; the official test set (t10k) apart when the folder holds one."""
+
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+    folder: Path
+    files: list[Path]  # every file read, in reading order (for the digest)
+
+
 def _find_mnist_dir(data_dir: str | None) -> Path:
     if data_dir:
-        return Path(data_dir)
+        folder = Path(data_dir)
+        if not folder.is_dir():
+            raise EvopruneError(f"mnist: {folder} is not a directory")
+        return _torchvision_raw(folder)
     candidates = [os.environ.get(MNIST_SEARCH[0])] + list(MNIST_SEARCH[1:])
     for cand in candidates:
-        if cand and Path(cand).is_dir() and _mnist_files(Path(cand)):
-            return Path(cand)
+        if cand and Path(cand).is_dir():
+            folder = _torchvision_raw(Path(cand))
+            if _idx_sets(folder) or sorted(folder.glob("*mnist*.npz")):
+                return folder
     raise EvopruneError(
         "mnist: no data found; pass --data-dir DIR (data_dir= in Python) holding the IDX files "
-        "(train-images-idx3-ubyte[.gz], ...) or an .npz with images and labels"
+        "(train-images-idx3-ubyte[.gz], ...; or torchvision's root with MNIST/raw) or an .npz "
+        "with images and labels"
     )
 
 
-def _mnist_files(folder: Path) -> list[Path]:
-    idx = sorted(folder.glob("*images-idx3-ubyte*"))
-    return idx or sorted(folder.glob("*mnist*.npz"))
+def _torchvision_raw(folder: Path) -> Path:
+    """`folder`, or torchvision's ``MNIST/raw`` (or ``raw``) below it when only that holds the
+    data."""
+    if _idx_sets(folder) or list(folder.glob("*.npz")):
+        return folder
+    for sub in TORCHVISION_RAW:
+        if (folder / sub).is_dir() and _idx_sets(folder / sub):
+            return folder / sub
+    return folder
+
+
+def _idx_sets(folder: Path, kind: str = "images-idx3") -> dict[str, Path]:
+    """One file per IDX set, keyed by its name without ``.gz``: torchvision keeps both
+    ``train-images-idx3-ubyte`` and its ``.gz``; the uncompressed one is read."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.glob(f"*{kind}-ubyte*")):
+        key = path.name.removesuffix(".gz")
+        if key.endswith(f"{kind}-ubyte") and (key not in found or path.suffix != ".gz"):
+            found[key] = path
+    return found
 
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise EvopruneError(f"{path}: not readable ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
         raise EvopruneError(f"{path}: not an IDX file of unsigned bytes")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise EvopruneError(f"{path}: truncated IDX header")
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
@@ -128,30 +230,82 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def load_mnist_dir(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """All MNIST images ``(n, 28, 28)`` uint8 and labels ``(n,)`` found in `data_dir`, shuffled
-    by a fixed permutation (files may be grouped by class)."""
+def _read_idx_pairs(
+    images: dict[str, Path], folder: Path
+) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    labels = _idx_sets(folder, "labels-idx1")
+    X, y, files = [], [], []
+    for key, path in images.items():
+        label_key = key.replace("images-idx3", "labels-idx1")
+        if label_key not in labels:
+            raise EvopruneError(f"mnist: label file missing: {folder / label_key}[.gz]")
+        X.append(_read_idx(path))
+        y.append(_read_idx(labels[label_key]))
+        if len(X[-1]) != len(y[-1]):
+            raise EvopruneError(
+                f"mnist: {path.name} holds {len(X[-1])} images but {labels[label_key].name} "
+                f"{len(y[-1])} labels"
+            )
+        files += [path, labels[label_key]]
+    return np.concatenate(X), np.concatenate(y), files
+
+
+def _mnist_npz(folder: Path) -> Path:
+    """The one .npz of a folder to read as MNIST: those named *mnist* first; any other only if
+    it is the only one."""
+    npzs = sorted(folder.glob("*.npz"))
+    if not npzs:
+        raise EvopruneError(f"mnist: {folder} has no IDX files and no .npz file")
+    named = [p for p in npzs if "mnist" in p.name.lower()]
+    candidates = named or npzs
+    if len(candidates) > 1:
+        raise EvopruneError(
+            f"mnist: {folder} holds several .npz files ({', '.join(p.name for p in candidates)})"
+            "; expected one (named *mnist*) with arrays images/labels or X/y"
+        )
+    return candidates[0]
+
+
+def load_mnist_dir(data_dir: str | None) -> MnistArrays:
+    """MNIST found in `data_dir` (or the default places), each image file read once.
+
+    A folder with IDX files (``.gz`` or not; torchvision's root, whose ``MNIST/raw`` holds them,
+    works too) that has both ``train-*`` and ``t10k-*`` files keeps them apart as the official
+    train/test split; otherwise everything is one set (``X_test`` None), for the caller to split.
+    An .npz (arrays images/labels or X/y) is one set. Each set is shuffled by a fixed
+    permutation (files may be grouped by class).
+    """
     folder = _find_mnist_dir(data_dir)
-    if not folder.is_dir():
-        raise EvopruneError(f"mnist: {folder} is not a directory")
-    images = sorted(folder.glob("*images-idx3-ubyte*"))
+    images = _idx_sets(folder)
+    X_test = y_test = None
     if images:
-        X = np.concatenate([_read_idx(p) for p in images])
-        labels = [Path(str(p).replace("images-idx3", "labels-idx1")) for p in images]
-        missing = [str(p) for p in labels if not p.exists()]
-        if missing:
-            raise EvopruneError(f"mnist: label file missing: {missing[0]}")
-        y = np.concatenate([_read_idx(p) for p in labels])
+        test = {k: p for k, p in images.items() if k.startswith("t10k")}
+        train = {k: p for k, p in images.items() if k not in test}
+        if test and train:
+            X, y, files = _read_idx_pairs(train, folder)
+            X_test, y_test, more = _read_idx_pairs(test, folder)
+            files += more
+        else:
+            X, y, files = _read_idx_pairs(images, folder)
     else:
-        npzs = sorted(folder.glob("*.npz"))
-        if not npzs:
-            raise EvopruneError(f"mnist: {folder} has no IDX files and no .npz file")
-        with np.load(npzs[0], allow_pickle=False) as npz:
-            keys = ("images", "labels") if "images" in npz else ("X", "y")
-            if keys[0] not in npz or keys[1] not in npz:
-                raise EvopruneError(f"{npzs[0]}: expected arrays images/labels or X/y")
-            X, y = npz[keys[0]], npz[keys[1]]
-    if len(X) != len(y):
-        raise EvopruneError(f"mnist: {len(X)} images but {len(y)} labels in {folder}")
+        path = _mnist_npz(folder)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                keys = ("images", "labels") if "images" in npz else ("X", "y")
+                if keys[0] not in npz or keys[1] not in npz:
+                    raise EvopruneError(f"{path}: expected arrays images/labels or X/y")
+                X, y = npz[keys[0]], npz[keys[1]]
+        except (ValueError, OSError) as exc:
+            raise EvopruneError(f"{path}: not a readable .npz file ({exc})") from None
+        if len(X) != len(y):
+            raise EvopruneError(f"{path}: {len(X)} images but {len(y)} labels")
+        if not np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_:
+            raise EvopruneError(f"{path}: images must be numeric, got dtype {X.dtype}")
+        unit_pixels(X, path)  # check the range now, before any split
+        files = [path]
     order = np.random.default_rng(0).permutation(len(y))
-    return X[order], y[order].astype(np.int64)
+    X, y = X[order], y[order].astype(np.int64)
+    if X_test is not None and y_test is not None:
+        order = np.random.default_rng(0).permutation(len(y_test))
+        X_test, y_test = X_test[order], y_test[order].astype(np.int64)
+    return MnistArrays(X, y, X_test, y_test, folder, files)

@@ -24,7 +24,7 @@ import torch
 from sklearn import datasets as skd
 from sklearn.model_selection import train_test_split
 
-from evoprune.data.files import load_arrays, load_mnist_dir
+from evoprune.data.files import file_digest, load_arrays, load_mnist_dir, unit_pixels
 from evoprune.data.scaling import SCALE, FeatureScaling, global_min_max
 from evoprune.errors import EvopruneError
 
@@ -86,11 +86,23 @@ def _digits(classes: int, **_: Any) -> Arrays:
     return _split(X[keep], y[keep])
 
 
-def _mnist(classes: int, data_dir: str | None = None, **_: Any) -> Arrays:
-    X, y = load_mnist_dir(data_dir)
-    keep = y < classes
-    X, y = X[keep].reshape(int(keep.sum()), -1) / 255.0, y[keep]
-    return _split(X, y)
+def _mnist(
+    classes: int, data_dir: str | None = None, record: dict[str, Any] | None = None, **_: Any
+) -> Arrays:
+    """MNIST's first `classes` digits, pixels in [0, 1]: the folder's official train/test split
+    (IDX train-* and t10k-* files), else one set (e.g. mnist10k.npz) split 75/25. `record` gets
+    the digest of the files read."""
+    found = load_mnist_dir(data_dir)
+    if record is not None:
+        record["sha256"] = file_digest(*found.files)
+
+    def first_classes(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = y < classes
+        return unit_pixels(X[keep].reshape(int(keep.sum()), -1), found.folder), y[keep]
+
+    if found.X_test is None or found.y_test is None:
+        return _split(*first_classes(found.X, found.y))
+    return (*first_classes(found.X, found.y), *first_classes(found.X_test, found.y_test))
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,9 @@ def _to_dataset(
     if scaling is not None:
         X, Xt = scaling.apply(X), scaling.apply(Xt)
     elif normalize:
-        X, Xt = min_max(X.astype(np.float64), Xt.astype(np.float64))
+        X = X.astype(np.float64)
+        config["global_range"] = [float(X.min()), float(X.max())]  # to scale new data alike
+        X, Xt = min_max(X, Xt.astype(np.float64))
     if labels is None:
         labels = np.unique(y).tolist()
         if len(labels) < 2:
@@ -180,10 +194,12 @@ def load_dataset(
         allowed = ", ".join(str(c) for c in sorted(info.classes))
         raise EvopruneError(f"classes: {name} supports {allowed} classes, got {classes}")
     normalize = info.normalize if normalize is None else bool(normalize)
-    arrays = info.loader(classes, data_dir=str(data_dir) if data_dir else None)
     config: dict[str, Any] = {"name": name, "classes": classes, "normalize": normalize}
-    if data_dir:
-        config["data_dir"] = str(data_dir)
+    if data_dir:  # absolute: the ticket must find it again from any folder
+        config["data_dir"] = str(Path(data_dir).resolve())
+    record: dict[str, Any] = {}
+    arrays = info.loader(classes, data_dir=config.get("data_dir"), record=record)
+    config.update(record)
     return _to_dataset(name, arrays, normalize, config)
 
 
@@ -219,6 +235,7 @@ def load_file(
     normalize: bool | None = None,
     scaling: str | dict[str, Any] | None = None,
     labels: list[Any] | None = None,
+    columns: list[str] | None = None,
 ) -> Dataset:
     """The user's own data: a CSV with a `target` column, or an ``.npz`` with arrays X and y.
 
@@ -227,25 +244,34 @@ def load_file(
     75/25 split is seeded by `seed`. `normalize` (default on)
     scales each feature to [-0.7, 0.7] by its training-split range; `scaling` instead applies
     given ranges (the ``scaling`` record of a dataset config, e.g. a ticket's) to all rows, or
-    ``"global"`` selects the paper's one-range scaling.
+    ``"global"`` selects the paper's one-range scaling. `columns` (a CSV's feature names, as
+    recorded in a dataset config) reorders the file's columns to match, by name.
+
+    The config records the file's absolute path, the SHA-256 of its bytes (first 16 hex
+    characters, ``sha256``) and a CSV's feature column names (``columns``).
     """
-    X, y = load_arrays(Path(path), target, min_classes=2 if labels is None else 1)
+    path = Path(path)
+    X, y, names = load_arrays(path, target, 2 if labels is None else 1, columns)
+    X = X.astype(np.float64)
     arrays = _split(X, y, state=seed)
     normalize = True if normalize is None else bool(normalize)
     config: dict[str, Any] = {
         "name": "file",
-        "path": str(path),
+        "path": str(path.resolve()),
+        "sha256": file_digest(path),
         "target": target,
         "split_seed": seed,
         "normalize": normalize,
     }
+    if names is not None:
+        config["columns"] = names
     fitted = None
     if isinstance(scaling, dict):
         fitted = FeatureScaling.from_config(scaling)
         if fitted.n_features != X[0].size:
             raise EvopruneError(
-                f"{path}: the scaling was fitted on {fitted.n_features} features, "
-                f"the file has {X[0].size}"
+                f"{path}: the scaling was fitted on {fitted.n_features} features"
+                f"{describe_columns(columns)}, the file has {X[0].size}"
             )
     elif scaling == "global":
         config["scaling"] = "global"
@@ -255,7 +281,7 @@ def load_file(
         fitted = FeatureScaling.fit(arrays[0])
     if fitted is not None:
         config.update(normalize=True, scaling=fitted.to_config())
-    ds = _to_dataset(Path(path).name, arrays, config["normalize"], config, fitted, labels)
+    ds = _to_dataset(path.name, arrays, config["normalize"], config, fitted, labels)
     ds.config["classes"] = ds.n_classes
     ds.config["labels"] = labels if labels is not None else np.unique(arrays[1]).tolist()
     return ds
@@ -279,7 +305,16 @@ def dataset_from_config(config: dict[str, Any]) -> Dataset:
             normalize,
             scaling if normalize else None,
             config.get("labels"),
+            config.get("columns"),
         )
     return load_dataset(
         config["name"], config.get("classes"), config.get("normalize"), config.get("data_dir")
     )
+
+
+def describe_columns(columns: list[str] | None, most: int = 6) -> str:
+    """`` (a, b, ...)``: a few of the named feature columns, for a message; empty without names."""
+    if not columns:
+        return ""
+    shown = ", ".join(columns[:most]) + (", ..." if len(columns) > most else "")
+    return f" ({shown})"
