@@ -210,3 +210,10 @@ def test_local_search_history_counts_right_answers_with_f1(moons):
     last = t.history[-1]
     assert last["train_accuracy"] == pytest.approx(t.metrics["train_accuracy"], abs=2 / len(y))
     assert last["train_accuracy"] > 0.5
+
+
+def test_backprop_on_the_conv_net_says_it_trains_mlps(capsys):
+    from evoprune.cli import main
+
+    assert main(["baseline", "backprop", "--dataset", "digits", "--arch", "conv", "--quiet"]) == 2
+    assert "backprop trains an MLP" in capsys.readouterr().err

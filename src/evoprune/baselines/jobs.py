@@ -30,7 +30,7 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import score
 from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
-from evoprune.nets import build_network, parse_arch
+from evoprune.nets import build_network, is_conv_arch, parse_arch
 from evoprune.results import base_result, write_run_dir
 
 EDGE_POPUP_KEYS = {f.name for f in fields(EdgePopupConfig)}
@@ -82,6 +82,12 @@ def _typed_fields(job: dict[str, Any], cls: type) -> dict[str, Any]:
 
 
 def _layers(job: dict[str, Any], n_in: int, n_out: int) -> list[int]:
+    """Backprop's MLP (scikit-learn trains MLPs only: the conv net is for the mask searches)."""
+    if is_conv_arch(job.get("arch")):
+        raise EvopruneError(
+            "arch: backprop trains an MLP (scikit-learn's MLPClassifier); give A, B, C, D or a "
+            "layer list, not conv"
+        )
     return parse_arch(job.get("arch") or "B", n_in, n_out)  # B: the GA's default too
 
 

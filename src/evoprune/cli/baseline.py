@@ -79,7 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--arch", default="B", help="A, B, C, D, a layer list like 2,75,2, or conv (default B)"
+        "--arch",
+        default="B",
+        help="A, B, C, D, a layer list like 2,75,2, or conv (edge-popup only; default B)",
     )
     p.add_argument(
         "--seed",
