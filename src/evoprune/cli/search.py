@@ -277,14 +277,7 @@ def run_search(args: argparse.Namespace) -> int:
             print("nothing saved (--checkpoint-every K keeps a state to --resume from)",
                   file=sys.stderr)  # fmt: skip
         raise
-    print(
-        f"{r['dataset']} {r['arch']} seed {r['seed']} {r['variant']}: "
-        f"test acc {r['test_accuracy']:.4f} (train {r['train_accuracy']:.4f}), "
-        f"sparsity {r['sparsity']:.3f} (before post-prune {r['sparsity_before_post_prune']:.3f}, "
-        f"test acc {r['test_accuracy_before_post_prune']:.4f}), "
-        f"{r['generations']} generations, {r['evaluations']} evaluations, "
-        f"{r['wall_seconds']:.1f} s -> {out}"
-    )
+    print(_summary(r, out))
     return 0
 
 
@@ -305,32 +298,48 @@ def _checkpoints(out: Path, resume: bool) -> list[Path]:
     return files
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    import torch
+def _summary(r: dict[str, Any], out: Path) -> str:
+    """The line a finished search prints: what ran, its scores and cost, where it went."""
+    parts = [f"test acc {r['test_accuracy']:.4f} (train {r['train_accuracy']:.4f})"]
+    sparsity = f"sparsity {r['sparsity']:.3f}"
+    if r["variant"] in ("ga", "ga-adaptive") and r.get("post_prune", True) is not False:
+        sparsity += (f" (before post-prune {r['sparsity_before_post_prune']:.3f}, "
+                     f"test acc {r['test_accuracy_before_post_prune']:.4f})")  # fmt: skip
+    parts.append(sparsity)
+    if r["variant"] != "local":  # the local search alone has passes, not generations
+        parts.append(f"{r['generations']} generations")
+    if "passes" in r:
+        parts.append(f"{r['passes']} local passes")
+    parts += [f"{r['evaluations']} evaluations", f"{r['wall_seconds']:.1f} s -> {out}"]
+    return f"{r['dataset']} {r['arch']} seed {r['seed']} {r['variant']}: " + ", ".join(parts)
 
+
+def run_evaluate(args: argparse.Namespace) -> int:
     from evoprune.data.registry import dataset_from_config
     from evoprune.evaluate import score, score_splits
-    from evoprune.jobkeys import job_dataset
     from evoprune.ticket import Ticket
 
     ticket = Ticket.load(args.ticket)
     model = ticket.build_model()
     n_in = 784 if ticket.arch == "conv" else model[0].in_features
-    if args.data is not None:  # new data: every row, with the ticket's classes and scaling
-        ds = _new_data(args, ticket, n_out=10 if ticket.arch == "conv" else model[-1].out_features)
-        _check_width(args.ticket, n_in, ds.n_features)
-        X, y = torch.cat([ds.X_train, ds.X_test]), torch.cat([ds.y_train, ds.y_test])
+    n_out = 10 if ticket.arch == "conv" else model[-1].out_features
+    if args.data is not None:  # new data: every row, preprocessed as the ticket's training data
+        X, y = _new_data(args, ticket, n_out)
+        _check_width(args.ticket, n_in, X[0].numel(), ticket.dataset.get("columns"))
+        _check_classes(model, ticket, args.data.name, X, y)
         m = score_splits(model, ticket.mask, {"all": (X, y)})
         print(
-            f"{ds.name}: {len(y)} rows, acc {m['all_accuracy']:.4f}, "
+            f"{args.data.name}: {len(y)} rows, acc {m['all_accuracy']:.4f}, "
             f"loss {m['all_loss']:.4f}, sparsity {ticket.sparsity:.3f}"
         )
         return 0
     if args.dataset is None:
         ds = dataset_from_config(ticket.dataset)
+        _note_changed(ticket.dataset, ds.config)
     else:
-        ds = job_dataset(data_job(args))
+        ds = _named_dataset(args, ticket.dataset)
     _check_width(args.ticket, n_in, ds.n_features)
+    _check_classes(model, ticket, ds.name, ds.X_train, ds.y_train, ds.X_test, ds.y_test)
     m = score(model, ticket.mask, ds)
     print(
         f"{ds.name}: train acc {m['train_accuracy']:.4f}, test acc {m['test_accuracy']:.4f}, "
@@ -340,32 +349,77 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _new_data(args: argparse.Namespace, ticket: Any, n_out: int):
-    """A --data file for a ticket: its classes numbered as in the ticket's training data, its
-    features scaled by the ranges fitted there (unless --no-normalize, which is said)."""
-    from evoprune.data.registry import load_file
+def _new_data(args: argparse.Namespace, ticket: Any, n_out: int) -> tuple[Any, Any]:
+    """A --data file for a ticket: every row, its classes numbered as in the ticket's training
+    data, its features preprocessed as the training data's were (pixels / 255 for mnist, the
+    recorded global or per-feature ranges, or none), unless --normalize/--no-normalize says
+    otherwise (said on stderr)."""
+    from evoprune.data.newdata import load_like
 
     job = data_job(args)
-    trained = ticket.dataset
-    labels = trained.get("labels") or list(range(n_out))  # built-in data: classes 0..C-1
-    fitted = trained.get("scaling") if isinstance(trained.get("scaling"), dict) else None
-    if fitted is not None and args.normalize is False:
-        print("note: the ticket was trained on scaled features; --no-normalize feeds them raw",
-              file=sys.stderr)  # fmt: skip
-        fitted = None
-    if fitted is not None:
-        normalize = True
-    elif args.normalize is None and trained.get("name") == "file":  # as it was trained
-        normalize = bool(trained.get("normalize"))
-    else:
-        normalize = args.normalize is not False
-    return load_file(job["data"], job.get("target"), 0, normalize, fitted, labels)
+    X, y, notes = load_like(job["data"], job.get("target"), ticket.dataset, n_out, args.normalize)
+    for note in notes:
+        print(note, file=sys.stderr)
+    return X, y
 
 
-def _check_width(ticket: Path, n_in: int, n_features: int) -> None:
+def _named_dataset(args: argparse.Namespace, trained: dict[str, Any]):
+    """--dataset NAME for a ticket: its class count and scaling by default those the ticket was
+    trained with; an explicit --normalize/--no-normalize that differs is said on stderr."""
+    from evoprune.data.newdata import trained_normalize
+    from evoprune.jobkeys import job_dataset
+
+    job = data_job(args)
+    if args.classes is None and args.dataset == trained.get("name") and trained.get("classes"):
+        job["classes"] = int(trained["classes"])
+    if trained.get("name"):
+        was = trained_normalize(trained)
+        if args.normalize is None:
+            job["normalize"] = was
+        elif args.normalize != was:
+            print(f"note: the ticket was trained on {'scaled' if was else 'raw'} features; "
+                  f"{'--normalize' if args.normalize else '--no-normalize'} overrides that",
+                  file=sys.stderr)  # fmt: skip
+    return job_dataset(job)
+
+
+def _note_changed(recorded: dict[str, Any], rebuilt: dict[str, Any]) -> None:
+    """A note (not an error: the scores are right for the data as read, and the same images
+    re-saved differ in bytes) when the ticket's data file no longer has the digest it had."""
+    before, now = recorded.get("sha256"), rebuilt.get("sha256")
+    if before and now and before != now:
+        where = recorded.get("path") or recorded.get("data_dir") or recorded.get("name")
+        print(f"note: {where} has changed since the ticket was made (sha256 {before} then, "
+              f"{now} now); scoring the data as it is now", file=sys.stderr)  # fmt: skip
+
+
+def _check_classes(model: Any, ticket: Any, name: str, *tensors: Any) -> None:
+    """Labels the network cannot output (a 3-class ticket on 10 classes): one line saying how
+    many classes the ticket has, instead of an index error inside torch."""
+    from evoprune.inputs import check_data
+
+    try:
+        check_data(model, *tensors)
+    except EvopruneError as exc:
+        n_out = 10 if ticket.arch == "conv" else model[-1].out_features
+        hint = ""
+        if ticket.dataset.get("name") in (None, "file"):
+            hint = f"; the ticket has {n_out} classes"
+        else:
+            hint = (f"; the ticket has {n_out} classes (trained with --classes {n_out}); "
+                    f"pass --classes {n_out}")  # fmt: skip
+        raise EvopruneError(f"{name}: {exc}{hint}") from None
+
+
+def _check_width(
+    ticket: Path, n_in: int, n_features: int, columns: list[str] | None = None
+) -> None:
+    from evoprune.data.registry import describe_columns
+
     if n_features != n_in:
         raise EvopruneError(
-            f"{ticket}: the network takes {n_in} features, the dataset has {n_features}"
+            f"{ticket}: the network takes {n_in} features{describe_columns(columns)}, "
+            f"the data has {n_features}"
         )
 
 
