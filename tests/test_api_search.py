@@ -217,3 +217,12 @@ def test_backprop_on_the_conv_net_says_it_trains_mlps(capsys):
 
     assert main(["baseline", "backprop", "--dataset", "digits", "--arch", "conv", "--quiet"]) == 2
     assert "backprop trains an MLP" in capsys.readouterr().err
+
+
+def test_a_resume_with_a_changed_setting_names_it(moons, tmp_path):
+    X, y, _, _ = moons
+    ckpt = tmp_path / "ck.npz"
+    evoprune.search(build_mlp([2, 20, 2]), X, y, config=TINY, checkpoint=ckpt, checkpoint_every=1)
+    other = GAConfig(population=12, min_generations=3, max_generations=3)
+    with pytest.raises(EvopruneError, match=r"differs in: config\.population\)"):
+        evoprune.search(build_mlp([2, 20, 2]), X, y, config=other, checkpoint=ckpt, resume=True)

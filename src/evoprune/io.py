@@ -78,15 +78,25 @@ def read_checkpoint(
     if header.get("format") != fmt:
         raise EvopruneError(f"{path}: unknown checkpoint format {header.get('format')!r}")
     saved = header.get("fingerprint", {})
-    diff = sorted(
-        k for k in set(fingerprint) | set(saved) if _canonical(fingerprint.get(k)) != _canonical(saved.get(k))
-    )  # fmt: skip
+    diff = _differences(fingerprint, saved)
     if diff:
         raise EvopruneError(
             f"{path}: the checkpoint belongs to a different search (differs in: {', '.join(diff)}); "
             "use another --out or drop --resume (in Python: another checkpoint, or resume=False)"
         )
     return header, arrays
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """The keys whose values differ, a level deeper where both are dicts ("config.population")."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if _canonical(x) == _canonical(y):
+            continue
+        both = isinstance(x, dict) and isinstance(y, dict)
+        out += _differences(x, y, f"{prefix}{k}.") if both else [f"{prefix}{k}"]
+    return out
 
 
 def _canonical(value: Any) -> str:
