@@ -226,3 +226,27 @@ def test_a_resume_with_a_changed_setting_names_it(moons, tmp_path):
     other = GAConfig(population=12, min_generations=3, max_generations=3)
     with pytest.raises(EvopruneError, match=r"differs in: config\.population\)"):
         evoprune.search(build_mlp([2, 20, 2]), X, y, config=other, checkpoint=ckpt, resume=True)
+
+
+def test_a_resumed_search_reports_the_seconds_of_the_run_it_resumes(moons, tmp_path):
+    X, y, _, _ = moons
+    stop = {"at": 3, "calls": 0}
+
+    def accuracy(logits, labels):  # a kill during the third generation's evaluation
+        stop["calls"] += 1
+        if stop["calls"] == stop["at"]:
+            raise KeyboardInterrupt
+        return (logits.argmax(-1) == labels).double().mean(-1)
+
+    cfg = GAConfig(population=10, min_generations=5, max_generations=5, post_prune=False)
+    ckpt = tmp_path / "ck.npz"
+    with pytest.raises(KeyboardInterrupt):
+        evoprune.search(build_mlp([2, 20, 2]), X, y, accuracy, cfg, checkpoint=ckpt,
+                        checkpoint_every=1)  # fmt: skip
+    stop["at"] = -1
+    resumed = evoprune.search(build_mlp([2, 20, 2]), X, y, accuracy, cfg, checkpoint=ckpt,
+                              resume=True)  # fmt: skip
+    fresh = evoprune.search(build_mlp([2, 20, 2]), X, y, accuracy, cfg)
+    assert resumed.metrics["before_resume_seconds"] > 0
+    assert "before_resume_seconds" not in fresh.metrics
+    assert torch.equal(resumed.mask, fresh.mask)

@@ -145,6 +145,8 @@ def search(
             info["post_prune_criterion"] = report.criterion
         info["post_prune_seconds"] = round(time.perf_counter() - prune_start, 4)
         info["search_seconds"] = round(evolve_seconds, 4)
+        if ga.before_resume_seconds:  # a resumed run: the time its earlier runs took
+            info["before_resume_seconds"] = round(ga.before_resume_seconds, 4)
         metrics_out = {
             **ticket_scores(after, mask, before, best),
             **info,

@@ -64,7 +64,10 @@ def run_ga_job(
         **base_result(job, ds, layers),
         "variant": config.variant,
         **ticket.metrics,
-        "wall_seconds": round(time.perf_counter() - start, 4),
+        # a resumed run counts the time its interrupted runs spent searching, too
+        "wall_seconds": round(
+            time.perf_counter() - start + ticket.metrics.get("before_resume_seconds", 0.0), 4
+        ),
         "ga_config": config.to_dict(),
     }
     # Timings stay out of the ticket, so the same seed writes the same ticket file.

@@ -166,6 +166,11 @@ def memetic_search(
             history += [{"phase": prefix.rstrip("-"), **row} for row in result.history]
             phase_metrics.append(result.metrics)
     info["search_seconds"] = round(time.perf_counter() - start, 4)
+    before = sum(m["before_resume_seconds"] for m in phase_metrics) + (
+        ga.before_resume_seconds if config.variant == "memetic" else 0.0
+    )
+    if before:  # a resumed run: the time its earlier runs took
+        info["before_resume_seconds"] = round(before, 4)
     mask = result.mask
     scores = scored(mask)
     summed = {k: round(sum(m[k] for m in phase_metrics), 4) for k in _SUMMED}

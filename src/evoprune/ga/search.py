@@ -58,6 +58,7 @@ class GeneticSearch:
         self.n_classes = n_classes
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.checkpoint_every = checkpoint_every
+        self.before_resume_seconds = 0.0  # the evolution's seconds in the runs it resumes
         self.fingerprint = {
             "config": config.to_dict(),
             "n_bits": evaluator.n_bits,
@@ -197,6 +198,7 @@ class GeneticSearch:
         if resume and self.checkpoint and self.checkpoint.exists():
             state = load_checkpoint(self.checkpoint, self.fingerprint, self.ev)
             self.rng.set_state(state.rng_state)
+            self.before_resume_seconds = float(state.seconds)
         bar = _progress_bar(self.cfg.generation_cap, self.progress)
         with sigterm_as_interrupt():
             try:

@@ -427,8 +427,10 @@ def local_search(
                                 config.temperature)  # fmt: skip
     ls = LocalSearch(state, config, val, progress=progress, init_masks=init_masks)
     ckpt = Path(checkpoint) if checkpoint else None
+    before_resume_seconds = 0.0
     if resume and ckpt is not None and ckpt.exists():
         ls.load(ckpt, fingerprint)
+        before_resume_seconds = ls.pos.seconds
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # small products dominate: BLAS threads only cost (measured)
@@ -450,6 +452,7 @@ def local_search(
         "flips_per_second": round(pos.flips_evaluated / max(pos.seconds, 1e-9), 1),
         "ranking": config.ranking,
         "train_objective": pos.best_key[0] if pos.best_key else None,
+        "before_resume_seconds": round(before_resume_seconds, 4),
     }
     state.set_mask_bits(best)
     metrics["train_accuracy"] = state.accuracy
