@@ -149,3 +149,169 @@ def test_float_images_in_unit_range_are_not_divided_again(digits_uint8, tmp_path
     np.savez(tmp_path / "bad" / "mnist.npz", images=images * 2.0, labels=labels)
     with pytest.raises(EvopruneError, match=r"mnist.npz: expected pixel values in 0\.\.255"):
         load_dataset("mnist", data_dir=tmp_path / "bad")
+
+
+# -- a ticket's record of its data, and evaluate on new data ---------------------------------
+
+
+def run_cli(args, capsys):
+    from evoprune.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def make_ticket(ds, path: Path, hidden: int = 16, seed: int = 3) -> Path:
+    """A ticket on `ds` with a fixed random mask (no search: only the data path is tested)."""
+    from evoprune.masks import MaskSpace
+    from evoprune.nets import build_mlp
+    from evoprune.ticket import Ticket
+
+    layers = [ds.n_features, hidden, ds.n_classes]
+    n_bits = MaskSpace(build_mlp(layers, "uniform", seed)).n_bits
+    mask = torch.rand(n_bits, generator=torch.Generator().manual_seed(seed)) < 0.5
+    Ticket(mask, layers, seed=seed, dataset=ds.config).save(path)
+    return path
+
+
+def scores(out: str) -> str:
+    """`acc A, loss L` of a --data line, or `test acc A, ... test loss L` of a dataset line."""
+    return out.split(": ", 1)[1].rsplit(", sparsity", 1)[0]
+
+
+@pytest.fixture
+def wine_csv(tmp_path):
+    from sklearn.datasets import load_wine
+
+    path = tmp_path / "wine.csv"
+    load_wine(as_frame=True).frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_ticket_reads_its_own_file_from_any_folder(wine_csv, tmp_path, monkeypatch, capsys):
+    from evoprune.data import load_file
+
+    monkeypatch.chdir(wine_csv.parent)
+    ds = load_file("wine.csv", "target")
+    assert ds.config["path"] == str(wine_csv.resolve()) and len(ds.config["sha256"]) == 16
+    ticket = make_ticket(ds, tmp_path / "t.npz")
+    code, here, err = run_cli(["evaluate", ticket], capsys)
+    assert code == 0 and not err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    frame = __import__("pandas").read_csv(wine_csv)
+    frame.sample(frac=1.0, random_state=0).to_csv("wine.csv", index=False)  # another wine.csv
+    code, there, err = run_cli(["evaluate", ticket], capsys)
+    assert code == 0 and there == here and not err
+    # the recorded file changed: scored as it is now, with one note on stderr
+    frame.iloc[:150].to_csv(wine_csv, index=False)
+    code, changed, err = run_cli(["evaluate", ticket], capsys)
+    assert code == 0 and changed != here
+    assert err.count("\n") == 1 and f"note: {wine_csv.resolve()} has changed" in err
+
+
+def test_a_relative_data_dir_is_recorded_absolute(digits_uint8, tmp_path, monkeypatch):
+    images, labels = digits_uint8
+    write_mnist_folder(tmp_path / "MNIST" / "raw", images, labels, n_train=800)
+    monkeypatch.chdir(tmp_path)
+    ds = load_dataset("mnist", data_dir="MNIST")
+    assert ds.config["data_dir"] == str((tmp_path / "MNIST").resolve())
+    assert len(ds.config["sha256"]) == 16
+
+
+def test_new_csv_columns_are_matched_by_name(wine_csv, tmp_path, capsys):
+    import pandas as pd
+
+    from evoprune.data import load_file
+
+    ds = load_file(wine_csv, "target")
+    assert ds.config["columns"][-1] == "proline" and len(ds.config["columns"]) == 13
+    ticket = make_ticket(ds, tmp_path / "t.npz")
+    frame = pd.read_csv(wine_csv)
+    shuffled = tmp_path / "shuffled.csv"
+    frame[list(reversed(frame.columns))].to_csv(shuffled, index=False)
+    same = [run_cli(["evaluate", ticket, "--data", f, "--target", "target"], capsys)
+            for f in (wine_csv, shuffled)]  # fmt: skip
+    assert same[0][0] == same[1][0] == 0 and scores(same[0][1]) == scores(same[1][1])
+
+    other = tmp_path / "new.csv"
+    frame.drop(columns=["proline"]).assign(foo=1.0).to_csv(other, index=False)
+    code, _, err = run_cli(["evaluate", ticket, "--data", other, "--target", "target"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "new.csv: columns missing: proline; extra: foo" in err
+
+    narrow = tmp_path / "narrow.npz"  # no names in an .npz: the count, with the trained names
+    np.savez(narrow, X=frame.iloc[:, :12].to_numpy(), y=frame["target"].to_numpy())
+    code, _, err = run_cli(["evaluate", ticket, "--data", narrow], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "fitted on 13 features (alcohol, malic_acid," in err and "the file has 12" in err
+
+
+@pytest.fixture(scope="module")
+def mnist3():
+    if MNIST10K is None:
+        pytest.skip("mnist10k.npz not found")
+    return load_dataset("mnist", classes=3, data_dir=MNIST10K.parent)
+
+
+def uint8_images(ds) -> np.ndarray:
+    """The test split's images back as uint8 pixels (the global range of mnist10k is 0..1)."""
+    assert ds.config["global_range"] == [0.0, 1.0]
+    pixels = np.rint((ds.X_test.numpy().astype(np.float64) + 0.7) / 1.4 * 255)
+    return pixels.astype(np.uint8).reshape(-1, 28, 28)
+
+
+def test_new_images_are_preprocessed_as_the_tickets_training_data(mnist3, tmp_path, capsys):
+    ticket = make_ticket(mnist3, tmp_path / "t.npz")
+    code, own, _ = run_cli(["evaluate", ticket], capsys)
+    test_part = scores(own).split("test acc ")[1].split(",")[0]
+    test_loss = scores(own).split("test loss ")[1]
+    new = tmp_path / "new.npz"
+    np.savez(new, X=uint8_images(mnist3), y=mnist3.y_test.numpy())
+    code, out, err = run_cli(["evaluate", ticket, "--data", new], capsys)
+    assert code == 0 and not err
+    assert f"{len(mnist3.y_test)} rows, acc {test_part}, loss {test_loss}," in out
+    assert out.startswith(f"new.npz: {len(mnist3.y_test)} rows")
+
+    # a ticket from before configs recorded the range: rebuilt from its training data
+    from evoprune.ticket import Ticket
+
+    old = Ticket.load(ticket)
+    del old.dataset["global_range"]
+    old.save(tmp_path / "old.npz")
+    code, again, _ = run_cli(["evaluate", tmp_path / "old.npz", "--data", new], capsys)
+    assert code == 0 and scores(again) == scores(out)
+
+    code, raw, err = run_cli(["evaluate", ticket, "--data", new, "--no-normalize"], capsys)
+    assert code == 0 and scores(raw) != scores(out)
+    assert err.count("\n") == 1 and "trained on scaled features; --no-normalize" in err
+
+
+def test_a_raw_ticket_stays_raw_on_a_named_dataset(tmp_path, capsys):
+    if MNIST10K is None:
+        pytest.skip("mnist10k.npz not found")
+    ds = load_dataset("mnist", classes=3, normalize=False, data_dir=MNIST10K.parent)
+    ticket = make_ticket(ds, tmp_path / "t.npz")
+    code, own, _ = run_cli(["evaluate", ticket], capsys)
+    args = ["evaluate", ticket, "--dataset", "mnist", "--data-dir", MNIST10K.parent]
+    code, named, err = run_cli(args, capsys)  # the ticket's 3 classes and no scaling
+    assert code == 0 and named == own and not err
+    code, scaled, err = run_cli([*args, "--normalize"], capsys)
+    assert code == 0 and scaled != own and "--normalize overrides" in err
+
+
+def test_a_class_count_the_ticket_cannot_output_is_one_line(mnist3, tmp_path, capsys):
+    ticket = make_ticket(mnist3, tmp_path / "t.npz")
+    args = ["evaluate", ticket, "--dataset", "mnist", "--data-dir", MNIST10K.parent]
+    code, _, err = run_cli([*args, "--classes", "10"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "the ticket has 3 classes (trained with --classes 3); pass --classes 3" in err
+
+
+def test_classes_with_a_data_file_is_refused(wine_csv, tmp_path, capsys):
+    args = ["search", "--data", wine_csv, "--target", "target", "--classes", "2"]
+    code, _, err = run_cli([*args, "--out", tmp_path / "r", "--quiet"], capsys)
+    assert code == 2 and not (tmp_path / "r").exists()
+    assert "--classes: only for the built-in datasets; a --data file uses all its classes" in err

@@ -14,10 +14,20 @@ from evoprune.errors import EvopruneError
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--dataset", help="moons, circles, blobs, digits, mnist")
-    p.add_argument("--classes", type=int, help="class count (blobs 2-10, digits 2,3,4,5,10)")
+    p.add_argument(
+        "--classes",
+        type=int,
+        help="class count of a built-in dataset (blobs 2-10, digits 2,3,4,5,10, mnist 2-10; "
+        "evaluate: default the ticket's)",
+    )
     p.add_argument("--data", type=Path, help="your own data: a .csv (with --target) or .npz (X, y)")
     p.add_argument("--target", help="label column of the CSV given with --data")
-    p.add_argument("--data-dir", type=Path, help="folder with MNIST IDX files or an .npz")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder with MNIST's IDX files (train-* and t10k-*: the official train/test split; "
+        "torchvision's root with MNIST/raw works) or an .npz (named *mnist* if there are several)",
+    )
     norm = p.add_mutually_exclusive_group()
     norm.add_argument(
         "--normalize",
@@ -48,6 +58,10 @@ def data_job(args: argparse.Namespace) -> dict[str, Any]:
         raise EvopruneError("give either --dataset or --data, not both")
     if args.data is None and args.dataset is None:
         raise EvopruneError("--dataset NAME or --data FILE is required")
+    if args.data is not None and args.classes is not None:
+        raise EvopruneError(
+            "--classes: only for the built-in datasets; a --data file uses all its classes"
+        )
     job: dict[str, Any] = {
         "dataset": args.dataset or "file",
         "classes": args.classes,

@@ -28,8 +28,14 @@ def global_min_max(X_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]
     """The paper's scaling: every array to [-0.7, 0.7] by one min and max over all training
     features."""
     lo, hi = float(X_train.min()), float(X_train.max())
+    return [scale_global(a, lo, hi) for a in (X_train, *others)]
+
+
+def scale_global(X: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """`X` mapped by one range: `lo` -> -0.7, `hi` -> 0.7 (a training split's min and max; a
+    dataset config's ``global_range``, so new data is scaled as the training data was)."""
     span = hi - lo if hi > lo else 1.0
-    return [(a - lo) / span * (2 * SCALE) - SCALE for a in (X_train, *others)]
+    return (X - lo) / span * (2 * SCALE) - SCALE
 
 
 @dataclass(frozen=True)

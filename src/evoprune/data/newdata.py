@@ -1,0 +1,106 @@
+"""New data for a trained ticket, preprocessed exactly as the ticket's training data was.
+
+A ticket's dataset config says how its training features were made, and `load_like` repeats it
+on a new file with the same numbers:
+
+- mnist: pixels / 255 for integer images (floats in [0, 1] as they are; see
+  `evoprune.data.files.unit_pixels`), then as below;
+- ``normalize`` false: nothing more (raw features);
+- ``scaling`` a per-feature record (a user's file): each column by its training-split range;
+- otherwise (the built-in datasets, old file tickets): the paper's global min-max by the
+  training split's one range, ``global_range`` (rebuilt from the training data for tickets
+  that predate the record).
+
+A CSV's columns are matched by name to those the ticket was trained on (``columns``). An
+explicit `normalize` that differs from the ticket's overrides it (new data then scaled by its
+own range); the returned notes say so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evoprune.data.files import load_arrays, unit_pixels
+from evoprune.data.registry import DATASETS, _class_index, _split, describe_columns
+from evoprune.data.scaling import FeatureScaling, global_min_max, scale_global
+from evoprune.errors import EvopruneError
+
+
+def trained_normalize(trained: dict[str, Any]) -> bool:
+    """Whether the ticket's training features were scaled (a built-in's default if unrecorded)."""
+    if "normalize" in trained:
+        return bool(trained["normalize"])
+    info = DATASETS.get(str(trained.get("name")))
+    return info.normalize if info is not None else False
+
+
+def load_like(
+    path: str | Path,
+    target: str | None,
+    trained: dict[str, Any],
+    n_classes: int,
+    normalize: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Every row of `path` as ``(X (n, features) float32, y (n,) class numbers, notes)``, its
+    classes numbered as in the ticket's training data (``labels``; 0..n_classes-1 for built-in
+    data) and its features preprocessed as the training data's were (`trained`: the ticket's
+    dataset config)."""
+    path = Path(path)
+    name = trained.get("name")
+    columns = trained.get("columns")
+    X, y, _ = load_arrays(path, target, min_classes=1, columns=columns)
+    X = unit_pixels(X, path) if name == "mnist" else np.asarray(X, dtype=np.float64)
+    was = trained_normalize(trained)
+    notes: list[str] = []
+    if normalize is not None and normalize != was:
+        notes.append(
+            f"note: the ticket was trained on {'scaled' if was else 'raw'} features; "
+            + (
+                "--normalize scales the new data by its own range"
+                if normalize
+                else "--no-normalize feeds them raw"
+            )  # fmt: skip
+        )
+        if normalize:
+            X = FeatureScaling.fit(X).apply(X) if name == "file" else global_min_max(X)[0]
+    elif was:
+        fitted = trained.get("scaling")
+        if isinstance(fitted, dict):
+            scaling = FeatureScaling.from_config(fitted)
+            if scaling.n_features != X[0].size:
+                raise EvopruneError(
+                    f"{path}: the scaling was fitted on {scaling.n_features} features"
+                    f"{describe_columns(columns)}, the file has {X[0].size}"
+                )
+            X = scaling.apply(X)
+        else:
+            lo, hi = trained.get("global_range") or _training_range(trained)
+            X = scale_global(X, float(lo), float(hi))
+    labels = trained.get("labels") or list(range(n_classes))  # built-in data: classes 0..C-1
+    classes = _class_index(y, labels, path.name)
+    return (
+        torch.as_tensor(X, dtype=torch.float32),
+        torch.as_tensor(classes, dtype=torch.long),
+        notes,
+    )
+
+
+def _training_range(trained: dict[str, Any]) -> tuple[float, float]:
+    """The min and max of a ticket's raw training split, rebuilt from its config (tickets made
+    before configs recorded ``global_range``)."""
+    name = trained.get("name")
+    if name == "file":
+        X, y, _ = load_arrays(Path(trained["path"]), trained.get("target"), 1,
+                              trained.get("columns"))  # fmt: skip
+        X_train = _split(X.astype(np.float64), y, state=int(trained.get("split_seed", 0)))[0]
+    elif name in DATASETS:
+        info = DATASETS[str(name)]
+        classes = int(trained.get("classes") or info.classes[0])
+        X_train = info.loader(classes, data_dir=trained.get("data_dir"))[0]
+    else:
+        raise EvopruneError("the ticket records no dataset to take its scaling from")
+    return float(np.min(X_train)), float(np.max(X_train))
