@@ -291,8 +291,10 @@ def conv_local_search(
     n, flips_scored, accepted = len(y), 0, 0
     from evoprune.progress import progress_bar
 
-    bar = progress_bar(total=config.max_passes, desc="conv local search", unit="pass",
-                       enabled=progress, leave=False)  # fmt: skip
+    # counted in units (head units and conv2 channels): one pass can take most of a minute
+    per_pass = state.m3.shape[0] + 64
+    bar = progress_bar(total=config.max_passes * per_pass, desc="conv local search",
+                       unit="unit", enabled=progress, leave=False)  # fmt: skip
     for p in range(config.max_passes):
         accepted_before = accepted
         head_units = torch.randperm(state.m3.shape[0], generator=gen).tolist()
@@ -305,6 +307,7 @@ def conv_local_search(
                 config.tries,
             )  # fmt: skip
             flips_scored += state.m3.shape[1]
+            bar.update(1)
         rows = torch.randperm(n, generator=gen)[: config.rank_samples].to(device)
         patches = F.unfold(state.a1_32[rows], 5)  # (r, 800, 64), fixed while conv2 is walked
         for c in channels:
@@ -318,6 +321,7 @@ def conv_local_search(
                 config.tries,
             )  # fmt: skip
             flips_scored += 800
+            bar.update(1)
         state.refresh()
         train_acc = float((state.logits.argmax(1) == state.y).double().mean())
         seconds = time.perf_counter() - start
@@ -333,10 +337,10 @@ def conv_local_search(
             }
             | ({"test_accuracy": _accuracy(state, X_test, y_test)} if X_test is not None else {})
         )
-        bar.update(1)
         test = f" test acc {history[-1]['test_accuracy']:.4f}" if X_test is not None else ""
         bar.set_postfix_str(
-            f"train acc {train_acc:.4f}{test} flips/s {flips_scored / seconds:,.0f}", refresh=False
+            f"pass {p + 1}: train acc {train_acc:.4f}{test} flips/s {flips_scored / seconds:,.0f}",
+            refresh=False,
         )
         if accepted == accepted_before or _out_of_time(config, start, cpu_start):
             break
