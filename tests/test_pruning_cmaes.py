@@ -19,7 +19,7 @@ from evoprune.pruning.cmaes import (
     cmaes_search,
     make_population_fitness,
 )
-from evoprune.pruning.dense import Net, forward, init_net, macro_f1, scores, split_70_15_15
+from evoprune.pruning.dense import Net, f1_of_predictions, forward, init_net, scores, split_70_15_15
 from evoprune.pruning.energy import EC_METHODS, Compensator, compensate
 from evoprune.pruning.job import PRUNE_METHODS, run_prune_job
 from evoprune.pruning.magnitude import keep_count, layer_topk_masks, random_masks
@@ -145,7 +145,7 @@ def test_macro_f1_equals_sklearn():
     pred = torch.where(
         torch.rand(300, generator=gen) < 0.6, y, torch.randint(0, 5, (300,), generator=gen)
     )
-    assert macro_f1(pred, y, 5) == pytest.approx(f1_score(y, pred, average="macro"))
+    assert f1_of_predictions(pred, y, 5) == pytest.approx(f1_score(y, pred, average="macro"))
 
 
 def test_synflow_fitness_with_iterative_order_never_loses_flow():

@@ -74,7 +74,7 @@ def full_masks(net: Net) -> list[torch.Tensor]:
     return [torch.ones_like(w, dtype=torch.bool) for w in net.weights]
 
 
-def macro_f1(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> float:
+def f1_of_predictions(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> float:
     """Unweighted mean over the `n_classes` classes of 2TP / (2TP + FP + FN) (0 where undefined)."""
     cm = torch.bincount(y * n_classes + pred, minlength=n_classes * n_classes).view(
         n_classes, n_classes
@@ -89,7 +89,10 @@ def scores(net: Net, X: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[s
     """Macro-F1 and accuracy of `net` on ``(X, y)``."""
     with torch.no_grad():
         pred = forward(net, X).argmax(1)
-    return {"f1": macro_f1(pred, y, n_classes), "accuracy": float((pred == y).float().mean())}
+    return {
+        "f1": f1_of_predictions(pred, y, n_classes),
+        "accuracy": float((pred == y).float().mean()),
+    }
 
 
 @dataclass(frozen=True)

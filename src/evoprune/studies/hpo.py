@@ -47,8 +47,8 @@ from evoprune.studies.training import (
     Splits,
     accuracy,
     digits_splits,
-    macro_f1,
     make_mlp,
+    model_macro_f1,
     train_adam,
 )
 
@@ -449,7 +449,7 @@ def summarise_study(study: Any, cfg: HPOConfig, seconds: float) -> dict[str, Any
     return {
         "best_val_f1": best.value if cfg.objective == "train" else final_val,
         "best_objective": best.value,
-        "test_f1": macro_f1(model, splits.X_test, splits.y_test),
+        "test_f1": model_macro_f1(model, splits.X_test, splits.y_test),
         "test_accuracy": accuracy(model, splits.X_test, splits.y_test),
         "final_val_f1": final_val,
         "n_trials": len(complete),

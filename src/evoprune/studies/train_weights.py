@@ -25,7 +25,14 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.progress import progress_bar
 from evoprune.seeding import numpy_generator, torch_generator
-from evoprune.studies.training import Splits, accuracy, load_splits, macro_f1, make_mlp, train_adam
+from evoprune.studies.training import (
+    Splits,
+    accuracy,
+    load_splits,
+    make_mlp,
+    model_macro_f1,
+    train_adam,
+)
 
 WEIGHT_METHODS = ("adam", "sep-cmaes", "ga")
 HIDDEN = 32  # MLP 64-32-10
@@ -154,9 +161,9 @@ def _adam(model: nn.Sequential, s: Splits, cfg: WeightsConfig) -> WeightsResult:
     ]
     return WeightsResult(
         method="adam",
-        test_f1=macro_f1(model, s.X_test, s.y_test),
+        test_f1=model_macro_f1(model, s.X_test, s.y_test),
         test_accuracy=accuracy(model, s.X_test, s.y_test),
-        val_f1=macro_f1(model, s.X_val, s.y_val),
+        val_f1=model_macro_f1(model, s.X_val, s.y_val),
         seconds=tr.seconds,
         evaluations=tr.epochs * steps_per_epoch,
         history=history,
@@ -191,8 +198,8 @@ def _population(
         if used >= clock.next or clock.spent:
             shapes.load(model, torch.tensor(flat, dtype=torch.float32))
             history.append({"seconds": used, "evaluations": evaluations,
-                            "val_f1": macro_f1(model, s.X_val, s.y_val),
-                            "test_f1": macro_f1(model, s.X_test, s.y_test)})  # fmt: skip
+                            "val_f1": model_macro_f1(model, s.X_val, s.y_val),
+                            "test_f1": model_macro_f1(model, s.X_test, s.y_test)})  # fmt: skip
             bar.update(round(min(used, budget), 1) - bar.n)
             clock.next = used + cfg.record_every
         clock.resume()
@@ -233,9 +240,9 @@ def _population(
     shapes.load(model, torch.tensor(best, dtype=torch.float32))
     return WeightsResult(
         method=cfg.method,
-        test_f1=macro_f1(model, s.X_test, s.y_test),
+        test_f1=model_macro_f1(model, s.X_test, s.y_test),
         test_accuracy=accuracy(model, s.X_test, s.y_test),
-        val_f1=macro_f1(model, s.X_val, s.y_val),
+        val_f1=model_macro_f1(model, s.X_val, s.y_val),
         seconds=clock.used,
         evaluations=evaluations,
         history=history,

@@ -93,7 +93,7 @@ def make_mlp(
     return nn.Sequential(*layers)
 
 
-def macro_f1(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+def model_macro_f1(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
         pred = model(X).argmax(1)
@@ -149,7 +149,7 @@ def train_adam(
                 opt.step()
             trained += time.perf_counter() - start
             loss = val_loss(model, s.X_val, s.y_val)
-            f1 = macro_f1(model, s.X_val, s.y_val)
+            f1 = model_macro_f1(model, s.X_val, s.y_val)
             history.append({"epoch": epoch, "seconds": trained, "val_loss": loss, "val_f1": f1})
             if on_epoch is not None:
                 on_epoch(epoch, trained)
