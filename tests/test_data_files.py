@@ -315,3 +315,16 @@ def test_classes_with_a_data_file_is_refused(wine_csv, tmp_path, capsys):
     code, _, err = run_cli([*args, "--out", tmp_path / "r", "--quiet"], capsys)
     assert code == 2 and not (tmp_path / "r").exists()
     assert "--classes: only for the built-in datasets; a --data file uses all its classes" in err
+
+
+def test_a_conv_tickets_class_count_is_its_heads(mnist3, tmp_path, capsys):
+    from evoprune.masks import MaskSpace
+    from evoprune.nets import build_convnet
+    from evoprune.ticket import Ticket
+
+    n_bits = MaskSpace(build_convnet(3, "uniform", 0)).n_bits
+    mask = torch.rand(n_bits, generator=torch.Generator().manual_seed(0)) < 0.5
+    Ticket(mask, None, dataset=mnist3.config, arch="conv").save(tmp_path / "t.npz")
+    args = ["evaluate", tmp_path / "t.npz", "--dataset", "mnist", "--data-dir", MNIST10K.parent]
+    code, _, err = run_cli([*args, "--classes", "10"], capsys)
+    assert code == 2 and "the ticket has 3 classes (trained with --classes 3)" in err

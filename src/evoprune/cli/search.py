@@ -322,7 +322,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ticket = Ticket.load(args.ticket)
     model = ticket.build_model()
     n_in = 784 if ticket.arch == "conv" else model[0].in_features
-    n_out = 10 if ticket.arch == "conv" else model[-1].out_features
+    n_out = _n_classes(ticket, model)
     if args.data is not None:  # new data: every row, preprocessed as the ticket's training data
         X, y = _new_data(args, ticket, n_out)
         _check_width(args.ticket, n_in, X[0].numel(), ticket.dataset.get("columns"))
@@ -401,14 +401,20 @@ def _check_classes(model: Any, ticket: Any, name: str, *tensors: Any) -> None:
     try:
         check_data(model, *tensors)
     except EvopruneError as exc:
-        n_out = 10 if ticket.arch == "conv" else model[-1].out_features
-        hint = ""
+        n_out = _n_classes(ticket, model)
         if ticket.dataset.get("name") in (None, "file"):
             hint = f"; the ticket has {n_out} classes"
         else:
             hint = (f"; the ticket has {n_out} classes (trained with --classes {n_out}); "
                     f"pass --classes {n_out}")  # fmt: skip
         raise EvopruneError(f"{name}: {exc}{hint}") from None
+
+
+def _n_classes(ticket: Any, model: Any) -> int:
+    """The ticket's class count: its network's outputs."""
+    from evoprune.nets import ConvNet
+
+    return ConvNet.classes_for(ticket.n_bits) if ticket.arch == "conv" else model[-1].out_features
 
 
 def _check_width(
