@@ -240,7 +240,7 @@ class Evaluator:
             mlp = self._mlp
             per_sample = 4 * p * state.width  # (p, width, s) float32 activations
             if mlp.one_hidden_table:  # table (K, s) and logits (p*C, s)
-                per_sample = 4 * (mlp._table_w.shape[0] + p * mlp.n_classes)
+                per_sample = 4 * (mlp.table_rows + p * mlp.n_classes)
             budget = min(CACHE_BYTES, self.memory_bytes)
         else:
             per_sample = 4 * p * self._widest * 4  # vmap keeps several intermediates alive

@@ -124,6 +124,11 @@ class FastMLP:
             self._table_b = b_all[self._rows, None]  # (K, 1)
 
     @property
+    def table_rows(self) -> int:
+        """Rows of the hidden-unit table computed per sample (K); 0 when not tabulated."""
+        return self._table_w.shape[0] if self.tabulated else 0
+
+    @property
     def one_hidden_table(self) -> bool:
         return self.tabulated and len(self.layers) == 2
 
