@@ -284,9 +284,9 @@ def run_search(args: argparse.Namespace) -> int:
 def _checkpoints(out: Path, resume: bool) -> list[Path]:
     """The checkpoint files a run in `out` writes (the GA's, each local phase's). Those of an
     unfinished run are continued only with --resume; --resume without any starts afresh, said."""
-    from evoprune.ga.memetic import CHECKPOINT_PREFIXES
+    from evoprune.ga.job import checkpoint_files
 
-    files = [out / f"{prefix}checkpoint.npz" for prefix in CHECKPOINT_PREFIXES]
+    files = checkpoint_files(out)
     found = any(f.exists() for f in files)
     if found and not resume:
         raise EvopruneError(

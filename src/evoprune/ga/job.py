@@ -18,6 +18,14 @@ from evoprune.results import base_result, write_run_dir
 # Job keys that map one to one onto GAConfig fields: all but the variant (the job's method)
 # and the seed (the job's seed, which also seeds the network)
 CONFIG_KEYS = {f.name for f in fields(GAConfig)} - {"variant", "seed"}
+CHECKPOINT = "checkpoint.npz"  # the GA's, in the run folder; each local phase adds its prefix
+
+
+def checkpoint_files(out: Path) -> list[Path]:
+    """Every checkpoint a run in folder `out` may write (the GA's, each local phase's)."""
+    return [out / f"{prefix}{CHECKPOINT}" for prefix in CHECKPOINT_PREFIXES]
+
+
 GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
 
 
@@ -42,9 +50,7 @@ def run_ga_job(
     ds = job_dataset(job)
     init, seed = job.get("init", "uniform"), int(job.get("seed", 0))
     model, layers = build_network(job.get("arch", "B"), ds.n_features, ds.n_classes, init, seed)
-    checkpoint = (
-        out / "checkpoint.npz" if out is not None and (checkpoint_every or resume) else None
-    )
+    checkpoint = out / CHECKPOINT if out is not None and (checkpoint_every or resume) else None
     ticket = search(
         model,
         ds.X_train.view(len(ds.X_train), -1),
@@ -81,6 +87,6 @@ def run_ga_job(
     if out is not None:
         write_run_dir(out, result, ticket, ticket.history)
     if checkpoint is not None:  # finished: result.json and ticket.npz replace the checkpoints
-        for prefix in CHECKPOINT_PREFIXES:
-            checkpoint.with_name(prefix + checkpoint.name).unlink(missing_ok=True)
+        for path in checkpoint_files(out):
+            path.unlink(missing_ok=True)
     return result
