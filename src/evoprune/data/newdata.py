@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from evoprune.data.files import load_arrays, unit_pixels
-from evoprune.data.registry import DATASETS, _class_index, _split, describe_columns
+from evoprune.data.registry import DATASETS, _class_index, _split, fitted_scaling
 from evoprune.data.scaling import FeatureScaling, global_min_max, scale_global
 from evoprune.errors import EvopruneError
 
@@ -70,13 +70,7 @@ def load_like(
     elif was:
         fitted = trained.get("scaling")
         if isinstance(fitted, dict):
-            scaling = FeatureScaling.from_config(fitted)
-            if scaling.n_features != X[0].size:
-                raise EvopruneError(
-                    f"{path}: the scaling was fitted on {scaling.n_features} features"
-                    f"{describe_columns(columns)}, the file has {X[0].size}"
-                )
-            X = scaling.apply(X)
+            X = fitted_scaling(fitted, X, path, columns).apply(X)
         else:
             lo, hi = trained.get("global_range") or _training_range(trained)
             X = scale_global(X, float(lo), float(hi))

@@ -267,12 +267,7 @@ def load_file(
         config["columns"] = names
     fitted = None
     if isinstance(scaling, dict):
-        fitted = FeatureScaling.from_config(scaling)
-        if fitted.n_features != X[0].size:
-            raise EvopruneError(
-                f"{path}: the scaling was fitted on {fitted.n_features} features"
-                f"{describe_columns(columns)}, the file has {X[0].size}"
-            )
+        fitted = fitted_scaling(scaling, X, path, columns)
     elif scaling == "global":
         config["scaling"] = "global"
     elif scaling is not None:
@@ -318,3 +313,16 @@ def describe_columns(columns: list[str] | None, most: int = 6) -> str:
         return ""
     shown = ", ".join(columns[:most]) + (", ..." if len(columns) > most else "")
     return f" ({shown})"
+
+
+def fitted_scaling(
+    record: dict[str, Any], X: np.ndarray, path: str | Path, columns: list[str] | None
+) -> FeatureScaling:
+    """The per-feature scaling a ticket recorded, checked to fit the rows of `X` from `path`."""
+    fitted = FeatureScaling.from_config(record)
+    if fitted.n_features != X[0].size:
+        raise EvopruneError(
+            f"{path}: the scaling was fitted on {fitted.n_features} features"
+            f"{describe_columns(columns)}, the file has {X[0].size}"
+        )
+    return fitted
