@@ -976,3 +976,25 @@ def test_a_sweep_logged_to_a_file_prints_lines_not_a_bar(tmp_path, capsys):
     run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(), fn=fake_job)
     err = capsys.readouterr().err  # pytest's stderr is no terminal
     assert "sweep tiny [quick]: 24/24 runs, 0 s" in err and "\r" not in err
+
+
+def test_a_sweep_over_a_data_file_runs_again_when_the_file_changes(tmp_path, monkeypatch):
+    from evoprune.experiments.spec import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.csv").write_text(
+        "a,b,label\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(40))
+    )
+    spec = {"name": "own", "grid": {"data": ["d.csv"], "target": ["label"], "arch": ["A"],
+            "arm": [{"label": "GA", "method": "ga"}]}, "profiles": {"quick": {"seeds": 1}}}  # fmt: skip
+    (tmp_path / "own.yaml").write_text(json.dumps(spec))
+    before = load_spec(str(tmp_path / "own.yaml")).runs("quick")[0]
+    assert before.job["data"] == str(tmp_path / "d.csv")  # absolute: workers may start elsewhere
+    (tmp_path / "d.csv").write_text(
+        "a,b,label\n" + "\n".join(f"{i},{i % 5},{i % 2}" for i in range(40))
+    )
+    after = load_spec(str(tmp_path / "own.yaml")).runs("quick")[0]
+    assert before.key != after.key
+    (tmp_path / "d.csv").unlink()
+    with pytest.raises(EvopruneError, match="data: no such file"):
+        load_spec(str(tmp_path / "own.yaml")).runs("quick")

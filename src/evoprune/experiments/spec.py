@@ -55,9 +55,14 @@ class Run:
     label: str
     job: dict[str, Any]
     axes: dict[str, Any] = field(default_factory=dict)  # axis values except arm and seed
+    data_sha256: str | None = None  # of the job's data file, read when the spec is expanded
 
     @property
     def key(self) -> str:
+        """The job's key; with a user's data file also its content's (`data_sha256`), so that
+        a changed file runs again instead of reusing results from the old one."""
+        if self.data_sha256 is not None:
+            return job_key({**self.job, "data_sha256": self.data_sha256})
         return job_key(self.job)
 
     @property
@@ -96,7 +101,11 @@ class Spec:
                 label = str(arm.pop("label"))
                 for seed in seeds:
                     job = {**point, **arm, **budget.get(arm["method"], {}), "seed": seed}
-                    runs.append(Run(label=label, job=job, axes=point))
+                    digest = None
+                    if isinstance(job.get("data"), str):  # workers may start elsewhere (Ray)
+                        job["data"] = str(Path(job["data"]).resolve())
+                        digest = _file_digest(job["data"]) if Path(job["data"]).is_file() else None
+                    runs.append(Run(label=label, job=job, axes=point, data_sha256=digest))
         _check_unique(runs, self.source)
         return runs
 
@@ -108,6 +117,15 @@ class Spec:
                 if arm["label"] not in out:
                     out.append(arm["label"])
         return out
+
+
+def _file_digest(path: str) -> str:
+    """The first 16 hex digits of the file's SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def job_key(job: dict[str, Any]) -> str:
@@ -318,6 +336,9 @@ def _check_values(job: dict[str, Any]) -> None:
     from evoprune.ga.config import VARIANTS
     from evoprune.nets import ARCHS, INITS, is_conv_arch, parse_arch
 
+    if isinstance(job.get("data"), str) and not Path(job["data"]).is_file():
+        raise EvopruneError(f"data: no such file {job['data']} (a relative path is from the "
+                            "folder the sweep starts in)")  # fmt: skip
     if "data" not in job and job.get("dataset", "moons") not in DATASETS:  # studies name none
         raise EvopruneError(
             f"dataset: expected one of {', '.join(DATASETS)}, got {job.get('dataset')!r}"

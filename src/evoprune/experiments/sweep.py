@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -320,7 +320,7 @@ def _resolve(store: Store, p: _Pending) -> tuple[_Pending, str]:
         if value is None:
             return p, f"{name} waits for the mean of {ref['field']}: {why}"
         job[name] = round(float(value), 4)
-    return _Pending(p.spec, Run(p.run.label, job, p.run.axes)), ""
+    return _Pending(p.spec, replace(p.run, job=job)), ""
 
 
 def _as_list(specs: Any) -> list[Any]:
