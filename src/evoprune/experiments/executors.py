@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -77,8 +78,21 @@ def limit_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+STOP_SECONDS = 10.0  # how long closing waits for a worker to end by itself
+
+
 def _worker_init() -> None:
     limit_threads(1)
+    # A worker whose sweep was killed (kill -9: no shutdown) ends by itself instead of
+    # holding a core forever: it watches for its parent to go away.
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="evoprune-parent-watch", daemon=True).start()
 
 
 class LocalExecutor:
@@ -115,9 +129,20 @@ class LocalExecutor:
                 yield futures[fut], payload
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the pool in bounded time: queued runs are cancelled, and a worker that has not
+        ended `STOP_SECONDS` later (one caught by Ctrl-C mid-way can wait forever on a lock)
+        is terminated."""
+        if self._pool is None:
+            return
+        workers = list(getattr(self._pool, "_processes", {}).values())  # the pool's own record
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + STOP_SECONDS
+        for proc in workers:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+        self._pool = None
 
 
 class RayExecutor:
@@ -139,7 +164,12 @@ class RayExecutor:
             else:
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1
             kwargs.update(init_kwargs)
-            ray.init(**kwargs)
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = f"at {address}" if address else "on this machine"
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise EvopruneError(f"--ray-address: no Ray cluster {where} ({first})") from None
             self._started = True
         self._task = ray.remote(num_cpus=1, max_retries=0)(execute_run)
 

@@ -91,8 +91,15 @@ class Store:
             raise EvopruneError(f"{self.folder}: no results store here (expected {path}){runs}")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:  # a truncated or foreign file
+            self.db.close()
+            raise EvopruneError(
+                f"{path}: not a readable results store ({exc}); move it away and run the sweep "
+                "again: it rebuilds the store from the finished run folders"
+            ) from None
         self.db.executescript(_SCHEMA)
         for name in ("figure", "title", "labels"):  # stores written before these columns existed
             if name not in self.columns("meta"):

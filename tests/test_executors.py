@@ -1,0 +1,76 @@
+"""The local executor stops its workers: in bounded time on close, and by themselves when the
+sweep process is killed (kill -9 leaves no chance to shut the pool down)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from evoprune.cli import main
+
+
+def sleepy_job(job: dict, folder: Path) -> dict:
+    Path(job["pid_file"]).write_text(str(os.getpid()))
+    time.sleep(120)
+    return {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_workers_of_a_killed_sweep_end_by_themselves(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_executors import sleepy_job
+        from evoprune.experiments.executors import LocalExecutor
+        for _ in LocalExecutor(1).run(sleepy_job, [{{"pid_file": {str(pid_file)!r}}}]):
+            pass
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        for _ in range(600):  # the worker starts (spawned: imports take a few seconds)
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        for _ in range(100):
+            if not _alive(worker):
+                break
+            time.sleep(0.1)
+        assert not _alive(worker), "the orphaned worker is still running"
+    finally:
+        parent.kill()
+        if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_corrupted_results_store_is_one_line(tmp_path, capsys):
+    (tmp_path / "results.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x01" * 984)
+    assert main(["results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a readable results store" in err[0]
+
+
+def test_a_ray_address_without_a_cluster_is_one_line(capsys):
+    pytest.importorskip("ray")
+    from evoprune.errors import EvopruneError
+    from evoprune.experiments.executors import RayExecutor
+
+    with pytest.raises(EvopruneError, match="no Ray cluster at auto"):
+        RayExecutor(address="auto")  # no cluster runs here: Ray says so at once
