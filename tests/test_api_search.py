@@ -250,3 +250,16 @@ def test_a_resumed_search_reports_the_seconds_of_the_run_it_resumes(moons, tmp_p
     assert resumed.metrics["before_resume_seconds"] > 0
     assert "before_resume_seconds" not in fresh.metrics
     assert torch.equal(resumed.mask, fresh.mask)
+
+
+def test_the_same_seed_writes_the_same_memetic_ticket_file(tmp_path):
+    from evoprune.cli import main
+
+    args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--variant",
+            "memetic", "--population", "10", "--min-generations", "3", "--max-generations", "3",
+            "--quiet"]  # fmt: skip
+    for name in ("a", "b"):
+        assert main([*args, "--out", str(tmp_path / name)]) == 0
+    assert (tmp_path / "a" / "ticket.npz").read_bytes() == (
+        tmp_path / "b" / "ticket.npz"
+    ).read_bytes()

@@ -80,7 +80,7 @@ def run_ga_job(
     ticket.metrics = {
         k: v
         for k, v in result.items()
-        if isinstance(v, int | float | str) and not k.endswith("seconds")
+        if isinstance(v, int | float | str) and not k.endswith(("seconds", "per_second"))
     }
     if analyses:  # after the ticket's metrics: the ticket file does not depend on them
         result.update(analyze_ticket(ticket, ds, analyses, out, seed))
