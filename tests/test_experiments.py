@@ -998,3 +998,12 @@ def test_a_sweep_over_a_data_file_runs_again_when_the_file_changes(tmp_path, mon
     (tmp_path / "d.csv").unlink()
     with pytest.raises(EvopruneError, match="data: no such file"):
         load_spec(str(tmp_path / "own.yaml")).runs("quick")
+
+
+def test_confidence_intervals_of_a_fraction_stay_in_0_1():
+    from evoprune.experiments.tables import summarise
+
+    d = pd.DataFrame({"g": ["a", "a"], "test_accuracy": [0.8, 1.0], "wall_seconds": [0.1, 5.0]})
+    acc = summarise(d, ["g"], "test_accuracy").iloc[0]
+    assert acc["ci_high"] == 1.0 and 0.0 <= acc["ci_low"] < 0.8
+    assert summarise(d, ["g"], "wall_seconds").iloc[0]["ci_low"] < 0  # not a fraction: as is

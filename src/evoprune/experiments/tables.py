@@ -93,7 +93,8 @@ def load_history(folders: str | Path | Sequence[str | Path]) -> pd.DataFrame:
 
 
 def summarise(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
-    """Mean, std (ddof 1), n and the 95% t-interval of the mean of `value` per group.
+    """Mean, std (ddof 1), n and the 95% t-interval of the mean of `value` per group (clipped
+    to [0, 1] for a fraction: accuracy, sparsity, F1).
 
     >>> d = pd.DataFrame({"g": ["a", "a", "b"], "v": [1.0, 3.0, 5.0]})
     >>> summarise(d, ["g"], "v")[["g", "mean", "n"]].values.tolist()
@@ -103,8 +104,21 @@ def summarise(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
     for keys, group in df.groupby(list(by), sort=False, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         values = pd.to_numeric(group[value], errors="coerce").dropna().to_numpy(dtype=float)
-        rows.append({**dict(zip(by, keys, strict=True)), **mean_ci(values)})
+        stats = mean_ci(values)
+        if is_fraction(value):  # a t-interval of few runs can pass 0 or 1; the metric cannot
+            stats["ci_low"], stats["ci_high"] = (
+                float(np.clip(stats["ci_low"], 0.0, 1.0)), float(np.clip(stats["ci_high"], 0.0, 1.0)))  # fmt: skip
+        rows.append({**dict(zip(by, keys, strict=True)), **stats})
     return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "ci_low", "ci_high"])
+
+
+def is_fraction(metric: str) -> bool:
+    """Whether a result field lies in [0, 1] (accuracies, sparsities, F1 scores).
+
+    >>> is_fraction("test_accuracy"), is_fraction("wall_seconds")
+    (True, False)
+    """
+    return metric.endswith(("accuracy", "sparsity", "_f1")) or metric in ("f1", "sparsity")
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> dict[str, float]:
