@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from evoprune.data.files import file_digest
 from evoprune.errors import EvopruneError
 from evoprune.jobs import COMMON_KEYS, METHODS, method_keys
 
@@ -92,6 +93,7 @@ class Spec:
         budget = prof.get("budget") or {}
         only = prof.get("only") or {}
         runs: list[Run] = []
+        digests: dict[str, str | None] = {}  # a data file's, read once for all its runs
         for grid in self.grid:
             names = list(grid)
             axes = [[v for v in grid[n] if n not in only or v in only[n]] for n in names]
@@ -103,8 +105,12 @@ class Spec:
                     job = {**point, **arm, **budget.get(arm["method"], {}), "seed": seed}
                     digest = None
                     if isinstance(job.get("data"), str):  # workers may start elsewhere (Ray)
-                        job["data"] = str(Path(job["data"]).resolve())
-                        digest = _file_digest(job["data"]) if Path(job["data"]).is_file() else None
+                        data = job["data"] = str(Path(job["data"]).resolve())
+                        if data not in digests:
+                            digests[data] = (
+                                file_digest(Path(data)) if Path(data).is_file() else None
+                            )
+                        digest = digests[data]
                     runs.append(Run(label=label, job=job, axes=point, data_sha256=digest))
         _check_unique(runs, self.source)
         return runs
@@ -117,15 +123,6 @@ class Spec:
                 if arm["label"] not in out:
                     out.append(arm["label"])
         return out
-
-
-def _file_digest(path: str) -> str:
-    """The first 16 hex digits of the file's SHA-256."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def job_key(job: dict[str, Any]) -> str:
