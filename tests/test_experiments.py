@@ -1007,3 +1007,15 @@ def test_confidence_intervals_of_a_fraction_stay_in_0_1():
     acc = summarise(d, ["g"], "test_accuracy").iloc[0]
     assert acc["ci_high"] == 1.0 and 0.0 <= acc["ci_low"] < 0.8
     assert summarise(d, ["g"], "wall_seconds").iloc[0]["ci_low"] < 0  # not a fraction: as is
+
+
+def test_results_of_an_emptied_store_points_to_its_run_folders(tmp_path, capsys):
+    from evoprune.cli import main
+
+    (tmp_path / "results.sqlite").write_bytes(b"")
+    (tmp_path / "runs" / "abc").mkdir(parents=True)
+    (tmp_path / "runs" / "abc" / "result.json").write_text("{}")
+    assert main(["results", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "no finished runs" in captured.out
+    assert "1 finished run folders are not in its store" in captured.err

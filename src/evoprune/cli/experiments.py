@@ -115,6 +115,10 @@ def _results(args: argparse.Namespace) -> int:
         print(f"wrote {len(df)} runs to {args.csv}")
     if df.empty:
         print("no finished runs")
+        for folder in map(Path, args.folders):  # a store emptied or lost beside its runs
+            if n := sum(1 for _ in folder.glob("runs/*/result.json")):
+                print(f"{folder}: {n} finished run folders are not in its store; sweeping the "
+                      f"spec again into it records them without running them", file=sys.stderr)  # fmt: skip
         return 0
     by = ["spec", "label", "dataset", "classes", "arch_name"]
     acc = summarise(df, by, "test_accuracy")
