@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from evoprune.data.files import load_arrays, unit_pixels
-from evoprune.data.registry import DATASETS, _class_index, _split, fitted_scaling
+from evoprune.data.registry import DATASETS, class_index, fitted_scaling, split_arrays
 from evoprune.data.scaling import FeatureScaling, global_min_max, scale_global
 from evoprune.errors import EvopruneError
 
@@ -75,7 +75,7 @@ def load_like(
             lo, hi = trained.get("global_range") or _training_range(trained)
             X = scale_global(X, float(lo), float(hi))
     labels = trained.get("labels") or list(range(n_classes))  # built-in data: classes 0..C-1
-    classes = _class_index(y, labels, path.name)
+    classes = class_index(y, labels, path.name)
     return (
         torch.as_tensor(X, dtype=torch.float32),
         torch.as_tensor(classes, dtype=torch.long),
@@ -90,7 +90,7 @@ def _training_range(trained: dict[str, Any]) -> tuple[float, float]:
     if name == "file":
         X, y, _ = load_arrays(Path(trained["path"]), trained.get("target"), 1,
                               trained.get("columns"))  # fmt: skip
-        X_train = _split(X.astype(np.float64), y, state=int(trained.get("split_seed", 0)))[0]
+        X_train = split_arrays(X.astype(np.float64), y, state=int(trained.get("split_seed", 0)))[0]
     elif name in DATASETS:
         info = DATASETS[str(name)]
         classes = int(trained.get("classes") or info.classes[0])

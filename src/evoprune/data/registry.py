@@ -68,7 +68,8 @@ def _circles(classes: int, **_: Any) -> Arrays:
     return *_generate("circles", N_TRAIN), *_generate("circles", N_TEST)
 
 
-def _split(X: np.ndarray, y: np.ndarray, state: int = SPLIT_STATE) -> Arrays:
+def split_arrays(X: np.ndarray, y: np.ndarray, state: int = SPLIT_STATE) -> Arrays:
+    """The paper's seeded 75/25 split: ``(X_train, y_train, X_test, y_test)``."""
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=state)
     return X_tr, y_tr, X_te, y_te
 
@@ -77,13 +78,13 @@ def _blobs(classes: int, **_: Any) -> Arrays:
     X, y = skd.make_blobs(
         n_samples=5000 * classes, centers=classes, center_box=(-20, 40), random_state=10
     )
-    return _split(X, y)
+    return split_arrays(X, y)
 
 
 def _digits(classes: int, **_: Any) -> Arrays:
     X, y = skd.load_digits(return_X_y=True)
     keep = y < classes
-    return _split(X[keep], y[keep])
+    return split_arrays(X[keep], y[keep])
 
 
 def _mnist(
@@ -101,7 +102,7 @@ def _mnist(
         return unit_pixels(X[keep].reshape(int(keep.sum()), -1), found.folder), y[keep]
 
     if found.X_test is None or found.y_test is None:
-        return _split(*first_classes(found.X, found.y))
+        return split_arrays(*first_classes(found.X, found.y))
     return (*first_classes(found.X, found.y), *first_classes(found.X_test, found.y_test))
 
 
@@ -159,15 +160,15 @@ def _to_dataset(
     return Dataset(
         name=name,
         X_train=torch.as_tensor(X, dtype=torch.float32),
-        y_train=torch.as_tensor(_class_index(y, labels, name), dtype=torch.long),
+        y_train=torch.as_tensor(class_index(y, labels, name), dtype=torch.long),
         X_test=torch.as_tensor(Xt, dtype=torch.float32),
-        y_test=torch.as_tensor(_class_index(yt, labels, name), dtype=torch.long),
+        y_test=torch.as_tensor(class_index(yt, labels, name), dtype=torch.long),
         n_classes=len(labels),
         config=config,
     )
 
 
-def _class_index(y: np.ndarray, labels: list[Any], name: str) -> np.ndarray:
+def class_index(y: np.ndarray, labels: list[Any], name: str) -> np.ndarray:
     """Each label's class number: its place in `labels` (compared as text, so a label read as
     the number 1 and one recorded as 1 are the same class)."""
     index = {str(label): i for i, label in enumerate(labels)}
@@ -253,7 +254,7 @@ def load_file(
     path = Path(path)
     X, y, names = load_arrays(path, target, 2 if labels is None else 1, columns)
     X = X.astype(np.float64)
-    arrays = _split(X, y, state=seed)
+    arrays = split_arrays(X, y, state=seed)
     normalize = True if normalize is None else bool(normalize)
     config: dict[str, Any] = {
         "name": "file",
