@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -876,6 +877,59 @@ def test_cli_results_stats_report(swept, tmp_path, capsys):
     assert "e.g. train_accuracy, test_accuracy" in capsys.readouterr().err
     assert main(["report", str(swept), "--out", str(tmp_path / "r.html")]) == 0
     assert "6 figures" in capsys.readouterr().out
+
+
+def test_a_spec_narrowed_from_the_command_line_keeps_its_runs_keys():
+    spec = parse_spec(TINY_SPEC)
+    full = {r.key: r for r in spec.runs("quick")}
+    small = spec.narrowed("quick", seeds=[1], only={"arch": ["B"]}, arms=["GA", "EP (50%)"])
+    runs = small.runs("quick")
+    assert {r.key for r in runs} <= set(full)
+    assert {(r.label, r.job["arch"], r.job["seed"]) for r in runs} == {
+        (label, "B", 1) for label in ("GA", "EP (50%)")
+    } and len(runs) == 2 * 2  # two datasets
+    assert small.labels() == ["GA", "EP (50%)"] and spec.labels()[-1] == "EP (adapted)"
+    # a command-line choice replaces the profile's own `only` for that axis
+    profiles = {"quick": {"seeds": 1, "only": {"arch": ["B"]}}}
+    wider = parse_spec({**TINY_SPEC, "profiles": profiles}).narrowed("quick", only={"arch": ["A"]})
+    assert {r.job["arch"] for r in wider.runs("quick")} == {"A"}
+    assert len(spec.narrowed("quick", seeds=4).runs("quick")) == 2 * len(full)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"only": {"arch": ["E"]}}, "--only arch: expected some of A, B, got 'E'"),
+        ({"only": {"arc": ["A"]}}, "--only arc: not an axis of tiny; expected one of arch,"),
+        ({"arms": ["GB"]}, "--arm: expected some of 'GA', 'EP (50%)', 'EP (adapted)', got 'GB'"),
+        ({"arms": ["EP (adapted)"]}, "--arm: 'EP (adapted)' waits for the runs of 'GA'"),
+        ({"seeds": -1}, "seeds: expected a positive count, got -1"),
+    ],
+)
+def test_a_bad_narrowing_names_the_option(options, message):
+    with pytest.raises(EvopruneError, match=re.escape(message)):
+        parse_spec(TINY_SPEC).narrowed("quick", **options)
+
+
+def test_cli_sweep_narrows_a_shipped_spec(capsys):
+    from evoprune.cli import main
+
+    args = ["sweep", "fig3", "--dry-run", "--seeds", "2,5", "--only", "dataset=moons"]
+    assert main([*args, "--only", "arch=A,C", "--arm", "GA"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split("\t") for line in lines]
+    assert len(rows) == 4 and {r[1] for r in rows} == {"GA"}
+    assert all("'dataset': 'moons'" in r[3] for r in rows)
+    assert sorted(r[3].count("'seed': 2") + 2 * r[3].count("'seed': 5") for r in rows) == [
+        1,
+        1,
+        2,
+        2,
+    ]
+    for bad in (["--seeds", "x"], ["--seeds", "0"], ["--only", "arch"], ["--only", "arch=E"]):
+        assert main(["sweep", "fig3", "--dry-run", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("evoprune sweep: error: --") and "\n" not in err, bad
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):

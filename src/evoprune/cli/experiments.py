@@ -28,6 +28,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="parallel runs (default: all cores)")
     p.add_argument("--ray-address", help="join this Ray cluster (with --executor ray)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    p.add_argument(
+        "--seeds",
+        help="seeds instead of the profile's: a count (5 = seeds 0-4) or a list (0,3,7)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="AXIS=V1,V2",
+        help="keep these values of a grid axis, e.g. --only dataset=moons --only arch=A,B "
+        "(replaces the profile's own choice for that axis; repeatable)",
+    )
+    p.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="keep only the arm with this label, e.g. --arm GA (repeatable)",
+    )
     p.set_defaults(run=_sweep)
 
     p = sub.add_parser("results", help="the runs of a sweep as a table or CSV")
@@ -63,7 +82,7 @@ def _sweep(args: argparse.Namespace) -> int:
         raise EvopruneError(f"--workers: expected a positive integer, got {args.workers}")
     if args.ray_address and args.executor != "ray":
         raise EvopruneError("--ray-address: only with --executor ray")
-    specs = [load_spec(name) for name in _specs(args.spec)]
+    specs = [_narrowed(load_spec(name), args) for name in _specs(args.spec)]
     out = (
         args.out
         or Path("runs")
@@ -90,14 +109,38 @@ def _sweep(args: argparse.Namespace) -> int:
     )
     if summary.dropped:
         print(
-            f"  {summary.dropped} runs of an earlier version of the spec or of another profile are "
-            "no longer counted with it (their folders stay in runs/)"
+            f"  {summary.dropped} runs of an earlier version of the spec, of another profile or "
+            "outside --seeds/--only/--arm are no longer counted with it (their folders stay in "
+            "runs/: sweeping that plan again counts them without running them)"
         )
     for line in summary.errors[:10]:
         print(f"  failed: {line}", file=sys.stderr)
     if len(summary.errors) > 10:
         print(f"  ... and {len(summary.errors) - 10} more failed", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _narrowed(spec, args: argparse.Namespace):
+    """The spec cut down by --seeds, --only and --arm (itself when none is given)."""
+    if args.seeds is None and not args.only and not args.arm:
+        return spec
+    seeds = None
+    if args.seeds is not None:
+        parts = [p.strip() for p in args.seeds.split(",")]
+        if not all(p.isdigit() for p in parts):
+            raise EvopruneError(
+                f"--seeds: expected a count (5) or a list of seeds (0,3,7), got {args.seeds!r}"
+            )
+        seeds = int(parts[0]) if len(parts) == 1 else [int(p) for p in parts]
+        if seeds == 0:
+            raise EvopruneError("--seeds: expected a positive count, got 0")
+    only: dict[str, list[str]] = {}
+    for item in args.only:
+        axis, sep, values = item.partition("=")
+        if not sep or not axis.strip() or not values.strip():
+            raise EvopruneError(f"--only: expected AXIS=VALUE[,VALUE...], got {item!r}")
+        only.setdefault(axis.strip(), []).extend(v.strip() for v in values.split(","))
+    return spec.narrowed(args.profile, seeds=seeds, only=only, arms=args.arm or None)
 
 
 # the short names `results` prints, for the fields they stand for

@@ -30,7 +30,7 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,71 @@ class Spec:
                     runs.append(Run(label=label, job=job, axes=point, data_sha256=digest))
         _check_unique(runs, self.source)
         return runs
+
+    def narrowed(
+        self,
+        profile: str,
+        seeds: int | list[int] | None = None,
+        only: dict[str, list[str]] | None = None,
+        arms: list[str] | None = None,
+    ) -> Spec:
+        """This spec with `profile` cut down (or its seeds changed) from the command line:
+        `seeds` a count or a list; `only` maps an axis to the values to keep, written as text
+        (``{"arch": ["C"]}``; it replaces the profile's own `only` for that axis); `arms` the
+        labels to keep. The runs keep their keys, so a narrowed sweep shares them with a full
+        one. Errors name the option (``--only arch``, ``--arm``, ``--seeds``).
+
+        >>> len(load_spec("fig3").narrowed("quick", seeds=1, only={"dataset": ["moons"]}).runs())
+        8
+        """
+        if profile not in self.profiles:
+            self.runs(profile)  # the error naming the profiles
+        prof = dict(self.profiles[profile])
+        grid = self.grid
+        if seeds is not None:
+            prof["seeds"] = _seeds(seeds, "command line")
+        if only:
+            keep = dict(prof.get("only") or {})
+            for axis, texts in only.items():
+                values = list(dict.fromkeys(v for g in grid if axis in g for v in g[axis]))
+                if axis == ARM_AXIS or not values:
+                    axes = sorted({a for g in grid for a in g} - {ARM_AXIS})
+                    raise EvopruneError(
+                        f"--only {axis}: not an axis of {self.name}; expected one of "
+                        f"{', '.join(axes) or '(none)'}"
+                    )
+                by_text = {str(v): v for v in values}
+                unknown = [t for t in texts if t not in by_text]
+                if unknown:
+                    raise EvopruneError(
+                        f"--only {axis}: expected some of {', '.join(by_text)}, got {unknown[0]!r}"
+                    )
+                keep[axis] = [by_text[t] for t in texts]
+            prof["only"] = keep
+        if arms:
+            labels = self.labels()
+            unknown = [a for a in arms if a not in labels]
+            if unknown:
+                raise EvopruneError(
+                    f"--arm: expected some of {', '.join(map(repr, labels))}, got {unknown[0]!r}"
+                )
+            for g in grid:
+                for arm in g[ARM_AXIS]:
+                    needs = [v["mean_of"] for v in arm.values() if isinstance(v, dict)]
+                    if arm["label"] in arms and any(n not in arms for n in needs):
+                        raise EvopruneError(
+                            f"--arm: {arm['label']!r} waits for the runs of {needs[0]!r}; "
+                            f"add --arm {needs[0]!r}"
+                        )
+            grid = tuple(
+                {**g, ARM_AXIS: [a for a in g[ARM_AXIS] if a["label"] in arms]}
+                for g in grid
+                if any(a["label"] in arms for a in g[ARM_AXIS])
+            )
+        narrowed = replace(self, grid=grid, profiles={**self.profiles, profile: prof})
+        if not narrowed.runs(profile):
+            raise EvopruneError(f"{self.name}: --only and --arm leave no runs")
+        return narrowed
 
     def labels(self) -> list[str]:
         """Arm labels in spec order."""
