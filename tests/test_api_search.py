@@ -35,6 +35,26 @@ def test_ticket_rebuilds_the_network_it_was_found_on(moons, variant):
     assert again["test_accuracy"] == pytest.approx(t.metrics["test_accuracy"], abs=1e-9)
 
 
+@pytest.mark.parametrize("variant", ["ga", "memetic"])
+def test_a_ticket_over_a_space_of_ones_own_masks_those_weights_only(moons, variant, tmp_path):
+    from evoprune.masks import MaskSpace
+    from evoprune.ticket import Ticket
+
+    X, y, _, _ = moons
+    net = build_mlp([2, 20, 2], seed=2)
+    first = MaskSpace(net, is_maskable=lambda name, _m: name == "0")  # the hidden layer's weights
+    cfg = GAConfig(variant=variant, population=10, min_generations=3, max_generations=3)
+    t = Ticket.load(evoprune.search(net, X, y, config=cfg, space=first).save(tmp_path / "t.npz"))
+    assert t.weights == ["0.weight"] and t.n_bits == 40
+    pruned = t.masked_model()
+    assert torch.equal(pruned[2].weight, net[2].weight)  # the output layer is not masked
+    assert torch.equal(pruned[0].weight, net[0].weight * t.mask.reshape(20, 2))
+    with pytest.raises(EvopruneError, match="covers weights 0.weight, but the model has no"):
+        t.apply(nn.Sequential(nn.Identity(), nn.Linear(2, 20)))
+    default = evoprune.search(net, X, y, config=cfg, space=MaskSpace(net))
+    assert default.weights is None and "weights" not in default.header()
+
+
 def test_a_network_not_drawn_by_evoprune_is_not_rebuilt(moons):
     X, y, _, _ = moons
     net = MLP([2, 20, 2])  # torch's own init: no seed can rebuild it

@@ -46,6 +46,9 @@ class Ticket:
     method: str = "ga"
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)  # not in the file
     arch: str | None = None  # a named non-MLP architecture ("conv"), then `layers` is None
+    # the masked weights in bit order, where the search used a `MaskSpace` of its own (e.g. one
+    # layer only); None: every Linear and Conv weight (`space_field`)
+    weights: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.mask = _bool_mask(self.mask)
@@ -72,16 +75,34 @@ class Ticket:
             raise EvopruneError("ticket: no layer list (a custom module); use ticket.apply(model)")
         return build_mlp(self.layers, self.init, self.seed, self.keep)
 
+    def space(self, model: nn.Module) -> MaskSpace:
+        """The mask's layout over `model`: its maskable weights, or those in `weights`."""
+        if self.weights is None:
+            return MaskSpace(model)
+        names = set(self.weights)
+        try:
+            space = MaskSpace(model, is_maskable=lambda name, _m: _weight_name(name) in names)
+            found = [p.name for p in space.params]
+        except EvopruneError:  # none of them
+            found = []
+        if found != self.weights:
+            missing = [n for n in self.weights if n not in found]
+            raise EvopruneError(
+                f"ticket: the mask covers weights {', '.join(self.weights)}, but the model has "
+                + (f"no {missing[0]}" if missing else f"them in another order ({', '.join(found)})")
+            )
+        return space
+
     def apply(self, model: nn.Module) -> nn.Module:
         """Multiply `model`'s maskable weights by the mask, in place; returns `model`."""
-        space = MaskSpace(model)
+        space = self.space(model)
         if space.n_bits != self.n_bits:
             raise EvopruneError(
                 f"ticket: the mask has {self.n_bits} bits but the model has {space.n_bits} "
-                "maskable weights"
+                + ("maskable weights" if self.weights is None else "in " + ", ".join(self.weights))
             )
         # the same bit count can hide another layout: [2, 75, 2] and [2, 100, 1] both have 300
-        if self.layers is not None:
+        if self.layers is not None and self.weights is None:
             pairs = zip(self.layers[:-1], self.layers[1:], strict=True)
             want = [(n_out, n_in) for n_in, n_out in pairs]
             have = [p.shape for p in space.params]
@@ -115,6 +136,7 @@ class Ticket:
             "metrics": self.metrics,
             "method": self.method,
             **({"arch": self.arch} if self.arch is not None else {}),  # MLP headers unchanged
+            **({"weights": self.weights} if self.weights is not None else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -178,7 +200,22 @@ class Ticket:
             metrics=meta["metrics"],
             method=meta["method"],
             arch=meta.get("arch"),
+            weights=meta.get("weights"),
         )
+
+
+def space_field(model: nn.Module, space: MaskSpace | None) -> dict[str, Any]:
+    """The `Ticket` field naming the masked weights, where `space` is not `model`'s default
+    (every Linear and Conv weight): then ``ticket.apply`` and ``masked_model`` follow it."""
+    if space is None:
+        return {}
+    names = [p.name for p in space.params]
+    return {} if names == [p.name for p in MaskSpace(model).params] else {"weights": names}
+
+
+def _weight_name(module_name: str) -> str:
+    """The name `MaskSpace` gives a module's weight."""
+    return f"{module_name}.weight" if module_name else "weight"
 
 
 def _bool_mask(mask: Any) -> torch.Tensor:

@@ -21,7 +21,7 @@ from evoprune.inputs import check_data, problem_digest
 from evoprune.masks import MaskSpace
 from evoprune.nets import ConvNet, rebuild_fields
 from evoprune.objectives import Objective, ObjectiveFn, get_objective
-from evoprune.ticket import Ticket
+from evoprune.ticket import Ticket, space_field
 
 
 def search(
@@ -154,6 +154,7 @@ def search(
         return Ticket(
             mask=mask,
             **rebuild_fields(model),
+            **space_field(model, space),
             metrics=metrics_out,
             method=config.variant,
             history=list(state.history),

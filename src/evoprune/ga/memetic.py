@@ -74,7 +74,7 @@ from evoprune.local.search import local_search
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import rebuild_fields
 from evoprune.objectives import get_objective
-from evoprune.ticket import Ticket
+from evoprune.ticket import Ticket, space_field
 
 # Checkpoint file names: the GA phase's own, then each local phase's with its prefix.
 LOSS_PREFIX, LOCAL_PREFIX = "local-loss-", "local-"
@@ -192,6 +192,7 @@ def memetic_search(
     return Ticket(
         mask=mask,
         **rebuild_fields(model),
+        **space_field(model, space),
         metrics=metrics,
         method=config.variant,
         history=[_uniform(row) for row in history],
