@@ -325,7 +325,7 @@ def test_store_round_trips_a_run(tmp_path):
         {"generation": "2", "best_performance": "0.75", "diversity": "0.125"},
     ]
     with Store(tmp_path / "sweep") as store:
-        store.add_members("s", [(job_key(job), "GA", {"dataset": "moons", "arch": "B"})])
+        store.add_members("s", [(job_key(job), "GA", {"dataset": "moons", "arch": "B"}, 0)])
         store.record(
             job_key(job),
             spec="s",
@@ -377,7 +377,7 @@ def test_store_round_trips_a_run(tmp_path):
 
 def test_store_records_failures_and_missing_store_is_an_error(tmp_path):
     with Store(tmp_path) as store:
-        store.add_members("s", [("k1", "GA", {})])
+        store.add_members("s", [("k1", "GA", {}, 0)])
         store.record(
             "k1", spec="s", label="GA", job={"method": "ga", "seed": 0}, result=None, error="boom"
         )
@@ -433,6 +433,8 @@ def test_a_changed_spec_or_profile_replaces_its_runs_in_the_folder(tmp_path):
     df = load_results(tmp_path)
     assert len(df) == 24 and df.groupby(["dataset", "arch_name", "label"]).size().eq(2).all()
     assert {json.loads(c)["sparsity"] for c in df[df["label"] == "EP (50%)"]["config"]} == {0.6}
+    plan = [r.key for r in parse_spec(changed).runs("quick") if not r.references]
+    assert [k for k in df["key"] if k in plan] == plan  # the spec's order, not the sweeps'
     assert (sweep(TINY_SPEC).ran, len(load_results(tmp_path))) == (0, 24)  # reverted: reused
     s = sweep(TINY_SPEC, "paper")  # 3 seeds: the quick runs do not pool with them
     # the quick GA runs go (their budget differs); EP (50%) seeds 0-1 are the same jobs, kept
@@ -868,6 +870,14 @@ def test_cli_results_stats_report(swept, tmp_path, capsys):
     label, acc = lines[0].index("label"), lines[0].index("test_acc") + len("test_acc")
     assert any(line[label:].startswith("GA (adaptive AB)") for line in lines[1:])  # left-aligned
     assert all(line[acc - 1].isdigit() for line in lines[1:])  # numbers end under their header
+    assert main(["results", str(swept), "--metric", "train_loss"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert (
+        header.split()[-4:] == ["train_loss", "std", "sparsity", "n"]
+        and len(rows) == len(lines) - 1
+    )
+    assert main(["results", str(swept), "--metric", "nope"]) == 2
+    assert "--metric: no numeric column 'nope'" in capsys.readouterr().err
     assert main(["stats", str(swept)]) == 0
     out = capsys.readouterr().out
     assert "moons" in out and "circles" in out and "EP (adapted)" in out and "ci_high" in out
@@ -877,6 +887,29 @@ def test_cli_results_stats_report(swept, tmp_path, capsys):
     assert "e.g. train_accuracy, test_accuracy" in capsys.readouterr().err
     assert main(["report", str(swept), "--out", str(tmp_path / "r.html")]) == 0
     assert "6 figures" in capsys.readouterr().out
+
+
+def study_job(job: dict, out: Path) -> dict:
+    """A run of a study: no dataset, no accuracy, only its own value."""
+    result = {"method": job["method"], "seed": job["seed"], "config": job,
+              "best_value": float(job["dim"] + job["seed"]), "wall_seconds": 0.01}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result))
+    return result
+
+
+def test_results_of_a_study_group_by_its_own_axes(tmp_path, capsys):
+    from evoprune.cli import main
+
+    spec = {"name": "study", "grid": {"dim": [10, 2], "function": ["sphere"],
+                                      "arm": [{"label": "CMA-ES", "method": "minimize"}]},
+            "profiles": {"quick": {"seeds": 2}}}  # fmt: skip
+    run_sweep(parse_spec(spec), "quick", tmp_path, executor=InlineExecutor(), fn=study_job,
+              progress=False)  # fmt: skip
+    assert main(["results", str(tmp_path)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["spec", "label", "dim", "function", "best_value", "std", "n"]
+    assert [row.split()[2:5] for row in rows] == [["10", "sphere", "10.5"], ["2", "sphere", "2.5"]]
 
 
 def test_a_spec_narrowed_from_the_command_line_keeps_its_runs_keys():

@@ -53,6 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folders", nargs="+", type=Path, help="sweep folder(s) (runs/NAME)")
     p.add_argument("--csv", type=Path, help="also write every run (all columns) to this CSV file")
     p.add_argument("--all", action="store_true", help="include failed runs")
+    p.add_argument(
+        "--metric",
+        help="the column to average (default: test_accuracy, or a study's own: test_f1, "
+        "best_value)",
+    )
     p.set_defaults(run=_results)
 
     p = sub.add_parser("stats", help="the paper's mixed model (Fig. 6c) per dataset")
@@ -148,7 +153,7 @@ SHORT_NAMES = {"test_acc": "test_accuracy", "train_acc": "train_accuracy"}
 
 
 def _results(args: argparse.Namespace) -> int:
-    from evoprune.experiments.tables import load_results, plan_status, summarise
+    from evoprune.experiments.tables import is_fraction, load_results, plan_status, results_table
 
     df = load_results(args.folders, finished_only=not args.all)
     for line in plan_status(args.folders):
@@ -163,34 +168,44 @@ def _results(args: argparse.Namespace) -> int:
                 print(f"{folder}: {n} finished run folders are not in its store; sweeping the "
                       f"spec again into it records them without running them", file=sys.stderr)  # fmt: skip
         return 0
-    by = ["spec", "label", "dataset", "classes", "arch_name"]
-    acc = summarise(df, by, "test_accuracy")
-    acc["sparsity"] = summarise(df, by, "sparsity")["mean"] if "sparsity" in df else float("nan")
-    table = acc.rename(columns={"mean": "test_acc", "std": "acc_std", "arch_name": "arch"})
-    columns = [
-        "spec",
-        "label",
-        "dataset",
-        "classes",
-        "arch",
-        "test_acc",
-        "acc_std",
-        "sparsity",
-        "n",
-    ]
-    table = table[columns]
-    numbers = {"classes": "{:.0f}", "test_acc": "{:.4f}", "acc_std": "{:.4f}",
-               "sparsity": "{:.4f}", "n": "{:.0f}"}  # fmt: skip
+    metric = _metric(df, args.metric)
+    table = results_table(df, metric)
+    short = next((k for k, v in SHORT_NAMES.items() if v == metric), metric)
+    table = table.rename(columns={"mean": short})
+    columns = list(table.columns)
+    fraction = "{:.4f}" if is_fraction(metric) else "{:.4g}"
+    numbers = {short: fraction, "std": fraction, "sparsity": "{:.4f}",
+               "measured_sparsity": "{:.4f}", "n": "{:.0f}"}  # fmt: skip
     cells = {c: _padded(table[c], c, numbers.get(c)) for c in columns}
     with _pd_display():
         print(table.assign(**cells).to_string(index=False, justify="left"))
     return 0
 
 
+# what `results` averages when --metric is not given: the first a sweep's runs report
+HEADLINE_METRICS = ("test_accuracy", "test_f1", "best_value")
+
+
+def _metric(df, chosen: str | None) -> str:
+    """The column `results` averages: `chosen` (short names allowed) or the first headline."""
+    if chosen is None:
+        return next((m for m in HEADLINE_METRICS if m in df), "wall_seconds")
+    metric = SHORT_NAMES.get(chosen, chosen)
+    if metric not in df or df[metric].dtype.kind not in "fiub":
+        numeric = [c for c in df.select_dtypes("number") if c not in ("seed", "classes")]
+        raise EvopruneError(
+            f"--metric: no numeric column {chosen!r} in the results; expected one of "
+            f"{', '.join(numeric[:12])}"
+        )
+    return metric
+
+
 def _padded(column, header: str, number: str | None) -> list[str]:
     """A column as strings of one width: text left-aligned, numbers right-aligned, "-" if
     missing (so `to_string(justify="left")` lines the headers up with both)."""
-    values = ["-" if v is None or v != v else number.format(v) if number else str(v)
+    import pandas as pd
+
+    values = ["-" if pd.isna(v) else number.format(v) if number else str(v)
               for v in column]  # fmt: skip
     width = max(len(header), *map(len, values))
     return [v.rjust(width) if number else v.ljust(width) for v in values]

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS members (
     spec TEXT NOT NULL, key TEXT NOT NULL, label TEXT NOT NULL, axes TEXT NOT NULL,
+    position INTEGER,
     PRIMARY KEY (spec, key, label)
 );
 CREATE TABLE IF NOT EXISTS history (
@@ -104,6 +105,8 @@ class Store:
         for name in ("figure", "title", "labels"):  # stores written before these columns existed
             if name not in self.columns("meta"):
                 self.db.execute(f"ALTER TABLE meta ADD COLUMN {name} TEXT")
+        if "position" not in self.columns("members"):
+            self.db.execute("ALTER TABLE members ADD COLUMN position INTEGER")
 
     def close(self) -> None:
         self.db.close()
@@ -142,7 +145,13 @@ class Store:
         if spec is not None:
             sql += " WHERE m.spec = ?"
             params = (spec,)
-        frame = pd.read_sql_query(sql + " ORDER BY m.rowid", self.db, params=params)
+        # in plan order: a spec as swept last, each in its grid order (members of stores
+        # written before positions were kept, without one, in the order they were added)
+        order = (
+            " ORDER BY (SELECT MIN(first_swept) FROM meta WHERE meta.spec = m.spec), m.spec, "
+            "m.position IS NULL, m.position, m.rowid"
+        )
+        frame = pd.read_sql_query(sql + order, self.db, params=params)
         frame = frame.drop(columns=["spec", "label"]).rename(
             columns={"member_spec": "spec", "member_label": "label"}
         )
@@ -234,12 +243,16 @@ class Store:
             )
         return len(gone)
 
-    def add_members(self, spec: str, runs: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
-        """Record that `spec` asks for these (key, label, axes)."""
+    def add_members(self, spec: str, runs: Iterable[tuple[str, str, dict[str, Any], int]]) -> None:
+        """Record that `spec` asks for these (key, label, axes, position in its plan)."""
         with self.transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO members VALUES (?, ?, ?, ?)",
-                [(spec, key, label, json.dumps(axes, sort_keys=True)) for key, label, axes in runs],
+                "INSERT INTO members (spec, key, label, axes, position) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (spec, key, label) DO UPDATE SET position = excluded.position",
+                [
+                    (spec, key, label, json.dumps(axes, sort_keys=True), position)
+                    for key, label, axes, position in runs
+                ],
             )
 
     def keep_members(self, spec: str, label: str, keys: set[str]) -> None:

@@ -54,6 +54,7 @@ class SweepSummary:
 class _Pending:
     spec: str
     run: Run
+    position: int = 0  # the run's place in its spec's plan (grid order, then seed)
 
 
 def default_job_fn(job: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -111,8 +112,9 @@ def _sweep(
     for stale in runs_dir.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
-    first = [_Pending(s.name, r) for s in spec_list for r in s.runs(profile) if not r.references]
-    second = [_Pending(s.name, r) for s in spec_list for r in s.runs(profile) if r.references]
+    planned = [_Pending(s.name, r, i) for s in spec_list for i, r in enumerate(s.runs(profile))]
+    first = [p for p in planned if not p.run.references]
+    second = [p for p in planned if p.run.references]
     counts = {"skipped": 0, "recovered": 0, "ran": 0, "failed": 0, "dropped": 0}
     for s in spec_list:
         store.note_spec(s.name, profile, s.source, s.figure, s.title, s.labels())
@@ -205,7 +207,8 @@ def _run_stage(
     """Record membership, skip finished keys, recover runs finished on disk, execute the rest."""
     for spec in dict.fromkeys(p.spec for p in pending):
         store.add_members(
-            spec, [(p.run.key, p.run.label, p.run.axes) for p in pending if p.spec == spec]
+            spec,
+            [(p.run.key, p.run.label, p.run.axes, p.position) for p in pending if p.spec == spec],
         )
     finished = store.finished_keys()
     todo: dict[str, _Pending] = {}
@@ -320,7 +323,7 @@ def _resolve(store: Store, p: _Pending) -> tuple[_Pending, str]:
         if value is None:
             return p, f"{name} waits for the mean of {ref['field']}: {why}"
         job[name] = round(float(value), 4)
-    return _Pending(p.spec, replace(p.run, job=job)), ""
+    return replace(p, run=replace(p.run, job=job)), ""
 
 
 def _as_list(specs: Any) -> list[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,6 +111,36 @@ def summarise(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
                 float(np.clip(stats["ci_low"], 0.0, 1.0)), float(np.clip(stats["ci_high"], 0.0, 1.0)))  # fmt: skip
         rows.append({**dict(zip(by, keys, strict=True)), **stats})
     return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "ci_low", "ci_high"])
+
+
+def results_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """`evoprune results`' table: per spec, arm and grid point (every axis of the spec but the
+    seed), the mean and std of `metric`, the mean sparsity where runs report one, and n. Rows
+    in the order of `df` (the plan's); an axis a spec does not have is None.
+
+    >>> d = pd.DataFrame({"spec": ["s"] * 3, "label": ["GA"] * 3, "v": [1.0, 3.0, 5.0],
+    ...                   "axes": ['{"arch": "A"}', '{"arch": "A"}', '{"arch": "B"}']})
+    >>> results_table(d, "v")[["arch", "mean", "n"]].values.tolist()
+    [['A', 2.0, 2], ['B', 5.0, 1]]
+    """
+    points = [json.loads(a) for a in df["axes"]] if "axes" in df else [{} for _ in range(len(df))]
+    axes = list(dict.fromkeys(name for point in points for name in point))
+    grid = pd.DataFrame(
+        {name: [_cell(point.get(name)) for point in points] for name in axes}, index=df.index
+    )
+    frame = pd.concat([df[["spec", "label"]], grid, df[[metric]]], axis=1)
+    by = ["spec", "label", *axes]
+    table = summarise(frame, by, metric)[[*by, "mean", "std", "n"]]
+    if "sparsity" in df and metric != "sparsity":  # the runs' own (an axis may be a target)
+        name = "sparsity" if "sparsity" not in axes else "measured_sparsity"
+        frame[name] = df["sparsity"]
+        table.insert(len(by) + 2, name, summarise(frame, by, name)["mean"].to_numpy())
+    return table
+
+
+def _cell(value: Any) -> Any:
+    """An axis value as a group key: lists and mappings (an explicit arch) as their JSON text."""
+    return json.dumps(value) if isinstance(value, list | dict) else value
 
 
 def is_fraction(metric: str) -> bool:
