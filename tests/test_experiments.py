@@ -832,6 +832,10 @@ def test_report_is_self_contained_with_figures_tables_and_provenance(swept, tmp_
     )  # spec order
     assert page.count("<table") == summary.tables
     assert "abc123" in page and "&quot;seed&quot;" in page  # provenance: git revision, config
+    # quick-profile sweeps: the paper's findings are hints, marked so, not verdicts
+    claims = page.split('id="claims-fig6"')[1].split("</table>")[0]
+    assert "(quick)" in claims and "<td>yes</td>" not in claims and "<td>no</td>" not in claims
+    assert "Quick profile: fewer seeds" in page
     with Store(tmp_path / "other") as other:  # the same spec swept elsewhere (another profile)
         other.note_spec("fig3", "paper", "fig3.yaml")
     with pytest.raises(EvopruneError, match="report them separately"):

@@ -71,6 +71,7 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
     fig_dir = out.with_name(out.stem + "_figures")
     parts = [_header(folders, everything, meta)]
     titles = dict(zip(meta["spec"], meta["title"], strict=True))
+    profiles = dict(zip(meta["spec"], meta["profile"], strict=True))
     figures: list[str] = []
     n_tables = 0
     for spec, figure_name in _figures_to_draw(meta, runs):
@@ -99,16 +100,19 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
             parts.append(_table(table, f"summary-{spec}"))
             n_tables += 1
         vs = paper_vs_ours(sub, figure_name)
+        claims = [c for c in CLAIMS if c.figure == figure_name]
+        quick = profiles.get(spec) == "quick"
+        if quick and (not vs.empty or claims):
+            parts.append(f"<p class='note'>{QUICK_NOTE}</p>")
         if not vs.empty:
             parts.append("<h3>The paper's values beside ours</h3>")
-            parts.append(_table(_format_vs(vs), f"paper-{spec}"))
+            parts.append(_table(_format_vs(vs, quick), f"paper-{spec}"))
             n_tables += 1
-        claims = [c for c in CLAIMS if c.figure == figure_name]
         if claims:
             rows = []
             for claim in claims:
                 ours, holds = claim.check(sub)
-                rows.append({"the paper": claim.text, "ours": ours, "holds": _holds(holds)})
+                rows.append({"the paper": claim.text, "ours": ours, "holds": _holds(holds, quick)})
             parts.append("<h3>The paper's findings, checked</h3>")
             parts.append(_table(pd.DataFrame(rows), f"claims-{spec}"))
             n_tables += 1
@@ -233,10 +237,17 @@ def _summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"arch_name": "arch"})
 
 
-def _format_vs(vs: pd.DataFrame) -> pd.DataFrame:
+# beside the paper's values and findings, for a spec swept with the quick profile
+QUICK_NOTE = (
+    "Quick profile: fewer seeds and generations than the paper's, so the comparisons below "
+    "are indicative only (marked \u201cquick\u201d); the paper profile runs the paper's budgets."
+)
+
+
+def _format_vs(vs: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
     out = vs.copy()
     out["ours"] = [f"{v:.1%}" if pd.notna(v) else "not run" for v in vs["ours"]]
-    out["holds"] = [_holds(h) for h in vs["holds"]]
+    out["holds"] = [_holds(h, quick) for h in vs["holds"]]
     return out
 
 
@@ -248,10 +259,11 @@ def _format_stats(table: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"std_err": "std. error", "ci_low": "[0.025", "ci_high": "0.975]"})
 
 
-def _holds(value: object) -> str:
+def _holds(value: object, quick: bool = False) -> str:
+    """yes / no / - ; under the quick profile "yes (quick)": a hint, not a verdict."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
-    return "yes" if value else "no"
+    return ("yes" if value else "no") + (" (quick)" if quick else "")
 
 
 def _table(frame: pd.DataFrame, table_id: str) -> str:
