@@ -69,6 +69,26 @@ def test_evaluate_reproduces_the_reported_accuracy(finished_run, capsys):
     assert f"test acc {result['test_accuracy']:.4f}" in out
 
 
+def test_evaluate_fresh_samples_of_moons_are_its_distribution(tmp_path, capsys):
+    out = tmp_path / "moons"
+    assert main(["search", "--dataset", "moons", "--arch", "A", "--out", str(out), *FAST]) == 0
+    result = json.loads((out / "result.json").read_text())
+    capsys.readouterr()
+    # the test split is the generator's 16,000 samples of seed 42: the same accuracy
+    code, text, _ = run_cli(["evaluate", out, "--fresh", "16000", "--fresh-seed", "42"], capsys)
+    fresh = text.splitlines()[-1]
+    assert code == 0 and fresh.startswith("moons: 16,000 fresh samples (seed 42): acc ")
+    assert float(fresh.split("acc ")[1].split(",")[0]) == pytest.approx(
+        result["test_accuracy"], abs=1e-6
+    )
+    errors = round((1 - result["test_accuracy"]) * 16000)
+    low, high = (float(v) for v in fresh.split("95% CI ")[1].rstrip(")").split(" to "))
+    assert f"{errors:,} errors" in fresh and low < errors / 16000 < high
+    for bad in (["--fresh", "0"], ["--fresh", "10", "--dataset", "circles"]):
+        code, _, err = run_cli(["evaluate", out, *bad], capsys)
+        assert code == 2 and err.count("\n") == 1 and "--fresh" in err, bad
+
+
 def test_export_state_dict_loads_with_weights_only(finished_run, tmp_path, capsys):
     target = tmp_path / "net.pt"
     code, _, _ = run_cli(["export", finished_run / "ticket.npz", "--out", target], capsys)
