@@ -38,12 +38,14 @@ def build_parser() -> Parser:
         search,
         selection,
         studies,
+        ticket,
     )
 
     parser = Parser(prog="evoprune", description="Strong lottery tickets by evolutionary search.")
     parser.add_argument("--version", action="version", version=f"evoprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (search, baseline, experiments, analyze, prune, selection, compare, studies):
+    modules = (search, ticket, baseline, experiments, analyze, prune, selection, compare, studies)
+    for module in modules:
         module.register(sub)
     return parser
 

@@ -1,0 +1,221 @@
+"""`evoprune evaluate | export`: score a found ticket on its data, new data or fresh samples,
+and write its masked network."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from evoprune.cli.data import add_data_args, data_job
+from evoprune.errors import EvopruneError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a ticket on its dataset (or another)")
+    p.add_argument("ticket", type=Path, help="a ticket.npz written by a run, or its folder")
+    add_data_args(p, required=False)
+    p.add_argument(
+        "--fresh",
+        type=int,
+        metavar="N",
+        help="moons / circles: also score N new samples from the dataset's distribution, "
+        "with the error rate's 95%% interval (a 16,000-point test set resolves rates only to "
+        "about 1e-4)",
+    )
+    p.add_argument("--fresh-seed", type=int, default=7, help="their seed (default: 7)")
+    p.set_defaults(run=run_evaluate)
+
+    p = sub.add_parser("export", help="write a ticket's masked network as a torch state_dict")
+    p.add_argument("ticket", type=Path, help="a ticket.npz written by a run, or its folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output .pt file (default: network.pt beside the ticket, or small.pt in the "
+        "selection-prune run's folder)",
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        help="for a selection-prune run (its folder): remove this share of hidden neurons, "
+        "lowest masses first (default: only the extinct ones)",
+    )
+    p.set_defaults(run=run_export)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from evoprune.data.registry import dataset_from_config
+    from evoprune.evaluate import score, score_splits
+    from evoprune.ticket import Ticket
+
+    ticket = Ticket.load(args.ticket)
+    if args.fresh is not None:
+        _check_fresh(args, ticket)
+    model = ticket.build_model()
+    n_in = 784 if ticket.arch == "conv" else model[0].in_features
+    n_out = _n_classes(ticket, model)
+    if args.data is not None:  # new data: every row, preprocessed as the ticket's training data
+        X, y = _new_data(args, ticket, n_out)
+        _check_width(args.ticket, n_in, X[0].numel(), ticket.dataset.get("columns"))
+        _check_classes(model, ticket, args.data.name, X, y)
+        m = score_splits(model, ticket.mask, {"all": (X, y)})
+        print(
+            f"{args.data.name}: {len(y)} rows, acc {m['all_accuracy']:.4f}, "
+            f"loss {m['all_loss']:.4f}, sparsity {ticket.sparsity:.3f}"
+        )
+        return 0
+    if args.dataset is None:
+        ds = dataset_from_config(ticket.dataset)
+        _note_changed(ticket.dataset, ds.config)
+    else:
+        ds = _named_dataset(args, ticket.dataset)
+    _check_width(args.ticket, n_in, ds.n_features)
+    _check_classes(model, ticket, ds.name, ds.X_train, ds.y_train, ds.X_test, ds.y_test)
+    m = score(model, ticket.mask, ds)
+    print(
+        f"{ds.name}: train acc {m['train_accuracy']:.4f}, test acc {m['test_accuracy']:.4f}, "
+        f"train loss {m['train_loss']:.4f}, test loss {m['test_loss']:.4f}, "
+        f"sparsity {ticket.sparsity:.3f}"
+    )
+    if args.fresh:
+        _print_fresh(model, ticket, args.fresh, args.fresh_seed)
+    return 0
+
+
+def _check_fresh(args: argparse.Namespace, ticket: Any) -> None:
+    from evoprune.data.registry import GENERATORS
+
+    if args.fresh < 1:
+        raise EvopruneError(f"--fresh: expected a positive number of samples, got {args.fresh}")
+    name = ticket.dataset.get("name")
+    if name not in GENERATORS:
+        raise EvopruneError(
+            f"--fresh: only for a ticket found on a generated dataset ({', '.join(GENERATORS)}); "
+            f"this one was found on {name or ticket.dataset.get('path', 'a data file')}"
+        )
+    if args.data is not None or args.dataset not in (None, name):
+        raise EvopruneError(f"--fresh: draws from the ticket's own dataset ({name}); "
+                            "leave out --data / --dataset")  # fmt: skip
+
+
+def _print_fresh(model: Any, ticket: Any, n: int, seed: int) -> None:
+    """The ticket's accuracy on `n` fresh samples of its generated dataset, with the error
+    rate's exact (Clopper-Pearson) 95% interval."""
+    from scipy.stats import beta
+
+    from evoprune.data import fresh_sample
+    from evoprune.data.newdata import trained_normalize
+    from evoprune.evaluate import score_splits
+
+    X, y = fresh_sample(ticket.dataset.get("name"), n, seed, trained_normalize(ticket.dataset))
+    accuracy = score_splits(model, ticket.mask, {"fresh": (X, y)})["fresh_accuracy"]
+    errors = round((1 - accuracy) * n)
+    low = beta.ppf(0.025, errors, n - errors + 1) if errors else 0.0
+    high = beta.ppf(0.975, errors + 1, n - errors) if errors < n else 1.0
+    print(
+        f"{ticket.dataset.get('name')}: {n:,} fresh samples (seed {seed}): acc {accuracy:.6f}, "
+        f"{errors:,} errors, error rate {errors / n:.3g} (95% CI {low:.3g} to {high:.3g})"
+    )
+
+
+def _new_data(args: argparse.Namespace, ticket: Any, n_out: int) -> tuple[Any, Any]:
+    """A --data file for a ticket: every row, its classes numbered as in the ticket's training
+    data, its features preprocessed as the training data's were (pixels / 255 for mnist, the
+    recorded global or per-feature ranges, or none), unless --normalize/--no-normalize says
+    otherwise (said on stderr)."""
+    from evoprune.data.newdata import load_like
+
+    job = data_job(args)
+    X, y, notes = load_like(job["data"], job.get("target"), ticket.dataset, n_out, args.normalize)
+    for note in notes:
+        print(note, file=sys.stderr)
+    return X, y
+
+
+def _named_dataset(args: argparse.Namespace, trained: dict[str, Any]):
+    """--dataset NAME for a ticket: its class count and scaling by default those the ticket was
+    trained with; an explicit --normalize/--no-normalize that differs is said on stderr."""
+    from evoprune.data.newdata import trained_normalize
+    from evoprune.jobkeys import job_dataset
+
+    job = data_job(args)
+    if args.classes is None and args.dataset == trained.get("name") and trained.get("classes"):
+        job["classes"] = int(trained["classes"])
+    if trained.get("name"):
+        was = trained_normalize(trained)
+        if args.normalize is None:
+            job["normalize"] = was
+        elif args.normalize != was:
+            print(f"note: the ticket was trained on {'scaled' if was else 'raw'} features; "
+                  f"{'--normalize' if args.normalize else '--no-normalize'} overrides that",
+                  file=sys.stderr)  # fmt: skip
+    return job_dataset(job)
+
+
+def _note_changed(recorded: dict[str, Any], rebuilt: dict[str, Any]) -> None:
+    """A note (not an error: the scores are right for the data as read, and the same images
+    re-saved differ in bytes) when the ticket's data file no longer has the digest it had."""
+    before, now = recorded.get("sha256"), rebuilt.get("sha256")
+    if before and now and before != now:
+        where = recorded.get("path") or recorded.get("data_dir") or recorded.get("name")
+        print(f"note: {where} has changed since the ticket was made (sha256 {before} then, "
+              f"{now} now); scoring the data as it is now", file=sys.stderr)  # fmt: skip
+
+
+def _check_classes(model: Any, ticket: Any, name: str, *tensors: Any) -> None:
+    """Labels the network cannot output (a 3-class ticket on 10 classes): one line saying how
+    many classes the ticket has, instead of an index error inside torch."""
+    from evoprune.inputs import check_data
+
+    try:
+        check_data(model, *tensors)
+    except EvopruneError as exc:
+        n_out = _n_classes(ticket, model)
+        if ticket.dataset.get("name") in (None, "file"):
+            hint = f"; the ticket has {n_out} classes"
+        else:
+            hint = (f"; the ticket has {n_out} classes (trained with --classes {n_out}); "
+                    f"pass --classes {n_out}")  # fmt: skip
+        raise EvopruneError(f"{name}: {exc}{hint}") from None
+
+
+def _n_classes(ticket: Any, model: Any) -> int:
+    """The ticket's class count: its network's outputs."""
+    from evoprune.nets import ConvNet
+
+    return ConvNet.classes_for(ticket.n_bits) if ticket.arch == "conv" else model[-1].out_features
+
+
+def _check_width(
+    ticket: Path, n_in: int, n_features: int, columns: list[str] | None = None
+) -> None:
+    from evoprune.data.registry import describe_columns
+
+    if n_features != n_in:
+        raise EvopruneError(
+            f"{ticket}: the network takes {n_in} features{describe_columns(columns)}, "
+            f"the data has {n_features}"
+        )
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from evoprune.ticket import Ticket, export_state_dict, ticket_path
+
+    if (args.ticket / "network.npz").is_file() or args.ticket.name == "network.npz":
+        # a selection-prune run: its own, physically smaller export
+        from evoprune.cli.selection import run_export_selection
+
+        run_dir = args.ticket if args.ticket.is_dir() else args.ticket.parent
+        args.out = args.out or run_dir / "small.pt"
+        return run_export_selection(args)
+    args.ticket = ticket_path(args.ticket)
+    args.out = args.out or args.ticket.parent / "network.pt"
+    if args.out.suffix.lower() not in (".pt", ".pth"):
+        raise EvopruneError(f"--out: expected a .pt file name, got {str(args.out)!r}")
+    if args.fraction is not None:
+        raise EvopruneError("--fraction: only for a selection-prune run")
+    ticket = Ticket.load(args.ticket)
+    export_state_dict(ticket, args.out)
+    print(f"wrote {args.out} (layers {ticket.layers}, sparsity {ticket.sparsity:.3f})")
+    return 0
