@@ -633,6 +633,30 @@ def test_killed_sweep_loses_no_finished_run_and_repeats_none(tmp_path):
     assert s.skipped == len(before)
 
 
+def test_an_interrupted_sweep_records_the_runs_its_workers_still_finish(tmp_path):
+    # Ctrl-C for the sweep alone (SIGINT to its process, as a job scheduler sends it): the runs
+    # already with a worker finish and are recorded; queued runs never start
+    script, out, log = tmp_path / "driver.py", tmp_path / "sweep", tmp_path / "calls.log"
+    script.write_text(KILL_DRIVER.replace("time.sleep(0.4)", "time.sleep(1.5)"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(log)], env=env,
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 90
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert b"KeyboardInterrupt" in err
+    started = {job_key(json.loads(line)) for line in log.read_text().splitlines()}
+    assert 2 <= len(started) < 16
+    assert _finished(out) == started  # none lost, none run after the interrupt
+    for key in started:
+        assert (out / "runs" / key / "result.json").is_file()
+
+
 # -- statistics -----------------------------------------------------------------------------------
 
 

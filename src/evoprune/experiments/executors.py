@@ -103,6 +103,8 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None):
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
+        self._futures: dict[Future[Payload], int] = {}  # the current `run`'s, not yet yielded
+        self._drained = False
 
     def run(self, fn: JobFn, jobs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, Payload]]:
         if not jobs:
@@ -113,7 +115,7 @@ class LocalExecutor:
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_init,
             )
-        futures: dict[Future[Payload], int] = {
+        futures = self._futures = {
             self._pool.submit(execute_run, fn, job): i for i, job in enumerate(jobs)
         }
         pending = set(futures)
@@ -126,7 +128,23 @@ class LocalExecutor:
                     if exc is None
                     else Payload(None, error=f"{type(exc).__name__}: {exc}")
                 )
-                yield futures[fut], payload
+                yield futures.pop(fut), payload
+
+    def drain(self, seconds: float = STOP_SECONDS) -> Iterator[tuple[int, Payload]]:
+        """After an interrupt: queued runs are cancelled, and the runs that finish within
+        `seconds` (or had finished unread) are yielded, so that the sweep records them instead
+        of throwing them away. Runs that failed or were interrupted are not yielded."""
+        self._drained = True
+        futures, self._futures = self._futures, {}
+        for fut in futures:
+            fut.cancel()
+        running = [f for f in futures if not f.cancelled()]
+        if not running:
+            return
+        done, _ = wait(running, timeout=seconds)
+        for fut in done:
+            if fut.exception() is None and fut.result().error is None:
+                yield futures[fut], fut.result()
 
     def close(self) -> None:
         """Stop the pool in bounded time: queued runs are cancelled, and a worker that has not
@@ -136,7 +154,8 @@ class LocalExecutor:
             return
         workers = list(getattr(self._pool, "_processes", {}).values())  # the pool's own record
         self._pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + STOP_SECONDS
+        # after `drain` has waited, a worker still busy is stopped at once
+        deadline = time.monotonic() + (0.0 if self._drained else STOP_SECONDS)
         for proc in workers:
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():

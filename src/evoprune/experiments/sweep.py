@@ -189,6 +189,11 @@ class _LazyExecutor:
             self.executor = make_executor(self.spec, self.workers, self.ray_address)
         return self.executor.run(fn, jobs)
 
+    def drain(self) -> Iterator[tuple[int, Payload]]:
+        """The runs that finish shortly after an interrupt (executors that can tell)."""
+        drain = getattr(self.executor, "drain", None)
+        return drain() if drain is not None else iter(())
+
     def close(self) -> None:
         if self.executor is not None:
             self.executor.close()
@@ -232,7 +237,8 @@ def _run_stage(
         return
     keys = list(todo)
     submitted = time.time()
-    for index, payload in ex.run(fn, [todo[k].run.job for k in keys]):
+
+    def finish(index: int, payload: Payload) -> None:
         key = keys[index]
         p = todo[key]
         _finish(store, runs_dir, p, key, payload, submitted)
@@ -244,6 +250,14 @@ def _run_stage(
                 f"{p.spec}/{p.run.label} seed {p.run.job.get('seed')} ({key}): {payload.error}"
             )
         bar.update(1)
+
+    try:
+        for index, payload in ex.run(fn, [todo[k].run.job for k in keys]):
+            finish(index, payload)
+    except KeyboardInterrupt:  # keep what the running workers still finish, then stop
+        for index, payload in ex.drain():
+            finish(index, payload)
+        raise
 
 
 def _finish(
