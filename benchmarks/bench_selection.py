@@ -18,11 +18,11 @@ import torch
 
 from evoprune.data import load_dataset
 from evoprune.nets import MLP
-from evoprune.pruning.masses import Masses, shrink_mlp
-from evoprune.pruning.selection import SelectionConfig, SelectionDynamics
-from evoprune.pruning.selection_export import inference_seconds
-from evoprune.pruning.selection_run import small_widths
-from evoprune.pruning.training import TrainConfig, init_default, steps_per_epoch, train
+from evoprune.pruning.selection.dynamics import SelectionConfig, SelectionDynamics
+from evoprune.pruning.selection.export import inference_seconds
+from evoprune.pruning.selection.masses import Masses, shrink_mlp
+from evoprune.pruning.selection.run import small_widths
+from evoprune.pruning.selection.training import TrainConfig, init_default, steps_per_epoch, train
 
 
 def one_epoch(X, y, dynamics: str | None, seed: int, augment: str) -> tuple[float, float]:

@@ -13,8 +13,7 @@ from torch.nn import functional as F
 from evoprune.cli import main
 from evoprune.errors import EvopruneError
 from evoprune.nets import MLP
-from evoprune.pruning.masses import Masses, lowest, shrink_mlp
-from evoprune.pruning.selection import (
+from evoprune.pruning.selection.dynamics import (
     SelectionConfig,
     SelectionDynamics,
     exponential,
@@ -24,8 +23,9 @@ from evoprune.pruning.selection import (
     replicator,
     target_schedule,
 )
-from evoprune.pruning.selection_export import export_selection, load_exported, prune_keep
-from evoprune.pruning.selection_job import load_network, run_selection_job
+from evoprune.pruning.selection.export import export_selection, load_exported, prune_keep
+from evoprune.pruning.selection.job import load_network, run_selection_job
+from evoprune.pruning.selection.masses import Masses, lowest, shrink_mlp
 
 TINY = {
     "method": "selection",

@@ -53,7 +53,7 @@ METHODS: dict[str, Method] = {
     "edge-popup": Method("evoprune.baselines.jobs", "run_edge_popup_job", "EDGE_POPUP_KEYS"),
     "backprop": Method("evoprune.baselines.jobs", "run_backprop_job", "BACKPROP_KEYS"),
     # pruning a network while or after training it
-    "selection": Method("evoprune.pruning.selection_job", "run_selection_job", "SELECTION_KEYS"),
+    "selection": Method("evoprune.pruning.selection.job", "run_selection_job", "SELECTION_KEYS"),
     "cmaes-synflow": _PRUNE,
     "cmaes-trainfit": _PRUNE,
     "magnitude": _PRUNE,

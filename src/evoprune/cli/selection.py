@@ -1,6 +1,6 @@
 """`evoprune selection-prune`: prune during training by selection dynamics on neuron masses.
 
-Thin: builds a job dict (see `evoprune.pruning.selection_job`), runs it through the same runner as
+Thin: builds a job dict (see `evoprune.pruning.selection.job`), runs it through the same runner as
 sweeps do, prints a summary.
 """
 
@@ -99,7 +99,7 @@ KEYS = (
 
 def run_selection_prune(args: argparse.Namespace) -> int:
     from evoprune.cli.data import check_out, data_job
-    from evoprune.pruning.selection_job import run_selection_job, selection_settings
+    from evoprune.pruning.selection.job import run_selection_job, selection_settings
 
     job: dict[str, Any] = {"method": "selection", **data_job(args), "seed": args.seed}
     job.update({k: getattr(args, k) for k in KEYS})
@@ -142,8 +142,8 @@ def run_export_selection(args: argparse.Namespace) -> int:
     import torch
 
     from evoprune.data.registry import dataset_from_config
-    from evoprune.pruning.selection_export import export_selection, inference_seconds, prune_keep
-    from evoprune.pruning.selection_job import load_network
+    from evoprune.pruning.selection.export import export_selection, inference_seconds, prune_keep
+    from evoprune.pruning.selection.job import load_network
 
     exported = export_selection(args.ticket, args.out, args.fraction)
     model, masses, header = load_network(args.ticket)

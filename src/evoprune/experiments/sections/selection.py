@@ -61,7 +61,7 @@ def draw_fraction_lines(frame: pd.DataFrame, title: str):
     """One panel per dataset: mean test accuracy (95% CI band) against the share removed."""
     from matplotlib.figure import Figure
 
-    from evoprune.pruning.selection_figures import COLORS
+    from evoprune.pruning.selection.figures import COLORS
 
     datasets = list(dict.fromkeys(frame["dataset"]))
     fig = Figure(figsize=(6.0 * len(datasets), 4.4), layout="constrained")

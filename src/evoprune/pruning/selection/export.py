@@ -2,7 +2,7 @@
 
 `export_selection` loads ``network.npz``, optionally hard-prunes it further to a fraction of hidden
 neurons (lowest masses first, as the run's levels do), folds the surviving masses into the weights
-(`evoprune.pruning.masses.shrink_mlp`) and saves a plain ``state_dict`` of an `evoprune.nets.MLP`
+(`evoprune.pruning.selection.masses.shrink_mlp`) and saves a plain ``state_dict`` of an `evoprune.nets.MLP`
 (loadable with ``torch.load(path, weights_only=True)``).
 """
 
@@ -18,8 +18,8 @@ import torch
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
 from evoprune.nets import MLP
-from evoprune.pruning.masses import lowest, shrink_mlp
-from evoprune.pruning.selection_job import load_network
+from evoprune.pruning.selection.job import load_network
+from evoprune.pruning.selection.masses import lowest, shrink_mlp
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ from torch import nn
 
 from evoprune.data.registry import Dataset
 from evoprune.nets import MLP
-from evoprune.pruning.masses import Masses, lowest
-from evoprune.pruning.selection import SelectionConfig, SelectionDynamics
-from evoprune.pruning.training import (
+from evoprune.pruning.selection.dynamics import SelectionConfig, SelectionDynamics
+from evoprune.pruning.selection.masses import Masses, lowest
+from evoprune.pruning.selection.training import (
     TrainConfig,
     accuracy,
     init_default,

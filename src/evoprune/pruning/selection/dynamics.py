@@ -6,7 +6,7 @@ The paper does not publish its equations; the ones below are this toolkit's spec
 choice configurable and recorded in ``result.json``.
 
 Each hidden unit ``i`` is a population with mass ``m_i`` (initially 1) scaling its output
-(`evoprune.pruning.masses`). After every optimiser step, per layer:
+(`evoprune.pruning.selection.masses`). After every optimiser step, per layer:
 
 1. fitness from the mini-batch: ``g_i = ∂L/∂m_i = mean_b a_bi δ_bi``; ``taylor``: ``f = |g|``,
    ``signed``: ``f = -g``;
@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from evoprune.errors import EvopruneError
-from evoprune.pruning.masses import Masses, lowest
+from evoprune.pruning.selection.masses import Masses, lowest
 
 DYNAMICS = ("replicator", "exponential", "logistic")
 FITNESS = ("taylor", "signed")

@@ -31,10 +31,10 @@ from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.nets import MLP, parse_arch
-from evoprune.pruning.masses import Masses
-from evoprune.pruning.selection import SelectionConfig
-from evoprune.pruning.selection_run import CONTROLS, SelectionRun, n_epochs_total, run_selection
-from evoprune.pruning.training import TrainConfig
+from evoprune.pruning.selection.dynamics import SelectionConfig
+from evoprune.pruning.selection.masses import Masses
+from evoprune.pruning.selection.run import CONTROLS, SelectionRun, n_epochs_total, run_selection
+from evoprune.pruning.selection.training import TrainConfig
 from evoprune.results import RESULT_FIELDS, base_result, write_run_dir
 
 DEFAULT_LEVELS = (0.35, 0.5, 0.7, 0.8, 0.9)
@@ -199,7 +199,7 @@ def run_selection_job(
         write_atomic(
             out / "masses.npz", _npz(masses=run.snapshots, sizes=np.array(run.masses.sizes))
         )
-        from evoprune.pruning.selection_figures import draw_run_figures
+        from evoprune.pruning.selection.figures import draw_run_figures
 
         draw_run_figures(out, result, run.snapshots, run.masses.sizes)
         write_run_dir(out, result, None, run.history)
