@@ -31,8 +31,6 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import torch
-
 from evoprune.data import fresh_sample
 from evoprune.data.registry import GENERATORS, dataset_from_config
 from evoprune.evaluate import score_splits
@@ -114,20 +112,13 @@ def disagreement(tmp: Path, fresh: dict) -> str:
     splits = {"train": (ds.X_train, ds.y_train), "test": (ds.X_test, ds.y_test), **fresh}
     parts = []
     for name, (X, y) in splits.items():
-        pred = [predict(t, X) for t in tickets]
+        pred = [t.predict(X) for t in tickets]
         differ = pred[0] != pred[1]
         right = [int((p[differ] == y[differ]).sum()) for p in pred]
         parts.append(
             f"{name} {int(differ.sum())}" + (f" ({right[0]}/{right[1]})" if differ.any() else "")
         )
     return "disagree " + ", ".join(parts) + " (GA/memetic right)"
-
-
-def predict(ticket: Ticket, X: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
-    """The ticket's predicted class of every row of X."""
-    model = ticket.masked_model()
-    with torch.no_grad():
-        return torch.cat([model(X[i : i + chunk]).argmax(1) for i in range(0, len(X), chunk)])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from evoprune.cli import main
 
 SEARCH = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A"]
@@ -31,7 +33,39 @@ def test_compare_prints_one_line_per_run(tmp_path, capsys):
         "seconds",
     ]
     assert lines[2].split()[1] == "ga" and lines[3].split()[1] == "ga-adaptive"
-    assert len(lines) == 4
+    assert len(lines) == 5 and lines[4].startswith("paired on the test set (")
+
+
+def _paired(line: str) -> tuple[int, int, int, int, float]:
+    """(points, disagreements, first right, second right, p) of a "paired on" line."""
+    points = int(re.search(r"\d[\d,]*", line).group().replace(",", ""))
+    disagree = int(line.split("disagree on ")[1].split(";")[0].replace(",", ""))
+    first = int(line.split(" right on ")[1].split(",")[0].replace(",", ""))
+    second = int(line.split(" on ")[-1].split(";")[0].replace(",", ""))
+    return points, disagree, first, second, float(line.split("p = ")[1])
+
+
+def test_compare_two_tickets_pairs_them_on_the_test_set_and_fresh_samples(tmp_path, capsys):
+    import json
+
+    runs = []
+    for variant in ("ga", "memetic"):
+        runs.append(tmp_path / variant)
+        args = ["search", "--dataset", "moons", "--arch", "A", "--variant", variant]
+        assert main([*args, "--out", str(runs[-1]), *FAST]) == 0
+    acc = [json.loads((r / "result.json").read_text())["test_accuracy"] for r in runs]
+    capsys.readouterr()
+    # the test split is the generator's 16,000 samples of seed 42: both lines agree
+    assert main(["compare", *map(str, runs), "--fresh", "16000", "--fresh-seed", "42"]) == 0
+    test, fresh = capsys.readouterr().out.strip().splitlines()[-2:]
+    points, disagree, first, second, p = _paired(test)
+    assert points == 16000 and first + second <= disagree
+    # only where they disagree can one be right and the other wrong: the accuracies' difference
+    assert first - second == round((acc[0] - acc[1]) * points)
+    assert fresh.startswith("paired on 16,000 fresh samples (seed 42)")
+    assert _paired(fresh)[1:] == (disagree, first, second, p) and 0 <= p <= 1
+    assert main(["compare", str(runs[0]), str(runs[0]), "--fresh", "0"]) == 2
+    assert main(["compare", str(runs[0]), "--fresh", "10"]) == 2
 
 
 def test_compare_of_an_unfinished_run_is_one_line(tmp_path, capsys):
@@ -82,9 +116,10 @@ def test_compare_takes_a_folder_of_runs_and_passes_over_files(tmp_path, capsys):
     (tmp_path / "runs" / "notes.txt").write_text("x")
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "runs")]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 4  # header lines + two runs
+    # header lines, two runs, and the two tickets paired on the test set
+    assert len(capsys.readouterr().out.strip().splitlines()) == 5
     files = sorted(str(p) for p in (tmp_path / "runs").iterdir())
     assert main(["compare", *files]) == 0
     captured = capsys.readouterr()
     assert "notes.txt is a file, not a run folder" in captured.err
-    assert len(captured.out.strip().splitlines()) == 4
+    assert len(captured.out.strip().splitlines()) == 5

@@ -39,6 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("runs", type=Path, nargs="+",
                    help="run folders (each with a result.json), or a folder of them")  # fmt: skip
+    p.add_argument(
+        "--fresh",
+        type=int,
+        metavar="N",
+        help="two tickets on moons / circles: also compare them on N new samples of the "
+        "dataset's distribution",
+    )
+    p.add_argument("--fresh-seed", type=int, default=7, help="their seed (default: 7)")
     p.set_defaults(run=run_compare)
 
 
@@ -89,7 +97,58 @@ def run_compare(args: argparse.Namespace) -> int:
     if said:
         print(f"{said}{' (the same random network)' if same_network else ''}:")
     print(format_table(rows, tuple(differ) + COLUMNS))
+    folders = [Path(name) for name, _ in rows]
+    if len(folders) == 2 and all((f / "ticket.npz").is_file() for f in folders):
+        for line in paired_lines(folders, args.fresh, args.fresh_seed):
+            print(line)
+    elif args.fresh is not None:
+        raise EvopruneError("--fresh: compares two runs that have a ticket.npz each")
     return 0
+
+
+def paired_lines(folders: list[Path], fresh: int | None, fresh_seed: int) -> list[str]:
+    """Two tickets on the same samples: where they predict differently, which is right there,
+    and the exact McNemar p-value of "equally accurate"; on the test set, and on `fresh` new
+    samples of a generated dataset. Nothing when the tickets were found on different data."""
+    from evoprune.data import fresh_sample
+    from evoprune.data.newdata import trained_normalize
+    from evoprune.data.registry import GENERATORS, dataset_from_config
+    from evoprune.experiments.stats import mcnemar_exact
+    from evoprune.ticket import Ticket
+
+    a, b = (Ticket.load(f / "ticket.npz") for f in folders)
+    if a.dataset != b.dataset:
+        if fresh is not None:
+            raise EvopruneError("--fresh: the two tickets were found on different data")
+        return []
+    name = a.dataset.get("name")
+    splits = {}
+    ds = dataset_from_config(a.dataset)
+    if ds.X_test is not None and len(ds.y_test):
+        splits[f"the test set ({len(ds.y_test):,} points)"] = (ds.X_test, ds.y_test)
+    if fresh is not None:
+        if fresh < 1 or name not in GENERATORS:
+            raise EvopruneError(
+                f"--fresh: expected a positive count and tickets found on "
+                f"{' or '.join(GENERATORS)}, got {fresh} on {name or 'a data file'}"
+            )
+        X, y = fresh_sample(name, fresh, fresh_seed, trained_normalize(a.dataset))
+        splits[f"{fresh:,} fresh samples (seed {fresh_seed})"] = (X, y)
+    lines = []
+    for where, (X, y) in splits.items():
+        pa, pb = a.predict(X), b.predict(X)
+        differ = pa != pb
+        a_only, b_only = (int((p[differ] == y[differ]).sum()) for p in (pa, pb))
+        lines.append(
+            f"paired on {where}: they disagree on {int(differ.sum()):,}; {folders[0]} right on "
+            f"{a_only:,}, {folders[1]} on {b_only:,}; exact McNemar p = "
+            f"{_p(mcnemar_exact(a_only, b_only))}"
+        )
+    return lines
+
+
+def _p(value: float) -> str:
+    return f"{value:.3g}" if value >= 1e-300 else "< 1e-300"
 
 
 def _run_folders(paths: list[Path]) -> list[Path]:
