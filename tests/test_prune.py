@@ -12,6 +12,7 @@ from evoprune.ga import post_prune
 from evoprune.ga import prune as prune_module
 from evoprune.masks import MaskSpace
 from evoprune.nets import build_mlp
+from evoprune.progress import progress_bar
 
 
 def plain_walk(model: nn.Module, space: MaskSpace, mask: torch.Tensor, X, y) -> torch.Tensor:
@@ -134,3 +135,51 @@ def test_other_modules_take_the_general_path_and_equal_the_plain_walk(monkeypatc
     assert not (pruned & ~mask).any()
     assert report.accuracy_after >= report.accuracy_before
     assert report.bits_after < report.bits_before
+
+
+def tied_net(layers: list[int], seed: int) -> nn.Module:
+    """Two identical output units: every sample starts on an exact tie, so the incremental
+    walk hands many of its decisions to the evaluator."""
+    net = build_mlp(layers, seed=seed)
+    with torch.no_grad():
+        net[-1].weight[1] = net[-1].weight[0]
+        net[-1].bias[1] = net[-1].bias[0]
+    return net
+
+
+@pytest.mark.parametrize(
+    ("layers", "sparse", "tied"),
+    [
+        ([6, 16, 2], True, False),
+        ([5, 10, 8, 2], False, False),
+        ([6, 8, 10, 10], True, False),
+        ([4, 10, 2], False, True),
+        ([5, 9, 7, 3], False, True),
+    ],
+)
+@pytest.mark.parametrize("criterion", ["accuracy", "accuracy-loss"])
+def test_incremental_decisions_equal_the_evaluator_walk(
+    monkeypatch, layers, sparse, tied, criterion
+):
+    """The incremental walk (float64 state, rounding bound) against the general walk, which
+    judges every candidate with the batched `Evaluator`: the same mask, bit for bit, and the
+    same reported accuracies."""
+    X, y = teacher_data(layers[0], layers[-1], 300, 7, sparse)
+    net = tied_net(layers, 7) if tied else build_mlp(layers, seed=7)
+    ev = Evaluator(net, X, y, cache=False, metrics=("accuracy",))
+    mask = torch.ones(ev.n_bits, dtype=torch.bool)
+    if not tied:
+        mask = torch.rand(ev.n_bits, generator=torch.Generator().manual_seed(7)) < 0.8
+    bar = progress_bar(enabled=False)
+    if criterion == "accuracy":
+        expected, expected_report = prune_module._speculative_walk(ev, mask, bar)
+    else:
+        expected, expected_report = prune_module._GuardedWalk(ev, criterion, 0).run(mask, bar)
+    with monkeypatch.context() as m:
+        m.setattr(prune_module, "_speculative_walk", no_general_path)
+        m.setattr(prune_module, "_GuardedWalk", no_general_path)
+        pruned, report = post_prune(ev, mask, criterion)
+    assert torch.equal(pruned, expected)
+    assert report.bits_after == expected_report.bits_after < report.bits_before
+    assert report.accuracy_before == expected_report.accuracy_before
+    assert report.accuracy_after == expected_report.accuracy_after

@@ -37,13 +37,14 @@ Three ways to walk, each with the outcome of the plain one-candidate-at-a-time w
   sample or on the guard slice (`_GuardedWalk`).
 
 Rounding: the incremental walk decides on float64 logits, whose error we bound per sample
-(`_rounding_bound`); a sample whose margin is within the bound is *undecided*, and a decision
-touching one is left to the `Evaluator`. So the decisions are those of exact arithmetic. A
-float32 walk (the `Evaluator`, or a plain forward) can only decide differently when a sample's
-float32 margin is within float32 rounding (~1e-6 relative) of zero at that step, where two
-float32 walks summing in different orders disagree with each other as well. The reported
-accuracies are the `Evaluator`'s, of the first and the final mask; should the final one ever
-be lower, the general path redoes the walk.
+(`evoprune.local.incremental.rounding_bound`, the exact local search's bound, here over the
+starting mask's weights with one update per set bit); a sample whose margin is within the
+bound is *undecided*, and a decision touching one is left to the `Evaluator`. So the
+decisions are those of exact arithmetic. A float32 walk (the `Evaluator`, or a plain forward)
+can only decide differently when a sample's float32 margin is within float32 rounding (~1e-6
+relative) of zero at that step, where two float32 walks summing in different orders disagree
+with each other as well. The reported accuracies are the `Evaluator`'s, of the first and the
+final mask; should the final one ever be lower, the general path redoes the walk.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ from evoprune.progress import progress_bar
 from evoprune.seeding import torch_generator
 
 MAX_BATCH = 256  # candidates per batch of the general path
-UNIT_ROUNDOFF = 2.0**-53  # float64
 HOLDOUT_FRACTION = 0.2  # share of the training set the "holdout" criterion sets aside
 LOSS_SLACK = 1e-6  # per sample: a rise of the mean cross-entropy below this is rounding
 
@@ -249,28 +249,6 @@ class _GuardedWalk:
         return mask, report
 
 
-def _rounding_bound(
-    weights: list[np.ndarray], biases: list[np.ndarray], XT: np.ndarray, n_updates: int
-) -> np.ndarray:
-    """Per sample, a bound on |computed - exact| float64 margin for *every* submask: ``(s,)``.
-
-    A dot product of n terms plus a bias errs by at most gamma(n+1) * (|W| |x| + |b|), with
-    gamma(n) = n u / (1 - n u) (Higham, Accuracy and Stability of Numerical Algorithms, 2002,
-    eq. 3.5), and an error carried in from the layer below grows by at most |W|. With
-    ``B_l = |W_l| B_{l-1} + |b_l|`` from ``B_0 = |x|`` under the starting mask, which bounds
-    every |activation| of every submask (masking only drops terms; |relu(z)| <= |z|), a logit
-    errs by at most ``sum_l gamma(n_l + 1) B_L``, a margin by twice that. Each accepted
-    removal updates values in place with a product and a sum of terms bounded by 2B (at most
-    6u B, carried up by |W|); we count 8u B_L per removal. Twice all that, for safety.
-    """
-    gamma, bound = 0.0, np.abs(XT)
-    for w, b in zip(weights, biases, strict=True):
-        n = w.shape[1] + 1
-        gamma += n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
-        bound = np.abs(w) @ bound + np.abs(b)
-    return (4 * gamma + 8 * UNIT_ROUNDOFF * n_updates) * bound.max(0)
-
-
 class _IncrementalWalk:
     """The walk over an MLP stack with float64 activations updated one connection at a time.
 
@@ -283,6 +261,9 @@ class _IncrementalWalk:
     """
 
     def __init__(self, evaluator: Evaluator, mask: torch.Tensor, criterion: str = "accuracy"):
+        # here, not at the top: `evoprune.ga` loads without numba, which incremental.py needs
+        from evoprune.local.incremental import rounding_bound
+
         self.evaluator, self.mask, self.criterion = evaluator, mask, criterion
         self.loss_slack = LOSS_SLACK * len(evaluator.y)  # as `_GuardedWalk`'s
         self.layers = FastMLP(evaluator.model, evaluator.space).layers
@@ -292,11 +273,13 @@ class _IncrementalWalk:
             if layer.bits is not None:
                 w = w * mask[layer.bits].view(w.shape)
             self.masked.append(w.numpy().copy())
-        self.biases = [layer.bias.double().cpu().numpy()[:, None] for layer in self.layers]
+        biases = [layer.bias.double().cpu().numpy() for layer in self.layers]  # (out,) each
+        self.biases = [b[:, None] for b in biases]
         n = len(evaluator.X)
         XT = evaluator.X.reshape(n, -1).double().cpu().numpy().T.copy()  # (in, s)
         self.y = evaluator.y.cpu().numpy()
-        self.tol = _rounding_bound(self.masked, self.biases, XT, int(mask.sum()))
+        # valid for every submask of the starting one, with one update per set bit
+        self.tol = rounding_bound(self.masked, biases, XT, int(mask.sum()))
         self.acts, self.pre = [XT], []
         for idx, w in enumerate(self.masked):
             self.pre.append(w @ self.acts[idx] + self.biases[idx])
