@@ -692,7 +692,8 @@ def test_mixed_model_recovers_known_effects():
         assert abs(row["coef"] - truth) < 3 * row["std_err"], (ref, tgt, row["coef"])
         assert row["ci_low"] < truth < row["ci_high"]
         assert row["p"] < 1e-6
-        assert row["z"] == pytest.approx(row["coef"] / row["std_err"])
+        assert row["stat"] == pytest.approx(row["coef"] / row["std_err"])
+    assert fit.test == "z" and (fit.table["p_holm"] >= fit.table["p"]).all()
     assert fit.variances["residual"] == pytest.approx(0.01, rel=0.3)
 
 
@@ -714,6 +715,23 @@ def test_mixed_model_drops_constant_random_effects_and_orders_references():
     assert fit.table.iloc[0]["coef"] > 0
     with pytest.raises(EvopruneError, match="at least two algorithms"):
         fit_mixed_model(df[df["label"] == "GA"], "x")
+
+
+def test_least_squares_pairs_are_t_tests_on_their_degrees_of_freedom():
+    from scipy import stats as sps
+
+    # two algorithms, two runs each, nothing that varies within them: least squares, and its
+    # test of the pair is the pooled two-sample t test (df 2), not a normal z
+    df = pd.DataFrame({"label": ["GA", "GA", "EP", "EP"], "dataset": "moons",
+                       "test_accuracy": [0.90, 0.92, 0.80, 0.83], "arch_name": "B",
+                       "init": "uniform"})  # fmt: skip
+    fit = fit_mixed_model(df, "moons", standardised=False)
+    row = fit.table.iloc[0]
+    assert fit.random_effects == () and (fit.test, fit.df) == ("t", 2.0)
+    t, p = sps.ttest_ind([0.80, 0.83], [0.90, 0.92])
+    assert row["stat"] == pytest.approx(t) and row["p"] == pytest.approx(p)
+    half = row["ci_high"] - row["coef"]
+    assert half == pytest.approx(sps.t(2).ppf(0.975) * row["std_err"])
 
 
 # -- figure data ----------------------------------------------------------------------------------

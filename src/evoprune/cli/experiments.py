@@ -214,7 +214,7 @@ def _padded(column, header: str, number: str | None) -> list[str]:
 def _stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from evoprune.experiments.stats import mixed_model_tables
+    from evoprune.experiments.stats import describe_fit, mixed_model_tables
     from evoprune.experiments.tables import load_results
 
     df = load_results(args.folders)
@@ -238,17 +238,10 @@ def _stats(args: argparse.Namespace) -> int:
     if not fits:
         raise EvopruneError("stats: no dataset has runs of two or more algorithms")
     for fit in fits:
-        print(
-            f"\n{fit.dataset}: standardised {args.metric} ~ algorithm; random effects: "
-            f"{', '.join(fit.random_effects) or 'none'}; n = {fit.n}; converged: {fit.converged}"
-            + (f" ({fit.note})" if fit.note else "")
-        )
+        print(f"\n{describe_fit(fit, args.metric)}")
+        table = fit.table.drop(columns=["dataset"]).rename(columns={"stat": fit.test})
         with _pd_display():
-            print(
-                fit.table.drop(columns=["dataset"]).to_string(
-                    index=False, float_format=lambda v: f"{v:.4g}"
-                )
-            )
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.csv:
         write_atomic(args.csv, pd.concat([f.table for f in fits]).to_csv(index=False))
         print(f"\nwrote {args.csv}")

@@ -21,7 +21,7 @@ from evoprune.errors import EvopruneError
 from evoprune.experiments.catalogue import FIGURES, GENERIC, RENDERERS
 from evoprune.experiments.draw import save
 from evoprune.experiments.paper import CLAIMS, paper_vs_ours
-from evoprune.experiments.stats import mixed_model_tables
+from evoprune.experiments.stats import MixedModelFit, describe_fit, mixed_model_tables
 from evoprune.experiments.tables import load_history, load_meta, load_results
 from evoprune.io import write_atomic
 
@@ -120,12 +120,8 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
             order = list(dict.fromkeys(sub.sort_values("label_rank", kind="stable")["label"]))
             for mm in mixed_model_tables(sub, order=order):
                 parts.append(f"<h3>Mixed model (Fig. 6c): {html.escape(mm.dataset)}</h3>")
-                parts.append(
-                    f"<p class='note'>standardised test accuracy ~ algorithm; random effects: "
-                    f"{html.escape(', '.join(mm.random_effects) or 'none')}; REML, Powell; "
-                    f"n = {mm.n}; converged: {mm.converged}. {html.escape(mm.note)}</p>"
-                )
-                parts.append(_table(_format_stats(mm.table), f"stats-{spec}-{mm.dataset}"))
+                parts.append(f"<p class='note'>{html.escape(describe_fit(mm))}</p>")
+                parts.append(_table(_format_stats(mm), f"stats-{spec}-{mm.dataset}"))
                 n_tables += 1
     failed = everything[everything["status"] != "finished"]
     if not failed.empty:
@@ -251,12 +247,18 @@ def _format_vs(vs: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
     return out
 
 
-def _format_stats(table: pd.DataFrame) -> pd.DataFrame:
-    out = table.drop(columns=["dataset"]).copy()
-    for col in ("coef", "std_err", "z", "ci_low", "ci_high"):
+# what the report calls the columns of a fit's table
+STATS_HEADERS = {"std_err": "std. error", "p_holm": "p (Holm)", "ci_low": "95% CI low",
+                 "ci_high": "95% CI high"}  # fmt: skip
+
+
+def _format_stats(fit: MixedModelFit) -> pd.DataFrame:
+    out = fit.table.drop(columns=["dataset"]).copy()
+    for col in ("coef", "std_err", "stat", "ci_low", "ci_high"):
         out[col] = out[col].map(lambda v: f"{v:.3f}")
-    out["p"] = out["p"].map(lambda v: f"{v:.3g}")
-    return out.rename(columns={"std_err": "std. error", "ci_low": "[0.025", "ci_high": "0.975]"})
+    for col in ("p", "p_holm"):
+        out[col] = out[col].map(lambda v: f"{v:.3g}")
+    return out.rename(columns={**STATS_HEADERS, "stat": fit.test})
 
 
 def _holds(value: object, quick: bool = False) -> str:

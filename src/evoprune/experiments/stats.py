@@ -23,7 +23,8 @@ from scipy import stats as sps
 from evoprune.errors import EvopruneError
 
 RANDOM_EFFECTS = ("arch_name", "init")
-TABLE_COLUMNS = ["dataset", "reference", "target", "coef", "std_err", "z", "p", "ci_low", "ci_high"]
+TABLE_COLUMNS = ["dataset", "reference", "target", "coef", "std_err", "stat", "p", "p_holm",
+                 "ci_low", "ci_high"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class MixedModelFit:
     n: int
     converged: bool
     note: str = ""
+    # the test of each pair: "z" (the mixed model's Wald z, large-sample) or "t" (least squares,
+    # `df` residual degrees of freedom); `p_holm` adjusts p for the pairs' number (Holm)
+    test: str = "z"
+    df: float | None = None
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:
@@ -114,6 +119,11 @@ def fit_mixed_model(
             fit = smf.ols("y ~ C(algo)", data).fit()
             fe, cov = fit.params, fit.cov_params()
             variances, converged = {"residual": float(fit.scale)}, True
+    # least squares has exact t tests on its residual degrees of freedom; the mixed model's
+    # Wald z is large-sample (with few runs per algorithm it is optimistic)
+    df = float(fit.df_resid) if not effects else None
+    dist = sps.t(df) if df is not None and df > 0 else sps.norm
+    crit = float(dist.ppf(0.975))
     names = {code: f"C(algo)[T.{code}]" for code in codes.values()}
     rows = []
     for i, ref in enumerate(levels):
@@ -125,20 +135,59 @@ def fit_mixed_model(
                 c[names[codes[ref]]] -= 1.0
             coef = float(c @ fe)
             se = float(np.sqrt(max(c @ cov.to_numpy() @ c, 0.0)))
-            z = coef / se if se > 0 else np.nan
-            p = float(2 * sps.norm.sf(abs(z))) if se > 0 else np.nan
-            rows.append(
-                [dataset, ref, tgt, coef, se, z, p, coef - 1.959964 * se, coef + 1.959964 * se]
-            )
+            stat = coef / se if se > 0 else np.nan
+            p = float(2 * dist.sf(abs(stat))) if se > 0 else np.nan
+            rows.append([dataset, ref, tgt, coef, se, stat, p, np.nan, coef - crit * se,
+                         coef + crit * se])  # fmt: skip
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table["p_holm"] = holm(table["p"].to_numpy())
     return MixedModelFit(
         dataset=dataset,
-        table=pd.DataFrame(rows, columns=TABLE_COLUMNS),
+        table=table,
         random_effects=effects,
         variances=variances,
         n=len(data),
         converged=converged,
         note=note,
+        test="t" if df is not None else "z",
+        df=df,
     )
+
+
+def describe_fit(fit: MixedModelFit, value: str = "test accuracy") -> str:
+    """One sentence on a fit: the model, its random effects and the test of each pair."""
+    names = {"arch_name": "architecture"}
+    effects = ", ".join(names.get(r, r) for r in fit.random_effects)
+    model = (
+        f"a mixed model (REML) with random effects {effects}; Wald z tests (large-sample: with "
+        "few runs per algorithm they are optimistic)"
+        if fit.random_effects
+        else f"ordinary least squares (no random effect varies here); t tests on "
+        f"{fit.df:.0f} degrees of freedom"
+    )
+    converged = "" if fit.converged else " The fit did not converge."
+    return (
+        f"{fit.dataset}: standardised {value} ~ algorithm, n = {fit.n}: {model}. p (Holm) "
+        f"adjusts each p for the {len(fit.table)} pairs tested together.{converged}"
+    )
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of `p` for testing them all at once (NaN stays NaN).
+
+    >>> holm(np.array([0.01, 0.04, 0.03])).round(2).tolist()
+    [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
 
 
 def mixed_model_tables(
