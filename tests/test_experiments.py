@@ -873,11 +873,17 @@ def test_report_is_self_contained_with_figures_tables_and_provenance(swept, tmp_
         fig6.index("EP (50%)") < fig6.index("EP (adapted)") < fig6.index("Backprop")
     )  # spec order
     assert page.count("<table") == summary.tables
+    assert "table[id='summary-fig6'] td:nth-child(1)" in page  # text columns left-aligned
     assert "abc123" in page and "&quot;seed&quot;" in page  # provenance: git revision, config
     # quick-profile sweeps: the paper's findings are hints, marked so, not verdicts
     claims = page.split('id="claims-fig6"')[1].split("</table>")[0]
     assert "(quick)" in claims and "<td>yes</td>" not in claims and "<td>no</td>" not in claims
     assert "Quick profile: fewer seeds" in page
+    # fig3's quick profile does not post-prune: its sparsity is not judged against the paper's
+    fig3 = page.split('id="paper-fig3"')[1].split("</table>")[0]
+    sparsity_rows = [r for r in fig3.split("<tr>") if "<td>sparsity</td>" in r]
+    assert sparsity_rows and all("no post-pruning in these runs" in r for r in sparsity_rows)
+    assert all("(quick)" not in r for r in sparsity_rows)
     with Store(tmp_path / "other") as other:  # the same spec swept elsewhere (another profile)
         other.note_spec("fig3", "paper", "fig3.yaml")
     with pytest.raises(EvopruneError, match="report them separately"):
@@ -1136,10 +1142,13 @@ def test_a_sweep_over_a_data_file_runs_again_when_the_file_changes(tmp_path, mon
 def test_confidence_intervals_of_a_fraction_stay_in_0_1():
     from evoprune.experiments.tables import summarise
 
-    d = pd.DataFrame({"g": ["a", "a"], "test_accuracy": [0.8, 1.0], "wall_seconds": [0.1, 5.0]})
+    d = pd.DataFrame({"g": ["a", "a"], "test_accuracy": [0.8, 1.0], "wall_seconds": [0.1, 5.0],
+                      "coef": [0.1, 5.0]})  # fmt: skip
     acc = summarise(d, ["g"], "test_accuracy").iloc[0]
     assert acc["ci_high"] == 1.0 and 0.0 <= acc["ci_low"] < 0.8
-    assert summarise(d, ["g"], "wall_seconds").iloc[0]["ci_low"] < 0  # not a fraction: as is
+    seconds = summarise(d, ["g"], "wall_seconds").iloc[0]  # a time: not below 0
+    assert seconds["ci_low"] == 0.0 and seconds["ci_high"] > 5.0
+    assert summarise(d, ["g"], "coef").iloc[0]["ci_low"] < 0  # anything else: as is
 
 
 def test_results_of_an_emptied_store_points_to_its_run_folders(tmp_path, capsys):

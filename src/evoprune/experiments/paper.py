@@ -8,8 +8,10 @@ figure, table or section.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -167,6 +169,10 @@ def paper_vs_ours(runs: pd.DataFrame, figure: str) -> pd.DataFrame:
         for label, group in match.groupby("label", sort=False):
             ours = float(group[pv.metric].mean())
             holds = ours > pv.value if pv.relation == ">" else None
+            note = ""
+            configs = group.get("config", [None])
+            if pv.metric.startswith("sparsity") and not any(map(_post_pruned, configs)):
+                holds, note = None, "no post-pruning in these runs: the sparsity is the GA's"
             rows.append(
                 {
                     "dataset": pv.dataset,
@@ -178,12 +184,17 @@ def paper_vs_ours(runs: pd.DataFrame, figure: str) -> pd.DataFrame:
                     "n": len(group),
                     "holds": holds,
                     "source": pv.source,
+                    "note": note,
                 }
             )
-    return pd.DataFrame(
-        rows,
-        columns=["dataset", "arch", "label", "metric", "paper", "ours", "n", "holds", "source"],
-    )
+    columns = ["dataset", "arch", "label", "metric", "paper", "ours", "n", "holds", "source"]
+    return pd.DataFrame(rows, columns=[*columns, "note"]).fillna({"note": ""})
+
+
+def _post_pruned(config: Any) -> bool:
+    """Whether a run's job (its config JSON) ran post-pruning (the GA's default: yes)."""
+    job = json.loads(config) if isinstance(config, str) else dict(config or {})
+    return bool(job.get("post_prune", True))
 
 
 def _fmt(pv: PaperValue) -> str:

@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import html
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,9 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
         else:
             title = f"{fig.title}" + (f" ({spec})" if spec != figure_name else "")
         parts.append(f"<h2 id='{html.escape(spec)}'>{html.escape(title)}</h2>")
+        quick = profiles.get(spec) == "quick"
+        if quick:
+            parts.append(f"<p class='note'>{QUICK_NOTE}</p>")
         if frame.empty:
             parts.append("<p class='note'>No finished runs to draw.</p>")
             continue
@@ -101,11 +105,9 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
             n_tables += 1
         vs = paper_vs_ours(sub, figure_name)
         claims = [c for c in CLAIMS if c.figure == figure_name]
-        quick = profiles.get(spec) == "quick"
-        if quick and (not vs.empty or claims):
-            parts.append(f"<p class='note'>{QUICK_NOTE}</p>")
         if not vs.empty:
             parts.append("<h3>The paper's values beside ours</h3>")
+            parts.append(f"<p class='note'>{VS_NOTE}</p>")
             parts.append(_table(_format_vs(vs, quick), f"paper-{spec}"))
             n_tables += 1
         if claims:
@@ -235,8 +237,13 @@ def _summary_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 # beside the paper's values and findings, for a spec swept with the quick profile
 QUICK_NOTE = (
-    "Quick profile: fewer seeds and generations than the paper's, so the comparisons below "
-    "are indicative only (marked \u201cquick\u201d); the paper profile runs the paper's budgets."
+    "Quick profile: fewer seeds and generations than the paper's (and, where the spec says so, "
+    "no post-pruning), so the numbers and comparisons in this section are indicative only "
+    "(verdicts marked \u201cquick\u201d); the paper profile runs the paper's budgets."
+)
+VS_NOTE = (
+    "holds: yes or no where the paper states a bound (\u201c> 97%\u201d); \u201c-\u201d where "
+    "it reports a value to compare by eye, or where our runs cannot test it (note)."
 )
 
 
@@ -269,9 +276,34 @@ def _holds(value: object, quick: bool = False) -> str:
 
 
 def _table(frame: pd.DataFrame, table_id: str) -> str:
-    """A table in its own box: a table wider than the page scrolls inside it, not the page."""
+    """A table in its own box: a table wider than the page scrolls inside it, not the page.
+    Numbers are right-aligned (the page's default), columns of text left-aligned."""
     inner = frame.to_html(index=False, border=0, table_id=table_id, na_rep="-", escape=True)
-    return f"<div class='scroll'>{inner}</div>"
+    where = f"table[id='{html.escape(table_id)}']"
+    left = [i + 1 for i, c in enumerate(frame.columns) if not _numbers(frame[c])]
+    css = "".join(
+        f"{where} td:nth-child({k}),{where} th:nth-child({k}){{text-align:left}}" for k in left
+    )
+    return (f"<style>{css}</style>" if css else "") + f"<div class='scroll'>{inner}</div>"
+
+
+_NUMBER = re.compile(r"^[\s\d.,%±+\-−\[\]e<>]*$")
+
+
+def _numbers(column: pd.Series) -> bool:
+    """Whether a column holds numbers: numeric, or text such as "0.952 ± 0.010", "[0.9, 1.0]",
+    "97.0%" or "-"."""
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    return all(_NUMBER.match(str(v)) for v in column if pd.notna(v))
+
+
+def _short_revision(revision: str | None) -> str:
+    """A git revision as 12 hex digits, keeping ``-dirty`` (the full one is in result.json)."""
+    if not revision:
+        return "unknown"
+    commit, dirty, _ = revision.partition("-dirty")
+    return commit[:12] + ("-dirty" if dirty else "")
 
 
 def _provenance(runs: pd.DataFrame) -> str:
@@ -284,7 +316,7 @@ def _provenance(runs: pd.DataFrame) -> str:
         rows.append(
             "<tr>"
             + "".join(
-                f"<td>{html.escape(str(v))}</td>"
+                f"<td>{html.escape('-' if v is None or pd.isna(v) else str(v))}</td>"
                 for v in (
                     r.spec,
                     r.label,
@@ -297,7 +329,7 @@ def _provenance(runs: pd.DataFrame) -> str:
                     _num(acc, "{:.4f}"),
                     _num(sparsity, "{:.4f}"),
                     _num(wall, "{:.1f}"),
-                    r.git_revision or "unknown",
+                    _short_revision(r.git_revision),
                 )
             )
             + f"<td><details><summary>config</summary><pre>{config}</pre>"

@@ -95,7 +95,7 @@ def load_history(folders: str | Path | Sequence[str | Path]) -> pd.DataFrame:
 
 def summarise(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
     """Mean, std (ddof 1), n and the 95% t-interval of the mean of `value` per group (clipped
-    to [0, 1] for a fraction: accuracy, sparsity, F1).
+    to [0, 1] for a fraction: accuracy, sparsity, F1; at 0 for a time or a count).
 
     >>> d = pd.DataFrame({"g": ["a", "a", "b"], "v": [1.0, 3.0, 5.0]})
     >>> summarise(d, ["g"], "v")[["g", "mean", "n"]].values.tolist()
@@ -106,9 +106,11 @@ def summarise(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
         keys = keys if isinstance(keys, tuple) else (keys,)
         values = pd.to_numeric(group[value], errors="coerce").dropna().to_numpy(dtype=float)
         stats = mean_ci(values)
-        if is_fraction(value):  # a t-interval of few runs can pass 0 or 1; the metric cannot
+        # a t-interval of few runs can pass 0 or 1; a fraction cannot, nor a time or count 0
+        low, high = (0.0, 1.0) if is_fraction(value) else (0.0, np.inf) if is_nonnegative(value) else (None, None)  # fmt: skip
+        if low is not None:
             stats["ci_low"], stats["ci_high"] = (
-                float(np.clip(stats["ci_low"], 0.0, 1.0)), float(np.clip(stats["ci_high"], 0.0, 1.0)))  # fmt: skip
+                float(np.clip(stats["ci_low"], low, high)), float(np.clip(stats["ci_high"], low, high)))  # fmt: skip
         rows.append({**dict(zip(by, keys, strict=True)), **stats})
     return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "ci_low", "ci_high"])
 
@@ -150,6 +152,15 @@ def is_fraction(metric: str) -> bool:
     (True, False)
     """
     return metric.endswith(("accuracy", "sparsity", "_f1")) or metric in ("f1", "sparsity")
+
+
+def is_nonnegative(metric: str) -> bool:
+    """Whether a result field is a time or a count (never below 0).
+
+    >>> is_nonnegative("wall_seconds"), is_nonnegative("coef")
+    (True, False)
+    """
+    return metric.endswith(("seconds", "evaluations", "generations", "passes", "trials"))
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> dict[str, float]:
