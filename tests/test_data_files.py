@@ -134,6 +134,21 @@ def test_an_npz_folder_prefers_mnist_and_refuses_ambiguity(digits_uint8, tmp_pat
     assert load_dataset("mnist", data_dir=tmp_path).n_features == 784
 
 
+def test_data_dir_may_name_the_npz_file_itself(digits_uint8, tmp_path):
+    images, labels = digits_uint8
+    np.savez(tmp_path / "a_other.npz", X=np.zeros((8, 3)), y=np.arange(8) % 2)
+    np.savez(tmp_path / "b_digits.npz", images=images, labels=labels)
+    ds = load_dataset("mnist", data_dir=tmp_path / "b_digits.npz")  # the folder is ambiguous
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    np.savez(alone / "x.npz", images=images, labels=labels)
+    folder = load_dataset("mnist", data_dir=alone)
+    assert torch.equal(ds.X_train, folder.X_train) and torch.equal(ds.y_test, folder.y_test)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(EvopruneError, match="is a file but not an .npz"):
+        load_dataset("mnist", data_dir=tmp_path / "notes.txt")
+
+
 def test_float_images_in_unit_range_are_not_divided_again(digits_uint8, tmp_path):
     images, labels = digits_uint8
     for kind, array in [("uint8", images), ("float01", images / 255.0),

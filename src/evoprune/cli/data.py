@@ -13,20 +13,25 @@ from evoprune.errors import EvopruneError
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--dataset", help="moons, circles, blobs, digits, mnist")
+    p.add_argument(
+        "--dataset",
+        help="moons, circles, blobs, digits, mnist"
+        + (" (this or --data is required)" if required else ""),
+    )
     p.add_argument(
         "--classes",
         type=int,
         help="class count of a built-in dataset (blobs 2-10, digits 2,3,4,5,10, mnist 2-10; "
-        "evaluate: default the ticket's)",
+        "default: all of them, or for evaluate the ticket's)",
     )
     p.add_argument("--data", type=Path, help="your own data: a .csv (with --target) or .npz (X, y)")
     p.add_argument("--target", help="label column of the CSV given with --data")
     p.add_argument(
         "--data-dir",
         type=Path,
-        help="folder with MNIST's IDX files (train-* and t10k-*: the official train/test split; "
-        "torchvision's root with MNIST/raw works) or an .npz (named *mnist* if there are several)",
+        help="MNIST: a folder with its IDX files (train-* and t10k-*: the official train/test "
+        "split; torchvision's root with MNIST/raw works), or an .npz of images and labels (the "
+        "file, or its folder: named *mnist* if there are several)",
     )
     norm = p.add_mutually_exclusive_group()
     norm.add_argument(
@@ -37,7 +42,12 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         help="min-max scale features to [-0.7, 0.7] (default: per feature, fitted on the "
         "training split, for --data files; the paper's setting for built-in datasets)",
     )
-    norm.add_argument("--no-normalize", dest="normalize", action="store_false")
+    norm.add_argument(
+        "--no-normalize",
+        dest="normalize",
+        action="store_false",
+        help="use the features as they are",
+    )
 
 
 def add_init_arg(p: argparse.ArgumentParser) -> None:

@@ -272,11 +272,21 @@ def load_mnist_dir(data_dir: str | None) -> MnistArrays:
     A folder with IDX files (``.gz`` or not; torchvision's root, whose ``MNIST/raw`` holds them,
     works too) that has both ``train-*`` and ``t10k-*`` files keeps them apart as the official
     train/test split; otherwise everything is one set (``X_test`` None), for the caller to split.
-    An .npz (arrays images/labels or X/y) is one set. Each set is shuffled by a fixed
+    An .npz (arrays images/labels or X/y; `data_dir` may name the file or its folder) is one
+    set. Each set is shuffled by a fixed
     permutation (files may be grouped by class).
     """
-    folder = _find_mnist_dir(data_dir)
-    images = _idx_sets(folder)
+    given = Path(data_dir) if data_dir else None
+    if given is not None and given.is_file():  # the .npz itself
+        if given.suffix != ".npz":
+            raise EvopruneError(
+                f"mnist: {given} is a file but not an .npz; give an .npz (images/labels or X/y) "
+                "or the folder of the IDX files"
+            )
+        folder, images, npz = given.parent, {}, given
+    else:
+        folder = _find_mnist_dir(data_dir)
+        images, npz = _idx_sets(folder), None
     X_test = y_test = None
     if images:
         test = {k: p for k, p in images.items() if k.startswith("t10k")}
@@ -288,7 +298,7 @@ def load_mnist_dir(data_dir: str | None) -> MnistArrays:
         else:
             X, y, files = _read_idx_pairs(images, folder)
     else:
-        path = _mnist_npz(folder)
+        path = npz or _mnist_npz(folder)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 keys = ("images", "labels") if "images" in npz else ("X", "y")
