@@ -250,6 +250,8 @@ def test_new_csv_columns_are_matched_by_name(wine_csv, tmp_path, capsys):
     same = [run_cli(["evaluate", ticket, "--data", f, "--target", "target"], capsys)
             for f in (wine_csv, shuffled)]  # fmt: skip
     assert same[0][0] == same[1][0] == 0 and scores(same[0][1]) == scores(same[1][1])
+    code, out, _ = run_cli(["evaluate", ticket, "--data", shuffled], capsys)  # the ticket's target
+    assert code == 0 and scores(out) == scores(same[0][1])
 
     other = tmp_path / "new.csv"
     frame.drop(columns=["proline"]).assign(foo=1.0).to_csv(other, index=False)

@@ -127,7 +127,8 @@ def _new_data(args: argparse.Namespace, ticket: Any, n_out: int) -> tuple[Any, A
     from evoprune.data.newdata import load_like
 
     job = data_job(args)
-    X, y, notes = load_like(job["data"], job.get("target"), ticket.dataset, n_out, args.normalize)
+    target = job.get("target") or ticket.dataset.get("target")  # the training CSV's, by default
+    X, y, notes = load_like(job["data"], target, ticket.dataset, n_out, args.normalize)
     for note in notes:
         print(note, file=sys.stderr)
     return X, y
