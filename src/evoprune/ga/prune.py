@@ -37,7 +37,7 @@ Three ways to walk, each with the outcome of the plain one-candidate-at-a-time w
   sample or on the guard slice (`_GuardedWalk`).
 
 Rounding: the incremental walk decides on float64 logits, whose error we bound per sample
-(`evoprune.local.incremental.rounding_bound`, the exact local search's bound, here over the
+(`evoprune.local.rounding.rounding_bound`, the exact local search's bound, here over the
 starting mask's weights with one update per set bit); a sample whose margin is within the
 bound is *undecided*, and a decision touching one is left to the `Evaluator`. So the
 decisions are those of exact arithmetic. A float32 walk (the `Evaluator`, or a plain forward)
@@ -61,6 +61,7 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import FastMLP, is_mlp_stack
 from evoprune.ga.config import POST_PRUNE_CRITERIA
+from evoprune.local.rounding import rounding_bound
 from evoprune.progress import progress_bar
 from evoprune.seeding import torch_generator
 
@@ -261,9 +262,6 @@ class _IncrementalWalk:
     """
 
     def __init__(self, evaluator: Evaluator, mask: torch.Tensor, criterion: str = "accuracy"):
-        # here, not at the top: `evoprune.ga` loads without numba, which incremental.py needs
-        from evoprune.local.incremental import rounding_bound
-
         self.evaluator, self.mask, self.criterion = evaluator, mask, criterion
         self.loss_slack = LOSS_SLACK * len(evaluator.y)  # as `_GuardedWalk`'s
         self.layers = FastMLP(evaluator.model, evaluator.space).layers

@@ -20,8 +20,8 @@ state scales the last layer: the predictions, hence the accuracy and F1, stay as
 T < 1 weighs the samples near the decision boundary more.
 
 Exactness: each sample's margin carries a bound on its float64 rounding error
-(`rounding_bound`, which post-pruning's incremental walk in `evoprune.ga.prune` uses as well;
-here taken over the full, unmasked weights so it holds for every submask); a step that would
+(`evoprune.local.rounding`, which post-pruning's incremental walk in `evoprune.ga.prune` uses
+as well; here over the full, unmasked weights so it holds for every submask); a step that would
 move a sample whose margin is within that bound is never accepted on this arithmetic
 (`OPEN`). The state is rebuilt from the mask by a plain forward (`refresh`) at every pass
 boundary of the search, so rounding never accumulates and a resumed search continues from
@@ -39,10 +39,10 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.local import kernels
+from evoprune.local.rounding import rounding_bound
 from evoprune.masks import MaskSpace
 
 OBJECTIVE_MODES = {"loss": kernels.LOSS, "accuracy": kernels.ACCURACY, "f1": kernels.F1}
-UNIT_ROUNDOFF = 2.0**-53
 OPEN = np.inf  # the delta of a step whose effect on a near-tied sample is not certain
 
 
@@ -465,30 +465,6 @@ class MLPState:
         np.add.at(self.tp, old[old == y], -1)
         np.add.at(self.tp, pred[pred == y], 1)
         self.status[S], self.pred[S] = status, pred
-
-
-def rounding_bound(
-    weights: list[np.ndarray], biases: list[np.ndarray], XT: np.ndarray, n_updates: int
-) -> np.ndarray:
-    """Per sample, a bound on |computed - exact| float64 margin for *every* submask of the
-    layers `weights` (``(out, in)`` each) and `biases` (``(out,)``) on the data ``XT (in, n)``,
-    with `n_updates` in-place updates on top: ``(n,)``.
-
-    A dot product of n terms plus a bias errs by at most gamma(n+1) * (|W| |x| + |b|), with
-    gamma(n) = n u / (1 - n u) (Higham, Accuracy and Stability of Numerical Algorithms, 2002,
-    eq. 3.5), and an error carried in from the layer below grows by at most |W|. With
-    ``B_l = |W_l| B_{l-1} + |b_l|`` from ``B_0 = |x|``, which bounds every |activation| of
-    every submask (masking only drops terms; |relu(z)| <= |z|), a logit errs by at most
-    ``sum_l gamma(n_l + 1) B_L``, a margin by twice that. Each update (an accepted removal or
-    flip, done in place) computes a product and a sum of terms bounded by 2B (at most 6u B,
-    carried up by |W|); we count 8u B_L per update. Twice all that, for safety.
-    """
-    gamma, bound = 0.0, np.abs(XT)
-    for w, b in zip(weights, biases, strict=True):
-        k = w.shape[1] + 1
-        gamma += k * UNIT_ROUNDOFF / (1 - k * UNIT_ROUNDOFF)
-        bound = np.abs(w) @ bound + np.abs(b)[:, None]
-    return (4 * gamma + 8 * UNIT_ROUNDOFF * n_updates) * bound.max(0)
 
 
 def _losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
