@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--variant",
         default="ga",
         choices=["ga", "ga-adaptive", "memetic", "local"],
-        help="ga: the paper's GA; memetic: the GA, then exact local search on its best; "
-        "local: exact local search from random masks (default ga)",
+        help="ga: the paper's GA; ga-adaptive: the GA with the paper's adaptive accuracy "
+        "bound; memetic: the GA, then exact local search on its best; local: exact local "
+        "search from random masks (default ga)",
     )
     p.add_argument(
         "--objective",
@@ -58,8 +59,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="generation cap (default 1000 for ga, 200 for ga-adaptive)",
     )
-    for rate in ("rec-rate", "par-rate", "mut-rate", "mig-rate"):
-        p.add_argument(f"--{rate}", type=float, help="(default: the paper's Table 1)")
+    from evoprune.ga.config import GAConfig
+
+    rates = {
+        "rec-rate": "share of the population that becomes a first parent",
+        "par-rate": "mates come from the best N * this",
+        "mut-rate": "share of the population that yields a one-bit mutant",
+        "mig-rate": "random migrants per generation: N * this",
+    }
+    for rate, meaning in rates.items():
+        default = getattr(GAConfig, rate.replace("-", "_"))
+        p.add_argument(
+            f"--{rate}", type=float, help=f"{meaning} (default {default}, the paper's Table 1)"
+        )
     p.add_argument("--no-post-prune", action="store_true", help="skip post-evolutionary pruning")
     p.add_argument(
         "--post-prune-criterion",
@@ -67,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="when post-pruning may drop a weight (default accuracy-loss: the training accuracy "
         "must not drop nor the cross-entropy rise; accuracy: the paper's)",
     )
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     add_local_args(p)
     p.add_argument(
         "--out",

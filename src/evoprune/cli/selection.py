@@ -30,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="layer list like 784,512,256,10 (default [in,512,256,out]; digits [in,128,64,out])",
     )
     p.add_argument(
-        "--dynamics", default="logistic", choices=["replicator", "exponential", "logistic"]
+        "--dynamics",
+        default="logistic",
+        choices=["replicator", "exponential", "logistic"],
+        help="how masses grow with fitness (default logistic)",
     )
     p.add_argument(
         "--fitness", choices=["taylor", "signed"], help="|dL/dm| or -dL/dm (default taylor)"
@@ -46,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--smoothing", type=float, help="F <- s F + (1-s) f (default 0.9)")
     p.add_argument(
-        "--normalization", choices=["mean", "zscore"], help="per-layer fitness normalisation"
+        "--normalization",
+        choices=["mean", "zscore"],
+        help="per-layer fitness normalisation over the living units (default mean)",
     )
     p.add_argument("--extinction", type=float, help="mass below which a unit dies (default 0.01)")
     p.add_argument("--max-mass", type=float, help="logistic's upper clip (default 4)")
@@ -64,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ranking",
         choices=["global", "layer"],
-        help="target mode: lowest mass overall or per layer",
+        help="target mode: lowest mass overall or per layer (default global)",
     )
     p.add_argument(
         "--augment", choices=["shift", "none"], help="(default: shift for mnist, none otherwise)"

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train: validation macro-F1 after training; synflow: the zero-cost "
                    "SynFlow score of the architecture at initialisation (default train)")  # fmt: skip
     p.add_argument("--space", choices=SPACES, default="low",
-                   help="low: 6 dimensions; high: 8 layers with their own width and dropout, 19")  # fmt: skip
+                   help="low: 6 dimensions; high: 8 layers with their own width and dropout, 19 (default low)")  # fmt: skip
     p.add_argument(
         "--trials", type=_positive_int, default=100, help="COMPLETE trials (default 100)"
     )
@@ -82,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dim", type=_positive_int, default=10, help="dimensions, e.g. 2, 10, 30 (default 10)"
     )
     p.add_argument("--method", default=DEFAULT_METHODS,
-                   help="one method or several, comma-separated: cmaes, ga, adam, sgd, random")  # fmt: skip
+                   help="one method or several, comma-separated: cmaes, ga, adam, sgd, random "
+                   "(default: all five)")  # fmt: skip
     p.add_argument("--budget", type=_positive_int, help="evaluations per run (default 10^4 * dim)")
     p.add_argument("--seeds", type=_positive_int, default=10, help="seeds 0..K-1 (default 10)")
     p.add_argument(
@@ -103,9 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cross-entropy) or a GA over the weights; same wall-clock budget with --seconds.",
     )
     p.add_argument("--method", choices=WEIGHT_METHODS, default="adam", help="default adam")
-    p.add_argument("--dataset", default="digits", help="digits (the only one today)")
+    p.add_argument("--dataset", default="digits", help="digits (the only one today; default)")
     p.add_argument("--seconds", type=_positive_float,
-                   help="training seconds (Adam: its own stop, capped here; others: 30)")  # fmt: skip
+                   help="training seconds (default 30; Adam stops by itself, within this cap)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--out", type=Path,
                    help="results folder (default runs/train-weights-METHOD-sSEED)")  # fmt: skip
