@@ -19,8 +19,8 @@ def test_compare_prints_one_line_per_run(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "ga"), str(tmp_path / "ga-adaptive")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert (
-        lines[0]
-        == "digits, network 64-20-2, seed 1, init uniform, scaled yes (the same random network):"
+        lines[0] == "digits, network 64-20-2, seed 1, init uniform, scaled yes, objective accuracy "
+        "(the same random network):"
     )
     assert lines[1].split() == [
         "run",
@@ -82,7 +82,7 @@ def test_compare_of_different_networks_names_each_runs_data(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "s1"), str(tmp_path / "s2")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert (
-        lines[0] == "digits, network 64-20-2, init uniform, scaled yes:"
+        lines[0] == "digits, network 64-20-2, init uniform, scaled yes, objective accuracy:"
     )  # no claim: seeds differ
     assert lines[1].split()[:3] == ["run", "seed", "method"]
     assert lines[2].split()[1:3] == ["1", "ga"] and lines[3].split()[1:3] == ["2", "ga"]
@@ -123,3 +123,19 @@ def test_compare_takes_a_folder_of_runs_and_passes_over_files(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "notes.txt is a file, not a run folder" in captured.err
     assert len(captured.out.strip().splitlines()) == 5
+
+
+def test_compare_names_the_objective_and_what_a_folder_passes_over(tmp_path, capsys):
+    for objective in ("accuracy", "loss"):
+        out = tmp_path / "runs" / objective
+        args = [*SEARCH, "--objective", objective, "--out", str(out), *FAST]
+        assert main(args) == 0
+    (tmp_path / "runs" / "nested" / "inner").mkdir(parents=True)
+    (tmp_path / "runs" / "nested" / "inner" / "result.json").write_text("{}")
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "runs")]) == 0
+    captured = capsys.readouterr()
+    header, columns = captured.out.splitlines()[:2]
+    assert header.endswith("(the same random network):")  # the objective does not draw it
+    assert columns.split()[:2] == ["run", "objective"]
+    assert "passed over nested" in captured.err

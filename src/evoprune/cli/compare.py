@@ -20,6 +20,7 @@ SETTING = (
     ("seed", "seed", "{:d}"),
     ("init", "init", "{}"),
     ("normalize", "scaled", "{}"),
+    ("objective", "objective", "{}"),
 )
 TRAINED = ("backprop",)  # methods that train the weights instead of masking them
 COLUMNS = (
@@ -93,7 +94,10 @@ def run_compare(args: argparse.Namespace) -> int:
         if (value := rows[0][1].get(field)) is not None
     )
     # one random network only when it is drawn alike and no run trained its weights
-    same_network = not differ[:4] and not any(r.get("method") in TRAINED for _, r in rows)
+    drawn = {"dataset", "arch", "seed", "init", "normalize"}
+    same_network = not any(f[0] in drawn for f in differ) and not any(
+        r.get("method") in TRAINED for _, r in rows
+    )
     if said:
         print(f"{said}{' (the same random network)' if same_network else ''}:")
     print(format_table(rows, tuple(differ) + COLUMNS))
@@ -160,6 +164,12 @@ def _run_folders(paths: list[Path]) -> list[Path]:
             out.append(path)
         elif path.is_dir() and (inner := sorted(p.parent for p in path.glob("*/result.json"))):
             out += inner
+            skipped = sorted(p.parent.name for p in path.glob("*/results.sqlite"))
+            skipped += sorted({p.parent.parent.name for p in path.glob("*/*/result.json")} -
+                              {p.name for p in inner} - set(skipped))  # fmt: skip
+            if skipped:
+                print(f"note: {path}: passed over {', '.join(skipped)} (sweep folders or "
+                      "folders of runs; name them to compare their runs)", file=sys.stderr)  # fmt: skip
         elif path.exists() and not path.is_dir() and len(paths) > 1:
             print(f"note: {path} is a file, not a run folder; passed over", file=sys.stderr)
         else:
