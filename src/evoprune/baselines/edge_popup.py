@@ -14,8 +14,8 @@ Our own implementation, for the paper's MLPs and for any module with Linear or C
   momentum, weight decay on the scores, and a per-epoch cosine learning rate.
 
 **Sparsity convention.** ``sparsity`` is the fraction of weights *removed* in every layer (the
-original's ``prune_rate`` is the kept fraction, and its code mixes both meanings,
-hidden-networks issue #9). A layer of ``n`` weights removes ``floor(sparsity * n)`` of them
+``prune_rate`` of Ramanujan et al.'s code, allenai/hidden-networks, is called a prune rate
+but used as the kept fraction). A layer of ``n`` weights removes ``floor(sparsity * n)`` of them
 (the original's ``int(...)`` truncation; we add 1e-9 before flooring so that e.g.
 ``0.29 * 100`` removes 29, not 28) and keeps the other ``n - floor(sparsity * n)`` (at least 1).
 """
