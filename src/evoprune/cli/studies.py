@@ -101,12 +101,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train an MLP 64-32-10 on digits with Adam, sep-CMA-ES or a GA",
         description="Train the weights of an MLP 64-32-10 on digits (70/15/15): Adam (lr 1e-3, "
         "batch 64, weight decay 1e-3, 200 epochs, early stopping), sep-CMA-ES (population 64, full-batch "
-        "cross-entropy) or a GA over the weights; same wall-clock budget with --seconds.",
+        "cross-entropy) or a GA over the weights; same budget of CPU seconds with --seconds.",
     )
     p.add_argument("--method", choices=WEIGHT_METHODS, default="adam", help="default adam")
     p.add_argument("--dataset", default="digits", help="digits (the only one today; default)")
     p.add_argument("--seconds", type=_positive_float,
-                   help="training seconds (default 30; Adam stops by itself, within this cap)")  # fmt: skip
+                   help="training CPU seconds (default 30; Adam stops by itself, within this cap)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--out", type=Path,
                    help="results folder (default runs/train-weights-METHOD-sSEED)")  # fmt: skip

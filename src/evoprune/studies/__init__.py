@@ -6,7 +6,7 @@ Bayesian optimisers compared on three tasks.
 - `evoprune.studies.functions` + `evoprune.studies.minimize`: the classic test functions and
   CMA-ES (IPOP) / a real-coded GA / Adam / SGD / random search at equal evaluation budgets.
 - `evoprune.studies.train_weights`: Adam vs sep-CMA-ES vs a GA training the weights of a
-  64-32-10 MLP at the same wall-clock budget.
+  64-32-10 MLP at the same budget of CPU seconds.
 
 Only the paper's abstract is public; the setups are ours and configurable.
 """

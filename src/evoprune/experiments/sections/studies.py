@@ -235,7 +235,7 @@ def prepare_weights(
     runs: pd.DataFrame, history: pd.DataFrame, spec: str = "weights"
 ) -> pd.DataFrame:
     """Parts: ``summary`` (x in test_f1, test_accuracy, seconds, evaluations; mean over seeds)
-    and ``curve`` (validation F1 against training seconds, mean over seeds on a common grid)."""
+    and ``curve`` (validation F1 against training CPU seconds, mean over seeds on a common grid)."""
     sub = _sub(runs, spec, "train-weights")
     if sub.empty:
         return pd.DataFrame(columns=W_COLUMNS)
@@ -273,14 +273,14 @@ def table_weights(frame: pd.DataFrame) -> pd.DataFrame:
         rows.append({"method": opt,
                      "test F1": f"{v.at['test_f1', 'value']:.4f} ± {v.at['test_f1', 'std']:.4f}",
                      "test accuracy": f"{v.at['test_accuracy', 'value']:.4f}",
-                     "training s": f"{v.at['seconds', 'value']:.1f}",
+                     "training CPU s": f"{v.at['seconds', 'value']:.1f}",
                      "evaluations": f"{v.at['evaluations', 'value']:.0f}",
                      "seeds": int(v.at["test_f1", "n"])})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def draw_weights(frame: pd.DataFrame, title: str) -> Figure:
-    """(a) validation macro-F1 against training seconds; (b) test macro-F1 per method."""
+    """(a) validation macro-F1 against training CPU seconds; (b) test macro-F1 per method."""
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax, bx = fig.subplots(1, 2)
     curve = frame[frame["part"] == "curve"]
@@ -289,7 +289,7 @@ def draw_weights(frame: pd.DataFrame, title: str) -> Figure:
         x, m, s = line["x"].astype(float), line["value"].astype(float), line["std"].astype(float)
         ax.plot(x, m, color=c, label=str(opt))
         ax.fill_between(x, m - s, m + s, color=c, alpha=0.15, linewidth=0)
-    ax.set_xlabel("training seconds")
+    ax.set_xlabel("training CPU seconds")
     ax.set_ylabel("validation macro-F1")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
