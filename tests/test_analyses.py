@@ -412,15 +412,106 @@ def test_report_shows_every_analysis_section_in_headless_chromium(analysis_sweep
     assert int(found["tables"]) == summary.tables
 
 
-def test_plot_history_draws_a_memetic_runs_ga_phase_and_refuses_a_local_run(tmp_path, capsys):
+def _history_csv(run: Path) -> pd.DataFrame:
+    hist = pd.read_csv(run / "history.csv")
+    return hist if "phase" in hist else hist.assign(phase="ga")
+
+
+def test_run_history_of_a_ga_run_holds_its_curves_objective_and_final_ticket(ga_run):
+    from evoprune.experiments.run_history import (
+        ACCURACY,
+        OBJECTIVE_PANEL,
+        SPARSITY,
+        prepare_run_history,
+        run_title,
+    )  # fmt: skip
+
+    frame = prepare_run_history(ga_run)
+    hist = _history_csv(ga_run)
+    result = json.loads((ga_run / "result.json").read_text())
+    loss = OBJECTIVE_PANEL["loss"]
+    assert list(dict.fromkeys(frame["panel"])) == [ACCURACY, SPARSITY, loss]
+    curves = frame[~frame["final"]]
+    assert set(curves["phase"]) == {"GA"}
+    for column, panel, series in (
+        ("best_accuracy", ACCURACY, "fittest of the generation"),
+        ("best_sparsity", SPARSITY, "fittest of the generation"),
+        ("max_sparsity", SPARSITY, "highest in the generation"),
+        ("best_sparsity_so_far", SPARSITY, "highest so far"),
+        ("best_performance", loss, "fittest of the generation"),  # the loss objective's value
+    ):
+        line = curves[(curves["panel"] == panel) & (curves["series"] == series)]
+        assert line["step"].tolist() == hist["generation"].tolist()
+        assert line["value"].tolist() == hist[column].tolist()
+    # the final ticket is result.json's, after post-pruning, at the last generation
+    final = frame[frame["final"]].set_index("panel")
+    assert final.loc[ACCURACY, "value"] == result["train_accuracy"]
+    assert final.loc[SPARSITY, "value"] == result["sparsity"]
+    assert final.loc[loss, "value"] == result["train_loss"]
+    assert set(final["step"]) == {hist["generation"].max()}
+    assert set(final["series"]) == {"final ticket, after post-pruning"}
+    assert result["sparsity"] > result["sparsity_before_post_prune"]  # what the star adds
+    title = run_title(result, "fallback")
+    for part in ("digits (3 classes)", "A [64,", "GA", "objective loss", "seed 1"):
+        assert part in title
+
+
+def test_plot_history_draws_a_memetic_runs_local_passes_and_a_local_run(tmp_path, capsys):
     from evoprune.cli import main
+    from evoprune.experiments.run_history import (
+        ACCURACY,
+        LOCAL_SERIES,
+        OBJECTIVE_PANEL,
+        SPARSITY,
+        prepare_run_history,
+    )  # fmt: skip
 
     args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--population",
             "20", "--min-generations", "5", "--max-generations", "5", "--quiet"]  # fmt: skip
-    assert main([*args, "--variant", "memetic", "--out", str(tmp_path / "m")]) == 0
-    assert main([*args, "--variant", "local", "--out", str(tmp_path / "l")]) == 0
+    m, lo = tmp_path / "m", tmp_path / "l"
+    assert main([*args, "--variant", "memetic", "--objective", "loss", "--out", str(m)]) == 0
+    assert main([*args, "--variant", "local", "--out", str(lo)]) == 0
+    frame = prepare_run_history(m)
+    hist = _history_csv(m)
+    local = hist[hist["phase"] == "local"]
+    result = json.loads((m / "result.json").read_text())
+    curves = frame[~frame["final"]]
+    ga_steps = curves.loc[curves["phase"] == "GA", "step"]
+    local_rows = curves[curves["phase"] == "local search"]
+    assert ga_steps.max() == 5 and local_rows["step"].min() > ga_steps.max()
+    acc = local_rows[local_rows["panel"] == ACCURACY]
+    assert acc["step"].tolist() == (5 + local["pass"]).tolist()
+    assert acc["value"].tolist() == local["train_accuracy"].tolist()
+    assert set(local_rows["series"]) == {LOCAL_SERIES}
+    # the local search minimises loss + 0.1 * density; the panel shows the loss itself, so the
+    # final ticket's cross-entropy is one of the passes' values
+    loss = local_rows[local_rows["panel"] == OBJECTIVE_PANEL["loss"]]["value"].to_numpy()
+    penalised = local["objective"].to_numpy()
+    assert np.all(loss < penalised) and np.allclose(penalised - loss, 0.1 * (1 - local["sparsity"]))
+    assert np.min(np.abs(loss - result["train_loss"])) < 1e-9
+    final = frame[frame["final"]].set_index("panel")
+    assert final.loc[SPARSITY, "value"] == result["sparsity"]
+    assert set(final["series"]) == {"final ticket"}  # the memetic search does not post-prune
     capsys.readouterr()
-    assert main(["plot", "history", str(tmp_path / "m")]) == 0
-    assert "5 generations; the local search after it is not drawn" in capsys.readouterr().out
-    assert main(["plot", "history", str(tmp_path / "l")]) == 2
-    assert "a local search alone has no generations" in capsys.readouterr().err
+    assert main(["plot", "history", str(m)]) == 0
+    out = capsys.readouterr().out
+    assert f"5 generations, {len(local)} local search passes; final ticket:" in out
+    assert f"sparsity {result['sparsity']:.3f}" in out and (m / "history.png").is_file()
+    # a local search alone: its passes from 1
+    only = prepare_run_history(lo)
+    assert set(only["phase"]) == {"local search", "final"}
+    passes = _history_csv(lo)["pass"].tolist()
+    assert only[(only["panel"] == SPARSITY) & ~only["final"]]["step"].tolist() == passes
+    assert main(["plot", "history", str(lo)]) == 0
+
+
+def test_draw_history_draws_the_reports_fig4_frame_in_two_labelled_panels():
+    from evoprune.experiments.draw import draw_history
+    from evoprune.experiments.figures import prepare_fig4
+
+    runs = pd.DataFrame({"spec": ["fig4"], "key": ["k"], "seed": [0]})
+    hist = pd.DataFrame({"key": "k", "generation": [1, 2], "best_accuracy": [0.5, 0.7],
+                         "best_sparsity": [0.2, 0.3]})  # fmt: skip
+    fig = draw_history(prepare_fig4(runs, hist), "t")
+    assert [ax.get_ylabel() for ax in fig.axes] == ["training accuracy", "sparsity"]
+    assert [list(line.get_ydata()) for line in fig.axes[0].lines] == [[0.5, 0.7]]

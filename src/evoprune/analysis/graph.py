@@ -94,15 +94,21 @@ def ticket_graph(tickets: Sequence[Ticket], example: int | None = 0) -> TicketGr
     )
 
 
-def write_graph(g: TicketGraph, out: str | Path, title: str = "") -> dict[str, Path]:
-    """The figure at `out` (``.png``) and the frequencies beside it (same name, ``.csv``)."""
+def write_graph(
+    g: TicketGraph, out: str | Path, title: str = "", example_name: str | None = None
+) -> dict[str, Path]:
+    """The figure at `out` (``.png``) and the frequencies beside it (same name, ``.csv``);
+    `example_name` says which ticket the example is (default: the lowest seed's)."""
     from evoprune.analysis.plots import draw_ticket_graph, save_png
 
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise EvopruneError(f"--out: expected a .png file name, got {str(out)!r}")
     example = g.example if g.n_tickets > 1 else None
-    fig = draw_ticket_graph(g.layers, g.frequency, example, g.n_tickets, KEPT_THRESHOLD, title)
+    named = {"example_name": example_name} if example_name else {}
+    fig = draw_ticket_graph(
+        g.layers, g.frequency, example, g.n_tickets, KEPT_THRESHOLD, title, **named
+    )
     return {
         "csv": write_atomic(out.with_suffix(".csv"), g.frame().to_csv(index=False)),
         "png": save_png(fig, out),

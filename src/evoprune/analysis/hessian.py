@@ -188,11 +188,14 @@ def ticket_hessian(
 
 def write_hessian(h: HessianSpectrum, out: str | Path) -> dict[str, Path]:
     """``out/hessian.json`` and ``out/hessian.png`` (the spectrum)."""
-    from evoprune.analysis.plots import draw_spectrum, save_png
+    from evoprune.analysis.plots import draw_spectrum, save_png, ticket_caption
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    title = f"Hessian spectrum: {h.method}, {h.n_params} parameters ({h.params})"
+    title = (
+        f"Hessian of the training loss: {ticket_caption(h.info.get('ticket'), h.info.get('data'))}"
+        f"\n{len(h.eigenvalues)} eigenvalues ({h.method}) over {h.n_params} parameters ({h.params})"
+    )
     return {
         "png": save_png(draw_spectrum(h.eigenvalues, title), out / "hessian.png"),
         "json": write_json(out / "hessian.json", h.to_json()),

@@ -291,7 +291,7 @@ def ticket_landscape(
 def write_landscape(L: Landscape, out: str | Path) -> dict[str, Path]:
     """``out/landscape.npz`` (delta, eta, loss, accuracy), ``landscape.csv``, ``landscape.json``
     (settings and summary) and ``landscape.png`` (two contour panels: loss, accuracy)."""
-    from evoprune.analysis.plots import draw_landscape, save_png
+    from evoprune.analysis.plots import draw_landscape, save_png, ticket_caption
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -307,8 +307,14 @@ def write_landscape(L: Landscape, out: str | Path) -> dict[str, Path]:
         )
     ]  # fmt: skip
     paths["csv"] = write_atomic(out / "landscape.csv", "\n".join(lines) + "\n")
+    cfg = L.config
+    title = (
+        f"Landscape around the {ticket_caption(L.info.get('ticket'), L.info.get('data'))}\n"
+        f"w + δ·d1 + η·d2 over {L.n_params} {cfg.params} parameters, {cfg.directions} "
+        f"directions (seed {cfg.seed}); training data; ★ the ticket"
+    )
     paths["png"] = save_png(
-        draw_landscape(L.delta, L.eta, L.loss, L.accuracy), out / "landscape.png"
+        draw_landscape(L.delta, L.eta, L.loss, L.accuracy, title), out / "landscape.png"
     )
     paths["json"] = write_json(out / "landscape.json", L.summary())
     return paths

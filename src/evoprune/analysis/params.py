@@ -131,6 +131,7 @@ def training_data(model: nn.Module, ds: Dataset) -> tuple[torch.Tensor, torch.Te
 def describe(ticket: Ticket) -> dict[str, Any]:
     """What an analysis output records about its ticket."""
     return {
+        "method": ticket.method,
         "layers": ticket.layers,
         "init": ticket.init,
         "seed": ticket.seed,

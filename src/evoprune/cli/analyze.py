@@ -101,9 +101,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = p.add_subparsers(dest="plot", required=True, parser_class=type(p))
     q = what.add_parser(
         "history",
-        help="accuracy and the three sparsity curves of a GA run (Fig. 4)",
-        description="Draw RUN_DIR/history.csv: accuracy of the fittest, its sparsity, the "
-        "highest sparsity in the generation and the best so far.",
+        help="training accuracy, sparsity and objective of a run, generation by generation (Fig. 4)",
+        description="Draw RUN_DIR/history.csv: the training accuracy and sparsity of the "
+        "fittest, the highest sparsity in the generation and so far, the objective when it is "
+        "the loss or F1; a memetic or local run's local-search passes after the generations; "
+        "the final ticket of result.json (after post-pruning) as a star.",
     )
     q.add_argument("run_dir", type=Path, help="a run folder with history.csv")
     q.add_argument("--out", type=Path, help="output .png (default RUN_DIR/history.png)")
@@ -169,9 +171,13 @@ def _graph(args: argparse.Namespace) -> int:
         raise EvopruneError(f"--out: expected a .png file name, got {str(args.out)!r}")
     if (args.source / "ticket.npz").is_file():  # a run folder: its ticket
         args.source = args.source / "ticket.npz"
+    example_name = None
     if args.source.is_file():
+        from evoprune.analysis.params import describe
+        from evoprune.analysis.plots import ticket_caption
+
         tickets = [Ticket.load(args.source)]
-        title = f"ticket {args.source}"
+        title = f"The {ticket_caption(describe(tickets[0]))}"
         out = args.out or args.source.parent / "graph.png"
     elif args.source.is_dir():
         import pandas as pd
@@ -181,7 +187,14 @@ def _graph(args: argparse.Namespace) -> int:
 
         runs = load_results(args.source)
         tickets, cell = cell_tickets(runs, args.dataset, args.arch, args.label, args.classes)
-        title = f"{cell['dataset']} {cell['arch_name']}, {cell['label']}"
+        data = cell["dataset"]
+        if pd.notna(cell["classes"]):
+            data += f" ({int(cell['classes'])} classes)"
+        seeds = ", ".join(map(str, cell["seeds"]))
+        title = (
+            f"{data}, {cell['arch_name']}, {cell['label']}: {len(tickets)} tickets (seeds {seeds})"
+        )
+        example_name = f"the ticket of seed {cell['seeds'][0]}"
         parts = [cell["dataset"], cell["arch_name"], cell["label"]]
         if pd.notna(cell["classes"]):
             parts.insert(1, f"c{int(cell['classes'])}")
@@ -190,12 +203,13 @@ def _graph(args: argparse.Namespace) -> int:
     else:
         raise EvopruneError(f"{args.source}: no such sweep folder or ticket file")
     g = ticket_graph(tickets)
-    paths = write_graph(g, out, title)
+    paths = write_graph(g, out, title, example_name)
     kept = sum(int((f > 0.5).sum()) for f in g.frequency)
     total = sum(f.size for f in g.frequency)
+    where = "kept" if g.n_tickets == 1 else "kept in more than half"
     print(
         f"ticket graph over {g.n_tickets} ticket(s) {g.layers}: {kept} of {total} connections "
-        f"kept in more than half -> {paths['png']}, {paths['csv']}"
+        f"{where} -> {paths['png']}, {paths['csv']}"
     )
     return 0
 
@@ -203,15 +217,21 @@ def _graph(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     from evoprune.analysis.plots import save_png
     from evoprune.experiments.draw import draw_history
-    from evoprune.experiments.sections.analyses import prepare_history_file
+    from evoprune.experiments.run_history import final_caption, prepare_run_history, run_title
 
-    frame = prepare_history_file(args.run_dir)
     out = args.out or args.run_dir / "history.png"
     if out.suffix.lower() != ".png":
         raise EvopruneError(f"--out: expected a .png file name, got {str(out)!r}")
-    local = frame.attrs["local_phase"]
-    title = f"evolution of {args.run_dir}" + (" (its GA phase)" if local else "")
-    save_png(draw_history(frame, title), out)
-    tail = "; the local search after it is not drawn" if local else ""
-    print(f"{frame['generation'].nunique()} generations{tail} -> {out}")
+    frame = prepare_run_history(args.run_dir)
+    result = frame.attrs["result"]
+    title = run_title(result, f"run {args.run_dir}")
+    caption = final_caption(result, frame.attrs["final_label"])
+    save_png(draw_history(frame, title, caption), out)
+    curves = frame[~frame["final"]]
+    counts = [
+        f"{curves.loc[curves['phase'] == p, 'step'].nunique()} "
+        + ("generations" if p == "GA" else f"{p} passes")
+        for p in dict.fromkeys(curves["phase"])
+    ]
+    print(f"{', '.join(counts)}; {caption or 'no result.json: no final ticket'} -> {out}")
     return 0

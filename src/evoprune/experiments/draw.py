@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from evoprune.experiments.run_history import ACCURACY, OBJECTIVE_PANEL, SPARSITY
+
 METRIC_NAMES = {
     "test_accuracy": "test accuracy",
     "sparsity": "sparsity",
@@ -26,6 +28,15 @@ def _err(frame: pd.DataFrame) -> np.ndarray:
     low = (frame["mean"] - frame["ci_low"]).fillna(0).clip(lower=0).to_numpy(dtype=float)
     high = (frame["ci_high"] - frame["mean"]).fillna(0).clip(lower=0).to_numpy(dtype=float)
     return np.vstack([low, high])
+
+
+def legend_below(fig: Figure, ax) -> None:
+    """The legend of `ax` below the panels, outside every axes (so it covers no bar, line or
+    tick); constrained layout makes room for it."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
+                   fontsize=8, frameon=False)  # fmt: skip
 
 
 def _grouped_bars(ax, frame: pd.DataFrame, x: str, hue: str) -> None:
@@ -69,7 +80,7 @@ def draw_bars(frame: pd.DataFrame, title: str, hue: str = "label") -> Figure:
             ax.set_xlabel("architecture")
             ax.set_ylim(0, 1.05)
             ax.grid(axis="y", alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    legend_below(fig, axes[0][-1])
     fig.suptitle(title)
     return fig
 
@@ -118,23 +129,77 @@ def draw_lines(frame: pd.DataFrame, title: str) -> Figure:
         ax.set_ylabel(METRIC_NAMES.get(metric, metric))
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower left")
+    legend_below(fig, axes[0])
     fig.suptitle(title)
     return fig
 
 
-def draw_history(frame: pd.DataFrame, title: str) -> Figure:
-    """Fig. 4: the curves of one evolution against the generation."""
-    fig = Figure(figsize=(6.5, 3.6), layout="constrained")
-    ax = fig.subplots()
-    for j, (series, line) in enumerate(frame.groupby("series", sort=False)):
-        ax.plot(line["generation"], line["value"], color=COLORS[j % len(COLORS)], label=str(series))
-    ax.set_xlabel("generation")
-    ax.set_ylabel("value")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(title)
+def _history_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The report's Fig. 4 frame (generation, series, value) in the columns of
+    `evoprune.experiments.run_history.prepare_run_history` (phase, step, panel, series, final)."""
+    if "panel" in frame:
+        return frame
+    return frame.assign(
+        phase="GA",
+        step=frame["generation"],
+        # the GA scores the training split: its accuracy is the training accuracy
+        panel=[ACCURACY if "accuracy" in str(s) else SPARSITY for s in frame["series"]],
+        final=False,
+    )
+
+
+def draw_history(frame: pd.DataFrame, title: str, caption: str = "") -> Figure:
+    """Fig. 4: one run's curves against the generation (then the local search's passes), a panel
+    per quantity (training accuracy, sparsity, the objective), the final ticket as a star."""
+    frame = _history_frame(frame)
+    panels = list(dict.fromkeys(frame["panel"]))
+    fig = Figure(figsize=(8.0, 0.9 + 2.1 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    curves = frame[~frame["final"].astype(bool)]
+    series = list(dict.fromkeys(curves["series"]))
+    color = {s: COLORS[j % len(COLORS)] for j, s in enumerate(series)}
+    phases = list(dict.fromkeys(curves["phase"]))
+    bounds = {p: (curves.loc[curves["phase"] == p, "step"].min(),
+                  curves.loc[curves["phase"] == p, "step"].max()) for p in phases}  # fmt: skip
+    span = max(float(curves["step"].max() - curves["step"].min()), 1.0)
+    for ax, panel in zip(axes, panels, strict=True):
+        part = frame[frame["panel"] == panel]
+        for (_, name), line in part[~part["final"].astype(bool)].groupby(
+            ["phase", "series"], sort=False
+        ):
+            ax.plot(line["step"], line["value"], color=color[name], lw=1.3, label=str(name))
+        for _, row in part[part["final"].astype(bool)].iterrows():
+            x = float(row["step"]) + 0.02 * span
+            ax.plot([x], [row["value"]], marker="*", ms=12, color="k", ls="none",
+                    label=str(row["series"]), zorder=4)  # fmt: skip
+            v = float(row["value"])
+            ax.annotate(f"{v:.3f}" if abs(v) >= 0.1 else f"{v:.3g}", (x, v), xytext=(7, 0),
+                        textcoords="offset points", va="center", fontsize=8)  # fmt: skip
+        for j, phase in enumerate(phases[1:], start=1):  # shade every phase after the first
+            lo, hi = bounds[phase]
+            ax.axvspan(lo - 0.5, hi + 0.5, color="0.5" if j % 2 else "0.7", alpha=0.12, lw=0)
+        ax.set_ylabel(panel, fontsize=9)
+        if panel in (ACCURACY, SPARSITY, OBJECTIVE_PANEL["f1"]):
+            ax.set_ylim(0, 1.05)
+        elif part["value"].gt(0).all() and part["value"].max() > 20 * part["value"].min():
+            ax.set_yscale("log")
+        ax.set_xlim(right=float(curves["step"].max()) + 0.09 * span)
+        ax.grid(alpha=0.3)
+    if len(phases) > 1:  # name the phases above the first panel
+        for phase in phases:
+            lo, hi = bounds[phase]
+            axes[0].annotate(phase, ((lo + hi) / 2, 1.0), xycoords=("data", "axes fraction"),
+                             xytext=(0, 2), textcoords="offset points", ha="center",
+                             va="bottom", fontsize=8, color="0.3")  # fmt: skip
+        axes[-1].set_xlabel(f"{phases[0]} generation, then {', '.join(phases[1:])} pass")
+    else:
+        axes[-1].set_xlabel("generation")
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=3, fontsize=8)
+    fig.suptitle(title + (f"\n{caption}" if caption else ""), fontsize=10)
     return fig
 
 
@@ -154,7 +219,7 @@ def draw_stages(frame: pd.DataFrame, title: str) -> Figure:
         ax.set_ylabel("sparsity")
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper left")
+    legend_below(fig, axes[0])
     fig.suptitle(title)
     return fig
 

@@ -286,7 +286,7 @@ def prepare_hessian(runs: pd.DataFrame, spec: str = "hessian") -> pd.DataFrame:
 def draw_hessian(frame: pd.DataFrame, title: str) -> Figure:
     """Side by side per class count: the largest eigenvalue of each ticket (left) and all top
     eigenvalues pooled over the tickets (right), one box per arm; log scale."""
-    from evoprune.experiments.draw import COLORS
+    from evoprune.experiments.draw import COLORS, legend_below
 
     classes = sorted(frame["classes"].dropna().unique())
     labels = [c for c in frame["label"].cat.categories if c in set(frame["label"])]
@@ -318,7 +318,7 @@ def draw_hessian(frame: pd.DataFrame, title: str) -> Figure:
         ax.set_ylabel("eigenvalue")
         ax.set_title(name, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper left")
+    legend_below(fig, axes[0])
     fig.suptitle(title)
     return fig
 
@@ -385,38 +385,3 @@ CLAIM_ROWS = (
         _centre_matches,
     ),
 )
-
-
-# -- Fig. 4 from one run folder ------------------------------------------------------------------
-
-
-def prepare_history_file(run_dir: str | Path) -> pd.DataFrame:
-    """Fig. 4's long frame (generation, series, value) from ``RUN_DIR/history.csv``; its
-    ``attrs["local_phase"]`` says whether a local search followed the GA (memetic runs)."""
-    from evoprune.experiments.figures import HISTORY_SERIES, prepare_fig4
-
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        raise EvopruneError(f"{run_dir}: no history.csv here (expected a run folder)")
-    try:
-        hist = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise EvopruneError(f"{path}: not a readable CSV ({type(exc).__name__})") from None
-    local_phase = "phase" in hist and bool((hist["phase"] != "ga").any())
-    if "phase" in hist:  # memetic and local runs: the GA's generations, then local passes
-        hist = hist[hist["phase"] == "ga"]
-        if hist.empty:
-            raise EvopruneError(
-                f"{path}: a local search alone has no generations (its rows are passes); "
-                "plot history draws a GA run"
-            )
-    if "generation" not in hist or not set(HISTORY_SERIES) & set(hist):
-        raise EvopruneError(
-            f"{path}: no per-generation columns (generation, {', '.join(HISTORY_SERIES)}); "
-            "plot history draws a GA run"
-        )
-    hist.insert(0, "key", "run")
-    runs = pd.DataFrame({"spec": ["run"], "key": ["run"], "seed": [0]})
-    frame = prepare_fig4(runs, hist, spec="run")
-    frame.attrs["local_phase"] = local_phase
-    return frame

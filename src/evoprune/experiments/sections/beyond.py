@@ -47,7 +47,7 @@ def prepare_beyond(runs: pd.DataFrame, spec: str = "beyond") -> pd.DataFrame:
 
 def draw_case_bars(frame: pd.DataFrame, title: str) -> Figure:
     """Rows: metrics; x: problem; bars: method (wall time on a log scale)."""
-    from evoprune.experiments.draw import METRIC_NAMES, _grouped_bars
+    from evoprune.experiments.draw import METRIC_NAMES, _grouped_bars, legend_below
 
     metrics = list(dict.fromkeys(frame["metric"]))
     n_cases = frame["case"].nunique()
@@ -65,7 +65,7 @@ def draw_case_bars(frame: pd.DataFrame, title: str) -> Figure:
             ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    axes[0][0].legend(fontsize=8, loc="lower left", ncol=min(4, frame["label"].nunique()))
+    legend_below(fig, axes[0][0])
     fig.suptitle(title)
     return fig
 

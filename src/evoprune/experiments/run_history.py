@@ -1,0 +1,198 @@
+"""One run's history as a figure (`evoprune plot history`; the paper's Fig. 4 for a single run).
+
+`prepare_run_history` turns a run folder (``history.csv`` and ``result.json``) into a tidy long
+frame, one row per (phase, step, panel, series): the GA's generations, then the local search's
+passes (memetic and local runs) on the same x axis, and the final ticket that ``result.json``
+reports (after post-pruning for the GA) as the last point of each panel. The drawing is
+`evoprune.experiments.draw.draw_history`.
+
+Panels: the training accuracy (what the history holds: the GA scores the training split), the
+sparsity, and the optimised objective when it is not the accuracy (the training cross-entropy for
+``--objective loss``, the macro-F1 for ``f1``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evoprune.errors import EvopruneError
+
+ACCURACY = "training accuracy"
+SPARSITY = "sparsity"
+OBJECTIVE_PANEL = {"loss": "training loss (cross-entropy)", "f1": "training macro-F1"}
+
+# the GA's history.csv columns: (panel, series)
+GA_SERIES = {
+    "best_accuracy": (ACCURACY, "fittest of the generation"),
+    "best_sparsity": (SPARSITY, "fittest of the generation"),
+    "max_sparsity": (SPARSITY, "highest in the generation"),
+    "best_sparsity_so_far": (SPARSITY, "highest so far"),
+}
+LOCAL_SERIES = "local search (after each pass)"
+VARIANT_NAMES = {
+    "ga": "GA",
+    "ga-adaptive": "GA (adaptive accuracy bound)",
+    "memetic": "memetic (GA, then local search)",
+    "local": "local search",
+}
+PHASE_NAMES = {"ga": "GA", "local": "local search", "local-loss": "local search (loss)"}
+COLUMNS = ["phase", "step", "panel", "series", "value", "final"]
+
+
+def _read_history(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise EvopruneError(f"{path}: not a readable CSV ({type(exc).__name__})") from None
+
+
+def _read_result(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "result.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise EvopruneError(f"{path}: not a readable JSON file") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _local_objective(rows: pd.DataFrame, objective: str, result: dict[str, Any]) -> pd.Series:
+    """The objective in its natural sign from the local search's ``objective`` column.
+
+    The local search minimises: the loss plus ``sparsity_penalty * density``, or minus the
+    accuracy / F1 (with the tie-breaker the penalty sits in the second key, not here).
+    """
+    from evoprune.ga.config import GAConfig
+
+    value = pd.to_numeric(rows["objective"], errors="coerce")
+    try:
+        lcfg = GAConfig.from_dict(result["ga_config"]).local_config(objective)
+    except (KeyError, TypeError, EvopruneError):  # a result without its config: the raw value
+        return value if objective == "loss" else -value
+    if objective == "loss" or not lcfg.tiebreak:
+        density = 1.0 - pd.to_numeric(rows["sparsity"], errors="coerce")
+        value = value - lcfg.sparsity_penalty * density
+    return value if objective == "loss" else -value
+
+
+def _final_label(result: dict[str, Any]) -> str:
+    variant = result.get("variant", result.get("method"))
+    post_pruned = variant in ("ga", "ga-adaptive") and (result.get("config") or {}).get(
+        "post_prune", True
+    )
+    return "final ticket, after post-pruning" if post_pruned else "final ticket"
+
+
+def prepare_run_history(run_dir: str | Path) -> pd.DataFrame:
+    """The tidy frame of one run folder's history (columns `COLUMNS`).
+
+    ``step`` is the GA's generation, then (memetic and local runs) the local search's pass counted
+    on after the last generation. Rows with ``final`` True hold the run's result (``result.json``:
+    training accuracy, sparsity, the objective) at the last step. ``attrs``: ``result`` (the
+    run's result.json, {} when there is none) and ``final_label``.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "history.csv"
+    if not path.is_file():
+        raise EvopruneError(f"{run_dir}: no history.csv here (expected a run folder)")
+    hist = _read_history(path)
+    result = _read_result(run_dir)
+    objective = result.get("objective", "accuracy")
+    if "phase" not in hist:  # a GA run: generations only
+        hist = hist.assign(phase="ga")
+    ga = hist[hist["phase"] == "ga"] if "generation" in hist else hist.iloc[:0]
+    if not (set(GA_SERIES) & set(hist)) and "pass" not in hist:
+        raise EvopruneError(
+            f"{path}: no per-generation or per-pass columns (generation, "
+            f"{', '.join(GA_SERIES)}, or pass); plot history draws a GA, memetic or local run"
+        )
+    parts: list[pd.DataFrame] = []
+
+    def add(phase: str, steps, panel: str, series: str, values, final: bool = False) -> None:
+        parts.append(
+            pd.DataFrame(
+                {
+                    "phase": phase,
+                    "step": steps,
+                    "panel": panel,
+                    "series": series,
+                    "value": pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(),
+                    "final": final,
+                }
+            )  # fmt: skip
+        )
+
+    last = 0
+    if len(ga):
+        steps = pd.to_numeric(ga["generation"]).to_numpy()
+        for column, (panel, series) in GA_SERIES.items():
+            if column in ga and ga[column].notna().any():
+                add("GA", steps, panel, series, ga[column].to_numpy())
+        if objective in OBJECTIVE_PANEL and "best_performance" in ga:
+            add("GA", steps, OBJECTIVE_PANEL[objective], "fittest of the generation",
+                ga["best_performance"].to_numpy())  # fmt: skip
+        last = int(steps.max())
+    for phase, rows in hist[hist["phase"] != "ga"].groupby("phase", sort=False):
+        passes = pd.to_numeric(rows["pass"], errors="coerce").to_numpy()
+        steps = last + passes
+        name = PHASE_NAMES.get(str(phase), str(phase))
+        add(name, steps, ACCURACY, LOCAL_SERIES, rows["train_accuracy"].to_numpy())
+        add(name, steps, SPARSITY, LOCAL_SERIES, rows["sparsity"].to_numpy())
+        # the loss-first phase optimises the loss whatever the run's objective: drawn only
+        # where it is the run's objective, so a panel holds one quantity
+        phase_objective = "loss" if str(phase) == "local-loss" else objective
+        if objective in OBJECTIVE_PANEL and phase_objective == objective:
+            values = _local_objective(rows, objective, result)
+            add(name, steps, OBJECTIVE_PANEL[objective], LOCAL_SERIES, values.to_numpy())
+        last = int(max(last, steps.max()))
+    if not parts:
+        raise EvopruneError(f"{path}: no rows to draw")
+    label = _final_label(result)
+    finals = {ACCURACY: result.get("train_accuracy"), SPARSITY: result.get("sparsity")}
+    if objective in OBJECTIVE_PANEL:
+        finals[OBJECTIVE_PANEL[objective]] = result.get(f"train_{objective}")
+    for panel, value in finals.items():
+        if isinstance(value, int | float) and math.isfinite(value):
+            add("final", [last], panel, label, [value], final=True)
+    frame = pd.concat(parts, ignore_index=True)[COLUMNS]
+    frame.attrs.update(result=result, final_label=label)
+    return frame
+
+
+def run_title(result: dict[str, Any], fallback: str) -> str:
+    """``digits (10 classes), B [64, 75, 10], memetic (...), objective loss, seed 0``."""
+    if not result.get("dataset"):
+        return fallback
+    data = str(result["dataset"])
+    if result.get("classes") not in (None, ""):
+        data += f" ({int(result['classes'])} classes)"
+    arch_name = (result.get("config") or {}).get("arch")
+    layers = result.get("arch")
+    arch = " ".join(
+        str(a) for a in (arch_name if isinstance(arch_name, str) else None, layers) if a
+    )
+    variant = result.get("variant", result.get("method", ""))
+    parts = [data, arch, VARIANT_NAMES.get(variant, str(variant)),
+             f"objective {result.get('objective', 'accuracy')}", f"seed {result.get('seed', 0)}"]  # fmt: skip
+    return ", ".join(p for p in parts if p)
+
+
+def final_caption(result: dict[str, Any], label: str) -> str:
+    """One line with the run's reported result, e.g. ``final ticket, after post-pruning: test
+    accuracy 0.922, training accuracy 0.923, sparsity 0.730``."""
+    bits = [
+        f"{name} {result[key]:.3f}"
+        for key, name in (
+            ("test_accuracy", "test accuracy"),
+            ("train_accuracy", "training accuracy"),
+            ("sparsity", "sparsity"),
+        )
+        if isinstance(result.get(key), int | float)
+    ]
+    return f"{label}: {', '.join(bits)}" if bits else ""
