@@ -103,7 +103,7 @@ FIGURES: dict[str, Figure] = {
         table=analyses.table_hessian,
     ),
     "pruning": Figure(
-        "Extreme-sparsity pruning (SUNZ 2026)",
+        "Extreme-sparsity pruning (Hirianskyi & Bulakh, SUNZ 2026)",
         pruning.prepare_pruning,
         "pruning",
         "Test macro-F1 against sparsity without and after fine-tuning (line style: EC), layer densities and pruning seconds at the highest sparsity.",
@@ -117,7 +117,7 @@ FIGURES: dict[str, Figure] = {
         table=selection.table_selection,
     ),  # fmt: skip
     "hpo": Figure(
-        "HPO: CMA-ES vs TPE vs random, SynFlow vs training (SUNZ 2026)",
+        "HPO: CMA-ES vs TPE vs random, SynFlow vs training (Hirianskyi & Bulakh, SUNZ 2026)",
         studies.prepare_hpo,
         "hpo",
         "Best validation macro-F1 so far per sampler (mean over seeds), the samplers' own time per trial, SynFlow vs training: objective time per trial and the test F1 of the chosen configuration.",
@@ -125,7 +125,7 @@ FIGURES: dict[str, Figure] = {
         table=studies.table_hpo,
     ),  # fmt: skip
     "minimize": Figure(
-        "Minimising test functions at equal evaluation budgets (SUNZ 2026)",
+        "Minimising test functions at equal evaluation budgets (Hirianskyi & Bulakh, SUNZ 2026)",
         studies.prepare_minimize,
         "minimize",
         "Median best value so far against evaluations (dashed: success, f < 1e-6); the table gives median best, success rate and median evaluations to success.",
@@ -133,7 +133,7 @@ FIGURES: dict[str, Figure] = {
         table=studies.table_minimize,
     ),  # fmt: skip
     "weights": Figure(
-        "Training an MLP 64-32-10's weights: Adam vs sep-CMA-ES vs GA (SUNZ 2026)",
+        "Training an MLP 64-32-10's weights: Adam vs sep-CMA-ES vs GA (Hirianskyi & Bulakh, SUNZ 2026)",
         studies.prepare_weights,
         "weights",
         "Validation macro-F1 against training seconds (mean and std over seeds) and the final test macro-F1 (dashed: 0.97).",

@@ -269,7 +269,7 @@ def _magnitude_best_low(runs: pd.DataFrame) -> tuple[str, bool | None]:
 
 CLAIM_ROWS = (
     (SPEC, "At 98% sparsity CMA-ES + SynFlow + energy compensation reaches macro-F1 0.81 "
-     "(SUNZ 2026, abstract; fine-tuning not stated: both readings)", _f1_081),
+     "(Hirianskyi & Bulakh, SUNZ 2026, abstract; fine-tuning not stated: both readings)", _f1_081),
     (SPEC, "It beats magnitude pruning and a gradient-based soft mask at 98% (abstract)", _beats_baselines),
     (SPEC, "At orders of magnitude less cost than a training-based fitness (abstract; ours: >= 100x "
      "in wall time)", _cheaper),

@@ -414,11 +414,11 @@ def _adam_prevails(runs: pd.DataFrame) -> tuple[str, bool | None]:
 
 # (figure, the abstract's finding, check) rows for `evoprune.experiments.paper.CLAIMS`
 STUDY_CLAIMS = (
-    ("hpo", "CMA-ES matches TPE in solution quality (low space; SUNZ 2026, abstract)", _cmaes_matches_tpe),
-    ("hpo", "In high-dimensional spaces CMA-ES needs orders of magnitude less sampler time than TPE (SUNZ 2026, abstract)", _cmaes_sampler_cheaper),
-    ("hpo", "SynFlow as the HPO objective makes the search more than 250x faster (SUNZ 2026, abstract)", _synflow_faster),
-    ("hpo", "... but the configurations it chooses are less accurate than with full training (SUNZ 2026, abstract)", _synflow_less_accurate),
-    ("minimize", "Gradient methods get trapped in local minima on multimodal functions (SUNZ 2026, abstract)", _gradient_trapped),
-    ("minimize", "Evolutionary methods do not: CMA-ES (IPOP) solves them (SUNZ 2026, abstract)", _cmaes_solves),
-    ("weights", "For differentiable training Adam prevails, macro-F1 about 0.97 on digits (SUNZ 2026, abstract)", _adam_prevails),
+    ("hpo", "CMA-ES matches TPE in solution quality (low space; Hirianskyi & Bulakh, SUNZ 2026, abstract)", _cmaes_matches_tpe),
+    ("hpo", "In high-dimensional spaces CMA-ES needs orders of magnitude less sampler time than TPE (Hirianskyi & Bulakh, SUNZ 2026, abstract)", _cmaes_sampler_cheaper),
+    ("hpo", "SynFlow as the HPO objective makes the search more than 250x faster (Hirianskyi & Bulakh, SUNZ 2026, abstract)", _synflow_faster),
+    ("hpo", "... but the configurations it chooses are less accurate than with full training (Hirianskyi & Bulakh, SUNZ 2026, abstract)", _synflow_less_accurate),
+    ("minimize", "Gradient methods get trapped in local minima on multimodal functions (Hirianskyi & Bulakh, SUNZ 2026, abstract)", _gradient_trapped),
+    ("minimize", "Evolutionary methods do not: CMA-ES (IPOP) solves them (Hirianskyi & Bulakh, SUNZ 2026, abstract)", _cmaes_solves),
+    ("weights", "For differentiable training Adam prevails, macro-F1 about 0.97 on digits (Hirianskyi & Bulakh, SUNZ 2026, abstract)", _adam_prevails),
 )  # fmt: skip
