@@ -458,12 +458,14 @@ def test_run_history_of_a_ga_run_holds_its_curves_objective_and_final_ticket(ga_
 
 def test_plot_history_draws_a_memetic_runs_local_passes_and_a_local_run(tmp_path, capsys):
     from evoprune.cli import main
+    from evoprune.experiments.draw import draw_history
     from evoprune.experiments.run_history import (
         ACCURACY,
         LOCAL_SERIES,
         OBJECTIVE_PANEL,
         SPARSITY,
         prepare_run_history,
+        run_title,
     )  # fmt: skip
 
     args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--population",
@@ -492,6 +494,11 @@ def test_plot_history_draws_a_memetic_runs_local_passes_and_a_local_run(tmp_path
     final = frame[frame["final"]].set_index("panel")
     assert final.loc[SPARSITY, "value"] == result["sparsity"]
     assert set(final["series"]) == {"final ticket"}  # the memetic search does not post-prune
+    fig = draw_history(frame, run_title(result, "m"))
+    assert fig.axes[-1].get_xlabel() == "GA generation, then local search pass"
+    assert [ax.get_ylabel() for ax in fig.axes] == [ACCURACY, SPARSITY, OBJECTIVE_PANEL["loss"]]
+    stars = [ln for ax in fig.axes for ln in ax.lines if ln.get_marker() == "*"]
+    assert sorted(float(ln.get_ydata()[0]) for ln in stars) == sorted(final["value"])
     capsys.readouterr()
     assert main(["plot", "history", str(m)]) == 0
     out = capsys.readouterr().out
@@ -514,4 +521,17 @@ def test_draw_history_draws_the_reports_fig4_frame_in_two_labelled_panels():
                          "best_sparsity": [0.2, 0.3]})  # fmt: skip
     fig = draw_history(prepare_fig4(runs, hist), "t")
     assert [ax.get_ylabel() for ax in fig.axes] == ["training accuracy", "sparsity"]
+    assert fig.axes[-1].get_xlabel() == "GA generation"
     assert [list(line.get_ydata()) for line in fig.axes[0].lines] == [[0.5, 0.7]]
+
+
+def test_plot_history_of_a_run_without_generations_or_passes_is_one_line_exit_2(tmp_path, capsys):
+    from evoprune.cli import main
+
+    run = tmp_path / "backprop"
+    run.mkdir()
+    (run / "history.csv").write_text("epoch,lr,train_loss\n1,0.1,0.7\n2,0.05,0.6\n")
+    assert main(["plot", "history", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no per-generation or per-pass columns" in err and "\n" not in err
+    assert not (run / "history.png").exists()

@@ -126,6 +126,8 @@ def draw_lines(frame: pd.DataFrame, title: str) -> Figure:
                 linewidth=0,
             )
         ax.set_xlabel("classes")
+        ax.set_xticks(sorted(part["classes"].astype(float).unique()))  # class counts, not 2.5
+        ax.xaxis.set_major_formatter("{x:.0f}")
         ax.set_ylabel(METRIC_NAMES.get(metric, metric))
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
@@ -191,9 +193,9 @@ def draw_history(frame: pd.DataFrame, title: str, caption: str = "") -> Figure:
             axes[0].annotate(phase, ((lo + hi) / 2, 1.0), xycoords=("data", "axes fraction"),
                              xytext=(0, 2), textcoords="offset points", ha="center",
                              va="bottom", fontsize=8, color="0.3")  # fmt: skip
-        axes[-1].set_xlabel(f"{phases[0]} generation, then {', '.join(phases[1:])} pass")
-    else:
-        axes[-1].set_xlabel("generation")
+    # the GA counts generations, a local search passes over all bits
+    units = [f"{p} generation" if p == "GA" else f"{p} pass" for p in phases]
+    axes[-1].set_xlabel(", then ".join(units))
     handles: dict[str, object] = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
