@@ -438,3 +438,26 @@ def test_an_error_a_library_makes_of_ctrl_c_is_an_interruption(monkeypatch, caps
     monkeypatch.setattr(compare, "run_compare", lambda args: 1 / 0)  # no Ctrl-C: a real bug
     with pytest.raises(ZeroDivisionError):
         main(["compare", "x"])
+
+
+def test_every_option_with_a_default_says_it_in_its_help():
+    import argparse
+
+    from evoprune.cli import build_parser
+
+    def options(parser, name=""):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, child in action.choices.items():
+                    yield from options(child, f"{name} {sub}".strip())
+            elif action.option_strings and not isinstance(
+                action, argparse._HelpAction | argparse._VersionAction | argparse._StoreTrueAction
+                | argparse._StoreFalseAction
+            ):  # fmt: skip
+                yield name, action
+
+    unsaid = [f"{name} {a.option_strings[0]} (default {a.default!r})"
+              for name, a in options(build_parser())
+              if a.default not in (None, [], argparse.SUPPRESS)
+              and "default" not in (a.help or "").lower()]  # fmt: skip
+    assert not unsaid, unsaid
