@@ -657,6 +657,43 @@ def test_an_interrupted_sweep_records_the_runs_its_workers_still_finish(tmp_path
         assert (out / "runs" / key / "result.json").is_file()
 
 
+def test_an_interrupted_sweep_stops_workers_whose_search_takes_sigterm_as_ctrl_c(tmp_path):
+    # a GA or memetic run maps SIGTERM to KeyboardInterrupt (for its checkpoint); the pool's
+    # worker survives that, so closing the pool must not rely on SIGTERM alone
+    driver = KILL_DRIVER.replace(
+        "    time.sleep(0.4)",
+        "    from evoprune.interrupts import sigterm_as_interrupt\n"
+        "    with sigterm_as_interrupt():\n"
+        "        time.sleep(60)",
+    )
+    script, out, log = tmp_path / "driver.py", tmp_path / "sweep", tmp_path / "calls.log"
+    script.write_text(driver)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(log)], env=env,
+                            start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 90
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    interrupted = time.time()
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.communicate(timeout=45)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the interrupted sweep hung on its workers")
+    assert time.time() - interrupted < 30  # STOP_SECONDS, then SIGTERM and SIGKILL
+    for _ in range(50):  # multiprocessing's resource tracker ends a moment after its parent
+        left = subprocess.run(["pgrep", "-a", "-s", str(proc.pid)], capture_output=True).stdout
+        if not left:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL) if left else None
+    assert not left, left.decode()
+
+
 # -- statistics -----------------------------------------------------------------------------------
 
 

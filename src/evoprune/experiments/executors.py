@@ -79,6 +79,7 @@ def limit_threads(threads: int) -> None:
 
 
 STOP_SECONDS = 10.0  # how long closing waits for a worker to end by itself
+KILL_SECONDS = 3.0  # then how long for it to end on SIGTERM, before SIGKILL
 
 
 def _worker_init() -> None:
@@ -149,7 +150,9 @@ class LocalExecutor:
     def close(self) -> None:
         """Stop the pool in bounded time: queued runs are cancelled, and a worker that has not
         ended `STOP_SECONDS` later (one caught by Ctrl-C mid-way can wait forever on a lock)
-        is terminated."""
+        is terminated, and killed if it is still there `KILL_SECONDS` after that: a search
+        turns SIGTERM into an interrupt of its own (a resumable checkpoint), which the pool's
+        worker survives, waiting for work that never comes."""
         if self._pool is None:
             return
         workers = list(getattr(self._pool, "_processes", {}).values())  # the pool's own record
@@ -160,7 +163,10 @@ class LocalExecutor:
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.terminate()
-                proc.join(5)
+                proc.join(KILL_SECONDS)
+            if proc.is_alive():  # a search takes SIGTERM as Ctrl-C, and its worker goes on
+                proc.kill()
+                proc.join()
         self._pool = None
 
 
