@@ -89,7 +89,27 @@ def _case_frame() -> pd.DataFrame:
     return frame.assign(case=frame["dataset"] + " " + frame["arch_name"])
 
 
+def _pruning_frame() -> pd.DataFrame:
+    from evoprune.experiments.sections.pruning import PANELS
+
+    rows = [
+        {"metric": metric, "label": label, "ec": ec, "sparsity_target": target,
+         "mean": 1.0 - target / 2, "std": 0.01, "n": 5, "ci_low": 0.9, "ci_high": 1.0}
+        for metric in PANELS for label in ("magnitude", "SynFlow") for ec in ("none", "lsq")
+        for target in (0.5, 0.9, 0.98)
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    return frame.assign(label=pd.Categorical(frame["label"], ["magnitude", "SynFlow"]))
+
+
+def _draw_pruning():
+    from evoprune.experiments.sections.pruning import draw_pruning
+
+    return draw_pruning(_pruning_frame(), "t")
+
+
 FIGURES = {
+    "pruning": _draw_pruning,
     "bars": lambda: draw.draw_bars(_bars_frame(), "t"),
     "lines": lambda: draw.draw_lines(_lines_frame(), "t"),
     "stages": lambda: draw.draw_stages(_stages_frame(), "t"),

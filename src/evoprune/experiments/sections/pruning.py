@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from evoprune.experiments.draw import legend_below
 from evoprune.experiments.tables import summarise
 
 SPEC = "pruning"
@@ -103,7 +104,7 @@ def table_pruning(frame: pd.DataFrame) -> pd.DataFrame:
 def draw_pruning(frame: pd.DataFrame, title: str) -> Figure:
     """(a) F1 vs sparsity, no fine-tuning; (b) after fine-tuning; (c) layer densities at the
     highest sparsity (default EC per method); (d) pruning seconds per method (log)."""
-    fig = Figure(figsize=(15, 4.0), layout="constrained")
+    fig = Figure(figsize=(15, 5.0), layout="constrained")
     axes = fig.subplots(1, 4)
     labels = (
         [c for c in frame["label"].cat.categories if c in set(frame["label"])] if len(frame) else []
@@ -119,7 +120,7 @@ def draw_pruning(frame: pd.DataFrame, title: str) -> Figure:
         ax.set_ylabel(name)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=6, loc="lower left")
+    legend_below(fig, axes[0])  # method (energy compensation): a line style per compensation
     dens = frame[frame["metric"].str.startswith("density_l")]
     if not dens.empty:
         top = dens["sparsity_target"].max()
@@ -139,7 +140,7 @@ def draw_pruning(frame: pd.DataFrame, title: str) -> Figure:
             np.arange(len(layers)), [m.replace("density_l", "layer ") for m in layers]
         )
         axes[2].set_ylabel(f"density at sparsity {top:.2f}")
-        axes[2].legend(fontsize=6)
+        # its colours are the methods of the legend below
     cost = frame[frame["metric"] == "seconds"]
     if not cost.empty:
         top = cost["sparsity_target"].max()
