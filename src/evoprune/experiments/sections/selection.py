@@ -61,6 +61,7 @@ def draw_fraction_lines(frame: pd.DataFrame, title: str):
     """One panel per dataset: mean test accuracy (95% CI band) against the share removed."""
     from matplotlib.figure import Figure
 
+    from evoprune.experiments.draw import legend_below
     from evoprune.pruning.selection.figures import COLORS
 
     datasets = list(dict.fromkeys(frame["dataset"]))
@@ -87,7 +88,8 @@ def draw_fraction_lines(frame: pd.DataFrame, title: str):
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1.0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+    # one legend below the panels, from the panel with the most lines (mnist: the paper's too)
+    legend_below(fig, max(axes, key=lambda a: len(a.get_legend_handles_labels()[0])))
     fig.suptitle(title)
     return fig
 
