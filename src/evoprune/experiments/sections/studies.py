@@ -95,17 +95,19 @@ def draw_hpo(frame: pd.DataFrame, title: str) -> Figure:
     """(a, b) best-so-far objective per sampler in each space (train objective); (c) sampler
     milliseconds per trial (log); (d) SynFlow vs train: objective seconds per trial (log) and
     (e) the final test F1."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     fig = Figure(figsize=(17, 3.8), layout="constrained")
     axes = fig.subplots(1, 5)
+    # one colour per sampler in every panel
+    color = {s: COLORS[i % len(COLORS)] for i, s in enumerate(dict.fromkeys(frame["sampler"]))}
     curve = frame[(frame["part"] == "curve") & (frame["objective"] == "train")]
     for ax, space in zip(axes[:2], ["low", "high"], strict=True):
-        for j, (sampler, line) in enumerate(
-            curve[curve["space"] == space].groupby("sampler", sort=False)
-        ):
+        for sampler, line in curve[curve["space"] == space].groupby("sampler", sort=False):
             ax.plot(
                 line["x"].astype(float),
                 line["value"],
-                color=COLORS[j % len(COLORS)],
+                color=color[sampler],
                 label=str(sampler),
             )
         ax.set_title(f"{space} space: best val F1 so far", fontsize=9)
@@ -125,11 +127,20 @@ def draw_hpo(frame: pd.DataFrame, title: str) -> Figure:
         labels = [f"{r.space}/{r.objective}/{r.sampler}" for r in part.itertuples()]
         ax.barh(np.arange(len(part)), part["value"].to_numpy(dtype=float),
                 xerr=part["std"].fillna(0).to_numpy(dtype=float),
-                color=[COLORS[i % len(COLORS)] for i in range(len(part))])  # fmt: skip
+                color=[color[r.sampler] for r in part.itertuples()])  # fmt: skip
         ax.set_yticks(np.arange(len(part)), labels, fontsize=7)
         ax.set_title(name, fontsize=9)
         if log and len(part):
             ax.set_xscale("log")
+            # plain-number labels: at 1, 2 and 5 times a power of ten within about a decade,
+            # at whole decades beyond; no minor labels (they overlapped)
+            values = part["value"].to_numpy(dtype=float)
+            values = values[values > 0]
+            decades = np.log10(values.max() / values.min()) if len(values) else 0.0
+            subs = (1.0, 2.0, 5.0) if decades <= 1.5 else (1.0,)
+            ax.xaxis.set_major_locator(LogLocator(subs=subs))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title)
     return fig
