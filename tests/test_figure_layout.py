@@ -4,6 +4,8 @@ text, which is what goes wrong when the layout is wrong."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -249,3 +251,26 @@ def test_ticket_caption_names_method_data_architecture_seed_and_sparsity():
     assert text == "GA ticket, digits (10 classes), [64, 75, 10], seed 3, sparsity 0.622"
     other = ticket_caption(ticket, {"name": "digits", "classes": 5})
     assert other.endswith("; scored on digits (5 classes)")
+
+
+@pytest.mark.parametrize("span", [(17.0, 176.0), (0.004, 5.0)])  # one decade, three
+def test_log_axes_of_the_hpo_figure_have_labels_apart(span):
+    from evoprune.experiments.sections.studies import HPO_COLUMNS, draw_hpo
+
+    rows = [
+        {"part": "summary", "space": space, "objective": "train", "sampler": sampler, "x": metric,
+         "value": value, "std": 0.0, "n": 3}
+        for metric in ("sampler_seconds_per_trial", "objective_seconds_per_trial", "test_f1")
+        for (space, sampler), value in zip(
+            [("low", "tpe"), ("low", "cmaes"), ("high", "tpe"), ("high", "cmaes")],
+            np.geomspace(*span, 4), strict=True)
+    ]  # fmt: skip
+    fig = draw_hpo(pd.DataFrame(rows, columns=HPO_COLUMNS), "t")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for ax in fig.axes[2:4]:  # the two log panels
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        visible = [b for b in boxes if ax.bbox.x0 - 1 <= b.x0 and b.x1 <= ax.bbox.x1 + 1]
+        assert len(visible) >= 2, "at least two labelled ticks"
+        assert all(not a.overlaps(b) for a, b in itertools.combinations(visible, 2))
