@@ -217,14 +217,18 @@ def draw_minimize(frame: pd.DataFrame, title: str) -> Figure:
     panels = list(dict.fromkeys(zip(curve["function"], curve["dim"], strict=True)))
     cols = max(min(len(panels), 3), 1)
     rows = max((len(panels) + cols - 1) // cols, 1)
-    fig = Figure(figsize=(4.6 * cols, 3.2 * rows), layout="constrained")
+    from evoprune.experiments.draw import legend_below
+
+    fig = Figure(figsize=(4.6 * cols, 3.2 * rows + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    # one colour per method in every panel
+    color = {o: COLORS[i % len(COLORS)] for i, o in enumerate(dict.fromkeys(curve["optimizer"]))}
     for ax, (fn, dim) in zip(axes, panels, strict=False):
         part = curve[(curve["function"] == fn) & (curve["dim"] == dim)]
-        for j, (opt, line) in enumerate(part.groupby("optimizer", sort=False)):
+        for opt, line in part.groupby("optimizer", sort=False):
             y = np.maximum(line["value"].to_numpy(dtype=float), 1e-12)
-            ax.plot(line["x"].astype(float), y, color=COLORS[j % len(COLORS)], label=str(opt))
-        ax.axhline(SUCCESS, color="grey", lw=0.8, ls="--")
+            ax.plot(line["x"].astype(float), y, color=color[opt], label=str(opt))
+        ax.axhline(SUCCESS, color="grey", lw=0.8, ls="--", label=f"success (f < {SUCCESS:g})")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(f"{fn}, d = {dim}", fontsize=9)
@@ -232,7 +236,7 @@ def draw_minimize(frame: pd.DataFrame, title: str) -> Figure:
         ax.set_ylabel("median best f")
         ax.grid(alpha=0.3)
     if panels:
-        axes[0].legend(fontsize=7, loc="lower left")
+        legend_below(fig, axes[0])
     fig.suptitle(title)
     return fig
 
