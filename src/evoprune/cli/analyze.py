@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("ticket", type=Path, help="a ticket.npz, or its run folder")
     add_data_args(q, required=False)
     q.add_argument("--grid", type=int, default=41, help="points per axis, odd (default 41)")
-    q.add_argument("--span", type=float, default=1.0, help="delta, eta in [-span, span] (default 1.0)")
+    q.add_argument(
+        "--span", type=float, default=1.0, help="delta, eta in [-span, span] (default 1.0)"
+    )
     q.add_argument("--directions", choices=DIRECTIONS, default="gaussian", help="default gaussian")
     q.add_argument(
         "--params",
