@@ -633,11 +633,11 @@ def test_killed_sweep_loses_no_finished_run_and_repeats_none(tmp_path):
     assert s.skipped == len(before)
 
 
-def test_an_interrupted_sweep_records_the_runs_its_workers_still_finish(tmp_path):
-    # Ctrl-C for the sweep alone (SIGINT to its process, as a job scheduler sends it): the runs
-    # already with a worker finish and are recorded; queued runs never start
+def _sweep_with_two_runs_started(tmp_path: Path, driver: str):
+    """Start `driver` (a sweep of KILL_SPEC in its own session) and return (process, sweep
+    folder, call log) once two of its runs have started."""
     script, out, log = tmp_path / "driver.py", tmp_path / "sweep", tmp_path / "calls.log"
-    script.write_text(KILL_DRIVER.replace("time.sleep(0.4)", "time.sleep(1.5)"))
+    script.write_text(driver)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, str(script), str(out), str(log)], env=env,
                             start_new_session=True, stdout=subprocess.PIPE,
@@ -647,6 +647,15 @@ def test_an_interrupted_sweep_records_the_runs_its_workers_still_finish(tmp_path
         if log.exists() and len(log.read_text().splitlines()) >= 2:
             break
         time.sleep(0.05)
+    return proc, out, log
+
+
+def test_an_interrupted_sweep_records_the_runs_its_workers_still_finish(tmp_path):
+    # Ctrl-C for the sweep alone (SIGINT to its process, as a job scheduler sends it): the runs
+    # already with a worker finish and are recorded; queued runs never start
+    proc, out, log = _sweep_with_two_runs_started(
+        tmp_path, KILL_DRIVER.replace("time.sleep(0.4)", "time.sleep(1.5)")
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert b"KeyboardInterrupt" in err
@@ -666,17 +675,7 @@ def test_an_interrupted_sweep_stops_workers_whose_search_takes_sigterm_as_ctrl_c
         "    with sigterm_as_interrupt():\n"
         "        time.sleep(60)",
     )
-    script, out, log = tmp_path / "driver.py", tmp_path / "sweep", tmp_path / "calls.log"
-    script.write_text(driver)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, str(script), str(out), str(log)], env=env,
-                            start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.time() + 90
-    while time.time() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
+    proc, _, _ = _sweep_with_two_runs_started(tmp_path, driver)
     interrupted = time.time()
     proc.send_signal(signal.SIGINT)
     try:
