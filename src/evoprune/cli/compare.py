@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from evoprune.cli.data import add_fresh_args, check_fresh, fresh_samples
 from evoprune.errors import EvopruneError
 
 # (result.json field, header, format); text ("{}") is left-aligned, numbers right-aligned
@@ -40,14 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("runs", type=Path, nargs="+",
                    help="run folders (each with a result.json), or a folder of them")  # fmt: skip
-    p.add_argument(
-        "--fresh",
-        type=int,
-        metavar="N",
-        help="two tickets on moons / circles: also compare them on N new samples of the "
-        "dataset's distribution",
-    )
-    p.add_argument("--fresh-seed", type=int, default=7, help="their seed (default: 7)")
+    add_fresh_args(p, "compare two tickets on")
     p.set_defaults(run=run_compare)
 
 
@@ -114,9 +108,7 @@ def paired_lines(folders: list[Path], fresh: int | None, fresh_seed: int) -> lis
     """Two tickets on the same samples: where they predict differently, which is right there,
     and the exact McNemar p-value of "equally accurate"; on the test set, and on `fresh` new
     samples of a generated dataset. Nothing when the tickets were found on different data."""
-    from evoprune.data import fresh_sample
-    from evoprune.data.newdata import trained_normalize
-    from evoprune.data.registry import GENERATORS, dataset_from_config
+    from evoprune.data.registry import dataset_from_config
     from evoprune.experiments.stats import mcnemar_exact
     from evoprune.ticket import Ticket
 
@@ -125,18 +117,14 @@ def paired_lines(folders: list[Path], fresh: int | None, fresh_seed: int) -> lis
         if fresh is not None:
             raise EvopruneError("--fresh: the two tickets were found on different data")
         return []
-    name = a.dataset.get("name")
+    if fresh is not None:
+        check_fresh(a.dataset, fresh)  # before the test set is built
     splits = {}
     ds = dataset_from_config(a.dataset)
     if ds.X_test is not None and len(ds.y_test):
         splits[f"the test set ({len(ds.y_test):,} points)"] = (ds.X_test, ds.y_test)
     if fresh is not None:
-        if fresh < 1 or name not in GENERATORS:
-            raise EvopruneError(
-                f"--fresh: expected a positive count and tickets found on "
-                f"{' or '.join(GENERATORS)}, got {fresh} on {name or 'a data file'}"
-            )
-        X, y = fresh_sample(name, fresh, fresh_seed, trained_normalize(a.dataset))
+        X, y = fresh_samples(a.dataset, fresh, fresh_seed)
         splits[f"{fresh:,} fresh samples (seed {fresh_seed})"] = (X, y)
     lines = []
     for where, (X, y) in splits.items():

@@ -50,6 +50,41 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
+def add_fresh_args(p: argparse.ArgumentParser, what: str, note: str = "") -> None:
+    """--fresh N and --fresh-seed (evaluate, compare): `what` the command does with them."""
+    p.add_argument(
+        "--fresh",
+        type=int,
+        metavar="N",
+        help=f"moons / circles: also {what} N new samples of the dataset's distribution{note}",
+    )
+    p.add_argument("--fresh-seed", type=int, default=7, help="their seed (default: 7)")
+
+
+def fresh_samples(trained: dict[str, Any], n: int, seed: int) -> tuple[Any, Any]:
+    """`n` new samples of a ticket's generated training dataset (`trained`: its dataset config),
+    scaled as its training data was; --fresh errors name the option."""
+    from evoprune.data import fresh_sample
+    from evoprune.data.newdata import trained_normalize
+
+    check_fresh(trained, n)
+    return fresh_sample(trained["name"], n, seed, trained_normalize(trained))
+
+
+def check_fresh(trained: dict[str, Any], n: int) -> None:
+    """A positive --fresh N for a ticket found on a generated dataset, else one error line."""
+    from evoprune.data.registry import GENERATORS
+
+    if n < 1:
+        raise EvopruneError(f"--fresh: expected a positive number of samples, got {n}")
+    name = trained.get("name")
+    if name not in GENERATORS:
+        raise EvopruneError(
+            f"--fresh: only for a ticket found on a generated dataset ({', '.join(GENERATORS)}); "
+            f"this one was found on {name or trained.get('path', 'a data file')}"
+        )
+
+
 def add_init_arg(p: argparse.ArgumentParser) -> None:
     """--init of the commands that search a random network (search, edge-popup)."""
     from evoprune.nets import INITS

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evoprune.cli.data import add_data_args, data_job
+from evoprune.cli.data import add_data_args, add_fresh_args, check_fresh, data_job, fresh_samples
 from evoprune.errors import EvopruneError
 
 
@@ -16,15 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score a ticket on its dataset (or another)")
     p.add_argument("ticket", type=Path, help="a ticket.npz written by a run, or its folder")
     add_data_args(p, required=False)
-    p.add_argument(
-        "--fresh",
-        type=int,
-        metavar="N",
-        help="moons / circles: also score N new samples from the dataset's distribution, "
-        "with the error rate's 95%% interval (a 16,000-point test set resolves rates only to "
-        "about 1e-4)",
-    )
-    p.add_argument("--fresh-seed", type=int, default=7, help="their seed (default: 7)")
+    add_fresh_args(p, "score the ticket on", " (its error rate, with a 95%% interval: a "
+                   "16,000-point test set resolves rates only to about 1e-4)")  # fmt: skip
     p.set_defaults(run=run_evaluate)
 
     p = sub.add_parser("export", help="write a ticket's masked network as a torch state_dict")
@@ -84,16 +77,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _check_fresh(args: argparse.Namespace, ticket: Any) -> None:
-    from evoprune.data.registry import GENERATORS
-
-    if args.fresh < 1:
-        raise EvopruneError(f"--fresh: expected a positive number of samples, got {args.fresh}")
+    """Before any scoring: --fresh for this ticket, and no other data beside it."""
+    check_fresh(ticket.dataset, args.fresh)
     name = ticket.dataset.get("name")
-    if name not in GENERATORS:
-        raise EvopruneError(
-            f"--fresh: only for a ticket found on a generated dataset ({', '.join(GENERATORS)}); "
-            f"this one was found on {name or ticket.dataset.get('path', 'a data file')}"
-        )
     if args.data is not None or args.dataset not in (None, name):
         raise EvopruneError(f"--fresh: draws from the ticket's own dataset ({name}); "
                             "leave out --data / --dataset")  # fmt: skip
@@ -104,11 +90,9 @@ def _print_fresh(model: Any, ticket: Any, n: int, seed: int) -> None:
     rate's exact (Clopper-Pearson) 95% interval."""
     from scipy.stats import beta
 
-    from evoprune.data import fresh_sample
-    from evoprune.data.newdata import trained_normalize
     from evoprune.evaluate import score_splits
 
-    X, y = fresh_sample(ticket.dataset.get("name"), n, seed, trained_normalize(ticket.dataset))
+    X, y = fresh_samples(ticket.dataset, n, seed)
     accuracy = score_splits(model, ticket.mask, {"fresh": (X, y)})["fresh_accuracy"]
     errors = round((1 - accuracy) * n)
     low = beta.ppf(0.025, errors, n - errors + 1) if errors else 0.0
