@@ -435,7 +435,7 @@ def test_edge_popup_on_full_moons_short() -> None:
     assert acc > 0.85  # 100 epochs reach ~0.89 on moons B (uniform init, seeds 0-2)
 
 
-def test_ctrl_c_stops_backprop_although_sklearn_catches_it(tmp_path):
+def test_ctrl_c_stops_backprop_although_sklearn_catches_it(tmp_path, ctrl_c_able):
     # MLPClassifier catches KeyboardInterrupt, warns and returns the half-trained model
     import signal
     import subprocess
@@ -445,7 +445,7 @@ def test_ctrl_c_stops_backprop_although_sklearn_catches_it(tmp_path):
     out = tmp_path / "bp"
     cmd = [sys.executable, "-m", "evoprune", "baseline", "backprop", "--dataset", "circles",
            "--arch", "D", "--quiet", "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **ctrl_c_able)
     time.sleep(6)  # past the imports, into the epochs (the fit takes about a minute)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -294,7 +294,7 @@ def _search_cmd(out: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, sig):
+def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, sig, ctrl_c_able):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     whole = tmp_path / "whole"
     subprocess.run(_search_cmd(whole), check=True, env=env, capture_output=True)
@@ -304,6 +304,7 @@ def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, sig):
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        **ctrl_c_able,
     )
     deadline = time.time() + 60
     while not (part / "checkpoint.npz").exists() and time.time() < deadline:
@@ -461,3 +462,20 @@ def test_every_option_with_a_default_says_it_in_its_help():
               if a.default not in (None, [], argparse.SUPPRESS)
               and "default" not in (a.help or "").lower()]  # fmt: skip
     assert not unsaid, unsaid
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    # a script's `evoprune sweep ... &` starts with Ctrl-C ignored; the CLI must not take it back
+    from evoprune.interrupts import raising
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with raising(signal.SIGINT, KeyboardInterrupt) as seen:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)  # ignored: no KeyboardInterrupt
+        assert seen == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        # one not ignored is taken
+        with raising(signal.SIGTERM, KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGINT, previous)

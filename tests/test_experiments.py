@@ -633,7 +633,7 @@ def test_killed_sweep_loses_no_finished_run_and_repeats_none(tmp_path):
     assert s.skipped == len(before)
 
 
-def _sweep_with_two_runs_started(tmp_path: Path, driver: str):
+def _sweep_with_two_runs_started(tmp_path: Path, driver: str, popen_kwargs: dict):
     """Start `driver` (a sweep of KILL_SPEC in its own session) and return (process, sweep
     folder, call log) once two of its runs have started."""
     script, out, log = tmp_path / "driver.py", tmp_path / "sweep", tmp_path / "calls.log"
@@ -641,7 +641,7 @@ def _sweep_with_two_runs_started(tmp_path: Path, driver: str):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, str(script), str(out), str(log)], env=env,
                             start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
+                            stderr=subprocess.PIPE, **popen_kwargs)  # fmt: skip
     deadline = time.time() + 90
     while time.time() < deadline and proc.poll() is None:
         if log.exists() and len(log.read_text().splitlines()) >= 2:
@@ -650,11 +650,11 @@ def _sweep_with_two_runs_started(tmp_path: Path, driver: str):
     return proc, out, log
 
 
-def test_an_interrupted_sweep_records_the_runs_its_workers_still_finish(tmp_path):
+def test_an_interrupted_sweep_records_the_runs_its_workers_still_finish(tmp_path, ctrl_c_able):
     # Ctrl-C for the sweep alone (SIGINT to its process, as a job scheduler sends it): the runs
     # already with a worker finish and are recorded; queued runs never start
     proc, out, log = _sweep_with_two_runs_started(
-        tmp_path, KILL_DRIVER.replace("time.sleep(0.4)", "time.sleep(1.5)")
+        tmp_path, KILL_DRIVER.replace("time.sleep(0.4)", "time.sleep(1.5)"), ctrl_c_able
     )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -666,7 +666,9 @@ def test_an_interrupted_sweep_records_the_runs_its_workers_still_finish(tmp_path
         assert (out / "runs" / key / "result.json").is_file()
 
 
-def test_an_interrupted_sweep_stops_workers_whose_search_takes_sigterm_as_ctrl_c(tmp_path):
+def test_an_interrupted_sweep_stops_workers_whose_search_takes_sigterm_as_ctrl_c(
+    tmp_path, ctrl_c_able
+):
     # a GA or memetic run maps SIGTERM to KeyboardInterrupt (for its checkpoint); the pool's
     # worker survives that, so closing the pool must not rely on SIGTERM alone
     driver = KILL_DRIVER.replace(
@@ -675,7 +677,7 @@ def test_an_interrupted_sweep_stops_workers_whose_search_takes_sigterm_as_ctrl_c
         "    with sigterm_as_interrupt():\n"
         "        time.sleep(60)",
     )
-    proc, _, _ = _sweep_with_two_runs_started(tmp_path, driver)
+    proc, _, _ = _sweep_with_two_runs_started(tmp_path, driver, ctrl_c_able)
     interrupted = time.time()
     proc.send_signal(signal.SIGINT)
     try:

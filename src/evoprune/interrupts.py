@@ -22,9 +22,14 @@ from typing import Any
 def raising(signum: int, error: type[BaseException]) -> Iterator[list[int]]:
     """While inside, signal `signum` raises `error` and is noted in the yielded list; the
     previous handler comes back afterwards. Off the main thread (where Python takes no signal
-    handlers) it changes nothing."""
+    handlers) it changes nothing, and an ignored signal stays ignored: a shell script starts a
+    command it puts in the background (``&``) with Ctrl-C ignored, so that Ctrl-C in the script's
+    terminal stops the script and not that command."""
     seen: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signum) is signal.SIG_IGN
+    ):
         yield seen
         return
 
