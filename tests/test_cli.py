@@ -479,3 +479,40 @@ def test_an_ignored_ctrl_c_stays_ignored():
             signal.raise_signal(signal.SIGTERM)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_each_cli_module_names_the_commands_it_registers():
+    # main() registers only the module that defines the command given (fast start); a command
+    # missing from its module's COMMANDS would be unknown on the command line
+    import argparse
+    import importlib
+
+    from evoprune.cli import MODULES, Parser
+
+    for name in MODULES:
+        module = importlib.import_module(f"evoprune.cli.{name}")
+        sub = Parser(prog="x").add_subparsers()
+        module.register(sub)
+        assert isinstance(sub, argparse._SubParsersAction)
+        assert list(sub.choices) == list(module.COMMANDS), name
+        assert [a.help for a in sub._choices_actions] == list(module.COMMANDS.values()), name
+
+
+def test_a_command_imports_only_what_it_runs():
+    code = (
+        "import sys; from evoprune.cli import main\n"
+        "try: main(['search', '--help'])\n"
+        "except SystemExit: pass\n"
+        "print(sorted(m for m in ('pandas', 'matplotlib', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    top = subprocess.run([sys.executable, "-c", "import sys; from evoprune.cli import main\n"
+                          "try: main(['--help'])\nexcept SystemExit: pass\n"
+                          "print('torch' in sys.modules)"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert top.stdout.strip().splitlines()[-1] == "False"
+    import evoprune
+
+    assert sorted(evoprune.__all__) == sorted(evoprune._EXPORTS)
+    assert all(getattr(evoprune, name) is not None for name in evoprune.__all__)

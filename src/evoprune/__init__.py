@@ -3,19 +3,33 @@
 >>> import evoprune
 >>> sorted(evoprune.DATASETS)[:2]
 ['blobs', 'circles']
+
+The names below load on first use (PEP 562), so ``import evoprune`` and ``evoprune --help`` do
+not wait for PyTorch and scikit-learn.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from evoprune.data import DATASETS, load_dataset, load_file  # noqa: E402
-from evoprune.errors import EvopruneError  # noqa: E402
-from evoprune.evaluate import Evaluator  # noqa: E402
-from evoprune.ga import GAConfig, search  # noqa: E402
-from evoprune.masks import MaskSpace  # noqa: E402
-from evoprune.nets import ARCHS, build_mlp  # noqa: E402
-from evoprune.ticket import Ticket  # noqa: E402
-
-__all__ = [
+# each public name and the module that defines it
+_EXPORTS = {
+    "ARCHS": "evoprune.nets",
+    "DATASETS": "evoprune.data",
+    "Evaluator": "evoprune.evaluate",
+    "EvopruneError": "evoprune.errors",
+    "GAConfig": "evoprune.ga",
+    "MaskSpace": "evoprune.masks",
+    "Ticket": "evoprune.ticket",
+    "build_mlp": "evoprune.nets",
+    "load_dataset": "evoprune.data",
+    "load_file": "evoprune.data",
+    "search": "evoprune.ga",
+}
+__all__ = [  # the keys of _EXPORTS (a test holds them equal)
     "ARCHS",
     "DATASETS",
     "Evaluator",
@@ -28,3 +42,25 @@ __all__ = [
     "load_file",
     "search",
 ]
+
+if TYPE_CHECKING:
+    from evoprune.data import DATASETS, load_dataset, load_file
+    from evoprune.errors import EvopruneError
+    from evoprune.evaluate import Evaluator
+    from evoprune.ga import GAConfig, search
+    from evoprune.masks import MaskSpace
+    from evoprune.nets import ARCHS, build_mlp
+    from evoprune.ticket import Ticket
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evoprune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once loaded, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -7,6 +7,7 @@ Each subcommand group lives in its own module with a ``register(subparsers)`` fu
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -27,32 +28,34 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> Parser:
+# the modules that register the subcommands, in the order `evoprune --help` lists them
+MODULES = ("search", "ticket", "baseline", "experiments", "analyze", "prune", "selection",
+           "compare", "studies")  # fmt: skip
+
+
+def build_parser(command: str | None = None) -> Parser:
+    """The command line. With `command`, only the module that defines it registers its parser
+    in full (a command imports only what it runs: `evoprune search` loads no pandas); the other
+    commands are their one-line help, which is all that `evoprune --help` shows."""
     from evoprune import __version__
-    from evoprune.cli import (
-        analyze,
-        baseline,
-        compare,
-        experiments,
-        prune,
-        search,
-        selection,
-        studies,
-        ticket,
-    )
 
     parser = Parser(prog="evoprune", description="Strong lottery tickets by evolutionary search.")
     parser.add_argument("--version", action="version", version=f"evoprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    modules = (search, ticket, baseline, experiments, analyze, prune, selection, compare, studies)
-    for module in modules:
-        module.register(sub)
+    for name in MODULES:
+        module = importlib.import_module(f"evoprune.cli.{name}")
+        if command is None or command in module.COMMANDS:
+            module.register(sub)
+        else:
+            for each, text in module.COMMANDS.items():
+                sub.add_parser(each, help=text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    command = next((a for a in argv if not a.startswith("-")), "")  # "": --help, --version
+    args = build_parser(command).parse_args(argv)
     with raising(signal.SIGINT, KeyboardInterrupt) as interrupted:  # noted, for the last except
         try:
             return int(args.run(args) or 0)

@@ -8,6 +8,12 @@ from pathlib import Path
 from evoprune.cli.data import check_out, set_threads
 from evoprune.errors import EvopruneError
 
+# what `register` adds, with the line `evoprune --help` shows for each
+COMMANDS = {
+    "analyze": "the paper's analyses of tickets: landscape, hessian, graph",
+    "plot": "figures of one run: history (Fig. 4)",
+}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.analysis.landscape import DIRECTIONS
@@ -16,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "analyze",
-        help="the paper's analyses of tickets: landscape, hessian, graph",
+        help=COMMANDS["analyze"],
         description="The analyses of arXiv 2508.08877: loss and accuracy landscapes (Fig. 8), "
         "Hessian spectra (digits analysis) and the ticket graph (Fig. 1).",
     )
@@ -99,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--quiet", action="store_true", help="no progress output (it has none)")
     q.set_defaults(run=_graph)
 
-    p = sub.add_parser("plot", help="figures of one run: history (Fig. 4)")
+    p = sub.add_parser("plot", help=COMMANDS["plot"])
     what = p.add_subparsers(dest="plot", required=True, parser_class=type(p))
     q = what.add_parser(
         "history",

@@ -11,13 +11,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# what `register` adds, with the line `evoprune --help` shows for each
+COMMANDS = {
+    "baseline": "run a baseline: edge-popup or backprop",
+    "tune-backprop": "search backprop hyperparameters (RandomizedSearchCV, cv=3)",
+}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.cli.data import add_data_args, add_init_arg
 
     base = sub.add_parser(
         "baseline",
-        help="run a baseline: edge-popup or backprop",
+        help=COMMANDS["baseline"],
         description="Run one of the baselines the paper compares against.",
     )
     methods = base.add_subparsers(dest="baseline", required=True, parser_class=type(base))
@@ -59,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "tune-backprop",
-        help="search backprop hyperparameters (RandomizedSearchCV, cv=3)",
+        help=COMMANDS["tune-backprop"],
         description="RandomizedSearchCV over the paper's ranges; prints the best row in "
         "Table 2's format.",
     )

@@ -33,10 +33,16 @@ COLUMNS = (
 )
 
 
+# what `register` adds, with the line `evoprune --help` shows for each
+COMMANDS = {
+    "compare": "finished runs side by side; two tickets paired on the same samples (McNemar)",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
-        help="print finished runs side by side (accuracy, sparsity, seconds)",
+        help=COMMANDS["compare"],
         description="Print the result.json of finished runs side by side.",
     )
     p.add_argument("runs", type=Path, nargs="+",

@@ -9,6 +9,14 @@ from pathlib import Path
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
 
+# what `register` adds, with the line `evoprune --help` shows for each
+COMMANDS = {
+    "sweep": "run an experiment spec (a grid of runs), resumable",
+    "results": "the runs of a sweep as a table or CSV",
+    "stats": "the paper's mixed model (Fig. 6c) per dataset",
+    "report": "one self-contained HTML page: figures, tables, provenance",
+}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.experiments.executors import EXECUTORS
@@ -16,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "sweep",
-        help="run an experiment spec (a grid of runs), resumable",
+        help=COMMANDS["sweep"],
         description="Expand SPEC into runs, skip those already finished in --out, run the rest. "
         "SPEC: a shipped spec (fig1 fig3 ... fig11, hessian, ...; `evoprune sweep all --dry-run` "
         "lists every run), 'all', or a YAML file.",
@@ -49,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(run=_sweep)
 
-    p = sub.add_parser("results", help="the runs of a sweep as a table or CSV")
+    p = sub.add_parser("results", help=COMMANDS["results"])
     p.add_argument("folders", nargs="+", type=Path, help="sweep folder(s) (runs/NAME)")
     p.add_argument("--csv", type=Path, help="also write every run (all columns) to this CSV file")
     p.add_argument("--all", action="store_true", help="include failed runs")
@@ -60,14 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(run=_results)
 
-    p = sub.add_parser("stats", help="the paper's mixed model (Fig. 6c) per dataset")
+    p = sub.add_parser("stats", help=COMMANDS["stats"])
     p.add_argument("folders", nargs="+", type=Path, help="sweep folder(s)")
     p.add_argument("--spec", help="only the runs of this spec (default: fig6 if present, else all)")
     p.add_argument("--metric", default="test_accuracy", help="default: test_accuracy")
     p.add_argument("--csv", type=Path, help="also write the tables to this CSV file")
     p.set_defaults(run=_stats)
 
-    p = sub.add_parser("report", help="one self-contained HTML page: figures, tables, provenance")
+    p = sub.add_parser("report", help=COMMANDS["report"])
     p.add_argument("folders", nargs="+", type=Path, help="sweep folder(s)")
     p.add_argument("--out", type=Path, default=Path("report.html"), help="default: report.html")
     p.set_defaults(run=_report)

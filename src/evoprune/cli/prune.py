@@ -14,12 +14,18 @@ METHODS = ("cmaes-synflow", "magnitude", "synflow", "softmask", "cmaes-trainfit"
 ECS = ("none", "l2_row", "l2_layer", "activation", "affine", "lsq")
 
 
+# what `register` adds, with the line `evoprune --help` shows for each
+COMMANDS = {
+    "prune": "prune a trained network: CMA-ES + SynFlow + energy compensation, or a baseline",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.cli.data import add_data_args
 
     p = sub.add_parser(
         "prune",
-        help="prune a trained network: CMA-ES + SynFlow + energy compensation, or a baseline",
+        help=COMMANDS["prune"],
         description="Train (or load) a dense MLP, prune it to --sparsity with --method, "
         "compensate the surviving weights (--ec), fine-tune (--finetune-epochs); write "
         "result.json, model.pt, model_finetuned.pt and the CMA-ES history to --out.",

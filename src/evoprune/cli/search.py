@@ -17,11 +17,18 @@ from evoprune.cli.data import (
 )
 from evoprune.errors import EvopruneError
 
+# what `register` adds, with the line `evoprune --help` shows for each
+COMMANDS = {
+    "search": "find a strong lottery ticket: the paper's GA, memetic or local search",
+    "datasets": "list the built-in datasets",
+    "archs": "list the architecture shorthands",
+}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
-        help="find a strong lottery ticket: the paper's GA, memetic or local search",
+        help=COMMANDS["search"],
         description="Find a strong lottery ticket: a mask over a fixed random network, by the "
         "paper's genetic algorithm (--variant ga, the default), the GA with the adaptive "
         "accuracy bound (ga-adaptive), the GA with exact local search (memetic) or the local "
@@ -107,9 +114,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_search)
 
-    p = sub.add_parser("datasets", help="list the built-in datasets")
+    p = sub.add_parser("datasets", help=COMMANDS["datasets"])
     p.set_defaults(run=run_datasets)
-    p = sub.add_parser("archs", help="list the architecture shorthands")
+    p = sub.add_parser("archs", help=COMMANDS["archs"])
     p.set_defaults(run=run_archs)
 
 

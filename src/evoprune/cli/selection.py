@@ -12,13 +12,18 @@ from typing import Any
 
 from evoprune.errors import EvopruneError
 
+# what `register` adds, with the line `evoprune --help` shows for each
+COMMANDS = {
+    "selection-prune": "prune during training: neuron masses under selection dynamics (Shah & Khan)",
+}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.cli.data import add_data_args
 
     p = sub.add_parser(
         "selection-prune",
-        help="prune during training: neuron masses under selection dynamics (Shah & Khan)",
+        help=COMMANDS["selection-prune"],
         description="Train an MLP whose hidden neurons carry masses evolving under selection "
         "dynamics (Shah & Khan, arXiv 2601.10765), hard-prune the lowest-mass neurons at each "
         "level, and compare with post-hoc controls on the same trained network and with "

@@ -34,12 +34,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+# what `register` adds, with the line `evoprune --help` shows for each
+COMMANDS = {
+    "hpo": "hyperparameter optimisation of an MLP on digits with Optuna (TPE, CMA-ES, random)",
+    "minimize": "minimise a test function with CMA-ES, a GA, Adam, SGD, random search",
+    "train-weights": "train an MLP 64-32-10 on digits with Adam, sep-CMA-ES or a GA",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.studies.hpo import OBJECTIVES, SAMPLERS, SPACES
 
     p = sub.add_parser(
         "hpo",
-        help="hyperparameter optimisation of an MLP on digits with Optuna (TPE, CMA-ES, random)",
+        help=COMMANDS["hpo"],
         description="Search an MLP's hyperparameters on digits (70/15/15) with an Optuna sampler. "
         "The study lives in Optuna storage (a journal file in --out, or --storage URL): several "
         "--workers share it, and after a kill the same command resumes it. It ends with exactly "
@@ -72,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "minimize",
-        help="minimise a test function with CMA-ES, a GA, Adam, SGD, random search",
+        help=COMMANDS["minimize"],
         description="Minimise a classic test function with each method at the same number of "
         "evaluations, over several seeds; report median best, success rate (f < 1e-6) and "
         "the median evaluations to success.",
@@ -98,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train-weights",
-        help="train an MLP 64-32-10 on digits with Adam, sep-CMA-ES or a GA",
+        help=COMMANDS["train-weights"],
         description="Train the weights of an MLP 64-32-10 on digits (70/15/15): Adam (lr 1e-3, "
         "batch 64, weight decay 1e-3, 200 epochs, early stopping), sep-CMA-ES (population 64, full-batch "
         "cross-entropy) or a GA over the weights; same budget of CPU seconds with --seconds.",

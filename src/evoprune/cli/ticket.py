@@ -11,16 +11,22 @@ from typing import Any
 from evoprune.cli.data import add_data_args, add_fresh_args, check_fresh, data_job, fresh_samples
 from evoprune.errors import EvopruneError
 
+# what `register` adds, with the line `evoprune --help` shows for each
+COMMANDS = {
+    "evaluate": "score a ticket on its dataset (or another)",
+    "export": "write a ticket's masked network as a torch state_dict",
+}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score a ticket on its dataset (or another)")
+    p = sub.add_parser("evaluate", help=COMMANDS["evaluate"])
     p.add_argument("ticket", type=Path, help="a ticket.npz written by a run, or its folder")
     add_data_args(p, required=False)
     add_fresh_args(p, "score the ticket on", " (its error rate, with a 95%% interval: a "
                    "16,000-point test set resolves rates only to about 1e-4)")  # fmt: skip
     p.set_defaults(run=run_evaluate)
 
-    p = sub.add_parser("export", help="write a ticket's masked network as a torch state_dict")
+    p = sub.add_parser("export", help=COMMANDS["export"])
     p.add_argument("ticket", type=Path, help="a ticket.npz written by a run, or its folder")
     p.add_argument(
         "--out",
