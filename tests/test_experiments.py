@@ -26,6 +26,7 @@ from evoprune.experiments import (
     job_key,
     load_results,
     load_spec,
+    mixed_model_tables,
     parse_spec,
     run_sweep,
     spec_names,
@@ -1199,3 +1200,19 @@ def test_results_of_an_emptied_store_points_to_its_run_folders(tmp_path, capsys)
     captured = capsys.readouterr()
     assert "no finished runs" in captured.out
     assert "1 finished run folders are not in its store" in captured.err
+
+
+def test_stats_fits_each_grid_point_apart_from_the_random_effects():
+    # B beats A at a 50% pruning target and loses at 98%: pooled, the two cancel out
+    rng = np.random.default_rng(0)
+    rows = []
+    for target, means in ((0.5, (0.8, 0.9)), (0.98, (0.6, 0.5))):
+        for label, mean in zip("AB", means, strict=True):
+            for arch in "ABCD":
+                rows.append({"dataset": "digits", "label": label, "arch_name": arch,
+                             "init": "uniform", "axes": json.dumps({"arch": arch, "sparsity": target}),
+                             "test_accuracy": mean + rng.normal(0, 0.01)})  # fmt: skip
+    fits = mixed_model_tables(pd.DataFrame(rows), order=["A", "B"])
+    assert [f.dataset for f in fits] == ["digits (sparsity=0.5)", "digits (sparsity=0.98)"]
+    assert fits[0].table["coef"].iloc[0] > 0 > fits[1].table["coef"].iloc[0]
+    assert all(f.random_effects == ("arch_name",) for f in fits)  # arch stays pooled

@@ -208,17 +208,14 @@ def _metric(df, chosen: str | None) -> str:
     return metric
 
 
-def _text(value: object) -> str:
-    """An axis value as text: 10, not the 10.0 a column with gaps turns it into."""
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-
-
 def _padded(column, header: str, number: str | None) -> list[str]:
     """A column as strings of one width: text left-aligned, numbers right-aligned, "-" if
     missing (so `to_string(justify="left")` lines the headers up with both)."""
     import pandas as pd
 
-    values = ["-" if pd.isna(v) else number.format(v) if number else _text(v) for v in column]
+    from evoprune.experiments.tables import axis_text
+
+    values = ["-" if pd.isna(v) else number.format(v) if number else axis_text(v) for v in column]
     width = max(len(header), *map(len, values))
     return [v.rjust(width) if number else v.ljust(width) for v in values]
 

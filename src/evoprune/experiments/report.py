@@ -123,7 +123,7 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
             for mm in mixed_model_tables(sub, order=order):
                 parts.append(f"<h3>Mixed model (Fig. 6c): {html.escape(mm.dataset)}</h3>")
                 parts.append(f"<p class='note'>{html.escape(describe_fit(mm))}</p>")
-                parts.append(_table(_format_stats(mm), f"stats-{spec}-{mm.dataset}"))
+                parts.append(_table(_format_stats(mm), _slug(f"stats-{spec}-{mm.dataset}")))
                 n_tables += 1
     failed = everything[everything["status"] != "finished"]
     if not failed.empty:
@@ -273,6 +273,11 @@ def _holds(value: object, quick: bool = False) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
     return ("yes" if value else "no") + (" (quick)" if quick else "")
+
+
+def _slug(text: str) -> str:
+    """`text` as an HTML id: runs of anything but letters, digits, - and _ become one -."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
 
 
 def _table(frame: pd.DataFrame, table_id: str) -> str:

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from evoprune.errors import EvopruneError
+from evoprune.experiments.tables import axis_text, grid_columns
 
 RANDOM_EFFECTS = ("arch_name", "init")
 TABLE_COLUMNS = ["dataset", "reference", "target", "coef", "std_err", "stat", "p", "p_holm",
@@ -79,6 +80,7 @@ def fit_mixed_model(
     """
     import statsmodels.formula.api as smf
 
+    random = [r for r in random if r in df]  # a frame without one has nothing to pool
     data = df[[value, algorithm, *random]].dropna(subset=[value, algorithm]).copy()
     levels = [a for a in (order or []) if a in set(data[algorithm])]
     levels += [a for a in dict.fromkeys(data[algorithm]) if a not in levels]
@@ -193,10 +195,31 @@ def holm(p: np.ndarray) -> np.ndarray:
 def mixed_model_tables(
     df: pd.DataFrame, value: str = "test_accuracy", order: Sequence[str] | None = None
 ) -> list[MixedModelFit]:
-    """One fit per dataset of `df` (datasets with fewer than two algorithms are skipped)."""
+    """One fit per dataset of `df`, and within a dataset per point of the spec's other grid
+    axes (its ``axes`` column): a 2-class digits run is not pooled with a 10-class one, nor a
+    90% pruning target with a 98% one. The architecture and the initialisation stay pooled:
+    they are the model's random effects (Fig. 6c). A fit's name gives the axes that vary, e.g.
+    ``digits (classes=10)``; points with fewer than two algorithms are skipped.
+
+    >>> rng = np.random.default_rng(0)
+    >>> d = pd.DataFrame({"dataset": "digits", "label": ["GA", "memetic"] * 8,
+    ...                   "axes": ['{"classes": 2}'] * 8 + ['{"classes": 10}'] * 8,
+    ...                   "test_accuracy": rng.normal(0.9, 0.01, 16)})
+    >>> [fit.dataset for fit in mixed_model_tables(d)]
+    ['digits (classes=2)', 'digits (classes=10)']
+    """
+    pooled = {"dataset", "arch", *RANDOM_EFFECTS}
+    grid = grid_columns(df)
+    conditions = [f"axis:{a}" for a in grid if a not in pooled]
+    df = df.assign(**{f"axis:{a}": grid[a] for a in grid if a not in pooled})
     fits = []
-    for dataset, group in df.groupby("dataset", sort=False):
+    for keys, group in df.groupby(["dataset", *conditions], sort=False, dropna=False):
         if group["label"].nunique() < 2:
             continue
-        fits.append(fit_mixed_model(group, str(dataset), value=value, order=order))
+        dataset, *point = keys if isinstance(keys, tuple) else (keys,)
+        within = df[df["dataset"] == dataset]
+        shown = [f"{a.removeprefix('axis:')}={axis_text(v)}" for a, v in zip(conditions, point, strict=True)
+                 if within[a].nunique(dropna=False) > 1]  # fmt: skip
+        name = f"{dataset} ({', '.join(shown)})" if shown else str(dataset)
+        fits.append(fit_mixed_model(group, name, value=value, order=order))
     return fits

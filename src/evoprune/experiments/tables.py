@@ -125,11 +125,8 @@ def results_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     >>> results_table(d, "v")[["arch", "mean", "n"]].values.tolist()
     [['A', 2.0, 2], ['B', 5.0, 1]]
     """
-    points = [json.loads(a) for a in df["axes"]] if "axes" in df else [{} for _ in range(len(df))]
-    axes = list(dict.fromkeys(name for point in points for name in point))
-    grid = pd.DataFrame(
-        {name: [_cell(point.get(name)) for point in points] for name in axes}, index=df.index
-    )
+    grid = grid_columns(df)
+    axes = list(grid.columns)
     frame = pd.concat([df[["spec", "label"]], grid, df[[metric]]], axis=1)
     by = ["spec", "label", *axes]
     table = summarise(frame, by, metric)[[*by, "mean", "std", "n"]]
@@ -138,6 +135,31 @@ def results_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
         frame[name] = df["sparsity"]
         table.insert(len(by) + 2, name, summarise(frame, by, name)["mean"].to_numpy())
     return table
+
+
+def grid_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """The grid point of each run (its ``axes`` column, JSON) as one column per axis, in the
+    order the axes first appear; lists and mappings (an explicit arch) as their JSON text, so
+    that they can be grouped; None where a run's spec has no such axis.
+
+    >>> grid = grid_columns(pd.DataFrame({"axes": ['{"arch": "A", "classes": 10}', '{"arch": [2, 4]}']}))
+    >>> grid["arch"].tolist(), grid["classes"].tolist()[0]
+    (['A', '[2, 4]'], 10.0)
+    """
+    points = [json.loads(a) for a in df["axes"]] if "axes" in df else [{} for _ in range(len(df))]
+    axes = list(dict.fromkeys(name for point in points for name in point))
+    return pd.DataFrame(
+        {name: [_cell(point.get(name)) for point in points] for name in axes}, index=df.index
+    )
+
+
+def axis_text(value: object) -> str:
+    """An axis value as text: 10, not the 10.0 a column with gaps turns it into.
+
+    >>> axis_text(10.0), axis_text(0.9), axis_text("B")
+    ('10', '0.9', 'B')
+    """
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _cell(value: Any) -> Any:
