@@ -13,7 +13,7 @@ from evoprune.io import write_atomic
 COMMANDS = {
     "sweep": "run an experiment spec (a grid of runs), resumable",
     "results": "the runs of a sweep as a table or CSV",
-    "stats": "the paper's mixed model (Fig. 6c) per dataset",
+    "stats": "the paper's mixed model (Fig. 6c) per dataset and grid point",
     "report": "one self-contained HTML page: figures, tables, provenance",
 }
 
