@@ -54,7 +54,8 @@ def test_search_writes_result_ticket_and_history(finished_run):
     for field in (*RESULT_FIELDS, "config"):
         assert field in result, field
     assert result["arch"] == [64, 20, 2] and result["generations"] == 6
-    assert set(result["versions"]) >= {"evoprune", "torch", "numpy", "python"}
+    assert set(result["versions"]) >= {"evoprune", "torch", "numpy", "numba", "python"}
+    assert result["machine"]["cores"] == os.cpu_count() and result["machine"]["cpu"]
     rows = list(csv.DictReader((finished_run / "history.csv").open()))
     assert len(rows) == 6 and "seconds" in rows[0] and "best_sparsity_so_far" in rows[0]
     ticket = Ticket.load(finished_run / "ticket.npz")

@@ -168,6 +168,7 @@ def _header(folders: list[Path], runs: pd.DataFrame, meta: pd.DataFrame) -> str:
     )
     revisions = sorted(set(runs["git_revision"].dropna()))
     versions = sorted(set(runs["versions"].dropna()))
+    machines = sorted({_machine(r) for r in runs.get("result", pd.Series(dtype=object)).dropna()})
     profiles = ", ".join(f"{r.spec} [{r.profile}]" for r in meta.itertuples())
     items = [
         f"<li>sweeps: {html.escape(', '.join(map(str, folders)))}</li>",
@@ -176,6 +177,7 @@ def _header(folders: list[Path], runs: pd.DataFrame, meta: pd.DataFrame) -> str:
         f"{len(runs) - n_ok} failed; compute: {compute / 60:.1f} min</li>",
         f"<li>git revisions: {html.escape(', '.join(revisions) or 'unknown')}</li>",
         f"<li>versions: {html.escape('; '.join(versions) or 'unknown')}</li>",
+        f"<li>machines: {html.escape('; '.join(m for m in machines if m) or 'unknown')}</li>",
         f"<li>generated: {dt.datetime.now().isoformat(timespec='seconds')}</li>",
     ]
     titles = list(dict.fromkeys(t for t in meta["title"] if t))
@@ -273,6 +275,12 @@ def _holds(value: object, quick: bool = False) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
     return ("yes" if value else "no") + (" (quick)" if quick else "")
+
+
+def _machine(result: str) -> str:
+    """A run's machine as text (its result's ``machine``), "" for runs that record none."""
+    m = json.loads(result).get("machine") or {}
+    return f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores" if m else ""
 
 
 def _slug(text: str) -> str:
