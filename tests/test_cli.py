@@ -356,6 +356,9 @@ def test_output_paths_of_the_wrong_kind_are_one_line(finished_run, tmp_path, cap
         (["report", finished_run, "--out", folder / "r.htm"], "no results store"),
         (["report", finished_run, "--out", folder], "expected an .html file name"),
         ([*search, "--out", file], "exists and is not a folder"),
+        ([*search, "--out", file / "run"], "is a file, not a folder"),
+        (["minimize", "--function", "sphere", "--out", file / "m"], "is a file, not a folder"),
+        (["sweep", "fig3", "--dry-run", "--out", file / "s"], "is a file, not a folder"),
     ]:
         code, _, err = run_cli(args, capsys)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
@@ -517,3 +520,17 @@ def test_a_command_imports_only_what_it_runs():
 
     assert sorted(evoprune.__all__) == sorted(evoprune._EXPORTS)
     assert all(getattr(evoprune, name) is not None for name in evoprune.__all__)
+    code = "import evoprune; print(evoprune.baselines.lookup('moons', 'B', 2).solver)"
+    sub = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert sub.stdout.strip() == "adam"  # a subpackage, loaded on first use
+
+
+def test_an_os_error_on_a_path_is_one_line(monkeypatch, tmp_path, capsys):
+    from evoprune.cli import compare
+
+    monkeypatch.setattr(compare, "run_compare", lambda args: (tmp_path / "no" / "x").write_text(""))
+    code, _, err = run_cli(["compare", "x"], capsys)
+    assert code == 2 and "No such file or directory" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setattr(compare, "run_compare", lambda args: (_ for _ in ()).throw(OSError("x")))
+    with pytest.raises(OSError):  # no path named: a bug, with its traceback
+        main(["compare", "x"])

@@ -345,3 +345,11 @@ def test_a_conv_tickets_class_count_is_its_heads(mnist3, tmp_path, capsys):
     args = ["evaluate", tmp_path / "t.npz", "--dataset", "mnist", "--data-dir", MNIST10K.parent]
     code, _, err = run_cli([*args, "--classes", "10"], capsys)
     assert code == 2 and "the ticket has 3 classes (trained with --classes 3)" in err
+
+
+def test_a_continuous_target_is_named_as_such(wine_csv, tmp_path, capsys):
+    # alcohol (11.0-14.8, in hundredths) is a measurement, not a class label
+    args = ["search", "--data", wine_csv, "--target", "alcohol", "--out", tmp_path / "r", "--quiet"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "not a continuous quantity" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -267,6 +267,9 @@ GOOD_YAML = """
         (("method: ga}", "method: ga, population: 1}"), "population: expected at least 2"),
         (("method: ga}", "method: ga, datset: moons}"), ", data_dir, dataset, device,"),
         (("method: ga}", "method: ga, init: unifrom}"), "init: expected one of"),
+        (("method: ga}", "method: ga, classes: three}"), "classes: moons supports 2 classes"),
+        (("dataset: [moons]", "dataset: [digits]\n  classes: [7]"), "supports 2, 3, 4, 5, 10"),
+        (("dataset: [moons]", "dataset: [digits]\n  classes: ['3']"), "got '3'"),
         (
             ("label: GA, method: ga}", "label: EP, method: edge-popup, sparsity: 1.5}"),
             "sparsity: expected a fraction in [0, 1)",
@@ -1218,3 +1221,23 @@ def test_stats_fits_each_grid_point_apart_from_the_random_effects():
     assert [f.dataset for f in fits] == ["digits (sparsity=0.5)", "digits (sparsity=0.98)"]
     assert fits[0].table["coef"].iloc[0] > 0 > fits[1].table["coef"].iloc[0]
     assert all(f.random_effects == ("arch_name",) for f in fits)  # arch stays pooled
+
+
+def test_stats_skips_grid_points_with_one_run_of_each_algorithm():
+    one_each = pd.DataFrame({"dataset": "moons", "label": ["A", "B"], "test_accuracy": [0.9, 0.8]})
+    assert mixed_model_tables(one_each) == []  # no noise to test against: no NaN table
+    two_each = pd.concat([one_each, one_each.assign(test_accuracy=[0.91, 0.79])])
+    assert len(mixed_model_tables(two_each)) == 1
+
+
+def test_results_all_lists_the_errors_when_every_run_failed(tmp_path, capsys):
+    from evoprune.cli import main
+
+    def failing(job, out):
+        raise ValueError("no such thing")
+
+    run_sweep(load_spec(_write(tmp_path, GOOD_YAML)), "quick", tmp_path / "s", fn=failing,
+              executor=InlineExecutor(), progress=False)  # fmt: skip
+    assert main(["results", str(tmp_path / "s"), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "no finished runs; 1 failed" in out and "ValueError: no such thing" in out

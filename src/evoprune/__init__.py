@@ -53,7 +53,13 @@ if TYPE_CHECKING:
     from evoprune.ticket import Ticket
 
 
+# the subpackages, which `evoprune.NAME` also loads on first use (`evoprune.baselines.lookup`)
+_SUBPACKAGES = ("analysis", "baselines", "data", "experiments", "ga", "local", "pruning", "studies")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"evoprune.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'evoprune' has no attribute {name!r}")

@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # `evoprune stats ... | head`: the reader has gone, say no more
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_BROKEN_PIPE
+        except OSError as exc:  # a path the user gave: a folder under a file, no permission ...
+            if exc.filename is None:
+                raise
+            print(
+                f"evoprune {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr
+            )
+            return EXIT_USAGE
         except Exception:
             if not interrupted:
                 raise

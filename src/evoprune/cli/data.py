@@ -159,6 +159,9 @@ def check_out(out: Path, finished_ok: bool = False) -> Path:
     finished run's unless `finished_ok`."""
     if out.exists() and not out.is_dir():
         raise EvopruneError(f"--out {out}: exists and is not a folder")
+    above = next((p for p in out.absolute().parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise EvopruneError(f"--out {out}: {above} is a file, not a folder")
     if not finished_ok and (out / "result.json").exists():
         raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
     return out

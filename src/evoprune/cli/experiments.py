@@ -88,6 +88,7 @@ def _specs(names: list[str]) -> list[str]:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from evoprune.cli.data import check_out
     from evoprune.experiments.spec import load_spec
     from evoprune.experiments.sweep import run_sweep
 
@@ -101,6 +102,7 @@ def _sweep(args: argparse.Namespace) -> int:
         or Path("runs")
         / f"{'+'.join(s.name for s in specs) if len(specs) < 3 else 'all'}-{args.profile}"
     )
+    check_out(out, finished_ok=True)  # a sweep folder: resumed, never a single run's
     if args.dry_run:
         for spec in specs:
             for run in spec.runs(args.profile):
@@ -176,6 +178,13 @@ def _results(args: argparse.Namespace) -> int:
                 print(f"{folder}: {n} finished run folders are not in its store; sweeping the "
                       f"spec again into it records them without running them", file=sys.stderr)  # fmt: skip
         return 0
+    finished = df[df["status"] == "finished"] if "status" in df else df
+    if finished.empty:  # --all, and every run failed: their errors are the table
+        failed = df[["spec", "label", "seed", "error"]].fillna("-")
+        with _pd_display():
+            print(f"no finished runs; {len(failed)} failed:")
+            print(failed.to_string(index=False, justify="left"))
+        return 0
     metric = _metric(df, args.metric)
     table = results_table(df, metric)
     short = next((k for k, v in SHORT_NAMES.items() if v == metric), metric)
@@ -245,7 +254,10 @@ def _stats(args: argparse.Namespace) -> int:
         order=list(dict.fromkeys(df.sort_values("label_rank", kind="stable")["label"])),
     )
     if not fits:
-        raise EvopruneError("stats: no dataset has runs of two or more algorithms")
+        raise EvopruneError(
+            "stats: no dataset has runs of two or more algorithms with more than one run between "
+            "them at a grid point (a test needs the seeds' noise: sweep with more --seeds)"
+        )
     for fit in fits:
         print(f"\n{describe_fit(fit, args.metric)}")
         table = fit.table.drop(columns=["dataset"]).rename(columns={"stat": fit.test})

@@ -153,6 +153,13 @@ def _to_dataset(
         X, Xt = min_max(X, Xt.astype(np.float64))
     if labels is None:
         labels = np.unique(y).tolist()
+        fractional = [v for v in labels if isinstance(v, float) and not float(v).is_integer()]
+        if len(labels) > 20 and fractional:
+            raise EvopruneError(
+                f"{name}: the labels take {len(labels)} distinct values, fractions among them "
+                f"(e.g. {fractional[0]!r}): expected class labels (a few classes, as numbers or "
+                "text), not a continuous quantity"
+            )
         if len(labels) < 2:
             raise EvopruneError(
                 f"{name}: the training split has only one class ({labels[0]!r}); need two or more"
@@ -174,10 +181,28 @@ def class_index(y: np.ndarray, labels: list[Any], name: str) -> np.ndarray:
     index = {str(label): i for i, label in enumerate(labels)}
     unknown = sorted({str(v) for v in y} - set(index))
     if unknown:
-        raise EvopruneError(
-            f"{name}: label {unknown[0]!r} is not one of the classes {', '.join(map(str, labels))}"
+        shown = ", ".join(map(str, labels[:10])) + (
+            f", ... ({len(labels)} in all)" if len(labels) > 10 else ""
         )
+        raise EvopruneError(f"{name}: label {unknown[0]!r} is not one of the classes {shown}")
     return np.array([index[str(v)] for v in y], dtype=np.int64)
+
+
+def check_classes(name: str, classes: Any) -> int:
+    """`classes` of built-in dataset `name` as an int, or one error line naming the counts it
+    supports.
+
+    >>> check_classes("digits", 10)
+    10
+    >>> check_classes("digits", 7)
+    Traceback (most recent call last):
+    evoprune.errors.EvopruneError: classes: digits supports 2, 3, 4, 5, 10 classes, got 7
+    """
+    allowed = ", ".join(str(c) for c in sorted(DATASETS[name].classes))
+    is_int = isinstance(classes, int | np.integer) and not isinstance(classes, bool)
+    if not is_int or int(classes) not in DATASETS[name].classes:
+        raise EvopruneError(f"classes: {name} supports {allowed} classes, got {classes!r}")
+    return int(classes)
 
 
 def load_dataset(
@@ -190,10 +215,7 @@ def load_dataset(
     if name not in DATASETS:
         raise EvopruneError(f"dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
     info = DATASETS[name]
-    classes = _default_classes(name) if classes is None else int(classes)
-    if classes not in info.classes:
-        allowed = ", ".join(str(c) for c in sorted(info.classes))
-        raise EvopruneError(f"classes: {name} supports {allowed} classes, got {classes}")
+    classes = _default_classes(name) if classes is None else check_classes(name, classes)
     normalize = info.normalize if normalize is None else bool(normalize)
     config: dict[str, Any] = {"name": name, "classes": classes, "normalize": normalize}
     if data_dir:  # absolute: the ticket must find it again from any folder

@@ -405,6 +405,10 @@ def _check_values(job: dict[str, Any]) -> None:
         raise EvopruneError(
             f"dataset: expected one of {', '.join(DATASETS)}, got {job.get('dataset')!r}"
         )
+    if "data" not in job and job.get("classes") is not None:
+        from evoprune.data.registry import check_classes
+
+        check_classes(job.get("dataset", "moons"), job["classes"])
     arch = job.get("arch")
     named = isinstance(arch, str) and arch.strip().upper() in ARCHS
     if arch is not None and not named and not is_conv_arch(arch):

@@ -170,7 +170,8 @@ def describe_fit(fit: MixedModelFit, value: str = "test accuracy") -> str:
     converged = "" if fit.converged else " The fit did not converge."
     return (
         f"{fit.dataset}: standardised {value} ~ algorithm, n = {fit.n}: {model}. p (Holm) "
-        f"adjusts each p for the {len(fit.table)} pairs tested together.{converged}"
+        f"adjusts each p for the {len(fit.table)} pair{'s' * (len(fit.table) != 1)} tested "
+        f"together.{converged}"
     )
 
 
@@ -199,7 +200,8 @@ def mixed_model_tables(
     axes (its ``axes`` column): a 2-class digits run is not pooled with a 10-class one, nor a
     90% pruning target with a 98% one. The architecture and the initialisation stay pooled:
     they are the model's random effects (Fig. 6c). A fit's name gives the axes that vary, e.g.
-    ``digits (classes=10)``; points with fewer than two algorithms are skipped.
+    ``digits (classes=10)``; points with fewer than two algorithms, or with one run of each
+    (no noise to test against), are skipped.
 
     >>> rng = np.random.default_rng(0)
     >>> d = pd.DataFrame({"dataset": "digits", "label": ["GA", "memetic"] * 8,
@@ -214,8 +216,8 @@ def mixed_model_tables(
     df = df.assign(**{f"axis:{a}": grid[a] for a in grid if a not in pooled})
     fits = []
     for keys, group in df.groupby(["dataset", *conditions], sort=False, dropna=False):
-        if group["label"].nunique() < 2:
-            continue
+        if group["label"].nunique() < 2 or len(group) <= group["label"].nunique():
+            continue  # one algorithm, or one run each: nothing to test, no noise to measure
         dataset, *point = keys if isinstance(keys, tuple) else (keys,)
         within = df[df["dataset"] == dataset]
         shown = [f"{a.removeprefix('axis:')}={axis_text(v)}" for a, v in zip(conditions, point, strict=True)
