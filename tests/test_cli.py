@@ -534,3 +534,12 @@ def test_an_os_error_on_a_path_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(compare, "run_compare", lambda args: (_ for _ in ()).throw(OSError("x")))
     with pytest.raises(OSError):  # no path named: a bug, with its traceback
         main(["compare", "x"])
+
+
+def test_data_flags_without_dataset_change_the_tickets_own(finished_run, capsys):
+    # --normalize, --classes, --data-dir without --dataset apply to the ticket's own dataset
+    code, plain, _ = run_cli(["evaluate", finished_run], capsys)
+    code2, raw, err = run_cli(["evaluate", finished_run, "--no-normalize"], capsys)
+    code3, named, _ = run_cli(["evaluate", finished_run, "--dataset", "digits", "--no-normalize"],
+                              capsys)  # fmt: skip
+    assert code == code2 == code3 == 0 and raw == named != plain and "overrides that" in err

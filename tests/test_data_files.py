@@ -353,3 +353,11 @@ def test_a_continuous_target_is_named_as_such(wine_csv, tmp_path, capsys):
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "not a continuous quantity" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_classes_for_a_file_ticket_without_data_is_refused(wine_csv, tmp_path, capsys):
+    from evoprune.data import load_file
+
+    ticket = make_ticket(load_file(wine_csv, "target"), tmp_path / "t.npz")
+    code, _, err = run_cli(["evaluate", ticket, "--classes", "3"], capsys)
+    assert code == 2 and "--classes: only with --dataset or --data" in err

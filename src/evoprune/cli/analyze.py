@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from evoprune.cli.data import check_out, set_threads
 from evoprune.errors import EvopruneError
@@ -120,12 +121,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(run=_history)
 
 
-def _dataset(args: argparse.Namespace):
+def _dataset(args: argparse.Namespace, ticket: Any):
     """The dataset the user named, or None for the ticket's own."""
+    from evoprune.cli.data import data_job, own_dataset_flags
+    from evoprune.jobkeys import job_dataset
+
+    own_dataset_flags(args, ticket.dataset)
     if args.dataset is None and args.data is None:
         return None
-    from evoprune.cli.data import data_job
-    from evoprune.jobkeys import job_dataset
 
     return job_dataset(data_job(args))
 
@@ -139,7 +142,7 @@ def _landscape(args: argparse.Namespace) -> int:
     out = check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True)
     set_threads(args.threads)
     ticket = Ticket.load(args.ticket)
-    L = ticket_landscape(ticket, _dataset(args), config, progress=not args.quiet)
+    L = ticket_landscape(ticket, _dataset(args, ticket), config, progress=not args.quiet)
     write_landscape(L, out)
     loss, acc = L.centre
     print(
@@ -160,7 +163,12 @@ def _hessian(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     ticket = Ticket.load(args.ticket)
     h = ticket_hessian(
-        ticket, _dataset(args), top=args.top, biases=args.biases, method=args.method, seed=args.seed
+        ticket,
+        _dataset(args, ticket),
+        top=args.top,
+        biases=args.biases,
+        method=args.method,
+        seed=args.seed,
     )
     write_hessian(h, out)
     ev = h.eigenvalues

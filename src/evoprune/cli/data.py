@@ -119,6 +119,28 @@ def data_job(args: argparse.Namespace) -> dict[str, Any]:
     return job
 
 
+def own_dataset_flags(args: argparse.Namespace, trained: dict[str, Any]) -> None:
+    """--classes, --normalize or --data-dir without --dataset or --data, for a ticket: they
+    change the ticket's own built-in dataset (whose name `args` takes), and are one error line
+    for a ticket trained on a data file."""
+    if args.dataset is not None or args.data is not None:
+        return
+    flags = (("--classes", args.classes), ("--normalize/--no-normalize", args.normalize),
+             ("--data-dir", args.data_dir))  # fmt: skip
+    given = [flag for flag, value in flags if value is not None]
+    if not given:
+        return
+    from evoprune.data import DATASETS
+
+    if trained.get("name") in DATASETS:
+        args.dataset = trained["name"]
+        return
+    raise EvopruneError(
+        f"{given[0]}: only with --dataset or --data (this ticket was trained on "
+        f"{trained.get('path') or 'a data file'})"
+    )
+
+
 def default_out(job: dict[str, Any]) -> Path:
     """``runs/METHOD-DATA[-cCLASSES]-ARCH[-OBJECTIVE][-pSPARSITY]-sSEED``: the settings that
     tell two runs of one command apart are in the name, so they do not collide."""

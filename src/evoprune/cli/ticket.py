@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evoprune.cli.data import add_data_args, add_fresh_args, check_fresh, data_job, fresh_samples
+from evoprune.cli.data import (
+    add_data_args,
+    add_fresh_args,
+    check_fresh,
+    data_job,
+    fresh_samples,
+    own_dataset_flags,
+)
 from evoprune.errors import EvopruneError
 
 # what `register` adds, with the line `evoprune --help` shows for each
@@ -64,6 +71,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"loss {m['all_loss']:.4f}, sparsity {ticket.sparsity:.3f}"
         )
         return 0
+    own_dataset_flags(args, ticket.dataset)
     if args.dataset is None:
         ds = dataset_from_config(ticket.dataset)
         _note_changed(ticket.dataset, ds.config)
