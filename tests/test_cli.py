@@ -543,3 +543,15 @@ def test_data_flags_without_dataset_change_the_tickets_own(finished_run, capsys)
     code3, named, _ = run_cli(["evaluate", finished_run, "--dataset", "digits", "--no-normalize"],
                               capsys)  # fmt: skip
     assert code == code2 == code3 == 0 and raw == named != plain and "overrides that" in err
+
+
+def test_options_are_whole_names_and_a_csv_needs_its_target_first(tmp_path, capsys):
+    code, _, err = run_cli(["train-weights", "--data", "x.csv"], capsys)  # not --dataset
+    assert code == 2 and "unrecognized arguments: --data" in err
+    csv_file = tmp_path / "t.csv"
+    csv_file.write_text("a,b\n1,0\n2,1\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "result.json").write_text("{}")  # the missing --target is named, not this
+    code, _, err = run_cli(["search", "--data", csv_file, "--out", out], capsys)
+    assert code == 2 and "needs the name of its label column (--target" in err

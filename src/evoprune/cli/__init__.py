@@ -11,6 +11,7 @@ import importlib
 import os
 import signal
 import sys
+from typing import Any
 
 from evoprune.errors import EvopruneError
 from evoprune.interrupts import raising
@@ -21,7 +22,12 @@ EXIT_BROKEN_PIPE = 141  # as a shell reports a process that SIGPIPE ended
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line: ``evoprune search: error: ...``."""
+    """argparse, but a usage error is one line: ``evoprune search: error: ...``, and an option
+    is only its whole name (`--data` is not taken for `--dataset`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)

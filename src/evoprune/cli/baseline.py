@@ -89,7 +89,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--arch",
         default="B",
-        help="A, B, C, D, a layer list like 2,75,2, or conv (edge-popup only; default B)",
+        help="A, B, C, D, a layer list like 2,75,2, or conv (conv: edge-popup only; default B)",
     )
     p.add_argument(
         "--seed",

@@ -139,14 +139,15 @@ def paired_lines(folders: list[Path], fresh: int | None, fresh_seed: int) -> lis
         a_only, b_only = (int((p[differ] == y[differ]).sum()) for p in (pa, pb))
         lines.append(
             f"paired on {where}: they disagree on {int(differ.sum()):,}; {folders[0]} right on "
-            f"{a_only:,}, {folders[1]} on {b_only:,}; exact McNemar p = "
+            f"{a_only:,}, {folders[1]} on {b_only:,}; exact McNemar p "
             f"{_p(mcnemar_exact(a_only, b_only))}"
         )
     return lines
 
 
 def _p(value: float) -> str:
-    return f"{value:.3g}" if value >= 1e-300 else "< 1e-300"
+    """ "= 0.0067", or "< 1e-300" where a double holds no smaller number."""
+    return f"= {value:.3g}" if value >= 1e-300 else "< 1e-300"
 
 
 def _run_folders(paths: list[Path]) -> list[Path]:

@@ -22,7 +22,7 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         "--classes",
         type=int,
         help="class count of a built-in dataset (blobs 2-10, digits 2,3,4,5,10, mnist 2-10; "
-        "default: all of them, or for evaluate the ticket's)",
+        + ("default: the ticket's)" if not required else "default: all of them)"),
     )
     p.add_argument("--data", type=Path, help="your own data: a .csv (with --target) or .npz (X, y)")
     p.add_argument("--target", help="label column of the CSV given with --data")
@@ -107,6 +107,9 @@ def data_job(args: argparse.Namespace) -> dict[str, Any]:
         raise EvopruneError(
             "--classes: only for the built-in datasets; a --data file uses all its classes"
         )
+    if args.data is not None and args.data.suffix.lower() == ".csv" and not args.target:
+        raise EvopruneError(f"{args.data}: a CSV needs the name of its label column (--target "
+                            "COLUMN)")  # fmt: skip
     job: dict[str, Any] = {
         "dataset": args.dataset or "file",
         "classes": args.classes,

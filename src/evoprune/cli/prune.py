@@ -31,7 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "result.json, model.pt, model_finetuned.pt and the CMA-ES history to --out.",
     )
     add_data_args(p)
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument(
+        "--method",
+        required=True,
+        choices=METHODS,
+        help="cmaes-synflow: CMA-ES over a SynFlow-ranked pruning genome; magnitude: global "
+        "|w|; synflow: iterative SynFlow (Tanaka et al. 2020); softmask: learned soft masks; "
+        "cmaes-trainfit: CMA-ES with a training-based fitness; random",
+    )
     p.add_argument("--sparsity", type=float, help="fraction of weights removed (default 0.98)")
     p.add_argument(
         "--ec", choices=ECS, help="energy compensation (default: lsq for cmaes-synflow, else none)"

@@ -187,7 +187,7 @@ def run_minimize(args: argparse.Namespace) -> int:
         print(
             f"{args.function}-{args.dim} {m:<6} median best {s['median_best']:.3g}, success "
             f"{s['success_rate']:.2f}, median evaluations to success "
-            f"{'-' if evals is None else f'{evals:.0f}'} ({args.seeds} seeds, budget {budget})"
+            f"{'-' if evals is None else f'{evals:.0f}'} ({args.seeds} seed{'s' * (args.seeds != 1)}, budget {budget})"
         )
     print(f"-> {out}")
     return 0

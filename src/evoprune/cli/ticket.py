@@ -124,9 +124,9 @@ def _new_data(args: argparse.Namespace, ticket: Any, n_out: int) -> tuple[Any, A
     otherwise (said on stderr)."""
     from evoprune.data.newdata import load_like
 
+    args.target = args.target or ticket.dataset.get("target")  # the training CSV's, by default
     job = data_job(args)
-    target = job.get("target") or ticket.dataset.get("target")  # the training CSV's, by default
-    X, y, notes = load_like(job["data"], target, ticket.dataset, n_out, args.normalize)
+    X, y, notes = load_like(job["data"], job.get("target"), ticket.dataset, n_out, args.normalize)
     for note in notes:
         print(note, file=sys.stderr)
     return X, y
