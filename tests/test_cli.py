@@ -546,8 +546,9 @@ def test_data_flags_without_dataset_change_the_tickets_own(finished_run, capsys)
 
 
 def test_options_are_whole_names_and_a_csv_needs_its_target_first(tmp_path, capsys):
-    code, _, err = run_cli(["train-weights", "--data", "x.csv"], capsys)  # not --dataset
-    assert code == 2 and "unrecognized arguments: --data" in err
+    with pytest.raises(SystemExit) as exit_:  # --data is not taken for --dataset
+        main(["train-weights", "--data", "x.csv"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --data" in capsys.readouterr().err
     csv_file = tmp_path / "t.csv"
     csv_file.write_text("a,b\n1,0\n2,1\n")
     out = tmp_path / "run"
