@@ -237,3 +237,24 @@ def test_custom_objective_callable(digits2):
     t = tiny_search(digits2, objective=balanced_error, maximize=False)
     assert t.metrics["objective"] == "balanced_error"
     assert t.metrics["best_performance"] < 0.5
+
+
+def test_a_small_search_runs_on_one_thread_with_the_same_arithmetic():
+    # iris-sized work is not shared among threads (a hand-off waits a time slice when another
+    # process holds a core); moons-sized work is. The ticket does not depend on it.
+    X, y = torch.randn(120, 4), torch.randint(0, 3, (120,))
+    small = Evaluator(build_mlp([4, 75, 3], seed=0), X, y)
+    big = Evaluator(
+        build_mlp([2, 75, 2], seed=0), torch.randn(50_000, 2), torch.randint(0, 2, (50_000,))
+    )
+    assert small.is_small(100) and not big.is_small(100)
+    cfg = GAConfig(population=20, min_generations=5, max_generations=5, seed=3)
+    before = torch.get_num_threads()
+    masks = []
+    for threads in (2, 1):
+        torch.set_num_threads(threads)
+        try:
+            masks.append(evoprune.search(build_mlp([4, 75, 3], seed=0), X, y, config=cfg).mask)
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(masks[0], masks[1]) and torch.get_num_threads() == before

@@ -21,6 +21,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -40,12 +41,28 @@ if TYPE_CHECKING:
 # intermediates stay in L2/L3 instead of streaming through DRAM (measured on the 2-core EPYC:
 # 1-4 MB is best, 0.25 MB pays per-op overhead, 16 MB is 1.5-2x slower).
 CACHE_BYTES = 2 << 20
+# Below this much work per population chunk the sample chunks run on the calling thread: a
+# handoff to the pool costs a scheduler time slice when another process holds a core, more than
+# such a chunk's work (iris, 120 samples, at load 2: 9.8 s a search with the pool, 4.3 s with
+# --threads 1). The arithmetic is the same, so the results are too, bit for bit.
+POOL_MIN_BYTES = 4 * CACHE_BYTES
 ACCURACY = OBJECTIVES["accuracy"]
 T = TypeVar("T")
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (workers, pool), shared by all evaluators
 _POOL_LOCK = threading.Lock()
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread while inside (the setting is process-wide), as before afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _map_single_threaded(fn: Callable[[int], T], items: list[int]) -> list[T]:
@@ -66,11 +83,8 @@ def _map_single_threaded(fn: Callable[[int], T], items: list[int]) -> list[T]:
         if _POOL is None or _POOL[0] != n:
             _POOL = (n, ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(1,)))
         pool = _POOL[1]
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         return list(pool.map(fn, items))
-    finally:
-        torch.set_num_threads(n)
 
 
 class Evaluator:
@@ -235,17 +249,27 @@ class Evaluator:
         step = max(1, min(P, int(self.memory_bytes // per_mask)))
         return [(p0, min(P, p0 + step)) for p0 in range(0, P, step)]
 
-    def _sample_step(self, state: Population | dict[str, torch.Tensor], p: int) -> int:
+    def is_small(self, p: int) -> bool:
+        """Whether scoring `p` masks is too little work to share among threads (a search this
+        small runs on one: when another process holds a core, every hand-off between threads
+        waits a scheduler time slice; see `POOL_MIN_BYTES`)."""
+        widest = (
+            max(layer.weight.shape[0] for layer in self._mlp.layers) if self.fast else self._widest
+        )
+        return len(self.X) * 4 * p * widest < POOL_MIN_BYTES
+
+    def _bytes_per_sample(self, state: Population | dict[str, torch.Tensor], p: int) -> int:
+        """The intermediates one sample costs a population chunk of `p` masks."""
         if isinstance(state, Population):
-            mlp = self._mlp
-            per_sample = 4 * p * state.width  # (p, width, s) float32 activations
-            if mlp.one_hidden_table:  # table (K, s) and logits (p*C, s)
-                per_sample = 4 * (mlp.table_rows + p * mlp.n_classes)
-            budget = min(CACHE_BYTES, self.memory_bytes)
-        else:
-            per_sample = 4 * p * self._widest * 4  # vmap keeps several intermediates alive
-            budget = self.memory_bytes
-        return max(1, min(len(self.X), int(budget // per_sample)))
+            if self._mlp.one_hidden_table:  # table (K, s) and logits (p*C, s)
+                return 4 * (self._mlp.table_rows + p * self._mlp.n_classes)
+            return 4 * p * state.width  # (p, width, s) float32 activations
+        return 4 * p * self._widest * 4  # vmap keeps several intermediates alive
+
+    def _sample_step(self, state: Population | dict[str, torch.Tensor], p: int) -> int:
+        fast = isinstance(state, Population)
+        budget = min(CACHE_BYTES, self.memory_bytes) if fast else self.memory_bytes
+        return max(1, min(len(self.X), int(budget // self._bytes_per_sample(state, p))))
 
     def _prepare(self, masks: torch.Tensor, margin: bool) -> Population | dict[str, torch.Tensor]:
         """Per-population-chunk state: the fast path's `Population`, else masked weights.
@@ -259,12 +283,8 @@ class Evaluator:
             # Small ops, run on one thread: a two-thread OpenMP region here leaves its helper
             # spinning while the pool's workers start on the sample chunks (measured under load
             # on the 2-core box: moons D ~1.4x slower per generation).
-            n = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
+            with one_torch_thread():
                 return self._mlp.prepare(masks, margin=margin)
-            finally:
-                torch.set_num_threads(n)
 
     def _chunk_logits(
         self, state: Population | dict[str, torch.Tensor], rows: slice
@@ -308,9 +328,12 @@ class Evaluator:
         step = self._sample_step(state, p)
         starts = list(range(0, n, step))
         if self.fast:
-            parts = _map_single_threaded(
-                lambda s0: self._tally(state, slice(s0, s0 + step)), starts
-            )
+            tally = lambda s0: self._tally(state, slice(s0, s0 + step))  # noqa: E731
+            if len(starts) * step * self._bytes_per_sample(state, p) < POOL_MIN_BYTES:
+                with one_torch_thread():  # the pool workers' arithmetic: the same numbers
+                    parts = [tally(s0) for s0 in starts]
+            else:
+                parts = _map_single_threaded(tally, starts)
         else:  # few large vmapped calls: torch's own threads serve them well
             parts = [self._tally(state, slice(s0, s0 + step)) for s0 in starts]
         # Reduce in chunk order: the same sums in the same order on every run.

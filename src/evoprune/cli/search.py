@@ -109,7 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="torch threads (default: one per core, which MNIST-sized networks use: 5.7 s "
         "against 10.2 s for 10 generations; with other jobs on the cores 1 is faster: moons B "
-        "took 3.7 s with 1 thread, 5.1 s with 2, while another process kept a core busy)",
+        "took 3.7 s with 1 thread, 5.1 s with 2, while another process kept a core busy; a search "
+        "as small as iris's runs on one thread by itself)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_search)

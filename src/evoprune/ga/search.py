@@ -23,13 +23,14 @@ checkpoints, so an interrupted and resumed search is bit-identical to an uninter
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from evoprune.evaluate import Evaluator
+from evoprune.evaluate import Evaluator, one_torch_thread
 from evoprune.ga import operators as ops
 from evoprune.ga.checkpoint import load_checkpoint, save_checkpoint
 from evoprune.ga.config import GAConfig
@@ -200,7 +201,8 @@ class GeneticSearch:
             self.rng.set_state(state.rng_state)
             self.before_resume_seconds = float(state.seconds)
         bar = _progress_bar(self.cfg.generation_cap, self.progress)
-        with sigterm_as_interrupt():
+        small = self.ev.is_small(self.cfg.population)  # then one thread: see Evaluator.is_small
+        with sigterm_as_interrupt(), one_torch_thread() if small else nullcontext():
             try:
                 if state is None:
                     state = self.initial_state()
