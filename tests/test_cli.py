@@ -149,6 +149,8 @@ def bad_files(tmp_path):
     ("args", "message"),
     [
         (["search", "--dataset", "nope"], "dataset: expected one of"),
+        (["compare", "no-such-run"], "no-such-run: no such folder"),
+        (["tune-backprop", "--dataset", "moons", "--cv", "1"], "--cv: expected at least 2"),
         (["search", "--dataset", "moons", "--arch", "3,10,2"], "does not fit the data"),
         (["search", "--dataset", "moons", "--arch", "Q"], "arch: expected"),
         (

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evoprune.errors import EvopruneError
+
 # what `register` adds, with the line `evoprune --help` shows for each
 COMMANDS = {
     "baseline": "run a baseline: edge-popup or backprop",
@@ -202,6 +204,9 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
     from evoprune.jobkeys import job_dataset
     from evoprune.nets import parse_arch
 
+    for flag, value, least in (("--cv", args.cv, 2), ("--n-iter", args.n_iter, 1)):
+        if value < least:
+            raise EvopruneError(f"{flag}: expected at least {least}, got {value}")
     ds = job_dataset(data_job(args))
     layers = parse_arch(args.arch, ds.n_features, ds.n_classes)
     X = ds.X_train.view(len(ds.X_train), -1).numpy()

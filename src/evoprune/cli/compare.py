@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_result(folder: Path) -> dict:
     path = folder / "result.json"
+    if not folder.exists():
+        raise EvopruneError(f"{folder}: no such folder")
     if not path.is_file() and (folder / "results.sqlite").is_file():
         raise EvopruneError(f"{folder}: a sweep folder; `evoprune results {folder}` sums it up")
     if not path.is_file():

@@ -139,7 +139,13 @@ def run_hpo(args: argparse.Namespace) -> int:
               f"than --trials {args.trials}; the summary covers all of them", file=sys.stderr)  # fmt: skip
     print(
         f"hpo {r['sampler']}/{r['objective']}/{r['space']} seed {r['seed']}: {r['n_trials']} trials, "
-        f"best val F1 {r['best_val_f1']:.4f}, test F1 {r['test_f1']:.4f}, "
+        + (
+            f"best val F1 {r['best_val_f1']:.4f}"
+            if r["objective"] == "train"
+            else f"best {r['objective']} score {r['best_objective']:.4g} (its final training: val F1 "
+            f"{r['final_val_f1']:.4f})"
+        )
+        + f", test F1 {r['test_f1']:.4f}, "
         f"sampler {r['sampler_seconds_per_trial'] * 1e3:.2f} ms/trial, "
         f"objective {r['objective_seconds_per_trial']:.3f} s/trial, {r['wall_seconds']:.1f} s -> {out}"
     )
