@@ -173,8 +173,13 @@ def _hessian(args: argparse.Namespace) -> int:
     write_hessian(h, out)
     ev = h.eigenvalues
     print(
-        f"hessian ({h.method}, {h.n_params} parameters): {len(ev)} eigenvalues, largest "
-        f"{ev[0]:.6g}, smallest {ev[-1]:.6g}; {h.seconds:.1f} s -> {out / 'hessian.json'}"
+        f"hessian ({h.method}, {h.n_params} parameters): "
+        + (
+            f"the {len(ev)} largest eigenvalues, {ev[0]:.6g} down to {ev[-1]:.6g}"
+            if args.top is not None and len(ev) < h.n_params
+            else f"{len(ev)} eigenvalues, largest {ev[0]:.6g}, smallest {ev[-1]:.6g}"
+        )  # fmt: skip
+        + f"; {h.seconds:.1f} s -> {out / 'hessian.json'}"
     )
     return 0
 
