@@ -95,8 +95,8 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
         parts.append(
-            f"<p class='note'>{html.escape(fig.caption)} Runs: {len(sub)}, "
-            f"seeds per cell: {_seeds_per_cell(frame)}.</p>"
+            f"<p class='note'>{html.escape(fig.caption)} Runs: {len(sub)}"
+            f"{html.escape(_coverage(sub))}, seeds per cell: {_seeds_per_cell(frame)}.</p>"
         )
         figures.append(spec)
         if fig.table is not None or fig.kind != "history":
@@ -275,6 +275,17 @@ def _holds(value: object, quick: bool = False) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
     return ("yes" if value else "no") + (" (quick)" if quick else "")
+
+
+def _coverage(runs: pd.DataFrame) -> str:
+    """The datasets and architectures the runs cover (a sweep narrowed by --only covers fewer
+    than the figure's caption names): " (moons; A, B)"."""
+    parts = [
+        ", ".join(map(str, dict.fromkeys(runs[c].dropna())))
+        for c in ("dataset", "arch_name")
+        if c in runs and runs[c].notna().any()
+    ]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _machine(result: str) -> str:
