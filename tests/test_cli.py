@@ -159,10 +159,10 @@ def bad_files(tmp_path):
         ),
         (["search", "--dataset", "moons", "--rec-rate", "-0.1"], "rec_rate"),
         (["search", "--dataset", "digits", "--classes", "7"], "classes: digits supports"),
-        (["search", "--data", "{nan}", "--target", "label"], "empty (NaN) values in rows 3"),
+        (["search", "--data", "{nan}", "--target", "label"], "empty (NaN) values on line 3"),
         (
             ["search", "--data", "{text}", "--target", "label"],
-            "'x2' has non-numeric values in rows 2",
+            "'x2' has non-numeric values on line 2",
         ),
         (["search", "--data", "{notarget}", "--target", "y"], "no target column 'y'"),
         (["search", "--data", "{oneclass}", "--target", "label"], "only one class"),

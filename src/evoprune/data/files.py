@@ -104,7 +104,7 @@ def _load_csv(
         )
     y = frame[target]
     if y.isna().any():
-        raise EvopruneError(f"{path}: column {target!r} has empty values in rows {_rows(y.isna())}")
+        raise EvopruneError(f"{path}: column {target!r} has empty values on {_rows(y.isna())}")
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise EvopruneError(f"{path}: no feature columns besides {target!r}")
@@ -115,7 +115,7 @@ def _load_csv(
         bad = values.isna()
         if bad.any():
             kind = "empty (NaN)" if features[col][bad].isna().all() else "non-numeric"
-            raise EvopruneError(f"{path}: column {col!r} has {kind} values in rows {_rows(bad)}")
+            raise EvopruneError(f"{path}: column {col!r} has {kind} values on {_rows(bad)}")
         features[col] = values
     names = [str(c) for c in features.columns]
     return features.to_numpy(dtype=np.float64), y.to_numpy(), names
@@ -135,8 +135,11 @@ def _match_columns(path: Path, have: list[str], want: list[str]) -> list[str]:
 
 
 def _rows(mask) -> str:
+    """The file's line numbers of the rows `mask` marks ("line 3", "lines 3, 7 ..."), the
+    header being line 1, as an editor numbers them."""
     rows = [int(i) + 2 for i in np.flatnonzero(np.asarray(mask))[:5]]  # +2: header, 1-based
-    return ", ".join(map(str, rows)) + (" ..." if int(np.asarray(mask).sum()) > 5 else "")
+    more = " ..." if int(np.asarray(mask).sum()) > 5 else ""
+    return f"line{'s' * (len(rows) > 1 or bool(more))} " + ", ".join(map(str, rows)) + more
 
 
 def unit_pixels(X: np.ndarray, source: object) -> np.ndarray:
