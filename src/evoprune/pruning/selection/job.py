@@ -155,9 +155,11 @@ def run_selection_job(
         from evoprune.progress import progress_bar
 
         total = n_epochs_total(train_config, levels, controls)
-        with progress_bar(
-            total=total, desc=f"selection {config.dynamics}", unit="epoch", enabled=progress
-        ) as bar:
+        trainings = total // max(train_config.epochs, 1)  # the selection run and its controls
+        desc = f"selection {config.dynamics}" + (
+            f" + {trainings - 1} controls" if trainings > 1 else ""
+        )
+        with progress_bar(total=total, desc=desc, unit="epoch", enabled=progress) as bar:
             run = run_selection(
                 ds, layers, config, train_config, levels, seed, controls, bar.update
             )
