@@ -157,7 +157,7 @@ def run_selection_job(
         total = n_epochs_total(train_config, levels, controls)
         trainings = total // max(train_config.epochs, 1)  # the selection run and its controls
         desc = f"selection {config.dynamics}" + (
-            f" + {trainings - 1} controls" if trainings > 1 else ""
+            f" ({trainings} trainings)" if trainings > 1 else ""
         )
         with progress_bar(total=total, desc=desc, unit="epoch", enabled=progress) as bar:
             run = run_selection(
