@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from evoprune.errors import EvopruneError
@@ -27,3 +30,14 @@ def check_device(name: str) -> str:
     elif device.type != "cpu":
         raise EvopruneError(f"device: expected cpu or cuda[:N], got {name!r}")
     return name
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Torch on `n` threads while inside (the setting is process-wide), as before afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -21,7 +21,6 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from evoprune.devices import torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.fastmlp import FastMLP, Population, is_mlp_stack
 from evoprune.masks import MaskSpace, pack_rows, sparsity
@@ -54,17 +54,6 @@ _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (workers, pool), shared b
 _POOL_LOCK = threading.Lock()
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Torch on one thread while inside (the setting is process-wide), as before afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
 def _map_single_threaded(fn: Callable[[int], T], items: list[int]) -> list[T]:
     """`fn` over `items` on one worker per core, each running single-threaded torch ops.
 
@@ -83,7 +72,7 @@ def _map_single_threaded(fn: Callable[[int], T], items: list[int]) -> list[T]:
         if _POOL is None or _POOL[0] != n:
             _POOL = (n, ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(1,)))
         pool = _POOL[1]
-    with one_torch_thread():
+    with torch_threads(1):
         return list(pool.map(fn, items))
 
 
@@ -143,6 +132,7 @@ class Evaluator:
             # Only ever asked about X: first-layer units zero on all of it can be skipped.
             self._mlp = FastMLP(self.model, self.space, support=self._XT)
             self.n_classes = self._mlp.n_classes
+            self._widest = max(layer.weight.shape[0] for layer in self._mlp.layers)
         else:
             self.params = {k: v.detach() for k, v in model.named_parameters()}
             self.buffers = {k: v.detach() for k, v in model.named_buffers()}
@@ -253,23 +243,19 @@ class Evaluator:
         """Whether scoring `p` masks is too little work to share among threads (a search this
         small runs on one: when another process holds a core, every hand-off between threads
         waits a scheduler time slice; see `POOL_MIN_BYTES`)."""
-        widest = (
-            max(layer.weight.shape[0] for layer in self._mlp.layers) if self.fast else self._widest
-        )
-        return len(self.X) * 4 * p * widest < POOL_MIN_BYTES
-
-    def _bytes_per_sample(self, state: Population | dict[str, torch.Tensor], p: int) -> int:
-        """The intermediates one sample costs a population chunk of `p` masks."""
-        if isinstance(state, Population):
-            if self._mlp.one_hidden_table:  # table (K, s) and logits (p*C, s)
-                return 4 * (self._mlp.table_rows + p * self._mlp.n_classes)
-            return 4 * p * state.width  # (p, width, s) float32 activations
-        return 4 * p * self._widest * 4  # vmap keeps several intermediates alive
+        return len(self.X) * 4 * p * self._widest < POOL_MIN_BYTES
 
     def _sample_step(self, state: Population | dict[str, torch.Tensor], p: int) -> int:
-        fast = isinstance(state, Population)
-        budget = min(CACHE_BYTES, self.memory_bytes) if fast else self.memory_bytes
-        return max(1, min(len(self.X), int(budget // self._bytes_per_sample(state, p))))
+        if isinstance(state, Population):
+            mlp = self._mlp
+            per_sample = 4 * p * state.width  # (p, width, s) float32 activations
+            if mlp.one_hidden_table:  # table (K, s) and logits (p*C, s)
+                per_sample = 4 * (mlp.table_rows + p * mlp.n_classes)
+            budget = min(CACHE_BYTES, self.memory_bytes)
+        else:
+            per_sample = 4 * p * self._widest * 4  # vmap keeps several intermediates alive
+            budget = self.memory_bytes
+        return max(1, min(len(self.X), int(budget // per_sample)))
 
     def _prepare(self, masks: torch.Tensor, margin: bool) -> Population | dict[str, torch.Tensor]:
         """Per-population-chunk state: the fast path's `Population`, else masked weights.
@@ -283,7 +269,7 @@ class Evaluator:
             # Small ops, run on one thread: a two-thread OpenMP region here leaves its helper
             # spinning while the pool's workers start on the sample chunks (measured under load
             # on the 2-core box: moons D ~1.4x slower per generation).
-            with one_torch_thread():
+            with torch_threads(1):
                 return self._mlp.prepare(masks, margin=margin)
 
     def _chunk_logits(
@@ -329,8 +315,8 @@ class Evaluator:
         starts = list(range(0, n, step))
         if self.fast:
             tally = lambda s0: self._tally(state, slice(s0, s0 + step))  # noqa: E731
-            if len(starts) * step * self._bytes_per_sample(state, p) < POOL_MIN_BYTES:
-                with one_torch_thread():  # the pool workers' arithmetic: the same numbers
+            if self.is_small(p):
+                with torch_threads(1):  # the pool workers' arithmetic: the same numbers
                     parts = [tally(s0) for s0 in starts]
             else:
                 parts = _map_single_threaded(tally, starts)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from evoprune.devices import torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.inputs import check_data
 from evoprune.masks import MaskSpace, sparsity
@@ -227,16 +228,6 @@ class ScoredNetwork:
         )
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
     """The original's schedule (no warm-up): ``0.5 * (1 + cos(pi * epoch / epochs)) * lr``."""
     return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs)) * base_lr
@@ -276,7 +267,7 @@ def train_edge_popup(
     shuffle = torch_generator(seed, "edge-popup/shuffle")
     n = X.shape[0]
     history: list[dict[str, Any]] = []
-    with _torch_threads(config.threads):
+    with torch_threads(config.threads):
         for epoch in range(config.epochs):
             lr = cosine_lr(config.lr, epoch, config.epochs)
             for group in optimizer.param_groups:

@@ -212,16 +212,20 @@ def mixed_model_tables(
     """
     pooled = {"dataset", "arch", *RANDOM_EFFECTS}
     grid = grid_columns(df)
-    conditions = [f"axis:{a}" for a in grid if a not in pooled]
-    df = df.assign(**{f"axis:{a}": grid[a] for a in grid if a not in pooled})
+    axes = [a for a in grid if a not in pooled]
+    df = df.assign(**{f"axis:{a}": grid[a] for a in axes})  # beside same-named result columns
+    varying = {  # the axes a fit's name gives: those with more than one value in its dataset
+        d: [a for a in axes if g[f"axis:{a}"].nunique(dropna=False) > 1]
+        for d, g in df.groupby("dataset", sort=False)
+    }
     fits = []
-    for keys, group in df.groupby(["dataset", *conditions], sort=False, dropna=False):
+    by = ["dataset", *(f"axis:{a}" for a in axes)]
+    for keys, group in df.groupby(by, sort=False, dropna=False):
         if group["label"].nunique() < 2 or len(group) <= group["label"].nunique():
             continue  # one algorithm, or one run each: nothing to test, no noise to measure
         dataset, *point = keys if isinstance(keys, tuple) else (keys,)
-        within = df[df["dataset"] == dataset]
-        shown = [f"{a.removeprefix('axis:')}={axis_text(v)}" for a, v in zip(conditions, point, strict=True)
-                 if within[a].nunique(dropna=False) > 1]  # fmt: skip
-        name = f"{dataset} ({', '.join(shown)})" if shown else str(dataset)
+        values = dict(zip(axes, point, strict=True))
+        shown = ", ".join(f"{a}={axis_text(values[a])}" for a in varying[dataset])
+        name = f"{dataset} ({shown})" if shown else str(dataset)
         fits.append(fit_mixed_model(group, name, value=value, order=order))
     return fits

@@ -30,7 +30,8 @@ from typing import Any
 
 import torch
 
-from evoprune.evaluate import Evaluator, one_torch_thread
+from evoprune.devices import torch_threads
+from evoprune.evaluate import Evaluator
 from evoprune.ga import operators as ops
 from evoprune.ga.checkpoint import load_checkpoint, save_checkpoint
 from evoprune.ga.config import GAConfig
@@ -202,7 +203,7 @@ class GeneticSearch:
             self.before_resume_seconds = float(state.seconds)
         bar = _progress_bar(self.cfg.generation_cap, self.progress)
         small = self.ev.is_small(self.cfg.population)  # then one thread: see Evaluator.is_small
-        with sigterm_as_interrupt(), one_torch_thread() if small else nullcontext():
+        with sigterm_as_interrupt(), torch_threads(1) if small else nullcontext():
             try:
                 if state is None:
                     state = self.initial_state()

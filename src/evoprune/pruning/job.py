@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from evoprune.devices import torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
@@ -161,12 +162,8 @@ def run_prune_job(job: dict[str, Any], out: Path | None, progress: bool = False)
             generations=c["generations"], sigma=c["sigma"], ipop=bool(c["ipop"]), start=c["start"],
             calibration=c["calibration"], trainfit_epochs=c["trainfit_epochs"],
         )  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(c["threads"])
-    try:
+    with torch_threads(c["threads"]):
         result, net, pruned, tuned, masks, history = _run(job, c, cma, method, seed, out, progress)
-    finally:
-        torch.set_num_threads(threads)
     result["wall_seconds"] = round(time.perf_counter() - wall, 4)
     if out is not None:
         out = Path(out)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from evoprune.devices import torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
@@ -149,11 +150,9 @@ def run_selection_job(
         raise EvopruneError(
             f"arch: selection pruning needs at least one hidden layer, got {layers}"
         )
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        from evoprune.progress import progress_bar
+    from evoprune.progress import progress_bar
 
+    with torch_threads(threads):
         total = n_epochs_total(train_config, levels, controls)
         trainings = total // max(train_config.epochs, 1)  # the selection run and its controls
         desc = f"selection {config.dynamics}" + (
@@ -163,8 +162,6 @@ def run_selection_job(
             run = run_selection(
                 ds, layers, config, train_config, levels, seed, controls, bar.update
             )
-    finally:
-        torch.set_num_threads(before)
     extinct = [int((~a).sum()) for a in run.masses.alive]
     result = {
         **dict.fromkeys(RESULT_FIELDS),  # GA-only fields stay None
