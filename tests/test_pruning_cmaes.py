@@ -175,6 +175,13 @@ def test_every_method_reaches_the_exact_sparsity(method, cache):
     assert r["sparsity"] == pytest.approx(1 - keep_count(n, 0.9) / n)
     assert sum(r["layer_kept"]) == r["kept_weights"]
     assert 0.0 <= r["test_f1"] <= 1.0 and 0.0 <= r["test_f1_finetuned"] <= 1.0
+    # choices records what the method used, and nothing that does not apply to it
+    choices = r["choices"]
+    assert ("population" in choices) == method.startswith("cmaes")
+    assert ("magnitude_scope" in choices) == (method == "magnitude")
+    assert ("softmask_epochs" in choices) == (method == "softmask")
+    assert ("ridge" in choices) == (method == "cmaes-synflow")  # lsq by default, else none
+    assert "model" not in choices and choices["hidden"] == TINY.get("hidden", "128,64")
 
 
 def test_same_seed_same_result_and_the_saved_model(tmp_path, cache):
@@ -212,6 +219,7 @@ def test_user_model_file(tmp_path, cache):
     torch.save({"layers": net.layers, "state_dict": net.state_dict()}, tmp_path / "m.pt")
     r = run_prune_job({**TINY, "method": "magnitude", "model": str(tmp_path / "m.pt")}, None)
     assert r["arch"] == [64, 12, 10] and r["kept_weights"] == keep_count(64 * 12 + 120, 0.98)
+    assert r["choices"]["model"] == str(tmp_path / "m.pt") and "hidden" not in r["choices"]
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 Methods (`evoprune.jobs.METHODS`): ``cmaes-synflow``, ``cmaes-trainfit``, ``magnitude``,
 ``synflow``, ``softmask``, ``random``. Besides the common keys (`evoprune.jobkeys`), a job takes
-the keys in `PRUNE_KEYS`, each with its default in `DEFAULTS` (all of them recorded in
-``result.json`` under ``choices``). Every method of a seed prunes the same dense checkpoint
+the keys in `PRUNE_KEYS`, each with its default in `DEFAULTS` (``result.json`` records under
+``choices`` those the method used, `applied`). Every method of a seed prunes the same dense checkpoint
 (`evoprune.pruning.dense.dense_network`, cached in ``cache_dir``: by default
 ``$EVOPRUNE_CACHE`` or ``~/.cache/evoprune/dense``, one file per data + config + seed).
 
@@ -78,6 +78,37 @@ DEFAULTS: dict[str, Any] = {
     "threads": 1,
 }
 PRUNE_KEYS = set(DEFAULTS)
+CMA_KEYS = ("genome", "fitness", "order", "population", "generations", "sigma", "ipop", "start",
+            "calibration", "trainfit_epochs")  # fmt: skip
+DATA_EC = ("activation", "affine", "lsq")  # the compensations fitted on calibration rows
+DENSE_KEYS = ("hidden", "dense_max_epochs", "dense_patience", "cache_dir")
+
+
+def applied(c: dict[str, Any], method: str) -> dict[str, Any]:
+    """The choices `c` that `method` uses: what ``result.json`` records under ``choices``
+    (magnitude pruning has no CMA-ES population, a trained ``--model`` no dense schedule).
+
+    >>> sorted(set(DEFAULTS) - set(applied(_choices({"method": "magnitude"}), "magnitude")))[:3]
+    ['calibration', 'ec_rows', 'fitness']
+    """
+    drop: set[str] = set()
+    cma = method.startswith("cmaes")
+    if not cma:
+        drop.update(CMA_KEYS)
+    elif c["fitness"] != "trainfit":
+        drop.add("trainfit_epochs")
+    if not cma and method != "synflow":
+        drop.add("synflow_rounds")
+    if method != "magnitude":
+        drop.add("magnitude_scope")
+    if method != "softmask":
+        drop.add("softmask_epochs")
+    if c["ec"] not in DATA_EC:
+        drop.update(("ridge", "lsq_prior", "ec_rows"))
+    elif c["ec"] != "lsq":
+        drop.add("lsq_prior")
+    drop.update(DENSE_KEYS if c["model"] else ("model",))
+    return {k: v for k, v in c.items() if k not in drop}
 
 
 def _choices(job: dict[str, Any]) -> dict[str, Any]:
@@ -293,7 +324,7 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
         "forward_passes": forward_passes,
         "evaluations": evaluations,
         "generations": len(history) or None,
-        "choices": c,
+        "choices": applied(c, method),
         "dense": dense_info,
         "split": {
             "train": len(split.y_train),
