@@ -12,6 +12,7 @@ from sklearn.metrics import f1_score
 
 from evoprune.cli import main
 from evoprune.data import load_dataset
+from evoprune.errors import EvopruneError
 from evoprune.pruning.cmaes import (
     CMAConfig,
     Genome,
@@ -212,6 +213,15 @@ def test_same_seed_same_result_and_the_saved_model(tmp_path, cache):
     result = json.loads((tmp_path / "a" / "result.json").read_text())
     assert result["seconds"] > 0 and result["forward_passes"] > 0 and "git_revision" in result
     assert (tmp_path / "a" / "history.csv").read_text().startswith("generation,")
+
+
+def test_the_search_compensates_with_the_jobs_ridge(cache):
+    job = {**TINY, "method": "cmaes-synflow", "sparsity": 0.95, "cache_dir": cache, "seed": 3}
+    default, ridged = run_prune_job(job, None), run_prune_job({**job, "ridge": 10.0}, None)
+    assert ridged["search_fitness"] != default["search_fitness"]
+    assert ridged["choices"]["ridge"] == 10.0
+    with pytest.raises(EvopruneError, match="lsq_prior: expected dense or zero"):
+        run_prune_job({**job, "lsq_prior": "none"}, None)
 
 
 def test_user_model_file(tmp_path, cache):

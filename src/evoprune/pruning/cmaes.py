@@ -64,6 +64,9 @@ class CMAConfig:
     start: str = "synflow"  # initial mean: iterative SynFlow's layer densities, or "uniform"
     calibration: int = 256  # rows of the training split for the data-aware fitness
     trainfit_epochs: int = 3
+    # lsq-ce: the least-squares compensation the fitness scores (as the job's final one)
+    ridge: float = 1e-3
+    lsq_prior: str = "dense"
     # lsq-ce: score a generation in one batched pass (False: genome by genome, the reference)
     batched: bool = True
 
@@ -200,7 +203,7 @@ def make_population_fitness(
         fit = make_fitness(config, net, split, seed, counter)
         return lambda population: [fit(masks) for masks in population]
     X, y = _calibration(config, split, seed)
-    compensator = Compensator(net, X)
+    compensator = Compensator(net, X, config.ridge, config.lsq_prior)
 
     def fit_all(population: list[list[torch.Tensor]]) -> list[float]:
         counter["forward_passes"] += 2 * len(population)  # as make_fitness counts them
@@ -239,7 +242,7 @@ def make_fitness(
         return fit
     if config.fitness == "lsq-ce":
         X, y = _calibration(config, split, seed)
-        compensator = Compensator(net, X)
+        compensator = Compensator(net, X, config.ridge, config.lsq_prior)
 
         def fit(masks: list[torch.Tensor]) -> float:
             counter["forward_passes"] += 2  # the compensation's layer pass and the scoring pass

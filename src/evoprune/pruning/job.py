@@ -103,9 +103,12 @@ def applied(c: dict[str, Any], method: str) -> dict[str, Any]:
         drop.add("magnitude_scope")
     if method != "softmask":
         drop.add("softmask_epochs")
+    lsq_fitness = cma and c["fitness"] == "lsq-ce"  # the search compensates each candidate
     if c["ec"] not in DATA_EC:
-        drop.update(("ridge", "lsq_prior", "ec_rows"))
-    elif c["ec"] != "lsq":
+        drop.add("ec_rows")
+    if c["ec"] not in DATA_EC and not lsq_fitness:
+        drop.add("ridge")
+    if c["ec"] != "lsq" and not lsq_fitness:
         drop.add("lsq_prior")
     drop.update(DENSE_KEYS if c["model"] else ("model",))
     return {k: v for k, v in c.items() if k not in drop}
@@ -135,6 +138,10 @@ def _choices(job: dict[str, Any]) -> dict[str, Any]:
         raise EvopruneError(f"prune job: {key}: expected a number, got {c[key]!r}") from None
     if c["ec"] not in EC_METHODS:
         raise EvopruneError(f"ec: expected one of {', '.join(EC_METHODS)}, got {c['ec']!r}")
+    if c["lsq_prior"] not in ("dense", "zero"):
+        raise EvopruneError(f"lsq_prior: expected dense or zero, got {c['lsq_prior']!r}")
+    if c["ridge"] < 0:
+        raise EvopruneError(f"ridge: expected a number >= 0, got {c['ridge']}")
     if not 0.0 <= c["sparsity"] < 1.0:
         raise EvopruneError(f"sparsity: expected a fraction in [0, 1), got {c['sparsity']}")
     if c["finetune_epochs"] < 0 or c["threads"] < 1 or c["synflow_rounds"] < 1:
@@ -191,7 +198,8 @@ def run_prune_job(job: dict[str, Any], out: Path | None, progress: bool = False)
         cma = CMAConfig(
             genome=c["genome"], fitness=c["fitness"], order=c["order"], population=c["population"],
             generations=c["generations"], sigma=c["sigma"], ipop=bool(c["ipop"]), start=c["start"],
-            calibration=c["calibration"], trainfit_epochs=c["trainfit_epochs"],
+            calibration=c["calibration"], trainfit_epochs=c["trainfit_epochs"], ridge=c["ridge"],
+            lsq_prior=c["lsq_prior"],
         )  # fmt: skip
     with torch_threads(c["threads"]):
         result, net, pruned, tuned, masks, history = _run(job, c, cma, method, seed, out, progress)
