@@ -265,8 +265,30 @@ def set_threads(work: float) -> None:
 
 def csr_by_feature(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For ``A (n, f)`` sample-major: per feature, the samples where it is nonzero and its
-    values there (``ptr (f+1,)``, ``rows``, ``vals``), samples in increasing order."""
+    values there (``ptr (f+1,)``, ``rows``, ``vals``), samples in increasing order. A
+    unit-major ``A`` (the transpose of a C-contiguous ``(f, n)``) is read row by row."""
+    if A.dtype == np.float64 and A.T.flags.c_contiguous and not A.flags.c_contiguous:
+        return _csr_by_row(A.T)
     return _csr_by_feature(np.ascontiguousarray(A, dtype=np.float64))
+
+
+@njit(cache=True)
+def _csr_by_row(AT):
+    f, n = AT.shape
+    ptr = np.zeros(f + 1, dtype=np.int64)
+    for i in range(f):
+        ptr[i + 1] = ptr[i] + np.count_nonzero(AT[i])
+    rows = np.empty(ptr[f], dtype=np.int64)
+    vals = np.empty(ptr[f])
+    for i in range(f):
+        k = ptr[i]
+        for s in range(n):
+            v = AT[i, s]
+            if v != 0.0:
+                rows[k] = s
+                vals[k] = v
+                k += 1
+    return ptr, rows, vals
 
 
 @njit(cache=True)
