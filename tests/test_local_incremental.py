@@ -182,3 +182,27 @@ def test_temperature_scales_the_loss_and_keeps_every_prediction(layers):
     )
     assert np.array_equal(hot.pred, plain.pred)
     assert np.array_equal(hot.W[0], plain.W[0])  # only the last layer is scaled
+
+
+@pytest.mark.parametrize("objective,tiebreak", [("loss", False), ("accuracy", True), ("f1", False)])
+@pytest.mark.parametrize("layers", [[6, 12, 3], [6, 10, 2]])
+def test_compiled_step_of_the_top_layers_equals_the_numpy_step(objective, tiebreak, layers):
+    """`_step` of the last hidden and the output layer (one compiled pass) gives bit for bit
+    what the general numpy route (`_propagate`, then losses and statuses) gives."""
+    from evoprune.local.incremental import _losses, _statuses
+
+    st, rng = _state(layers, objective, seed=3, tiebreak=tiebreak)
+    for _ in range(60):
+        li = int(rng.integers(st.n_layers))
+        o = int(rng.integers(st.W[li].shape[0]))
+        inputs = rng.choice(st.W[li].shape[1], int(rng.integers(1, 4)), replace=False)
+        step = st._step(li, o, inputs)
+        z, S, layers_above = st._propagate(li, o, inputs)
+        assert np.array_equal(step["z"], z) and np.array_equal(step["S"], S)
+        assert np.array_equal(step["layers"][-1], layers_above[-1])
+        if "losses" in step:
+            assert np.array_equal(step["losses"], _losses(layers_above[-1], st.y[S]))
+        if objective != "loss":
+            want = _statuses(layers_above[-1], st.y[S], st.tol[S], st.mode)
+            assert all(np.array_equal(a, b) for a, b in zip(step["status"], want, strict=True))
+        st.apply(li, o, inputs)

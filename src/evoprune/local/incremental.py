@@ -415,12 +415,34 @@ class MLPState:
         """Flipping `inputs` of unit o in layer l together, worked out: the propagation
         (`_propagate`) and, on the changed samples S, their new losses (the loss or the
         tie-breaker) and statuses and predictions (accuracy, F1)."""
+        if li >= self.n_layers - 2:  # the unit feeds the logits: one compiled pass
+            return self._step_top(li, o, inputs)
         z, S, layers = self._propagate(li, o, inputs)
         step = {"key": (li, o, inputs.tobytes()), "z": z, "S": S, "layers": layers}
         if self.mode == kernels.LOSS or self.tiebreak:
             step["losses"] = _losses(layers[-1], self.y[S])
         if self.mode != kernels.LOSS:
             step["status"] = _statuses(layers[-1], self.y[S], self.tol[S], self.mode)
+        return step
+
+    def _step_top(self, li: int, o: int, inputs: np.ndarray) -> dict[str, Any]:
+        """`_step` of a unit whose output feeds the logits (the last hidden or the output
+        layer), with the same arithmetic in one compiled pass (`kernels.step_top`)."""
+        dw = np.where(self.mask[li][o, inputs], -self.W[li][o, inputs], self.W[li][o, inputs])
+        ptr, rows, vals = self.csr(li)
+        z = self.pre[li][:, o] + kernels.combine(ptr, rows, vals, inputs, dw, self.n)
+        relu = li < self.n_layers - 1
+        old = self.acts[li + 1][:, o] if relu else self.pre[li][:, o]
+        w = self.masked(li + 1)[:, o] if relu else np.zeros(self.C)
+        track = self.mode == kernels.LOSS or self.tiebreak
+        S, new, losses, status, pred = kernels.step_top(
+            z, old, relu, o, w, self.pre[-1], self.y, self.tol, self.mode, track
+        )
+        step = {"key": (li, o, inputs.tobytes()), "z": z, "S": S, "layers": [new]}
+        if track:
+            step["losses"] = losses
+        if self.mode != kernels.LOSS:
+            step["status"] = (status, pred)
         return step
 
     def _set_delta(self, S: np.ndarray, status: np.ndarray, pred: np.ndarray) -> float:

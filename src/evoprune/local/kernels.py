@@ -363,6 +363,52 @@ def softmax_cumulants(logits, v, y, c1, c2, c3, c4):
 
 
 @njit(cache=True)
+def step_top(z, old, relu, o, w, logits, y, tol, mode, track_loss):
+    """A step of unit o whose output feeds the logits directly, given its new pre-activation
+    ``z (n,)``: ``old (n,)`` is its activation (``relu``, a last hidden unit: the logits move
+    by ``w (C,) * da``) or, for output unit o, its logit (which becomes z). Returns the changed
+    samples S, their new logits ``(|S|, C)``, losses (zeros unless `track_loss`) and, unless
+    `mode` is LOSS, statuses and predictions (`_status`); the arithmetic of `losses` and
+    `statuses` on the logits a numpy step computes."""
+    n, C = logits.shape
+    d = np.empty(n)
+    k = 0
+    for s in range(n):
+        if relu:
+            d[s] = (z[s] if z[s] > 0.0 else 0.0) - old[s]
+            changed = d[s] != 0.0
+        else:
+            changed = z[s] != old[s]
+        if changed:
+            k += 1
+    S = np.empty(k, np.int64)
+    new = np.empty((k, C))
+    loss = np.zeros(k)
+    status = np.zeros(k, np.int8)
+    pred = np.zeros(k, np.int64)
+    j = 0
+    for s in range(n):
+        if relu:
+            if d[s] == 0.0:
+                continue
+            for c in range(C):
+                new[j, c] = logits[s, c] + d[s] * w[c]
+        else:
+            if z[s] == old[s]:
+                continue
+            for c in range(C):
+                new[j, c] = logits[s, c]
+            new[j, o] = z[s]
+        S[j] = s
+        if track_loss:
+            loss[j] = _sample_loss(new[j], y[s])
+        if mode != LOSS:
+            status[j], pred[j] = _status(new[j], y[s], tol[s], mode)
+        j += 1
+    return S, new, loss, status, pred
+
+
+@njit(cache=True)
 def combine(ptr, rows, vals, inputs, dw, n):
     """The pre-activation change ``(n,)`` of one unit when the weights of `inputs` change by
     `dw` together: ``sum_j dw[j] * x[inputs[j]]``, over the nonzeros only."""
