@@ -435,6 +435,7 @@ class MLPState:
         old = self.acts[li + 1][:, o] if relu else self.pre[li][:, o]
         w = self.masked(li + 1)[:, o] if relu else np.zeros(self.C)
         track = self.mode == kernels.LOSS or self.tiebreak
+        kernels.set_threads(self.n * (self.C + 40 * track))  # a loss costs ~40 additions
         S, new, losses, status, pred = kernels.step_top(
             z, old, relu, o, w, self.pre[-1], self.y, self.tol, self.mode, track
         )

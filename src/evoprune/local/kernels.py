@@ -362,49 +362,45 @@ def softmax_cumulants(logits, v, y, c1, c2, c3, c4):
         c4[s] = (k4 - 3 * k2 * k2) / 24
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def step_top(z, old, relu, o, w, logits, y, tol, mode, track_loss):
     """A step of unit o whose output feeds the logits directly, given its new pre-activation
     ``z (n,)``: ``old (n,)`` is its activation (``relu``, a last hidden unit: the logits move
     by ``w (C,) * da``) or, for output unit o, its logit (which becomes z). Returns the changed
     samples S, their new logits ``(|S|, C)``, losses (zeros unless `track_loss`) and, unless
     `mode` is LOSS, statuses and predictions (`_status`); the arithmetic of `losses` and
-    `statuses` on the logits a numpy step computes."""
+    `statuses` on the logits a numpy step computes. The changed samples are shared among the
+    threads (each sample's numbers are its own)."""
     n, C = logits.shape
     d = np.empty(n)
     k = 0
     for s in range(n):
         if relu:
             d[s] = (z[s] if z[s] > 0.0 else 0.0) - old[s]
-            changed = d[s] != 0.0
         else:
-            changed = z[s] != old[s]
-        if changed:
+            d[s] = z[s] - old[s]
+        if d[s] != 0.0:  # for two finite floats, z - old == 0 only where z == old
             k += 1
     S = np.empty(k, np.int64)
+    j = 0
+    for s in range(n):
+        if d[s] != 0.0:
+            S[j] = s
+            j += 1
     new = np.empty((k, C))
     loss = np.zeros(k)
     status = np.zeros(k, np.int8)
     pred = np.zeros(k, np.int64)
-    j = 0
-    for s in range(n):
-        if relu:
-            if d[s] == 0.0:
-                continue
-            for c in range(C):
-                new[j, c] = logits[s, c] + d[s] * w[c]
-        else:
-            if z[s] == old[s]:
-                continue
-            for c in range(C):
-                new[j, c] = logits[s, c]
+    for j in prange(k):
+        s = S[j]
+        for c in range(C):
+            new[j, c] = logits[s, c] + d[s] * w[c] if relu else logits[s, c]
+        if not relu:
             new[j, o] = z[s]
-        S[j] = s
         if track_loss:
             loss[j] = _sample_loss(new[j], y[s])
         if mode != LOSS:
             status[j], pred[j] = _status(new[j], y[s], tol[s], mode)
-        j += 1
     return S, new, loss, status, pred
 
 
