@@ -473,28 +473,20 @@ class MLPState:
         self.pre[li][:, o] = z
         if li < self.n_layers - 1:
             self.acts[li + 1][:, o] = np.maximum(z, 0.0)
-            for k, new in enumerate(layers):
+            for k, new in enumerate(layers[:-1]):  # the hidden layers above; the logits below
                 self.pre[li + 1 + k][S] = new
-                if li + 1 + k < self.n_layers - 1:
-                    self.acts[li + 2 + k][S] = np.maximum(new, 0.0)
+                self.acts[li + 2 + k][S] = np.maximum(new, 0.0)
             self._csr = {k: v for k, v in self._csr.items() if k <= li}
-        if self.mode == kernels.LOSS or self.tiebreak:
-            self.loss_s[S] = step["losses"]
-        if self.mode == kernels.LOSS:  # the accuracy counts are refreshed with the state, per pass
-            return
-        status, pred = step["status"]
-        self.n_right += int(np.count_nonzero(status == 1)) - int(
-            np.count_nonzero(self.status[S] == 1)
-        )
-        self.n_open += int(np.count_nonzero(status == 2)) - int(
-            np.count_nonzero(self.status[S] == 2)
-        )
-        old, y = self.pred[S], self.y[S]
-        np.add.at(self.pred_n, old, -1)
-        np.add.at(self.pred_n, pred, 1)
-        np.add.at(self.tp, old[old == y], -1)
-        np.add.at(self.tp, pred[pred == y], 1)
-        self.status[S], self.pred[S] = status, pred
+        track = self.mode == kernels.LOSS or self.tiebreak
+        counted = self.mode != kernels.LOSS  # with the loss, the counts are refreshed per pass
+        none = np.empty(0, np.int64)
+        status, pred = step["status"] if counted else (none.astype(np.int8), none)
+        moved = kernels.apply_top(
+            S, layers[-1], step["losses"] if track else np.empty(0), status, pred, self.pre[-1],
+            self.loss_s, self.status, self.pred, self.tp, self.pred_n, self.y, track, counted,
+        )  # fmt: skip
+        self.n_right += int(moved[0])
+        self.n_open += int(moved[1])
 
 
 def _losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:

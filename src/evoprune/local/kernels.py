@@ -405,6 +405,36 @@ def step_top(z, old, relu, o, w, logits, y, tol, mode, track_loss):
 
 
 @njit(cache=True)
+def apply_top(S, new, losses, status, pred, logits, loss_s, status_s, pred_s, tp, pred_n, y,
+              track, counted):  # fmt: skip
+    """Write a step's changed samples S into the state: their logits ``new (|S|, C)``, and
+    with `track` their losses, with `counted` their statuses and predictions, keeping the
+    per-class counts ``tp`` and ``pred_n`` up to date. Returns the changes of the counts of
+    surely right and of open samples ``(2,)``."""
+    moved = np.zeros(2, np.int64)
+    for j in range(S.shape[0]):
+        s = S[j]
+        for c in range(new.shape[1]):
+            logits[s, c] = new[j, c]
+        if track:
+            loss_s[s] = losses[j]
+        if not counted:
+            continue
+        moved[0] += (status[j] == 1) - (status_s[s] == 1)
+        moved[1] += (status[j] == 2) - (status_s[s] == 2)
+        old = pred_s[s]
+        pred_n[old] -= 1
+        pred_n[pred[j]] += 1
+        if old == y[s]:
+            tp[old] -= 1
+        if pred[j] == y[s]:
+            tp[pred[j]] += 1
+        status_s[s] = status[j]
+        pred_s[s] = pred[j]
+    return moved
+
+
+@njit(cache=True)
 def combine(ptr, rows, vals, inputs, dw, n):
     """The pre-activation change ``(n,)`` of one unit when the weights of `inputs` change by
     `dw` together: ``sum_j dw[j] * x[inputs[j]]``, over the nonzeros only."""
