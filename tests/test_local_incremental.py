@@ -206,3 +206,17 @@ def test_compiled_step_of_the_top_layers_equals_the_numpy_step(objective, tiebre
             want = _statuses(layers_above[-1], st.y[S], st.tol[S], st.mode)
             assert all(np.array_equal(a, b) for a, b in zip(step["status"], want, strict=True))
         st.apply(li, o, inputs)
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_csr_by_feature_lists_each_features_nonzeros_in_sample_order(layout):
+    from evoprune.local.kernels import csr_by_feature
+
+    A = np.maximum(np.random.default_rng(0).normal(size=(300, 7)), 0.0)
+    A[:, 3] = 0.0  # a feature that is never active
+    ptr, rows, vals = csr_by_feature(np.asarray(A, order=layout))
+    for i in range(A.shape[1]):
+        nz = np.nonzero(A[:, i])[0]
+        assert np.array_equal(rows[ptr[i] : ptr[i + 1]], nz)
+        assert np.array_equal(vals[ptr[i] : ptr[i + 1]], A[nz, i])
+    assert ptr[-1] == len(rows) == len(vals) == np.count_nonzero(A)
