@@ -220,3 +220,25 @@ def test_csr_by_feature_lists_each_features_nonzeros_in_sample_order(layout):
         assert np.array_equal(rows[ptr[i] : ptr[i + 1]], nz)
         assert np.array_equal(vals[ptr[i] : ptr[i + 1]], A[nz, i])
     assert ptr[-1] == len(rows) == len(vals) == np.count_nonzero(A)
+
+
+@pytest.mark.parametrize("tiebreak", [True, False])
+@pytest.mark.parametrize("layers", [[6, 12, 2], [6, 12, 4], [6, 10, 7, 3]])
+def test_cut_sweeps_rule_out_exactly_the_flips_the_full_sweeps_rule_out(tiebreak, layers):
+    """With `cut`, a flip that surely loses accuracy stops being swept early: its scores may
+    differ from the full sweep's, but only among flips both rule out (primary > 0 or OPEN)."""
+    st, _ = _state(layers, "accuracy", seed=4, n=400, tiebreak=tiebreak)
+    y = st._full_logits().argmax(1)  # labels the mask predicts: few samples wrong, a small slack
+    y[:3] = (y[:3] + 1) % layers[-1]
+    st = MLPState(st.W, st.b, st.X, y, "accuracy", st.mask, tiebreak=tiebreak)
+    cut_short = 0
+    for li in range(st.n_layers):
+        units = np.arange(st.W[li].shape[0])
+        full_p, full_t = st.block_scores(li, units)
+        cut_p, cut_t = st.block_scores(li, units, cut=True)
+        differ = (full_p != cut_p) | (full_t != cut_t)
+        cut_short += int(differ.sum())
+        assert np.all(full_p[differ] > 0) and np.all(cut_p[differ] > 0)  # OPEN is inf > 0
+        if tiebreak:  # ruled out: no tie-breaking loss in either
+            assert np.all(np.isinf(full_t[differ])) and np.all(np.isinf(cut_t[differ]))
+    assert cut_short > 0

@@ -282,12 +282,19 @@ class MLPState:
         return self.block_scores(li, np.array([o]), ranking, cand)[0][0]
 
     def block_scores(
-        self, li: int, units: np.ndarray, ranking: str = "none", cand: np.ndarray | None = None
+        self,
+        li: int,
+        units: np.ndarray,
+        ranking: str = "none",
+        cand: np.ndarray | None = None,
+        cut: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`unit_deltas` of several units of layer li at once and, with ``tiebreak``, each
         flip's change of `secondary` (else zeros): ``(primary, secondary)``, both
         ``(U, len(cand))``. One compiled call whose (unit, candidate) pairs are shared among
-        the cores."""
+        the cores. With `cut` and the accuracy, a flip that surely loses accuracy (or moves a
+        near-tied sample) is swept only until that is certain: its primary is then some
+        positive change (or `OPEN`), not its exact one."""
         units = np.asarray(units, np.int64)
         cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
         ptr, rows, vals = self.csr(li)
@@ -313,12 +320,15 @@ class MLPState:
         kernels.set_threads(pairs * (self.C + above))
         out_i = np.zeros((len(units), len(cand), 2 + 2 * self.C), np.int64)
         st = (self.y, self.tol, self.kmode, self.loss_s, self.status, self.pred, out_f, out_i)
+        # the samples surely wrong: all a flip can win back of what it has lost so far
+        slack = self.n - self.n_right - self.n_open if cut and self.mode == kernels.ACCURACY else -1
         if last or li == self.n_layers - 2:
             if last:
                 w = np.eye(self.C)[units]
             else:
                 w = np.ascontiguousarray(self.masked(li + 1)[:, units].T)  # (U, C)
-            kernels.unit_exact(ptr, rows, vals, cand, dw, zo, ao, not last, w, self.pre[-1], *st)
+            kernels.unit_exact(ptr, rows, vals, cand, dw, zo, ao, not last, w, self.pre[-1], *st,
+                               slack)  # fmt: skip
         else:
             rest = [self.masked(k) for k in range(li + 2, self.n_layers)]
             rest_w = np.concatenate([r.reshape(-1) for r in rest])
@@ -328,7 +338,7 @@ class MLPState:
                 wcol = np.ascontiguousarray(self.masked(li + 1)[:, o])
                 st_u = (*st[:6], out_f[u], out_i[u])
                 kernels.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[u], ao[u], wcol,
-                                  self.pre[li + 1], rest_w, shape, rest_b, *st_u)  # fmt: skip
+                                  self.pre[li + 1], rest_w, shape, rest_b, *st_u, slack)  # fmt: skip
         primary = np.stack([self._deltas(out_f[u], out_i[u]) for u in range(len(units))])
         if self.tiebreak:
             return primary, out_f / self.n + penalty

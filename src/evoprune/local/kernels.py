@@ -91,14 +91,16 @@ def _accumulate(lg, yc, tol, mode, old_loss, old_status, old_pred, j, out_f, out
 
 @njit(cache=True, parallel=True)
 def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode, loss_s, status,
-               pred, out_f, out_i):  # fmt: skip
+               pred, out_f, out_i, slack=-1):  # fmt: skip
     """Exact objective change of each candidate flip of U units whose activations feed the
     logits directly: for unit u, ``logits (n, C) += w[u] (C,) * da`` with ``da = relu(zo[u] +
     dw[u, j] x) - ao[u]`` (last hidden units), or ``da = dw[u, j] x`` when ``relu`` is False
     (output units: ``w[u]`` one-hot). Shapes: cand (k,), dw (U, k), zo/ao (U, n), w (U, C),
     out_f (U, k), out_i (U, k, 2 + 2C). With ``TIEBREAK`` and the accuracy, a candidate that
     loses accuracy (or moves a near-tied sample) can never be accepted: its loss change is not
-    summed, and ``out_f`` holds inf for it."""
+    summed, and ``out_f`` holds inf for it. With the accuracy and ``slack >= 0``, the number of
+    samples surely wrong, a candidate's sweep stops as soon as that is certain (`_cut`); its
+    counts are then partial, and still rule it out."""
     C = logits.shape[1]
     U, k = dw.shape
     primary = mode & 3
@@ -111,7 +113,7 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode,
     for job in prange(U * k):
         u, j = job // k, job % k
         args = (ptr, rows, vals, cand[j], dw[u, j], zo[u], ao[u], relu, w[u], logits, y, tol,
-                loss_s, status, pred, margin, binary, j, out_f[u], out_i[u])  # fmt: skip
+                loss_s, status, pred, margin, binary, j, out_f[u], out_i[u], slack)  # fmt: skip
         if not gated:
             _candidate(*args, mode)
             continue
@@ -129,13 +131,22 @@ def _never_accepted(counts):
     return counts[0] > 0 or counts[1] < 0
 
 
+@njit(cache=True, inline="always")
+def _cut(counts, slack, mode):
+    """True when an accuracy candidate is ruled out (`_never_accepted`) whatever the samples
+    not yet swept do: a near-tied sample moved, or more samples were lost than the `slack`
+    surely wrong ones could win back. ``slack < 0``: never."""
+    return mode == ACCURACY and slack >= 0 and (counts[0] > 0 or counts[1] + slack < 0)
+
+
 @njit(cache=True)
 def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s, status, pred,
-               margin, binary, j, out_f, out_i, mode):  # fmt: skip
+               margin, binary, j, out_f, out_i, slack, mode):  # fmt: skip
     """One candidate of `unit_exact` (input i, weight change dwj) under one mode: its counts
     (accuracy, F1) or its loss change (LOSS)."""
     C = logits.shape[1]
     lg = np.empty(C)
+    cut = mode == ACCURACY and slack >= 0
     for p in range(ptr[i], ptr[i + 1]):
         s = rows[p]
         dz = dwj * vals[p]
@@ -152,10 +163,12 @@ def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s,
                 out_f[j] += max(-m, 0.0) + np.log1p(np.exp(-abs(m))) - loss_s[s]
             else:
                 _binary(m, tol[s], status[s], j, out_i)
-            continue
-        for c in range(C):
-            lg[c] = logits[s, c] + w[c] * d
-        _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
+        else:
+            for c in range(C):
+                lg[c] = logits[s, c] + w[c] * d
+            _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
+        if cut and _cut(out_i[j], slack, mode):
+            return
 
 
 @njit(cache=True, inline="always")
@@ -170,7 +183,7 @@ def _binary(m, tol, old_status, j, out_i):
 
 @njit(cache=True, parallel=True)
 def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, rest_shape,
-                    rest_b, y, tol, mode, loss_s, status, pred, out_f, out_i):  # fmt: skip
+                    rest_b, y, tol, mode, loss_s, status, pred, out_f, out_i, slack=-1):  # fmt: skip
     """As `unit_exact` for a hidden unit with further hidden layers above: the next layer's
     pre-activation moves by ``wcol (H,) * da`` (a rank-1 update), and the sample goes on through
     the remaining layers, given flat: ``rest_w`` row-major weights of shapes ``rest_shape (k, 2)``
@@ -179,7 +192,7 @@ def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, r
     gated = primary == ACCURACY and mode & TIEBREAK != 0
     for j in prange(cand.shape[0]):
         args = (ptr, rows, vals, cand[j], dw[j], zo, ao, wcol, pre_next, rest_w, rest_shape,
-                rest_b, y, tol, loss_s, status, pred, j, out_f, out_i)  # fmt: skip
+                rest_b, y, tol, loss_s, status, pred, j, out_f, out_i, slack)  # fmt: skip
         if not gated:
             _candidate_deep(*args, mode)
             continue
@@ -192,8 +205,9 @@ def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, r
 
 @njit(cache=True)
 def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, rest_shape, rest_b,
-                    y, tol, loss_s, status, pred, j, out_f, out_i, mode):  # fmt: skip
+                    y, tol, loss_s, status, pred, j, out_f, out_i, slack, mode):  # fmt: skip
     """One candidate of `unit_exact_deep` under one mode (see `_candidate`)."""
+    cut = mode == ACCURACY and slack >= 0
     H = pre_next.shape[1]
     width = H
     for k in range(rest_shape.shape[0]):
@@ -225,6 +239,8 @@ def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, res
             for o in range(out_w):
                 a[o] = b[o]
         _accumulate(a[:C], y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
+        if cut and _cut(out_i[j], slack, mode):
+            return
 
 
 @njit(cache=True, parallel=True)

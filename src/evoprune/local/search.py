@@ -154,7 +154,9 @@ class LocalSearch:
             order = self.rng.permutation(self.state.W[li].shape[0])
             for first in range(0, len(order), self.cfg.block):
                 units = order[first : first + self.cfg.block]
-                deltas, ties = self.state.block_scores(li, units, self.cfg.ranking)
+                # a swap step pairs flips by their exact changes: no cut there
+                cut = self.cfg.fixed_sparsity is None
+                deltas, ties = self.state.block_scores(li, units, self.cfg.ranking, cut=cut)
                 self.pos.flips_evaluated += deltas.size
                 for u, o in enumerate(units):
                     scores = self._exact_top(li, int(o), deltas[u], ties[u])
