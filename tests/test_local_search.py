@@ -137,3 +137,22 @@ def test_exact_top_rescores_the_best_ranked_candidates_exactly(digits3):
     ls.run()
     assert len(ls._trace) > 5
     assert all(v1 < v0 - 1e-13 or (rm and v1 <= v0 + 1e-12) for (v0, _), (v1, _), rm in ls._trace)
+
+
+def test_every_local_search_in_a_process_gets_the_same_threads(digits3, monkeypatch):
+    """The search bounds BLAS to one thread, not OpenMP: its compiled kernels take torch's
+    thread count, also in the second search of a process (a sweep worker, the benchmark)."""
+    from evoprune.local import kernels
+
+    X, y = digits3.X_train, digits3.y_train
+    seen: list[int] = []
+    set_threads = kernels.set_threads
+    monkeypatch.setattr(
+        kernels,
+        "set_threads",
+        lambda work: seen.append(torch.get_num_threads()) or set_threads(work),
+    )
+    want = torch.get_num_threads()
+    for _ in range(2):
+        local_search(build_mlp([64, 20, 3], seed=0), X, y, "accuracy", LocalConfig(max_passes=1))
+    assert seen and set(seen) == {want}

@@ -435,7 +435,10 @@ def local_search(
         before_resume_seconds = ls.pos.seconds
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1):  # small products dominate: BLAS threads only cost (measured)
+    # small products dominate: BLAS threads only cost (measured). BLAS alone: limiting OpenMP
+    # as well made torch report one thread inside, and the compiled kernels took that (from
+    # the second search of a process on: moons B 25% slower)
+    with threadpool_limits(1, user_api="blas"):
         try:
             with sigterm_as_interrupt():  # a scheduler's kill leaves a checkpoint too
                 best = ls.run(ckpt, checkpoint_every, fingerprint)
