@@ -34,19 +34,21 @@ acceptance rule already removes every weight whose removal does not worsen the o
 ``loss_first`` (accuracy and F1 only, off by default) runs the GA phase and one descent of the
 local search on the cross-entropy (the loss's 50-generation cap, no kicks), then the local search
 on the objective from there, with its kicks. The loss is smooth where the accuracy is a
-staircase, and on circles D it finds the round boundary: seeds 0-4 reach 92.18 / 92.20 / 91.97 /
-92.18 / 92.19% test accuracy (mean 92.14%; the Bayes rule scores 92.37% on that test set,
-backprop 92.3%) in 36-52 s, against 91.96% for the default schedule and the paper GA's 91.56% in
-41-86 s. With 5 kicks: 92.15% in 48-58 s (idle machine); kicks in the loss phase too gave
-92.25% in 63-78 s. On moons B it is worse (mean 96.9% against 99.0%, 5 kicks): there the loss
-and the accuracy disagree, and the GA on the accuracy finds the better basin.
+staircase, and on circles D it finds the round boundary: seeds 0-4 reach 91.79 / 92.23 / 92.14 /
+92.12 / 91.88% test accuracy (mean 92.03%; the Bayes rule scores 92.37% on that test set,
+backprop 92.3%) in 37-45 s, against the paper GA's 91.55% in 49-97 s (on another machine, whose
+float32 rounding sent the GA elsewhere: 92.14%, and 91.96% for the default schedule). With 5
+kicks: 92.15% in 48-58 s; kicks in the loss phase too gave 92.25% in 63-78 s (that machine).
+On moons B it is worse (mean 96.9% against 99.0%, 5 kicks): there the loss and the accuracy
+disagree, and the GA on the accuracy finds the better basin.
 
 Why 3 kicks with the accuracy (measured with `benchmarks/bench_memetic.py`, moons B seeds
 0-4, the paper's GA run beside it): there every descent also scores the tie-breaking loss over
-all 50,000 training samples, a pass takes ~0.15 s and a kick's descent 5-8 passes. With 5 kicks
-the memetic search took 2.4x the GA's wall time (mean test accuracy 99.03%), with 3 kicks 1.9x
-(98.68%; seed 0 keeps one good kick instead of two). On digits-10 B the loss needs all five
-(seeds 0-2 with 3 kicks: mean 97.41%, with 5: 97.78%), and there they cost a second.
+all 50,000 training samples, and a kick's descent takes 5-8 passes. With 5 kicks the memetic
+search took 2.4x the GA's wall time (mean test accuracy 99.03%), with 3 kicks 1.9x (98.68%;
+seed 0 keeps one good kick instead of two); the local search has since become faster (1.74x
+with 3 kicks). On digits-10 B the loss needs all five (seeds 0-2 with 3 kicks: mean 97.41%,
+with 5: 97.78%), and there they cost a second.
 
 The variant ``local`` is the ablation without the GA: ``local_starts`` random masks of density
 ``local_density``, each descended and kicked.
@@ -150,7 +152,7 @@ def memetic_search(
         info.update({f"ga_{k}": v for k, v in scored(ga_best).items()})
     phases = [(objective, lcfg, LOCAL_PREFIX)]
     if loss_first:  # one descent on the loss, the kicks are the objective's (circles D, seeds
-        # 0-4: 92.14% in 36-52 s; with kicks in both phases, 5 each, 92.25% in 70 s, the GA's time)
+        # 0-4: 92.03% in 37-45 s, half the GA's time; with kicks in both phases, 5 each, 92.25%)
         phases.insert(0, ("loss", replace(config.local_config("loss"), kicks=0), LOSS_PREFIX))
     phase_metrics: list[dict[str, Any]] = []  # each local phase's metrics
     with sigterm_as_interrupt():
