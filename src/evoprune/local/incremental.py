@@ -2,14 +2,15 @@
 
 The masked network's activations on the training set are kept in float64: ``acts[l] (n, in_l)``
 is the input of layer l (``acts[0]`` the data) and ``pre[l] (n, out_l)`` its pre-activation;
-``pre[-1]`` are the logits. They are sample-major, except the first hidden layer's ``pre[0]`` and
-``acts[1]``, which are stored unit by unit (the transpose of an ``(out, n)`` array). Flipping connection ``(o, i)`` of layer l adds
-``dw = ±W[o, i]`` to one weight, so only unit o's pre-activation moves, by ``dw * acts[l][:, i]``,
-and only on the samples where input i is nonzero. Through the ReLU that is an activation change
-``da`` of one unit; the next layer's pre-activations move by the rank-1 term ``W[:, o] da``, and
-only the samples where ``da != 0`` go on through the layers above. `unit_deltas` scores every
-flip of one unit's incoming weights that way (compiled, `evoprune.local.kernels`); `try_flips`
-and `apply` do the same for a set of flips of one unit taken together.
+``pre[-1]`` are the logits. They are sample-major, except the first hidden layer's ``pre[0]``
+and ``acts[1]``, stored unit by unit (the transpose of an ``(out, n)`` array). Flipping
+connection ``(o, i)`` of layer l adds ``dw = ±W[o, i]`` to one weight, so only unit o's
+pre-activation moves, by ``dw * acts[l][:, i]``, and only on the samples where input i is
+nonzero. Through the ReLU that is an activation change ``da`` of one unit; the next layer's
+pre-activations move by the rank-1 term ``W[:, o] da``, and only the samples where ``da != 0``
+go on through the layers above. `unit_deltas` scores every flip of one unit's incoming weights
+that way (compiled, `evoprune.local.kernels`); `try_flips` and `apply` do the same for a set of
+flips of one unit taken together.
 
 The objective, lower is better: mean cross-entropy, minus the accuracy, or minus the macro F1,
 plus ``sparsity_penalty * density``. With ``tiebreak`` (accuracy and F1 only) the
