@@ -132,11 +132,11 @@ def _never_accepted(counts):
 
 
 @njit(cache=True, inline="always")
-def _cut(counts, slack, mode):
+def _cut(counts, slack):
     """True when an accuracy candidate is ruled out (`_never_accepted`) whatever the samples
     not yet swept do: a near-tied sample moved, or more samples were lost than the `slack`
-    surely wrong ones could win back. ``slack < 0``: never."""
-    return mode == ACCURACY and slack >= 0 and (counts[0] > 0 or counts[1] + slack < 0)
+    surely wrong ones could win back."""
+    return counts[0] > 0 or counts[1] + slack < 0
 
 
 @njit(cache=True)
@@ -167,7 +167,7 @@ def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s,
             for c in range(C):
                 lg[c] = logits[s, c] + w[c] * d
             _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
-        if cut and _cut(out_i[j], slack, mode):
+        if cut and _cut(out_i[j], slack):
             return
 
 
@@ -239,7 +239,7 @@ def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, res
             for o in range(out_w):
                 a[o] = b[o]
         _accumulate(a[:C], y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
-        if cut and _cut(out_i[j], slack, mode):
+        if cut and _cut(out_i[j], slack):
             return
 
 

@@ -150,12 +150,11 @@ class LocalSearch:
         compiled call shared among the cores), then judged one by one against the current
         mask (a score may be a few acceptances old: it only orders the candidates)."""
         accepted = 0
+        cut = self.cfg.fixed_sparsity is None  # a swap step pairs flips by their exact changes
         for li in self.layers:
             order = self.rng.permutation(self.state.W[li].shape[0])
             for first in range(0, len(order), self.cfg.block):
                 units = order[first : first + self.cfg.block]
-                # a swap step pairs flips by their exact changes: no cut there
-                cut = self.cfg.fixed_sparsity is None
                 deltas, ties = self.state.block_scores(li, units, self.cfg.ranking, cut=cut)
                 self.pos.flips_evaluated += deltas.size
                 for u, o in enumerate(units):

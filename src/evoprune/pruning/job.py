@@ -3,8 +3,8 @@
 Methods (`evoprune.jobs.METHODS`): ``cmaes-synflow``, ``cmaes-trainfit``, ``magnitude``,
 ``synflow``, ``softmask``, ``random``. Besides the common keys (`evoprune.jobkeys`), a job takes
 the keys in `PRUNE_KEYS`, each with its default in `DEFAULTS` (``result.json`` records under
-``choices`` those the method used, `applied`). Every method of a seed prunes the same dense checkpoint
-(`evoprune.pruning.dense.dense_network`, cached in ``cache_dir``: by default
+``choices`` those the method used, `applied`). Every method of a seed prunes the same dense
+checkpoint (`evoprune.pruning.dense.dense_network`, cached in ``cache_dir``: by default
 ``$EVOPRUNE_CACHE`` or ``~/.cache/evoprune/dense``, one file per data + config + seed).
 
 Files: ``result.json`` (last), ``model.pt`` (the pruned, compensated network before
