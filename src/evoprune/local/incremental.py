@@ -383,12 +383,16 @@ class MLPState:
 
     # -- a set of flips of one unit --------------------------------------------------------------
 
+    def _new_pre(self, li: int, o: int, inputs: np.ndarray) -> np.ndarray:
+        """Unit o's pre-activation ``(n,)`` once `inputs` of layer l are flipped together."""
+        dw = np.where(self.mask[li][o, inputs], -self.W[li][o, inputs], self.W[li][o, inputs])
+        ptr, rows, vals = self.csr(li)
+        return self.pre[li][:, o] + kernels.combine(ptr, rows, vals, inputs, dw, self.n)
+
     def _propagate(self, li: int, o: int, inputs: np.ndarray):
         """The effect of flipping `inputs` of unit o in layer l together: the new pre-activation
         of unit o, and the changed samples with their new activations at every layer above."""
-        dw = np.where(self.mask[li][o, inputs], -self.W[li][o, inputs], self.W[li][o, inputs])
-        ptr, rows, vals = self.csr(li)
-        z = self.pre[li][:, o] + kernels.combine(ptr, rows, vals, inputs, dw, self.n)  # (n,)
+        z = self._new_pre(li, o, inputs)
         if li == self.n_layers - 1:
             S = np.nonzero(z != self.pre[li][:, o])[0]
             logits = self.pre[li][S].copy()
@@ -439,9 +443,7 @@ class MLPState:
     def _step_top(self, li: int, o: int, inputs: np.ndarray) -> dict[str, Any]:
         """`_step` of a unit whose output feeds the logits (the last hidden or the output
         layer), with the same arithmetic in one compiled pass (`kernels.step_top`)."""
-        dw = np.where(self.mask[li][o, inputs], -self.W[li][o, inputs], self.W[li][o, inputs])
-        ptr, rows, vals = self.csr(li)
-        z = self.pre[li][:, o] + kernels.combine(ptr, rows, vals, inputs, dw, self.n)
+        z = self._new_pre(li, o, inputs)
         relu = li < self.n_layers - 1
         old = self.acts[li + 1][:, o] if relu else self.pre[li][:, o]
         w = self.masked(li + 1)[:, o] if relu else np.zeros(self.C)
@@ -488,13 +490,12 @@ class MLPState:
                 self.pre[li + 1 + k][S] = new
                 self.acts[li + 2 + k][S] = np.maximum(new, 0.0)
             self._csr = {k: v for k, v in self._csr.items() if k <= li}
-        track = self.mode == kernels.LOSS or self.tiebreak
-        counted = self.mode != kernels.LOSS  # with the loss, the counts are refreshed per pass
-        none = np.empty(0, np.int64)
-        status, pred = step["status"] if counted else (none.astype(np.int8), none)
+        # with the loss, the counts are refreshed per pass: a step carries no statuses
+        status, pred = step.get("status", (self.status[:0], self.pred[:0]))
         moved = kernels.apply_top(
-            S, layers[-1], step["losses"] if track else np.empty(0), status, pred, self.pre[-1],
-            self.loss_s, self.status, self.pred, self.tp, self.pred_n, self.y, track, counted,
+            S, layers[-1], step.get("losses", self.loss_s[:0]), status, pred, self.pre[-1],
+            self.loss_s, self.status, self.pred, self.tp, self.pred_n, self.y, "losses" in step,
+            "status" in step,
         )  # fmt: skip
         self.n_right += int(moved[0])
         self.n_open += int(moved[1])
