@@ -10,7 +10,7 @@ from torch import nn
 from evoprune.evaluate import Evaluator, forward_one
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import build_mlp
-from evoprune.objectives import accuracy, cross_entropy
+from evoprune.objectives import accuracy, cross_entropy, macro_f1
 
 TINY_MB = 0.02  # ~20 KB: population chunks of a few masks, sample chunks of a few rows
 
@@ -64,6 +64,24 @@ def test_accuracy_only_matches(layers, memory_mb):
     masks = _masks(13, ev.n_bits, keep=0.7)
     expected = accuracy(_reference(net, ev.space, masks, X), y).double()
     assert torch.equal(ev.evaluate(masks)["accuracy"], expected)
+
+
+@pytest.mark.parametrize("layers", [[2, 9, 2], [2, 6, 5, 2], [5, 8, 10], [3, 6, 4]])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+@pytest.mark.parametrize("memory_mb", [64.0, TINY_MB], ids=["one-chunk", "tiny-chunks"])
+@pytest.mark.parametrize("metrics", [("f1",), ("f1", "loss", "accuracy")])
+def test_streamed_f1_equals_f1_of_all_logits(layers, fast, memory_mb, metrics):
+    # Macro-F1 from confusion counts summed chunk by chunk (alone: from two-class margins on
+    # the fast path) is the F1 of the whole data's logits, bit for bit.
+    net = build_mlp(layers, seed=5)
+    X, y = _data(211, layers[0], layers[-1], seed=4)
+    ev = Evaluator(net, X, y, objective="f1", fast=fast, memory_mb=memory_mb, metrics=metrics)
+    masks = _masks(12, ev.n_bits, keep=0.6)
+    ref = _reference(net, ev.space, masks, X)
+    got = ev.evaluate(masks)
+    assert torch.equal(got["f1"], macro_f1(ref, y).double())
+    if "accuracy" in metrics:
+        assert torch.equal(got["accuracy"], accuracy(ref, y).double())
 
 
 def _conv_net() -> nn.Module:

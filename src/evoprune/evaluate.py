@@ -8,10 +8,13 @@ Two paths compute the same numbers:
 - a general path for any ``nn.Module``: ``torch.func.functional_call`` under ``vmap`` over
   the population.
 
-Both are exact (float32 forward; accuracy counted in integers, cross-entropy summed in
-float64); they differ from a plain per-mask forward only in float32 summation order. Only the
-requested metrics are computed: by default the objective and accuracy. A genome evaluated once
-is never evaluated again: results are cached by its packed bits.
+Both are exact (float32 forward; accuracy and macro-F1's confusion counts counted in integers,
+cross-entropy summed in float64); they differ from a plain per-mask forward only in float32
+summation order. Every built-in metric streams over chunks of samples, macro-F1 by per-class
+counts summed over them (moons B, 53 masks, F1 and accuracy: 75 -> 10 ms a generation, the
+accuracy alone 8 ms). Only the requested metrics are computed: by default the objective and
+accuracy. A genome evaluated once is never evaluated again: results are cached by its packed
+bits.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -32,7 +36,7 @@ from evoprune.devices import torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.fastmlp import FastMLP, Population, is_mlp_stack
 from evoprune.masks import MaskSpace, pack_rows, sparsity
-from evoprune.objectives import OBJECTIVES, Objective, get_objective
+from evoprune.objectives import OBJECTIVES, Objective, confusion_counts, get_objective
 
 if TYPE_CHECKING:
     from evoprune.data.registry import Dataset
@@ -123,9 +127,14 @@ class Evaluator:
         names = (self.objective.name, "accuracy") if metrics is None else tuple(metrics)
         self.metric_names: tuple[str, ...] = tuple(dict.fromkeys(names))
         self._metrics = [self._resolve(name) for name in self.metric_names]
-        self._streams = all(m.additive for m in self._metrics)
-        # Only accuracy wanted: the fast path may compare logits without keeping them.
-        self._accuracy_only = self._metrics == [ACCURACY]
+        self._streams = all(m.streams for m in self._metrics)
+        # metrics of the confusion counts (macro-F1): per-class counts are summed over chunks
+        self._counts = any(m.from_counts is not None for m in self._metrics)
+        # Only predictions wanted (accuracy, F1): the fast path may compare logits without
+        # keeping them.
+        self._predictions_only = all(
+            m is ACCURACY or m.from_counts is not None for m in self._metrics
+        )
 
         if self.fast:
             self._XT = self.X.reshape(len(self.X), -1).T.contiguous()  # (in, n) feature-major
@@ -139,6 +148,7 @@ class Evaluator:
             self._widest, self.n_classes = self._probe()
         # Two classes: "argmax is class 1" is "logit 1 > logit 0" (a tie goes to class 0).
         self._y_bool = self.y.bool() if self.n_classes == 2 else None
+        self._true_n = torch.bincount(self.y.cpu(), minlength=self.n_classes)
         self._cache: dict[bytes, np.ndarray] | None = {} if cache else None
         self.n_evaluations = 0  # distinct genomes actually evaluated (cache misses)
 
@@ -310,7 +320,7 @@ class Evaluator:
 
     def _compute_chunk(self, masks: torch.Tensor) -> np.ndarray:
         p, n = masks.shape[0], len(self.X)
-        state = self._prepare(masks, margin=self._accuracy_only and self.n_classes == 2)
+        state = self._prepare(masks, margin=self._predictions_only and self.n_classes == 2)
         step = self._sample_step(state, p)
         starts = list(range(0, n, step))
         if self.fast:
@@ -325,17 +335,23 @@ class Evaluator:
         # Reduce in chunk order: the same sums in the same order on every run.
         correct = torch.zeros(p, dtype=torch.long)
         sums = torch.zeros(p, len(self._metrics), dtype=torch.float64)
+        tp, pred_n = (torch.zeros(p, self.n_classes, dtype=torch.long) for _ in range(2))
         kept = []
-        for part_correct, part_sums, part_logits in parts:
-            correct += part_correct
-            sums += part_sums
-            if part_logits is not None:
-                kept.append(part_logits)
+        for part in parts:
+            correct += part.correct
+            sums += part.sums
+            if part.counts is not None:
+                tp += part.counts[0]
+                pred_n += part.counts[1]
+            if part.logits is not None:
+                kept.append(part.logits)
         all_logits = torch.cat(kept, dim=1) if kept else None  # (p, n, C)
         cols = []
         for j, metric in enumerate(self._metrics):
             if metric is ACCURACY:
                 cols.append(correct.double() / max(n, 1))
+            elif all_logits is None and metric.from_counts is not None:
+                cols.append(metric.from_counts(tp, pred_n, self._true_n).double())
             elif all_logits is None:
                 cols.append(sums[:, j] / max(n, 1))
             else:
@@ -343,30 +359,31 @@ class Evaluator:
                 cols.append(values.double().cpu())
         return torch.stack(cols, dim=1).numpy()
 
-    def _tally(
-        self, state: Population | dict[str, torch.Tensor], rows: slice
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One sample chunk: correct counts ``(p,)``, sums of additive metrics ``(p, m)``, and
-        the logits ``(p, s, C)`` when some metric needs the whole data at once."""
+    def _tally(self, state: Population | dict[str, torch.Tensor], rows: slice) -> _Tally:
+        """One sample chunk's counts and sums (see `_Tally`)."""
         rows = slice(rows.start, min(rows.stop, len(self.X)))
         logits = self._chunk_logits(state, rows)  # (p, C or 1, s)
         p, y = logits.shape[0], self.y[rows]
-        correct = torch.zeros(p, dtype=torch.long)
-        sums = torch.zeros(p, len(self._metrics), dtype=torch.float64)
+        tally = _Tally(torch.zeros(p, dtype=torch.long),
+                       torch.zeros(p, len(self._metrics), dtype=torch.float64))  # fmt: skip
         with torch.no_grad():
-            if ACCURACY in self._metrics:
-                correct = self._count_correct(logits, rows).cpu()
+            if ACCURACY in self._metrics or self._counts:
+                tally.correct, tally.counts = self._count_predictions(logits, rows)
             if not self._streams:
-                return correct, sums, logits.transpose(1, 2)
+                tally.logits = logits.transpose(1, 2)
+                return tally
             for j, metric in enumerate(self._metrics):
                 if metric is not ACCURACY and metric.per_sample is not None:
                     values = metric.per_sample(logits.transpose(1, 2), y)
                     values = _checked(metric, values, logits.transpose(1, 2), (p, len(y)))
-                    sums[:, j] = values.sum(-1).cpu()
-        return correct, sums, None
+                    tally.sums[:, j] = values.sum(-1).cpu()
+        return tally
 
-    def _count_correct(self, logits: torch.Tensor, rows: slice) -> torch.Tensor:
-        """Correct predictions per mask in one chunk: ``(p, C or 1, s)`` -> ``(p,)`` int64.
+    def _count_predictions(
+        self, logits: torch.Tensor, rows: slice
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Correct predictions per mask in one chunk, ``(p, C or 1, s)`` -> ``(p,)`` int64, and
+        with a metric of the confusion counts ``(tp, pred_n)``, both ``(p, C)`` int64.
 
         The prediction is the first largest logit, as ``argmax``; it is found with a running
         maximum over classes because ``argmax`` over the middle dimension is ~10x slower
@@ -382,8 +399,33 @@ class Evaluator:
                 better = logits[:, c] > best  # strict: the first maximum is kept
                 best = torch.where(better, logits[:, c], best)
                 pred.masked_fill_(better, c)
-            return (pred == self.y[rows]).sum(dim=1)
-        return (pred == self._y_bool[rows]).sum(dim=1)
+            correct = (pred == self.y[rows]).sum(dim=1)
+            if not self._counts:
+                return correct.cpu(), None
+            tp, pred_n = confusion_counts(pred, self.y[rows], self.n_classes)
+            return correct.cpu(), (tp.cpu(), pred_n.cpu())
+        y = self._y_bool[rows]
+        correct = (pred == y).sum(dim=1)
+        if not self._counts:
+            return correct.cpu(), None
+        # two classes: class 1's counts, and class 0's from them
+        tp1, pred1 = (pred & y).sum(dim=1), pred.sum(dim=1)
+        tp = torch.stack([correct - tp1, tp1], dim=1)
+        pred_n = torch.stack([pred.shape[1] - pred1, pred1], dim=1)
+        return correct.cpu(), (tp.cpu(), pred_n.cpu())
+
+
+@dataclass
+class _Tally:
+    """One sample chunk's share of the metrics: correct predictions ``(p,)``, sums of the
+    per-sample metrics ``(p, m)``, with a metric of the confusion counts the chunk's true
+    positives and predictions ``(p, C)`` each, and the logits ``(p, s, C)`` when some metric
+    needs the whole data at once."""
+
+    correct: torch.Tensor
+    sums: torch.Tensor
+    counts: tuple[torch.Tensor, torch.Tensor] | None = None
+    logits: torch.Tensor | None = None
 
 
 def _checked(
