@@ -320,7 +320,8 @@ class MLPState:
         above = sum(self.W[k].size for k in range(li + 2, self.n_layers))
         kernels.set_threads(pairs * (self.C + above))
         out_i = np.zeros((len(units), len(cand), 2 + 2 * self.C), np.int64)
-        st = (self.y, self.tol, self.kmode, self.loss_s, self.status, self.pred, out_f, out_i)
+        base = np.stack([self.tp, self.pred_n, self.true_n])  # F1's counts, per class
+        st = (self.y, self.tol, self.kmode, self.loss_s, self.status, self.pred, base, out_f, out_i)
         # the samples surely wrong: all a flip can win back of what it has lost so far
         slack = self.n - self.n_right - self.n_open if cut and self.mode == kernels.ACCURACY else -1
         if last or li == self.n_layers - 2:
@@ -337,7 +338,7 @@ class MLPState:
             rest_b = np.concatenate(self.b[li + 2 :])
             for u, o in enumerate(units):
                 wcol = np.ascontiguousarray(self.masked(li + 1)[:, o])
-                st_u = (*st[:6], out_f[u], out_i[u])
+                st_u = (*st[:7], out_f[u], out_i[u])
                 kernels.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[u], ao[u], wcol,
                                   self.pre[li + 1], rest_w, shape, rest_b, *st_u, slack)  # fmt: skip
         primary = np.stack([self._deltas(out_f[u], out_i[u]) for u in range(len(units))])
