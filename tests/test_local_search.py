@@ -1,5 +1,8 @@
 """The exact local search: acceptance rule, quality on a tiny task, determinism, fixed sparsity."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -156,3 +159,43 @@ def test_every_local_search_in_a_process_gets_the_same_threads(digits3, monkeypa
     for _ in range(2):
         local_search(build_mlp([64, 20, 3], seed=0), X, y, "accuracy", LocalConfig(max_passes=1))
     assert seen and set(seen) == {want}
+
+
+WARM_CHECK = """
+from numba.core.registry import CPUDispatcher
+import torch
+from evoprune.data.registry import load_dataset
+from evoprune.ga.api import search
+from evoprune.ga.config import GAConfig
+from evoprune.local import kernels
+from evoprune.local.compile import compile_kernels
+from evoprune.nets import build_mlp
+
+def signatures():
+    return {name: len(f.signatures) for name in dir(kernels)
+            if isinstance(f := getattr(kernels, name), CPUDispatcher)}
+
+compile_kernels()
+warm = signatures()
+ds = load_dataset("digits", 3)
+cfg = GAConfig(variant="memetic", population=10, min_generations=2, max_generations=2, kicks=1)
+for layers, objective in [([64, 12, 3], "accuracy"), ([64, 10, 8, 3], "loss"),
+                         ([64, 10, 8, 3], "accuracy"), ([64, 12, 3], "f1")]:
+    search(build_mlp(layers, seed=0), ds.X_train, ds.y_train, objective, cfg)
+moons = load_dataset("moons")
+X, y = moons.X_train[:2000], moons.y_train[:2000]
+search(build_mlp([2, 16, 2], seed=0), X, y, "accuracy", cfg)
+grown = {k: (warm[k], v) for k, v in signatures().items() if v != warm[k]}
+print("compiled later:", grown)
+assert not grown, grown
+"""
+
+
+def test_compile_kernels_covers_the_memetic_searches():
+    # `make` runs evoprune.local.compile at install, so the first search times the search, not
+    # numba: memetic searches of each objective, shallow and deep, two and three classes, must
+    # need no kernel signature that it did not compile (a fresh process: signatures are per
+    # process)
+    out = subprocess.run([sys.executable, "-c", WARM_CHECK], capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
