@@ -22,13 +22,14 @@ def data(seed=0, n=300):
     return X, (X[:, 0] * X[:, 1] > 0).long()
 
 
+@pytest.mark.parametrize("objective", ["loss", "f1"])  # F1: confusion counts on the device
 @pytest.mark.parametrize("device", DEVICES)
-def test_the_ga_runs_on_the_device_and_matches_the_cpu(device):
+def test_the_ga_runs_on_the_device_and_matches_the_cpu(device, objective):
     X, y = data()
     cfg = GAConfig(population=12, min_generations=4, max_generations=4, seed=1)
     net = build_mlp([4, 16, 2], seed=1)
-    on_cpu = evoprune.search(net, X, y, "loss", cfg)
-    there = evoprune.search(net, X, y, "loss", GAConfig(**{**cfg.to_dict(), "device": device}))
+    on_cpu = evoprune.search(net, X, y, objective, cfg)
+    there = evoprune.search(net, X, y, objective, GAConfig(**{**cfg.to_dict(), "device": device}))
     assert there.mask.device.type == "cpu"  # tickets always come back to the host
     assert abs(there.metrics["train_accuracy"] - on_cpu.metrics["train_accuracy"]) < 0.02
 
