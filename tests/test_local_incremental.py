@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import f1_score
 
+from evoprune.local import kernels
 from evoprune.local.incremental import OPEN, MLPState
 from evoprune.masks import MaskSpace
 from evoprune.nets import build_mlp
@@ -222,15 +224,19 @@ def test_csr_by_feature_lists_each_features_nonzeros_in_sample_order(layout):
     assert ptr[-1] == len(rows) == len(vals) == np.count_nonzero(A)
 
 
+@pytest.mark.parametrize("objective", ["accuracy", "f1"])
 @pytest.mark.parametrize("tiebreak", [True, False])
 @pytest.mark.parametrize("layers", [[6, 12, 2], [6, 12, 4], [6, 10, 7, 3]])
-def test_cut_sweeps_rule_out_exactly_the_flips_the_full_sweeps_rule_out(tiebreak, layers):
-    """With `cut`, a flip that surely loses accuracy stops being swept early: its scores may
-    differ from the full sweep's, but only among flips both rule out (primary > 0 or OPEN)."""
-    st, _ = _state(layers, "accuracy", seed=4, n=400, tiebreak=tiebreak)
+def test_cut_sweeps_rule_out_exactly_the_flips_the_full_sweeps_rule_out(
+    tiebreak, layers, objective
+):
+    """With `cut`, a flip that surely loses accuracy (F1) stops being swept early: its scores
+    may differ from the full sweep's, but only among flips both rule out (primary > 0 or
+    OPEN)."""
+    st, _ = _state(layers, objective, seed=4, n=400, tiebreak=tiebreak)
     y = st._full_logits().argmax(1)  # labels the mask predicts: few samples wrong, a small slack
     y[:3] = (y[:3] + 1) % layers[-1]
-    st = MLPState(st.W, st.b, st.X, y, "accuracy", st.mask, tiebreak=tiebreak)
+    st = MLPState(st.W, st.b, st.X, y, objective, st.mask, tiebreak=tiebreak)
     cut_short = 0
     for li in range(st.n_layers):
         units = np.arange(st.W[li].shape[0])
@@ -242,3 +248,25 @@ def test_cut_sweeps_rule_out_exactly_the_flips_the_full_sweeps_rule_out(tiebreak
         if tiebreak:  # ruled out: no tie-breaking loss in either
             assert np.all(np.isinf(full_t[differ])) and np.all(np.isinf(cut_t[differ]))
     assert cut_short > 0
+
+
+def test_f1_reach_bounds_every_completion_of_a_sweep():
+    """`_f1_reach` from a candidate's counts over the samples swept so far is at least the
+    macro-F1 it ends at, whatever the samples not yet swept do."""
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        C, n = int(rng.integers(2, 5)), int(rng.integers(5, 40))
+        y = rng.integers(0, C, n)
+        old = np.where(rng.random(n) < 0.8, y, rng.integers(0, C, n))  # the state's predictions
+        new = np.where(rng.random(n) < 0.5, old, rng.integers(0, C, n))  # the candidate's
+        base = np.stack([np.bincount(old[old == y], minlength=C), np.bincount(old, minlength=C),
+                         np.bincount(y, minlength=C)]).astype(np.int64)  # fmt: skip
+        swept = int(rng.integers(0, n + 1))
+        counts = np.zeros(2 + 2 * C, np.int64)  # the changes of the swept samples
+        for s_ in range(swept):
+            counts[2 + C + new[s_]] += 1
+            counts[2 + C + old[s_]] -= 1
+            counts[2 + new[s_]] += new[s_] == y[s_]
+            counts[2 + old[s_]] -= old[s_] == y[s_]
+        final = f1_score(y, new, average="macro", labels=np.unique(np.concatenate([y, new])))
+        assert kernels._f1_reach(base, counts) >= final - 1e-12, trial

@@ -293,7 +293,7 @@ class MLPState:
         """`unit_deltas` of several units of layer li at once and, with ``tiebreak``, each
         flip's change of `secondary` (else zeros): ``(primary, secondary)``, both
         ``(U, len(cand))``. One compiled call whose (unit, candidate) pairs are shared among
-        the cores. With `cut` and the accuracy, a flip that surely loses accuracy (or moves a
+        the cores. With `cut`, a flip that surely loses accuracy or macro-F1 (or moves a
         near-tied sample) is swept only until that is certain: its primary is then some
         positive change (or `OPEN`), not its exact one."""
         units = np.asarray(units, np.int64)
@@ -322,8 +322,11 @@ class MLPState:
         out_i = np.zeros((len(units), len(cand), 2 + 2 * self.C), np.int64)
         base = np.stack([self.tp, self.pred_n, self.true_n])  # F1's counts, per class
         st = (self.y, self.tol, self.kmode, self.loss_s, self.status, self.pred, base, out_f, out_i)
-        # the samples surely wrong: all a flip can win back of what it has lost so far
-        slack = self.n - self.n_right - self.n_open if cut and self.mode == kernels.ACCURACY else -1
+        # with the accuracy, the samples surely wrong: all a flip can win back of what it has
+        # lost so far (F1 bounds its own from the counts, `kernels._f1_reach`); -1: no cut
+        slack = -1
+        if cut and self.mode != kernels.LOSS:
+            slack = self.n - self.n_right - self.n_open if self.mode == kernels.ACCURACY else 0
         if last or li == self.n_layers - 2:
             if last:
                 w = np.eye(self.C)[units]
