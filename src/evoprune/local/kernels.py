@@ -111,10 +111,9 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode,
     out_f (U, k), out_i (U, k, 2 + 2C); ``base (3, C)`` holds the state's true positives,
     predictions and true counts per class (F1). With ``TIEBREAK``, a candidate that loses
     accuracy or macro-F1 (or moves a near-tied sample) can never be accepted: its loss change
-    is not summed, and ``out_f`` holds inf for it (`_ruled_out`). With the accuracy and
-    ``slack >= 0``, the number of
-    samples surely wrong, a candidate's sweep stops as soon as that is certain (`_cut`); its
-    counts are then partial, and still rule it out."""
+    is not summed, and ``out_f`` holds inf for it (`_ruled_out`). With ``slack >= 0`` (with
+    the accuracy: the number of samples surely wrong), a candidate's sweep stops as soon as
+    that is certain (`_cut`); its counts are then partial, and still rule it out."""
     C = logits.shape[1]
     U, k = dw.shape
     primary = mode & 3
