@@ -2,10 +2,10 @@
 
 The kernels of `evoprune.local.kernels` are compiled by numba on first use and cached on disk
 (``cache=True``, beside the module or in ``NUMBA_CACHE_DIR``); later processes load them in
-about 0.35 s. The first use costs about 8 s on a 2-core machine, and it would land inside the
-first memetic search's wall time: `make demo` on a fresh clone printed the memetic search at
-12.8 s against 5.3 s once compiled. `make` runs this module when it installs the package, so
-that `make demo` times the search and not the compiler.
+about 0.35 s. Compiling lands inside the first search that needs them: `make demo` on a fresh
+clone printed the memetic search at 12.8 s, against 5.3 s once compiled. `make` runs this
+module when it installs the package (about 15 s on a 2-core machine), so that `make demo` times
+the search and not the compiler.
 
 `compile_kernels` runs a tiny local search of every kind the kernels specialise on: each
 objective, with and without the tie-breaker, one or two hidden layers (the deep kernel), two
