@@ -147,6 +147,8 @@ def test_macro_f1_equals_sklearn():
         torch.rand(300, generator=gen) < 0.6, y, torch.randint(0, 5, (300,), generator=gen)
     )
     assert f1_of_predictions(pred, y, 5) == pytest.approx(f1_score(y, pred, average="macro"))
+    # a class in neither the labels nor the predictions is left out, as scikit-learn does
+    assert f1_of_predictions(pred, y, 7) == pytest.approx(f1_score(y, pred, average="macro"))
 
 
 def test_synflow_fitness_with_iterative_order_never_loses_flow():

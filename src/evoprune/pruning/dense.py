@@ -28,6 +28,7 @@ from sklearn.model_selection import train_test_split
 from evoprune.data.registry import Dataset
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
+from evoprune.objectives import confusion_counts, f1_from_counts
 from evoprune.seeding import torch_generator
 
 SPLIT_STATE = 42  # the 70/15/15 split is the same for every run seed
@@ -75,14 +76,10 @@ def full_masks(net: Net) -> list[torch.Tensor]:
 
 
 def f1_of_predictions(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> float:
-    """Unweighted mean over the `n_classes` classes of 2TP / (2TP + FP + FN) (0 where undefined)."""
-    cm = torch.bincount(y * n_classes + pred, minlength=n_classes * n_classes).view(
-        n_classes, n_classes
-    )
-    tp = cm.diag().double()
-    denom = cm.sum(0).double() + cm.sum(1).double()
-    f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
-    return float(f1.mean())
+    """Macro-F1 of predictions ``(n,)`` against labels ``(n,)``, as the searches score it
+    (`evoprune.objectives.f1_from_counts`: scikit-learn's ``average='macro'``)."""
+    tp, pred_n = confusion_counts(pred.unsqueeze(0), y, n_classes)
+    return float(f1_from_counts(tp, pred_n, torch.bincount(y, minlength=n_classes))[0])
 
 
 def scores(net: Net, X: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, float]:
