@@ -399,19 +399,17 @@ class Evaluator:
                 better = logits[:, c] > best  # strict: the first maximum is kept
                 best = torch.where(better, logits[:, c], best)
                 pred.masked_fill_(better, c)
-            correct = (pred == self.y[rows]).sum(dim=1)
-            if not self._counts:
-                return correct.cpu(), None
-            tp, pred_n = confusion_counts(pred, self.y[rows], self.n_classes)
-            return correct.cpu(), (tp.cpu(), pred_n.cpu())
-        y = self._y_bool[rows]
+        two = pred.dtype == torch.bool  # two classes: "is class 1"
+        y = self._y_bool[rows] if two else self.y[rows]
         correct = (pred == y).sum(dim=1)
         if not self._counts:
             return correct.cpu(), None
-        # two classes: class 1's counts, and class 0's from them
-        tp1, pred1 = (pred & y).sum(dim=1), pred.sum(dim=1)
-        tp = torch.stack([correct - tp1, tp1], dim=1)
-        pred_n = torch.stack([pred.shape[1] - pred1, pred1], dim=1)
+        if two:  # class 1's counts, and class 0's from them
+            tp1, pred1 = (pred & y).sum(dim=1), pred.sum(dim=1)
+            tp = torch.stack([correct - tp1, tp1], dim=1)
+            pred_n = torch.stack([pred.shape[1] - pred1, pred1], dim=1)
+        else:
+            tp, pred_n = confusion_counts(pred, y, self.n_classes)
         return correct.cpu(), (tp.cpu(), pred_n.cpu())
 
 
