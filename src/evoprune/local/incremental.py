@@ -320,8 +320,11 @@ class MLPState:
         above = sum(self.W[k].size for k in range(li + 2, self.n_layers))
         kernels.set_threads(pairs * (self.C + above))
         out_i = np.zeros((len(units), len(cand), 2 + 2 * self.C), np.int64)
-        base = np.stack([self.tp, self.pred_n, self.true_n])  # F1's counts, per class
-        st = (self.y, self.tol, self.kmode, self.loss_s, self.status, self.pred, base, out_f, out_i)
+        # F1: the counts per class, and the macro-F1 a flip must keep (within F1_TOL)
+        base = np.stack([self.tp, self.pred_n, self.true_n])
+        floor = _macro_f1(self.tp, self.pred_n, self.true_n) - kernels.F1_TOL
+        st = (self.y, self.tol, self.kmode, self.loss_s, self.status, self.pred, base, floor,
+              out_f, out_i)  # fmt: skip
         # with the accuracy, the samples surely wrong: all a flip can win back of what it has
         # lost so far (F1 bounds its own from the counts, `kernels._f1_reach`); -1: no cut
         slack = -1
@@ -341,7 +344,7 @@ class MLPState:
             rest_b = np.concatenate(self.b[li + 2 :])
             for u, o in enumerate(units):
                 wcol = np.ascontiguousarray(self.masked(li + 1)[:, o])
-                st_u = (*st[:7], out_f[u], out_i[u])
+                st_u = (*st[:8], out_f[u], out_i[u])
                 kernels.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[u], ao[u], wcol,
                                   self.pre[li + 1], rest_w, shape, rest_b, *st_u, slack)  # fmt: skip
         primary = np.stack([self._deltas(out_f[u], out_i[u]) for u in range(len(units))])

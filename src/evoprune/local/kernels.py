@@ -103,15 +103,16 @@ def _accumulate(lg, yc, tol, mode, old_loss, old_status, old_pred, j, out_f, out
 
 @njit(cache=True, parallel=True)
 def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode, loss_s, status,
-               pred, base, out_f, out_i, slack=-1):  # fmt: skip
+               pred, base, floor, out_f, out_i, slack=-1):  # fmt: skip
     """Exact objective change of each candidate flip of U units whose activations feed the
     logits directly: for unit u, ``logits (n, C) += w[u] (C,) * da`` with ``da = relu(zo[u] +
     dw[u, j] x) - ao[u]`` (last hidden units), or ``da = dw[u, j] x`` when ``relu`` is False
     (output units: ``w[u]`` one-hot). Shapes: cand (k,), dw (U, k), zo/ao (U, n), w (U, C),
     out_f (U, k), out_i (U, k, 2 + 2C); ``base (3, C)`` holds the state's true positives,
-    predictions and true counts per class (F1). With ``TIEBREAK``, a candidate that loses
-    accuracy or macro-F1 (or moves a near-tied sample) can never be accepted: its loss change
-    is not summed, and ``out_f`` holds inf for it (`_ruled_out`). With ``slack >= 0`` (with
+    predictions and true counts per class, and `floor` its macro-F1 less `F1_TOL` (F1). With
+    ``TIEBREAK``, a candidate that loses accuracy or macro-F1 (or moves a near-tied sample) can
+    never be accepted: its loss change is not summed, and ``out_f`` holds inf for it
+    (`_ruled_out`). With ``slack >= 0`` (with
     the accuracy: the number of samples surely wrong), a candidate's sweep stops as soon as
     that is certain (`_cut`); its counts are then partial, and still rule it out."""
     C = logits.shape[1]
@@ -126,41 +127,40 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode,
     for job in prange(U * k):
         u, j = job // k, job % k
         args = (ptr, rows, vals, cand[j], dw[u, j], zo[u], ao[u], relu, w[u], logits, y, tol,
-                loss_s, status, pred, margin, binary, j, out_f[u], out_i[u], slack, base)  # fmt: skip
+                loss_s, status, pred, margin, binary, j, out_f[u], out_i[u], slack, base,
+                floor)  # fmt: skip
         if not gated:
             _candidate(*args, mode)
             continue
         _candidate(*args, primary)
-        if _ruled_out(out_i[u, j], primary, base):
+        if _ruled_out(out_i[u, j], primary, base, floor):
             out_f[u, j] = np.inf
         else:
             _candidate(*args, LOSS)
 
 
 @njit(cache=True, inline="always")
-def _ruled_out(counts, primary, base):
+def _ruled_out(counts, primary, base, floor):
     """True when a candidate's counts rule it out: a near-tied sample moved (open), or
-    fewer samples are surely right (accuracy), or the macro-F1 is lower by more than
-    `F1_TOL` (F1, from the state's counts ``base`` and the changes ``counts[2:]``)."""
+    fewer samples are surely right (accuracy), or the macro-F1 is below `floor` (F1: the
+    state's less `F1_TOL`)."""
     if counts[0] > 0:
         return True
     if primary == ACCURACY:
         return counts[1] < 0
-    C = base.shape[1]
-    return _macro_f1(base, counts, C) < _macro_f1(base, counts[:0], C) - F1_TOL
+    return _macro_f1(base, counts) < floor
 
 
 @njit(cache=True, inline="always")
-def _macro_f1(base, change, C):
+def _macro_f1(base, counts):
     """Macro-F1 of the counts ``base (3, C)`` (true positives, predictions, true counts)
-    plus `change` (``2 + 2C`` as a candidate's counts, or empty: none), over the classes
-    present in the labels or the predictions, as `evoprune.objectives.f1_from_counts`."""
+    changed by a candidate's ``counts[2:]``, over the classes present in the labels or the
+    predictions, as `evoprune.objectives.f1_from_counts`."""
+    C = base.shape[1]
     total, present = 0.0, 0
     for c in range(C):
-        tp, pred_n = base[0, c], base[1, c]
-        if change.shape[0]:
-            tp += change[2 + c]
-            pred_n += change[2 + C + c]
+        tp = base[0, c] + counts[2 + c]
+        pred_n = base[1, c] + counts[2 + C + c]
         denom = pred_n + base[2, c]
         if denom > 0:
             total += 2.0 * tp / denom
@@ -218,13 +218,12 @@ def _f1_reach(base, counts):
 
 @njit(cache=True)
 def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s, status, pred,
-               margin, binary, j, out_f, out_i, slack, base, mode):  # fmt: skip
+               margin, binary, j, out_f, out_i, slack, base, floor, mode):  # fmt: skip
     """One candidate of `unit_exact` (input i, weight change dwj) under one mode: its counts
     (accuracy, F1) or its loss change (LOSS)."""
     C = logits.shape[1]
     lg = np.empty(C)
     cut = mode != LOSS and slack >= 0  # mode: LOSS, ACCURACY or F1 here
-    floor = _macro_f1(base, out_i[j, :0], C) - F1_TOL if mode == F1 else 0.0
     for p in range(ptr[i], ptr[i + 1]):
         s = rows[p]
         dz = dwj * vals[p]
@@ -265,7 +264,8 @@ def _binary(m, tol, old_status, j, out_i):
 
 @njit(cache=True, parallel=True)
 def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, rest_shape,
-                    rest_b, y, tol, mode, loss_s, status, pred, base, out_f, out_i, slack=-1):  # fmt: skip
+                    rest_b, y, tol, mode, loss_s, status, pred, base, floor, out_f, out_i,
+                    slack=-1):  # fmt: skip
     """As `unit_exact` for a hidden unit with further hidden layers above: the next layer's
     pre-activation moves by ``wcol (H,) * da`` (a rank-1 update), and the sample goes on through
     the remaining layers, given flat: ``rest_w`` row-major weights of shapes ``rest_shape (k, 2)``
@@ -274,12 +274,13 @@ def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, r
     gated = primary != LOSS and mode & TIEBREAK != 0
     for j in prange(cand.shape[0]):
         args = (ptr, rows, vals, cand[j], dw[j], zo, ao, wcol, pre_next, rest_w, rest_shape,
-                rest_b, y, tol, loss_s, status, pred, j, out_f, out_i, slack, base)  # fmt: skip
+                rest_b, y, tol, loss_s, status, pred, j, out_f, out_i, slack, base,
+                floor)  # fmt: skip
         if not gated:
             _candidate_deep(*args, mode)
             continue
         _candidate_deep(*args, primary)
-        if _ruled_out(out_i[j], primary, base):
+        if _ruled_out(out_i[j], primary, base, floor):
             out_f[j] = np.inf
         else:
             _candidate_deep(*args, LOSS)
@@ -287,7 +288,8 @@ def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, r
 
 @njit(cache=True)
 def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, rest_shape, rest_b,
-                    y, tol, loss_s, status, pred, j, out_f, out_i, slack, base, mode):  # fmt: skip
+                    y, tol, loss_s, status, pred, j, out_f, out_i, slack, base, floor,
+                    mode):  # fmt: skip
     """One candidate of `unit_exact_deep` under one mode (see `_candidate`)."""
     cut = mode != LOSS and slack >= 0  # mode: LOSS, ACCURACY or F1 here
     H = pre_next.shape[1]
@@ -295,7 +297,6 @@ def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, res
     for k in range(rest_shape.shape[0]):
         width = max(width, rest_shape[k, 0])
     C = rest_shape[rest_shape.shape[0] - 1, 0]
-    floor = _macro_f1(base, out_i[j, :0], C) - F1_TOL if mode == F1 else 0.0
     a = np.empty(width)
     b = np.empty(width)
     for p in range(ptr[i], ptr[i + 1]):
