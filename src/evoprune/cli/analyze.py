@@ -16,6 +16,19 @@ COMMANDS = {
 }
 
 
+def _seed_out_threads(q: argparse.ArgumentParser, seed_help: str) -> None:
+    """--seed, --out and --threads, as the landscape and the Hessian take them."""
+    q.add_argument("--seed", type=int, default=0, help=seed_help)
+    q.add_argument("--out", type=Path, help="output folder (default: the ticket's folder)")
+    q.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: the many small products of this analysis gain little "
+        "from more, and lose much when the cores are shared)",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from evoprune.analysis.landscape import DIRECTIONS
     from evoprune.analysis.params import PARAM_SETS
@@ -48,15 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="surviving",
         help="which parameters move (default: the weights the ticket keeps)",
     )
-    q.add_argument("--seed", type=int, default=0, help="seed of the two directions (default 0)")
-    q.add_argument("--out", type=Path, help="output folder (default: the ticket's folder)")
-    q.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (default 1: the many small products of this analysis gain little "
-        "from more, and lose much when the cores are shared)",
-    )
+    _seed_out_threads(q, "seed of the two directions (default 0)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(run=_landscape)
 
@@ -74,15 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--method", choices=["auto", "dense", "lanczos"], default="auto", help="default auto"
     )
-    q.add_argument("--seed", type=int, default=0, help="seed of Lanczos' start vector (default 0)")
-    q.add_argument("--out", type=Path, help="output folder (default: the ticket's folder)")
-    q.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (default 1: the many small products of this analysis gain little "
-        "from more, and lose much when the cores are shared)",
-    )
+    _seed_out_threads(q, "seed of Lanczos' start vector (default 0)")
     q.add_argument("--quiet", action="store_true", help="no progress output (it has none)")
     q.set_defaults(run=_hessian)
 
