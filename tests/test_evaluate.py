@@ -8,6 +8,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from evoprune.evaluate import Evaluator, forward_one
+from evoprune.fastmlp import _zero_on
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import build_mlp
 from evoprune.objectives import accuracy, cross_entropy, macro_f1
@@ -213,3 +214,20 @@ def test_sparsity_is_exact():
     assert float(sparsity(mask)) == 0.7
     pop = torch.stack([mask, torch.ones(300, dtype=torch.bool)])
     assert sparsity(pop).tolist() == [0.7, 0.0]
+
+
+def test_zero_on_finds_exactly_the_rows_zero_on_the_support():
+    # The rows a tabulated first layer skips: relu(w x + b) is 0 on every support sample,
+    # decided in float64 with a margin; over several 8192-sample chunks, as one float64 max.
+    gen = torch.Generator().manual_seed(3)
+    support = torch.rand(2, 20_000, generator=gen) * 1.4 - 0.7  # (in, n), the moons scale
+    w = torch.rand(400, 2, generator=gen) * 2 - 1
+    w[::3, 0] = 0.0  # rows with an input masked away, as in the table
+    b = torch.rand(400, generator=gen) * 2 - 1.2
+    got = _zero_on(w, b, support)
+    w64, b64, x64 = w.double(), b.double()[:, None], support.double()
+    highest = (w64 @ x64 + b64 + 1e-5 * (b64.abs() + w64.abs() @ x64.abs())).amax(1)
+    assert torch.equal(got, highest < 0)
+    assert 50 < int(got.sum()) < 350  # both kinds of row occur
+    assert torch.all(torch.relu(w[got] @ support + b[got, None]) == 0)  # float32: truly zero
+    assert not _zero_on(w, b, None).any()

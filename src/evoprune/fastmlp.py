@@ -217,11 +217,18 @@ def _zero_on(w: torch.Tensor, b: torch.Tensor, support: torch.Tensor | None) -> 
     if support is None or support.shape[1] == 0:
         return torch.zeros(len(w), dtype=torch.bool)
     w64, b64, x64 = w.double(), b.double()[:, None], support.double()
+    w_abs, b_abs = w64.abs(), b64.abs()
     highest = torch.full_like(b64[:, 0], -torch.inf)
     for s0 in range(0, x64.shape[1], 8192):
         x = x64[:, s0 : s0 + 8192]
-        slack = 1e-5 * (b64.abs() + w64.abs() @ x.abs())  # >> (in + 1) * 2**-24 * scale
-        highest = torch.maximum(highest, (w64 @ x + b64 + slack).amax(1))
+        # in place, two (rows, chunk) arrays instead of six (moons B: 45 -> 26 ms a call)
+        slack = w_abs @ x.abs()
+        slack += b_abs
+        slack *= 1e-5  # >> (in + 1) * 2**-24 * scale
+        z = w64 @ x
+        z += b64
+        z += slack
+        highest = torch.maximum(highest, z.amax(1))
     return highest < 0
 
 
