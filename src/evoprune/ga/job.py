@@ -10,8 +10,8 @@ from typing import Any
 from evoprune.analysis.jobs import analyze_ticket, check_analyses
 from evoprune.ga.api import search
 from evoprune.ga.config import GAConfig
-from evoprune.ga.memetic import CHECKPOINT_PREFIXES
 from evoprune.jobkeys import check_keys, job_dataset
+from evoprune.local.checkpoint import CHECKPOINT_PREFIXES
 from evoprune.nets import build_network
 from evoprune.results import base_result, write_run_dir
 

@@ -72,15 +72,12 @@ from evoprune.fastmlp import is_mlp_stack
 from evoprune.ga.config import GAConfig
 from evoprune.ga.search import GeneticSearch
 from evoprune.interrupts import sigterm_as_interrupt
+from evoprune.local.checkpoint import LOCAL_PREFIX, LOSS_PREFIX
 from evoprune.local.search import local_search
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import rebuild_fields
 from evoprune.objectives import get_objective
 from evoprune.ticket import Ticket, space_field
-
-# Checkpoint file names: the GA phase's own, then each local phase's with its prefix.
-LOSS_PREFIX, LOCAL_PREFIX = "local-loss-", "local-"
-CHECKPOINT_PREFIXES = ("", LOSS_PREFIX, LOCAL_PREFIX)
 
 
 def memetic_search(
