@@ -504,27 +504,46 @@ def test_each_cli_module_names_the_commands_it_registers():
         assert [a.help for a in sub._choices_actions] == list(module.COMMANDS.values()), name
 
 
+def _last_line_of(code: str) -> str:
+    """The last line `code` prints, run in a fresh interpreter (nothing imported yet)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def test_a_command_imports_only_what_it_runs():
-    code = (
+    heavy = _last_line_of(
         "import sys; from evoprune.cli import main\n"
         "try: main(['search', '--help'])\n"
         "except SystemExit: pass\n"
         "print(sorted(m for m in ('pandas', 'matplotlib', 'sklearn') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
-    top = subprocess.run([sys.executable, "-c", "import sys; from evoprune.cli import main\n"
-                          "try: main(['--help'])\nexcept SystemExit: pass\n"
-                          "print('torch' in sys.modules)"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
-    assert top.stdout.strip().splitlines()[-1] == "False"
+    assert heavy == "[]"
+    torch_loaded = _last_line_of(
+        "import sys; from evoprune.cli import main\n"
+        "try: main(['--help'])\nexcept SystemExit: pass\n"
+        "print('torch' in sys.modules)"
+    )
+    assert torch_loaded == "False"
     import evoprune
 
     assert sorted(evoprune.__all__) == sorted(evoprune._EXPORTS)
     assert all(getattr(evoprune, name) is not None for name in evoprune.__all__)
-    code = "import evoprune; print(evoprune.baselines.lookup('moons', 'B', 2).solver)"
-    sub = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert sub.stdout.strip() == "adam"  # a subpackage, loaded on first use
+    solver = _last_line_of(
+        "import evoprune; print(evoprune.baselines.lookup('moons', 'B', 2).solver)"
+    )
+    assert solver == "adam"  # a subpackage, loaded on first use
+
+
+def test_a_ga_job_loads_no_compiled_kernels(tmp_path):
+    # numba costs every `evoprune search --variant ga` 0.2-0.4 s to import; only the memetic
+    # and local variants need it (evoprune.local.kernels)
+    numba_loaded = _last_line_of(
+        "import sys; from evoprune.jobs import run_job\n"
+        "run_job({'dataset': 'moons', 'arch': 'A', 'seed': 0, 'method': 'ga', 'population': 8, "
+        f"'max_generations': 2, 'min_generations': 1}}, {str(tmp_path / 'run')!r})\n"
+        "print('numba' in sys.modules)"
+    )
+    assert numba_loaded == "False"
 
 
 def test_an_os_error_on_a_path_is_one_line(monkeypatch, tmp_path, capsys):

@@ -1,8 +1,6 @@
 """The GA: termination, adaptive bound, post-pruning, determinism, resume, convergence, API."""
 
 import dataclasses
-import subprocess
-import sys
 import time
 
 import pytest
@@ -260,16 +258,3 @@ def test_a_small_search_runs_on_one_thread_with_the_same_arithmetic():
         finally:
             torch.set_num_threads(before)
     assert torch.equal(masks[0], masks[1]) and torch.get_num_threads() == before
-
-
-def test_a_ga_job_loads_no_compiled_kernels():
-    # numba costs every `evoprune search --variant ga` 0.2-0.4 s to import; only the memetic
-    # and local variants need it (evoprune.local.kernels)
-    code = (
-        "import sys; from evoprune.jobs import run_job; import tempfile, pathlib; "
-        "d = tempfile.mkdtemp(); run_job({'dataset': 'moons', 'arch': 'A', 'seed': 0, "
-        "'method': 'ga', 'population': 8, 'max_generations': 2, 'min_generations': 1}, "
-        "pathlib.Path(d, 'run')); print('numba' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "False"
