@@ -46,8 +46,8 @@ Why 3 kicks with the accuracy (measured with `benchmarks/bench_memetic.py`, moon
 0-4, the paper's GA run beside it): there every descent also scores the tie-breaking loss over
 all 50,000 training samples, and a kick's descent takes 5-8 passes. With 5 kicks the memetic
 search took 2.4x the GA's wall time (mean test accuracy 99.03%), with 3 kicks 1.9x (98.68%;
-seed 0 keeps one good kick instead of two); the local search has since become faster (1.74x
-with 3 kicks). On digits-10 B the loss needs all five (seeds 0-2 with 3 kicks: mean 97.41%,
+seed 0 keeps one good kick instead of two); the local search has since become faster (1.77x
+with 3 kicks; on seeds 0-9, 16-bit kicks beat 8 and 32 bits, see docs/beyond-the-paper.md). On digits-10 B the loss needs all five (seeds 0-2 with 3 kicks: mean 97.41%,
 with 5: 97.78%), and there they cost a second.
 
 The variant ``local`` is the ablation without the GA: ``local_starts`` random masks of density
