@@ -230,24 +230,33 @@ def test_csr_by_feature_lists_each_features_nonzeros_in_sample_order(layout):
 def test_cut_sweeps_rule_out_exactly_the_flips_the_full_sweeps_rule_out(
     tiebreak, layers, objective
 ):
-    """With `cut`, a flip that surely loses accuracy (F1) stops being swept early: its scores
-    may differ from the full sweep's, but only among flips both rule out (primary > 0 or
-    OPEN)."""
+    """With `cut`, a flip that surely loses accuracy (F1) stops being swept early, and (with
+    the tie-breaker) one that keeps every prediction but surely raises the tie-breaker is not
+    summed at all: scores may differ from the full sweep's, but only for flips the search
+    cannot accept — both rule them out (primary > 0 or OPEN), or the full sweep gives a primary
+    of 0 and a tie-breaker change above 0 where the cut gives inf."""
     st, _ = _state(layers, objective, seed=4, n=400, tiebreak=tiebreak)
     y = st._full_logits().argmax(1)  # labels the mask predicts: few samples wrong, a small slack
     y[:3] = (y[:3] + 1) % layers[-1]
-    st = MLPState(st.W, st.b, st.X, y, objective, st.mask, tiebreak=tiebreak)
-    cut_short = 0
+    st = MLPState(st.W, st.b, st.X, y, objective, st.mask, sparsity_penalty=0.05,
+                  tiebreak=tiebreak)  # fmt: skip
+    cut_short, bounded = 0, 0
     for li in range(st.n_layers):
         units = np.arange(st.W[li].shape[0])
         full_p, full_t = st.block_scores(li, units)
         cut_p, cut_t = st.block_scores(li, units, cut=True)
         differ = (full_p != cut_p) | (full_t != cut_t)
-        cut_short += int(differ.sum())
-        assert np.all(full_p[differ] > 0) and np.all(cut_p[differ] > 0)  # OPEN is inf > 0
+        ruled_out = differ & (full_p > 0)
+        cut_short += int(ruled_out.sum())
+        assert np.all(cut_p[ruled_out] > 0)  # OPEN is inf > 0
         if tiebreak:  # ruled out: no tie-breaking loss in either
-            assert np.all(np.isinf(full_t[differ])) and np.all(np.isinf(cut_t[differ]))
+            assert np.all(np.isinf(full_t[ruled_out])) and np.all(np.isinf(cut_t[ruled_out]))
+        skipped = differ & ~ruled_out  # the tie-breaker's lower bound is above 0
+        bounded += int(skipped.sum())
+        assert np.all(full_p[skipped] == 0) and np.all(cut_p[skipped] == 0)
+        assert np.all(full_t[skipped] > 0) and np.all(np.isinf(cut_t[skipped]))
     assert cut_short > 0
+    assert (bounded > 0) == tiebreak, bounded
 
 
 def test_f1_reach_bounds_every_completion_of_a_sweep():
@@ -270,3 +279,18 @@ def test_f1_reach_bounds_every_completion_of_a_sweep():
             counts[2 + old[s_]] -= old[s_] == y[s_]
         final = f1_score(y, new, average="macro", labels=np.unique(np.concatenate([y, new])))
         assert kernels._f1_reach(base, counts) >= final - 1e-12, trial
+
+
+def test_loss_gradient_equals_autograds_gradient_of_the_cross_entropy():
+    """`kernels.loss_gradient` (from the per-sample losses) is the gradient torch computes."""
+    rng = np.random.default_rng(0)
+    for C in (2, 5):
+        logits = rng.normal(scale=3.0, size=(50, C))
+        y = rng.integers(0, C, 50)
+        loss_s = np.empty(50)
+        kernels.losses(logits, y, loss_s)
+        out = np.empty((50, C))
+        kernels.loss_gradient(logits, y, loss_s, out)
+        t = torch.tensor(logits, requires_grad=True)
+        torch.nn.functional.cross_entropy(t, torch.tensor(y), reduction="sum").backward()
+        np.testing.assert_allclose(out, t.grad.numpy(), rtol=1e-12, atol=1e-15)

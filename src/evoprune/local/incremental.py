@@ -151,6 +151,7 @@ class MLPState:
     def refresh(self) -> None:
         """Rebuild every activation from the mask with a plain float64 forward."""
         self._tried = None  # a step judged by `try_step`, as long as nothing has changed since
+        self._grad = None  # `loss_gradient`'s, as long as nothing has changed since
         self.acts, self.pre = [self.X], []
         for li in range(self.n_layers):
             if li == 0 and self.n_layers > 1:
@@ -177,6 +178,13 @@ class MLPState:
         self.n_open = int(np.count_nonzero(self.status == 2))
         self.tp = np.bincount(self.pred[self.pred == self.y], minlength=self.C).astype(np.int64)
         self.pred_n = np.bincount(self.pred, minlength=self.C).astype(np.int64)
+
+    def loss_gradient(self) -> np.ndarray:
+        """The per-sample cross-entropy's gradient with respect to the logits ``(n, C)``."""
+        if self._grad is None:
+            self._grad = np.empty((self.n, self.C))
+            kernels.loss_gradient(self.pre[-1], self.y, self.loss_s, self._grad)
+        return self._grad
 
     def csr(self, li: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The nonzeros of layer l's input by feature (rebuilt after the layers below change)."""
@@ -335,8 +343,12 @@ class MLPState:
                 w = np.eye(self.C)[units]
             else:
                 w = np.ascontiguousarray(self.masked(li + 1)[:, units].T)  # (U, C)
+            # with the tie-breaker, its first-order change bounds a flip's from below
+            gw, pen_n = np.empty((len(units), 0)), np.empty((len(units), 0))
+            if self.tiebreak and slack >= 0:
+                gw, pen_n = np.ascontiguousarray(w @ self.loss_gradient().T), penalty * self.n
             kernels.unit_exact(ptr, rows, vals, cand, dw, zo, ao, not last, w, self.pre[-1], *st,
-                               slack)  # fmt: skip
+                               gw, pen_n, slack)  # fmt: skip
         else:
             rest = [self.masked(k) for k in range(li + 2, self.n_layers)]
             rest_w = np.concatenate([r.reshape(-1) for r in rest])
@@ -485,7 +497,7 @@ class MLPState:
         """Flip `inputs` of unit o in layer l and update the state with the same arithmetic
         `try_flips` judged it by."""
         inputs = np.asarray(inputs, np.int64)
-        step, self._tried = self._tried, None
+        step, self._tried, self._grad = self._tried, None, None
         if step is None or step["key"] != (li, o, inputs.tobytes()):
             step = self._step(li, o, inputs)
         z, S, layers = step["z"], step["S"], step["layers"]
