@@ -310,16 +310,17 @@ class MLPState:
         w_rows = self.W[li][units][:, cand]  # (U, k)
         on = self.mask[li][units][:, cand]
         dw = np.ascontiguousarray(np.where(on, -w_rows, w_rows))
-        zo = np.ascontiguousarray(self.pre[li][:, units].T)  # (U, n)
+        # the units' pre-activations and activations are the rows `ui` of zo and ao (n,)
+        zo, ui = _unit_rows(self.pre[li], units)
         last = li == self.n_layers - 1
-        ao = zo if last else np.ascontiguousarray(self.acts[li + 1][:, units].T)
+        ao = zo if last else _unit_rows(self.acts[li + 1], units)[0]
         pairs = len(rows) * len(cand) / max(self.W[li].shape[1], 1) * len(units)
         penalty = np.where(on, -1.0, 1.0) * self.penalty / self.n_maskable
         out_f = np.zeros((len(units), len(cand)))
         if ranking == "expansion" and self.mode == kernels.LOSS:
             kernels.set_threads(pairs)
             coef = np.empty((len(units), self.n, 6))
-            coef[:, :, 0], coef[:, :, 1] = zo, ao
+            coef[:, :, 0], coef[:, :, 1] = zo[ui], ao[ui]
             for u, o in enumerate(units):
                 self._expansion_coefficients(li, int(o), coef[u])
             kernels.unit_expansion(ptr, rows, vals, cand, dw, coef, not last, out_f)
@@ -344,11 +345,11 @@ class MLPState:
             else:
                 w = np.ascontiguousarray(self.masked(li + 1)[:, units].T)  # (U, C)
             # with the tie-breaker, its first-order change bounds a flip's from below
-            gw, pen_n = np.empty((len(units), 0)), np.empty((len(units), 0))
+            grad, pen_n = np.empty((0, self.C)), np.empty((len(units), 0))
             if self.tiebreak and slack >= 0:
-                gw, pen_n = np.ascontiguousarray(w @ self.loss_gradient().T), penalty * self.n
-            kernels.unit_exact(ptr, rows, vals, cand, dw, zo, ao, not last, w, self.pre[-1], *st,
-                               gw, pen_n, slack)  # fmt: skip
+                grad, pen_n = self.loss_gradient(), penalty * self.n
+            kernels.unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, not last, w, self.pre[-1],
+                               *st, grad, pen_n, slack)  # fmt: skip
         else:
             rest = [self.masked(k) for k in range(li + 2, self.n_layers)]
             rest_w = np.concatenate([r.reshape(-1) for r in rest])
@@ -357,7 +358,7 @@ class MLPState:
             for u, o in enumerate(units):
                 wcol = np.ascontiguousarray(self.masked(li + 1)[:, o])
                 st_u = (*st[:8], out_f[u], out_i[u])
-                kernels.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[u], ao[u], wcol,
+                kernels.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[ui[u]], ao[ui[u]], wcol,
                                   self.pre[li + 1], rest_w, shape, rest_b, *st_u, slack)  # fmt: skip
         primary = np.stack([self._deltas(out_f[u], out_i[u]) for u in range(len(units))])
         if self.tiebreak:
@@ -518,6 +519,15 @@ class MLPState:
         )  # fmt: skip
         self.n_right += int(moved[0])
         self.n_open += int(moved[1])
+
+
+def _unit_rows(A: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The columns `units` of ``A (n, H)`` as rows of a C-contiguous ``(H', n)`` and their
+    indices there: a unit-major ``A`` (the first hidden layer's, see `MLPState.refresh`) as
+    it is (no copy: 3 MB a block of eight moons units), else a copy of those columns."""
+    if A.T.flags.c_contiguous:
+        return A.T, units
+    return np.ascontiguousarray(A[:, units].T), np.arange(len(units))
 
 
 def _losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:

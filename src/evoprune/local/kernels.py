@@ -111,12 +111,13 @@ def _accumulate(lg, yc, tol, mode, old_loss, old_status, old_pred, j, out_f, out
 
 
 @njit(cache=True, parallel=True)
-def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode, loss_s, status,
-               pred, base, floor, out_f, out_i, gw, pen, slack=-1):  # fmt: skip
+def unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, relu, w, logits, y, tol, mode, loss_s,
+               status, pred, base, floor, out_f, out_i, grad, pen, slack=-1):  # fmt: skip
     """Exact objective change of each candidate flip of U units whose activations feed the
-    logits directly: for unit u, ``logits (n, C) += w[u] (C,) * da`` with ``da = relu(zo[u] +
-    dw[u, j] x) - ao[u]`` (last hidden units), or ``da = dw[u, j] x`` when ``relu`` is False
-    (output units: ``w[u]`` one-hot). Shapes: cand (k,), dw (U, k), zo/ao (U, n), w (U, C),
+    logits directly: for unit u, ``logits (n, C) += w[u] (C,) * da`` with ``da = relu(zo[ui[u]]
+    + dw[u, j] x) - ao[ui[u]]`` (last hidden units), or ``da = dw[u, j] x`` when ``relu`` is
+    False (output units: ``w[u]`` one-hot). Shapes: cand (k,), dw (U, k), zo/ao (H, n) (a
+    layer's pre-activations and activations, unit-major; row ui[u] is unit u's), w (U, C),
     out_f (U, k), out_i (U, k, 2 + 2C); ``base (3, C)`` holds the state's true positives,
     predictions and true counts per class, and `floor` its macro-F1 less `F1_TOL` (F1). With
     ``TIEBREAK``, a candidate that loses accuracy or macro-F1 (or moves a near-tied sample) can
@@ -125,12 +126,13 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode,
     the accuracy: the number of samples surely wrong), a candidate's sweep stops as soon as
     that is certain (`_cut`); its counts are then partial, and still rule it out.
 
-    With ``gw (U, n)``, not ``(U, 0)``, (the loss's gradient with respect to each unit's activation, per
-    sample) and ``pen (U, k)`` (each flip's tie-break penalty times n), a flip that leaves the
-    accuracy (every prediction, with F1) as it is gets its loss change summed only when it can
-    lower the tie-breaker: the cross-entropy is convex in the logits, so its change is at least
-    the first-order ``sum(gw * da)``, which the first sweep sums as it goes; when that plus
-    ``pen`` is above `SKIP` n, ``out_f`` holds inf for the flip (`_bounded_out`)."""
+    With ``grad (n, C)``, not ``(0, C)``, (the loss's gradient with respect to the logits,
+    `loss_gradient`) and ``pen (U, k)`` (each flip's tie-break penalty times n), a flip that
+    leaves the accuracy (every prediction, with F1) as it is gets its loss change summed only
+    when it can lower the tie-breaker: the cross-entropy is convex in the logits, so its change
+    is at least the first-order ``sum(grad @ w[u] * da)``, which the first sweep sums as it
+    goes; when that plus ``pen`` is above `SKIP` n, ``out_f`` holds inf for the flip
+    (`_bounded_out`)."""
     C = logits.shape[1]
     U, k = dw.shape
     primary = mode & 3
@@ -140,23 +142,23 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, relu, w, logits, y, tol, mode,
     if binary:  # two classes: a sample's state is its margin, which moves linearly in d
         for s in range(margin.shape[0]):
             margin[s] = logits[s, y[s]] - logits[s, 1 - y[s]]
-    bound = gated and gw.shape[1] > 0  # gw and pen (U, 0): no bound
+    bound = gated and grad.shape[0] > 0  # grad (0, C): no bound
     for job in prange(U * k):
         u, j = job // k, job % k
-        args = (ptr, rows, vals, cand[j], dw[u, j], zo[u], ao[u], relu, w[u], logits, y, tol,
+        args = (ptr, rows, vals, cand[j], dw[u, j], zo[ui[u]], ao[ui[u]], relu, w[u], logits, y, tol,
                 loss_s, status, pred, margin, binary, j, out_f[u], out_i[u], slack, base,
                 floor)  # fmt: skip
         if not gated:
-            _candidate(*args, mode, gw[u], False)
+            _candidate(*args, mode, grad, False)
             continue
-        first = _candidate(*args, primary, gw[u], bound)
+        first = _candidate(*args, primary, grad, bound)
         lower = first + pen[u, j] if bound else -np.inf  # of the tie-breaker's change, times n
         if _ruled_out(out_i[u, j], primary, base, floor) or _bounded_out(
             out_i[u, j], primary, lower, y.shape[0]
         ):
             out_f[u, j] = np.inf
         else:
-            _candidate(*args, LOSS, gw[u], False)
+            _candidate(*args, LOSS, grad, False)
 
 
 @njit(cache=True, inline="always")
@@ -250,10 +252,13 @@ def _f1_reach(base, counts):
 
 @njit(cache=True)
 def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s, status, pred,
-               margin, binary, j, out_f, out_i, slack, base, floor, mode, gw, bound):  # fmt: skip
+               margin, binary, j, out_f, out_i, slack, base, floor, mode, grad, bound):  # fmt: skip
     """One candidate of `unit_exact` (input i, weight change dwj) under one mode: its counts
     (accuracy, F1) or its loss change (LOSS). With `bound`, returns the first-order change of
-    the loss, ``sum(gw * da)`` (else 0; partial when the sweep stops early)."""
+    the loss, ``sum(grad @ w * da)`` (else 0; partial when the sweep stops early)."""
+    if binary:
+        return _binary_candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, y, tol, loss_s,
+                                 status, margin, j, out_f, out_i, slack, mode, grad, bound)  # fmt: skip
     C = logits.shape[1]
     lg = np.empty(C)
     cut = mode != LOSS and slack >= 0  # mode: LOSS, ACCURACY or F1 here
@@ -268,35 +273,66 @@ def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s,
             d = dz
         if d == 0.0:
             continue
-        if bound:
-            first += gw[s] * d
-        if binary:  # the accuracy's counts, or (LOSS) the tie-breaker's softplus(-m)
-            m = margin[s] + (w[y[s]] - w[1 - y[s]]) * d
-            if mode == LOSS:
-                out_f[j] += max(-m, 0.0) + np.log1p(np.exp(-abs(m))) - loss_s[s]
-            else:
-                _binary(m, tol[s], status[s], j, out_i)
-        else:
-            for c in range(C):
-                lg[c] = logits[s, c] + w[c] * d
-            watch = out_i[j, 2 + C + pred[s]]
-            _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
-            moved = cut and mode == F1 and _moved(out_i[j], watch, 2 + C + pred[s])
-            if moved and _cut(out_i[j], mode, slack, base, floor):
-                return first
+        for c in range(C):
+            lg[c] = logits[s, c] + w[c] * d
+            if bound:
+                first += grad[s, c] * w[c] * d
+        watch = out_i[j, 2 + C + pred[s]]
+        _accumulate(lg, y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
+        moved = cut and mode == F1 and _moved(out_i[j], watch, 2 + C + pred[s])
+        if moved and _cut(out_i[j], mode, slack, base, floor):
+            return first
         if cut and mode == ACCURACY and _cut(out_i[j], mode, slack, base, floor):
             return first
     return first
 
 
+@njit(cache=True)
+def _binary_candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, y, tol, loss_s, status, margin,
+                      j, out_f, out_i, slack, mode, grad, bound):  # fmt: skip
+    """`_candidate` for the accuracy of two classes, where a sample's state is its margin
+    alone: the counts (ACCURACY) or the tie-breaker's softplus(-m) change (LOSS), kept in
+    locals and written once (the same sums, in the same order)."""
+    wd = w[0] - w[1]  # the margin of a class-0 sample moves by wd * d, of a class-1 one by -wd * d
+    first, loss, opened, gained = 0.0, 0.0, 0, 0
+    if mode == LOSS:
+        for p in range(ptr[i], ptr[i + 1]):
+            s = rows[p]
+            d = _moved_by(dwj * vals[p], zo[s], ao[s], relu)
+            if d != 0.0:
+                m = margin[s] + (wd if y[s] == 0 else -wd) * d
+                loss += max(-m, 0.0) + np.log1p(np.exp(-abs(m))) - loss_s[s]
+        out_f[j] += loss
+        return first
+    cut = slack >= 0
+    for p in range(ptr[i], ptr[i + 1]):
+        s = rows[p]
+        d = _moved_by(dwj * vals[p], zo[s], ao[s], relu)
+        if d == 0.0:
+            continue
+        if bound:
+            first += (grad[s, 0] * w[0] + grad[s, 1] * w[1]) * d
+        m = margin[s] + (wd if y[s] == 0 else -wd) * d
+        st = 1 if m > tol[s] else (0 if m < -tol[s] else 2)
+        if st == 2 or status[s] == 2:
+            opened += 1
+        else:
+            gained += st - status[s]
+        if cut and (opened > 0 or gained + slack < 0):  # `_cut`
+            break
+    out_i[j, 0] += opened
+    out_i[j, 1] += gained
+    return first
+
+
 @njit(cache=True, inline="always")
-def _binary(m, tol, old_status, j, out_i):
-    """`_accumulate` for the accuracy of two classes, from the new margin m alone."""
-    st = 1 if m > tol else (0 if m < -tol else 2)
-    if st == 2 or old_status == 2:
-        out_i[j, 0] += 1
-    else:
-        out_i[j, 1] += st - old_status
+def _moved_by(dz, zo, ao, relu):
+    """The change of a unit's activation (`relu`) or output when its pre-activation `zo`
+    moves by `dz`; `ao` is its activation."""
+    if not relu:
+        return dz
+    z = zo + dz
+    return (z if z > 0.0 else 0.0) - ao
 
 
 @njit(cache=True, parallel=True)
