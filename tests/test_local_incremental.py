@@ -65,6 +65,40 @@ def test_candidate_deltas_equal_per_flip_recomputation(objective, layers):
     assert checked > 0.9 * sum(w.size for w in st.W)
 
 
+@pytest.mark.parametrize(
+    "objective, tiebreak", [("loss", False), ("accuracy", False), ("accuracy", True), ("f1", True)]
+)
+@pytest.mark.parametrize("layers", [[6, 12, 2], [6, 10, 7, 4]])
+def test_flips_into_a_unit_without_outgoing_weights_change_only_the_density(
+    objective, tiebreak, layers
+):
+    """A hidden unit whose outgoing weights are all masked moves no logit: its flips score
+    exactly 0 on the objective and the density term alone (in the tie-breaker with it), as a
+    plain recomputation finds; the live units of the same block score as usual."""
+    st, _ = _state(layers, objective, seed=3, penalty=0.05)
+    for li in range(st.n_layers - 1):
+        st.mask[li + 1][:, :3] = False  # units 0-2 of every hidden layer feed nothing
+    st = MLPState(st.W, st.b, st.X, st.y, objective, st.mask, sparsity_penalty=0.05,
+                  tiebreak=tiebreak)  # fmt: skip
+    base, base_s = st.full_value(), st.full_secondary() if tiebreak else 0.0
+    for li in range(st.n_layers - 1):
+        units = np.arange(st.W[li].shape[0])
+        primary, ties = st.block_scores(li, units, "none")
+        density = np.where(st.mask[li], -0.05, 0.05) / st.n_maskable
+        scores = (np.zeros_like(density), density) if tiebreak else (density, 0 * density)
+        np.testing.assert_array_equal(primary[:3], scores[0][:3])
+        np.testing.assert_array_equal(ties[:3], scores[1][:3])
+        for o in range(st.W[li].shape[0]):
+            for i in range(st.W[li].shape[1]):
+                st.mask[li][o, i] = ~st.mask[li][o, i]
+                full = st.full_value() - base
+                full_s = (st.full_secondary() - base_s) if tiebreak else 0.0
+                st.mask[li][o, i] = ~st.mask[li][o, i]
+                if primary[o, i] not in (OPEN, np.inf) and ties[o, i] != np.inf:
+                    assert primary[o, i] == pytest.approx(full, abs=1e-12)
+                    assert ties[o, i] == pytest.approx(full_s, abs=1e-12)
+
+
 @pytest.mark.parametrize("objective", ["accuracy", "f1"])
 @pytest.mark.parametrize("layers", [[6, 10, 7, 4], [6, 10, 7, 2]])
 def test_tiebreak_scores_equal_per_flip_recomputation(objective, layers):

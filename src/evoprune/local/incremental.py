@@ -306,6 +306,11 @@ class MLPState:
         positive change (or `OPEN`), not its exact one."""
         units = np.asarray(units, np.int64)
         cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
+        expansion = ranking == "expansion" and self.mode == kernels.LOSS
+        if li < self.n_layers - 1 and not expansion:
+            live = np.any(self.masked(li + 1)[:, units] != 0, axis=0)
+            if not live.all():  # a unit without outgoing weights: its flips change no output
+                return self._dead_unit_scores(li, units, cand, live, ranking, cut)
         ptr, rows, vals = self.csr(li)
         w_rows = self.W[li][units][:, cand]  # (U, k)
         on = self.mask[li][units][:, cand]
@@ -317,7 +322,7 @@ class MLPState:
         pairs = len(rows) * len(cand) / max(self.W[li].shape[1], 1) * len(units)
         penalty = np.where(on, -1.0, 1.0) * self.penalty / self.n_maskable
         out_f = np.zeros((len(units), len(cand)))
-        if ranking == "expansion" and self.mode == kernels.LOSS:
+        if expansion:
             kernels.set_threads(pairs)
             coef = np.empty((len(units), self.n, 6))
             coef[:, :, 0], coef[:, :, 1] = zo[ui], ao[ui]
@@ -364,6 +369,28 @@ class MLPState:
         if self.tiebreak:
             return primary, out_f / self.n + penalty
         return primary + penalty, np.zeros_like(out_f)
+
+    def _dead_unit_scores(
+        self,
+        li: int,
+        units: np.ndarray,
+        cand: np.ndarray,
+        live: np.ndarray,
+        ranking: str,
+        cut: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`block_scores` where some units have no outgoing weight left (`live` False): their
+        flips move no logit, so they change the objective by exactly 0 and the tie-breaker
+        by the density term alone; the live units are scored as usual. On a moons B ticket
+        about half of the hidden units are dead, and each of their flips was a full sweep."""
+        penalty = (
+            np.where(self.mask[li][units][:, cand], -1.0, 1.0) * self.penalty / self.n_maskable
+        )
+        zeros = np.zeros_like(penalty)
+        primary, secondary = (zeros, penalty) if self.tiebreak else (penalty, zeros)
+        if live.any():
+            primary[live], secondary[live] = self.block_scores(li, units[live], ranking, cand, cut)
+        return primary, secondary
 
     def _deltas(self, out_f: np.ndarray, out_i: np.ndarray) -> np.ndarray:
         base = self._primary(0.0, 0, None)
