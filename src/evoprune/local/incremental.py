@@ -166,6 +166,7 @@ class MLPState:
                 self.acts.append(np.maximum(z, 0.0))
         # the data's own index (layer 0) never changes; the layers above follow the mask
         self._csr: dict[int, tuple] = {k: v for k, v in getattr(self, "_csr", {}).items() if k == 0}
+        self._xt = {k: v for k, v in getattr(self, "_xt", {}).items() if k == 0}
         self._stats(self.pre[-1])
 
     def _stats(self, logits: np.ndarray) -> None:
@@ -185,6 +186,14 @@ class MLPState:
             self._grad = np.empty((self.n, self.C))
             kernels.loss_gradient(self.pre[-1], self.y, self.loss_s, self._grad)
         return self._grad
+
+    def inputs_by_feature(self, li: int) -> np.ndarray:
+        """Layer l's input feature-major, ``(f, n)`` C-contiguous (the first hidden layer's
+        activations as they are; rebuilt with `csr`)."""
+        if li not in self._xt:
+            a = self.acts[li]
+            self._xt[li] = a.T if a.T.flags.c_contiguous else np.ascontiguousarray(a.T)
+        return self._xt[li]
 
     def csr(self, li: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The nonzeros of layer l's input by feature (rebuilt after the layers below change)."""
@@ -353,8 +362,12 @@ class MLPState:
             grad, pen_n = np.empty((0, self.C)), np.empty((len(units), 0))
             if self.tiebreak and slack >= 0:
                 grad, pen_n = self.loss_gradient(), penalty * self.n
+            # two classes, the accuracy: the samples surely wrong are swept first
+            wrong, xt = np.empty(0, np.int64), np.empty((0, 0))
+            if self.C == 2 and self.mode == kernels.ACCURACY and slack >= 0:
+                wrong, xt = np.flatnonzero(self.status == 0), self.inputs_by_feature(li)
             kernels.unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, not last, w, self.pre[-1],
-                               *st, grad, pen_n, slack)  # fmt: skip
+                               *st, grad, pen_n, wrong, xt, slack)  # fmt: skip
         else:
             rest = [self.masked(k) for k in range(li + 2, self.n_layers)]
             rest_w = np.concatenate([r.reshape(-1) for r in rest])
@@ -537,6 +550,7 @@ class MLPState:
                 self.pre[li + 1 + k][S] = new
                 self.acts[li + 2 + k][S] = np.maximum(new, 0.0)
             self._csr = {k: v for k, v in self._csr.items() if k <= li}
+            self._xt = {k: v for k, v in self._xt.items() if k <= li}
         # with the loss, the counts are refreshed per pass: a step carries no statuses
         status, pred = step.get("status", (self.status[:0], self.pred[:0]))
         moved = kernels.apply_top(

@@ -112,7 +112,7 @@ def _accumulate(lg, yc, tol, mode, old_loss, old_status, old_pred, j, out_f, out
 
 @njit(cache=True, parallel=True)
 def unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, relu, w, logits, y, tol, mode, loss_s,
-               status, pred, base, floor, out_f, out_i, grad, pen, slack=-1):  # fmt: skip
+               status, pred, base, floor, out_f, out_i, grad, pen, wrong, xt, slack=-1):  # fmt: skip
     """Exact objective change of each candidate flip of U units whose activations feed the
     logits directly: for unit u, ``logits (n, C) += w[u] (C,) * da`` with ``da = relu(zo[ui[u]]
     + dw[u, j] x) - ao[ui[u]]`` (last hidden units), or ``da = dw[u, j] x`` when ``relu`` is
@@ -124,7 +124,9 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, relu, w, logits, y, tol, m
     never be accepted: its loss change is not summed, and ``out_f`` holds inf for it
     (`_ruled_out`). With ``slack >= 0`` (with
     the accuracy: the number of samples surely wrong), a candidate's sweep stops as soon as
-    that is certain (`_cut`); its counts are then partial, and still rule it out.
+    that is certain (`_cut`); its counts are then partial, and still rule it out. With two
+    classes and the accuracy, ``wrong`` lists those samples and ``xt (f, n)`` is the layer's
+    input (the values of `vals`, feature-major): they are swept first (`_binary_candidate`).
 
     With ``grad (n, C)``, not ``(0, C)``, (the loss's gradient with respect to the logits,
     `loss_gradient`) and ``pen (U, k)`` (each flip's tie-break penalty times n), a flip that
@@ -147,7 +149,7 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, relu, w, logits, y, tol, m
         u, j = job // k, job % k
         args = (ptr, rows, vals, cand[j], dw[u, j], zo[ui[u]], ao[ui[u]], relu, w[u], logits, y, tol,
                 loss_s, status, pred, margin, binary, j, out_f[u], out_i[u], slack, base,
-                floor)  # fmt: skip
+                floor, wrong, xt)  # fmt: skip
         if not gated:
             _candidate(*args, mode, grad, False)
             continue
@@ -252,13 +254,15 @@ def _f1_reach(base, counts):
 
 @njit(cache=True)
 def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s, status, pred,
-               margin, binary, j, out_f, out_i, slack, base, floor, mode, grad, bound):  # fmt: skip
+               margin, binary, j, out_f, out_i, slack, base, floor, wrong, xt, mode, grad,
+               bound):  # fmt: skip
     """One candidate of `unit_exact` (input i, weight change dwj) under one mode: its counts
     (accuracy, F1) or its loss change (LOSS). With `bound`, returns the first-order change of
     the loss, ``sum(grad @ w * da)`` (else 0; partial when the sweep stops early)."""
     if binary:
         return _binary_candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, y, tol, loss_s,
-                                 status, margin, j, out_f, out_i, slack, mode, grad, bound)  # fmt: skip
+                                 status, margin, j, out_f, out_i, slack, mode, grad, bound, wrong,
+                                 xt)  # fmt: skip
     C = logits.shape[1]
     lg = np.empty(C)
     cut = mode != LOSS and slack >= 0  # mode: LOSS, ACCURACY or F1 here
@@ -289,10 +293,16 @@ def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s,
 
 @njit(cache=True)
 def _binary_candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, y, tol, loss_s, status, margin,
-                      j, out_f, out_i, slack, mode, grad, bound):  # fmt: skip
+                      j, out_f, out_i, slack, mode, grad, bound, wrong, xt):  # fmt: skip
     """`_candidate` for the accuracy of two classes, where a sample's state is its margin
     alone: the counts (ACCURACY) or the tie-breaker's softplus(-m) change (LOSS), kept in
-    locals and written once (the same sums, in the same order)."""
+    locals and written once (the loss in the same order as the general sweep).
+
+    With the cut, the counts' sweep visits the surely wrong samples first (`wrong`, the
+    input's values at ``xt[i, s]``), then the others: past the wrong ones a flip can only lose
+    samples, so it is ruled out as soon as it has lost more than it won. In one sweep it could
+    only be ruled out after losing more than all the wrong samples (moons B seed 0's GA
+    ticket: 3,850), and most flips that lose were swept to the end."""
     wd = w[0] - w[1]  # the margin of a class-0 sample moves by wd * d, of a class-1 one by -wd * d
     first, loss, opened, gained = 0.0, 0.0, 0, 0
     if mode == LOSS:
@@ -305,9 +315,18 @@ def _binary_candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, y, tol, loss_s, 
         out_f[j] += loss
         return first
     cut = slack >= 0
-    for p in range(ptr[i], ptr[i + 1]):
-        s = rows[p]
-        d = _moved_by(dwj * vals[p], zo[s], ao[s], relu)
+    # the wrong samples first (a flip can only win them, or move a near tie), then the others
+    na, start = (wrong.shape[0] if cut else 0), ptr[i]
+    for t in range(na + ptr[i + 1] - start):
+        if t < na:
+            s = wrong[t]
+            x = xt[i, s]
+        else:
+            s = rows[start + t - na]
+            if cut and status[s] == 0:  # swept above
+                continue
+            x = vals[start + t - na]
+        d = _moved_by(dwj * x, zo[s], ao[s], relu)
         if d == 0.0:
             continue
         if bound:
@@ -318,7 +337,7 @@ def _binary_candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, y, tol, loss_s, 
             opened += 1
         else:
             gained += st - status[s]
-        if cut and (opened > 0 or gained + slack < 0):  # `_cut`
+        if cut and (opened > 0 or gained < 0):  # `_cut`: past the wrong ones, no slack left
             break
     out_i[j, 0] += opened
     out_i[j, 1] += gained
