@@ -73,10 +73,10 @@ def test_paper_ga_ignores_the_local_search_fields(digits2):
 
 
 def test_kicks_default_by_variant_and_objective():
-    # five kicks for the loss (digits), three for accuracy and F1 (moons: 2x the GA's time),
+    # five kicks for the loss (digits), four for accuracy and F1 (moons: 2x the GA's time),
     # none for the local search alone; an explicit --kicks wins
     memetic = GAConfig(variant="memetic")
-    assert [memetic.local_config(o).kicks for o in ("loss", "accuracy", "f1")] == [5, 3, 3]
+    assert [memetic.local_config(o).kicks for o in ("loss", "accuracy", "f1")] == [5, 4, 4]
     assert GAConfig(variant="local").local_config("accuracy").kicks == 0
     assert GAConfig(variant="memetic", kicks=7).local_config("accuracy").kicks == 7
 

@@ -143,7 +143,7 @@ def add_local_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--kicks",
         type=int,
-        help="iterated local search kicks (memetic: 5 for the loss, else 3; local 0)",
+        help="iterated local search kicks (memetic: 5 for the loss, else 4; local 0)",
     )
     g.add_argument("--kick-bits", type=int, help="bits flipped per kick (default 16)")
     g.add_argument("--max-passes", type=int, help="passes over all units per descent (default 50)")

@@ -66,7 +66,7 @@ class GAConfig:
     # memetic with the loss or the tie-breaker (sparsity >= 60% on digits-10 B), else 0
     local_density: float = 0.5  # density of local's random starts (the paper's, edge-popup's)
     local_starts: int = 1  # random starts of `local`
-    kicks: int | None = None  # iterated local search kicks; None: memetic 5 (loss) or 3, local 0
+    kicks: int | None = None  # iterated local search kicks; None: memetic 5 (loss) or 4, local 0
     kick_bits: int = 16  # bits flipped per kick
     max_passes: int = 50  # passes per descent
     val_fraction: float = 0.0  # held-out training slice for early stopping (local search)
@@ -187,9 +187,9 @@ class GAConfig:
             on_loss = objective == "loss" or self.tiebreak
             penalty = 0.1 if on_loss and self.variant == "memetic" else 0.0
         kicks = self.kicks
-        if kicks is None:  # see evoprune.ga.memetic: with accuracy / F1 three kicks keep
+        if kicks is None:  # see evoprune.ga.memetic: with accuracy / F1 four kicks keep
             # the memetic search within 2x the GA's time on moons; the loss on digits needs five
-            kicks = 0 if self.variant != "memetic" else 5 if objective == "loss" else 3
+            kicks = 0 if self.variant != "memetic" else 5 if objective == "loss" else 4
         return LocalConfig(
             ranking=self.ranking,
             sparsity_penalty=penalty,
