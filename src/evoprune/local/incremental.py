@@ -95,6 +95,10 @@ class MLPState:
         self.penalty = float(sparsity_penalty)
         self.true_n = np.bincount(self.y, minlength=self.C).astype(np.int64)
         self.tol = self._rounding_bound()
+        # per layer, its input indexed by feature (`csr`, `inputs_by_feature`); layer 0's, the
+        # data's, never changes, the others follow the mask (`_forget_indexes`)
+        self._csr: dict[int, tuple] = {}
+        self._xt: dict[int, np.ndarray] = {}
         self.refresh()
 
     @classmethod
@@ -164,9 +168,7 @@ class MLPState:
             self.pre.append(z)
             if li < self.n_layers - 1:
                 self.acts.append(np.maximum(z, 0.0))
-        # the data's own index (layer 0) never changes; the layers above follow the mask
-        self._csr: dict[int, tuple] = {k: v for k, v in getattr(self, "_csr", {}).items() if k == 0}
-        self._xt = {k: v for k, v in getattr(self, "_xt", {}).items() if k == 0}
+        self._forget_indexes(above=0)
         self._stats(self.pre[-1])
 
     def _stats(self, logits: np.ndarray) -> None:
@@ -194,6 +196,11 @@ class MLPState:
             a = self.acts[li]
             self._xt[li] = a.T if a.T.flags.c_contiguous else np.ascontiguousarray(a.T)
         return self._xt[li]
+
+    def _forget_indexes(self, above: int) -> None:
+        """Drop the feature indexes of the layers' inputs above layer `above`."""
+        self._csr = {k: v for k, v in self._csr.items() if k <= above}
+        self._xt = {k: v for k, v in self._xt.items() if k <= above}
 
     def csr(self, li: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The nonzeros of layer l's input by feature (rebuilt after the layers below change)."""
@@ -549,8 +556,7 @@ class MLPState:
             for k, new in enumerate(layers[:-1]):  # the hidden layers above; the logits below
                 self.pre[li + 1 + k][S] = new
                 self.acts[li + 2 + k][S] = np.maximum(new, 0.0)
-            self._csr = {k: v for k, v in self._csr.items() if k <= li}
-            self._xt = {k: v for k, v in self._xt.items() if k <= li}
+            self._forget_indexes(above=li)
         # with the loss, the counts are refreshed per pass: a step carries no statuses
         status, pred = step.get("status", (self.status[:0], self.pred[:0]))
         moved = kernels.apply_top(
