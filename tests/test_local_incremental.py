@@ -261,8 +261,10 @@ def test_csr_by_feature_lists_each_features_nonzeros_in_sample_order(layout):
 @pytest.mark.parametrize("objective", ["accuracy", "f1"])
 @pytest.mark.parametrize("tiebreak", [True, False])
 @pytest.mark.parametrize("layers", [[6, 12, 2], [6, 12, 4], [6, 10, 7, 3]])
+@pytest.mark.parametrize("wrong", [3, 100])  # a small slack, and a large one (two classes:
+# the wrong samples are swept first)
 def test_cut_sweeps_rule_out_exactly_the_flips_the_full_sweeps_rule_out(
-    tiebreak, layers, objective
+    tiebreak, layers, objective, wrong
 ):
     """With `cut`, a flip that surely loses accuracy (F1) stops being swept early, and (with
     the tie-breaker) one that keeps every prediction but surely raises the tie-breaker is not
@@ -271,7 +273,7 @@ def test_cut_sweeps_rule_out_exactly_the_flips_the_full_sweeps_rule_out(
     of 0 and a tie-breaker change above 0 where the cut gives inf."""
     st, _ = _state(layers, objective, seed=4, n=400, tiebreak=tiebreak)
     y = st._full_logits().argmax(1)  # labels the mask predicts: few samples wrong, a small slack
-    y[:3] = (y[:3] + 1) % layers[-1]
+    y[:wrong] = (y[:wrong] + 1) % layers[-1]
     st = MLPState(st.W, st.b, st.X, y, objective, st.mask, sparsity_penalty=0.05,
                   tiebreak=tiebreak)  # fmt: skip
     cut_short, bounded = 0, 0
@@ -289,7 +291,8 @@ def test_cut_sweeps_rule_out_exactly_the_flips_the_full_sweeps_rule_out(
         bounded += int(skipped.sum())
         assert np.all(full_p[skipped] == 0) and np.all(cut_p[skipped] == 0)
         assert np.all(full_t[skipped] > 0) and np.all(np.isinf(cut_t[skipped]))
-    assert cut_short > 0
+    # F1's reach bound does not cut with a hundred wrong samples of 400; the accuracy's does
+    assert cut_short > 0 or (objective == "f1" and wrong == 100)
     assert (bounded > 0) == tiebreak, bounded
 
 
