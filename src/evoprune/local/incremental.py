@@ -162,9 +162,12 @@ class MLPState:
                 # unit-major (the transpose of an (out, n) array): the first hidden layer only
                 # changes unit by unit, and scoring a block of its units reads whole units
                 # (moons B, seeds 0-4: the local search 21% faster, the very same tickets)
-                z = (self.masked(li) @ self.acts[li].T + self.b[li][:, None]).T
+                z = self.masked(li) @ self.acts[li].T
+                z += self.b[li][:, None]  # in place: one (n, H) array less to write
+                z = z.T
             else:
-                z = self.acts[li] @ self.masked(li).T + self.b[li]
+                z = self.acts[li] @ self.masked(li).T
+                z += self.b[li]
             self.pre.append(z)
             if li < self.n_layers - 1:
                 self.acts.append(np.maximum(z, 0.0))
