@@ -363,6 +363,11 @@ class MLPState:
         slack = -1
         if cut and self.mode != kernels.LOSS:
             slack = self.n - self.n_right - self.n_open if self.mode == kernels.ACCURACY else 0
+        # the accuracy of two classes, or a deeper unit's: those samples are swept first
+        wrong, xt = np.empty(0, np.int64), np.empty((0, 0))
+        deep = not last and li < self.n_layers - 2
+        if self.mode == kernels.ACCURACY and slack >= 0 and (self.C == 2 or deep):
+            wrong, xt = np.flatnonzero(self.status == 0), self.inputs_by_feature(li)
         if last or li == self.n_layers - 2:
             if last:
                 w = np.eye(self.C)[units]
@@ -372,10 +377,6 @@ class MLPState:
             grad, pen_n = np.empty((0, self.C)), np.empty((len(units), 0))
             if self.tiebreak and slack >= 0:
                 grad, pen_n = self.loss_gradient(), penalty * self.n
-            # two classes, the accuracy: the samples surely wrong are swept first
-            wrong, xt = np.empty(0, np.int64), np.empty((0, 0))
-            if self.C == 2 and self.mode == kernels.ACCURACY and slack >= 0:
-                wrong, xt = np.flatnonzero(self.status == 0), self.inputs_by_feature(li)
             kernels.unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, not last, w, self.pre[-1],
                                *st, grad, pen_n, wrong, xt, slack)  # fmt: skip
         else:
@@ -387,7 +388,8 @@ class MLPState:
                 wcol = np.ascontiguousarray(self.masked(li + 1)[:, o])
                 st_u = (*st[:8], out_f[u], out_i[u])
                 kernels.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[ui[u]], ao[ui[u]], wcol,
-                                  self.pre[li + 1], rest_w, shape, rest_b, *st_u, slack)  # fmt: skip
+                                  self.pre[li + 1], rest_w, shape, rest_b, *st_u, wrong, xt,
+                                  slack)  # fmt: skip
         primary = np.stack([self._deltas(out_f[u], out_i[u]) for u in range(len(units))])
         if self.tiebreak:
             return primary, out_f / self.n + penalty

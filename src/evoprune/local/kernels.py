@@ -357,17 +357,19 @@ def _moved_by(dz, zo, ao, relu):
 @njit(cache=True, parallel=True)
 def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, rest_shape,
                     rest_b, y, tol, mode, loss_s, status, pred, base, floor, out_f, out_i,
-                    slack=-1):  # fmt: skip
+                    wrong, xt, slack=-1):  # fmt: skip
     """As `unit_exact` for a hidden unit with further hidden layers above: the next layer's
     pre-activation moves by ``wcol (H,) * da`` (a rank-1 update), and the sample goes on through
     the remaining layers, given flat: ``rest_w`` row-major weights of shapes ``rest_shape (k, 2)``
-    and ``rest_b`` their biases; the last of them outputs the logits."""
+    and ``rest_b`` their biases; the last of them outputs the logits. With the accuracy and the
+    cut, the surely wrong samples `wrong` are swept first, as in `_binary_candidate` (circles D:
+    its first hidden layer scored in 59 ms a pass instead of 104, the same scores)."""
     primary = mode & 3
     gated = primary != LOSS and mode & TIEBREAK != 0
     for j in prange(cand.shape[0]):
         args = (ptr, rows, vals, cand[j], dw[j], zo, ao, wcol, pre_next, rest_w, rest_shape,
                 rest_b, y, tol, loss_s, status, pred, j, out_f, out_i, slack, base,
-                floor)  # fmt: skip
+                floor, wrong, xt)  # fmt: skip
         if not gated:
             _candidate_deep(*args, mode)
             continue
@@ -380,8 +382,8 @@ def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, r
 
 @njit(cache=True)
 def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, rest_shape, rest_b,
-                    y, tol, loss_s, status, pred, j, out_f, out_i, slack, base, floor,
-                    mode):  # fmt: skip
+                    y, tol, loss_s, status, pred, j, out_f, out_i, slack, base, floor, wrong,
+                    xt, mode):  # fmt: skip
     """One candidate of `unit_exact_deep` under one mode (see `_candidate`)."""
     cut = mode != LOSS and slack >= 0  # mode: LOSS, ACCURACY or F1 here
     H = pre_next.shape[1]
@@ -391,9 +393,18 @@ def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, res
     C = rest_shape[rest_shape.shape[0] - 1, 0]
     a = np.empty(width)
     b = np.empty(width)
-    for p in range(ptr[i], ptr[i + 1]):
-        s = rows[p]
-        z = zo[s] + dwj * vals[p]
+    # with the accuracy, the wrong samples first; past them the slack is 0
+    na = wrong.shape[0] if cut and mode == ACCURACY else 0
+    for t in range(na + ptr[i + 1] - ptr[i]):
+        if t < na:
+            s = wrong[t]
+            x = xt[i, s]
+        else:
+            s = rows[ptr[i] + t - na]
+            if na > 0 and status[s] == 0:  # swept above
+                continue
+            x = vals[ptr[i] + t - na]
+        z = zo[s] + dwj * x
         d = (z if z > 0.0 else 0.0) - ao[s]
         if d == 0.0:
             continue
@@ -417,7 +428,7 @@ def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, res
         watch = out_i[j, 2 + C + pred[s]]
         _accumulate(a[:C], y[s], tol[s], mode, loss_s[s], status[s], pred[s], j, out_f, out_i, C)
         check = cut and (mode == ACCURACY or _moved(out_i[j], watch, 2 + C + pred[s]))
-        if check and _cut(out_i[j], mode, slack, base, floor):
+        if check and _cut(out_i[j], mode, slack if t < na or na == 0 else 0, base, floor):
             return
 
 
