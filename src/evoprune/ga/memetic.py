@@ -34,11 +34,12 @@ acceptance rule already removes every weight whose removal does not worsen the o
 ``loss_first`` (accuracy and F1 only, off by default) runs the GA phase and one descent of the
 local search on the cross-entropy (the loss's 50-generation cap, no kicks), then the local search
 on the objective from there, with its kicks. The loss is smooth where the accuracy is a
-staircase, and on circles D it finds the round boundary: seeds 0-4 reach 91.79 / 92.23 / 92.14 /
-92.12 / 91.88% test accuracy (mean 92.03%; the Bayes rule scores 92.37% on that test set,
-backprop 92.3%) in 37-45 s, against the paper GA's 91.55% in 49-97 s (on another machine, whose
-float32 rounding sent the GA elsewhere: 92.14%, and 91.96% for the default schedule). With 5
-kicks: 92.15% in 48-58 s; kicks in the loss phase too gave 92.25% in 63-78 s (that machine).
+staircase, and on circles D it finds the round boundary: seeds 0-4 reach 92.22 / 92.23 / 92.14 /
+92.12 / 91.88% test accuracy (mean 92.12%; the Bayes rule scores 92.37% on that test set,
+backprop 92.3%) in 27-31 s, against the paper GA's 91.55% in 47-88 s. With 3 kicks and before
+the local search's last short cuts: 92.03% in 37-45 s (on another machine, whose float32
+rounding sent the GA elsewhere: 92.14%, and 91.96% for the default schedule); with 5 kicks
+then: 92.15% in 48-58 s; kicks in the loss phase too gave 92.25% in 63-78 s (that machine).
 On moons B it is worse (mean 96.9% against 99.0%, 5 kicks): there the loss and the accuracy
 disagree, and the GA on the accuracy finds the better basin.
 
