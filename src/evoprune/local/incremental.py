@@ -297,6 +297,8 @@ class MLPState:
     # -- single flips ----------------------------------------------------------------------------
 
     def _penalty_delta(self, li: int, o, cand: np.ndarray) -> np.ndarray:
+        """The density term's change of flipping bits `cand` of unit(s) o of layer li (o a
+        unit, or units as a column ``(U, 1)``: then ``(U, k)``)."""
         removing = self.mask[li][o, cand]
         return np.where(removing, -1.0, 1.0) * self.penalty / self.n_maskable
 
@@ -326,8 +328,9 @@ class MLPState:
         units = np.asarray(units, np.int64)
         cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
         expansion = ranking == "expansion" and self.mode == kernels.LOSS
-        if li < self.n_layers - 1 and not expansion:
-            live = np.any(self.masked(li + 1)[:, units] != 0, axis=0)
+        nxt = self.masked(li + 1) if li < self.n_layers - 1 else None  # the layer fed
+        if nxt is not None and not expansion:
+            live = np.any(nxt[:, units] != 0, axis=0)
             if not live.all():  # a unit without outgoing weights: its flips change no output
                 return self._dead_unit_scores(li, units, cand, live, ranking, cut)
         ptr, rows, vals = self.csr(li)
@@ -339,7 +342,7 @@ class MLPState:
         last = li == self.n_layers - 1
         ao = zo if last else _unit_rows(self.acts[li + 1], units)[0]
         pairs = len(rows) * len(cand) / max(self.W[li].shape[1], 1) * len(units)
-        penalty = np.where(on, -1.0, 1.0) * self.penalty / self.n_maskable
+        penalty = self._penalty_delta(li, units[:, None], cand)
         out_f = np.zeros((len(units), len(cand)))
         if expansion:
             kernels.set_threads(pairs)
@@ -365,14 +368,12 @@ class MLPState:
             slack = self.n - self.n_right - self.n_open if self.mode == kernels.ACCURACY else 0
         # the accuracy of two classes, or a deeper unit's: those samples are swept first
         wrong, xt = np.empty(0, np.int64), np.empty((0, 0))
-        deep = not last and li < self.n_layers - 2
+        deep = li < self.n_layers - 2
         if self.mode == kernels.ACCURACY and slack >= 0 and (self.C == 2 or deep):
             wrong, xt = np.flatnonzero(self.status == 0), self.inputs_by_feature(li)
         if last or li == self.n_layers - 2:
-            if last:
-                w = np.eye(self.C)[units]
-            else:
-                w = np.ascontiguousarray(self.masked(li + 1)[:, units].T)  # (U, C)
+            # (U, C): what each unit's change moves the logits by (output units: one-hot)
+            w = np.eye(self.C)[units] if last else np.ascontiguousarray(nxt[:, units].T)
             # with the tie-breaker, its first-order change bounds a flip's from below
             grad, pen_n = np.empty((0, self.C)), np.empty((len(units), 0))
             if self.tiebreak and slack >= 0:
@@ -385,7 +386,7 @@ class MLPState:
             shape = np.array([r.shape for r in rest], np.int64)
             rest_b = np.concatenate(self.b[li + 2 :])
             for u, o in enumerate(units):
-                wcol = np.ascontiguousarray(self.masked(li + 1)[:, o])
+                wcol = np.ascontiguousarray(nxt[:, o])
                 st_u = (*st[:8], out_f[u], out_i[u])
                 kernels.unit_exact_deep(ptr, rows, vals, cand, dw[u], zo[ui[u]], ao[ui[u]], wcol,
                                   self.pre[li + 1], rest_w, shape, rest_b, *st_u, wrong, xt,
@@ -408,9 +409,7 @@ class MLPState:
         flips move no logit, so they change the objective by exactly 0 and the tie-breaker
         by the density term alone; the live units are scored as usual. On a moons B ticket
         about half of the hidden units are dead, and each of their flips was a full sweep."""
-        penalty = (
-            np.where(self.mask[li][units][:, cand], -1.0, 1.0) * self.penalty / self.n_maskable
-        )
+        penalty = self._penalty_delta(li, units[:, None], cand)
         zeros = np.zeros_like(penalty)
         primary, secondary = (zeros, penalty) if self.tiebreak else (penalty, zeros)
         if live.any():
