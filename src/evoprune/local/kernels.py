@@ -269,12 +269,7 @@ def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s,
     first = 0.0
     for p in range(ptr[i], ptr[i + 1]):
         s = rows[p]
-        dz = dwj * vals[p]
-        if relu:
-            z = zo[s] + dz
-            d = (z if z > 0.0 else 0.0) - ao[s]
-        else:
-            d = dz
+        d = _moved_by(dwj * vals[p], zo[s], ao[s], relu)
         if d == 0.0:
             continue
         for c in range(C):
