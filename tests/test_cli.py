@@ -77,8 +77,10 @@ def test_evaluate_fresh_samples_of_moons_are_its_distribution(tmp_path, capsys):
     capsys.readouterr()
     # the test split is the generator's 16,000 samples of seed 42: the same accuracy
     code, text, _ = run_cli(["evaluate", out, "--fresh", "16000", "--fresh-seed", "42"], capsys)
-    fresh = text.splitlines()[-1]
+    fresh, bayes = text.splitlines()[-2:]
     assert code == 0 and fresh.startswith("moons: 16,000 fresh samples (seed 42): acc ")
+    # the Bayes rule makes no error on these 16,000 points (tests/test_bayes.py)
+    assert bayes == "the Bayes rule (the best possible) on the same samples: 0 errors, error rate 0"
     assert float(fresh.split("acc ")[1].split(",")[0]) == pytest.approx(
         result["test_accuracy"], abs=1e-6
     )

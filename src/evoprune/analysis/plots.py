@@ -20,6 +20,7 @@ DPI = 100
 KEPT_COLOR = "#d62728"  # kept in most tickets (as the paper's Fig. 1: red)
 REST_COLOR = "#1f77b4"  # the rest (blue)
 SINGLE_COLOR = "#333333"  # one ticket: a kept connection (no frequency to colour by)
+BOUNDARY_COLORS = ["#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]  # per ticket
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
@@ -261,4 +262,36 @@ def draw_ticket_graph(
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8,
                frameon=False)  # fmt: skip
     fig.suptitle(title or "ticket graph", fontsize=10)
+    return fig
+
+
+def draw_boundaries(b, title: str) -> Figure:
+    """`evoprune.analysis.boundary.Boundaries`: the training points (light), each ticket's
+    boundary and test errors in its colour, the Bayes rule's boundary dashed black."""
+    fig = Figure(figsize=(8, 6.2))
+    ax = fig.add_subplot()
+    ax.scatter(*b.X_shown.T, c=b.y_shown, s=2, cmap="coolwarm", alpha=0.25, linewidths=0)
+    handles = []
+    for k, (pred, label, errors) in enumerate(
+        zip(b.predictions, b.labels, b.test_errors, strict=True)
+    ):
+        color = BOUNDARY_COLORS[k % len(BOUNDARY_COLORS)]
+        for cls in np.unique(pred):  # the edge of each class's region: any number of classes
+            ax.contour(b.xs, b.ys, (pred == cls).astype(float), levels=[0.5], colors=color,
+                       linewidths=1.4)  # fmt: skip
+        marker = "xo+^sv"[k % 6]
+        h = ax.scatter(*b.X_test[errors].T, color=color, marker=marker, s=36, linewidths=1.2,
+                       facecolors="none" if marker in "o^sv" else None, alpha=0.8,
+                       zorder=3 + len(b.labels) - k,  # the first ticket's on top
+                       label=f"{label}: {len(errors)} test errors")  # fmt: skip
+        handles.append(h)
+    if b.bayes is not None:
+        ax.contour(b.xs, b.ys, b.bayes, levels=[0.0], colors="k", linestyles="--", linewidths=1.2)
+        n = len(b.bayes_test_errors)
+        handles.append(ax.plot([], [], "k--", label=f"Bayes rule: {n} test errors")[0])
+    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+    ax.set_xlabel("feature 1 (as the network sees it)")
+    ax.set_ylabel("feature 2")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
     return fig

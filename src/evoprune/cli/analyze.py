@@ -1,4 +1,4 @@
-"""`evoprune analyze landscape | hessian | graph` and `evoprune plot history`."""
+"""`evoprune analyze landscape | hessian | graph` and `evoprune plot history | boundary`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from evoprune.errors import EvopruneError
 # what `register` adds, with the line `evoprune --help` shows for each
 COMMANDS = {
     "analyze": "the paper's analyses of tickets: landscape, hessian, graph",
-    "plot": "figures of one run: history (Fig. 4)",
+    "plot": "figures of runs: history (Fig. 4), decision boundary",
 }
 
 
@@ -116,6 +116,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("run_dir", type=Path, help="a run folder with history.csv")
     q.add_argument("--out", type=Path, help="output .png (default RUN_DIR/history.png)")
     q.set_defaults(run=_history)
+
+    q = what.add_parser(
+        "boundary",
+        help="decision boundaries of tickets on two-feature data, beside the Bayes rule's",
+        description="Draw each ticket's decision boundary over its training data and mark its "
+        "test errors; on moons and circles also the boundary of the Bayes rule, the most "
+        "accurate classifier there is. The tickets must share their dataset.",
+    )
+    q.add_argument("tickets", type=Path, nargs="+", help="ticket.npz files or their run folders")
+    q.add_argument("--grid", type=int, default=301, help="points per axis (default 301)")
+    q.add_argument(
+        "--out", type=Path, help="output .png (default: boundary.png beside the first ticket)"
+    )
+    q.set_defaults(run=_boundary)
 
 
 def _dataset(args: argparse.Namespace, ticket: Any):
@@ -253,3 +267,45 @@ def _history(args: argparse.Namespace) -> int:
     ]
     print(f"{', '.join(counts)}; {caption or 'no result.json: no final ticket'} -> {out}")
     return 0
+
+
+def _boundary(args: argparse.Namespace) -> int:
+    from evoprune.analysis.boundary import decision_boundaries
+    from evoprune.analysis.plots import draw_boundaries, save_png
+    from evoprune.data.registry import dataset_from_config
+    from evoprune.ticket import Ticket, ticket_path
+
+    paths = [ticket_path(t) for t in args.tickets]
+    out = args.out or paths[0].parent / "boundary.png"
+    if out.suffix.lower() != ".png":
+        raise EvopruneError(f"--out: expected a .png file name, got {str(out)!r}")
+    tickets = [Ticket.load(p) for p in paths]
+    for path, ticket in zip(paths[1:], tickets[1:], strict=True):
+        if ticket.dataset != tickets[0].dataset:
+            raise EvopruneError(
+                f"{path}: found on other data than {paths[0]} "
+                f"({ticket.dataset.get('name')} against {tickets[0].dataset.get('name')})"
+            )
+    ds = dataset_from_config(tickets[0].dataset)
+    labels = [_ticket_label(p, t) for p, t in zip(paths, tickets, strict=True)]
+    b = decision_boundaries(tickets, labels, ds, args.grid)
+    layers = {str(t.layers) for t in tickets}
+    title = f"{ds.name}, {' / '.join(sorted(layers))}: decision boundaries and test errors"
+    save_png(draw_boundaries(b, title), out)
+    errors = [f"{label} {len(e)}" for label, e in zip(b.labels, b.test_errors, strict=True)]
+    if b.bayes_test_errors is not None:
+        errors.append(f"the Bayes rule {len(b.bayes_test_errors)}")
+    print(f"{ds.name}, test errors of {len(ds.y_test):,}: {', '.join(errors)} -> {out}")
+    return 0
+
+
+def _ticket_label(path: Path, ticket: Any) -> str:
+    """``memetic seed 4`` from the run folder's result.json, else the ticket's method."""
+    import json
+
+    from evoprune.analysis.plots import METHOD_NAMES
+
+    result_file = path.parent / "result.json"
+    result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+    method = result.get("variant") or result.get("method") or ticket.method
+    return f"{METHOD_NAMES.get(method, method)} seed {result.get('seed', ticket.seed)}"

@@ -101,9 +101,11 @@ def _check_fresh(args: argparse.Namespace, ticket: Any) -> None:
 
 def _print_fresh(model: Any, ticket: Any, n: int, seed: int) -> None:
     """The ticket's accuracy on `n` fresh samples of its generated dataset, with the error
-    rate's exact (Clopper-Pearson) 95% interval."""
+    rate's exact (Clopper-Pearson) 95% interval; then the Bayes rule's errors there."""
     from scipy.stats import beta
 
+    from evoprune.data.bayes import bayes_predict
+    from evoprune.data.newdata import trained_normalize
     from evoprune.evaluate import score_splits
 
     X, y = fresh_samples(ticket.dataset, n, seed)
@@ -115,6 +117,10 @@ def _print_fresh(model: Any, ticket: Any, n: int, seed: int) -> None:
         f"{ticket.dataset.get('name')}: {n:,} fresh samples (seed {seed}): acc {accuracy:.6f}, "
         f"{errors:,} errors, error rate {errors / n:.3g} (95% CI {low:.3g} to {high:.3g})"
     )
+    name = ticket.dataset["name"]
+    bayes = int((bayes_predict(name, X, trained_normalize(ticket.dataset)) != y).sum())
+    print(f"the Bayes rule (the best possible) on the same samples: {bayes:,} errors, "
+          f"error rate {bayes / n:.3g}")  # fmt: skip
 
 
 def _new_data(args: argparse.Namespace, ticket: Any, n_out: int) -> tuple[Any, Any]:

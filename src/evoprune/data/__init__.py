@@ -6,6 +6,7 @@
 (torch.Size([50000, 2]), 2)
 """
 
+from evoprune.data.bayes import bayes_predict
 from evoprune.data.registry import DATASETS, Dataset, fresh_sample, load_dataset, load_file
 
-__all__ = ["DATASETS", "Dataset", "fresh_sample", "load_dataset", "load_file"]
+__all__ = ["DATASETS", "Dataset", "bayes_predict", "fresh_sample", "load_dataset", "load_file"]

@@ -52,12 +52,13 @@ class Dataset:
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-GENERATORS = {"moons": skd.make_moons, "circles": skd.make_circles}  # noise 0.07, 2 classes
+GENERATORS = {"moons": skd.make_moons, "circles": skd.make_circles}  # 2 classes each
 N_TRAIN, N_TEST = 50_000, 16_000  # of moons and circles, both drawn with SPLIT_STATE
+NOISE = 0.07  # standard deviation of the Gaussian noise on their points
 
 
 def _generate(name: str, n: int, state: int = SPLIT_STATE) -> tuple[np.ndarray, np.ndarray]:
-    return GENERATORS[name](n_samples=n, noise=0.07, random_state=state)
+    return GENERATORS[name](n_samples=n, noise=NOISE, random_state=state)
 
 
 def _moons(classes: int, **_: Any) -> Arrays:

@@ -1,0 +1,161 @@
+"""The Bayes rule of moons and circles, and the decision-boundary figure drawn with it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+from sklearn.datasets import make_circles, make_moons
+
+from evoprune.analysis.boundary import decision_boundaries
+from evoprune.cli import main
+from evoprune.data import bayes_predict, fresh_sample, load_dataset
+from evoprune.data.bayes import _moons_sum, bayes_log_ratio, raw_points
+from evoprune.errors import EvopruneError
+from evoprune.ga.job import run_ga_job
+
+SIGMA = 0.07
+TINY = {"population": 12, "min_generations": 4, "patience": 2, "max_generations": 4}
+
+
+def mixture_log_ratio(X: np.ndarray, make, n: int = 8_000) -> np.ndarray:
+    """An independent reference: each class's density as the Gaussian mixture over the
+    generator's own noise-free points."""
+    points, labels = make(n_samples=n, noise=None, shuffle=False)
+    logs = []
+    for cls in (0, 1):
+        c = points[labels == cls]
+        d2 = [
+            ((x[:, None, :] - c[None]) ** 2).sum(-1) for x in np.array_split(X, len(X) // 500 + 1)
+        ]
+        logs.append(logsumexp(-np.concatenate(d2) / (2 * SIGMA**2), axis=1) - np.log(len(c)))
+    return logs[1] - logs[0]
+
+
+def random_points(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform([-1.3, -0.9], [2.3, 1.4], size=(n, 2))
+
+
+def test_moons_ratio_equals_the_mixture_over_the_generators_points():
+    X, _ = make_moons(n_samples=400, noise=0.2, random_state=0)  # about the data, wider
+    # n / 2 points per arc, ends included: the continuous arc is their limit, within O(1/n) (a
+    # relative 1e-4 here; with the test split's 8,000 points per arc, up to 0.01 near the boundary)
+    ref = mixture_log_ratio(X, make_moons, n=400_000)
+    assert np.array_equal(bayes_log_ratio("moons", X) > 0, ref > 0)
+    # the sum itself, which runs where the distances to the arcs leave the class open
+    near = np.abs(ref) < 20
+    assert near.sum() > 50 and np.allclose(_moons_sum(X[near]), ref[near], rtol=1e-4, atol=1e-3)
+
+
+def test_moons_ratio_flips_sign_under_the_symmetry_that_swaps_the_moons():
+    # (x, y) -> (1 - x, 0.5 - y) maps each half circle onto the other
+    X = random_points(5_000, seed=1)
+    mirrored = np.c_[1 - X[:, 0], 0.5 - X[:, 1]]
+    assert np.allclose(bayes_log_ratio("moons", mirrored), -bayes_log_ratio("moons", X), atol=1e-9)
+
+
+def test_circles_closed_form_equals_the_mixture_and_is_one_radius_threshold():
+    X = random_points(1_000, seed=2) - [0.5, 0.25]
+    assert np.allclose(bayes_log_ratio("circles", X), mixture_log_ratio(X, make_circles), atol=1e-3)
+    r = np.linspace(0.0, 1.6, 2_001)
+    inner = bayes_log_ratio("circles", np.c_[r, np.zeros_like(r)]) > 0
+    switch = np.flatnonzero(np.diff(inner.astype(int)))
+    assert len(switch) == 1 and inner[0] and 0.8 < r[switch[0]] < 1.0
+
+
+@pytest.mark.parametrize("name", ["moons", "circles"])
+def test_bayes_rule_beats_a_ticket_and_reads_scaled_data(name):
+    ds = load_dataset(name)
+    X, y = fresh_sample(name, 200_000, seed=3)
+    # the scaled samples, mapped back, are the generator's own draw
+    raw, _ = (make_moons if name == "moons" else make_circles)(200_000, noise=SIGMA, random_state=3)
+    assert np.allclose(raw_points(name, X), raw, atol=1e-5)
+    bayes = (bayes_predict(name, X) == y).float().mean().item()
+    assert bayes > {"moons": 0.9999, "circles": 0.92}[name]
+    # better than a network fitted to the training split by gradient descent
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(200):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(ds.X_train), ds.y_train).backward()
+        opt.step()
+    with torch.no_grad():
+        fitted = (net(X).argmax(1) == y).float().mean().item()
+    assert bayes > fitted
+
+
+def test_bayes_rule_takes_only_generated_two_feature_data():
+    with pytest.raises(EvopruneError, match="expected a generated dataset.*got 'digits'"):
+        bayes_predict("digits", torch.zeros(3, 2))
+    with pytest.raises(EvopruneError, match="expected points with 2 features, got 3"):
+        bayes_predict("moons", torch.zeros(3, 3))
+
+
+@pytest.fixture(scope="module")
+def moons_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("moons")
+    for seed in (0, 1):
+        job = {"method": "ga", "dataset": "moons", "arch": "A", "seed": seed, **TINY}
+        run_ga_job(job, root / f"ga{seed}")
+    return root
+
+
+def test_decision_boundaries_agree_with_the_tickets_and_the_bayes_rule(moons_runs):
+    from evoprune.ticket import Ticket
+
+    ds = load_dataset("moons")
+    ticket = Ticket.load(moons_runs / "ga0")
+    b = decision_boundaries([ticket], ["GA"], ds, grid=41)
+    gx, gy = np.meshgrid(b.xs, b.ys)
+    lattice = torch.as_tensor(np.c_[gx.ravel(), gy.ravel()], dtype=torch.float32)
+    assert np.array_equal(b.predictions[0].ravel(), ticket.predict(lattice).numpy())
+    assert np.array_equal(b.bayes.ravel() > 0, bayes_predict("moons", lattice).numpy() == 1)
+    result = json.loads((moons_runs / "ga0" / "result.json").read_text())
+    assert len(b.test_errors[0]) == round((1 - result["test_accuracy"]) * len(ds.y_test))
+    assert len(b.bayes_test_errors) == 0  # the Bayes rule is right on every point of this split
+    assert b.xs.min() < ds.X_train[:, 0].min() and b.ys.max() > ds.X_train[:, 1].max()
+
+
+def test_plot_boundary_draws_the_tickets_and_says_their_test_errors(moons_runs, tmp_path, capsys):
+    out = tmp_path / "b.png"
+    args = ["plot", "boundary", str(moons_runs / "ga0"), str(moons_runs / "ga1" / "ticket.npz")]
+    assert main([*args, "--grid", "41", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    errors = [
+        round(
+            (1 - json.loads((moons_runs / f"ga{s}/result.json").read_text())["test_accuracy"])
+            * 16000
+        )
+        for s in (0, 1)
+    ]
+    assert text.startswith("moons, test errors of 16,000: ")
+    assert f"GA seed 0 {errors[0]}, GA seed 1 {errors[1]}, the Bayes rule 0 -> {out}" in text
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot", "boundary", str(moons_runs / "ga0"), "--grid", "21"]) == 0
+    assert (moons_runs / "ga0" / "boundary.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["{digits}"], "expected data with 2 features, digits has 64"),
+        (["{moons}", "{digits}"], "found on other data than"),
+        (["{moons}", "--out", "{tmp}/b.svg"], "--out: expected a .png file name"),
+        (["{moons}", "--grid", "2"], "--grid: expected at least 3 points per axis, got 2"),
+    ],
+)
+def test_plot_boundary_bad_input_is_one_line_and_exit_2(
+    extra, message, moons_runs, tmp_path, capsys
+):
+    digits = tmp_path / "digits"
+    if "{digits}" in extra:
+        run_ga_job({"method": "ga", "dataset": "digits", "classes": 2, "arch": "A", **TINY}, digits)
+    args = [a.format(digits=digits, moons=moons_runs / "ga0", tmp=tmp_path) for a in extra]
+    assert main(["plot", "boundary", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not list(tmp_path.glob("*.svg")) and not (digits / "boundary.png").exists()
