@@ -113,10 +113,8 @@ def _moons_sum(X: np.ndarray) -> np.ndarray:
     curves = [c + np.c_[np.cos(t), o * np.sin(t)] for c, o in ARCS]  # (K, 2) each
     ratio = np.empty(len(X))
     for start in range(0, len(X), CHUNK):
-        rows = X[start : start + CHUNK]
-        ratio[start : start + CHUNK] = _log_mean_gauss(rows, curves[1]) - _log_mean_gauss(
-            rows, curves[0]
-        )
+        log0, log1 = (_log_mean_gauss(X[start : start + CHUNK], c) for c in curves)
+        ratio[start : start + CHUNK] = log1 - log0
     return ratio
 
 
