@@ -133,7 +133,7 @@ def test_plot_boundary_draws_the_tickets_and_says_their_test_errors(moons_runs, 
         for s in (0, 1)
     ]
     assert text.startswith("moons, test errors of 16,000: ")
-    assert f"GA seed 0 {errors[0]}, GA seed 1 {errors[1]}, the Bayes rule 0 -> {out}" in text
+    assert f"GA seed 0 {errors[0]:,}, GA seed 1 {errors[1]:,}, the Bayes rule 0 -> {out}" in text
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["plot", "boundary", str(moons_runs / "ga0"), "--grid", "21"]) == 0
     assert (moons_runs / "ga0" / "boundary.png").is_file()
@@ -159,3 +159,22 @@ def test_plot_boundary_bad_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not list(tmp_path.glob("*.svg")) and not (digits / "boundary.png").exists()
+
+
+def test_draw_boundaries_marks_at_most_400_errors_per_ticket_and_says_so():
+    from evoprune.analysis.boundary import Boundaries
+    from evoprune.analysis.plots import MARKED_ERRORS, draw_boundaries
+
+    xs = ys = np.linspace(-1, 1, 21)
+    gx, gy = np.meshgrid(xs, ys)
+    three = (gx > 0).astype(int) + (gy > 0.5)  # three classes
+    X_test = np.random.default_rng(0).uniform(-1, 1, size=(2_000, 2))
+    b = Boundaries(xs, ys, [three, (gx > gy).astype(int)], ["A", "B"],
+                   [np.arange(1_000), np.arange(7)], X_test[:50], np.arange(50) % 3, X_test,
+                   bayes=gx - gy, bayes_test_errors=np.arange(3))  # fmt: skip
+    ax = draw_boundaries(b, "t").axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [f"A: 1,000 test errors ({MARKED_ERRORS} marked)", "B: 7 test errors",
+                      "Bayes rule: 3 test errors"]  # fmt: skip
+    marked = [len(c.get_offsets()) for c in ax.collections if c.get_label().startswith(("A", "B"))]
+    assert marked == [MARKED_ERRORS, 7]

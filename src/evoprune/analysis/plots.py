@@ -21,6 +21,7 @@ KEPT_COLOR = "#d62728"  # kept in most tickets (as the paper's Fig. 1: red)
 REST_COLOR = "#1f77b4"  # the rest (blue)
 SINGLE_COLOR = "#333333"  # one ticket: a kept connection (no frequency to colour by)
 BOUNDARY_COLORS = ["#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]  # per ticket
+MARKED_ERRORS = 400  # test errors marked per ticket in a boundary figure
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
@@ -267,10 +268,15 @@ def draw_ticket_graph(
 
 def draw_boundaries(b, title: str) -> Figure:
     """`evoprune.analysis.boundary.Boundaries`: the training points (light), each ticket's
-    boundary and test errors in its colour, the Bayes rule's boundary dashed black."""
+    boundary and test errors in its colour (at most `MARKED_ERRORS` of them, a fixed random
+    choice, so that thousands do not hide the boundaries), the Bayes rule's boundary dashed
+    black on top. Both axes on one scale, as the network sees its inputs."""
     fig = Figure(figsize=(8, 6.2))
     ax = fig.add_subplot()
-    ax.scatter(*b.X_shown.T, c=b.y_shown, s=2, cmap="coolwarm", alpha=0.25, linewidths=0)
+    few = len(b.X_shown) < 1_000  # a small table: larger points
+    two = b.y_shown.max() <= 1  # two classes: blue and red; more: a pale colour each
+    ax.scatter(*b.X_shown.T, c=b.y_shown, s=10 if few else 2, cmap="coolwarm" if two else "Pastel1",
+               vmin=0, vmax=1 if two else 8, alpha=0.45 if two else 0.9, linewidths=0)  # fmt: skip
     handles = []
     for k, (pred, label, errors) in enumerate(
         zip(b.predictions, b.labels, b.test_errors, strict=True)
@@ -279,17 +285,22 @@ def draw_boundaries(b, title: str) -> Figure:
         for cls in np.unique(pred):  # the edge of each class's region: any number of classes
             ax.contour(b.xs, b.ys, (pred == cls).astype(float), levels=[0.5], colors=color,
                        linewidths=1.4)  # fmt: skip
+        text = f"{label}: {len(errors):,} test errors"
+        if len(errors) > MARKED_ERRORS:
+            errors = np.random.default_rng(k).choice(errors, MARKED_ERRORS, replace=False)
+            text += f" ({MARKED_ERRORS} marked)"
         marker = "xo+^sv"[k % 6]
         h = ax.scatter(*b.X_test[errors].T, color=color, marker=marker, s=36, linewidths=1.2,
                        facecolors="none" if marker in "o^sv" else None, alpha=0.8,
-                       zorder=3 + len(b.labels) - k,  # the first ticket's on top
-                       label=f"{label}: {len(errors)} test errors")  # fmt: skip
+                       zorder=3 + len(b.labels) - k, label=text)  # the first ticket's on top  # fmt: skip
         handles.append(h)
     if b.bayes is not None:
-        ax.contour(b.xs, b.ys, b.bayes, levels=[0.0], colors="k", linestyles="--", linewidths=1.2)
+        ax.contour(b.xs, b.ys, b.bayes, levels=[0.0], colors="k", linestyles="--",
+                   linewidths=1.4, zorder=10)  # fmt: skip
         n = len(b.bayes_test_errors)
-        handles.append(ax.plot([], [], "k--", label=f"Bayes rule: {n} test errors")[0])
+        handles.append(ax.plot([], [], "k--", label=f"Bayes rule: {n:,} test errors")[0])
     ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+    ax.set_aspect("equal")
     ax.set_xlabel("feature 1 (as the network sees it)")
     ax.set_ylabel("feature 2")
     ax.set_title(title, fontsize=10)

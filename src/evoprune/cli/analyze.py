@@ -292,9 +292,9 @@ def _boundary(args: argparse.Namespace) -> int:
     layers = {str(t.layers) for t in tickets}
     title = f"{ds.name}, {' / '.join(sorted(layers))}: decision boundaries and test errors"
     save_png(draw_boundaries(b, title), out)
-    errors = [f"{label} {len(e)}" for label, e in zip(b.labels, b.test_errors, strict=True)]
+    errors = [f"{label} {len(e):,}" for label, e in zip(b.labels, b.test_errors, strict=True)]
     if b.bayes_test_errors is not None:
-        errors.append(f"the Bayes rule {len(b.bayes_test_errors)}")
+        errors.append(f"the Bayes rule {len(b.bayes_test_errors):,}")
     print(f"{ds.name}, test errors of {len(ds.y_test):,}: {', '.join(errors)} -> {out}")
     return 0
 
