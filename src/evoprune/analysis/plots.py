@@ -271,7 +271,8 @@ def draw_boundaries(b, title: str) -> Figure:
     boundary and test errors in its colour (at most `MARKED_ERRORS` of them, a fixed random
     choice, so that thousands do not hide the boundaries), the Bayes rule's boundary dashed
     black on top. Both axes on one scale, as the network sees its inputs."""
-    fig = Figure(figsize=(8, 6.2))
+    aspect = (b.ys[-1] - b.ys[0]) / (b.xs[-1] - b.xs[0])  # height / width of the data
+    fig = Figure(figsize=(8, min(max(7 * aspect + 1.2, 3.5), 9)))
     ax = fig.add_subplot()
     few = len(b.X_shown) < 1_000  # a small table: larger points
     two = b.y_shown.max() <= 1  # two classes: blue and red; more: a pale colour each
@@ -299,7 +300,7 @@ def draw_boundaries(b, title: str) -> Figure:
                    linewidths=1.4, zorder=10)  # fmt: skip
         n = len(b.bayes_test_errors)
         handles.append(ax.plot([], [], "k--", label=f"Bayes rule: {n:,} test errors")[0])
-    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9).set_zorder(20)
     ax.set_aspect("equal")
     ax.set_xlabel("feature 1 (as the network sees it)")
     ax.set_ylabel("feature 2")
