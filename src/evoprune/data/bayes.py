@@ -25,11 +25,13 @@ spacing), so the sum runs only where those bounds leave the class open.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import torch
 from scipy.special import i0e, logsumexp
 
-from evoprune.data.registry import DATASETS, GENERATORS, N_TRAIN, NOISE, _generate
+from evoprune.data.registry import DATASETS, GENERATORS, N_TEST, N_TRAIN, NOISE, _generate
 from evoprune.data.scaling import SCALE
 from evoprune.errors import EvopruneError
 
@@ -42,6 +44,15 @@ def bayes_predict(name: str, X: torch.Tensor, normalize: bool | None = None) -> 
     """The Bayes rule's class (0 or 1) for each row of `X` (n, 2), which is scaled as
     `load_dataset(name, normalize=...)` scales it (by default as the paper does)."""
     return torch.as_tensor(bayes_log_ratio(name, raw_points(name, X, normalize)) > 0).long()
+
+
+@cache
+def bayes_test_accuracy(name: str) -> float:
+    """The Bayes rule's accuracy on the dataset's fixed test split, the same for every run
+    (moons 1.0, circles 0.9237): the ceiling of every ticket's test accuracy there."""
+    _check_name(name)
+    X, y = _generate(name, N_TEST)
+    return float(np.mean((bayes_log_ratio(name, X) > 0) == (y == 1)))
 
 
 def bayes_log_ratio(name: str, X_raw: np.ndarray) -> np.ndarray:
@@ -135,4 +146,4 @@ def _log_mean_gauss(X: np.ndarray, curve: np.ndarray) -> np.ndarray:
     return logsumexp(-np.maximum(d2, 0.0) / (2 * NOISE**2), axis=1) - np.log(len(curve))
 
 
-__all__ = ["bayes_log_ratio", "bayes_predict", "raw_points"]
+__all__ = ["bayes_log_ratio", "bayes_predict", "bayes_test_accuracy", "raw_points"]

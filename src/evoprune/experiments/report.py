@@ -98,6 +98,8 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
             f"<p class='note'>{html.escape(fig.caption)} Runs: {len(sub)}"
             f"{html.escape(_coverage(sub))}, seeds per cell: {_seeds_per_cell(frame)}.</p>"
         )
+        if fig.kind != "history" and (ceiling := _bayes_note(sub)):
+            parts.append(f"<p class='note'>{html.escape(ceiling)}</p>")
         figures.append(spec)
         if fig.table is not None or fig.kind != "history":
             table = fig.table(frame) if fig.table is not None else _summary_table(frame)
@@ -199,6 +201,21 @@ def _header(folders: list[Path], runs: pd.DataFrame, meta: pd.DataFrame) -> str:
 
 # the figures of Schönberger et al. (arXiv 2508.08877) and its digits Hessian analysis
 PAPER_FIGURES = {f"fig{i}" for i in range(1, 12)} | {"hessian"}
+
+
+def _bayes_note(runs: pd.DataFrame) -> str:
+    """The test-accuracy ceiling of the generated datasets among `runs`: the Bayes rule's."""
+    from evoprune.data.bayes import bayes_test_accuracy
+    from evoprune.data.registry import GENERATORS
+
+    names = [n for n in GENERATORS if n in set(runs.get("dataset", []))]
+    if not names:
+        return ""
+    scores = " and ".join(f"{bayes_test_accuracy(n):.2%} on {n}" for n in names)
+    return (
+        f"The Bayes rule, the most accurate classifier there is, scores {scores} "
+        "(the same test sets; evoprune.data.bayes_predict)."
+    )
 
 
 def _seeds_per_cell(frame: pd.DataFrame) -> str:
