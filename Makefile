@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(BIN)/evoprune search --dataset moons --arch B --seed 0 --quiet --out runs/demo/ga
 	$(BIN)/evoprune search --dataset moons --arch B --seed 0 --variant memetic --quiet --out runs/demo/memetic
 	$(BIN)/evoprune compare runs/demo/ga runs/demo/memetic
+	$(BIN)/evoprune plot boundary runs/demo/memetic runs/demo/ga --out runs/demo/boundary.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
