@@ -178,3 +178,21 @@ def test_draw_boundaries_marks_at_most_400_errors_per_ticket_and_says_so():
                       "Bayes rule: 3 test errors"]  # fmt: skip
     marked = [len(c.get_offsets()) for c in ax.collections if c.get_label().startswith(("A", "B"))]
     assert marked == [MARKED_ERRORS, 7]
+
+
+def test_plot_boundary_of_a_ticket_without_its_data_takes_dataset(tmp_path, capsys):
+    from evoprune.ticket import Ticket
+
+    bits = 2 * 20 + 20 * 2
+    ticket = Ticket(mask=torch.ones(bits, dtype=torch.bool), layers=[2, 20, 2])
+    ticket.save(tmp_path / "t.npz")
+    assert main(["plot", "boundary", str(tmp_path / "t.npz"), "--grid", "21"]) == 2
+    assert "the ticket records no dataset; give one (--dataset" in capsys.readouterr().err
+    args = ["--dataset", "circles", "--grid", "21", "--out", str(tmp_path / "b.png")]
+    assert main(["plot", "boundary", str(tmp_path / "t.npz"), *args]) == 0
+    ds = load_dataset("circles")
+    errors = int((ticket.predict(ds.X_test) != ds.y_test).sum())
+    assert f"circles, test errors of 16,000: GA seed 0 {errors:,}, the Bayes rule 1,221 " in (
+        capsys.readouterr().out
+    )
+    assert (tmp_path / "b.png").is_file()

@@ -122,9 +122,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decision boundaries of tickets on two-feature data, beside the Bayes rule's",
         description="Draw each ticket's decision boundary over its training data and mark its "
         "test errors; on moons and circles also the boundary of the Bayes rule, the most "
-        "accurate classifier there is. The tickets must share their dataset.",
+        "accurate classifier there is. The tickets must share their dataset. Default data: "
+        "the tickets' own.",
     )
     q.add_argument("tickets", type=Path, nargs="+", help="ticket.npz files or their run folders")
+    add_data_args(q, required=False)
     q.add_argument("--grid", type=int, default=301, help="points per axis (default 301)")
     q.add_argument(
         "--out", type=Path, help="output .png (default: boundary.png beside the first ticket)"
@@ -286,7 +288,7 @@ def _boundary(args: argparse.Namespace) -> int:
                 f"{path}: found on other data than {paths[0]} "
                 f"({ticket.dataset.get('name')} against {tickets[0].dataset.get('name')})"
             )
-    ds = dataset_from_config(tickets[0].dataset)
+    ds = _dataset(args, tickets[0]) or dataset_from_config(tickets[0].dataset)
     labels = [_ticket_label(p, t) for p, t in zip(paths, tickets, strict=True)]
     b = decision_boundaries(tickets, labels, ds, args.grid)
     layers = {str(t.layers) for t in tickets}
