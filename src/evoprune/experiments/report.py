@@ -213,8 +213,8 @@ def _bayes_note(runs: pd.DataFrame) -> str:
         return ""
     scores = " and ".join(f"{bayes_test_accuracy(n):.2%} on {n}" for n in names)
     return (
-        f"The Bayes rule, the most accurate classifier there is, scores {scores} "
-        "(the same test sets; evoprune.data.bayes_predict)."
+        f"The ceiling: the Bayes rule, the most accurate classifier there is, scores {scores}, "
+        "on the test sets of these runs (evoprune.data.bayes_predict)."
     )
 
 
