@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from evoprune.data.bayes import bayes_log_ratio, raw_points
+from evoprune.data.bayes import bayes_log_ratio, bayes_predict, raw_points
 from evoprune.data.newdata import trained_normalize
 from evoprune.data.registry import GENERATORS, Dataset
 from evoprune.errors import EvopruneError
@@ -77,9 +77,7 @@ def decision_boundaries(
         normalize = trained_normalize(ds.config)
         ratio = bayes_log_ratio(ds.name, raw_points(ds.name, lattice.double(), normalize))
         b.bayes = ratio.reshape(grid, grid)
-        wrong = (bayes_log_ratio(ds.name, raw_points(ds.name, ds.X_test, normalize)) > 0) != (
-            ds.y_test.numpy() == 1
-        )
+        wrong = (bayes_predict(ds.name, ds.X_test, normalize) != ds.y_test).numpy()
         b.bayes_test_errors = np.flatnonzero(wrong)
     return b
 

@@ -303,11 +303,9 @@ def _boundary(args: argparse.Namespace) -> int:
 
 def _ticket_label(path: Path, ticket: Any) -> str:
     """``memetic seed 4`` from the run folder's result.json, else the ticket's method."""
-    import json
-
     from evoprune.analysis.plots import METHOD_NAMES
+    from evoprune.cli.compare import load_result
 
-    result_file = path.parent / "result.json"
-    result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+    result = load_result(path.parent) if (path.parent / "result.json").is_file() else {}
     method = result.get("variant") or result.get("method") or ticket.method
     return f"{METHOD_NAMES.get(method, method)} seed {result.get('seed', ticket.seed)}"

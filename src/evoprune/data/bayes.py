@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from scipy.special import i0e, logsumexp
 
-from evoprune.data.registry import DATASETS, GENERATORS, N_TEST, N_TRAIN, NOISE, _generate
-from evoprune.data.scaling import SCALE
+from evoprune.data.registry import DATASETS, GENERATORS, N_TEST, NOISE, _generate, generated_range
+from evoprune.data.scaling import unscale_global
 from evoprune.errors import EvopruneError
 
 CIRCLES_FACTOR = 0.8  # make_circles' default: the inner circle's radius
@@ -81,9 +81,7 @@ def raw_points(
         )
     if not (DATASETS[name].normalize if normalize is None else normalize):
         return X
-    X_train, _ = _generate(name, N_TRAIN)
-    lo, hi = float(X_train.min()), float(X_train.max())
-    return (X + SCALE) / (2 * SCALE) * (hi - lo) + lo
+    return unscale_global(X, *generated_range(name))
 
 
 def _check_name(name: str) -> None:

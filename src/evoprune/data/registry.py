@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from sklearn import datasets as skd
 from sklearn.model_selection import train_test_split
 
 from evoprune.data.files import file_digest, load_arrays, load_mnist_dir, unit_pixels
-from evoprune.data.scaling import SCALE, FeatureScaling, global_min_max
+from evoprune.data.scaling import SCALE, FeatureScaling, global_min_max, scale_global
 from evoprune.errors import EvopruneError
 
 __all__ = ["SCALE", "DATASETS", "Dataset", "fresh_sample", "load_dataset", "load_file", "min_max"]
@@ -59,6 +60,14 @@ NOISE = 0.07  # standard deviation of the Gaussian noise on their points
 
 def _generate(name: str, n: int, state: int = SPLIT_STATE) -> tuple[np.ndarray, np.ndarray]:
     return GENERATORS[name](n_samples=n, noise=NOISE, random_state=state)
+
+
+@cache
+def generated_range(name: str) -> tuple[float, float]:
+    """The minimum and maximum over a generated dataset's training split: the range of the
+    paper's global scaling, which fresh samples and the Bayes rule share with the dataset."""
+    X_train, _ = _generate(name, N_TRAIN)
+    return float(X_train.min()), float(X_train.max())
 
 
 def _moons(classes: int, **_: Any) -> Arrays:
@@ -247,8 +256,7 @@ def fresh_sample(
         )
     X, y = _generate(name, n, seed)
     if DATASETS[name].normalize if normalize is None else normalize:
-        X_train, _ = _generate(name, N_TRAIN)
-        _, X = min_max(X_train, X)
+        X = scale_global(X, *generated_range(name))
     return torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
 
 

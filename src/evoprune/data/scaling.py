@@ -38,6 +38,12 @@ def scale_global(X: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (X - lo) / span * (2 * SCALE) - SCALE
 
 
+def unscale_global(X: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The inverse of `scale_global`: scaled `X` back in the units of the range [lo, hi]."""
+    span = hi - lo if hi > lo else 1.0
+    return (X + SCALE) / (2 * SCALE) * span + lo
+
+
 @dataclass(frozen=True)
 class FeatureScaling:
     """Per-feature min-max to [-0.7, 0.7], fitted on a training split.
