@@ -75,7 +75,7 @@ def decision_boundaries(
                    ds.y_train.numpy()[shown], ds.X_test.numpy())  # fmt: skip
     if ds.name in GENERATORS:
         normalize = trained_normalize(ds.config)
-        ratio = bayes_log_ratio(ds.name, raw_points(ds.name, lattice.double(), normalize))
+        ratio = bayes_log_ratio(ds.name, raw_points(ds.name, lattice, normalize))
         b.bayes = ratio.reshape(grid, grid)
         wrong = (bayes_predict(ds.name, ds.X_test, normalize) != ds.y_test).numpy()
         b.bayes_test_errors = np.flatnonzero(wrong)

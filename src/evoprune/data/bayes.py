@@ -104,13 +104,14 @@ ARCS = ((np.array([0.0, 0.0]), 1.0), (np.array([1.0, 0.5]), -1.0))  # (centre, o
 
 
 def _moons_log_ratio(X: np.ndarray) -> np.ndarray:
-    d = [np.sqrt(_arc_distance2(X, *arc)) for arc in ARCS]  # distance to each arc, (n,)
-    ratio = (d[0] ** 2 - d[1] ** 2) / (2 * NOISE**2)  # the log ratio where only distance counts
+    d2 = [_arc_distance2(X, *arc) for arc in ARCS]  # squared distance to each arc, (n,)
+    d = [np.sqrt(v) for v in d2]
+    ratio = (d2[0] - d2[1]) / (2 * NOISE**2)  # the log ratio where only distance counts
     # each class's log-density lies in [-(d + h)^2 / 2 sigma^2 - log K, -d^2 / 2 sigma^2]:
     # the arc points nearest x are at most h (half their spacing) from its nearest arc point
     h, log_k = np.pi / ARC_POINTS / 2, np.log(ARC_POINTS)
-    low = (d[0] ** 2 - (d[1] + h) ** 2) / (2 * NOISE**2) - log_k
-    high = ((d[0] + h) ** 2 - d[1] ** 2) / (2 * NOISE**2) + log_k
+    low = (d2[0] - (d[1] + h) ** 2) / (2 * NOISE**2) - log_k
+    high = ((d[0] + h) ** 2 - d2[1]) / (2 * NOISE**2) + log_k
     open_ = np.flatnonzero((low <= 0) & (high >= 0))
     ratio[open_] = _moons_sum(X[open_])
     return ratio
