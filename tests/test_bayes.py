@@ -145,7 +145,8 @@ def test_plot_boundary_draws_the_tickets_and_says_their_test_errors(moons_runs, 
         (["{digits}"], "expected data with 2 features, digits has 64"),
         (["{moons}", "{digits}"], "found on other data than"),
         (["{moons}", "--out", "{tmp}/b.svg"], "--out: expected a .png file name"),
-        (["{moons}", "--grid", "2"], "--grid: expected at least 3 points per axis, got 2"),
+        (["{moons}", "--grid", "2"], "--grid: expected 3 to 2001 points per axis, got 2"),
+        (["{moons}", "--grid", "2002"], "--grid: expected 3 to 2001 points per axis, got 2002"),
     ],
 )
 def test_plot_boundary_bad_input_is_one_line_and_exit_2(

@@ -33,6 +33,7 @@ from evoprune.ticket import Ticket
 
 PAD = 0.05  # the grid reaches this share of the data's range beyond it on each side
 SHOWN_POINTS = 3_000  # training points drawn under the boundaries
+MAX_GRID = 2_001  # points per axis: 4M lattice points, finer than any figure draws them
 
 
 @dataclass
@@ -58,8 +59,8 @@ def decision_boundaries(
         raise EvopruneError(
             f"boundary: expected data with 2 features, {ds.name} has {ds.n_features}"
         )
-    if grid < 3:
-        raise EvopruneError(f"--grid: expected at least 3 points per axis, got {grid}")
+    if not 3 <= grid <= MAX_GRID:
+        raise EvopruneError(f"--grid: expected 3 to {MAX_GRID} points per axis, got {grid}")
     X = ds.X_train.double().numpy()
     lo, hi = X.min(0), X.max(0)
     lo, hi = lo - PAD * (hi - lo), hi + PAD * (hi - lo)

@@ -127,7 +127,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("tickets", type=Path, nargs="+", help="ticket.npz files or their run folders")
     add_data_args(q, required=False)
-    q.add_argument("--grid", type=int, default=301, help="points per axis (default 301)")
+    q.add_argument("--grid", type=int, default=301, help="points per axis, 3 to 2001 (default 301)")
     q.add_argument(
         "--out", type=Path, help="output .png (default: boundary.png beside the first ticket)"
     )
