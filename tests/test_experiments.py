@@ -380,6 +380,20 @@ def test_store_round_trips_a_run(tmp_path):
     assert ep["epoch"].tolist() == [1] and ep["generation"].isna().all()
 
 
+def test_store_keeps_numbers_numeric_when_the_first_run_lacks_them(tmp_path):
+    # edge-popup often finishes first and reports no generations; the GA's count must stay a number
+    with Store(tmp_path) as store:
+        store.add_members("s", [("ep", "EP", {}, 0), ("ga", "GA", {}, 1)])
+        job = {"seed": 0}
+        store.record("ep", spec="s", label="EP", job={**job, "method": "edge-popup"},
+                     result={"test_accuracy": 0.9, "generations": None})  # fmt: skip
+        store.record("ga", spec="s", label="GA", job={**job, "method": "ga"},
+                     result={"test_accuracy": 1, "generations": 40})  # fmt: skip
+    df = load_results(tmp_path).set_index("label")
+    assert df.loc["GA", "generations"] == 40 and df["generations"].dtype.kind == "f"
+    assert df["test_accuracy"].tolist() == [0.9, 1.0]
+
+
 def test_store_records_failures_and_missing_store_is_an_error(tmp_path):
     with Store(tmp_path) as store:
         store.add_members("s", [("k1", "GA", {}, 0)])

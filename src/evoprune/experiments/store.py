@@ -341,18 +341,14 @@ class Store:
                 )
 
     def _add_columns(self, db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
+        """Add a column for each new field, without a declared type: SQLite then keeps every
+        value as it comes. (A type taken from the first value went wrong when that value was
+        None: a TEXT column stored the next runs' numbers as text.)"""
         have = set(self.columns(table))
-        for name, value in row.items():
+        for name in row:
             if name not in have:
                 _check_name(name)
-                kind = (
-                    "REAL"
-                    if isinstance(value, float)
-                    else "INTEGER"
-                    if isinstance(value, int)
-                    else "TEXT"
-                )
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name}")
                 have.add(name)
 
 
