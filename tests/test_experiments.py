@@ -1248,6 +1248,27 @@ def test_stats_skips_grid_points_with_one_run_of_each_algorithm():
     assert len(mixed_model_tables(two_each)) == 1
 
 
+def test_stats_counts_shared_runs_once_and_skips_runs_without_the_metric():
+    rng = np.random.default_rng(1)
+    runs = pd.DataFrame({"dataset": "moons", "label": ["A", "B"] * 3, "key": list("abcdef"),
+                         "generations": [40, None] * 3,
+                         "test_accuracy": 0.9 + rng.normal(0, 0.01, 6)})  # fmt: skip
+    shared = pd.concat([runs.assign(spec="fig10"), runs.assign(spec="fig11")])  # one run, 2 specs
+    (fit,) = mixed_model_tables(shared)
+    assert fit.n == 6
+    # the metric only one arm reports: that grid point is skipped, not an error
+    assert mixed_model_tables(shared, value="generations") == []
+    assert mixed_model_tables(shared, value="no_such_metric") == []
+
+
+def test_stats_fits_runs_without_a_dataset_by_their_spec():
+    rng = np.random.default_rng(2)
+    runs = pd.DataFrame({"dataset": None, "spec": "minimize", "label": ["GA", "random"] * 3,
+                         "key": list("abcdef"), "best_value": rng.normal(1, 0.1, 6)})  # fmt: skip
+    (fit,) = mixed_model_tables(runs, value="best_value")
+    assert fit.dataset == "minimize" and fit.n == 6
+
+
 def test_results_all_lists_the_errors_when_every_run_failed(tmp_path, capsys):
     from evoprune.cli import main
 

@@ -201,7 +201,9 @@ def mixed_model_tables(
     90% pruning target with a 98% one. The architecture and the initialisation stay pooled:
     they are the model's random effects (Fig. 6c). A fit's name gives the axes that vary, e.g.
     ``digits (classes=10)``; points with fewer than two algorithms, or with one run of each
-    (no noise to test against), are skipped.
+    (no noise to test against), are skipped, as are runs without `value`. A run that two specs
+    of one folder share (fig10 and fig11) counts once; runs without a dataset (``minimize``)
+    are fitted by their spec's name.
 
     >>> rng = np.random.default_rng(0)
     >>> d = pd.DataFrame({"dataset": "digits", "label": ["GA", "memetic"] * 8,
@@ -211,6 +213,13 @@ def mixed_model_tables(
     ['digits (classes=2)', 'digits (classes=10)']
     """
     pooled = {"dataset", "arch", *RANDOM_EFFECTS}
+    if value not in df:
+        return []
+    df = df.dropna(subset=[value])
+    if "key" in df:
+        df = df.drop_duplicates(subset=["key", "label"])
+    if "spec" in df:
+        df = df.assign(dataset=df["dataset"].fillna(df["spec"]))
     grid = grid_columns(df)
     axes = [a for a in grid if a not in pooled]
     df = df.assign(**{f"axis:{a}": grid[a] for a in axes})  # beside same-named result columns
