@@ -154,7 +154,7 @@ def _narrowed(spec, args: argparse.Namespace):
         axis, sep, values = item.partition("=")
         if not sep or not axis.strip() or not values.strip():
             raise EvopruneError(f"--only: expected AXIS=VALUE[,VALUE...], got {item!r}")
-        only.setdefault(axis.strip(), []).extend(v.strip() for v in values.split(","))
+        only.setdefault(axis.strip(), []).append(values)  # split by the spec: 784,300,10 is one
     return spec.narrowed(args.profile, seeds=seeds, only=only, arms=args.arm or None)
 
 

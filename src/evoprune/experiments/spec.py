@@ -124,7 +124,9 @@ class Spec:
     ) -> Spec:
         """This spec with `profile` cut down (or its seeds changed) from the command line:
         `seeds` a count or a list; `only` maps an axis to the values to keep, written as text
-        (``{"arch": ["C"]}``; it replaces the profile's own `only` for that axis); `arms` the
+        (``{"arch": ["C"]}``, or comma-separated: ``["A,B"]``, where a value that holds commas
+        itself, such as the arch ``784,300,10``, is kept whole; it replaces the profile's own
+        `only` for that axis); `arms` the
         labels to keep. The runs keep their keys, so a narrowed sweep shares them with a full
         one. Errors name the option (``--only arch``, ``--arm``, ``--seeds``).
 
@@ -148,12 +150,13 @@ class Spec:
                         f"{', '.join(axes) or '(none)'}"
                     )
                 by_text = {str(v): v for v in values}
-                unknown = [t for t in texts if t not in by_text]
+                chosen = [v for t in texts for v in _split_values(t, by_text)]
+                unknown = [t for t in chosen if t not in by_text]
                 if unknown:
                     raise EvopruneError(
                         f"--only {axis}: expected some of {', '.join(by_text)}, got {unknown[0]!r}"
                     )
-                keep[axis] = [by_text[t] for t in texts]
+                keep[axis] = [by_text[t] for t in chosen]
             prof["only"] = keep
         if arms:
             labels = self.labels()
@@ -481,3 +484,19 @@ def _check_unique(runs: list[Run], source: str) -> None:
                 f"{source}: arms {seen[key]!r} and {run.label!r} give the same job; make them differ"
             )
         seen[key] = run.label
+
+
+def _split_values(text: str, known: dict[str, Any]) -> list[str]:
+    """`text` split at its commas into values of `known`, the longest first, so that
+    ``"784,300,10,conv"`` gives ``["784,300,10", "conv"]``; from a part that matches none on,
+    the rest stays one value (for the caller's error).
+
+    >>> _split_values("A,784,300,10", {"A": 0, "784,300,10": 1, "784,300,100,10": 2})
+    ['A', '784,300,10']
+    """
+    parts, values = [p.strip() for p in text.split(",")], []
+    while parts:
+        n = next((n for n in range(len(parts), 0, -1) if ",".join(parts[:n]) in known), len(parts))
+        values.append(",".join(parts[:n]))
+        parts = parts[n:]
+    return values
