@@ -1086,7 +1086,9 @@ def test_cli_sweep_only_keeps_a_value_with_commas_whole(capsys):
     archs = set(re.findall(r"'arch': '([^']*)'", capsys.readouterr().out))
     assert archs == {"784,300,10", "conv"}  # not 784,300,100,10
     assert main(["sweep", "scale", "--dry-run", "--only", "arch=784,30"]) == 2
-    assert "expected some of 784,300,10, 784,300,100,10, conv, got '784,30'" in capsys.readouterr().err
+    assert (
+        "expected some of 784,300,10, 784,300,100,10, conv, got '784,30'" in capsys.readouterr().err
+    )
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
