@@ -462,6 +462,33 @@ def test_a_changed_spec_or_profile_replaces_its_runs_in_the_folder(tmp_path):
     assert len(df) == 36 and set(load_meta(tmp_path)["profile"]) == {"paper"}
 
 
+def interrupted_job(job: dict, out: Path) -> dict:
+    if job["method"] == "ga" and job["seed"] == 1:
+        raise KeyboardInterrupt  # Ctrl-C in the first stage, before any reference resolves
+    return fake_job(job, out)
+
+
+def test_an_interrupted_sweep_of_a_changed_spec_drops_the_old_deferred_runs(tmp_path):
+    import copy
+
+    def sweep(spec, fn):
+        return run_sweep(parse_spec(spec), "quick", tmp_path, executor=InlineExecutor(), fn=fn,
+                         progress=False)  # fmt: skip
+
+    sweep(TINY_SPEC, fake_job)
+    changed = copy.deepcopy(TINY_SPEC)
+    changed["profiles"]["quick"]["budget"]["ga"]["max_generations"] = 7  # new GA runs
+    with pytest.raises(KeyboardInterrupt):
+        sweep(changed, interrupted_job)
+    # the old EP (adapted) runs were matched to GA runs this plan no longer has
+    assert "EP (adapted)" not in set(load_results(tmp_path)["label"])
+    s = sweep(changed, fake_job)
+    df = load_results(tmp_path)
+    assert df.groupby(["dataset", "arch_name", "label"]).size().eq(2).all() and len(df) == 24
+    assert s.ran == 8 + 7  # the EP (adapted) runs and the 7 GA runs the interrupt left
+    assert sweep(changed, fake_job).ran == 0  # and a resumed sweep keeps them
+
+
 def test_results_names_planned_runs_that_did_not_finish(tmp_path, capsys):
     from evoprune.cli import main
 

@@ -121,6 +121,10 @@ def _sweep(
         planned = {(p.run.key, p.run.label) for p in first if p.spec == s.name}
         deferred = {p.run.label for p in second if p.spec == s.name}
         counts["dropped"] += store.keep_plan(s.name, planned, deferred)
+    # the arms that wait for others keep only runs their references still give: an earlier
+    # plan's would count beside this one's until its second stage (if a kill stops it first)
+    _add_members(store, first)
+    _keep_resolved(store, second)
     errors: list[str] = []
     total = len({p.run.key for p in first}) + len({_deferred_id(p) for p in second})
     own = isinstance(executor, str)
@@ -130,19 +134,13 @@ def _sweep(
     try:
         for stage, pending in enumerate((first, second)):
             if stage == 1:
-                resolved = [_resolve(store, p) for p in pending]
+                resolved = _keep_resolved(store, pending)
                 for p, why in resolved:
                     if why:
                         errors.append(f"{p.spec}/{p.run.label} seed {p.run.job.get('seed')}: {why}")
                         counts["failed"] += 1
                         bar.update(1)
                 pending = [p for p, why in resolved if not why]
-                for spec, label in dict.fromkeys((p.spec, p.run.label) for p, _ in resolved):
-                    store.keep_members(
-                        spec,
-                        label,
-                        {p.run.key for p in pending if p.spec == spec and p.run.label == label},
-                    )
             _run_stage(store, ex, fn, pending, runs_dir, bar, counts, errors)
     finally:
         bar.close()
@@ -210,11 +208,7 @@ def _run_stage(
     errors: list[str],
 ) -> None:
     """Record membership, skip finished keys, recover runs finished on disk, execute the rest."""
-    for spec in dict.fromkeys(p.spec for p in pending):
-        store.add_members(
-            spec,
-            [(p.run.key, p.run.label, p.run.axes, p.position) for p in pending if p.spec == spec],
-        )
+    _add_members(store, pending)
     finished = store.finished_keys()
     todo: dict[str, _Pending] = {}
     seen: set[str] = set()
@@ -327,6 +321,27 @@ def _parse_history(data: bytes) -> list[dict[str, Any]]:
     if not data.strip():
         return []
     return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+
+
+def _add_members(store: Store, pending: list[_Pending]) -> None:
+    for spec in dict.fromkeys(p.spec for p in pending):
+        store.add_members(
+            spec,
+            [(p.run.key, p.run.label, p.run.axes, p.position) for p in pending if p.spec == spec],
+        )
+
+
+def _keep_resolved(store: Store, pending: list[_Pending]) -> list[tuple[_Pending, str]]:
+    """Resolve the references of `pending` (runs of arms that wait for others) from the
+    finished runs, and forget every member of those arms that is not one of the runs they
+    resolve to now. Returns each run with why it does not resolve yet, if it does not."""
+    resolved = [_resolve(store, p) for p in pending]
+    for spec, label in dict.fromkeys((p.spec, p.run.label) for p in pending):
+        keys = {
+            p.run.key for p, why in resolved if not why and (p.spec, p.run.label) == (spec, label)
+        }
+        store.keep_members(spec, label, keys)
+    return resolved
 
 
 def _resolve(store: Store, p: _Pending) -> tuple[_Pending, str]:
