@@ -22,6 +22,17 @@ def sleepy_job(job: dict, folder: Path) -> dict:
     return {}
 
 
+def meeting_job(job: dict, folder: Path) -> dict:
+    """Waits (at most 60 s) until `job["n"]` runs are in this job's folder at once: their pids."""
+    here = Path(job["room"])
+    (here / str(os.getpid())).touch()
+    for _ in range(600):
+        if len(list(here.iterdir())) >= job["n"]:
+            break
+        time.sleep(0.1)
+    return {"pids": sorted(p.name for p in here.iterdir())}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -58,6 +69,21 @@ def test_workers_of_a_killed_sweep_end_by_themselves(tmp_path):
         parent.kill()
         if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_second_stage_gets_every_worker_after_a_first_stage_of_one_run(tmp_path):
+    from evoprune.experiments.executors import LocalExecutor
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    ex = LocalExecutor(2)  # a resumed sweep: one run left in the first stage, two in the second
+    try:
+        assert [p.error for _, p in ex.run(meeting_job, [{"room": str(first), "n": 1}])] == [None]
+        meet = {"room": str(second), "n": 2}
+        seen = [p.result["pids"] for _, p in ex.run(meeting_job, [meet, meet])]
+    finally:
+        ex.close()
+    assert all(len(pids) == 2 for pids in seen), "the two runs did not run at once"
 
 
 def test_a_corrupted_results_store_is_one_line(tmp_path, capsys):

@@ -110,9 +110,10 @@ class LocalExecutor:
     def run(self, fn: JobFn, jobs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, Payload]]:
         if not jobs:
             return
-        if self._pool is None:
+        if self._pool is None:  # spawns workers as runs wait for them (Python >= 3.9, spawn),
+            # so a first stage of one run leaves the second stage all of them
             self._pool = ProcessPoolExecutor(
-                max_workers=min(self.workers, len(jobs)),
+                max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_init,
             )
