@@ -329,3 +329,13 @@ def test_rate_derived_eta_is_capped_for_the_competitive_dynamics():
     assert SelectionConfig(dynamics="exponential").eta_for(220) == 0.03  # not 12 / 220
     assert SelectionConfig(dynamics="logistic").eta_for(220) == pytest.approx(40 / 220)
     assert SelectionConfig(dynamics="replicator", eta=0.05).eta_for(220) == 0.05  # explicit
+
+
+def test_a_run_of_one_epoch_draws_its_mass_histograms():
+    from evoprune.pruning.selection.figures import prepare_histograms
+
+    snapshots = np.array([[1.0, 0.5, 2.0], [1.2, 0.0, 2.5]])  # the start and one epoch
+    frame = prepare_histograms(snapshots, sizes=[2, 1], bins=4)
+    assert sorted(frame["epoch"].unique()) == [0, 1]
+    living = frame.groupby(["layer", "epoch"])["count"].sum().to_dict()
+    assert living == {(1, 0): 2, (1, 1): 1, (2, 0): 1, (2, 1): 1}  # the extinct mass is not drawn

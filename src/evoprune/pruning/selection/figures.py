@@ -42,7 +42,9 @@ def prepare_histograms(
     """layer, epoch, bin_low, bin_high, count: histograms of the living (non-zero) masses."""
     last = len(snapshots) - 1
     if epochs is None:
-        epochs = sorted({0, 1, 2, last // 4, last // 2, (3 * last) // 4, last})
+        epochs = sorted(
+            {min(e, last) for e in (0, 1, 2, last // 4, last // 2, (3 * last) // 4, last)}
+        )
     top = float(snapshots.max()) if snapshots.size else 1.0
     edges = np.linspace(0.0, max(top, 1.0) * 1.0001, bins + 1)
     rows = []
