@@ -283,6 +283,23 @@ def test_hpo_bad_input_and_other_settings(tmp_path, capsys):
     assert code == 2 and "other settings" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("sampler", ["random", "tpe", "cmaes"])
+def test_hpo_resumed_with_more_trials_draws_new_configurations(sampler, tmp_path, capsys):
+    out = tmp_path / "s"
+    for trials in ("3", "6"):  # a study extended (or resumed after a kill) by the same command
+        code, _, err = run_cli(_hpo_args(out, "--trials", trials, "--sampler", sampler), capsys)
+        assert code == 0, err
+    import optuna
+
+    from evoprune.studies import hpo
+
+    study = optuna.load_study(
+        study_name=hpo.STUDY_NAME, storage=hpo.open_storage(hpo.HPOConfig(), out)
+    )
+    drawn = [tuple(sorted(t.params.items())) for t in study.get_trials()]
+    assert len(drawn) == 6 and len(set(drawn)) == 6, drawn
+
+
 def test_hpo_rdb_storage(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     code, out, err = run_cli(_hpo_args(tmp_path / "r", "--trials", "3", "--storage", url), capsys)

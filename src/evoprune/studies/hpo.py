@@ -169,9 +169,12 @@ def evaluate_trial(config: dict[str, Any], s: Splits, cfg: HPOConfig, number: in
 # --- samplers, timed --------------------------------------------------------------------------
 
 
-def make_sampler(cfg: HPOConfig, worker: int) -> Any:
+def make_sampler(cfg: HPOConfig, worker: int, after: int = 0) -> Any:
+    """Worker `worker`'s sampler, on a study that already holds `after` trials: a resumed
+    study's sampler is seeded apart, or its random draws would repeat the first run's."""
     optuna = _optuna()
-    seed = derive_seed(cfg.seed, f"hpo/sampler/{worker}") % 2**31
+    name = f"hpo/sampler/{worker}" + (f"/after/{after}" if after else "")
+    seed = derive_seed(cfg.seed, name) % 2**31
     if cfg.sampler == "tpe":
         return optuna.samplers.TPESampler(multivariate=True, seed=seed)
     if cfg.sampler == "cmaes":
@@ -330,8 +333,9 @@ def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
     S = optuna.trial.TrialState
     torch.set_num_threads(1)
     storage = open_storage(cfg, out)
+    held = len(storage.get_all_trials(storage.get_study_id_from_name(STUDY_NAME), deepcopy=False))
     study = optuna.load_study(
-        study_name=STUDY_NAME, storage=storage, sampler=timed(make_sampler(cfg, worker))
+        study_name=STUDY_NAME, storage=storage, sampler=timed(make_sampler(cfg, worker, held))
     )
     splits = digits_splits()
     beat = _Heartbeat(storage, cfg.heartbeat)
