@@ -273,6 +273,27 @@ def test_user_csv_runs(tmp_path, capsys):
     assert code == 2 and "label 'maybe' is not one of the classes no, yes" in err
 
 
+def test_labels_written_as_floats_match_the_same_labels_as_integers(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    labels = (X[:, 0] > 0).astype(int)
+
+    def write(name, text):
+        (tmp_path / name).write_text("a,b,y\n" + "".join(
+            f"{u:.5f},{v:.5f},{text(label)}\n" for (u, v), label in zip(X, labels, strict=True)))  # fmt: skip
+
+    write("floats.csv", lambda label: f"{label:.1f}")  # 0.0 / 1.0, as pandas writes a float column
+    write("ints.csv", str)
+    args = ["search", "--data", tmp_path / "floats.csv", "--target", "y", "--arch", "2,10,2"]
+    assert run_cli([*args, "--out", tmp_path / "r", *FAST], capsys)[0] == 0
+    scores = []
+    for name in ("floats.csv", "ints.csv"):
+        code, out, err = run_cli(["evaluate", tmp_path / "r", "--data", tmp_path / name], capsys)
+        assert code == 0, err
+        scores.append(out.split(": ", 1)[1])
+    assert scores[0] == scores[1]
+
+
 def _search_cmd(out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,

@@ -186,16 +186,33 @@ def _to_dataset(
 
 
 def class_index(y: np.ndarray, labels: list[Any], name: str) -> np.ndarray:
-    """Each label's class number: its place in `labels` (compared as text, so a label read as
-    the number 1 and one recorded as 1 are the same class)."""
-    index = {str(label): i for i, label in enumerate(labels)}
-    unknown = sorted({str(v) for v in y} - set(index))
+    """Each label's class number: its place in `labels`, compared as text with whole numbers
+    written as integers, so that a label read as the number 1, one recorded as "1" and one
+    written 1.0 in another file are the same class.
+
+    >>> class_index(np.array([0, 2.0, 1]), ["0.0", "1.0", "2"], "new.csv").tolist()
+    [0, 2, 1]
+    """
+    key = _label_key
+    if len({key(label) for label in labels}) < len(labels):  # "1" and "1.0" both classes
+        key = str
+    index = {key(label): i for i, label in enumerate(labels)}
+    unknown = sorted({key(v) for v in y} - set(index))
     if unknown:
         shown = ", ".join(map(str, labels[:10])) + (
             f", ... ({len(labels)} in all)" if len(labels) > 10 else ""
         )
         raise EvopruneError(f"{name}: label {unknown[0]!r} is not one of the classes {shown}")
-    return np.array([index[str(v)] for v in y], dtype=np.int64)
+    return np.array([index[key(v)] for v in y], dtype=np.int64)
+
+
+def _label_key(label: Any) -> str:
+    text = str(label)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
 
 
 def check_classes(name: str, classes: Any) -> int:
