@@ -82,6 +82,12 @@ def test_gradient_methods_batch_seeds_as_independent_runs():
     both = minimize_seeds("ackley", 4, "adam", 300, [0, 1])
     alone = minimize("ackley", 4, "adam", 300, seed=1)
     assert both[1].best == pytest.approx(alone.best, rel=1e-12, abs=1e-12)
+    for method in ("adam", "sgd"):  # on sphere each row stops on success, at its own step
+        batch = minimize_seeds("sphere", 2, method, 3000, [0, 1, 2])
+        for seed, ran in enumerate(batch):
+            own = minimize("sphere", 2, method, 3000, seed=seed)
+            assert (ran.best, ran.evaluations, ran.trace) == (own.best, own.evaluations, own.trace)
+        assert len({r.evaluations for r in batch}) > 1  # the rows did stop apart
 
 
 def test_adam_solves_sphere_and_is_trapped_on_rastrigin():

@@ -183,7 +183,8 @@ def run_ga(t: Tracker, dim: int, rng: np.random.Generator, cfg: GAConfig = GACon
 def run_gradient(fn: TestFunction, starts: np.ndarray, budget: int, method: str) -> list[Tracker]:
     """Adam or SGD from each row of `starts` (K, d), all rows in one tensor: Adam and SGD act
     elementwise and ``f(X).sum()`` separates the rows, so row k is an independent run. One
-    gradient step is one evaluation; one `Tracker` per row."""
+    gradient step is one evaluation; one `Tracker` per row, which stops recording once its
+    row is below `STOP_BELOW` (as that row alone would stop), while the others go on."""
     span = fn.high - fn.low
     lr = 0.01 * span if method == "adam" else 1e-3 * span
     x = torch.tensor(starts, dtype=torch.float64, requires_grad=True)  # (K, d)
@@ -192,7 +193,8 @@ def run_gradient(fn: TestFunction, starts: np.ndarray, budget: int, method: str)
     best = np.full(len(starts), math.inf)
     max_step = span / 10
     for step in range(budget):
-        if best.max() < STOP_BELOW:
+        going = np.flatnonzero(best >= STOP_BELOW)
+        if not len(going):
             break
         for group in opt.param_groups:  # cosine decay over the budget
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / budget))
@@ -201,8 +203,8 @@ def run_gradient(fn: TestFunction, starts: np.ndarray, budget: int, method: str)
         values.sum().backward()
         v = values.detach().numpy()
         best = np.minimum(best, np.where(np.isnan(v), np.inf, v))
-        for k, t in enumerate(trackers):
-            t.record(float(v[k]))
+        for k in going:
+            trackers[k].record(float(v[k]))
         with torch.no_grad():
             x.grad.nan_to_num_(0.0)
             if method == "sgd":  # clip each row's step to a tenth of the domain
