@@ -94,6 +94,17 @@ def test_genome_decodes_to_exact_budget(kind):
         assert sum(int(m.sum()) for m in masks) == 11
 
 
+@pytest.mark.parametrize("kind", ["layer-density", "layer-mix", "neuron"])
+def test_genome_starts_at_the_densities_it_is_given(kind):
+    net = tiny_net(layers=(16, 12, 10, 4))
+    k = keep_count(net.n_weights, 0.8)
+    masks, _ = iterative_synflow_order(net, k, rounds=20)
+    genome = Genome(net, k, kind, "synflow")
+    start = genome.decode(genome.mean_for([float(m.double().mean()) for m in masks]))
+    for m, s in zip(masks, start, strict=True):
+        assert abs(int(s.sum()) - int(m.sum())) <= 1 + 0.02 * m.numel()
+
+
 def test_survival_order_gives_back_iterative_synflow():
     net = tiny_net(layers=(8, 6, 5, 3))
     masks, key = iterative_synflow_order(net, 12, rounds=20)

@@ -183,9 +183,17 @@ class Genome:
     def mean_for(self, densities: list[float]) -> np.ndarray:
         """Genes whose decoded layer densities are (about) `densities`, other genes neutral."""
         d = np.clip(np.asarray(densities, dtype=np.float64), 1e-4, 1 - 1e-4)
-        logits = np.log(d / (1 - d))
         x = np.zeros(self.dim)
-        x[: len(logits)] = logits - logits.mean()
+        if self.kind == "neuron":
+            # a layer gene is an offset on one global top-k of scores: shift each layer so that
+            # its share `d` of weights scores above 0 (the midpoint of the scores either side)
+            for i, (base, share) in enumerate(zip(self._base, d, strict=True)):
+                ranked = torch.sort(base.reshape(-1), descending=True).values
+                c = min(max(round(float(share) * len(ranked)), 1), len(ranked) - 1)
+                x[i] = -0.5 * float(ranked[c - 1] + ranked[c])
+        else:  # layer densities by bisection on logit(d) + offset
+            x[: len(d)] = np.log(d / (1 - d))
+        x[: len(d)] -= x[: len(d)].mean()
         return x
 
 
