@@ -152,6 +152,34 @@ def test_target_mode_reaches_exactly_the_target_by_the_target_epoch():
     assert target_schedule(10, 10, 30, 18) == 0 and target_schedule(30, 10, 30, 18) == 18
 
 
+def _extinct_after_each_step(net, cfg, updates, steps_per_epoch):
+    masses = Masses(net)
+    dyn = SelectionDynamics(masses, cfg, updates=updates, steps_per_epoch=steps_per_epoch)
+    gen = torch.Generator().manual_seed(0)
+    counts = []
+    for _ in range(updates):
+        x = torch.randn(8, net.layers[0], generator=gen)
+        F.cross_entropy(net(x), torch.randint(0, 3, (8,), generator=gen)).backward()
+        dyn.step()
+        counts.append(int((~masses.flat_alive()).sum()))
+    return counts
+
+
+def test_target_epoch_1_reaches_the_target_at_the_end_of_epoch_1():
+    cfg = SelectionConfig(dynamics="logistic", target_fraction=0.5, target_epoch=1)
+    counts = _extinct_after_each_step(_net(2, (5, 20, 10, 3)), cfg, 30, 10)
+    assert counts[8] == 0 and counts[9:] == [15] * 21
+
+
+def test_layer_ranking_reaches_the_global_count():
+    # 45% of 3 x 50 units is 67.5 -> 68; each layer's 22.5 rounded apart would give 3 x 23 = 69
+    for ranking in ("global", "layer"):
+        cfg = SelectionConfig(dynamics="logistic", target_fraction=0.45, target_epoch=2,
+                              ranking=ranking)  # fmt: skip
+        counts = _extinct_after_each_step(_net(3, (5, 50, 50, 50, 3)), cfg, 30, 10)
+        assert counts[-1] == 68, ranking
+
+
 def test_lowest_breaks_ties_by_the_tiebreak():
     scores = torch.tensor([4.0, 4.0, 4.0, 1.0])
     alive = torch.ones(4, dtype=torch.bool)

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from evoprune.errors import EvopruneError
+from evoprune.pruning.magnitude import allocate
 from evoprune.pruning.selection.masses import Masses, lowest
 
 DYNAMICS = ("replicator", "exponential", "logistic")
@@ -169,10 +170,10 @@ def extinguish(m: torch.Tensor, alive: torch.Tensor, threshold: float) -> torch.
 def target_schedule(step: int, start: int, end: int, count: int) -> int:
     """Extinct units wanted after `step` updates: 0 before `start`, `count` from `end`, cubic
     in between (fast early, gentle late)."""
+    if step >= end:  # first: a schedule of no length (target epoch 1) is all at its end
+        return count
     if step <= start:
         return 0
-    if step >= end:
-        return count
     u = (step - start) / (end - start)
     return int(round(count * (1.0 - (1.0 - u) ** 3)))
 
@@ -226,7 +227,11 @@ class SelectionDynamics:
             F.mul_(alive)
         self.masses.zero_grad()
         self.t += 1
-        if self.frozen or self.steering_done:
+        if self.frozen:
+            return
+        if self.steering_done:  # the masses stay; the schedule's last step takes its full count
+            if self.t == self.target[1]:
+                self._steer()
             return
         eta = self.eta
         if cfg.eta_schedule == "cosine":  # t-1 in [0, T): weights with mean 1 over the T updates
@@ -258,14 +263,16 @@ class SelectionDynamics:
         want = target_schedule(self.t, start, end, count)
         masses = self.masses
         flat, alive = masses.flat(), masses.flat_alive()
-        if self.config.ranking == "layer":
+        if self.config.ranking == "layer":  # each layer its share, summing to `want`
+            quotas = allocate([want / masses.n] * len(masses.sizes), masses.sizes, want)
             keep = torch.cat(
                 [
-                    lowest(m, round(want * len(m) / masses.n), a, [len(m)], f)
-                    for m, a, f in zip(
+                    lowest(m, quota, a, [len(m)], f)
+                    for m, a, f, quota in zip(
                         masses.split(flat),
                         masses.split(alive),
                         self.normalised_fitness(),
+                        quotas,
                         strict=True,
                     )
                 ]
