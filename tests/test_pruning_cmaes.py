@@ -22,7 +22,7 @@ from evoprune.pruning.cmaes import (
 )
 from evoprune.pruning.dense import Net, f1_of_predictions, forward, init_net, scores, split_70_15_15
 from evoprune.pruning.energy import EC_METHODS, Compensator, compensate
-from evoprune.pruning.job import PRUNE_METHODS, run_prune_job
+from evoprune.pruning.job import PRUNE_METHODS, prune_data, run_prune_job
 from evoprune.pruning.magnitude import keep_count, layer_topk_masks, random_masks
 from evoprune.pruning.synflow import iterative_synflow_order, log_synflow, synflow_scores
 
@@ -103,6 +103,17 @@ def test_genome_starts_at_the_densities_it_is_given(kind):
     start = genome.decode(genome.mean_for([float(m.double().mean()) for m in masks]))
     for m, s in zip(masks, start, strict=True):
         assert abs(int(s.sum()) - int(m.sum())) <= 1 + 0.02 * m.numel()
+
+
+def test_a_files_split_is_the_same_for_every_seed(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3)) * [1, 100, 1000]
+    lines = ["a,b,c,y"] + [f"{u},{v},{w},{int(u > 0)}" for u, v, w in X]
+    (tmp_path / "f.csv").write_text("\n".join(lines) + "\n")
+    job = {"method": "magnitude", "data": str(tmp_path / "f.csv"), "target": "y"}
+    (_, a), (_, b) = prune_data({**job, "seed": 0}), prune_data({**job, "seed": 1})
+    for part in ("X_train", "X_val", "X_test"):
+        assert torch.equal(getattr(a, part), getattr(b, part)), part
 
 
 def test_survival_order_gives_back_iterative_synflow():

@@ -7,7 +7,8 @@ it once (Adam 1e-3, batch 64, early stopping on validation macro-F1) and caches 
 by everything that determines it, so a sweep over methods does not retrain it.
 
 The data split is stratified 70/15/15 (train / validation / test), fixed (the same rows for
-every seed): the dataset registry's own train and test splits are pooled and re-split.
+every seed): the dataset registry's own train and test splits are pooled and re-split (a user's
+file is read with split seed 0 whatever the run's seed, so its rows pool in one order).
 """
 
 from __future__ import annotations

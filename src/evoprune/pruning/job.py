@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from evoprune.data.registry import Dataset
 from evoprune.devices import torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
@@ -31,6 +32,7 @@ from evoprune.pruning.cmaes import CMAConfig, cmaes_search
 from evoprune.pruning.dense import (
     DenseConfig,
     Net,
+    Split,
     dense_network,
     load_model_file,
     scores,
@@ -214,9 +216,15 @@ def run_prune_job(job: dict[str, Any], out: Path | None, progress: bool = False)
     return result
 
 
+def prune_data(job: dict[str, Any]) -> tuple[Dataset, Split]:
+    """The job's dataset and its split 70/15/15, the same rows for every seed (a user's file
+    too: it is read with split seed 0, so that its rows pool in one order)."""
+    ds = job_dataset({**job, "seed": 0})
+    return ds, split_70_15_15(ds)
+
+
 def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_job
-    ds = job_dataset(job)
-    split = split_70_15_15(ds)
+    ds, split = prune_data(job)
     C = split.n_classes
     if c["model"]:
         net = load_model_file(c["model"])
