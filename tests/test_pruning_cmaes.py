@@ -116,6 +116,18 @@ def test_a_files_split_is_the_same_for_every_seed(tmp_path):
         assert torch.equal(getattr(a, part), getattr(b, part)), part
 
 
+def test_result_records_only_the_choices_the_search_uses():
+    from evoprune.pruning.job import _choices, applied
+
+    def recorded(**job):
+        return set(applied(_choices({"method": "cmaes-synflow", **job}), "cmaes-synflow"))
+
+    assert "order" not in recorded() and "calibration" in recorded()  # layer-mix, lsq-ce
+    assert "order" in recorded(genome="neuron")
+    assert "calibration" not in recorded(fitness="synflow")
+    assert {"calibration", "order"} <= recorded(genome="layer-density")
+
+
 def test_survival_order_gives_back_iterative_synflow():
     net = tiny_net(layers=(8, 6, 5, 3))
     masks, key = iterative_synflow_order(net, 12, rounds=20)

@@ -135,7 +135,9 @@ class Genome:
             s.clamp(min=eps).log() - lm for s, lm in zip(flow, self._log_mag, strict=True)
         ]
         base = self._log_mag
-        if self.order == "synflow":
+        if self.kind == "layer-mix":  # its genes mix magnitude and SynFlow: no static order
+            pass
+        elif self.order == "synflow":
             base = [a + b for a, b in zip(self._log_mag, self._log_flow, strict=True)]
         elif self.order == "iterative":
             if self.survival is None:

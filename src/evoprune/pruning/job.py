@@ -97,8 +97,13 @@ def applied(c: dict[str, Any], method: str) -> dict[str, Any]:
     cma = method.startswith("cmaes")
     if not cma:
         drop.update(CMA_KEYS)
-    elif c["fitness"] != "trainfit":
-        drop.add("trainfit_epochs")
+    else:
+        if c["fitness"] != "trainfit":
+            drop.add("trainfit_epochs")
+        if c["fitness"] != "lsq-ce":  # the only fitness on calibration rows
+            drop.add("calibration")
+        if c["genome"] == "layer-mix":  # mixes magnitude and SynFlow itself: no static order
+            drop.add("order")
     if not cma and method != "synflow":
         drop.add("synflow_rounds")
     if method != "magnitude":
@@ -262,7 +267,8 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
         forward_passes = int(info["forward_passes"])
         extra = {"softmask_lambda": info["lam"], "softmask_soft_density": info["soft_density"]}
     else:
-        keys = cma is not None and cma.order == "iterative"  # only that ranking needs them
+        # only that ranking needs them, and layer-mix has no static ranking
+        keys = cma is not None and cma.order == "iterative" and cma.genome != "layer-mix"
         masks, survival = iterative_synflow_order(net, k, c["synflow_rounds"], with_keys=keys)
         forward_passes = c["synflow_rounds"] + int(keys)
         if cma is not None:
