@@ -600,3 +600,35 @@ def test_options_are_whole_names_and_a_csv_needs_its_target_first(tmp_path, caps
     (out / "result.json").write_text("{}")  # the missing --target is named, not this
     code, _, err = run_cli(["search", "--data", csv_file, "--out", out], capsys)
     assert code == 2 and "needs the name of its label column (--target" in err
+
+
+def test_an_out_folder_the_user_cannot_write_fails_before_any_work():
+    import shutil
+    import tempfile
+
+    cmd = [sys.executable, "-m", "evoprune", "search", "--dataset", "moons", "--quiet"]
+    if os.geteuid() == 0:  # root writes anywhere: run it as nobody
+        if shutil.which("setpriv") is None:
+            pytest.skip("root, and no setpriv to drop to another user")
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        probe = subprocess.run([*cmd[:5], sys.executable, "-c", "import evoprune.cli"],
+                               capture_output=True, timeout=60)  # fmt: skip
+        if probe.returncode != 0:
+            pytest.skip("nobody cannot read this checkout")
+    top = Path(tempfile.mkdtemp())
+    try:
+        top.chmod(0o755)
+        (top / "ro").mkdir(mode=0o555)
+        (top / "ro").chmod(0o555)
+        start = time.perf_counter()
+        done = subprocess.run([*cmd, "--out", str(top / "ro" / "run")], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"evoprune search: error: --out {top / 'ro' / 'run'}: cannot write into "
+            f"{top / 'ro'} (permission denied)"
+        ]
+        assert time.perf_counter() - start < 30  # before the search, not after it
+    finally:
+        (top / "ro").chmod(0o755)
+        shutil.rmtree(top)

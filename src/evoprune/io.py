@@ -27,9 +27,13 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None] | bytes | s
         raise EvopruneError(f"{path}: is a folder; expected a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except (FileExistsError, NotADirectoryError):
         raise EvopruneError(f"{path.parent}: exists and is not a folder") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except PermissionError:
+        raise EvopruneError(
+            f"{path}: cannot write into {path.parent} (permission denied)"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             if isinstance(write, str):

@@ -6,6 +6,7 @@ network. Below every command module, so commands import it and not each other.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -189,4 +190,13 @@ def check_out(out: Path, finished_ok: bool = False) -> Path:
         raise EvopruneError(f"--out {out}: {above} is a file, not a folder")
     if not finished_ok and (out / "result.json").exists():
         raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
+    check_writable(out)
     return out
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output path whose folder (or the nearest existing folder above it) this user
+    cannot write, before any work is done."""
+    folder = out if out.is_dir() else next((p for p in out.absolute().parents if p.is_dir()), None)
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise EvopruneError(f"--out {out}: cannot write into {folder} (permission denied)")
