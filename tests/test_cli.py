@@ -611,7 +611,7 @@ def test_an_out_folder_the_user_cannot_write_fails_before_any_work():
         if shutil.which("setpriv") is None:
             pytest.skip("root, and no setpriv to drop to another user")
         cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-        probe = subprocess.run([*cmd[:5], sys.executable, "-c", "import evoprune.cli"],
+        probe = subprocess.run([*cmd[:4], sys.executable, "-c", "import evoprune.cli"],
                                capture_output=True, timeout=60)  # fmt: skip
         if probe.returncode != 0:
             pytest.skip("nobody cannot read this checkout")
