@@ -143,6 +143,10 @@ def bad_files(tmp_path):
             tmp_path / "oneclass.csv", "x1,x2,label\n" + "\n".join(f"{i},1,a" for i in range(20))
         ),
         "empty": write(tmp_path / "empty.csv", ""),
+        "dup": write(  # a second label column would be read as a feature named label.1
+            tmp_path / "dup.csv",
+            "x1,label,label\n" + "\n".join(f"{i},{i % 2},{i % 2}" for i in range(40)),
+        ),
         "ticket": write(tmp_path / "ticket.npz", "not a zip"),
     }
 
@@ -169,6 +173,10 @@ def bad_files(tmp_path):
         (["search", "--data", "{notarget}", "--target", "y"], "no target column 'y'"),
         (["search", "--data", "{oneclass}", "--target", "label"], "only one class"),
         (["search", "--data", "{empty}", "--target", "label"], "the file is empty"),
+        (
+            ["search", "--data", "{dup}", "--target", "label"],
+            "column 'label' appears 2 times in the header",
+        ),
         (["search", "--data", "missing.csv", "--target", "label"], "no such file"),
         (["search", "--dataset", "moons", "--population", "1"], "population"),
         (["search", "--dataset", "moons", "--variant", "local", "--min-gain", "-1"], "min_gain"),

@@ -98,6 +98,7 @@ def _load_csv(
         frame = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise EvopruneError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    _check_header(path)
     if target not in frame.columns:
         raise EvopruneError(
             f"{path}: no target column {target!r}; columns are {', '.join(map(str, frame.columns))}"
@@ -119,6 +120,21 @@ def _load_csv(
         features[col] = values
     names = [str(c) for c in features.columns]
     return features.to_numpy(dtype=np.float64), y.to_numpy(), names
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a header that names a column twice: pandas would rename the second ``y`` to
+    ``y.1`` and keep it as a feature (a second label column would leak into the inputs)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        header = next(csv.reader(fh), [])
+    twice = next((name for name in header if header.count(name) > 1), None)
+    if twice is not None:
+        raise EvopruneError(
+            f"{path}: column {twice!r} appears {header.count(twice)} times in the header; "
+            "each column needs its own name"
+        )
 
 
 def _match_columns(path: Path, have: list[str], want: list[str]) -> list[str]:
