@@ -172,6 +172,14 @@ def bad_files(tmp_path):
         ),
         (["search", "--data", "{notarget}", "--target", "y"], "no target column 'y'"),
         (["search", "--data", "{oneclass}", "--target", "label"], "only one class"),
+        (
+            ["search", "--dataset", "digits", "--variant", "local", "--val-fraction", "0.0003"],
+            "val_fraction: 0.0003 of 1347 training rows holds out 0",
+        ),
+        (
+            ["search", "--dataset", "digits", "--variant", "memetic", "--val-fraction", "0.9999"],
+            "val_fraction: 0.9999 of 1347 training rows holds out 1347",
+        ),
         (["search", "--data", "{empty}", "--target", "label"], "the file is empty"),
         (
             ["search", "--data", "{dup}", "--target", "label"],

@@ -76,7 +76,7 @@ from evoprune.ga.config import GAConfig
 from evoprune.ga.search import GeneticSearch
 from evoprune.interrupts import sigterm_as_interrupt
 from evoprune.local.checkpoint import LOCAL_PREFIX, LOSS_PREFIX
-from evoprune.local.search import local_search
+from evoprune.local.search import local_search, validation_rows
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.nets import rebuild_fields
 from evoprune.objectives import get_objective
@@ -121,6 +121,8 @@ def memetic_search(
             "and ReLU layers); search other modules with variant 'ga'"
         )
     y = torch.as_tensor(y, dtype=torch.long)
+    if config.val_fraction > 0:  # before the GA phase, not after it
+        validation_rows(config.val_fraction, len(y))
     space = space or MaskSpace(model)
     scored = partial(score_fit, model, X=X, y=y, X_test=X_test, y_test=y_test, objective=objective,
                      space=space, device=config.device, memory_mb=config.memory_mb)  # fmt: skip

@@ -368,11 +368,22 @@ def _worse(a: list[float], b: list[float]) -> bool:
     return _compare(a, b) > 0
 
 
+def validation_rows(fraction: float, n: int) -> int:
+    """How many of `n` training rows `fraction` holds out; an error unless both parts keep one."""
+    n_val = int(round(fraction * n))
+    if not 1 <= n_val < n:
+        raise EvopruneError(
+            f"val_fraction: {fraction} of {n} training rows holds out {n_val}; expected "
+            "at least one row held out and one left to fit"
+        )
+    return n_val
+
+
 def split_validation(
     X: torch.Tensor, y: torch.Tensor, fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A seeded random slice of (X, y) held out: ``(X_fit, y_fit, X_val, y_val)``."""
-    n_val = int(round(fraction * len(y)))
+    n_val = validation_rows(fraction, len(y))
     perm = torch.from_numpy(numpy_generator(seed, "validation").permutation(len(y)))
     val, fit = perm[:n_val], perm[n_val:]
     return X[fit], y[fit], X[val], y[val]
