@@ -183,7 +183,7 @@ def test_checkpointed_search_resumes_to_the_identical_result(digits2, tmp_path):
 def test_resume_rejects_a_checkpoint_of_another_search(digits2, tmp_path):
     ckpt = tmp_path / "ckpt.npz"
     tiny_search(digits2, checkpoint=ckpt, checkpoint_every=5)
-    with pytest.raises(evoprune.EvopruneError, match="different search"):
+    with pytest.raises(evoprune.EvopruneError, match="different search.*delete it to start afresh"):
         tiny_search(
             digits2,
             dataclasses.replace(SMALL, population=30),

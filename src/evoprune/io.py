@@ -77,7 +77,7 @@ def read_checkpoint(
         header = json.loads(arrays.pop("header").tobytes())
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         raise EvopruneError(
-            f"{path}: not a readable checkpoint; delete it or run without --resume"
+            f"{path}: not a readable checkpoint; delete it to start afresh, or choose another --out"
         ) from None
     if header.get("format") != fmt:
         raise EvopruneError(f"{path}: unknown checkpoint format {header.get('format')!r}")
@@ -86,7 +86,8 @@ def read_checkpoint(
     if diff:
         raise EvopruneError(
             f"{path}: the checkpoint belongs to a different search (differs in: {', '.join(diff)}); "
-            "use another --out or drop --resume (in Python: another checkpoint, or resume=False)"
+            "resume with the settings it was started with, delete it to start afresh, or use "
+            "another --out (in Python: another checkpoint, or resume=False)"
         )
     return header, arrays
 
