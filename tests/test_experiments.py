@@ -275,6 +275,14 @@ GOOD_YAML = """
             "sparsity: expected a fraction in [0, 1)",
         ),
         (
+            ("label: GA, method: ga}", "label: EP, method: edge-popup, sparsity: high}"),
+            "sparsity: expected a fraction in [0, 1), got 'high'",
+        ),
+        (("dataset: [moons]", "dataset: [moons]\n  arch: [2, 8, 2]"), 'arch: ["2,75,2"]), got 2'),
+        (("method: ga}", "method: ga, arch: '2,,2'}"), "got '2,,2'"),
+        (("method: ga}", "method: ga, normalize: 'false'}"), "normalize: expected true, false"),
+        (("dataset: [moons]", "data: [spec.yaml]"), "target: a CSV needs the name of its label"),
+        (
             (
                 "label: GA, method: ga}",
                 "label: GA, method: ga}\n    - {label: EP, method: edge-popup, "

@@ -42,14 +42,21 @@ def parse_arch(spec: str | Sequence[int], n_in: int, n_out: int) -> list[int]:
         name = spec.strip()
         if name.upper() in ARCHS:
             return [n_in, *ARCHS[name.upper()], n_out]
-        try:
-            layers = [int(part) for part in name.split(",") if part.strip()]
+        try:  # an empty part ("2,,2") is a typo, not a layer to drop
+            layers = [int(part) for part in name.split(",")]
         except ValueError:
             raise EvopruneError(
                 f"arch: expected one of {', '.join(ARCHS)} or a list like '2,75,2', got {spec!r}"
             ) from None
-    else:
+    elif isinstance(spec, Sequence) and all(
+        isinstance(w, int | np.integer) and not isinstance(w, bool) for w in spec
+    ):
         layers = [int(w) for w in spec]
+    else:  # a spec's `arch: [2, 75, 2]` is three architectures 2, 75 and 2
+        raise EvopruneError(
+            f"arch: expected one of {', '.join(ARCHS)} or a layer list like '2,75,2' (in a spec's "
+            f'grid, quote it: arch: ["2,75,2"]), got {spec!r}'
+        )
     if len(layers) < 2 or any(w < 1 for w in layers):
         raise EvopruneError(f"arch: expected at least two positive layer widths, got {layers}")
     if layers[0] != n_in or layers[-1] != n_out:

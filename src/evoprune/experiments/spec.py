@@ -401,6 +401,8 @@ def _check_values(job: dict[str, Any]) -> None:
     from evoprune.ga.config import VARIANTS
     from evoprune.nets import ARCHS, INITS, is_conv_arch, parse_arch
 
+    if "data" in job and not job.get("target") and not str(job["data"]).endswith(".npz"):
+        raise EvopruneError("target: a CSV needs the name of its label column (target: COLUMN)")
     if isinstance(job.get("data"), str) and not Path(job["data"]).is_file():
         raise EvopruneError(f"data: no such file {job['data']} (a relative path is from the "
                             "folder the sweep starts in)")  # fmt: skip
@@ -416,9 +418,13 @@ def _check_values(job: dict[str, Any]) -> None:
     named = isinstance(arch, str) and arch.strip().upper() in ARCHS
     if arch is not None and not named and not is_conv_arch(arch):
         parse_arch(arch, *_ends(arch))  # its form only: the data's widths are not known here
+    if job.get("normalize") is not None and not isinstance(job["normalize"], bool):
+        raise EvopruneError(f"normalize: expected true, false or null, got {job['normalize']!r}")
     if job.get("init") is not None and job["init"] not in INITS:
         raise EvopruneError(f"init: expected one of {', '.join(INITS)}, got {job['init']!r}")
     sparsity = job.get("sparsity")  # a number, or a reference filled in later
+    if sparsity is not None and not isinstance(sparsity, int | float | dict):
+        raise EvopruneError(f"sparsity: expected a fraction in [0, 1), got {sparsity!r}")
     if isinstance(sparsity, int | float) and not 0 <= sparsity < 1:
         raise EvopruneError(f"sparsity: expected a fraction in [0, 1), got {sparsity}")
     if job["method"] in VARIANTS:  # the GA family: its objective and settings
