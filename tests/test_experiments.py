@@ -1034,6 +1034,8 @@ def test_cli_results_stats_report(swept, tmp_path, capsys):
     assert capsys.readouterr().out == out
     assert main(["stats", str(swept), "--metric", "acc"]) == 2
     assert "e.g. train_accuracy, test_accuracy" in capsys.readouterr().err
+    assert main(["stats", str(swept), "--metric", "dataset"]) == 2  # a text column
+    assert "--metric: no numeric column 'dataset'" in capsys.readouterr().err
     assert main(["report", str(swept), "--out", str(tmp_path / "r.html")]) == 0
     assert "6 figures" in capsys.readouterr().out
 

@@ -242,11 +242,12 @@ def _stats(args: argparse.Namespace) -> int:
     if df.empty:
         raise EvopruneError(f"stats: no finished runs{f' of spec {spec}' if spec else ''}")
     args.metric = SHORT_NAMES.get(args.metric, args.metric)  # as `results` prints them
-    if args.metric not in df:
+    if args.metric not in df or df[args.metric].dtype.kind not in "fiub":
         numeric = [c for c in df.select_dtypes("number") if c not in ("seed", "classes")]
         close = [c for c in numeric if "accuracy" in c or "sparsity" in c or "f1" in c]
         raise EvopruneError(
-            f"--metric: no column {args.metric!r} in the results; e.g. {', '.join(close[:8])}"
+            f"--metric: no numeric column {args.metric!r} in the results; e.g. "
+            f"{', '.join(close[:8])}"
         )
     fits = mixed_model_tables(
         df,
