@@ -74,6 +74,17 @@ def test_compare_of_an_unfinished_run_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and "no result.json" in err[0]
 
 
+def test_compare_of_a_result_that_is_not_an_object_is_one_line(tmp_path, capsys):
+    for text in ("null", "[1, 2]"):
+        (tmp_path / "result.json").write_text(text)
+        assert main(["compare", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "expected a JSON object of results" in err[0]
+    (tmp_path / "result.json").write_text('{"method": "ga", "test_accuracy": "abc"}')
+    assert main(["compare", str(tmp_path)]) == 0  # a hand-edited field shows as written
+    assert "abc" in capsys.readouterr().out
+
+
 def test_compare_of_different_networks_names_each_runs_data(tmp_path, capsys):
     for seed in (1, 2):
         args = [*SEARCH, "--seed", str(seed), "--out", str(tmp_path / f"s{seed}"), *FAST]

@@ -60,9 +60,14 @@ def load_result(folder: Path) -> dict:
     if not path.is_file():
         raise EvopruneError(f"{folder}: no result.json (not a finished run)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        result = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvopruneError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(result, dict):
+        raise EvopruneError(
+            f"{path}: expected a JSON object of results, got {type(result).__name__}"
+        )
+    return result
 
 
 def format_table(rows: list[tuple[str, dict]], columns: tuple = COLUMNS) -> str:
@@ -179,4 +184,9 @@ def _cell(value: object, fmt: str) -> str:
         value = "-".join(map(str, value))
     if isinstance(value, bool):
         value = "yes" if value else "no"
-    return "-" if value is None else fmt.format(value)
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):  # a hand-edited result.json: show it as it is
+        return str(value)
