@@ -157,6 +157,9 @@ def bad_files(tmp_path):
         (["search", "--dataset", "nope"], "dataset: expected one of"),
         (["compare", "no-such-run"], "no-such-run: no such folder"),
         (["tune-backprop", "--dataset", "moons", "--cv", "1"], "--cv: expected at least 2"),
+        (["tune-backprop", "--dataset", "moons", "--jobs", "0"], "--jobs: expected at least 1"),
+        (["tune-backprop", "--dataset", "moons", "--max-iter", "0"], "--max-iter: expected at"),
+        (["tune-backprop", "--dataset", "moons", "--cv", "100000"], "has 25000 rows; expected"),
         (["search", "--dataset", "moons", "--arch", "3,10,2"], "does not fit the data"),
         (["search", "--dataset", "moons", "--arch", "Q"], "arch: expected"),
         (

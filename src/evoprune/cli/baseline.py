@@ -204,12 +204,19 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
     from evoprune.jobkeys import job_dataset
     from evoprune.nets import parse_arch
 
-    for flag, value, least in (("--cv", args.cv, 2), ("--n-iter", args.n_iter, 1)):
+    for flag, value, least in (("--cv", args.cv, 2), ("--n-iter", args.n_iter, 1),
+                               ("--jobs", args.jobs, 1), ("--max-iter", args.max_iter, 1)):  # fmt: skip
         if value < least:
             raise EvopruneError(f"{flag}: expected at least {least}, got {value}")
     ds = job_dataset(data_job(args))
     layers = parse_arch(args.arch, ds.n_features, ds.n_classes)
     X = ds.X_train.view(len(ds.X_train), -1).numpy()
+    smallest = int(ds.y_train.bincount().min())  # stratified folds need a row of each class each
+    if args.cv > smallest:
+        raise EvopruneError(
+            f"--cv: {args.cv} folds, but the smallest class of the training split has {smallest} "
+            f"rows; expected at most {smallest}"
+        )
     if not args.quiet:  # minutes of fits; a bar only where they run in this process
         print(
             f"tune-backprop: {args.n_iter} candidates x {args.cv} folds of MLPClassifier on "
