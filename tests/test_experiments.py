@@ -1128,6 +1128,27 @@ def test_cli_sweep_only_keeps_a_value_with_commas_whole(capsys):
     )
 
 
+def test_cli_sweep_quiet_drops_the_progress_not_the_summary(tmp_path, capsys):
+    from evoprune.cli import main
+
+    spec = _write(tmp_path, """
+        name: mini
+        grid:
+          function: [sphere]
+          dim: [2]
+          arm:
+            - {label: random, method: minimize, optimizer: random, budget: 50}
+        profiles:
+          quick: {seeds: 1}
+    """)  # fmt: skip
+    for flags in ([], ["--quiet"]):
+        out = tmp_path / f"s{len(flags)}"
+        assert main(["sweep", str(spec), "--out", str(out), "--workers", "1", *flags]) == 0
+        captured = capsys.readouterr()
+        assert f"sweep mini [quick] -> {out}: 1 runs" in captured.out
+        assert ("sweep mini [quick]: 1/1 runs" in captured.err) == (not flags)
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     from evoprune.cli import main
 

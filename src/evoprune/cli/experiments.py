@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="parallel runs (default: all cores)")
     p.add_argument("--ray-address", help="join this Ray cluster (with --executor ray)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (the summary stays)")
     p.add_argument(
         "--seeds",
         help="seeds instead of the profile's: a count (5 = seeds 0-4) or a list (0,3,7)",
@@ -116,6 +117,7 @@ def _sweep(args: argparse.Namespace) -> int:
         executor=args.executor,
         workers=args.workers,
         ray_address=args.ray_address,
+        progress=not args.quiet,
     )
     print(
         f"sweep {'+'.join(summary.specs)} [{summary.profile}] -> {summary.out}: {summary.total} runs, "
