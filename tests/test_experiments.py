@@ -281,6 +281,10 @@ GOOD_YAML = """
         (("dataset: [moons]", "dataset: [moons]\n  arch: [2, 8, 2]"), 'arch: ["2,75,2"]), got 2'),
         (("method: ga}", "method: ga, arch: '2,,2'}"), "got '2,,2'"),
         (("method: ga}", "method: ga, normalize: 'false'}"), "normalize: expected true, false"),
+        (
+            ("method: ga}", "method: ga}\n    - {label: GA, method: local}"),
+            "grid[0].arm[1].label: 'GA' labels an earlier arm of this grid too",
+        ),
         (("dataset: [moons]", "data: [spec.yaml]"), "target: a CSV needs the name of its label"),
         (
             (

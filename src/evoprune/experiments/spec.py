@@ -342,6 +342,11 @@ def _check_grid(grid: Any, source: str, where: str) -> dict[str, list[Any]]:
             raise EvopruneError(
                 f"{source}: {here}.method: expected one of {', '.join(METHODS)}, got {arm['method']!r}"
             )
+        if any(str(other.get("label")) == str(arm["label"]) for other in out[ARM_AXIS][:i]):
+            raise EvopruneError(  # their runs would pool as one algorithm's
+                f"{source}: {here}.label: {arm['label']!r} labels an earlier arm of this grid "
+                "too; give each arm its own label"
+            )
         clash = sorted(set(arm) & (set(out) - {ARM_AXIS}))
         if clash:
             raise EvopruneError(f"{source}: {here}.{clash[0]}: also an axis of the grid")
