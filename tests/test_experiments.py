@@ -281,6 +281,7 @@ GOOD_YAML = """
         (("dataset: [moons]", "dataset: [moons]\n  arch: [2, 8, 2]"), 'arch: ["2,75,2"]), got 2'),
         (("method: ga}", "method: ga, arch: '2,,2'}"), "got '2,,2'"),
         (("method: ga}", "method: ga, normalize: 'false'}"), "normalize: expected true, false"),
+        (("method: ga}", "method: ga, mut_rate: .nan}"), "grid.arm[0].mut_rate: expected a finite"),
         (
             ("method: ga}", "method: ga}\n    - {label: GA, method: local}"),
             "grid[0].arm[1].label: 'GA' labels an earlier arm of this grid too",
@@ -305,6 +306,17 @@ def test_bad_spec_is_an_error_naming_file_and_field(tmp_path, change, message):
     assert message in str(err.value)
     assert str(path) in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_spec_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(
+        textwrap.dedent(GOOD_YAML).replace("name: s", "name: s\ntitle: café").encode("latin-1")
+    )
+    with pytest.raises(
+        EvopruneError, match=r"spec.yaml: not UTF-8 text \(byte \d+\); save it as UTF-8"
+    ):
+        load_spec(path)
 
 
 def test_good_spec_file_loads(tmp_path):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -221,7 +222,12 @@ def load_spec(name_or_path: str | Path) -> Spec:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise EvopruneError(f"spec: no such file {str(path)!r}")
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as exc:
+            raise EvopruneError(
+                f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
     else:
         if str(name_or_path) not in spec_names():
             raise EvopruneError(
@@ -233,7 +239,24 @@ def load_spec(name_or_path: str | Path) -> Spec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise EvopruneError(f"{source}:{_yaml_problem(exc)}") from None
+    _finite(data, source, "")
     return parse_spec(data, source)
+
+
+def _finite(data: Any, source: str, where: str) -> None:
+    """Refuse .nan and .inf anywhere in a spec: no setting takes them, and a job's key cannot."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise EvopruneError(f"{source}: {where or 'spec'}: expected a finite number, got {data}")
+    items = (
+        data.items()
+        if isinstance(data, dict)
+        else enumerate(data)
+        if isinstance(data, list)
+        else ()
+    )
+    for key, value in items:
+        _finite(value, source, f"{where}.{key}" if where and isinstance(key, str) else
+                f"{where}[{key}]" if where else str(key))  # fmt: skip
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
