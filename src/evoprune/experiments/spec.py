@@ -247,16 +247,12 @@ def _finite(data: Any, source: str, where: str) -> None:
     """Refuse .nan and .inf anywhere in a spec: no setting takes them, and a job's key cannot."""
     if isinstance(data, float) and not math.isfinite(data):
         raise EvopruneError(f"{source}: {where or 'spec'}: expected a finite number, got {data}")
-    items = (
-        data.items()
-        if isinstance(data, dict)
-        else enumerate(data)
-        if isinstance(data, list)
-        else ()
-    )
-    for key, value in items:
-        _finite(value, source, f"{where}.{key}" if where and isinstance(key, str) else
-                f"{where}[{key}]" if where else str(key))  # fmt: skip
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _finite(value, source, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            _finite(value, source, f"{where}[{i}]")
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
