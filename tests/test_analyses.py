@@ -269,6 +269,8 @@ def test_without_out_the_analyses_write_beside_the_ticket(ga_run, tmp_path):
     [
         ["analyze", "landscape", "{t}", "--grid", "6", "--out", "{o}"],
         ["analyze", "landscape", "{t}", "--span", "0", "--out", "{o}"],
+        ["analyze", "landscape", "{t}", "--span", "inf", "--out", "{o}"],
+        ["analyze", "landscape", "{t}", "--grid", "100001", "--out", "{o}"],
         ["analyze", "landscape", "missing.npz", "--out", "{o}"],
         ["analyze", "landscape", "{t}", "--dataset", "moons", "--out", "{o}"],
         ["analyze", "hessian", "{t}", "--top", "0", "--out", "{o}"],

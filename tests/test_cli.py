@@ -87,7 +87,11 @@ def test_evaluate_fresh_samples_of_moons_are_its_distribution(tmp_path, capsys):
     errors = round((1 - result["test_accuracy"]) * 16000)
     low, high = (float(v) for v in fresh.split("95% CI ")[1].rstrip(")").split(" to "))
     assert f"{errors:,} errors" in fresh and low < errors / 16000 < high
-    for bad in (["--fresh", "0"], ["--fresh", "10", "--dataset", "circles"]):
+    for bad in (
+        ["--fresh", "0"],
+        ["--fresh", "2000000000"],
+        ["--fresh", "10", "--dataset", "circles"],
+    ):
         code, _, err = run_cli(["evaluate", out, *bad], capsys)
         assert code == 2 and err.count("\n") == 1 and "--fresh" in err, bad
 

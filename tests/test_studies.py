@@ -126,6 +126,7 @@ def test_minimize_cli_writes_methods_and_rejects_bad_input(tmp_path, capsys):
         ["--method", "cmaes,bogus"],
         ["--function", "nope"],
         ["--dim", "0"],
+        ["--dim", "100000"],
         ["--budget", "-3"],
     ):
         args = ["minimize", "--function", "sphere", "--out", tmp_path / "bad", *bad]

@@ -27,6 +27,7 @@ function that wrote the ticket's ``train_loss`` and ``train_accuracy``, so it eq
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +58,9 @@ MLP_POINTS = 32  # grid points per batch on the MLP path
 CACHE_BYTES = 2 << 20  # one sample chunk's activations stay in cache (as in evoprune.evaluate)
 
 
+MAX_GRID = 1_001  # points per axis: a million networks scored, hours on a CPU
+
+
 @dataclass(frozen=True)
 class LandscapeConfig:
     grid: int = 41  # G, odd, so that δ = η = 0 is a grid point (the paper's plots: 41 x 41)
@@ -67,12 +71,13 @@ class LandscapeConfig:
     memory_mb: float = 256.0  # bound on one chunk's activations
 
     def check(self) -> None:
-        if self.grid < 3 or self.grid % 2 == 0:
+        if not 3 <= self.grid <= MAX_GRID or self.grid % 2 == 0:
             raise EvopruneError(
-                f"grid: expected an odd number >= 3 (so the centre is a grid point), got {self.grid}"
+                f"grid: expected an odd number from 3 to {MAX_GRID} (so the centre is a grid "
+                f"point), got {self.grid}"
             )
-        if not self.span > 0:
-            raise EvopruneError(f"span: expected a positive number, got {self.span}")
+        if not 0 < self.span < math.inf:
+            raise EvopruneError(f"span: expected a positive finite number, got {self.span}")
         if self.directions not in DIRECTIONS:
             raise EvopruneError(
                 f"directions: expected one of {', '.join(DIRECTIONS)}, got {self.directions!r}"

@@ -72,12 +72,15 @@ def fresh_samples(trained: dict[str, Any], n: int, seed: int) -> tuple[Any, Any]
     return fresh_sample(trained["name"], n, seed, trained_normalize(trained))
 
 
+MAX_FRESH = 100_000_000  # samples drawn at once: about 1.6 GB of features in float64
+
+
 def check_fresh(trained: dict[str, Any], n: int) -> None:
     """A positive --fresh N for a ticket found on a generated dataset, else one error line."""
     from evoprune.data.registry import GENERATORS
 
-    if n < 1:
-        raise EvopruneError(f"--fresh: expected a positive number of samples, got {n}")
+    if not 1 <= n <= MAX_FRESH:
+        raise EvopruneError(f"--fresh: expected 1 to {MAX_FRESH:,} samples, got {n:,}")
     name = trained.get("name")
     if name not in GENERATORS:
         raise EvopruneError(

@@ -35,6 +35,7 @@ from evoprune.seeding import numpy_generator
 from evoprune.studies.functions import FUNCTIONS, TestFunction
 
 SUCCESS = 1e-6  # a run succeeds when it finds f < SUCCESS (our specification's threshold)
+MAX_DIM = 1_000  # CMA-ES keeps a dim x dim covariance; the default budget is 10^4 * dim
 STOP_BELOW = 1e-9  # a method stops early once f < STOP_BELOW (1000x below success)
 
 
@@ -255,8 +256,10 @@ def check(function: str, dim: int, method: str, budget: int | None) -> None:
         raise EvopruneError(f"function: expected one of {', '.join(FUNCTIONS)}, got {function!r}")
     if method not in METHODS:
         raise EvopruneError(f"method: expected some of {', '.join(METHODS)}, got {method!r}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise EvopruneError(f"dim: expected a positive integer (e.g. 2, 10, 30), got {dim!r}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
+        raise EvopruneError(
+            f"dim: expected an integer from 1 to {MAX_DIM} (e.g. 2, 10, 30), got {dim!r}"
+        )
     if budget is not None and (
         isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
     ):
