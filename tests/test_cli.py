@@ -166,6 +166,7 @@ def bad_files(tmp_path):
         (["tune-backprop", "--dataset", "moons", "--cv", "100000"], "has 25000 rows; expected"),
         (["search", "--dataset", "moons", "--arch", "3,10,2"], "does not fit the data"),
         (["search", "--dataset", "moons", "--arch", "Q"], "arch: expected"),
+        (["search", "--dataset", "moons", "--arch", "2,,2"], "got '2,,2'"),
         (
             ["search", "--dataset", "moons", "--mut-rate", "1.5"],
             "mut_rate: expected a rate in [0, 1]",

@@ -274,6 +274,9 @@ def test_user_model_file(tmp_path, cache):
         (["--sparsity", "1.5"], "sparsity"),
         (["--model", "nope.pt"], "nope.pt"),
         (["--hidden", "a,b"], "hidden"),
+        (["--hidden", "8,,8"], "hidden"),
+        (["--finetune-curve", "-5"], "finetune_curve: expected epoch counts >= 0"),
+        (["--threads", "0"], "threads: expected an integer >= 1, got 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

@@ -258,6 +258,7 @@ def test_shrink_rejects_a_non_mlp():
     "args, needle",
     [
         (["--levels", "0.5,1.5"], "levels"),
+        (["--levels", "0.5,,0.7"], "levels: an empty item in '0.5,,0.7'"),
         (["--target-fraction", "1.2"], "target_fraction"),
         (["--rate", "-1"], "rate"),
         (["--epochs", "0"], "epochs"),

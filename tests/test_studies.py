@@ -124,6 +124,7 @@ def test_minimize_cli_writes_methods_and_rejects_bad_input(tmp_path, capsys):
     assert (out / "history.csv").read_text().startswith("method,seed,evaluations,best_so_far")
     for bad in (
         ["--method", "cmaes,bogus"],
+        ["--method", "cmaes,,ga"],
         ["--function", "nope"],
         ["--dim", "0"],
         ["--dim", "100000"],

@@ -1,5 +1,6 @@
-"""What every job dict shares: its common keys, the check against unknown keys, and the dataset it
-names. Runners of every method import these; the registry (`evoprune.jobs`) sits above them.
+"""What every job dict shares: its common keys, the check against unknown keys, the dataset it
+names, and how a comma-separated setting is read. Runners of every method import these; the
+registry (`evoprune.jobs`) sits above them.
 """
 
 from __future__ import annotations
@@ -47,3 +48,16 @@ def job_dataset(job: dict[str, Any]) -> Dataset:
     return load_dataset(
         job["dataset"], job.get("classes"), job.get("normalize"), job.get("data_dir")
     )
+
+
+def comma_parts(text: str, name: str) -> list[str]:
+    """The parts of a comma-separated setting (``"0.5,0.9"``), stripped; an empty part
+    (``"8,,8"``) is a typo, not a value to drop.
+
+    >>> comma_parts(" 128, 64", "hidden")
+    ['128', '64']
+    """
+    parts = [p.strip() for p in str(text).split(",")]
+    if not all(parts):
+        raise EvopruneError(f"{name}: an empty item in {text!r}; expected items between commas")
+    return parts

@@ -154,11 +154,12 @@ def run_hpo(args: argparse.Namespace) -> int:
 
 def run_minimize(args: argparse.Namespace) -> int:
     from evoprune.io import provenance
+    from evoprune.jobkeys import comma_parts
     from evoprune.progress import progress_bar
     from evoprune.results import write_run_dir
     from evoprune.studies.minimize import METHODS, check, minimize_seeds, summarise
 
-    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    methods = comma_parts(args.method, "--method")
     if not methods or len(set(methods)) != len(methods):
         raise EvopruneError(
             f"--method: expected distinct names from {', '.join(METHODS)}, got {args.method!r}"

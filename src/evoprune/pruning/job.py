@@ -26,7 +26,7 @@ from evoprune.data.registry import Dataset
 from evoprune.devices import torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
-from evoprune.jobkeys import check_keys, job_dataset
+from evoprune.jobkeys import check_keys, comma_parts, job_dataset
 from evoprune.progress import progress_bar
 from evoprune.pruning.cmaes import CMAConfig, cmaes_search
 from evoprune.pruning.dense import (
@@ -151,15 +151,18 @@ def _choices(job: dict[str, Any]) -> dict[str, Any]:
         raise EvopruneError(f"ridge: expected a number >= 0, got {c['ridge']}")
     if not 0.0 <= c["sparsity"] < 1.0:
         raise EvopruneError(f"sparsity: expected a fraction in [0, 1), got {c['sparsity']}")
-    if c["finetune_epochs"] < 0 or c["threads"] < 1 or c["synflow_rounds"] < 1:
-        raise EvopruneError("finetune_epochs >= 0, threads >= 1 and synflow_rounds >= 1 expected")
+    for name, least in (("finetune_epochs", 0), ("threads", 1), ("synflow_rounds", 1)):
+        if c[name] < least:
+            raise EvopruneError(f"{name}: expected an integer >= {least}, got {c[name]}")
     curve = c["finetune_curve"] or []
     if isinstance(curve, str):
-        curve = [p for p in curve.split(",") if p.strip()]
+        curve = comma_parts(curve, "finetune_curve") if curve.strip() else []
     try:
         c["finetune_curve"] = sorted({int(e) for e in curve})
     except (TypeError, ValueError):
         raise EvopruneError(f"finetune_curve: expected epoch counts, got {curve!r}") from None
+    if any(e < 0 for e in c["finetune_curve"]):
+        raise EvopruneError(f"finetune_curve: expected epoch counts >= 0, got {curve!r}")
     if isinstance(c["ipop"], str):
         c["ipop"] = c["ipop"].lower() == "true"
     return c
@@ -174,7 +177,7 @@ def default_cache_dir() -> Path:
 
 def _hidden(text: Any) -> tuple[int, ...]:
     try:
-        widths = tuple(int(w) for w in str(text).replace(" ", "").split(",") if w)
+        widths = tuple(int(w) for w in comma_parts(text, "hidden"))
     except ValueError:
         widths = ()
     if not widths or any(w < 1 for w in widths):

@@ -30,7 +30,7 @@ import torch
 from evoprune.devices import torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
-from evoprune.jobkeys import check_keys, job_dataset
+from evoprune.jobkeys import check_keys, comma_parts, job_dataset
 from evoprune.nets import MLP, parse_arch
 from evoprune.pruning.selection.dynamics import SelectionConfig
 from evoprune.pruning.selection.masses import Masses
@@ -74,9 +74,9 @@ def parse_levels(value: Any, target: float | None = None) -> list[float]:
     target fraction in target mode, else `DEFAULT_LEVELS`."""
     if value is None:
         return [target] if target is not None else list(DEFAULT_LEVELS)
-    parts = value.split(",") if isinstance(value, str) else list(value)
+    parts = comma_parts(value, "levels") if isinstance(value, str) else list(value)
     try:
-        levels = [float(p) for p in parts if str(p).strip()]
+        levels = [float(p) for p in parts]
     except ValueError:
         raise EvopruneError(
             f"levels: expected fractions like 0.35,0.5,0.9, got {value!r}"
