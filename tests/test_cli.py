@@ -167,6 +167,8 @@ def bad_files(tmp_path):
         (["search", "--dataset", "moons", "--arch", "3,10,2"], "does not fit the data"),
         (["search", "--dataset", "moons", "--arch", "Q"], "arch: expected"),
         (["search", "--dataset", "moons", "--arch", "2,,2"], "got '2,,2'"),
+        (["search", "--dataset", "moons", "--target", "y"], "--target: only with --data"),
+        (["search", "--dataset", "moons", "--data-dir", "."], "--data-dir: only with --dataset"),
         (
             ["search", "--dataset", "moons", "--mut-rate", "1.5"],
             "mut_rate: expected a rate in [0, 1]",

@@ -114,6 +114,10 @@ def data_job(args: argparse.Namespace) -> dict[str, Any]:
     if args.data is not None and args.data.suffix.lower() == ".csv" and not args.target:
         raise EvopruneError(f"{args.data}: a CSV needs the name of its label column (--target "
                             "COLUMN)")  # fmt: skip
+    if args.target and args.data is None:
+        raise EvopruneError("--target: only with --data (a built-in dataset has its labels)")
+    if args.data_dir is not None and args.dataset != "mnist":
+        raise EvopruneError("--data-dir: only with --dataset mnist (where its files are)")
     job: dict[str, Any] = {
         "dataset": args.dataset or "file",
         "classes": args.classes,
