@@ -282,6 +282,7 @@ GOOD_YAML = """
         (("method: ga}", "method: ga, arch: '2,,2'}"), "got '2,,2'"),
         (("method: ga}", "method: ga, normalize: 'false'}"), "normalize: expected true, false"),
         (("method: ga}", "method: ga, mut_rate: .nan}"), "grid.arm[0].mut_rate: expected a finite"),
+        (("method: ga}", "method: ga, analyze: [foo]}"), "analyze: expected a list of"),
         (
             ("method: ga}", "method: ga}\n    - {label: GA, method: local}"),
             "grid[0].arm[1].label: 'GA' labels an earlier arm of this grid too",

@@ -457,6 +457,10 @@ def _check_values(job: dict[str, Any]) -> None:
 
         get_objective(job.get("objective", "accuracy"))
         ga_config(job)
+        if "analyze" in job:
+            from evoprune.analysis.jobs import check_analyses
+
+            check_analyses(job["analyze"])
 
 
 def _ends(arch: Any) -> tuple[int, int]:
