@@ -277,6 +277,8 @@ def test_user_model_file(tmp_path, cache):
         (["--hidden", "8,,8"], "hidden"),
         (["--finetune-curve", "-5"], "finetune_curve: expected epoch counts >= 0"),
         (["--threads", "0"], "threads: expected an integer >= 1, got 0"),
+        (["--population", "8"], "--population: not used by --method magnitude"),
+        (["--method", "cmaes-synflow", "--order", "iterative"], "--order: not used by"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

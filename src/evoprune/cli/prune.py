@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from evoprune.errors import EvopruneError
+
 METHODS = ("cmaes-synflow", "magnitude", "synflow", "softmask", "cmaes-trainfit", "random")
 ECS = ("none", "l2_row", "l2_layer", "activation", "affine", "lsq")
 
@@ -102,10 +104,16 @@ def default_prune_out(job: dict[str, Any]) -> Path:
 
 def run_prune(args: argparse.Namespace) -> int:
     from evoprune.cli.data import check_out
-    from evoprune.pruning.job import _choices, run_prune_job
+    from evoprune.pruning.job import _choices, applied, run_prune_job
 
     job = prune_job(args)
-    _choices(job)  # validate before any work
+    used = applied(_choices(job), job["method"])  # validate before any work
+    unused = [k for k in KEYS if getattr(args, k) is not None and k not in used]
+    if unused:  # as search refuses --kicks without memetic: a flag never silently ignored
+        raise EvopruneError(
+            f"--{unused[0].replace('_', '-')}: not used by --method {job['method']} with these "
+            "settings (its genome, fitness, compensation or --model)"
+        )
     out = args.out or default_prune_out(job)
     check_out(out)
     r = run_prune_job(job, out, progress=not args.quiet)
