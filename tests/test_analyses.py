@@ -196,6 +196,34 @@ def test_hessian_of_a_saved_ticket_and_of_a_conv_module(ga_run):
     )
 
 
+def test_training_data_checks_an_mlps_ends_and_takes_a_conv_nets_pixels():
+    from evoprune.analysis.params import training_data
+    from evoprune.data.registry import Dataset
+    from evoprune.nets import build_convnet, build_mlp
+
+    def data(features, classes):
+        X, y = torch.rand(12, features), torch.arange(12) % classes
+        return Dataset("d", X, y, X, y, classes)
+
+    X, _ = training_data(build_convnet(n_classes=3), data(784, 3))  # its first Linear is the head
+    assert X.shape == (12, 784)
+    with pytest.raises(EvopruneError, match="the network has 2 outputs, the dataset 'd' has 3"):
+        training_data(build_mlp([5, 4, 2]), data(5, 3))
+    with pytest.raises(EvopruneError, match="the network takes 5 features, the dataset 'd' has 6"):
+        training_data(build_mlp([5, 4, 3]), data(6, 3))
+
+
+def test_analyze_with_no_normalize_keeps_the_tickets_class_count(tmp_path, capsys):
+    from evoprune.cli import main
+
+    out = tmp_path / "ep"
+    args = ["baseline", "edge-popup", "--dataset", "digits", "--classes", "3", "--epochs", "1"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    assert main(["analyze", "landscape", str(out), "--no-normalize", "--grid", "3"]) == 0
+    shown = json.loads((out / "landscape.json").read_text())
+    assert shown["data"]["classes"] == 3 and shown["data"]["normalize"] is False
+
+
 # -- ticket graph --------------------------------------------------------------------------------
 
 

@@ -119,11 +119,18 @@ def ticket_dataset(ticket: Ticket, ds: Dataset | None = None) -> Dataset:
 def training_data(model: nn.Module, ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """The training split flattened as the GA saw it, checked against the network's input."""
     X = ds.X_train.reshape(len(ds.X_train), -1)
-    first = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
-    if first is not None and first.in_features != X.shape[1]:
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    first = layers[0] if layers else None  # a conv net's first Linear is its head: not checked
+    if isinstance(first, nn.Linear) and first.in_features != X.shape[1]:
         raise EvopruneError(
             f"the network takes {first.in_features} features, the dataset {ds.name!r} has "
             f"{X.shape[1]}"
+        )
+    last = layers[-1] if layers else None
+    if isinstance(last, nn.Linear) and int(ds.y_train.max()) >= last.out_features:
+        raise EvopruneError(
+            f"the network has {last.out_features} outputs, the dataset {ds.name!r} has "
+            f"{int(ds.y_train.max()) + 1} classes"
         )
     return X, ds.y_train
 

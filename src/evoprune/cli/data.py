@@ -143,8 +143,14 @@ def own_dataset_flags(args: argparse.Namespace, trained: dict[str, Any]) -> None
         return
     from evoprune.data import DATASETS
 
-    if trained.get("name") in DATASETS:
+    if trained.get("name") in DATASETS:  # the ticket's own dataset, but for the flags given
         args.dataset = trained["name"]
+        if args.classes is None:
+            args.classes = trained.get("classes")
+        if args.normalize is None:
+            args.normalize = trained.get("normalize")
+        if args.data_dir is None and trained.get("data_dir"):
+            args.data_dir = Path(trained["data_dir"])
         return
     raise EvopruneError(
         f"{given[0]}: only with --dataset or --data (this ticket was trained on "
