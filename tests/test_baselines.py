@@ -159,6 +159,7 @@ def test_edge_popup_beats_chance_on_a_tiny_task(init: str) -> None:
         {"batch_size": 0},
         {"lr": 0.0},
         {"weight_decay": -1.0},
+        {"nesterov": True, "momentum": 0.0},
     ],
 )
 def test_bad_edge_popup_config_is_an_evoprune_error(bad: dict) -> None:

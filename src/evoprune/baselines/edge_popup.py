@@ -76,6 +76,10 @@ class EdgePopupConfig:
                 raise EvopruneError(f"{name}: expected a finite number >= 0, got {value!r}")
         if self.lr <= 0:
             raise EvopruneError(f"lr: expected a positive learning rate, got {self.lr!r}")
+        if self.nesterov and self.momentum == 0:
+            raise EvopruneError(
+                "nesterov: needs a momentum above 0 (Nesterov's look-ahead is of it)"
+            )
 
     @property
     def keep(self) -> float:
