@@ -453,3 +453,13 @@ def test_ctrl_c_stops_backprop_although_sklearn_catches_it(tmp_path, ctrl_c_able
     assert proc.returncode == 130, err
     assert b"interrupted" in err and b"Training interrupted by user" not in err
     assert not out.exists()
+
+
+def test_a_backprop_override_its_solver_does_not_read_is_an_error():
+    from evoprune.baselines.jobs import backprop_params
+
+    job = {"method": "backprop", "dataset": "moons", "momentum": 0.3}  # moons B is an adam row
+    with pytest.raises(EvopruneError, match="momentum: not read by the adam solver"):
+        backprop_params(job, "moons", [75], 2, True)
+    params, found = backprop_params({**job, "solver": "sgd"}, "moons", [75], 2, True)
+    assert found and params.solver == "sgd" and params.momentum == 0.3

@@ -144,8 +144,16 @@ def backprop_params(
                 f"backprop: Table 2 has no row for dataset {name!r}, hidden layers {hidden}, "
                 f"{classes} classes; give the hyperparameters (at least --solver)"
             )
-        return BackpropParams(**overrides), False
-    return replace(row, **overrides), True
+        params, found = BackpropParams(**overrides), False
+    else:
+        params, found = replace(row, **overrides), True
+    unread = sorted(set(overrides) - set(params.sklearn_kwargs()))
+    if unread:  # as for the other methods' flags: never silently ignored
+        raise EvopruneError(
+            f"{unread[0]}: not read by the {params.solver} solver (momentum and "
+            "nesterovs_momentum are sgd's, epsilon adam's)"
+        )
+    return params, found
 
 
 def run_backprop_job(job: dict[str, Any], out: Path | None, progress: bool) -> dict[str, Any]:
