@@ -1025,6 +1025,28 @@ def test_a_spec_of_ones_own_gets_its_arms_side_by_side(tmp_path):
         parse_spec({**own, "figure": "mine"})
 
 
+def test_a_spec_name_with_quotes_ampersands_and_slashes_makes_plain_ids_and_files(tmp_path):
+    from html.parser import HTMLParser
+
+    own = {**TINY_SPEC, "name": 'mine "v2" & co/b'}
+    own.pop("figure")
+    run_sweep(parse_spec(own), "quick", tmp_path / "s", executor=InlineExecutor(), fn=fake_job,
+              progress=False)  # fmt: skip
+    summary = build_report([tmp_path / "s"], tmp_path / "r.html")
+    ids = []
+
+    class Tables(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                ids.append(dict(attrs).get("id"))
+
+    page = summary.path.read_text()
+    Tables().feed(page)
+    assert "summary-mine-v2-co-b" in ids
+    assert "table[id='summary-mine-v2-co-b'] td:nth-child(1)" in page  # its rule matches it
+    assert (tmp_path / "r_figures" / "mine-v2-co-b.png").is_file()
+
+
 def test_cli_results_stats_report(swept, tmp_path, capsys):
     from evoprune.cli import main
 

@@ -91,7 +91,7 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
             parts.append("<p class='note'>No finished runs to draw.</p>")
             continue
         drawn = RENDERERS[fig.kind](frame, title)
-        png, _ = save(drawn, fig_dir / spec)
+        png, _ = save(drawn, fig_dir / _slug(spec))  # one file per spec, whatever its name
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
         parts.append(
@@ -319,8 +319,9 @@ def _slug(text: str) -> str:
 def _table(frame: pd.DataFrame, table_id: str) -> str:
     """A table in its own box: a table wider than the page scrolls inside it, not the page.
     Numbers are right-aligned (the page's default), columns of text left-aligned."""
+    table_id = _slug(table_id)  # a spec's name may hold quotes, & or / (pandas writes it raw)
     inner = frame.to_html(index=False, border=0, table_id=table_id, na_rep="-", escape=True)
-    where = f"table[id='{html.escape(table_id)}']"
+    where = f"table[id='{table_id}']"
     left = [i + 1 for i, c in enumerate(frame.columns) if not _numbers(frame[c])]
     css = "".join(
         f"{where} td:nth-child({k}),{where} th:nth-child({k}){{text-align:left}}" for k in left
