@@ -392,6 +392,19 @@ def analysis_sweep(tmp_path_factory) -> Path:
     return out
 
 
+def test_fig1_draws_the_first_cell_that_has_tickets(analysis_sweep):
+    from evoprune.experiments.sections.analyses import prepare_fig1
+    from evoprune.experiments.tables import load_results
+
+    runs = load_results(analysis_sweep)
+    runs = runs[runs["spec"] == "fig1"]
+    drawn = prepare_fig1(runs)
+    # a backprop arm first (no tickets, as a spec may list it): the GA cell is still drawn
+    untrained = runs.assign(label="Backprop", run_dir=None, key=runs["key"] + "-bp")
+    behind = prepare_fig1(pd.concat([untrained, runs], ignore_index=True))
+    assert len(drawn) > 0 and behind.equals(drawn)
+
+
 def test_graph_of_a_sweep_cell_equals_its_tickets(analysis_sweep, tmp_path):
     from evoprune.cli import main
 

@@ -94,18 +94,20 @@ def cell_tickets(
 
 
 def prepare_fig1(runs: pd.DataFrame, spec: str = "fig1") -> pd.DataFrame:
-    """Connection survival frequencies over the tickets of the spec's first cell (one row per
-    connection), with the example ticket (the lowest seed) in column ``example``."""
+    """Connection survival frequencies over the tickets of the spec's first cell that has
+    tickets (one row per connection; a backprop arm has none), with the example ticket (the
+    lowest seed) in column ``example``."""
     sub = runs[runs["spec"] == spec]
     columns = ["dataset", "classes", "arch_name", "label", "layer", "source", "target",
                "frequency", "kept_in", "n_tickets", "example", "n"]  # fmt: skip
-    if sub.empty:
-        return pd.DataFrame(columns=columns)
-    first = sub.iloc[0]
-    cell = sub[(sub[CELL].astype(str) == first[CELL].astype(str)).all(axis=1)]
-    try:
-        tickets, _ = cell_tickets(cell)
-    except EvopruneError:
+    for _, cell in sub.groupby(sub[CELL].astype(str).agg("|".join, axis=1), sort=False):
+        try:
+            tickets, _ = cell_tickets(cell)
+        except EvopruneError:
+            continue
+        first = cell.iloc[0]
+        break
+    else:
         return pd.DataFrame(columns=columns)
     g = ticket_graph(tickets)
     frame = g.frame()
