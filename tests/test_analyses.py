@@ -106,6 +106,16 @@ def test_landscape_equals_a_plain_forward_at_every_point(directions, params):
         assert abs(L.loss[i, j] - loss) < 1e-5 and L.accuracy[i, j] == acc
 
 
+def test_landscape_of_a_stack_without_biases_equals_the_general_path():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 8, bias=False), nn.ReLU(), nn.Linear(8, 2, bias=False))
+    X, y = torch.randn(32, 2), torch.randint(0, 2, (32,))
+    mask = torch.ones(MaskSpace(net).n_bits, dtype=torch.bool)
+    auto = landscape(net, mask, X, y, LandscapeConfig(grid=3))
+    general = landscape(net, mask, X, y, LandscapeConfig(grid=3), fast=False)
+    np.testing.assert_allclose(auto.loss, general.loss)
+
+
 def test_filter_directions_have_the_filters_norms():
     from evoprune.analysis.landscape import directions as make_directions
 

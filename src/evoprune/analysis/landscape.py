@@ -191,7 +191,9 @@ def landscape(
 
     loss = np.empty(G * G)
     acc = np.empty(G * G)
-    fast = is_mlp_stack(model) if fast is None else fast and is_mlp_stack(model)
+    # the MLP path reads every layer's bias; a bias-free stack takes the general one
+    biased = all(m.bias is not None for m in model.modules() if isinstance(m, nn.Linear))
+    fast = is_mlp_stack(model) and biased and (fast is None or fast)
     step = MLP_POINTS if fast else _grid_step(model, X, len(coeffs), config.memory_mb)
     chunks = range(0, len(coeffs), step)
     if progress:
