@@ -162,6 +162,7 @@ def bad_files(tmp_path):
         (["compare", "no-such-run"], "no-such-run: no such folder"),
         (["tune-backprop", "--dataset", "moons", "--cv", "1"], "--cv: expected at least 2"),
         (["tune-backprop", "--dataset", "moons", "--jobs", "0"], "--jobs: expected at least 1"),
+        (["tune-backprop", "--dataset", "moons", "--arch", "2,2"], "needs at least one hidden"),
         (["tune-backprop", "--dataset", "moons", "--max-iter", "0"], "--max-iter: expected at"),
         (["tune-backprop", "--dataset", "moons", "--cv", "100000"], "has 25000 rows; expected"),
         (["search", "--dataset", "moons", "--arch", "3,10,2"], "does not fit the data"),

@@ -144,9 +144,7 @@ def backprop(
     >>> res.metrics(X, y)[0] > 0.9
     True
     """
-    hidden = tuple(int(h) for h in hidden)
-    if not hidden or any(h < 1 for h in hidden):
-        raise EvopruneError(f"arch: backprop needs at least one hidden layer, got {list(hidden)}")
+    hidden = hidden_layers(hidden)
     if not isinstance(max_iter, int) or max_iter < 1:
         raise EvopruneError(f"max_iter: expected a positive integer, got {max_iter!r}")
     X = np.asarray(X, dtype=np.float64)
@@ -216,6 +214,7 @@ def tune_backprop(
 
     from evoprune.progress import progress_bar
 
+    hidden = hidden_layers(hidden)  # what `backprop` will be given
     for name, value in (("n_iter", n_iter), ("cv", cv)):
         if not isinstance(value, int) or value < (2 if name == "cv" else 1):
             raise EvopruneError(
@@ -266,3 +265,12 @@ def _plain(value: Any) -> Any:
 
 def _to_params(sampled: dict[str, Any]) -> BackpropParams:
     return BackpropParams(**{k: _plain(v) for k, v in sampled.items()})
+
+
+def hidden_layers(hidden: Sequence[int]) -> tuple[int, ...]:
+    """The hidden widths as ints; at least one layer (sklearn's MLP without one is a linear
+    model, not the paper's baseline)."""
+    widths = tuple(int(h) for h in hidden)
+    if not widths or any(h < 1 for h in widths):
+        raise EvopruneError(f"arch: backprop needs at least one hidden layer, got {list(widths)}")
+    return widths

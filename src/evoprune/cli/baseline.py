@@ -197,7 +197,7 @@ def run_backprop(args: argparse.Namespace) -> int:
 
 
 def run_tune_backprop(args: argparse.Namespace) -> int:
-    from evoprune.baselines.backprop import tune_backprop
+    from evoprune.baselines.backprop import hidden_layers, tune_backprop
     from evoprune.baselines.table2 import arch_letter, format_row
     from evoprune.cli.data import data_job
     from evoprune.io import write_json
@@ -210,6 +210,7 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
             raise EvopruneError(f"{flag}: expected at least {least}, got {value}")
     ds = job_dataset(data_job(args))
     layers = parse_arch(args.arch, ds.n_features, ds.n_classes)
+    hidden_layers(layers[1:-1])
     X = ds.X_train.view(len(ds.X_train), -1).numpy()
     smallest = int(ds.y_train.bincount().min())  # stratified folds need a row of each class each
     if args.cv > smallest:
