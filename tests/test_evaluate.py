@@ -54,6 +54,33 @@ def test_batched_equals_per_mask_forward(layers, fast, memory_mb):
     torch.testing.assert_close(ev.logits(masks), ref, rtol=1e-5, atol=1e-5)
 
 
+class _Shifted(nn.Sequential):
+    """An MLP stack by its children, with a forward of its own (the input shifted)."""
+
+    def forward(self, x):
+        return super().forward((x - 5) / 2)
+
+
+def _named_stack():
+    from collections import OrderedDict
+
+    return nn.Sequential(OrderedDict(fc1=nn.Linear(4, 16), act=nn.ReLU(), fc2=nn.Linear(16, 3)))
+
+
+@pytest.mark.parametrize("make", [_named_stack, lambda: _Shifted(nn.Linear(4, 16), nn.ReLU(),
+                                                                 nn.Linear(16, 3))],
+                         ids=["named-children", "own-forward"])  # fmt: skip
+def test_a_sequential_the_fast_path_would_misread_is_scored_as_it_runs(make):
+    torch.manual_seed(0)
+    net = make()
+    X, y = _data(200, 4, 3)
+    ev = Evaluator(net, X * 4 + 5, y, objective="loss")
+    masks = _masks(5, ev.n_bits)
+    ref = _reference(net, ev.space, masks, X * 4 + 5)
+    torch.testing.assert_close(ev.evaluate(masks)["loss"], cross_entropy(ref, y), rtol=1e-5,
+                               atol=1e-7)  # fmt: skip
+
+
 @pytest.mark.parametrize("layers", [[2, 9, 2], [2, 6, 5, 2], [5, 8, 10]])
 @pytest.mark.parametrize("memory_mb", [64.0, TINY_MB])
 def test_accuracy_only_matches(layers, memory_mb):

@@ -117,8 +117,9 @@ def memetic_search(
         )
     if not is_mlp_stack(model):  # before the GA phase, not after it
         raise EvopruneError(
-            f"{config.variant}: the local search needs an MLP stack (nn.Sequential of Linear "
-            "and ReLU layers); search other modules with variant 'ga'"
+            f"{config.variant}: the local search needs an MLP stack (an nn.Sequential of Linear "
+            "and ReLU layers named 0, 1, 2, ..., its own forward); search other modules with "
+            "variant 'ga'"
         )
     y = torch.as_tensor(y, dtype=torch.long)
     if config.val_fraction > 0:  # before the GA phase, not after it

@@ -423,8 +423,8 @@ def local_search(
     config = config or LocalConfig()
     if not is_mlp_stack(model):
         raise EvopruneError(
-            "local search: needs an MLP stack (nn.Sequential of Linear and ReLU layers); search "
-            "other modules with the GA (variant 'ga')"
+            "local search: needs an MLP stack (an nn.Sequential of Linear and ReLU layers named "
+            "0, 1, 2, ..., its own forward); search other modules with the GA (variant 'ga')"
         )
     space = space or MaskSpace(model)
     y = torch.as_tensor(y, dtype=torch.long)
