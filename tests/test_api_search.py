@@ -62,6 +62,9 @@ def test_a_network_not_drawn_by_evoprune_is_not_rebuilt(moons):
     assert t.layers is None
     with pytest.raises(EvopruneError, match="ticket.apply"):
         t.masked_model()
+    drawn = build_mlp([2, 20, 2], seed=0)  # drawn from seed 0, then loaded with other weights
+    drawn.load_state_dict(build_mlp([2, 20, 2], seed=1).state_dict())
+    assert evoprune.search(drawn, X, y, config=TINY).layers is None
 
 
 def test_build_mlp_leaves_torch_global_random_stream_alone():

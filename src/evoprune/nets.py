@@ -142,10 +142,18 @@ def rebuild_fields(model: nn.Module) -> dict[str, Any]:
     if drawn is None:
         return {"layers": None}
     if isinstance(model, MLP):
-        return {"layers": list(model.layers), **drawn}
-    if isinstance(model, ConvNet):
-        return {"layers": None, "arch": ConvNet.arch, **drawn}
-    return {"layers": None}
+        fields, again = {"layers": list(model.layers), **drawn}, build_mlp(model.layers, **drawn)
+    elif isinstance(model, ConvNet):
+        fields = {"layers": None, "arch": ConvNet.arch, **drawn}
+        again = build_convnet(model.n_classes, **drawn)
+    else:
+        return {"layers": None}
+    mine, drawn_again = model.state_dict(), again.state_dict()
+    if mine.keys() != drawn_again.keys() or not all(
+        torch.equal(mine[k].detach().cpu(), drawn_again[k]) for k in mine
+    ):  # changed since it was drawn (loaded, trained): the seed no longer rebuilds it
+        return {"layers": None}
+    return fields
 
 
 def build_mlp(
