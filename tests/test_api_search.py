@@ -185,6 +185,14 @@ def test_a_ga_ticket_on_the_built_in_conv_net_rebuilds_it():
     assert (t.arch, t.seed) == ("conv", 4)
     rebuilt = t.masked_model()
     assert torch.equal(rebuilt(X), t.apply(build_network("conv", 784, 10, seed=4)[0])(X))
+    from evoprune.masks import MaskSpace
+
+    y3 = y % 3  # a mask over the head alone, 3 classes
+    net3 = build_network("conv", 784, 3, seed=4)[0]
+    head = MaskSpace(net3, is_maskable=lambda name, _m: name == "fc")
+    cfg = GAConfig(population=4, min_generations=1, max_generations=1, post_prune=False)
+    t3 = evoprune.search(net3, X, y3, config=cfg, space=head)
+    assert t3.weights == ["fc.weight"] and t3.masked_model().n_classes == 3
 
 
 def test_memetic_with_a_callable_objective_points_to_the_ga(moons):

@@ -195,10 +195,15 @@ class ConvNet(nn.Module):
         self.n_classes = n_classes
 
     @staticmethod
-    def classes_for(n_bits: int) -> int:
-        """The class count of the conv net with `n_bits` maskable weights (a ticket's mask):
-        conv1's 32 * 25 and conv2's 64 * 32 * 25 weights, then 1024 per class in the head."""
-        return (n_bits - 32 * 25 - 64 * 32 * 25) // (64 * 4 * 4)
+    def classes_for(n_bits: int, weights: Sequence[str] | None = None) -> int | None:
+        """The class count of the conv net whose mask has `n_bits` bits over `weights` (default
+        all three): conv1's 32 * 25 and conv2's 64 * 32 * 25 weights, then 1024 per class in
+        the head; None when the mask leaves the head out."""
+        if weights is not None and "fc.weight" not in weights:
+            return None
+        convs = {"conv1.weight": 32 * 25, "conv2.weight": 64 * 32 * 25}
+        covered = sum(n for name, n in convs.items() if weights is None or name in weights)
+        return (n_bits - covered) // (64 * 4 * 4)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The first stage: pooled conv1 maps ``(n, 32, 12, 12)``."""

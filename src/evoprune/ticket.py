@@ -69,8 +69,14 @@ class Ticket:
     def build_model(self) -> nn.Module:
         """The unmasked random network, rebuilt bit for bit from (layers, init, seed)."""
         if self.arch == "conv":
-            n_classes = ConvNet.classes_for(self.n_bits)
-            return build_convnet(n_classes, self.init, self.seed, self.keep)
+            n_classes = ConvNet.classes_for(self.n_bits, self.weights)
+            n_classes = n_classes or (self.dataset or {}).get("classes")
+            if not n_classes:
+                raise EvopruneError(
+                    "ticket: its mask leaves the conv net's head out and it records no class "
+                    "count; build the net with build_convnet(n_classes) and use ticket.apply"
+                )
+            return build_convnet(int(n_classes), self.init, self.seed, self.keep)
         if self.layers is None:
             raise EvopruneError("ticket: no layer list (a custom module); use ticket.apply(model)")
         return build_mlp(self.layers, self.init, self.seed, self.keep)

@@ -189,7 +189,7 @@ def _n_classes(ticket: Any, model: Any) -> int:
     """The ticket's class count: its network's outputs."""
     from evoprune.nets import ConvNet
 
-    return ConvNet.classes_for(ticket.n_bits) if ticket.arch == "conv" else model[-1].out_features
+    return model.n_classes if isinstance(model, ConvNet) else model[-1].out_features
 
 
 def _check_width(
