@@ -1,5 +1,7 @@
 """`evoprune.search` from Python: what a ticket records, input checks, checkpoints, side effects."""
 
+import copy
+
 import numba
 import pytest
 import torch
@@ -294,3 +296,23 @@ def test_the_same_seed_writes_the_same_memetic_ticket_file(tmp_path):
     assert (tmp_path / "a" / "ticket.npz").read_bytes() == (
         tmp_path / "b" / "ticket.npz"
     ).read_bytes()
+
+
+def test_a_weight_tied_between_two_layers_is_masked_once():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+            self.b.weight = self.a.weight
+
+        def forward(self, x):
+            return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+
+    torch.manual_seed(0)
+    net, X = Tied(), torch.randn(100, 4)
+    y = (X[:, 0] > 0).long()
+    t = evoprune.search(net, X, y, config=TINY)
+    assert t.n_bits == 16 + 8  # a's (b's) weights once, and c's
+    masked = t.apply(copy.deepcopy(net))  # the copy keeps the tie
+    accuracy = int((masked(X).argmax(1) == y).sum()) / len(y)
+    assert accuracy == pytest.approx(t.metrics["train_accuracy"], abs=1e-9)

@@ -46,10 +46,14 @@ class MaskSpace:
         is_maskable = is_maskable or (lambda _name, m: isinstance(m, MASKABLE_TYPES))
         params: list[MaskedParam] = []
         start = 0
+        seen: set[int] = set()
         for module_name, module in model.named_modules():
             weight = getattr(module, "weight", None)
             if not isinstance(weight, torch.Tensor) or not is_maskable(module_name, module):
                 continue
+            if id(weight) in seen:  # a weight tied to an earlier layer's: one mask, masked once
+                continue
+            seen.add(id(weight))
             name = f"{module_name}.weight" if module_name else "weight"
             params.append(MaskedParam(name, tuple(weight.shape), start, weight.numel()))
             start += weight.numel()
