@@ -3,6 +3,7 @@
 import dataclasses
 import time
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -178,6 +179,15 @@ def test_checkpointed_search_resumes_to_the_identical_result(digits2, tmp_path):
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(full.history) == drop(resumed.history)
     assert full.metrics["evaluations"] == resumed.metrics["evaluations"]
+
+
+def test_a_config_of_numpy_numbers_resumes_its_own_checkpoint(digits2, tmp_path):
+    cfg = dataclasses.replace(SMALL, mut_rate=np.float32(0.1), memory_mb=np.float32(8))
+    assert type(cfg.mut_rate) is float  # as JSON writes and reads it back
+    ckpt = tmp_path / "ckpt.npz"
+    first = tiny_search(digits2, cfg, checkpoint=ckpt, checkpoint_every=1)
+    again = tiny_search(digits2, cfg, checkpoint=ckpt, checkpoint_every=1, resume=True)
+    assert torch.equal(first.mask, again.mask)
 
 
 def test_resume_rejects_a_checkpoint_of_another_search(digits2, tmp_path):

@@ -167,6 +167,8 @@ class GAConfig:
                     and not isinstance(value, bool | np.bool_)
                     and math.isfinite(value)
                 )
+                if ok and isinstance(value, np.generic):  # np.float32 -> float: a checkpoint's
+                    object.__setattr__(self, f.name, value.item())  # header reads back equal
             elif kind == "bool":
                 ok = isinstance(value, bool | np.bool_)
                 if ok:
