@@ -316,3 +316,15 @@ def test_a_weight_tied_between_two_layers_is_masked_once():
     masked = t.apply(copy.deepcopy(net))  # the copy keeps the tie
     accuracy = int((masked(X).argmax(1) == y).sum()) / len(y)
     assert accuracy == pytest.approx(t.metrics["train_accuracy"], abs=1e-9)
+
+
+def test_a_space_of_another_model_and_a_negative_checkpoint_every_are_refused(moons):
+    from evoprune.masks import MaskSpace
+
+    X, y, _, _ = moons
+    net = build_mlp([2, 20, 2], seed=0)
+    other = MaskSpace(build_mlp([2, 30, 2], seed=0))
+    with pytest.raises(EvopruneError, match=r"space: 0.weight \[30, 2\] is not a weight of this"):
+        evoprune.search(net, X, y, config=TINY, space=other)
+    with pytest.raises(EvopruneError, match="checkpoint_every: expected generations >= 0"):
+        evoprune.search(net, X, y, config=TINY, checkpoint_every=-1)

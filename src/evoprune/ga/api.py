@@ -70,6 +70,16 @@ def search(
     (True, 3)
     """
     X, y, X_test, y_test = check_data(model, X, y, X_test, y_test)
+    if (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, int)
+        or (checkpoint_every < 0)
+    ):
+        raise EvopruneError(
+            f"checkpoint_every: expected generations >= 0 (0: at the end only), got {checkpoint_every!r}"
+        )
+    if space is not None:
+        _check_space(space, model)
     if checkpoint is not None and fingerprint is None:
         fingerprint = problem_digest(model, X, y)
     config = config or GAConfig()
@@ -184,3 +194,17 @@ def _mode_kept(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         model.train(training)
+
+
+def _check_space(space: MaskSpace, model: nn.Module) -> None:
+    """A `space` must lay out weights of `model` (one built from another network would
+    misplace every bit)."""
+    shapes = {
+        name: tuple(t.shape) for name, t in [*model.named_parameters(), *model.named_buffers()]
+    }
+    for p in space.params:
+        if shapes.get(p.name) != tuple(p.shape):
+            raise EvopruneError(
+                f"space: {p.name} {list(p.shape)} is not a weight of this model; build the "
+                "space with MaskSpace(model)"
+            )
