@@ -328,3 +328,11 @@ def test_a_space_of_another_model_and_a_negative_checkpoint_every_are_refused(mo
         evoprune.search(net, X, y, config=TINY, space=other)
     with pytest.raises(EvopruneError, match="checkpoint_every: expected generations >= 0"):
         evoprune.search(net, X, y, config=TINY, checkpoint_every=-1)
+
+
+def test_maximize_against_a_named_objectives_direction_is_refused(moons):
+    X, y, _, _ = moons
+    net = build_mlp([2, 20, 2], seed=0)
+    with pytest.raises(EvopruneError, match="maximize: loss is minimised by definition"):
+        evoprune.search(net, X, y, "loss", config=TINY, maximize=True)
+    assert evoprune.search(net, X, y, "loss", config=TINY, maximize=False).metrics

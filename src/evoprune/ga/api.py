@@ -33,7 +33,7 @@ def search(
     *,
     X_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
-    maximize: bool = True,
+    maximize: bool | None = None,
     space: MaskSpace | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 0,
@@ -46,8 +46,9 @@ def search(
     - `X` ``(samples, features...)`` and `y` (class labels 0..C-1 for a network with C
       outputs), tensors or arrays; checked before anything runs (`evoprune.inputs`).
     - `objective`: "accuracy", "loss", "f1" or a callable ``(logits (P,d,C), y (d,)) -> (P,)``
-      with `maximize` giving its direction (the GA variants only: memetic and local search
-      take the three names, on an MLP stack of Linear and ReLU layers).
+      with `maximize` giving its direction (default True; the GA variants only: memetic and
+      local search take the three names, on an MLP stack of Linear and ReLU layers). A name
+      has its own direction: a `maximize` against it is an error.
     - `config`: the variant and its settings; the defaults are the paper's Table 1, except
       the post-pruning criterion (``post_prune_criterion``, see `evoprune.ga.prune`).
     - `space`: which weights are maskable (default: every Linear and Conv weight).
@@ -70,6 +71,14 @@ def search(
     (True, 3)
     """
     X, y, X_test, y_test = check_data(model, X, y, X_test, y_test)
+    if isinstance(objective, str | Objective) and maximize is not None:
+        named = get_objective(objective)
+        if maximize != named.maximize:
+            raise EvopruneError(
+                f"maximize: {named.name} is {'maximised' if named.maximize else 'minimised'} "
+                f"by definition; maximize= gives a callable objective's direction"
+            )
+    maximize = True if maximize is None else maximize
     if (
         isinstance(checkpoint_every, bool)
         or not isinstance(checkpoint_every, int)
