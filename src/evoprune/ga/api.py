@@ -79,11 +79,8 @@ def search(
                 f"by definition; maximize= gives a callable objective's direction"
             )
     maximize = True if maximize is None else maximize
-    if (
-        isinstance(checkpoint_every, bool)
-        or not isinstance(checkpoint_every, int)
-        or (checkpoint_every < 0)
-    ):
+    every_ok = isinstance(checkpoint_every, int) and not isinstance(checkpoint_every, bool)
+    if not every_ok or checkpoint_every < 0:
         raise EvopruneError(
             f"checkpoint_every: expected generations >= 0 (0: at the end only), got {checkpoint_every!r}"
         )

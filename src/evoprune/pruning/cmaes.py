@@ -134,18 +134,23 @@ class Genome:
         self._log_flow = [
             s.clamp(min=eps).log() - lm for s, lm in zip(flow, self._log_mag, strict=True)
         ]
+        # the static ranking within a layer (layer-density, neuron); layer-mix ranks by its
+        # own genes, a mix of magnitude and SynFlow
+        order = "magnitude" if self.kind == "layer-mix" else self.order
         base = self._log_mag
-        if self.kind == "layer-mix":  # its genes mix magnitude and SynFlow: no static order
-            pass
-        elif self.order == "synflow":
+        if order == "synflow":
             base = [a + b for a, b in zip(self._log_mag, self._log_flow, strict=True)]
-        elif self.order == "iterative":
+        elif order == "iterative":
             if self.survival is None:
                 raise EvopruneError("order iterative: needs iterative SynFlow's survival keys")
             base = [s.double() for s in self.survival]
         self._base = base
-        # a static ranking is sorted once; decoding a layer-density genome is then a prefix
-        self._sorted = [torch.argsort(b.reshape(-1), descending=True, stable=True) for b in base]
+        # sorted once: decoding a layer-density genome is then a prefix of each layer's order
+        self._sorted = (
+            [torch.argsort(b.reshape(-1), descending=True, stable=True) for b in base]
+            if self.kind == "layer-density"
+            else []
+        )
         self._hidden = [int(w.shape[0]) for w in self.net.weights[:-1]]
 
     @property
