@@ -8,7 +8,8 @@ import torch
 
 import evoprune
 from evoprune.cli import main
-from evoprune.devices import check_device
+from evoprune.devices import check_device, placed
+from evoprune.evaluate import Evaluator
 from evoprune.ga import GAConfig
 from evoprune.nets import build_mlp
 
@@ -63,3 +64,25 @@ def test_local_search_and_memetic_take_the_device(device):
                    max_passes=2, kicks=0, seed=2, device=device)  # fmt: skip
     ticket = evoprune.search(net, X, y, "loss", cfg)
     assert ticket.mask.device.type == "cpu" and ticket.metrics["train_accuracy"] > 0.5
+
+
+def test_evaluator_leaves_the_callers_network_where_and_as_it_was():
+    """`nn.Module.to` and `eval` act in place: the evaluator works on a copy unless the network
+    is already on its device and in eval mode (a search on cuda moved the user's network off the
+    CPU). The meta device stands in for a second device where there is no GPU."""
+    net = build_mlp([2, 8, 2], seed=0)
+    X, y = torch.randn(16, 2), torch.randint(0, 2, (16,))
+    assert Evaluator(net, X, y).model is not net and net.training
+    on_meta = placed(net, torch.device("meta"))
+    assert next(on_meta.parameters()).is_meta and not next(net.parameters()).is_meta
+    net.eval()  # already there and in eval mode: no copy
+    assert Evaluator(net, X, y).model is net
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no GPU")
+def test_a_search_on_cuda_leaves_the_network_on_the_cpu():
+    X, y = data()
+    net = build_mlp([4, 16, 2], seed=1)
+    cfg = GAConfig(population=12, min_generations=2, max_generations=2, seed=1, device="cuda")
+    evoprune.search(net, X, y, objective="loss", config=cfg)
+    assert next(net.parameters()).device.type == "cpu"

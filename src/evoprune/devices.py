@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from copy import deepcopy
 
 import torch
+from torch import nn
 
 from evoprune.errors import EvopruneError
 
@@ -30,6 +32,23 @@ def check_device(name: str) -> str:
     elif device.type != "cpu":
         raise EvopruneError(f"device: expected cpu or cuda[:N], got {name!r}")
     return name
+
+
+def placed(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` in eval mode on `device`, the caller's module left as it was: the module itself
+    where it is already there and in eval mode, else a copy (``nn.Module.to`` and ``eval`` act
+    in place, and a search on ``cuda`` would move the user's network off the CPU).
+
+    >>> net = nn.Linear(2, 2)
+    >>> placed(net, torch.device("meta")).weight.is_meta, net.weight.is_meta, net.training
+    (True, False, True)
+    """
+    def there(t: torch.Tensor) -> bool:  # "cuda" is any CUDA device, "cuda:1" that one
+        return t.device.type == device.type and device.index in (None, t.device.index)
+
+    if not model.training and all(map(there, [*model.parameters(), *model.buffers()])):
+        return model
+    return deepcopy(model).to(device).eval()
 
 
 @contextmanager

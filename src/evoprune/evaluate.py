@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from evoprune.devices import torch_threads
+from evoprune.devices import placed, torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.fastmlp import FastMLP, Population, is_mlp_stack
 from evoprune.masks import MaskSpace, pack_rows, sparsity
@@ -108,7 +108,7 @@ class Evaluator:
         metrics: Sequence[str] | None = None,
     ):
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = placed(model, self.device)
         self.space = space or MaskSpace(model)
         self.n_bits = self.space.n_bits
         self.X = torch.as_tensor(X, dtype=torch.float32).to(self.device)
