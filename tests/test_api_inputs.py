@@ -219,3 +219,16 @@ def test_table2_lookup_takes_the_architecture_letter():
     assert lookup("digits", "B", 3) is lookup("digits", [75], 3)
     with pytest.raises(EvopruneError, match=r"^hidden: expected hidden widths like \[75\]"):
         lookup("digits", "Q", 3)
+
+
+def test_pandas_frames_are_taken_as_their_values():
+    """torch.as_tensor indexes a DataFrame by its column labels: a raw KeyError before."""
+    import pandas as pd
+
+    from evoprune.inputs import check_data
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    y = np.arange(20) % 2
+    got = check_data(build_mlp([2, 4, 2]), pd.DataFrame(X, columns=[5, 7]), pd.Series(y))
+    assert torch.equal(got[0], torch.as_tensor(X, dtype=torch.float32))
+    assert torch.equal(got[1], torch.as_tensor(y))

@@ -197,3 +197,40 @@ def test_plot_boundary_of_a_ticket_without_its_data_takes_dataset(tmp_path, caps
         capsys.readouterr().out
     )
     assert (tmp_path / "b.png").is_file()
+
+
+def test_plot_boundary_reads_other_data_as_the_ticket_was_trained(tmp_path, capsys):
+    """--data: the file's columns by name, its labels as the ticket's classes, its features
+    scaled by the ticket's fitted ranges; --dataset: the ticket's class count and scaling.
+    Before, a new file was read in column order and by its own range, labels it never saw
+    were silently numbered anew, and --dataset fell back to the paper's scaling."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2)) * [1.0, 50.0]
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1],
+                          "label": np.where(X[:, 0] + X[:, 1] / 50 > 0, "cat", "dog")})  # fmt: skip
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    job = {"method": "ga", "data": str(tmp_path / "train.csv"), "target": "label",
+           "arch": "A", **TINY}  # fmt: skip
+    run_ga_job(job, tmp_path / "run")
+    frame[["b", "label", "a"]].to_csv(tmp_path / "shuffled.csv", index=False)
+
+    def errors(*extra: str, run: str = "run") -> str:
+        code = main(["plot", "boundary", str(tmp_path / run), "--grid", "11",
+                     "--out", str(tmp_path / "b.png"), *extra])  # fmt: skip
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return out.split(" -> ")[0]
+
+    in_order = errors("--data", str(tmp_path / "train.csv"))
+    assert in_order.startswith("train.csv, test errors of 300: ")
+    assert errors("--data", str(tmp_path / "shuffled.csv")).split(": ")[1] == in_order.split(": ")[1]
+    frame.assign(label=frame["label"].replace("cat", "yes")).to_csv(tmp_path / "relabelled.csv",
+                                                                    index=False)  # fmt: skip
+    code = main(["plot", "boundary", str(tmp_path / "run"), "--data", str(tmp_path / "relabelled.csv")])
+    assert code == 2 and "label 'yes' is not one of the classes cat, dog" in capsys.readouterr().err
+
+    run_ga_job({"method": "ga", "dataset": "circles", "arch": "A", "normalize": True, **TINY},
+               tmp_path / "circles")  # fmt: skip
+    assert errors("--dataset", "circles", run="circles") == errors(run="circles")

@@ -152,7 +152,26 @@ def bad_files(tmp_path):
             "x1,label,label\n" + "\n".join(f"{i},{i % 2},{i % 2}" for i in range(40)),
         ),
         "ticket": write(tmp_path / "ticket.npz", "not a zip"),
+        # pandas' to_csv writes its index as a column without a name: on a file sorted by
+        # class the row number predicts the label
+        "index": write(tmp_path / "index.csv", ",x1,label\n" + "\n".join(
+            f"{i},{i % 5},{int(i >= 20)}" for i in range(40))),  # fmt: skip
+        "semicolons": write(tmp_path / "semi.csv", "x1;x2;label\n" + ok_rows.replace(",", ";")),
+        "inf": write(tmp_path / "inf.csv", "x1,x2,label\n1,2,a\n3,inf,b\n" + ok_rows),
+        "nanlabels": _npz(tmp_path / "nany.npz", y=np.r_[np.zeros(20), np.ones(19), np.nan]),
+        "complex": _npz(tmp_path / "cplx.npz", X=np.ones((40, 2)) * (1 + 2j)),
+        # row 4 goes to the test split with split seed 0
+        "rare": _npz(tmp_path / "rare.npz", y=np.where(np.arange(40) == 4, 7, np.arange(40) % 2)),
     }
+
+
+def _npz(path: Path, X=None, y=None) -> Path:
+    """An .npz of 40 rows, two features and two classes, with `X` or `y` given instead."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2)) if X is None else X
+    y = np.arange(40) % 2 if y is None else y
+    np.savez(path, X=X, y=y)
+    return path
 
 
 @pytest.mark.parametrize(
@@ -197,6 +216,12 @@ def bad_files(tmp_path):
             "column 'label' appears 2 times in the header",
         ),
         (["search", "--data", "missing.csv", "--target", "label"], "no such file"),
+        (["search", "--data", "{index}", "--target", "label"], "column 1 of the header has no name"),
+        (["search", "--data", "{semicolons}", "--target", "label"], "holds ';': this reader"),
+        (["search", "--data", "{inf}", "--target", "label"], "infinite values (column 'x2' on line 3)"),
+        (["search", "--data", "{nanlabels}"], "y has NaN or infinite labels (rows [39])"),
+        (["search", "--data", "{complex}"], "X must be real numbers, got dtype complex128"),
+        (["search", "--data", "{rare}"], "class 7 has 1 row, all in the test split (split seed 0)"),
         (["search", "--dataset", "moons", "--population", "1"], "population"),
         (["search", "--dataset", "moons", "--variant", "local", "--min-gain", "-1"], "min_gain"),
         (

@@ -361,3 +361,77 @@ def test_classes_for_a_file_ticket_without_data_is_refused(wine_csv, tmp_path, c
     ticket = make_ticket(load_file(wine_csv, "target"), tmp_path / "t.npz")
     code, _, err = run_cli(["evaluate", ticket, "--classes", "3"], capsys)
     assert code == 2 and "--classes: only with --dataset or --data" in err
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (lambda y: y + 0.5, "expected integer digit labels 0..9, got dtype float64"),
+        (lambda y: y.astype(np.int64) - 1, "expected digit labels 0..9, got -1..8"),
+        (lambda y: np.eye(10)[y], r"one label per image \(labels of shape \(n,\)\)"),
+    ],
+)
+def test_mnist_labels_that_are_not_digits_are_one_line(digits_uint8, tmp_path, labels, message):
+    """A float label was truncated to a digit, a -1 became a class of its own, one-hot labels
+    an IndexError."""
+    images, y = digits_uint8
+    np.savez(tmp_path / "mnist.npz", images=images, labels=labels(y))
+    with pytest.raises(EvopruneError, match=message):
+        load_dataset("mnist", classes=2, data_dir=tmp_path)
+
+
+def test_mnist_images_with_nan_pixels_are_refused(digits_uint8, tmp_path):
+    """NaN compares false with every bound: a [0, 1] float image with one NaN was divided by
+    255 a second time."""
+    images, labels = digits_uint8
+    floats = images / 255.0
+    floats[3, 4, 5] = np.nan
+    np.savez(tmp_path / "mnist.npz", images=floats, labels=labels)
+    with pytest.raises(EvopruneError, match="NaN or infinite pixels"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_test_files_without_the_first_digits_are_one_line(digits_uint8, tmp_path):
+    images, labels = digits_uint8
+    order = np.argsort(labels, kind="stable")  # t10k: the last 200 after sorting, all 9s
+    write_mnist_folder(tmp_path / "raw", images[order], labels[order], n_train=800)
+    with pytest.raises(EvopruneError, match=r"the test files \(t10k-\*\) in .* hold 0 images"):
+        load_dataset("mnist", classes=2, data_dir=tmp_path / "raw")
+
+
+def test_a_torchvision_root_with_a_stray_npz_reads_its_idx_files(digits_uint8, tmp_path):
+    images, labels = digits_uint8
+    write_mnist_folder(tmp_path / "MNIST" / "raw", images, labels, n_train=800)
+    np.savez(tmp_path / "ticket.npz", mask=np.ones(3))
+    assert len(load_dataset("mnist", data_dir=tmp_path).y_train) == 800
+
+
+def test_where_mnist_was_found_is_recorded(digits_uint8, tmp_path, monkeypatch):
+    images, labels = digits_uint8
+    write_mnist_folder(tmp_path / "data", images, labels, n_train=800)
+    monkeypatch.delenv(MNIST_SEARCH[0], raising=False)
+    monkeypatch.chdir(tmp_path)  # found through the default search: ./data
+    assert load_dataset("mnist").config["data_dir"] == str((tmp_path / "data").resolve())
+    monkeypatch.setenv(MNIST_SEARCH[0], str(tmp_path / "nowhere"))
+    with pytest.raises(EvopruneError, match="EVOPRUNE_DATA_DIR=.*nowhere is not a directory"):
+        load_dataset("mnist")
+
+
+def test_user_npz_variants(tmp_path):
+    """True/False features are 1/0 (as in a CSV); an upper-case .NPZ is an npz; an MNIST-style
+    npz (images/labels) is read too; a missing array is named once, not wrapped twice."""
+    from evoprune.data import load_file
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)) > 0, np.arange(40) % 2
+    np.savez(tmp_path / "bool.npz", X=X, y=y)
+    assert load_file(tmp_path / "bool.npz", normalize=False).X_train.unique().tolist() == [0, 1]
+    with open(tmp_path / "UPPER.NPZ", "wb") as fh:  # np.savez would append .npz to the name
+        np.savez(fh, X=X.astype(float), y=y)
+    np.savez(tmp_path / "images.npz", images=X.astype(float), labels=y)
+    upper = load_file(tmp_path / "UPPER.NPZ")
+    assert torch.equal(upper.X_train, load_file(tmp_path / "images.npz").X_train)
+    np.savez(tmp_path / "other.npz", a=X)
+    with pytest.raises(EvopruneError) as info:
+        load_file(tmp_path / "other.npz")
+    assert str(info.value).count("other.npz") == 1 and "found ['a']" in str(info.value)

@@ -51,9 +51,15 @@ def check_data(
     return X, y, X_test, y_test
 
 
+def _array(value: Any) -> Any:
+    """A pandas DataFrame or Series as its numpy values (``torch.as_tensor`` indexes a frame by
+    column labels, a KeyError)."""
+    return value.to_numpy() if hasattr(value, "to_numpy") and not torch.is_tensor(value) else value
+
+
 def _features(name: str, X: Any) -> torch.Tensor:
     try:
-        X = torch.as_tensor(X).detach()
+        X = torch.as_tensor(_array(X)).detach()
     except (TypeError, ValueError, RuntimeError) as exc:
         raise EvopruneError(f"{name}: expected a tensor or array of features ({exc})") from None
     if X.dim() < 2 or len(X) == 0:
@@ -69,7 +75,7 @@ def _features(name: str, X: Any) -> torch.Tensor:
 
 def _labels(name: str, y: Any) -> torch.Tensor:
     try:
-        y = torch.as_tensor(y).detach()
+        y = torch.as_tensor(_array(y)).detach()
     except (TypeError, ValueError, RuntimeError) as exc:
         raise EvopruneError(f"{name}: expected a tensor or array of class labels ({exc})") from None
     if y.dim() != 1:

@@ -135,15 +135,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _dataset(args: argparse.Namespace, ticket: Any):
-    """The dataset the user named, or None for the ticket's own."""
-    from evoprune.cli.data import data_job, own_dataset_flags
-    from evoprune.jobkeys import job_dataset
+    """The data the user named, read as the ticket's training data was (its classes, columns,
+    labels and scaling), or None for the ticket's own. A --data file's rows are all of it:
+    its training and its test set."""
+    from evoprune.cli.data import named_dataset, new_data, output_classes, own_dataset_flags
+    from evoprune.data.registry import Dataset
 
     own_dataset_flags(args, ticket.dataset)
     if args.dataset is None and args.data is None:
         return None
-
-    return job_dataset(data_job(args))
+    if args.data is None:
+        return named_dataset(args, ticket.dataset)
+    n_out = output_classes(ticket.build_model())
+    X, y = new_data(args, ticket, n_out)
+    config = {"name": "file", "path": str(args.data.resolve()), "rows": "all"}
+    return Dataset(args.data.name, X, y, X, y, n_out, config)
 
 
 def _landscape(args: argparse.Namespace) -> int:

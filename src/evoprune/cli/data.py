@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,45 @@ def check_writable(out: Path) -> None:
     folder = out if out.is_dir() else next((p for p in out.absolute().parents if p.is_dir()), None)
     if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
         raise EvopruneError(f"--out {out}: cannot write into {folder} (permission denied)")
+
+
+def new_data(args: argparse.Namespace, ticket: Any, n_out: int) -> tuple[Any, Any]:
+    """A --data file for a ticket: every row, its classes numbered as in the ticket's training
+    data, its features preprocessed as the training data's were (pixels / 255 for mnist, the
+    recorded global or per-feature ranges, or none), unless --normalize/--no-normalize says
+    otherwise (said on stderr)."""
+    from evoprune.data.newdata import load_like
+
+    args.target = args.target or ticket.dataset.get("target")  # the training CSV's, by default
+    job = data_job(args)
+    X, y, notes = load_like(job["data"], job.get("target"), ticket.dataset, n_out, args.normalize)
+    for note in notes:
+        print(note, file=sys.stderr)
+    return X, y
+
+
+def named_dataset(args: argparse.Namespace, trained: dict[str, Any]):
+    """--dataset NAME for a ticket: its class count and scaling by default those the ticket was
+    trained with; an explicit --normalize/--no-normalize that differs is said on stderr."""
+    from evoprune.data.newdata import trained_normalize
+    from evoprune.jobkeys import job_dataset
+
+    job = data_job(args)
+    if args.classes is None and args.dataset == trained.get("name") and trained.get("classes"):
+        job["classes"] = int(trained["classes"])
+    if trained.get("name"):
+        was = trained_normalize(trained)
+        if args.normalize is None:
+            job["normalize"] = was
+        elif args.normalize != was:
+            print(f"note: the ticket was trained on {'scaled' if was else 'raw'} features; "
+                  f"{'--normalize' if args.normalize else '--no-normalize'} overrides that",
+                  file=sys.stderr)  # fmt: skip
+    return job_dataset(job)
+
+
+def output_classes(model: Any) -> int:
+    """A ticket's class count: its network's outputs."""
+    from evoprune.nets import ConvNet
+
+    return model.n_classes if isinstance(model, ConvNet) else model[-1].out_features

@@ -14,6 +14,9 @@ from evoprune.cli.data import (
     check_fresh,
     data_job,
     fresh_samples,
+    named_dataset,
+    new_data,
+    output_classes,
     own_dataset_flags,
 )
 from evoprune.errors import EvopruneError
@@ -60,9 +63,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         _check_fresh(args, ticket)
     model = ticket.build_model()
     n_in = 784 if ticket.arch == "conv" else model[0].in_features
-    n_out = _n_classes(ticket, model)
+    n_out = output_classes(model)
     if args.data is not None:  # new data: every row, preprocessed as the ticket's training data
-        X, y = _new_data(args, ticket, n_out)
+        X, y = new_data(args, ticket, n_out)
         _check_width(args.ticket, n_in, X[0].numel(), ticket.dataset.get("columns"))
         _check_classes(model, ticket, args.data.name, X, y)
         m = score_splits(model, ticket.mask, {"all": (X, y)})
@@ -76,7 +79,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         ds = dataset_from_config(ticket.dataset)
         _note_changed(ticket.dataset, ds.config)
     else:
-        ds = _named_dataset(args, ticket.dataset)
+        ds = named_dataset(args, ticket.dataset)
     _check_width(args.ticket, n_in, ds.n_features)
     _check_classes(model, ticket, ds.name, ds.X_train, ds.y_train, ds.X_test, ds.y_test)
     m = score(model, ticket.mask, ds)
@@ -123,41 +126,6 @@ def _print_fresh(model: Any, ticket: Any, n: int, seed: int) -> None:
           f"error rate {bayes / n:.3g}")  # fmt: skip
 
 
-def _new_data(args: argparse.Namespace, ticket: Any, n_out: int) -> tuple[Any, Any]:
-    """A --data file for a ticket: every row, its classes numbered as in the ticket's training
-    data, its features preprocessed as the training data's were (pixels / 255 for mnist, the
-    recorded global or per-feature ranges, or none), unless --normalize/--no-normalize says
-    otherwise (said on stderr)."""
-    from evoprune.data.newdata import load_like
-
-    args.target = args.target or ticket.dataset.get("target")  # the training CSV's, by default
-    job = data_job(args)
-    X, y, notes = load_like(job["data"], job.get("target"), ticket.dataset, n_out, args.normalize)
-    for note in notes:
-        print(note, file=sys.stderr)
-    return X, y
-
-
-def _named_dataset(args: argparse.Namespace, trained: dict[str, Any]):
-    """--dataset NAME for a ticket: its class count and scaling by default those the ticket was
-    trained with; an explicit --normalize/--no-normalize that differs is said on stderr."""
-    from evoprune.data.newdata import trained_normalize
-    from evoprune.jobkeys import job_dataset
-
-    job = data_job(args)
-    if args.classes is None and args.dataset == trained.get("name") and trained.get("classes"):
-        job["classes"] = int(trained["classes"])
-    if trained.get("name"):
-        was = trained_normalize(trained)
-        if args.normalize is None:
-            job["normalize"] = was
-        elif args.normalize != was:
-            print(f"note: the ticket was trained on {'scaled' if was else 'raw'} features; "
-                  f"{'--normalize' if args.normalize else '--no-normalize'} overrides that",
-                  file=sys.stderr)  # fmt: skip
-    return job_dataset(job)
-
-
 def _note_changed(recorded: dict[str, Any], rebuilt: dict[str, Any]) -> None:
     """A note (not an error: the scores are right for the data as read, and the same images
     re-saved differ in bytes) when the ticket's data file no longer has the digest it had."""
@@ -176,20 +144,13 @@ def _check_classes(model: Any, ticket: Any, name: str, *tensors: Any) -> None:
     try:
         check_data(model, *tensors)
     except EvopruneError as exc:
-        n_out = _n_classes(ticket, model)
+        n_out = output_classes(model)
         if ticket.dataset.get("name") in (None, "file"):
             hint = f"; the ticket has {n_out} classes"
         else:
             hint = (f"; the ticket has {n_out} classes (trained with --classes {n_out}); "
                     f"pass --classes {n_out}")  # fmt: skip
         raise EvopruneError(f"{name}: {exc}{hint}") from None
-
-
-def _n_classes(ticket: Any, model: Any) -> int:
-    """The ticket's class count: its network's outputs."""
-    from evoprune.nets import ConvNet
-
-    return model.n_classes if isinstance(model, ConvNet) else model[-1].out_features
 
 
 def _check_width(

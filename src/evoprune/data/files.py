@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -52,37 +53,55 @@ def load_arrays(
     if path.stat().st_size == 0:
         raise EvopruneError(f"{path}: the file is empty")
     names = None
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         X, y = _load_npz(path)
     else:
         X, y, names = _load_csv(path, target, columns)
     if len(X) < 4:
         raise EvopruneError(f"{path}: expected at least 4 rows, got {len(X)}")
+    if X.shape[1] == 0:
+        raise EvopruneError(f"{path}: X has no features (shape {X.shape})")
     if not np.isfinite(X).all():
-        raise EvopruneError(f"{path}: features contain NaN or infinite values")
+        bad = ~np.isfinite(X)
+        col = int(np.flatnonzero(bad.any(axis=0))[0])
+        where = (f"column {names[col]!r} on {_rows(bad[:, col])}" if names is not None
+                 else f"column {col} of X, rows {np.flatnonzero(bad[:, col])[:5].tolist()}")  # fmt: skip
+        raise EvopruneError(f"{path}: features contain NaN or infinite values ({where})")
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        rows = np.flatnonzero(~np.isfinite(y))
+        raise EvopruneError(f"{path}: y has NaN or infinite labels (rows {rows[:5].tolist()})")
     if len(np.unique(y)) < min_classes:
         raise EvopruneError(f"{path}: the target has only one class; need two or more")
     return X, y, names
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "X" not in npz or "y" not in npz:
-                raise EvopruneError(
-                    f"{path}: expected arrays 'X' and 'y', found {sorted(npz.files)}"
-                )
-            X, y = npz["X"], npz["y"]
-    except (ValueError, OSError) as exc:
-        raise EvopruneError(f"{path}: not a readable .npz file ({exc})") from None
+    arrays = _read_npz(path)
+    keys = ("images", "labels") if "X" not in arrays and "images" in arrays else ("X", "y")
+    if keys[0] not in arrays or keys[1] not in arrays:  # images/labels: an MNIST-style file
+        raise EvopruneError(
+            f"{path}: expected arrays 'X' and 'y' (or 'images' and 'labels'), found {sorted(arrays)}"
+        )
+    X, y = arrays[keys[0]], arrays[keys[1]]
     if X.ndim < 2 or len(X) != len(y) or y.ndim != 1:
         raise EvopruneError(
             f"{path}: expected X of shape (n, features) and y of shape (n,), "
             f"got {X.shape} and {y.shape}"
         )
-    if not np.issubdtype(X.dtype, np.number):
-        raise EvopruneError(f"{path}: X must be numeric, got dtype {X.dtype}")
+    if X.dtype == np.bool_:  # True/False as 1/0, as in a CSV
+        X = X.astype(np.uint8)
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise EvopruneError(f"{path}: X must be real numbers, got dtype {X.dtype}")
     return X.reshape(len(X), -1), y
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file (no pickles); an unreadable file is one error line."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise EvopruneError(f"{path}: not a readable .npz file ({exc})") from None
 
 
 def _load_csv(
@@ -98,10 +117,15 @@ def _load_csv(
         frame = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise EvopruneError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    _check_header(path)
+    header = _check_header(path)
     if target not in frame.columns:
+        hint = next(
+            (f" (the header holds {sep!r}: this reader splits on commas only)"
+             for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), "",
+        )  # fmt: skip
         raise EvopruneError(
-            f"{path}: no target column {target!r}; columns are {', '.join(map(str, frame.columns))}"
+            f"{path}: no target column {target!r}; columns are "
+            f"{_some([str(c) for c in frame.columns])}{hint}"
         )
     y = frame[target]
     if y.isna().any():
@@ -111,30 +135,43 @@ def _load_csv(
         raise EvopruneError(f"{path}: no feature columns besides {target!r}")
     if columns is not None:
         features = features[_match_columns(path, [str(c) for c in features.columns], columns)]
-    for col in features.columns:
-        values = pd.to_numeric(features[col], errors="coerce")
+    numeric = {}
+    for col in features.columns:  # one new frame: assigning column by column is quadratic
+        values = features[col]
+        if values.dtype.kind not in "biuf":
+            values = pd.to_numeric(values, errors="coerce")
         bad = values.isna()
         if bad.any():
             kind = "empty (NaN)" if features[col][bad].isna().all() else "non-numeric"
             raise EvopruneError(f"{path}: column {col!r} has {kind} values on {_rows(bad)}")
-        features[col] = values
+        numeric[col] = values.to_numpy(dtype=np.float64)
     names = [str(c) for c in features.columns]
-    return features.to_numpy(dtype=np.float64), y.to_numpy(), names
+    return np.column_stack(list(numeric.values())), y.to_numpy(), names
 
 
-def _check_header(path: Path) -> None:
-    """Refuse a header that names a column twice: pandas would rename the second ``y`` to
-    ``y.1`` and keep it as a feature (a second label column would leak into the inputs)."""
+def _check_header(path: Path) -> list[str]:
+    """The header's names. Refused: a name given twice (pandas would rename the second ``y`` to
+    ``y.1`` and keep it as a feature: a second label column would leak into the inputs) and a
+    column without a name (pandas' ``to_csv`` writes the index so, and a row number of a file
+    sorted by class predicts the class)."""
     import csv
 
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
         header = next(csv.reader(fh), [])
-    twice = next((name for name in header if header.count(name) > 1), None)
+    counts = Counter(header)
+    twice = next((name for name in header if counts[name] > 1), None)
     if twice is not None:
         raise EvopruneError(
-            f"{path}: column {twice!r} appears {header.count(twice)} times in the header; "
+            f"{path}: column {twice!r} appears {counts[twice]} times in the header; "
             "each column needs its own name"
         )
+    unnamed = [i + 1 for i, name in enumerate(header) if not name.strip()]
+    if unnamed and len(header) > 1:
+        raise EvopruneError(
+            f"{path}: column {unnamed[0]} of the header has no name (a saved DataFrame index? "
+            "write the file with index=False, or name the column)"
+        )
+    return header
 
 
 def _match_columns(path: Path, have: list[str], want: list[str]) -> list[str]:
@@ -142,12 +179,18 @@ def _match_columns(path: Path, have: list[str], want: list[str]) -> list[str]:
     missing = [c for c in want if c not in have]
     extra = [c for c in have if c not in want]
     if missing or extra:
-        parts = [f"missing: {', '.join(missing)}"] * bool(missing)
-        parts += [f"extra: {', '.join(extra)}"] * bool(extra)
+        parts = [f"missing: {_some(missing)}"] * bool(missing)
+        parts += [f"extra: {_some(extra)}"] * bool(extra)
         raise EvopruneError(
             f"{path}: columns {'; '.join(parts)} (the ticket was trained on {len(want)} columns)"
         )
     return list(want)
+
+
+def _some(names: list[str], most: int = 12) -> str:
+    """At most `most` names, comma-separated, and how many more (a message stays one line)."""
+    more = f", ... ({len(names) - most} more)" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _rows(mask) -> str:
@@ -195,7 +238,10 @@ def _find_mnist_dir(data_dir: str | None) -> Path:
         if not folder.is_dir():
             raise EvopruneError(f"mnist: {folder} is not a directory")
         return _torchvision_raw(folder)
-    candidates = [os.environ.get(MNIST_SEARCH[0])] + list(MNIST_SEARCH[1:])
+    env = os.environ.get(MNIST_SEARCH[0])
+    if env and not Path(env).is_dir():
+        raise EvopruneError(f"mnist: {MNIST_SEARCH[0]}={env} is not a directory")
+    candidates = [env] + list(MNIST_SEARCH[1:])
     for cand in candidates:
         if cand and Path(cand).is_dir():
             folder = _torchvision_raw(Path(cand))
@@ -209,9 +255,9 @@ def _find_mnist_dir(data_dir: str | None) -> Path:
 
 
 def _torchvision_raw(folder: Path) -> Path:
-    """`folder`, or torchvision's ``MNIST/raw`` (or ``raw``) below it when only that holds the
-    data."""
-    if _idx_sets(folder) or list(folder.glob("*.npz")):
+    """`folder` when it holds IDX files; else torchvision's ``MNIST/raw`` (or ``raw``) below it
+    when that does (a stray .npz beside it is not MNIST); else `folder` (its .npz, if any)."""
+    if _idx_sets(folder):
         return folder
     for sub in TORCHVISION_RAW:
         if (folder / sub).is_dir() and _idx_sets(folder / sub):
@@ -318,23 +364,44 @@ def load_mnist_dir(data_dir: str | None) -> MnistArrays:
             X, y, files = _read_idx_pairs(images, folder)
     else:
         path = npz or _mnist_npz(folder)
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                keys = ("images", "labels") if "images" in npz else ("X", "y")
-                if keys[0] not in npz or keys[1] not in npz:
-                    raise EvopruneError(f"{path}: expected arrays images/labels or X/y")
-                X, y = npz[keys[0]], npz[keys[1]]
-        except (ValueError, OSError) as exc:
-            raise EvopruneError(f"{path}: not a readable .npz file ({exc})") from None
-        if len(X) != len(y):
-            raise EvopruneError(f"{path}: {len(X)} images but {len(y)} labels")
-        if not np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_:
-            raise EvopruneError(f"{path}: images must be numeric, got dtype {X.dtype}")
-        unit_pixels(X, path)  # check the range now, before any split
+        X, y = mnist_arrays(_read_npz(path), path)
         files = [path]
+    _check_digits(y, files[1] if images else files[0])
+    if y_test is not None:
+        _check_digits(y_test, files[-1])
     order = np.random.default_rng(0).permutation(len(y))
     X, y = X[order], y[order].astype(np.int64)
     if X_test is not None and y_test is not None:
         order = np.random.default_rng(0).permutation(len(y_test))
         X_test, y_test = X_test[order], y_test[order].astype(np.int64)
     return MnistArrays(X, y, X_test, y_test, folder, files)
+
+
+def mnist_arrays(arrays: dict[str, np.ndarray], path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of an MNIST .npz (arrays images/labels or X/y), checked: as many
+    labels as images, one label per image, real finite pixels in 0..255 or [0, 1]."""
+    keys = ("images", "labels") if "images" in arrays else ("X", "y")
+    if keys[0] not in arrays or keys[1] not in arrays:
+        raise EvopruneError(f"{path}: expected arrays images/labels or X/y, found {sorted(arrays)}")
+    X, y = arrays[keys[0]], arrays[keys[1]]
+    if y.ndim != 1 or len(X) != len(y):
+        raise EvopruneError(
+            f"{path}: expected one label per image ({keys[1]} of shape (n,)), got {len(X)} "
+            f"images and {keys[1]} of shape {y.shape}"
+        )
+    if not np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_ or np.iscomplexobj(X):
+        raise EvopruneError(f"{path}: images must be real numbers, got dtype {X.dtype}")
+    if not np.isfinite(X).all():
+        raise EvopruneError(f"{path}: images hold NaN or infinite pixels")
+    unit_pixels(X, path)  # check the range now, before any split
+    return X, y
+
+
+def _check_digits(y: np.ndarray, path: Path) -> None:
+    """MNIST labels are the integers 0..9 (a float 0.5 or a -1 is not a digit)."""
+    if y.dtype.kind not in "iu" and not (
+        y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all()
+    ):
+        raise EvopruneError(f"{path}: expected integer digit labels 0..9, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise EvopruneError(f"{path}: expected digit labels 0..9, got {y.min():g}..{y.max():g}")

@@ -105,10 +105,18 @@ def _mnist(
     the digest of the files read."""
     found = load_mnist_dir(data_dir)
     if record is not None:
+        if data_dir is None:  # where the search found it: a ticket finds it from any folder
+            record["data_dir"] = str(found.folder.resolve())
         record["sha256"] = file_digest(*found.files)
 
     def first_classes(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep = y < classes
+        if len(np.unique(y[keep])) < 2:
+            part = "test files (t10k-*)" if X is found.X_test else "files"
+            raise EvopruneError(
+                f"mnist: the {part} in {found.folder} hold {int(keep.sum())} images of the "
+                f"digits 0..{classes - 1} ({len(np.unique(y[keep]))} of them); expected two or more"
+            )
         return unit_pixels(X[keep].reshape(int(keep.sum()), -1), found.folder), y[keep]
 
     if found.X_test is None or found.y_test is None:
@@ -162,14 +170,7 @@ def _to_dataset(
         config["global_range"] = [float(X.min()), float(X.max())]  # to scale new data alike
         X, Xt = min_max(X, Xt.astype(np.float64))
     if labels is None:
-        labels = np.unique(y).tolist()
-        fractional = [v for v in labels if isinstance(v, float) and not float(v).is_integer()]
-        if len(labels) > 20 and fractional:
-            raise EvopruneError(
-                f"{name}: the labels take {len(labels)} distinct values, fractions among them "
-                f"(e.g. {fractional[0]!r}): expected class labels (a few classes, as numbers or "
-                "text), not a continuous quantity"
-            )
+        labels = class_labels(y, name)
         if len(labels) < 2:
             raise EvopruneError(
                 f"{name}: the training split has only one class ({labels[0]!r}); need two or more"
@@ -183,6 +184,20 @@ def _to_dataset(
         n_classes=len(labels),
         config=config,
     )
+
+
+def class_labels(y: np.ndarray, name: str) -> list[Any]:
+    """The distinct labels, sorted; many of them with fractions is a continuous target, one
+    error line."""
+    labels = np.unique(y).tolist()
+    fractional = [v for v in labels if isinstance(v, float) and not float(v).is_integer()]
+    if len(labels) > 20 and fractional:
+        raise EvopruneError(
+            f"{name}: the labels take {len(labels)} distinct values, fractions among them "
+            f"(e.g. {fractional[0]!r}): expected class labels (a few classes, as numbers or "
+            "text), not a continuous quantity"
+        )
+    return labels
 
 
 def class_index(y: np.ndarray, labels: list[Any], name: str) -> np.ndarray:
@@ -303,6 +318,8 @@ def load_file(
     X, y, names = load_arrays(path, target, 2 if labels is None else 1, columns)
     X = X.astype(np.float64)
     arrays = split_arrays(X, y, state=seed)
+    if labels is None:
+        _every_class_trains(path, y, arrays[1], seed)
     normalize = True if normalize is None else bool(normalize)
     config: dict[str, Any] = {
         "name": "file",
@@ -329,6 +346,18 @@ def load_file(
     ds.config["classes"] = ds.n_classes
     ds.config["labels"] = labels if labels is not None else np.unique(arrays[1]).tolist()
     return ds
+
+
+def _every_class_trains(path: Path, y: np.ndarray, y_train: np.ndarray, seed: int) -> None:
+    """A class all of whose rows the split sent to the test set is one error line saying so
+    (else its test rows would read as labels the ticket never had)."""
+    missing = sorted(set(class_labels(y, path.name)) - set(np.unique(y_train).tolist()), key=str)
+    if missing:
+        rows = int((y == missing[0]).sum())
+        raise EvopruneError(
+            f"{path}: class {missing[0]!r} has {rows} row{'s' * (rows > 1)}, all in the test "
+            f"split (split seed {seed}); a class needs rows to train on: add rows or drop it"
+        )
 
 
 def dataset_from_config(config: dict[str, Any]) -> Dataset:
