@@ -153,3 +153,49 @@ def test_killed_memetic_run_resumes_to_the_identical_ticket(tmp_path, sig, extra
         row.pop("seconds")
     assert rows[0] == rows[1]
     assert not list(part.glob("*checkpoint.npz"))  # the finished run needs them no more
+
+
+def test_a_local_checkpoint_of_another_objective_or_start_is_not_continued(digits2, tmp_path):
+    """The local phase's fingerprint holds its objective, variant and start masks: a checkpoint
+    of an accuracy search was continued as a loss search, and a random-start local search's
+    as the memetic's local phase (its GA's elites never read)."""
+    from evoprune.errors import EvopruneError
+
+    net = build_mlp([64, 20, 2], seed=0)
+    X, y = digits2.X_train, digits2.y_train
+    cfg = GAConfig(variant="local", max_passes=2, kicks=1, kick_bits=4)
+    ckpt = tmp_path / "checkpoint.npz"
+    search(net, X, y, "accuracy", cfg, checkpoint=ckpt, checkpoint_every=1)
+    assert (tmp_path / "local-checkpoint.npz").exists()
+    with pytest.raises(EvopruneError, match="different search .*objective"):
+        search(net, X, y, "loss", cfg, checkpoint=ckpt, resume=True)
+    memetic = GAConfig(variant="memetic", **{**SMALL, "kicks": 1, "max_passes": 2})
+    with pytest.raises(EvopruneError, match="different search .*start"):
+        search(net, X, y, "accuracy", memetic, checkpoint=ckpt, resume=True)
+
+
+def test_resume_refuses_another_variants_checkpoint_and_keeps_it(tmp_path, capsys):
+    """--resume with the wrong --variant ran afresh and then deleted the other run's
+    checkpoint."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.npz").write_bytes(b"the GA's")  # an interrupted GA run's
+    args = ["search", "--dataset", "digits", "--classes", "2", "--variant", "local",
+            "--max-passes", "1", "--resume", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds checkpoint.npz, a checkpoint this run does not read" in err
+    assert (out / "checkpoint.npz").read_bytes() == b"the GA's"
+
+
+def test_memetic_validation_rows_are_held_out_of_the_ga_phase_too(digits2):
+    """With val_fraction the GA phase selects on the fit rows only: its elites were chosen on
+    the rows that then judged the local search's early stop."""
+    from evoprune.local.search import split_validation
+
+    t = _run(digits2, val_fraction=0.3, kicks=0)
+    X_fit, y_fit, _, _ = split_validation(digits2.X_train, digits2.y_train, 0.3, 0)
+    net = build_mlp([64, 20, 2], seed=0)
+    ga = search(net, X_fit, y_fit, "accuracy",
+                GAConfig(**{**SMALL, "kicks": 0}, post_prune=False))  # fmt: skip
+    assert t.metrics["ga_sparsity"] == ga.metrics["sparsity"]

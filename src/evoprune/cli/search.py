@@ -262,7 +262,7 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"{out}: already finished, nothing to resume (its result.json is unchanged)")
         return 0
     check_out(out)
-    checkpoints = _checkpoints(out, args.resume)
+    checkpoints = _checkpoints(out, args.resume, job)
     try:
         r = run_ga_job(
             job,
@@ -283,12 +283,19 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoints(out: Path, resume: bool) -> list[Path]:
-    """The checkpoint files a run in `out` writes (the GA's, each local phase's). Those of an
-    unfinished run are continued only with --resume; --resume without any starts afresh, said."""
-    from evoprune.ga.job import checkpoint_files
+def _checkpoints(out: Path, resume: bool, job: dict[str, Any]) -> list[Path]:
+    """The checkpoint files the run of `job` writes in `out` (the GA's, each local phase's).
+    Those of an unfinished run are continued only with --resume; --resume without any starts
+    afresh, said. Another variant's checkpoint is refused, not deleted when this run ends."""
+    from evoprune.ga.job import checkpoint_files, job_checkpoints
 
-    files = checkpoint_files(out)
+    files = job_checkpoints(out, job)
+    foreign = [f.name for f in checkpoint_files(out) if f.exists() and f not in files]
+    if foreign:
+        raise EvopruneError(
+            f"{out}: holds {', '.join(foreign)}, a checkpoint this run does not read (another "
+            f"variant's or objective's); choose another --out, or delete it to start afresh"
+        )
     found = any(f.exists() for f in files)
     if found and not resume:
         raise EvopruneError(

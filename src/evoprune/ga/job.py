@@ -11,7 +11,7 @@ from evoprune.analysis.jobs import analyze_ticket, check_analyses
 from evoprune.ga.api import search
 from evoprune.ga.config import GAConfig
 from evoprune.jobkeys import check_keys, job_dataset
-from evoprune.local.checkpoint import CHECKPOINT_PREFIXES
+from evoprune.local.checkpoint import CHECKPOINT_PREFIXES, LOCAL_PREFIX, LOSS_PREFIX
 from evoprune.nets import build_network
 from evoprune.results import base_result, write_run_dir
 
@@ -21,9 +21,26 @@ CONFIG_KEYS = {f.name for f in fields(GAConfig)} - {"variant", "seed"}
 CHECKPOINT = "checkpoint.npz"  # the GA's, in the run folder; each local phase adds its prefix
 
 
-def checkpoint_files(out: Path) -> list[Path]:
-    """Every checkpoint a run in folder `out` may write (the GA's, each local phase's)."""
-    return [out / f"{prefix}{CHECKPOINT}" for prefix in CHECKPOINT_PREFIXES]
+def checkpoint_files(
+    out: Path, variant: str | None = None, loss_phase: bool = False
+) -> list[Path]:
+    """The checkpoints a run of `variant` in folder `out` writes: the GA's (ga, ga-adaptive,
+    memetic), the local phase's (memetic, local) and, with `loss_phase` (memetic with
+    loss_first on another objective), the loss phase's; every one of them without a variant."""
+    if variant is None:
+        prefixes = CHECKPOINT_PREFIXES
+    else:
+        prefixes = ("",) * (variant != "local") + (LOSS_PREFIX,) * (
+            variant == "memetic" and loss_phase
+        ) + (LOCAL_PREFIX,) * (variant in ("memetic", "local"))  # fmt: skip
+    return [out / f"{prefix}{CHECKPOINT}" for prefix in prefixes]
+
+
+def job_checkpoints(out: Path, job: dict[str, Any]) -> list[Path]:
+    """The checkpoints the run of `job` writes in `out`."""
+    config = ga_config(job)
+    loss_phase = bool(config.loss_first) and job.get("objective", "accuracy") != "loss"
+    return checkpoint_files(out, config.variant, loss_phase)
 
 
 GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
@@ -86,7 +103,7 @@ def run_ga_job(
         result.update(analyze_ticket(ticket, ds, analyses, out, seed))
     if out is not None:
         write_run_dir(out, result, ticket, ticket.history)
-    if checkpoint is not None:  # finished: result.json and ticket.npz replace the checkpoints
-        for path in checkpoint_files(out):
+    if checkpoint is not None:  # finished: result.json and ticket.npz replace its checkpoints
+        for path in job_checkpoints(out, job):
             path.unlink(missing_ok=True)
     return result

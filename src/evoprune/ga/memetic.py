@@ -59,6 +59,7 @@ The variant ``local`` is the ablation without the GA: ``local_starts`` random ma
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, replace
 from functools import partial
@@ -76,8 +77,8 @@ from evoprune.ga.config import GAConfig
 from evoprune.ga.search import GeneticSearch
 from evoprune.interrupts import sigterm_as_interrupt
 from evoprune.local.checkpoint import LOCAL_PREFIX, LOSS_PREFIX
-from evoprune.local.search import local_search, validation_rows
-from evoprune.masks import MaskSpace, sparsity
+from evoprune.local.search import local_search, split_validation
+from evoprune.masks import MaskSpace, pack, sparsity
 from evoprune.nets import rebuild_fields
 from evoprune.objectives import get_objective
 from evoprune.ticket import Ticket, space_field
@@ -122,8 +123,10 @@ def memetic_search(
             "variant 'ga'"
         )
     y = torch.as_tensor(y, dtype=torch.long)
-    if config.val_fraction > 0:  # before the GA phase, not after it
-        validation_rows(config.val_fraction, len(y))
+    X_fit, y_fit, X_val, y_val = X, y, None, None
+    if config.val_fraction > 0:  # held out of both phases: the GA must not select on it
+        lseed = config.local_config(objective).seed
+        X_fit, y_fit, X_val, y_val = split_validation(X, y, config.val_fraction, lseed)
     space = space or MaskSpace(model)
     scored = partial(score_fit, model, X=X, y=y, X_test=X_test, y_test=y_test, objective=objective,
                      space=space, device=config.device, memory_mb=config.memory_mb)  # fmt: skip
@@ -140,8 +143,9 @@ def memetic_search(
         if cap is None:
             cap = 50 if ga_objective == "loss" else config.generation_cap
         ga_cfg = replace(config, variant="ga", max_generations=min(config.generation_cap, cap))
-        ev = Evaluator(model, X, y, get_objective(ga_objective), space=space, device=config.device,
-                       memory_mb=config.memory_mb, metrics=tuple(dict.fromkeys((ga_objective, "accuracy"))))  # fmt: skip
+        metrics = tuple(dict.fromkeys((ga_objective, "accuracy")))
+        ev = Evaluator(model, X_fit, y_fit, get_objective(ga_objective), space=space,
+                       device=config.device, memory_mb=config.memory_mb, metrics=metrics)  # fmt: skip
         ga = GeneticSearch(ev, ga_cfg, int(y.max()) + 1, checkpoint=ckpt,
                            checkpoint_every=checkpoint_every, fingerprint=fingerprint,
                            progress=progress)  # fmt: skip
@@ -161,11 +165,15 @@ def memetic_search(
     with sigterm_as_interrupt():
         for phase_objective, phase_cfg, prefix in phases:
             result = local_search(
-                model, X, y, phase_objective, phase_cfg, init_masks=init_masks, space=space,
-                device=config.device, progress=progress,
+                model, X_fit, y_fit, phase_objective, phase_cfg, X_val=X_val, y_val=y_val,
+                init_masks=init_masks, space=space, device=config.device, progress=progress,
                 checkpoint=ckpt.with_name(prefix + ckpt.name) if ckpt is not None else None,
                 checkpoint_every=1 if checkpoint_every else 0, resume=resume,
-                fingerprint={**(fingerprint or {}), "local": asdict(phase_cfg)},
+                # what the phase searches, from where: another objective, variant or start is
+                # another search, whose checkpoint must not be continued
+                fingerprint={**(fingerprint or {}), "local": asdict(phase_cfg),
+                             "objective": phase_objective, "variant": config.variant,
+                             "start": _digest(init_masks)},
             )  # fmt: skip
             init_masks = [result.mask.numpy()]
             history += [{"phase": prefix.rstrip("-"), **row} for row in result.history]
@@ -206,6 +214,13 @@ def memetic_search(
 
 _SUMMED = ("passes", "flips_evaluated", "flips_accepted", "kicks_kept", "local_seconds")
 _LAST_PHASE = ("ranking", "train_objective", "val_accuracy")
+
+
+def _digest(masks: list[np.ndarray] | None) -> str | None:
+    """The first 16 hex characters of the SHA-256 of the start masks' bits (None: random)."""
+    if masks is None:
+        return None
+    return hashlib.sha256(b"".join(pack(m) for m in masks)).hexdigest()[:16]
 
 
 def _distinct(population: torch.Tensor, k: int) -> list[np.ndarray]:
