@@ -241,6 +241,36 @@ def _npz(path: Path, X=None, y=None) -> Path:
             "--elites: only with --variant memetic, not local",
         ),
         (["search", "--dataset", "moons", "--variant", "xx"], "invalid choice"),
+        # flags the variant does not read, or that do nothing beside the others
+        (
+            ["search", "--dataset", "moons", "--variant", "local", "--population", "5"],
+            "--population: only with --variant ga, ga-adaptive or memetic, not local",
+        ),
+        (
+            ["search", "--dataset", "moons", "--variant", "memetic", "--no-post-prune"],
+            "--no-post-prune: only with --variant ga or ga-adaptive, not memetic",
+        ),
+        (
+            ["search", "--dataset", "moons", "--variant", "memetic", "--starts", "3"],
+            "--starts: only with --variant local, not memetic",
+        ),
+        (
+            ["search", "--dataset", "moons", "--variant", "local", "--arch", "conv", "--kicks", "2"],
+            "--kicks: not read by the conv net's local search",
+        ),
+        (
+            ["search", "--dataset", "moons", "--variant", "local", "--exact-top", "3"],
+            "--exact-top: only with --objective loss and the expansion ranking",
+        ),
+        (
+            ["search", "--dataset", "moons", "--variant", "local", "--local-patience", "3"],
+            "--local-patience: only with --val-fraction",
+        ),
+        (
+            ["search", "--dataset", "moons", "--variant", "memetic", "--objective", "loss",
+             "--loss-first"],  # fmt: skip
+            "--loss-first: only with --objective accuracy or f1",
+        ),
         (["evaluate", "{ticket}"], "not a readable ticket"),
         (["export", "missing.npz", "--out", "x.pt"], "no such ticket"),
     ],

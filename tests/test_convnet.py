@@ -158,3 +158,25 @@ def test_search_variant_local_on_the_conv_net_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(out / "ticket.npz")]) == 0
     assert f"test acc {result['test_accuracy']:.4f}" in capsys.readouterr().out
+
+
+def test_the_conv_local_search_leaves_autograd_out():
+    """A ConvNet a user builds has weights that require grad: the search's state must not
+    record its steps for autograd (3.3x the memory before), and gives the same mask."""
+    X, y = images(24, 7)
+    cfg = ConvSearchConfig(max_passes=1, rank_samples=24, seed=7)
+    net = build_convnet(10, "signed-constant", seed=7)
+    plain = conv_local_search(net, X, y, cfg)
+    state = conv_search._State(net.requires_grad_(True), X, y,
+                               [torch.ones(s) for s in ((32, 1, 5, 5), (64, 32, 5, 5), (10, 1024))],
+                               torch.device("cpu"))  # fmt: skip
+    assert not any(t.requires_grad for t in (state.w1, state.w2, state.w3, state.a1))
+    assert torch.equal(conv_local_search(net, X, y, cfg).mask, plain.mask)
+
+
+def test_local_settings_the_conv_search_does_not_read_are_refused():
+    X, y = images(24, 8)
+    net = build_convnet(10, "signed-constant", seed=8)
+    cfg = GAConfig(variant="local", max_passes=1, kicks=3)
+    with pytest.raises(evoprune.EvopruneError, match="kicks is not read by its search"):
+        evoprune.search(net, X, y, "loss", cfg)

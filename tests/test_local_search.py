@@ -10,6 +10,7 @@ import torch
 from evoprune.data.registry import load_dataset
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import score_splits
+from evoprune.ga.config import GAConfig
 from evoprune.local.config import LocalConfig
 from evoprune.local.incremental import MLPState
 from evoprune.local.search import LocalSearch, local_search
@@ -205,3 +206,23 @@ def test_compile_kernels_covers_the_memetic_searches():
     out = subprocess.run([sys.executable, "-c", WARM_CHECK], capture_output=True, text=True,
                          timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("sparsity", [0.9, 0.2])
+def test_fixed_sparsity_is_the_layers_up_to_rounding_even_on_narrow_units(digits3, sparsity):
+    """Each unit kept round((1 - p) * fan_in) weights: with fan-in 2 and p 0.9 none (a dead
+    network at 95% sparsity), and 1 - 0.9 rounded 7.5 of 75 down. The layer's count is now
+    spread over its units, and swaps keep it."""
+    net = build_mlp([2, 75, 4, 3], seed=0)
+    X = torch.randn(60, 2, generator=torch.Generator().manual_seed(0))
+    y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long()
+    cfg = LocalConfig(fixed_sparsity=sparsity, max_passes=2, kicks=2, kick_bits=4)
+    mask = local_search(net, X, y, "loss", cfg).mask
+    sizes = [150, 300, 12]
+    kept = [int(part.sum()) for part in torch.split(mask, sizes)]
+    assert kept == [round(round((1 - sparsity) * n, 9)) for n in sizes]
+
+
+def test_fixed_sparsity_is_refused_for_the_memetic_search():
+    with pytest.raises(EvopruneError, match="fixed_sparsity: only with variant 'local'"):
+        GAConfig(variant="memetic", fixed_sparsity=0.5)

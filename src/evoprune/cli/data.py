@@ -86,7 +86,7 @@ def check_fresh(trained: dict[str, Any], n: int) -> None:
     if name not in GENERATORS:
         raise EvopruneError(
             f"--fresh: only for a ticket found on a generated dataset ({', '.join(GENERATORS)}); "
-            f"this one was found on {name or trained.get('path', 'a data file')}"
+            f"this one was found on {trained.get('path') or name or 'a data file'}"
         )
 
 
@@ -240,6 +240,8 @@ def named_dataset(args: argparse.Namespace, trained: dict[str, Any]):
     job = data_job(args)
     if args.classes is None and args.dataset == trained.get("name") and trained.get("classes"):
         job["classes"] = int(trained["classes"])
+    if args.data_dir is None and args.dataset == trained.get("name") and trained.get("data_dir"):
+        job["data_dir"] = trained["data_dir"]  # where the ticket's MNIST was found
     if trained.get("name"):
         was = trained_normalize(trained)
         if args.normalize is None:

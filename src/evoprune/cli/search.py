@@ -211,17 +211,56 @@ LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "
 
 
 MEMETIC_ONLY = ("memetic_generations", "memetic_elites", "loss_first")
+LOCAL_ONLY = ("local_starts", "local_density", "fixed_sparsity")  # memetic starts from the GA
+GA_FLAGS = ("population", "min_generations", "patience", "max_generations", "rec_rate",
+            "par_rate", "mut_rate", "mig_rate")  # fmt: skip
+POST_PRUNE_FLAGS = ("no_post_prune", "post_prune_criterion")  # memetic and local never post-prune
+CONV_LOCAL = ("local_density", "max_passes", "temperature")  # what the conv net's search reads
 OPTIONS = {"local_starts": "--starts", "memetic_elites": "--elites", "tiebreak": "--no-tiebreak"}
 
 
+def _variants(dest: str) -> tuple[str, ...]:
+    """The variants that read the setting `dest`."""
+    if dest in GA_FLAGS:
+        return ("ga", "ga-adaptive", "memetic")
+    if dest in POST_PRUNE_FLAGS:
+        return ("ga", "ga-adaptive")
+    return ("memetic",) * (dest not in LOCAL_ONLY) + ("local",) * (dest not in MEMETIC_ONLY)
+
+
 def _check_variant_flags(args: argparse.Namespace) -> None:
-    """A local-search flag given to a variant without a local search is an error, not ignored."""
-    allowed = {"memetic": LOCAL_FLAGS, "local": tuple(set(LOCAL_FLAGS) - set(MEMETIC_ONLY))}
-    for dest in LOCAL_FLAGS:
-        if getattr(args, dest) is not None and dest not in allowed.get(args.variant, ()):
-            option = OPTIONS.get(dest, "--" + dest.replace("_", "-"))
-            where = "memetic" if dest in MEMETIC_ONLY else "memetic or local"
+    """A flag the chosen variant does not read is an error, not ignored; so is one that does
+    nothing beside the others given."""
+    flags = (*GA_FLAGS, *POST_PRUNE_FLAGS, *LOCAL_FLAGS)  # --no-post-prune: False unless given
+    given = [d for d in flags if getattr(args, d) is not (False if d == "no_post_prune" else None)]
+    conv = args.variant == "local" and args.arch == "conv"
+    for dest in given:
+        option = OPTIONS.get(dest, "--" + dest.replace("_", "-"))
+        if conv and dest not in CONV_LOCAL:
+            raise EvopruneError(
+                f"{option}: not read by the conv net's local search (it reads "
+                f"{', '.join('--' + d.replace('_', '-') for d in CONV_LOCAL)})"
+            )
+        variants = _variants(dest)
+        if args.variant not in variants:
+            where = ", ".join(variants[:-1]) + " or " * (len(variants) > 1) + variants[-1]
             raise EvopruneError(f"{option}: only with --variant {where}, not {args.variant}")
+    ranked = args.objective == "loss" and args.ranking != "none"
+    if args.exact_top and not ranked:
+        raise EvopruneError(
+            "--exact-top: only with --objective loss and the expansion ranking (it re-scores "
+            "the expansion's best-ranked flips of the loss)"
+        )
+    if args.local_patience is not None and not args.val_fraction:
+        raise EvopruneError(
+            "--local-patience: only with --val-fraction (it counts passes without a better "
+            "validation accuracy)"
+        )
+    if args.loss_first and args.objective == "loss":
+        raise EvopruneError(
+            "--loss-first: only with --objective accuracy or f1 (with loss every phase "
+            "already follows the loss)"
+        )
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -248,8 +287,8 @@ def run_search(args: argparse.Namespace) -> int:
         **{k: getattr(args, k) for k in LOCAL_FLAGS},
     }
     job = {k: v for k, v in job.items() if v is not None}
+    config = ga_config(job)  # validate before touching the disk: the values, then what is read
     _check_variant_flags(args)
-    config = ga_config(job)  # validate before touching the disk
     if args.max_generations is not None and args.max_generations < config.min_generations:
         print(f"note: --max-generations {args.max_generations} is below --min-generations "
               f"{config.min_generations}; the search stops at {args.max_generations}",

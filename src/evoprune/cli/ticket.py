@@ -183,5 +183,6 @@ def run_export(args: argparse.Namespace) -> int:
         raise EvopruneError("--fraction: only for a selection-prune run")
     ticket = Ticket.load(args.ticket)
     export_state_dict(ticket, args.out)
-    print(f"wrote {args.out} (layers {ticket.layers}, sparsity {ticket.sparsity:.3f})")
+    shape = f"layers {ticket.layers}" if ticket.layers is not None else f"arch {ticket.arch}"
+    print(f"wrote {args.out} ({shape}, sparsity {ticket.sparsity:.3f})")
     return 0

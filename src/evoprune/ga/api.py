@@ -93,7 +93,7 @@ def search(
         if config.variant == "local" and isinstance(model, ConvNet):  # the conv net's own search
             from evoprune.local.conv import conv_search_ticket
 
-            _check_conv_local(objective, space, checkpoint_every, resume)
+            _check_conv_local(objective, config, space, checkpoint_every, resume)
 
             return conv_search_ticket(model, X, y, config, X_test=X_test, y_test=y_test,
                                       progress=progress)  # fmt: skip
@@ -177,9 +177,23 @@ def search(
         )
 
 
-def _check_conv_local(objective, space, checkpoint_every: int, resume: bool) -> None:
+# The local-search settings the conv net's search reads (`evoprune.local.conv`)
+CONV_LOCAL_FIELDS = ("local_density", "max_passes", "temperature")
+UNREAD_BY_CONV = ("ranking", "sparsity_penalty", "local_starts", "kicks", "kick_bits",
+                  "val_fraction", "local_patience", "min_gain", "fixed_sparsity", "tiebreak",
+                  "exact_top")  # fmt: skip
+
+
+def _check_conv_local(objective, config, space, checkpoint_every: int, resume: bool) -> None:
     """The conv net's local search (`evoprune.local.conv`) descends the training loss over
     its own mask space and keeps no checkpoints: refuse what it would otherwise ignore."""
+    defaults = GAConfig()
+    changed = [name for name in UNREAD_BY_CONV if getattr(config, name) != getattr(defaults, name)]
+    if changed:
+        raise EvopruneError(
+            f"local on the conv net: {changed[0]} is not read by its search (it reads "
+            f"{', '.join(CONV_LOCAL_FIELDS)}, the seed and the device)"
+        )
     if objective != "loss":
         raise EvopruneError(
             f"local on the conv net: it descends the training cross-entropy; pass objective "

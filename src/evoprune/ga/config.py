@@ -106,6 +106,11 @@ class GAConfig:
                 f"memetic_generations: expected a positive integer or None, "
                 f"got {self.memetic_generations}"
             )
+        if self.fixed_sparsity is not None and self.variant == "memetic":
+            raise EvopruneError(
+                "fixed_sparsity: only with variant 'local' (the memetic search starts from the "
+                "GA's elites, whose sparsity is their own)"
+            )
         if self.memetic_elites < 1:
             raise EvopruneError(
                 f"memetic_elites: expected a positive integer, got {self.memetic_elites}"

@@ -190,10 +190,12 @@ class LocalSearch:
             if cfg.fixed_sparsity is None:
                 parts.append(self.rng.random(size) < cfg.start_density)
                 continue
-            keep = round((1 - cfg.fixed_sparsity) * st.W[li].shape[1])  # per unit: rows stay fixed
-            rows = [
-                self.rng.permutation(st.W[li].shape[1]) < keep for _ in range(st.W[li].shape[0])
-            ]
+            # the layer's count, spread over its units (the swaps keep each unit's): random
+            # units take one more; round to 9 places first (1 - 0.9 is 0.09999999999999998)
+            n_rows, width = st.W[li].shape
+            per_row, extra = divmod(round(round((1 - cfg.fixed_sparsity) * size, 9)), n_rows)
+            more = self.rng.permutation(n_rows) < extra
+            rows = [self.rng.permutation(width) < per_row + more[r] for r in range(n_rows)]
             parts.append(np.concatenate(rows))
         return np.concatenate(parts)
 
