@@ -33,6 +33,15 @@ def meeting_job(job: dict, folder: Path) -> dict:
     return {"pids": sorted(p.name for p in here.iterdir())}
 
 
+def dying_job(job: dict, folder: Path) -> dict:
+    """Sleeps `job["seconds"]`, then returns; the job with ``die`` ends its worker process
+    instead (as the OOM killer would)."""
+    time.sleep(job["seconds"])
+    if job.get("die"):
+        os._exit(1)
+    return {"n": job["n"], "pid": os.getpid()}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -100,3 +109,40 @@ def test_a_ray_address_without_a_cluster_is_one_line(capsys):
 
     with pytest.raises(EvopruneError, match="no Ray cluster at auto"):
         RayExecutor(address="auto")  # no cluster runs here: Ray says so at once
+
+
+def test_a_worker_that_dies_fails_its_own_run_and_the_others_finish(tmp_path):
+    from evoprune.experiments.executors import LocalExecutor
+
+    # run 1 ends its worker while run 0 is in the other one; runs 2-5 wait in the queue
+    jobs = [{"n": 0, "seconds": 2.0}, {"n": 1, "seconds": 0.5, "die": True}]
+    jobs += [{"n": n, "seconds": 0.1} for n in range(2, 6)]
+    ex = LocalExecutor(2)
+    try:
+        seen = dict(ex.run(dying_job, jobs))
+        again = dict(
+            ex.run(dying_job, [{"n": 9, "seconds": 0.0}])
+        )  # a fresh pool, not the broken one
+    finally:
+        ex.close()
+    assert sorted(seen) == list(range(6))
+    assert seen[1].result is None and seen[1].error == "its worker died (exit code 1)"
+    assert all(seen[i].error is None and seen[i].result["n"] == i for i in (0, 2, 3, 4, 5))
+    assert again[0].result["n"] == 9
+
+
+def test_a_worker_that_dies_between_runs_breaks_no_later_run(tmp_path):
+    from evoprune.experiments.executors import LocalExecutor
+
+    ex = LocalExecutor(1)
+    try:
+        ((_, first),) = ex.run(dying_job, [{"n": 0, "seconds": 0.0}])
+        os.kill(first.result["pid"], signal.SIGKILL)  # the idle worker dies: the pool breaks
+        for _ in range(200):  # the pool reaps it at once
+            if not _alive(first.result["pid"]):
+                break
+            time.sleep(0.05)
+        ((_, second),) = ex.run(dying_job, [{"n": 1, "seconds": 0.0}])
+    finally:
+        ex.close()
+    assert second.error is None and second.result["n"] == 1

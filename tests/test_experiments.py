@@ -1072,7 +1072,7 @@ def test_cli_results_stats_report(swept, tmp_path, capsys):
     assert main(["stats", str(swept), "--metric", "test_acc"]) == 0  # the name results prints
     assert capsys.readouterr().out == out
     assert main(["stats", str(swept), "--metric", "acc"]) == 2
-    assert "e.g. train_accuracy, test_accuracy" in capsys.readouterr().err
+    assert "e.g. test_accuracy, train_accuracy" in capsys.readouterr().err  # the headline first
     assert main(["stats", str(swept), "--metric", "dataset"]) == 2  # a text column
     assert "--metric: no numeric column 'dataset'" in capsys.readouterr().err
     assert main(["report", str(swept), "--out", str(tmp_path / "r.html")]) == 0

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.container import BarContainer
 from matplotlib.contour import ContourSet
 from matplotlib.scale import SymmetricalLogTransform
 
@@ -274,3 +275,42 @@ def test_log_axes_of_the_hpo_figure_have_labels_apart(span):
         visible = [b for b in boxes if ax.bbox.x0 - 1 <= b.x0 and b.x1 <= ax.bbox.x1 + 1]
         assert len(visible) >= 2, "at least two labelled ticks"
         assert all(not a.overlaps(b) for a, b in itertools.combinations(visible, 2))
+
+
+def _bar_colours(ax) -> dict[str, tuple]:
+    """Each bar group's label in a panel and the colour its bars have."""
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    return {c.get_label(): c.patches[0].get_facecolor() for c in bars}
+
+
+def _uneven_arms() -> pd.DataFrame:
+    # moons has GA and EP, circles EP only (a spec with a sub-grid per dataset)
+    frame = _bars_frame()
+    keep = (frame["label"] == "EP") | ((frame["label"] == "GA") & (frame["dataset"] == "moons"))
+    return frame[keep].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("name", ["bars", "case_bars"])
+def test_an_arm_keeps_its_colour_and_its_legend_entry_in_every_panel(name):
+    frame = _uneven_arms()
+    if name == "bars":
+        fig = draw.draw_bars(frame, "t")
+    else:  # the problems' panels: one lacks GA's sparsity, the other its accuracy
+        frame = frame.assign(case=frame["dataset"] + " " + frame["arch_name"])
+        drop = (frame["label"] == "GA") & (frame["metric"] == "sparsity")
+        fig = draw_case_bars(frame[~drop], "t")
+    colours = [_bar_colours(ax) for ax in fig.axes]
+    ep = {c["EP"] for c in colours}
+    assert len(ep) == 1, "EP has one colour"
+    assert all(c["GA"] != c["EP"] for c in colours if "GA" in c)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["GA", "EP"]  # every arm, spec order
+
+
+def test_history_ticks_are_whole_generations():
+    frame = _history_frame()
+    frame = frame[frame["step"] <= 2].assign(step=lambda f: f["step"].clip(upper=2))
+    fig = draw.draw_history(frame, "t")
+    fig.draw_without_rendering()
+    ticks = [t for t in fig.axes[-1].get_xticks() if 0.5 <= t <= 2.5]
+    assert ticks and all(float(t).is_integer() for t in ticks)

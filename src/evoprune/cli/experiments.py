@@ -72,7 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help=COMMANDS["stats"])
     p.add_argument("folders", nargs="+", type=Path, help="sweep folder(s)")
     p.add_argument("--spec", help="only the runs of this spec (default: fig6 if present, else all)")
-    p.add_argument("--metric", default="test_accuracy", help="default: test_accuracy")
+    p.add_argument(
+        "--metric",
+        help="the column to compare (default: as for results, test_accuracy, or a study's own: "
+        "test_f1, best_value)",
+    )
     p.add_argument("--csv", type=Path, help="also write the tables to this CSV file")
     p.set_defaults(run=_stats)
 
@@ -201,20 +205,28 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
-# what `results` averages when --metric is not given: the first a sweep's runs report
+# what `results` and `stats` use when --metric is not given: the first a sweep's runs report
 HEADLINE_METRICS = ("test_accuracy", "test_f1", "best_value")
+# numeric columns of the results that are the store's bookkeeping, not a run's measurement
+BOOKKEEPING = ("seed", "classes", "submitted", "finished", "queue_seconds", "label_rank")
 
 
 def _metric(df, chosen: str | None) -> str:
-    """The column `results` averages: `chosen` (short names allowed) or the first headline."""
+    """The column `results` and `stats` use: `chosen` (short names allowed) or the first
+    headline metric that the runs report."""
     if chosen is None:
-        return next((m for m in HEADLINE_METRICS if m in df), "wall_seconds")
+        reported = (m for m in HEADLINE_METRICS if m in df and df[m].notna().any())
+        return next(reported, "wall_seconds")
     metric = SHORT_NAMES.get(chosen, chosen)
-    if metric not in df or df[metric].dtype.kind not in "fiub":
-        numeric = [c for c in df.select_dtypes("number") if c not in ("seed", "classes")]
+    if metric not in df or df[metric].dtype.kind not in "fiub" or df[metric].isna().all():
+        numeric = [
+            c for c in df.select_dtypes("number") if c not in BOOKKEEPING and df[c].notna().any()
+        ]
+        # those that name what was asked for first, then the headline metrics
+        numeric.sort(key=lambda c: (chosen not in c, c not in HEADLINE_METRICS))
         raise EvopruneError(
-            f"--metric: no numeric column {chosen!r} in the results; expected one of "
-            f"{', '.join(numeric[:12])}"
+            f"--metric: no numeric column {chosen!r} in the results; "
+            + (f"e.g. {', '.join(numeric[:8])}" if numeric else "these runs report no numbers")
         )
     return metric
 
@@ -234,7 +246,7 @@ def _padded(column, header: str, number: str | None) -> list[str]:
 def _stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from evoprune.experiments.stats import describe_fit, mixed_model_tables
+    from evoprune.experiments.stats import NO_FIT, describe_fit, mixed_model_tables
     from evoprune.experiments.tables import load_results
 
     df = load_results(args.folders)
@@ -243,26 +255,16 @@ def _stats(args: argparse.Namespace) -> int:
         df = df[df["spec"] == spec]
     if df.empty:
         raise EvopruneError(f"stats: no finished runs{f' of spec {spec}' if spec else ''}")
-    args.metric = SHORT_NAMES.get(args.metric, args.metric)  # as `results` prints them
-    if args.metric not in df or df[args.metric].dtype.kind not in "fiub":
-        numeric = [c for c in df.select_dtypes("number") if c not in ("seed", "classes")]
-        close = [c for c in numeric if "accuracy" in c or "sparsity" in c or "f1" in c]
-        raise EvopruneError(
-            f"--metric: no numeric column {args.metric!r} in the results; e.g. "
-            f"{', '.join(close[:8])}"
-        )
+    metric = _metric(df, args.metric)
     fits = mixed_model_tables(
         df,
-        value=args.metric,
+        value=metric,
         order=list(dict.fromkeys(df.sort_values("label_rank", kind="stable")["label"])),
     )
     if not fits:
-        raise EvopruneError(
-            "stats: no dataset has runs of two or more algorithms with more than one run between "
-            "them at a grid point (a test needs the seeds' noise: sweep with more --seeds)"
-        )
+        raise EvopruneError(f"stats: {NO_FIT}")
     for fit in fits:
-        print(f"\n{describe_fit(fit, args.metric)}")
+        print(f"\n{describe_fit(fit, metric)}")
         table = fit.table.drop(columns=["dataset"]).rename(columns={"stat": fit.test})
         with _pd_display():
             print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

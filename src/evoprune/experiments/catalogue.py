@@ -38,7 +38,8 @@ FIGURES: dict[str, Figure] = {
         "Fig. 6 - GA vs edge-popup vs backprop",
         figures.prepare_fig6,
         "bars",
-        "Mean test accuracy and sparsity with 95% CIs; the mixed-model table is below.",
+        "Mean test accuracy and sparsity with 95% CIs.",
+        mixed_model=True,
     ),
     "fig7": Figure(
         "Fig. 7 - accuracy vs loss objective (blobs, C)",
@@ -68,7 +69,7 @@ FIGURES: dict[str, Figure] = {
         "Beyond the paper's GA: memetic and local search",
         beyond.prepare_beyond,
         "case_bars",
-        "Test accuracy, sparsity and wall time per problem and method, 95% CIs; the mixed-model comparison is below.",
+        "Test accuracy, sparsity and wall time per problem and method, 95% CIs.",
         mixed_model=True,
     ),  # fmt: skip
     "scale": Figure(
@@ -149,8 +150,7 @@ FIGURES[GENERIC] = Figure(
     "Test accuracy and sparsity per arm",
     figures.prepare_arms,
     "bars",
-    "Mean test accuracy and sparsity with 95% CIs per dataset, architecture and arm; the "
-    "mixed-model comparison is below.",
+    "Mean test accuracy and sparsity with 95% CIs per dataset, architecture and arm.",
     mixed_model=True,
 )
 

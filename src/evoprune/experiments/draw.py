@@ -7,11 +7,13 @@ in any process or thread and saved as PNG and SVG.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from evoprune.experiments.run_history import ACCURACY, OBJECTIVE_PANEL, SPARSITY
 
@@ -30,24 +32,41 @@ def _err(frame: pd.DataFrame) -> np.ndarray:
     return np.vstack([low, high])
 
 
-def legend_below(fig: Figure, ax) -> None:
-    """The legend of `ax` below the panels, outside every axes (so it covers no bar, line or
-    tick); constrained layout makes room for it."""
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
-                   fontsize=8, frameon=False)  # fmt: skip
+def hue_colors(frame: pd.DataFrame, hue: str) -> dict[object, str]:
+    """A colour per value of `hue` over the whole figure (in its categories' order, else in order
+    of appearance), so that a value keeps its colour in a panel that lacks another."""
+    column = frame[hue]
+    values = column.cat.categories if isinstance(column.dtype, pd.CategoricalDtype) else column
+    return {v: COLORS[j % len(COLORS)] for j, v in enumerate(dict.fromkeys(values))}
 
 
-def _grouped_bars(ax, frame: pd.DataFrame, x: str, hue: str) -> None:
+def legend_handles(axes: Iterable) -> dict[str, object]:
+    """Each label's first handle over `axes`: panels that show different subsets share one
+    legend of them all."""
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    return handles
+
+
+def legend_below(fig: Figure, *axes, order: Iterable[object] = ()) -> None:
+    """The legend of every label in `axes` (in `order` where given) below the panels, outside
+    every axes (so it covers no bar, line or tick); constrained layout makes room for it."""
+    handles = legend_handles(axes)
+    rank = {str(v): i for i, v in enumerate(order)}
+    labels = sorted(handles, key=lambda label: rank.get(label, len(rank)))
+    if labels:
+        fig.legend([handles[label] for label in labels], labels, loc="outside lower center",
+                   ncols=min(len(labels), 4), fontsize=8, frameon=False)  # fmt: skip
+
+
+def _grouped_bars(ax, frame: pd.DataFrame, x: str, hue: str, colors: dict[object, str]) -> None:
+    """Bars of each `hue` value side by side at each `x`, coloured by `colors` (`hue_colors` of
+    the whole figure, so that every panel colours a value alike)."""
     xs = list(dict.fromkeys(frame[x]))
-    hues = [
-        h
-        for h in (
-            frame[hue].cat.categories if hasattr(frame[hue], "cat") else dict.fromkeys(frame[hue])
-        )
-        if h in set(frame[hue])
-    ]
+    present = set(frame[hue])
+    hues = [h for h in colors if h in present]
     width = 0.8 / max(len(hues), 1)
     for j, h in enumerate(hues):
         part = frame[frame[hue] == h].set_index(x).reindex(xs).reset_index()
@@ -58,7 +77,7 @@ def _grouped_bars(ax, frame: pd.DataFrame, x: str, hue: str) -> None:
             width,
             yerr=_err(part),
             capsize=2,
-            color=COLORS[j % len(COLORS)],
+            color=colors[h],
             label=str(h),
         )
     ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs])
@@ -70,17 +89,18 @@ def draw_bars(frame: pd.DataFrame, title: str, hue: str = "label") -> Figure:
     datasets = list(dict.fromkeys(frame["dataset"]))
     fig = Figure(figsize=(4.2 * len(datasets), 2.8 * len(metrics) + 0.6), layout="constrained")
     axes = fig.subplots(len(metrics), len(datasets), squeeze=False)
+    colors = hue_colors(frame, hue)
     for i, metric in enumerate(metrics):
         for j, dataset in enumerate(datasets):
             ax = axes[i][j]
             part = frame[(frame["metric"] == metric) & (frame["dataset"] == dataset)]
-            _grouped_bars(ax, part, "arch_name", hue)
+            _grouped_bars(ax, part, "arch_name", hue, colors)
             ax.set_title(f"{dataset}", fontsize=10)
             ax.set_ylabel(METRIC_NAMES.get(metric, metric))
             ax.set_xlabel("architecture")
             ax.set_ylim(0, 1.05)
             ax.grid(axis="y", alpha=0.3)
-    legend_below(fig, axes[0][-1])
+    legend_below(fig, *axes.flat, order=colors)
     fig.suptitle(title)
     return fig
 
@@ -94,21 +114,13 @@ def draw_lines(frame: pd.DataFrame, title: str) -> Figure:
     metrics = list(dict.fromkeys(frame["metric"]))
     fig = Figure(figsize=(5.0 * len(metrics), 3.4), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    colors = hue_colors(frame, "label")
     for ax, metric in zip(axes, metrics, strict=True):
         part = frame[frame["metric"] == metric]
-        labels = [
-            h
-            for h in (
-                part["label"].cat.categories
-                if hasattr(part["label"], "cat")
-                else dict.fromkeys(part["label"])
-            )
-            if h in set(part["label"])
-        ]
-        for j, label in enumerate(labels):
+        for label in [h for h in colors if h in set(part["label"])]:
             line = part[part["label"] == label].sort_values("classes")
             x = line["classes"].astype(float).to_numpy()
-            color = COLORS[j % len(COLORS)]
+            color = colors[label]
             ax.plot(
                 x,
                 line["mean"].to_numpy(dtype=float),
@@ -131,7 +143,7 @@ def draw_lines(frame: pd.DataFrame, title: str) -> Figure:
         ax.set_ylabel(METRIC_NAMES.get(metric, metric))
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
-    legend_below(fig, axes[0])
+    legend_below(fig, *axes, order=colors)
     fig.suptitle(title)
     return fig
 
@@ -196,10 +208,8 @@ def draw_history(frame: pd.DataFrame, title: str, caption: str = "") -> Figure:
     # the GA counts generations, a local search passes over all bits
     units = [f"{p} generation" if p == "GA" else f"{p} pass" for p in phases]
     axes[-1].set_xlabel(", then ".join(units))
-    handles: dict[str, object] = {}
-    for ax in axes:
-        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, h)
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))  # generations and passes: 1, 2
+    handles = legend_handles(axes)
     fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=3, fontsize=8)
     fig.suptitle(title + (f"\n{caption}" if caption else ""), fontsize=10)
     return fig
@@ -212,16 +222,17 @@ def draw_stages(frame: pd.DataFrame, title: str) -> Figure:
     )
     fig = Figure(figsize=(4.5 * max(len(labels), 1), 3.4), layout="constrained")
     axes = fig.subplots(1, max(len(labels), 1), squeeze=False)[0]
+    colors = hue_colors(frame, "stage")
     for ax, label in zip(axes, labels, strict=False):
         part = frame[frame["label"] == label].copy()
         part["arch_name"] = part["classes"].astype(str)
-        _grouped_bars(ax, part, "arch_name", "stage")
+        _grouped_bars(ax, part, "arch_name", "stage", colors)
         ax.set_title(str(label), fontsize=10)
         ax.set_xlabel("classes")
         ax.set_ylabel("sparsity")
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
-    legend_below(fig, axes[0])
+    legend_below(fig, *axes, order=colors)
     fig.suptitle(title)
     return fig
 

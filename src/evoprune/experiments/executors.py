@@ -12,14 +12,17 @@ folder, so a cluster needs no shared file system; the driver writes files and th
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -97,7 +100,11 @@ def _worker_init() -> None:
 
 
 class LocalExecutor:
-    """A process pool on this machine (`workers` processes, default: all cores)."""
+    """A process pool on this machine (`workers` processes, default: all cores).
+
+    A worker that dies (the OOM killer, a crash in native code) breaks the whole pool: it fails
+    every run it holds. The run that was in the dead worker is recorded as failed, and the
+    others go to a fresh pool; a run in a worker leaves a mark that names it (`_run_marked`)."""
 
     name = "local"
 
@@ -105,11 +112,41 @@ class LocalExecutor:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
         self._futures: dict[Future[Payload], int] = {}  # the current `run`'s, not yet yielded
+        self._marks: dict[Future[Payload], Path] = {}  # each one's mark (the pid running it)
+        self._mark_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._count = itertools.count()
         self._drained = False
 
     def run(self, fn: JobFn, jobs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, Payload]]:
-        if not jobs:
-            return
+        left = dict(enumerate(jobs))  # the runs not yet yielded
+        idle_death = False  # the last pool broke with no run in a worker
+        while left:
+            futures = self._futures = self._submit(fn, left)
+            broken = False
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    exc = fut.exception()
+                    if isinstance(exc, BrokenProcessPool):
+                        broken = True  # it fails every run it held: sorted out below
+                        continue
+                    payload = (
+                        fut.result()
+                        if exc is None
+                        else Payload(None, error=f"{type(exc).__name__}: {exc}")
+                    )
+                    index = futures.pop(fut)
+                    del left[index], self._marks[fut]
+                    yield index, payload
+            if broken:
+                failed = self._after_a_worker_died(futures, idle_death)
+                idle_death = not failed
+                for index, payload in failed:
+                    del left[index]
+                    yield index, payload
+
+    def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:  # spawns workers as runs wait for them (Python >= 3.9, spawn),
             # so a first stage of one run leaves the second stage all of them
             self._pool = ProcessPoolExecutor(
@@ -117,20 +154,64 @@ class LocalExecutor:
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_init,
             )
-        futures = self._futures = {
-            self._pool.submit(execute_run, fn, job): i for i, job in enumerate(jobs)
+        if self._mark_dir is None:
+            self._mark_dir = tempfile.TemporaryDirectory(prefix="evoprune-running-")
+        return self._pool
+
+    def _submit(self, fn: JobFn, jobs: dict[int, dict[str, Any]]) -> dict[Future[Payload], int]:
+        """Submit `jobs` (index -> job). A pool that broke while idle is replaced first; one that
+        breaks while they are submitted takes no more: the runs it has learn it from their
+        futures, and the rest wait for the next pool."""
+        futures: dict[Future[Payload], int] = {}
+        for index, job in jobs.items():
+            pool = self._start()
+            assert self._mark_dir is not None
+            mark = Path(self._mark_dir.name) / str(next(self._count))
+            try:
+                fut = pool.submit(_run_marked, fn, job, str(mark))
+            except BrokenProcessPool:
+                if futures:
+                    break
+                self._stop(0.0)  # broken since the last run: a fresh pool
+                fut = self._start().submit(_run_marked, fn, job, str(mark))
+            futures[fut] = index
+            self._marks[fut] = mark
+        return futures
+
+    def _after_a_worker_died(
+        self, futures: dict[Future[Payload], int], again: bool
+    ) -> list[tuple[int, Payload]]:
+        """After a worker died and the pool failed `futures`: the failed runs to record, and a
+        fresh pool for the others. A run fails when it was in the worker that died; if no such
+        worker is known (all of them were ended by the pool, or by SIGTERM), every run then in
+        a worker. If none was (a worker died between runs), none fails, unless that happened
+        `again` (a worker that cannot start): then every run fails."""
+        assert self._pool is not None
+        workers = dict(getattr(self._pool, "_processes", None) or {})  # the pool's own record
+        marked = {i: _pid_in(self._marks.pop(f)) for f, i in futures.items()}
+        in_worker = {i: pid for i, pid in marked.items() if pid in workers}  # index -> its pid
+        codes = {}
+        deadline = time.monotonic() + KILL_SECONDS
+        for pid in set(in_worker.values()):  # the pool ends the other workers by SIGTERM
+            workers[pid].join(max(0.0, deadline - time.monotonic()))
+            codes[pid] = workers[pid].exitcode  # None: still there (a search survives SIGTERM)
+        dead = {
+            i: codes[pid]
+            for i, pid in in_worker.items()
+            if codes[pid] not in (None, -signal.SIGTERM)
         }
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                exc = fut.exception()
-                payload = (
-                    fut.result()
-                    if exc is None
-                    else Payload(None, error=f"{type(exc).__name__}: {exc}")
-                )
-                yield futures.pop(fut), payload
+        self._stop(0.0)
+        if dead:
+            errors = {i: f"its worker died ({_exit(code)})" for i, code in dead.items()}
+        elif in_worker:
+            errors = dict.fromkeys(
+                in_worker, "a worker died while this run was in one (this run's or another's)"
+            )
+        elif again:
+            errors = dict.fromkeys(futures.values(), "the pool's workers die before a run starts")
+        else:
+            errors = {}
+        return [(i, Payload(None, error=error)) for i, error in errors.items()]
 
     def drain(self, seconds: float = STOP_SECONDS) -> Iterator[tuple[int, Payload]]:
         """After an interrupt: queued runs are cancelled, and the runs that finish within
@@ -149,17 +230,24 @@ class LocalExecutor:
                 yield futures[fut], fut.result()
 
     def close(self) -> None:
-        """Stop the pool in bounded time: queued runs are cancelled, and a worker that has not
-        ended `STOP_SECONDS` later (one caught by Ctrl-C mid-way can wait forever on a lock)
-        is terminated, and killed if it is still there `KILL_SECONDS` after that: a search
-        turns SIGTERM into an interrupt of its own (a resumable checkpoint), which the pool's
-        worker survives, waiting for work that never comes."""
+        """Stop the pool in bounded time (after `drain` has waited, a worker still busy is
+        stopped at once)."""
+        self._stop(0.0 if self._drained else STOP_SECONDS)
+        if self._mark_dir is not None:
+            self._mark_dir.cleanup()
+            self._mark_dir = None
+
+    def _stop(self, seconds: float) -> None:
+        """Queued runs are cancelled, and a worker that has not ended `seconds` later (one caught
+        by Ctrl-C mid-way can wait forever on a lock) is terminated, and killed if it is still
+        there `KILL_SECONDS` after that: a search turns SIGTERM into an interrupt of its own (a
+        resumable checkpoint), which the pool's worker survives, waiting for work that never
+        comes."""
         if self._pool is None:
             return
-        workers = list(getattr(self._pool, "_processes", {}).values())  # the pool's own record
+        workers = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
-        # after `drain` has waited, a worker still busy is stopped at once
-        deadline = time.monotonic() + (0.0 if self._drained else STOP_SECONDS)
+        deadline = time.monotonic() + seconds
         for proc in workers:
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
@@ -169,6 +257,37 @@ class LocalExecutor:
                 proc.kill()
                 proc.join()
         self._pool = None
+        self._marks.clear()
+
+
+def _run_marked(fn: JobFn, job: dict[str, Any], mark: str) -> Payload:
+    """`execute_run` in a pool's worker, with a file at `mark` that holds the worker's pid
+    while the run is in it: if the worker dies, the driver can tell which run it had."""
+    Path(mark).write_text(str(os.getpid()))
+    try:
+        return execute_run(fn, job)
+    finally:
+        Path(mark).unlink(missing_ok=True)
+
+
+def _pid_in(mark: Path) -> int | None:
+    """The pid a run's mark holds: None if the run was not in a worker (not started, or ended)."""
+    try:
+        text = mark.read_text()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _exit(code: int) -> str:
+    """A dead worker's exit code in words: "exit code 1", "killed by SIGKILL: out of memory?"."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}" + (": out of memory?" if -code == signal.SIGKILL else "")
 
 
 class RayExecutor:

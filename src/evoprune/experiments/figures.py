@@ -79,22 +79,29 @@ def prepare_fig3(runs: pd.DataFrame, spec: str = "fig3") -> pd.DataFrame:
 
 
 def prepare_fig4(runs: pd.DataFrame, history: pd.DataFrame, spec: str = "fig4") -> pd.DataFrame:
-    """One run's evolution (the lowest seed): generation, series, value; long format."""
-    sub = _runs_of(runs, spec).sort_values("seed")
-    if sub.empty or history.empty:
-        return pd.DataFrame(columns=["key", "generation", "series", "value"])
-    key = sub.iloc[0]["key"]
-    hist = history[history["key"] == key]
-    if "generation" not in hist or hist["generation"].isna().all():
-        return pd.DataFrame(columns=["key", "generation", "series", "value"])
+    """One run's evolution: generation, series, value; long format. The run is the first arm's
+    (in spec order) lowest seed that has generations (a local search has none, and a memetic
+    run's passes after its GA are left out)."""
+    empty = pd.DataFrame(columns=["key", "generation", "series", "value"])
+    sub = _runs_of(runs, spec)
+    if sub.empty or history.empty or "generation" not in history:
+        return empty
+    # stores written before empty cells were NULL hold '' in the rows without a generation
+    generation = pd.to_numeric(history["generation"], errors="coerce")
+    evolved = history.assign(generation=generation)[generation.notna()]
+    order = [c for c in ("label_rank", "seed", "key") if c in sub]
+    candidates = sub[sub["key"].isin(set(evolved["key"]))].sort_values(order, kind="stable")
+    if candidates.empty:
+        return empty
+    hist = evolved[evolved["key"] == candidates.iloc[0]["key"]]
     cols = [c for c in HISTORY_SERIES if c in hist]
     long = hist.melt(
         id_vars=["key", "generation"], value_vars=cols, var_name="column", value_name="value"
     )
     long["series"] = long["column"].map(HISTORY_SERIES)
     long["value"] = pd.to_numeric(long["value"], errors="coerce")
-    return (
-        long[["key", "generation", "series", "value"]]
+    return (  # a curve the run does not log (a memetic run has no max_sparsity) is left out
+        long.dropna(subset=["value"])[["key", "generation", "series", "value"]]
         .sort_values(["series", "generation"])
         .reset_index(drop=True)
     )
@@ -114,8 +121,10 @@ def prepare_fig6(runs: pd.DataFrame, spec: str = "fig6") -> pd.DataFrame:
 
 def prepare_arms(runs: pd.DataFrame, spec: str) -> pd.DataFrame:
     """A spec without a figure of its own: test accuracy and sparsity per dataset (with its
-    class count), architecture and arm."""
+    class count), architecture and arm. Runs without a dataset (``minimize``: a test function)
+    have neither, and are left out."""
     sub = _runs_of(runs, spec)
+    sub = sub[sub["dataset"].notna()] if "dataset" in sub else sub.iloc[:0]
     if not sub.empty:
         classes = pd.to_numeric(sub["classes"], errors="coerce")
         names = [
@@ -189,6 +198,7 @@ class Figure:
     kind: str  # the renderer in evoprune.experiments.catalogue.RENDERERS
     caption: str
     needs_history: bool = False
-    mixed_model: bool = False  # the report adds the mixed-model comparison (as for Fig. 6c)
+    # the report adds the mixed-model comparison (Fig. 6c), or says why there is none
+    mixed_model: bool = False
     # the report's table from the frame (default: mean, std and CI per cell)
     table: Callable[[pd.DataFrame], pd.DataFrame] | None = None

@@ -22,7 +22,7 @@ from evoprune.errors import EvopruneError
 from evoprune.experiments.catalogue import FIGURES, GENERIC, RENDERERS
 from evoprune.experiments.draw import save
 from evoprune.experiments.paper import CLAIMS, paper_vs_ours
-from evoprune.experiments.stats import MixedModelFit, describe_fit, mixed_model_tables
+from evoprune.experiments.stats import NO_FIT, MixedModelFit, describe_fit, mixed_model_tables
 from evoprune.experiments.tables import load_history, load_meta, load_results
 from evoprune.io import write_atomic
 
@@ -90,14 +90,21 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
         if frame.empty:
             parts.append("<p class='note'>No finished runs to draw.</p>")
             continue
+        fits: list[MixedModelFit] = []
+        if fig.mixed_model:
+            order = list(dict.fromkeys(sub.sort_values("label_rank", kind="stable")["label"]))
+            fits = mixed_model_tables(sub, order=order)
         drawn = RENDERERS[fig.kind](frame, title)
         png, _ = save(drawn, fig_dir / _slug(spec))  # one file per spec, whatever its name
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
+        caption = fig.caption + (" The mixed-model comparison is below." if fits else "")
         parts.append(
-            f"<p class='note'>{html.escape(fig.caption)} Runs: {len(sub)}"
+            f"<p class='note'>{html.escape(caption)} Runs: {len(sub)}"
             f"{html.escape(_coverage(sub))}, seeds per cell: {_seeds_per_cell(frame)}.</p>"
         )
+        if figure_name == GENERIC and (left_out := _without_dataset(sub)):
+            parts.append(f"<p class='note'>{html.escape(left_out)}</p>")
         if fig.kind != "history" and (ceiling := _bayes_note(sub)):
             parts.append(f"<p class='note'>{html.escape(ceiling)}</p>")
         figures.append(spec)
@@ -120,13 +127,13 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
             parts.append("<h3>The paper's findings, checked</h3>")
             parts.append(_table(pd.DataFrame(rows), f"claims-{spec}"))
             n_tables += 1
-        if figure_name == "fig6" or fig.mixed_model:
-            order = list(dict.fromkeys(sub.sort_values("label_rank", kind="stable")["label"]))
-            for mm in mixed_model_tables(sub, order=order):
-                parts.append(f"<h3>Mixed model (Fig. 6c): {html.escape(mm.dataset)}</h3>")
-                parts.append(f"<p class='note'>{html.escape(describe_fit(mm))}</p>")
-                parts.append(_table(_format_stats(mm), _slug(f"stats-{spec}-{mm.dataset}")))
-                n_tables += 1
+        if fig.mixed_model and not fits:
+            parts.append(f"<p class='note'>No mixed-model comparison: {html.escape(NO_FIT)}.</p>")
+        for mm in fits:
+            parts.append(f"<h3>Mixed model (Fig. 6c): {html.escape(mm.dataset)}</h3>")
+            parts.append(f"<p class='note'>{html.escape(describe_fit(mm))}</p>")
+            parts.append(_table(_format_stats(mm), _slug(f"stats-{spec}-{mm.dataset}")))
+            n_tables += 1
     failed = everything[everything["status"] != "finished"]
     if not failed.empty:
         parts.append("<h2 id='failures'>Failed runs</h2>")
@@ -218,15 +225,32 @@ def _bayes_note(runs: pd.DataFrame) -> str:
     )
 
 
+def _without_dataset(runs: pd.DataFrame) -> str:
+    """What the generic figure leaves out: the runs without a dataset (a test function's)."""
+    missing = runs[runs["dataset"].isna()] if "dataset" in runs else runs
+    if missing.empty:
+        return ""
+    labels = ", ".join(map(str, dict.fromkeys(missing["label"])))
+    return (
+        f"Not in the figure: {len(missing)} runs without a dataset ({labels}); "
+        "`evoprune results` lists them."
+    )
+
+
 def _seeds_per_cell(frame: pd.DataFrame) -> str:
+    """The runs per cell that have a value, as "3" or "2-3" (cells without one are left out)."""
     if "n" not in frame:
         return "1 run"
     n = frame["n"].astype(int)
+    n = n[n > 0]
+    if n.empty:
+        return "none with a value"
     return str(n.min()) if n.min() == n.max() else f"{n.min()}-{n.max()}"
 
 
 def _summary_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell, two columns per metric: mean ± std and the 95% CI of the mean."""
+    """One row per cell, three columns per metric: mean ± std, the 95% CI of the mean and n
+    (the runs with a value); one n column where it is the same for every metric."""
     group = [
         c for c in frame.columns if c not in ("metric", "mean", "std", "n", "ci_low", "ci_high")
     ]
@@ -238,19 +262,19 @@ def _summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         name = str(metric).replace("_", " ")
         cols = part[group].copy()
         cols[f"{name}: mean ± std"] = [
-            f"{m:.3f} ± {s:.3f}" if pd.notna(s) else f"{m:.3f}"
+            "-" if pd.isna(m) else f"{m:.3f} ± {s:.3f}" if pd.notna(s) else f"{m:.3f}"
             for m, s in zip(part["mean"], part["std"], strict=True)
         ]
         cols[f"{name}: 95% CI"] = [
             f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "-"
             for lo, hi in zip(part["ci_low"], part["ci_high"], strict=True)
         ]
-        if out is None:
-            cols["n"] = part["n"].astype(int).astype(str).to_numpy()
-            out = cols
-        else:
-            out = out.merge(cols, on=group, how="left", sort=False)
+        cols[f"{name}: n"] = part["n"].astype(int).astype(str).to_numpy()
+        out = cols if out is None else out.merge(cols, on=group, how="left", sort=False)
     assert out is not None
+    counts = [c for c in out.columns if c.endswith(": n")]
+    if all(out[c].equals(out[counts[0]]) for c in counts):
+        out = out.drop(columns=counts[1:]).rename(columns={counts[0]: "n"})
     return out.rename(columns={"arch_name": "arch"})
 
 
@@ -340,8 +364,15 @@ def _numbers(column: pd.Series) -> bool:
     return all(_NUMBER.match(str(v)) for v in column if pd.notna(v))
 
 
-def _short_revision(revision: str | None) -> str:
+def _text(value: object) -> str:
+    """A text cell as text; "" where it is missing (None, or NaN: what pandas puts in a text
+    column for a run that records none, such as a failed one)."""
+    return value if isinstance(value, str) else ""
+
+
+def _short_revision(revision: object) -> str:
     """A git revision as 12 hex digits, keeping ``-dirty`` (the full one is in result.json)."""
+    revision = _text(revision)
     if not revision:
         return "unknown"
     commit, dirty, _ = revision.partition("-dirty")
@@ -375,7 +406,7 @@ def _provenance(runs: pd.DataFrame) -> str:
                 )
             )
             + f"<td><details><summary>config</summary><pre>{config}</pre>"
-            + f"<pre>{html.escape(str(r.versions or ''))}</pre></details></td></tr>"
+            + f"<pre>{html.escape(_text(r.versions))}</pre></details></td></tr>"
         )
     head = "".join(
         f"<th>{h}</th>"

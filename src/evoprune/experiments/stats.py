@@ -24,6 +24,11 @@ from evoprune.errors import EvopruneError
 from evoprune.experiments.tables import axis_text, grid_columns
 
 RANDOM_EFFECTS = ("arch_name", "init")
+# why `mixed_model_tables` found nothing to fit (the `stats` command's error, the report's note)
+NO_FIT = (
+    "no dataset has runs of two or more algorithms with more than one run between them at a "
+    "grid point (a test needs the seeds' noise: sweep with more seeds)"
+)
 TABLE_COLUMNS = ["dataset", "reference", "target", "coef", "std_err", "stat", "p", "p_holm",
                  "ci_low", "ci_high"]  # fmt: skip
 

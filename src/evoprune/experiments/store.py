@@ -365,9 +365,13 @@ def _bool_or_none(value: Any) -> int | None:
 
 
 def _number(value: Any) -> Any:
-    """history.csv cells arrive as text; store numbers as numbers."""
+    """history.csv cells arrive as text; store numbers as numbers, and an empty cell (a
+    column that a row's phase does not fill, as `generation` in a local search's passes) as
+    NULL, not as the text ''."""
     if not isinstance(value, str):
         return value
+    if not value.strip():
+        return None
     try:
         as_float = float(value)
     except ValueError:

@@ -47,7 +47,7 @@ def prepare_beyond(runs: pd.DataFrame, spec: str = "beyond") -> pd.DataFrame:
 
 def draw_case_bars(frame: pd.DataFrame, title: str) -> Figure:
     """Rows: metrics; x: problem; bars: method (wall time on a log scale)."""
-    from evoprune.experiments.draw import METRIC_NAMES, _grouped_bars, legend_below
+    from evoprune.experiments.draw import METRIC_NAMES, _grouped_bars, hue_colors, legend_below
 
     metrics = list(dict.fromkeys(frame["metric"]))
     n_cases = frame["case"].nunique()
@@ -55,9 +55,10 @@ def draw_case_bars(frame: pd.DataFrame, title: str) -> Figure:
         figsize=(max(8.0, 0.9 * n_cases + 2), 2.8 * len(metrics) + 0.8), layout="constrained"
     )
     axes = fig.subplots(len(metrics), 1, squeeze=False)
+    colors = hue_colors(frame, "label")
     for i, metric in enumerate(metrics):
         ax = axes[i][0]
-        _grouped_bars(ax, frame[frame["metric"] == metric], "case", "label")
+        _grouped_bars(ax, frame[frame["metric"] == metric], "case", "label", colors)
         ax.set_ylabel(METRIC_NAMES.get(metric, metric.replace("_", " ")))
         if metric == "wall_seconds":
             ax.set_yscale("log")
@@ -65,7 +66,7 @@ def draw_case_bars(frame: pd.DataFrame, title: str) -> Figure:
             ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    legend_below(fig, axes[0][0])
+    legend_below(fig, *axes.flat, order=colors)
     fig.suptitle(title)
     return fig
 
