@@ -521,10 +521,10 @@ def test_plot_history_draws_a_memetic_runs_local_passes_and_a_local_run(tmp_path
         run_title,
     )  # fmt: skip
 
-    args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--population",
-            "20", "--min-generations", "5", "--max-generations", "5", "--quiet"]  # fmt: skip
+    args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", "--quiet"]
+    ga = ["--population", "20", "--min-generations", "5", "--max-generations", "5"]
     m, lo = tmp_path / "m", tmp_path / "l"
-    assert main([*args, "--variant", "memetic", "--objective", "loss", "--out", str(m)]) == 0
+    assert main([*args, *ga, "--variant", "memetic", "--objective", "loss", "--out", str(m)]) == 0
     assert main([*args, "--variant", "local", "--out", str(lo)]) == 0
     frame = prepare_run_history(m)
     hist = _history_csv(m)

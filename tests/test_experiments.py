@@ -283,6 +283,13 @@ GOOD_YAML = """
         (("method: ga}", "method: ga, normalize: 'false'}"), "normalize: expected true, false"),
         (("method: ga}", "method: ga, mut_rate: .nan}"), "grid.arm[0].mut_rate: expected a finite"),
         (("method: ga}", "method: ga, analyze: [foo]}"), "analyze: expected a list of"),
+        # settings the arm's variant does not read: refused, not recorded and ignored
+        (("method: ga}", "method: ga, kicks: 5}"), "kicks: only with variant memetic or local"),
+        (("method: ga}", "method: local, population: 50}"), "population: only with variant ga,"),
+        (
+            ("method: ga}", "method: local, objective: accuracy, exact_top: 3}"),
+            "exact_top: only with objective loss",
+        ),
         (
             ("method: ga}", "method: ga}\n    - {label: GA, method: local}"),
             "grid[0].arm[1].label: 'GA' labels an earlier arm of this grid too",

@@ -210,57 +210,13 @@ LOCAL_FLAGS = ("ranking", "sparsity_penalty", "local_density", "local_starts", "
                "temperature", "exact_top")  # fmt: skip
 
 
-MEMETIC_ONLY = ("memetic_generations", "memetic_elites", "loss_first")
-LOCAL_ONLY = ("local_starts", "local_density", "fixed_sparsity")  # memetic starts from the GA
-GA_FLAGS = ("population", "min_generations", "patience", "max_generations", "rec_rate",
-            "par_rate", "mut_rate", "mig_rate")  # fmt: skip
-POST_PRUNE_FLAGS = ("no_post_prune", "post_prune_criterion")  # memetic and local never post-prune
-CONV_LOCAL = ("local_density", "max_passes", "temperature")  # what the conv net's search reads
-OPTIONS = {"local_starts": "--starts", "memetic_elites": "--elites", "tiebreak": "--no-tiebreak"}
+OPTIONS = {"local_starts": "--starts", "memetic_elites": "--elites", "tiebreak": "--no-tiebreak",
+           "post_prune": "--no-post-prune"}  # fmt: skip
 
 
-def _variants(dest: str) -> tuple[str, ...]:
-    """The variants that read the setting `dest`."""
-    if dest in GA_FLAGS:
-        return ("ga", "ga-adaptive", "memetic")
-    if dest in POST_PRUNE_FLAGS:
-        return ("ga", "ga-adaptive")
-    return ("memetic",) * (dest not in LOCAL_ONLY) + ("local",) * (dest not in MEMETIC_ONLY)
-
-
-def _check_variant_flags(args: argparse.Namespace) -> None:
-    """A flag the chosen variant does not read is an error, not ignored; so is one that does
-    nothing beside the others given."""
-    flags = (*GA_FLAGS, *POST_PRUNE_FLAGS, *LOCAL_FLAGS)  # --no-post-prune: False unless given
-    given = [d for d in flags if getattr(args, d) is not (False if d == "no_post_prune" else None)]
-    conv = args.variant == "local" and args.arch == "conv"
-    for dest in given:
-        option = OPTIONS.get(dest, "--" + dest.replace("_", "-"))
-        if conv and dest not in CONV_LOCAL:
-            raise EvopruneError(
-                f"{option}: not read by the conv net's local search (it reads "
-                f"{', '.join('--' + d.replace('_', '-') for d in CONV_LOCAL)})"
-            )
-        variants = _variants(dest)
-        if args.variant not in variants:
-            where = ", ".join(variants[:-1]) + " or " * (len(variants) > 1) + variants[-1]
-            raise EvopruneError(f"{option}: only with --variant {where}, not {args.variant}")
-    ranked = args.objective == "loss" and args.ranking != "none"
-    if args.exact_top and not ranked:
-        raise EvopruneError(
-            "--exact-top: only with --objective loss and the expansion ranking (it re-scores "
-            "the expansion's best-ranked flips of the loss)"
-        )
-    if args.local_patience is not None and not args.val_fraction:
-        raise EvopruneError(
-            "--local-patience: only with --val-fraction (it counts passes without a better "
-            "validation accuracy)"
-        )
-    if args.loss_first and args.objective == "loss":
-        raise EvopruneError(
-            "--loss-first: only with --objective accuracy or f1 (with loss every phase "
-            "already follows the loss)"
-        )
+def _flag(key: str) -> str:
+    """The option that sets job key `key`."""
+    return OPTIONS.get(key, "--" + key.replace("_", "-"))
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -281,14 +237,13 @@ def run_search(args: argparse.Namespace) -> int:
         "par_rate": args.par_rate,
         "mut_rate": args.mut_rate,
         "mig_rate": args.mig_rate,
-        "post_prune": not args.no_post_prune,
+        "post_prune": False if args.no_post_prune else None,
         "post_prune_criterion": args.post_prune_criterion,
         "device": args.device,
         **{k: getattr(args, k) for k in LOCAL_FLAGS},
     }
     job = {k: v for k, v in job.items() if v is not None}
-    config = ga_config(job)  # validate before touching the disk: the values, then what is read
-    _check_variant_flags(args)
+    config = ga_config(job, _flag)  # before touching the disk; unread flags named as given
     if args.max_generations is not None and args.max_generations < config.min_generations:
         print(f"note: --max-generations {args.max_generations} is below --min-generations "
               f"{config.min_generations}; the search stops at {args.max_generations}",

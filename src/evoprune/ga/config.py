@@ -25,6 +25,25 @@ POST_PRUNE_CRITERIA = ("accuracy", "accuracy-loss", "no-new-errors", "holdout")
 _LOCAL_NAMES = {"start_density": "local_density", "starts": "local_starts",
                 "patience": "local_patience"}  # fmt: skip
 
+# The variants that read a field, where not all of them do: a job that sets a field its variant
+# does not read is refused (`evoprune.ga.job.check_variant_keys`), not silently ignored.
+GA_FIELDS = ("population", "init_density", "rec_rate", "par_rate", "mut_rate", "mig_rate",
+             "min_generations", "patience", "max_generations")  # fmt: skip
+READ_BY = {
+    **dict.fromkeys(GA_FIELDS, ("ga", "ga-adaptive", "memetic")),  # memetic's GA phase
+    **dict.fromkeys(("adaptive_bound", "adaptive_step", "adaptive_decay"), ("ga-adaptive",)),
+    # memetic and local remove weights in their search: no post-pruning
+    **dict.fromkeys(("post_prune", "post_prune_criterion"), ("ga", "ga-adaptive")),
+    **dict.fromkeys(("ranking", "sparsity_penalty", "kicks", "kick_bits", "max_passes",
+                     "val_fraction", "local_patience", "min_gain", "tiebreak", "temperature",
+                     "exact_top"), ("memetic", "local")),  # fmt: skip
+    # memetic starts from the GA's elites, not from random masks
+    **dict.fromkeys(("local_density", "local_starts", "fixed_sparsity"), ("local",)),
+    **dict.fromkeys(("memetic_generations", "memetic_elites", "loss_first"), ("memetic",)),
+}
+# What the conv net's local search reads of the local fields (evoprune.local.conv)
+CONV_LOCAL_FIELDS = ("local_density", "max_passes", "temperature")
+
 # What `GAConfig._check_types` asks of a field, by its annotation.
 _EXPECTED = {"int": "an integer", "float": "a finite number", "bool": "true or false",
              "str": "a string"}  # fmt: skip

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from evoprune.analysis.jobs import analyze_ticket, check_analyses
 from evoprune.ga.api import search
-from evoprune.ga.config import GAConfig
+from evoprune.errors import EvopruneError
+from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.local.checkpoint import CHECKPOINT_PREFIXES, LOCAL_PREFIX, LOSS_PREFIX
 from evoprune.nets import build_network
@@ -46,11 +48,48 @@ def job_checkpoints(out: Path, job: dict[str, Any]) -> list[Path]:
 GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
 
 
-def ga_config(job: dict[str, Any]) -> GAConfig:
-    """The GAConfig a job describes (variant from its method, seed from its seed)."""
+def ga_config(job: dict[str, Any], name: Callable[[str], str] = str) -> GAConfig:
+    """The GAConfig a job describes (variant from its method, seed from its seed): its values
+    checked, then what its variant reads (`check_variant_keys`, keys named by `name`)."""
     check_keys(job, GA_KEYS)
     settings = {k: job[k] for k in CONFIG_KEYS if job.get(k) is not None}
-    return GAConfig(variant=job["method"], seed=int(job.get("seed", 0)), **settings)
+    config = GAConfig(variant=job["method"], seed=int(job.get("seed", 0)), **settings)
+    check_variant_keys(job, name)
+    return config
+
+
+def check_variant_keys(job: dict[str, Any], name: Callable[[str], str] = str) -> None:
+    """Refuse a setting the job's variant does not read, or one that does nothing beside the
+    others (`name`: how the user wrote a key, e.g. the CLI's flag)."""
+    variant, objective = job["method"], job.get("objective", "accuracy")
+    conv = variant == "local" and job.get("arch") == "conv"
+    for key in sorted(set(job) & set(READ_BY), key=list(READ_BY).index):
+        if job[key] is None:
+            continue
+        if conv and key not in CONV_LOCAL_FIELDS and (key, job[key]) != ("ranking", "none"):
+            # (ranking "none", exact scores only, is what the conv net's search does)
+            readable = ", ".join(name(k) for k in CONV_LOCAL_FIELDS)
+            raise EvopruneError(f"{name(key)}: not read by the conv net's local search (it "
+                                f"reads {readable})")  # fmt: skip
+        readers = READ_BY[key]
+        if variant not in readers:
+            where = " or ".join([", ".join(readers[:-1]), readers[-1]] if len(readers) > 1 else readers)
+            raise EvopruneError(f"{name(key)}: only with {name('variant')} {where}, not {variant}")
+    if job.get("exact_top") and (objective != "loss" or job.get("ranking") == "none"):
+        raise EvopruneError(
+            f"{name('exact_top')}: only with {name('objective')} loss and the expansion ranking "
+            "(it re-scores the expansion's best-ranked flips of the loss)"
+        )
+    if job.get("local_patience") is not None and not job.get("val_fraction"):
+        raise EvopruneError(
+            f"{name('local_patience')}: only with {name('val_fraction')} (it counts passes "
+            "without a better validation accuracy)"
+        )
+    if job.get("loss_first") and objective == "loss":
+        raise EvopruneError(
+            f"{name('loss_first')}: only with {name('objective')} accuracy or f1 (with loss every "
+            "phase already follows the loss)"
+        )
 
 
 def run_ga_job(
