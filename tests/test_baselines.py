@@ -160,6 +160,7 @@ def test_edge_popup_beats_chance_on_a_tiny_task(init: str) -> None:
         {"lr": 0.0},
         {"weight_decay": -1.0},
         {"nesterov": True, "momentum": 0.0},
+        {"momentum": 1.5},
     ],
 )
 def test_bad_edge_popup_config_is_an_evoprune_error(bad: dict) -> None:
@@ -463,3 +464,26 @@ def test_a_backprop_override_its_solver_does_not_read_is_an_error():
         backprop_params(job, "moons", [75], 2, True)
     params, found = backprop_params({**job, "solver": "sgd"}, "moons", [75], 2, True)
     assert found and params.solver == "sgd" and params.momentum == 0.3
+    # nor the learning-rate schedule (sklearn's adam reads none): recorded, never used
+    with pytest.raises(EvopruneError, match="learning_rate: not read by the adam solver"):
+        schedule = {"method": "backprop", "dataset": "moons", "learning_rate": "invscaling"}
+        backprop_params(schedule, "moons", [75], 2, True)
+
+
+def test_tune_backprop_splits_a_file_by_its_seed_and_checks_out_first(tmp_path, capsys):
+    """--seed split the search's and the baseline's file but not the tuning's (always seed 0:
+    the tuning saw the seed's test rows); a folder as --out failed only after every fit."""
+    from evoprune.cli import main
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 2))
+    frame = "\n".join(f"{a},{b},{int(a > b)}" for a, b in X)
+    (tmp_path / "d.csv").write_text("a,b,label\n" + frame)
+    args = ["tune-backprop", "--data", str(tmp_path / "d.csv"), "--target", "label", "--n-iter",
+            "1", "--max-iter", "3", "--quiet", "--seed", "3"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "t.json")]) == 0
+    assert json.loads((tmp_path / "t.json").read_text())["dataset"]["split_seed"] == 3
+    (tmp_path / "folder").mkdir()
+    assert main([*args, "--out", str(tmp_path / "folder")]) == 2
+    out, err = capsys.readouterr()
+    assert "is a folder; expected a file name" in err and "tune-backprop:" not in out

@@ -76,6 +76,8 @@ class EdgePopupConfig:
                 raise EvopruneError(f"{name}: expected a finite number >= 0, got {value!r}")
         if self.lr <= 0:
             raise EvopruneError(f"lr: expected a positive learning rate, got {self.lr!r}")
+        if self.momentum > 1:  # above 1 SGD's velocity grows without bound
+            raise EvopruneError(f"momentum: expected a number in [0, 1], got {self.momentum!r}")
         if self.nesterov and self.momentum == 0:
             raise EvopruneError(
                 "nesterov: needs a momentum above 0 (Nesterov's look-ahead is of it)"

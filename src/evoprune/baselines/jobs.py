@@ -150,8 +150,8 @@ def backprop_params(
     unread = sorted(set(overrides) - set(params.sklearn_kwargs()))
     if unread:  # as for the other methods' flags: never silently ignored
         raise EvopruneError(
-            f"{unread[0]}: not read by the {params.solver} solver (momentum and "
-            "nesterovs_momentum are sgd's, epsilon adam's)"
+            f"{unread[0]}: not read by the {params.solver} solver (momentum, "
+            "nesterovs_momentum and the learning_rate schedule are sgd's, epsilon adam's)"
         )
     return params, found
 

@@ -62,11 +62,16 @@ class BackpropParams:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise EvopruneError(f"batch_size: expected a positive integer, got {self.batch_size!r}")
 
-    def sklearn_kwargs(self) -> dict[str, Any]:
-        """The ``MLPClassifier`` arguments this row sets (only those its solver reads)."""
-        kw = asdict(self)
+    def row_fields(self) -> dict[str, Any]:
+        """The fields as Table 2 gives them (its adam rows name a schedule too)."""
         drop = ("momentum", "nesterovs_momentum") if self.solver == "adam" else ("epsilon",)
-        return {k: v for k, v in kw.items() if k not in drop}
+        return {k: v for k, v in asdict(self).items() if k not in drop}
+
+    def sklearn_kwargs(self) -> dict[str, Any]:
+        """The ``MLPClassifier`` arguments this row sets: only those its solver reads (sklearn's
+        adam reads no learning-rate schedule)."""
+        kw = self.row_fields()
+        return {k: v for k, v in kw.items() if not (self.solver == "adam" and k == "learning_rate")}
 
 
 def _adam(
@@ -164,5 +169,5 @@ def lookup(
 
 def format_row(dataset: str, letter: str, classes: int, params: BackpropParams) -> str:
     """One row in the table's own format (paste-able into `TABLE2`)."""
-    fields = ", ".join(f"{k}={v!r}" for k, v in params.sklearn_kwargs().items())
+    fields = ", ".join(f"{k}={v!r}" for k, v in params.row_fields().items())
     return f'("{dataset}", "{letter}", {classes}): BackpropParams({fields}),'

@@ -186,11 +186,14 @@ def run_backprop(args: argparse.Namespace) -> int:
     job = _job(args, "backprop", keys)
     out = _out(args, job)
     r = run_backprop_job(job, out, progress=not args.quiet)
-    source = "Table 2" if r["table2_row"] else "given"
+    given = [k for k in keys if k in job and k != "max_iter"]  # the row's fields overridden
+    source = "Table 2 hyperparameters" + f", {', '.join(given)} given" * bool(given)
+    if not r["table2_row"]:
+        source = "given hyperparameters"
     print(
         f"backprop {r['dataset']} {r['arch']} seed {r['seed']}: "
         f"test acc {r['test_accuracy']:.4f} (train {r['train_accuracy']:.4f}), "
-        f"{r['epochs']} epochs, {r['hyperparameters']['solver']} ({source} hyperparameters), "
+        f"{r['epochs']} epochs, {r['hyperparameters']['solver']} ({source}), "
         f"{r['wall_seconds']:.1f} s -> {out}"
     )
     return 0
@@ -199,7 +202,7 @@ def run_backprop(args: argparse.Namespace) -> int:
 def run_tune_backprop(args: argparse.Namespace) -> int:
     from evoprune.baselines.backprop import hidden_layers, tune_backprop
     from evoprune.baselines.table2 import arch_letter, format_row
-    from evoprune.cli.data import data_job
+    from evoprune.cli.data import check_writable_file, data_job
     from evoprune.io import write_json
     from evoprune.jobkeys import job_dataset
     from evoprune.nets import parse_arch
@@ -208,7 +211,9 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
                                ("--jobs", args.jobs, 1), ("--max-iter", args.max_iter, 1)):  # fmt: skip
         if value < least:
             raise EvopruneError(f"{flag}: expected at least {least}, got {value}")
-    ds = job_dataset(data_job(args))
+    if args.out is not None:  # before minutes of fits, not after them
+        check_writable_file(args.out)
+    ds = job_dataset({**data_job(args), "seed": args.seed})  # a file: split as the run's
     layers = parse_arch(args.arch, ds.n_features, ds.n_classes)
     hidden_layers(layers[1:-1])
     X = ds.X_train.view(len(ds.X_train), -1).numpy()

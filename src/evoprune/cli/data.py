@@ -216,6 +216,17 @@ def check_writable(out: Path) -> None:
         raise EvopruneError(f"--out {out}: cannot write into {folder} (permission denied)")
 
 
+def check_writable_file(out: Path, option: str = "--out") -> None:
+    """Refuse an output file name that names a folder, lies below a file, or whose folder this
+    user cannot write, before any work is done (else the error comes after it)."""
+    if out.is_dir():
+        raise EvopruneError(f"{option} {out}: is a folder; expected a file name")
+    above = next(p for p in out.absolute().parents if p.exists())
+    if not above.is_dir():
+        raise EvopruneError(f"{option} {out}: {above} is a file, not a folder")
+    check_writable(out)
+
+
 def new_data(args: argparse.Namespace, ticket: Any, n_out: int) -> tuple[Any, Any]:
     """A --data file for a ticket: every row, its classes numbered as in the ticket's training
     data, its features preprocessed as the training data's were (pixels / 255 for mnist, the
