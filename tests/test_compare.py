@@ -64,8 +64,11 @@ def test_compare_two_tickets_pairs_them_on_the_test_set_and_fresh_samples(tmp_pa
     assert first - second == round((acc[0] - acc[1]) * points)
     assert fresh.startswith("paired on 16,000 fresh samples (seed 42)")
     assert _paired(fresh)[1:] == (disagree, first, second, p) and 0 <= p <= 1
-    assert main(["compare", str(runs[0]), str(runs[0]), "--fresh", "0"]) == 2
-    assert main(["compare", str(runs[0]), "--fresh", "10"]) == 2
+    capsys.readouterr()
+    for bad in ([str(runs[0]), str(runs[0]), "--fresh", "0"], [str(runs[0]), "--fresh", "10"]):
+        assert main(["compare", *bad]) == 2
+        out, err = capsys.readouterr()  # the error alone: no table printed before it
+        assert out == "" and err.count("\n") == 1
 
 
 def test_compare_of_an_unfinished_run_is_one_line(tmp_path, capsys):

@@ -105,15 +105,17 @@ def run_compare(args: argparse.Namespace) -> int:
     same_network = not any(f[0] in drawn for f in differ) and not any(
         r.get("method") in TRAINED for _, r in rows
     )
+    folders = [Path(name) for name, _ in rows]
+    paired: list[str] = []  # before anything is printed: its errors stand alone
+    if len(folders) == 2 and all((f / "ticket.npz").is_file() for f in folders):
+        paired = paired_lines(folders, args.fresh, args.fresh_seed)
+    elif args.fresh is not None:
+        raise EvopruneError("--fresh: compares two runs that have a ticket.npz each")
     if said:
         print(f"{said}{' (the same random network)' if same_network else ''}:")
     print(format_table(rows, tuple(differ) + COLUMNS))
-    folders = [Path(name) for name, _ in rows]
-    if len(folders) == 2 and all((f / "ticket.npz").is_file() for f in folders):
-        for line in paired_lines(folders, args.fresh, args.fresh_seed):
-            print(line)
-    elif args.fresh is not None:
-        raise EvopruneError("--fresh: compares two runs that have a ticket.npz each")
+    for line in paired:
+        print(line)
     return 0
 
 
