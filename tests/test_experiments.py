@@ -259,7 +259,18 @@ GOOD_YAML = """
             ("method: ga}", "method: ga, max_generation: 5}"),
             "unknown field 'max_generation' for method ga",
         ),
-        (("method: ga}", "method: backprop, init: uniform}"), "backprop takes no 'init'"),
+        (("method: ga}", "method: backprop, init: uniform}"), "init: backprop trains sklearn's"),
+        # each method's own values, without the data: refused at load, not in every run
+        (("method: ga}", "method: edge-popup, epochs: 0}"), "epochs: expected a positive integer"),
+        (("method: ga}", "method: backprop, solver: foo}"), "solver: expected one of adam, sgd"),
+        (("method: ga}", "method: backprop, arch: conv}"), "arch: backprop trains an MLP"),
+        (("method: ga}", "method: backprop, max_iter: 0}"), "max_iter: expected a positive"),
+        (
+            ("method: ga}", "method: backprop, solver: sgd, epsilon: 1.0e-8}"),
+            "epsilon: not read by the sgd solver",
+        ),
+        (("method: ga}", "method: train-weights}"), "dataset: expected digits for train-weights"),
+
         # values a misspelling breaks: caught at load time, not in every run of the sweep
         (("dataset: [moons]", "dataset: [moons, circels]"), "got 'circels'"),
         (("method: ga}", "method: ga, arch: Q}"), "arch: expected one of"),
@@ -1099,7 +1110,8 @@ def test_results_of_a_study_group_by_its_own_axes(tmp_path, capsys):
     from evoprune.cli import main
 
     spec = {"name": "study", "grid": {"dim": [10, 2], "function": ["sphere"],
-                                      "arm": [{"label": "CMA-ES", "method": "minimize"}]},
+                                      "arm": [{"label": "CMA-ES", "method": "minimize",
+                                               "optimizer": "cmaes"}]},
             "profiles": {"quick": {"seeds": 2}}}  # fmt: skip
     run_sweep(parse_spec(spec), "quick", tmp_path, executor=InlineExecutor(), fn=study_job,
               progress=False)  # fmt: skip

@@ -38,9 +38,11 @@ class Method:
     module: str  # where the runner lives, imported on first use
     runner: str  # run(job, out, progress) -> result dict; writes the run folder when out is set
     keys: str  # the module's set of method-specific job keys
+    # check(job): its keys and values without its data, before any run (a spec at load time)
+    check: str = ""
 
 
-_GA = Method("evoprune.ga.job", "run_ga_job", "GA_KEYS")
+_GA = Method("evoprune.ga.job", "run_ga_job", "GA_KEYS", "check_ga_job")
 _PRUNE = Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS")
 
 METHODS: dict[str, Method] = {
@@ -50,8 +52,10 @@ METHODS: dict[str, Method] = {
     "memetic": _GA,
     "local": _GA,
     # the paper's baselines
-    "edge-popup": Method("evoprune.baselines.jobs", "run_edge_popup_job", "EDGE_POPUP_KEYS"),
-    "backprop": Method("evoprune.baselines.jobs", "run_backprop_job", "BACKPROP_KEYS"),
+    "edge-popup": Method("evoprune.baselines.jobs", "run_edge_popup_job", "EDGE_POPUP_KEYS",
+                         "check_edge_popup_job"),
+    "backprop": Method("evoprune.baselines.jobs", "run_backprop_job", "BACKPROP_KEYS",
+                       "check_backprop_job"),
     # pruning a network while or after training it
     "selection": Method("evoprune.pruning.selection.job", "run_selection_job", "SELECTION_KEYS"),
     "cmaes-synflow": _PRUNE,
@@ -61,9 +65,11 @@ METHODS: dict[str, Method] = {
     "softmask": _PRUNE,
     "random": _PRUNE,
     # the optimiser studies
-    "hpo": Method("evoprune.studies.jobs", "run_hpo_job", "HPO_KEYS"),
-    "minimize": Method("evoprune.studies.jobs", "run_minimize_job", "MINIMIZE_KEYS"),
-    "train-weights": Method("evoprune.studies.jobs", "run_weights_job", "WEIGHTS_KEYS"),
+    "hpo": Method("evoprune.studies.jobs", "run_hpo_job", "HPO_KEYS", "check_hpo_job"),
+    "minimize": Method("evoprune.studies.jobs", "run_minimize_job", "MINIMIZE_KEYS",
+                       "check_minimize_job"),
+    "train-weights": Method("evoprune.studies.jobs", "run_weights_job", "WEIGHTS_KEYS",
+                            "check_weights_job"),
 }
 
 
@@ -85,6 +91,14 @@ def method_keys(name: str) -> set[str]:
     return set(getattr(importlib.import_module(m.module), m.keys))
 
 
+def check_job(job: dict[str, Any]) -> None:
+    """What can be checked of a job without its data or a run: its method's keys and values
+    (methods without a check are checked when they run)."""
+    m = _method(job.get("method"))
+    if m.check:
+        getattr(importlib.import_module(m.module), m.check)(job)
+
+
 def run_job(
     job: dict[str, Any], out: str | Path | None = None, progress: bool = False
 ) -> dict[str, Any]:
@@ -93,4 +107,4 @@ def run_job(
     return run(dict(job), Path(out) if out is not None else None, progress)
 
 
-__all__ = ["COMMON_KEYS", "METHODS", "Method", "method_keys", "run_job", "runner"]
+__all__ = ["COMMON_KEYS", "METHODS", "Method", "check_job", "method_keys", "run_job", "runner"]

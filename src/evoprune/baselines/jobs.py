@@ -30,7 +30,7 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import score
 from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
-from evoprune.nets import build_network, is_conv_arch, parse_arch
+from evoprune.nets import ARCHS, build_network, is_conv_arch, parse_arch
 from evoprune.results import base_result, write_run_dir
 
 EDGE_POPUP_KEYS = {f.name for f in fields(EdgePopupConfig)}
@@ -93,6 +93,48 @@ def _layers(job: dict[str, Any], n_in: int, n_out: int) -> list[int]:
 
 def _seed(job: dict[str, Any]) -> int:
     return _coerce("seed", job.get("seed", 0), int)
+
+
+def check_edge_popup_job(job: dict[str, Any]) -> None:
+    """An edge-popup job's keys and values, checked without its data (a spec's arms at load
+    time; a sparsity given as a reference to other runs is checked once filled in)."""
+    check_keys(job, EDGE_POPUP_KEYS)
+    EdgePopupConfig(**_typed_fields({k: v for k, v in job.items() if not isinstance(v, dict)},
+                                    EdgePopupConfig))  # fmt: skip
+
+
+def check_backprop_job(job: dict[str, Any]) -> None:
+    """A backprop job's keys and values, checked without its data: the layers' form, the
+    epoch cap and the Table 2 row with its overrides (a spec's arms at load time)."""
+    from evoprune.baselines.backprop import hidden_layers
+    from evoprune.data import DATASETS
+
+    _check_backprop_keys(job)
+    _max_iter(job)
+    arch = job.get("arch") or "B"
+    named = isinstance(arch, str) and arch.strip().upper() in ARCHS
+    if is_conv_arch(arch):
+        _layers(job, 0, 0)  # refused: scikit-learn trains MLPs
+    widths = [int(w) for w in str(arch).strip("[]").split(",")] if not named else None
+    hidden = hidden_layers(ARCHS[arch.strip().upper()] if named else widths[1:-1])
+    dataset = "file" if job.get("data") else job.get("dataset", "moons")
+    info = DATASETS.get(dataset)
+    classes = job.get("classes") or (info.classes[0] if info is not None else 0)
+    backprop_params(job, dataset, list(hidden), classes, job.get("normalize"))
+
+
+def _check_backprop_keys(job: dict[str, Any]) -> None:
+    check_keys(job, BACKPROP_KEYS)
+    if job.get("init") is not None:
+        raise EvopruneError("init: backprop trains sklearn's own initialisation; drop 'init'")
+
+
+def _max_iter(job: dict[str, Any]) -> int:
+    """The job's epoch cap: a positive integer."""
+    max_iter = _coerce("max_iter", job.get("max_iter", MAX_ITER), int)
+    if max_iter < 1:
+        raise EvopruneError(f"max_iter: expected a positive integer, got {max_iter}")
+    return max_iter
 
 
 def run_edge_popup_job(job: dict[str, Any], out: Path | None, progress: bool) -> dict[str, Any]:
@@ -159,11 +201,9 @@ def backprop_params(
 def run_backprop_job(job: dict[str, Any], out: Path | None, progress: bool) -> dict[str, Any]:
     """Train the Table 2 ``MLPClassifier`` on the job's dataset; write ``out`` if given."""
     start = time.perf_counter()
-    check_keys(job, BACKPROP_KEYS)
-    if job.get("init") is not None:
-        raise EvopruneError("init: backprop trains sklearn's own initialisation; drop 'init'")
+    _check_backprop_keys(job)
     seed = _seed(job)
-    max_iter = _coerce("max_iter", job.get("max_iter", MAX_ITER), int)
+    max_iter = _max_iter(job)
     ds = job_dataset(job)
     layers = _layers(job, ds.n_features, ds.n_classes)
     params, from_table = backprop_params(

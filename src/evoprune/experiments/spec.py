@@ -40,7 +40,7 @@ import yaml
 
 from evoprune.data.files import file_digest
 from evoprune.errors import EvopruneError
-from evoprune.jobs import COMMON_KEYS, METHODS, method_keys
+from evoprune.jobs import COMMON_KEYS, METHODS, check_job, method_keys
 
 PROFILES = ("quick", "paper")
 SPEC_KEYS = {"name", "title", "figure", "description", "grid", "profiles"}
@@ -412,17 +412,13 @@ def _check_job(run: Run, source: str, profile: str) -> None:
         _check_values(run.job)
     except EvopruneError as err:
         raise EvopruneError(f"{source}: arm {run.label!r} (profile {profile}): {err}") from None
-    if method == "backprop" and run.job.get("init") is not None:
-        raise EvopruneError(
-            f"{source}: arm {run.label!r}: backprop takes no 'init' (sklearn initialises)"
-        )
 
 
 def _check_values(job: dict[str, Any]) -> None:
-    """The values a misspelling breaks (dataset, arch, init, sparsity, objective, the GA's
-    settings), checked before the first run instead of failing in every run of a long sweep."""
+    """The values a misspelling breaks (dataset, arch, init, sparsity, and each method's own:
+    `evoprune.jobs.check_job`), checked before the first run instead of failing in every run
+    of a long sweep."""
     from evoprune.data import DATASETS
-    from evoprune.ga.config import VARIANTS
     from evoprune.nets import ARCHS, INITS, is_conv_arch, parse_arch
 
     if "data" in job and not job.get("target") and not str(job["data"]).endswith(".npz"):
@@ -451,16 +447,7 @@ def _check_values(job: dict[str, Any]) -> None:
         raise EvopruneError(f"sparsity: expected a fraction in [0, 1), got {sparsity!r}")
     if isinstance(sparsity, int | float) and not 0 <= sparsity < 1:
         raise EvopruneError(f"sparsity: expected a fraction in [0, 1), got {sparsity}")
-    if job["method"] in VARIANTS:  # the GA family: its objective and settings
-        from evoprune.ga.job import ga_config
-        from evoprune.objectives import get_objective
-
-        get_objective(job.get("objective", "accuracy"))
-        ga_config(job)
-        if "analyze" in job:
-            from evoprune.analysis.jobs import check_analyses
-
-            check_analyses(job["analyze"])
+    check_job(job)  # the method's own keys and values
 
 
 def _ends(arch: Any) -> tuple[int, int]:

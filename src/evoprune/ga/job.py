@@ -58,6 +58,16 @@ def ga_config(job: dict[str, Any], name: Callable[[str], str] = str) -> GAConfig
     return config
 
 
+def check_ga_job(job: dict[str, Any]) -> None:
+    """A GA-family job's objective, settings and analyses, checked without its data."""
+    from evoprune.objectives import get_objective
+
+    get_objective(job.get("objective", "accuracy"))
+    ga_config(job)
+    if "analyze" in job:
+        check_analyses(job["analyze"])
+
+
 def check_variant_keys(job: dict[str, Any], name: Callable[[str], str] = str) -> None:
     """Refuse a setting the job's variant does not read, or one that does nothing beside the
     others (`name`: how the user wrote a key, e.g. the CLI's flag)."""

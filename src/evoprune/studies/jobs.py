@@ -81,10 +81,40 @@ def _no_dataset_keys(job: dict[str, Any], allowed: tuple[str, ...] = ()) -> None
         )
 
 
-def run_hpo_job(job: dict[str, Any], out: Path | None, progress: bool = False) -> dict[str, Any]:
-    import tempfile
+def check_hpo_job(job: dict[str, Any]) -> None:
+    """An hpo job's keys and values, checked before any trial (a spec's arms at load time)."""
+    _hpo_config(job)
 
-    from evoprune.studies.hpo import HPOConfig, run_study
+
+def check_minimize_job(job: dict[str, Any]) -> None:
+    """A minimize job's keys, checked before any evaluation."""
+    check_keys(job, MINIMIZE_KEYS)
+    _no_dataset_keys(job)
+    for key in ("function", "dim", "optimizer"):
+        if job.get(key) is None:
+            raise EvopruneError(f"job for 'minimize': missing key {key!r}")
+
+
+def check_weights_job(job: dict[str, Any]) -> None:
+    """A train-weights job's keys and values, checked before any training."""
+    _weights_overrides(job)
+
+
+def _weights_overrides(job: dict[str, Any]) -> dict[str, Any]:
+    """A train-weights job checked; the `WeightsConfig` fields it sets."""
+    from evoprune.studies.train_weights import WeightsConfig
+
+    check_keys(job, WEIGHTS_KEYS)
+    _no_dataset_keys(job, ("digits",))
+    overrides = {k: _float(job, k, None) for k in ("sigma",) if job.get(k) is not None}
+    if job.get("population") is not None:
+        overrides["population"] = _int(job, "population", None)
+    assert {f.name for f in fields(WeightsConfig)} >= set(overrides)
+    return overrides
+
+
+def _hpo_config(job: dict[str, Any]):
+    from evoprune.studies.hpo import HPOConfig
 
     check_keys(job, HPO_KEYS)
     _no_dataset_keys(job, ("digits",))
@@ -100,6 +130,15 @@ def run_hpo_job(job: dict[str, Any], out: Path | None, progress: bool = False) -
         patience=_int(job, "patience", 10),
     )
     cfg.check()
+    return cfg
+
+
+def run_hpo_job(job: dict[str, Any], out: Path | None, progress: bool = False) -> dict[str, Any]:
+    import tempfile
+
+    from evoprune.studies.hpo import run_study
+
+    cfg = _hpo_config(job)
     if out is None:
         with tempfile.TemporaryDirectory() as tmp:
             summary = run_study(cfg, tmp, progress)
@@ -118,11 +157,7 @@ def run_minimize_job(
 ) -> dict[str, Any]:
     from evoprune.studies.minimize import minimize
 
-    check_keys(job, MINIMIZE_KEYS)
-    _no_dataset_keys(job)
-    for key in ("function", "dim", "optimizer"):
-        if job.get(key) is None:
-            raise EvopruneError(f"job for 'minimize': missing key {key!r}")
+    check_minimize_job(job)
     r = minimize(str(job["function"]), _int(job, "dim", None), str(job["optimizer"]),
                  _int(job, "budget", None), _int(job, "seed", 0))  # fmt: skip
     result = {**_base(job, None), "function": r.function, "dim": r.dim, "optimizer": r.method,
@@ -138,14 +173,9 @@ def run_minimize_job(
 def run_weights_job(
     job: dict[str, Any], out: Path | None, progress: bool = False
 ) -> dict[str, Any]:
-    from evoprune.studies.train_weights import WeightsConfig, train_weights
+    from evoprune.studies.train_weights import train_weights
 
-    check_keys(job, WEIGHTS_KEYS)
-    _no_dataset_keys(job, ("digits",))
-    overrides = {k: _float(job, k, None) for k in ("sigma",) if job.get(k) is not None}
-    if job.get("population") is not None:
-        overrides["population"] = _int(job, "population", None)
-    assert {f.name for f in fields(WeightsConfig)} >= set(overrides)
+    overrides = _weights_overrides(job)
     start = time.perf_counter()
     r = train_weights(str(job.get("optimizer", "adam")), "digits", _float(job, "seconds", None),
                       _int(job, "seed", 0), progress, **overrides)  # fmt: skip
