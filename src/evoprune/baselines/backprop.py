@@ -173,6 +173,9 @@ def backprop(
     with warnings.catch_warnings(), _interruptible():
         # Hitting max_iter is part of the protocol (the paper's runs did too), not an error.
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # A Table 2 batch above a small file's rows: sklearn clips it to the rows (full
+        # batches), as it should, in a warning that points into its own source.
+        warnings.filterwarnings("ignore", message="Got `batch_size` less than 1 or larger")
         model.fit(X, y)
     model.epoch_hook = None
     return BackpropResult(
