@@ -259,6 +259,10 @@ def _npz(path: Path, X=None, y=None) -> Path:
             "--kicks: not read by the conv net's local search",
         ),
         (
+            ["search", "--dataset", "moons", "--variant", "local", "--arch", "conv", "--resume"],
+            "--resume: the conv net's local search keeps no checkpoints",
+        ),
+        (
             ["search", "--dataset", "moons", "--variant", "local", "--exact-top", "3"],
             "--exact-top: only with --objective loss and the expansion ranking",
         ),

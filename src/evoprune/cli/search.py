@@ -250,6 +250,11 @@ def run_search(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
     if args.checkpoint_every < 0:
         raise EvopruneError(f"--checkpoint-every: expected K >= 0, got {args.checkpoint_every}")
+    if args.variant == "local" and args.arch == "conv" and (args.resume or args.checkpoint_every):
+        raise EvopruneError(
+            f"{'--resume' if args.resume else '--checkpoint-every'}: the conv net's local "
+            "search keeps no checkpoints (a few passes; rerun it)"
+        )
     set_threads(args.threads)
     out = args.out or default_out(job)
     if args.resume and (out / "result.json").exists():
