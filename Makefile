@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # Reinstall when the project metadata or the pins change; then compile the local search's
-# kernels once (about 10 s), so that the first search times the search and not the compiler.
+# kernels once (10-20 s), so that the first search times the search and not the compiler.
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,ray]'
 	$(BIN)/python -m evoprune.local.compile

@@ -74,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("ticket", type=Path, help="a ticket.npz, or its run folder")
     add_data_args(q, required=False)
-    q.add_argument("--top", type=int, help="only the K largest eigenvalues (Lanczos; default all)")
+    q.add_argument("--top", type=int, help="only the K largest eigenvalues, by Lanczos (default: all "
+                   "of a ticket of up to 3,000 parameters, else the 20 largest)")
     q.add_argument("--biases", action="store_true", help="include every bias")
     q.add_argument(
         "--method", choices=["auto", "dense", "lanczos"], default="auto", help="default auto"
@@ -98,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         help="output .png, the CSV goes beside it (default: graph.png beside the ticket, or "
-        "graph-DATASET-ARCH-LABEL.png in the sweep folder)",
+        "graph-DATASET[-cCLASSES]-ARCH-LABEL.png in the sweep folder)",
     )
     q.add_argument("--quiet", action="store_true", help="no progress output (it has none)")
     q.set_defaults(run=_graph)
