@@ -5,6 +5,8 @@ import pytest
 import torch
 from torch import nn
 
+import evoprune
+
 from evoprune.baselines import TABLE2, backprop, edge_popup, lookup
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
@@ -232,3 +234,45 @@ def test_pandas_frames_are_taken_as_their_values():
     got = check_data(build_mlp([2, 4, 2]), pd.DataFrame(X, columns=[5, 7]), pd.Series(y))
     assert torch.equal(got[0], torch.as_tensor(X, dtype=torch.float32))
     assert torch.equal(got[1], torch.as_tensor(y))
+
+
+def test_the_other_entry_points_check_their_inputs_as_search_does():
+    """Evaluator, edge_popup, Ticket.predict and the analyses took labels the network cannot
+    output or fractional ones without a word (a 2-class net scored labels {0, 3} as {0, 1};
+    edge_popup trained on y * 0.5 as all zeros), or raised from deep inside torch."""
+    from evoprune.analysis.hessian import hessian_spectrum
+    from evoprune.analysis.landscape import LandscapeConfig, landscape
+
+    net = build_mlp([2, 8, 2], seed=0)
+    X = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    y = (X[:, 0] > 0).long()
+    mask = torch.ones(MaskSpace(net).n_bits, dtype=torch.bool)
+    with pytest.raises(EvopruneError, match=r"y: expected class labels 0..1 .* got 0..3"):
+        Evaluator(net, X, y * 3)
+    with pytest.raises(EvopruneError, match="y: expected integer class labels, got 0.5"):
+        edge_popup(net, X, y * 0.5)
+    with pytest.raises(EvopruneError, match=r"X: the model does not take rows of shape \(3,\)"):
+        Ticket(mask, [2, 8, 2]).predict(torch.zeros(4, 3))
+    with pytest.raises(EvopruneError, match="y: expected class labels"):
+        landscape(net, mask, X, y + 1, LandscapeConfig(grid=3))
+    with pytest.raises(EvopruneError, match="y: expected class labels"):
+        hessian_spectrum(net, mask, X, y + 1)
+    with pytest.raises(EvopruneError, match="model: its parameters are float64"):
+        Evaluator(build_mlp([2, 8, 2]).double(), X, y)
+    with pytest.raises(EvopruneError, match="config: expected a GAConfig, got a dict"):
+        evoprune.search(net, X, y, config={"population": 20})
+
+
+def test_edge_popup_and_the_analyses_leave_the_callers_module_as_it_was():
+    """A module in train mode: its BatchNorm statistics were updated by edge-popup and its
+    mode set to eval by the analyses (`nn.Module.eval` acts in place)."""
+    from evoprune.analysis.landscape import LandscapeConfig, landscape
+
+    net = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    X = torch.randn(64, 2, generator=torch.Generator().manual_seed(1))
+    y = (X[:, 0] > 0).long()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    edge_popup(net, X, y, epochs=2)
+    landscape(net, torch.ones(MaskSpace(net).n_bits, dtype=torch.bool), X, y, LandscapeConfig(grid=3))
+    assert net.training
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())

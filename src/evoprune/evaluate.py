@@ -32,9 +32,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from evoprune.devices import placed, torch_threads
+from evoprune.devices import check_device, placed, torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.fastmlp import FastMLP, Population, is_mlp_stack
+from evoprune.inputs import check_data
 from evoprune.masks import MaskSpace, pack_rows, sparsity
 from evoprune.objectives import OBJECTIVES, Objective, confusion_counts, get_objective
 
@@ -107,14 +108,12 @@ class Evaluator:
         fast: bool | None = None,
         metrics: Sequence[str] | None = None,
     ):
-        self.device = torch.device(device)
+        self.device = torch.device(check_device(str(device)))
         self.model = placed(model, self.device)
         self.space = space or MaskSpace(model)
         self.n_bits = self.space.n_bits
-        self.X = torch.as_tensor(X, dtype=torch.float32).to(self.device)
-        self.y = torch.as_tensor(y, dtype=torch.long).to(self.device)
-        if len(self.X) != len(self.y):
-            raise EvopruneError(f"X has {len(self.X)} samples but y has {len(self.y)}")
+        X, y, _, _ = check_data(self.model, X, y)  # labels the network can output, finite rows
+        self.X, self.y = X.to(self.device), y.to(self.device)
         self.objective = get_objective(objective)
         self.memory_bytes = memory_mb * 2**20
         self.fast = is_mlp_stack(model) if fast is None else fast
@@ -143,8 +142,8 @@ class Evaluator:
             self.n_classes = self._mlp.n_classes
             self._widest = max(layer.weight.shape[0] for layer in self._mlp.layers)
         else:
-            self.params = {k: v.detach() for k, v in model.named_parameters()}
-            self.buffers = {k: v.detach() for k, v in model.named_buffers()}
+            self.params = {k: v.detach() for k, v in self.model.named_parameters()}
+            self.buffers = {k: v.detach() for k, v in self.model.named_buffers()}
             self._widest, self.n_classes = self._probe()
         # Two classes: "argmax is class 1" is "logit 1 > logit 0" (a tie goes to class 0).
         self._y_bool = self.y.bool() if self.n_classes == 2 else None

@@ -54,7 +54,17 @@ def check_data(
 def _array(value: Any) -> Any:
     """A pandas DataFrame or Series as its numpy values (``torch.as_tensor`` indexes a frame by
     column labels, a KeyError)."""
-    return value.to_numpy() if hasattr(value, "to_numpy") and not torch.is_tensor(value) else value
+    if hasattr(value, "to_numpy") and not torch.is_tensor(value):
+        return value.to_numpy(copy=True)  # a copy: pandas' own arrays may be read-only
+    return value
+
+
+def check_features(model: nn.Module, X: Any, name: str = "X") -> torch.Tensor:
+    """`X` as float32 rows the network takes (finite, of its input shape), or one
+    `EvopruneError` naming what does not fit."""
+    X = _features(name, X)
+    _outputs(model, X, name)
+    return X
 
 
 def _features(name: str, X: Any) -> torch.Tensor:
@@ -99,6 +109,12 @@ def _same_length(xn: str, yn: str, X: torch.Tensor, y: torch.Tensor) -> None:
 
 def _outputs(model: nn.Module, X: torch.Tensor, name: str) -> int:
     """The number of logits `model` gives for rows of X (run on two rows, in eval mode)."""
+    wide = next((p.dtype for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32), None)  # fmt: skip
+    if wide is not None:
+        raise EvopruneError(
+            f"model: its parameters are {str(wide).removeprefix('torch.')}; evoprune evaluates "
+            "in float32 (pass model.float())"
+        )
     training = model.training
     model.eval()
     try:

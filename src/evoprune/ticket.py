@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from evoprune.errors import EvopruneError
+from evoprune.inputs import check_features
 from evoprune.io import jsonable, write_atomic
 from evoprune.masks import MaskSpace, pack, sparsity, unpack
 from evoprune.nets import ConvNet, build_convnet, build_mlp
@@ -136,7 +137,7 @@ class Ticket:
         torch.Size([5])
         """
         model = self.masked_model().eval()
-        X = torch.as_tensor(X, dtype=torch.float32)
+        X = check_features(model, X)  # rows of the network's shape, finite: else one line
         with torch.no_grad():
             return torch.cat([model(X[i : i + chunk]).argmax(1) for i in range(0, len(X), chunk)])
 

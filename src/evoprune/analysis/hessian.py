@@ -36,7 +36,9 @@ from evoprune.analysis.params import (
     training_data,
 )
 from evoprune.data.registry import Dataset
+from evoprune.devices import placed
 from evoprune.errors import EvopruneError
+from evoprune.inputs import check_data
 from evoprune.io import write_json
 from evoprune.seeding import numpy_generator
 from evoprune.ticket import Ticket
@@ -75,12 +77,12 @@ def loss_function(
 ) -> tuple[Any, torch.Tensor, Selection]:
     """``f(v)``: the mean cross-entropy (float64) with the moving parameters set to ``v``; the
     ticket's own ``v0``; and the selection."""
+    model = placed(model, torch.device("cpu"))  # in eval mode; the caller's left as it was
+    X, y, _, _ = check_data(model, X, y)
+    X = X.to(torch.float64)
     mask = torch.as_tensor(mask).to(torch.bool).reshape(-1)
     sel = Selection(model, mask, params)
     state = masked_state(model, mask, torch.float64)
-    X = torch.as_tensor(X).to(torch.float64)
-    y = torch.as_tensor(y, dtype=torch.long)
-    model = model.eval()
 
     def f(v: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(functional_call(model, sel.put(state, v), (X,)), y)

@@ -46,9 +46,11 @@ from evoprune.analysis.params import (
     training_data,
 )
 from evoprune.data.registry import Dataset
+from evoprune.devices import placed
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import score_splits
 from evoprune.fastmlp import is_mlp_stack
+from evoprune.inputs import check_data
 from evoprune.io import write_atomic, write_json
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
@@ -175,10 +177,9 @@ def landscape(
     config = config or LandscapeConfig()
     config.check()
     start = time.perf_counter()
-    X = torch.as_tensor(X, dtype=torch.float32)
-    y = torch.as_tensor(y, dtype=torch.long)
+    model = placed(model, torch.device("cpu"))  # in eval mode; the caller's left as it was
+    X, y, _, _ = check_data(model, X, y)
     mask = torch.as_tensor(mask).to(torch.bool).reshape(-1)
-    model = model.eval()
     sel = Selection(model, mask, config.params)
     state = masked_state(model, mask, torch.float32)
     d1, d2 = directions(state, sel, config.directions, config.seed)

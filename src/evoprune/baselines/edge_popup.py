@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from evoprune.devices import torch_threads
+from evoprune.devices import placed, torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.inputs import check_data
 from evoprune.masks import MaskSpace, sparsity
@@ -253,13 +253,11 @@ def train_edge_popup(
     `on_epoch` is called with each epoch's history row (progress bars hook in here); `fast`
     False forces the general ``functional_call`` forward even for Linear/ReLU stacks.
     """
-    X = torch.as_tensor(X, dtype=torch.float32)
-    y = torch.as_tensor(y, dtype=torch.long)
-    if X.shape[0] != y.shape[0] or X.shape[0] == 0:
-        raise EvopruneError(
-            f"X, y: expected the same, non-zero number of samples, got {X.shape[0]} and {y.shape[0]}"
-        )
-    # labels outside the network's outputs would fail as an IndexError deep inside torch
+    # an eval-mode copy unless it is one: the caller's BatchNorm statistics stay as they were,
+    # and no dropout draws from torch's global generator
+    model = placed(model, torch.device("cpu"))
+    # labels outside the network's outputs would fail as an IndexError deep inside torch, and
+    # fractional ones would be truncated to classes
     X, y, _, _ = check_data(model, X, y)
     start = time.perf_counter()
     net = ScoredNetwork(model, config.sparsity, seed, fast=fast)

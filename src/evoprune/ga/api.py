@@ -71,6 +71,8 @@ def search(
     (True, 3)
     """
     X, y, X_test, y_test = check_data(model, X, y, X_test, y_test)
+    if maximize is not None and not isinstance(maximize, bool):
+        raise EvopruneError(f"maximize: expected True, False or None, got {maximize!r}")
     if isinstance(objective, str | Objective) and maximize is not None:
         named = get_objective(objective)
         if maximize != named.maximize:
@@ -89,6 +91,8 @@ def search(
     if checkpoint is not None and fingerprint is None:
         fingerprint = problem_digest(model, X, y)
     config = config or GAConfig()
+    if not isinstance(config, GAConfig):  # a dict of settings: GAConfig(**settings)
+        raise EvopruneError(f"config: expected a GAConfig, got a {type(config).__name__}")
     with _mode_kept(model):  # evaluation puts the module in eval mode
         if config.variant == "local" and isinstance(model, ConvNet):  # the conv net's own search
             from evoprune.local.conv import conv_search_ticket
