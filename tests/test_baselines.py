@@ -487,3 +487,21 @@ def test_tune_backprop_splits_a_file_by_its_seed_and_checks_out_first(tmp_path, 
     assert main([*args, "--out", str(tmp_path / "folder")]) == 2
     out, err = capsys.readouterr()
     assert "is a folder; expected a file name" in err and "tune-backprop:" not in out
+
+
+def test_backprop_from_python_checks_its_inputs():
+    """NaN rows, mismatched lengths, a bare int for hidden and a dict for params were raw
+    sklearn or Python errors."""
+    from evoprune.baselines.table2 import TABLE2
+
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    y = (X[:, 0] > 0).astype(int)
+    row = TABLE2[("moons", "A", 2)]
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    for args, message in [((bad, y, [8], row), "X: 1 rows hold NaN"),
+                          ((X, y[:30], [8], row), "X has 40 samples but y has 30"),
+                          ((X, y, 8, row), "hidden: expected a list of hidden widths"),
+                          ((X, y, [8], {"solver": "adam"}), "params: expected a BackpropParams")]:  # fmt: skip
+        with pytest.raises(EvopruneError, match=message):
+            backprop(*args, max_iter=2)

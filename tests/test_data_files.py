@@ -431,6 +431,8 @@ def test_user_npz_variants(tmp_path):
     np.savez(tmp_path / "images.npz", images=X.astype(float), labels=y)
     upper = load_file(tmp_path / "UPPER.NPZ")
     assert torch.equal(upper.X_train, load_file(tmp_path / "images.npz").X_train)
+    with pytest.raises(EvopruneError, match="an .npz holds its labels as y"):
+        load_file(tmp_path / "bool.npz", target="label")  # was silently ignored
     np.savez(tmp_path / "other.npz", a=X)
     with pytest.raises(EvopruneError) as info:
         load_file(tmp_path / "other.npz")

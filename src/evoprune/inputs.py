@@ -59,6 +59,16 @@ def _array(value: Any) -> Any:
     return value
 
 
+def check_arrays(X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, y)`` as float32 finite rows and int64 class labels of the same length, without a
+    network to check them against (a trained baseline's own), or one `EvopruneError`."""
+    X, y = _features("X", X), _labels("y", y)
+    _same_length("X", "y", X, y)
+    if int(y.min()) < 0:
+        raise EvopruneError(f"y: expected class labels 0, 1, ..., got {int(y.min())}")
+    return X, y
+
+
 def check_features(model: nn.Module, X: Any, name: str = "X") -> torch.Tensor:
     """`X` as float32 rows the network takes (finite, of its input shape), or one
     `EvopruneError` naming what does not fit."""

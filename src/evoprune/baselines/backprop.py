@@ -27,6 +27,7 @@ from sklearn.neural_network import MLPClassifier
 
 from evoprune.baselines.table2 import BackpropParams
 from evoprune.errors import EvopruneError
+from evoprune.inputs import check_arrays
 from evoprune.interrupts import raising
 from evoprune.seeding import derive_seed
 
@@ -145,10 +146,13 @@ def backprop(
     True
     """
     hidden = hidden_layers(hidden)
+    if not isinstance(params, BackpropParams):
+        raise EvopruneError(f"params: expected a BackpropParams (a Table 2 row), got a "
+                            f"{type(params).__name__}")  # fmt: skip
     if not isinstance(max_iter, int) or max_iter < 1:
         raise EvopruneError(f"max_iter: expected a positive integer, got {max_iter!r}")
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y)
+    X_checked, y_checked = check_arrays(X, y)  # finite rows, integer labels: else one line
+    X, y = np.asarray(X, dtype=np.float64).reshape(len(X_checked), -1), y_checked.numpy()
     random_state = sklearn_seed(seed)
     model = _EpochHookMLP(
         hidden_layer_sizes=hidden,
@@ -273,6 +277,8 @@ def _to_params(sampled: dict[str, Any]) -> BackpropParams:
 def hidden_layers(hidden: Sequence[int]) -> tuple[int, ...]:
     """The hidden widths as ints; at least one layer (sklearn's MLP without one is a linear
     model, not the paper's baseline)."""
+    if isinstance(hidden, int | str) or not hasattr(hidden, "__iter__"):
+        raise EvopruneError(f"hidden: expected a list of hidden widths like [75], got {hidden!r}")
     widths = tuple(int(h) for h in hidden)
     if not widths or any(h < 1 for h in widths):
         raise EvopruneError(f"arch: backprop needs at least one hidden layer, got {list(widths)}")

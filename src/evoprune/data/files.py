@@ -54,6 +54,9 @@ def load_arrays(
         raise EvopruneError(f"{path}: the file is empty")
     names = None
     if path.suffix.lower() == ".npz":
+        if target and columns is None:  # (a ticket's new data may name its training CSV's)
+            raise EvopruneError(f"{path}: an .npz holds its labels as y; a target column "
+                                f"({target!r}) is for a CSV")  # fmt: skip
         X, y = _load_npz(path)
     else:
         X, y, names = _load_csv(path, target, columns)
