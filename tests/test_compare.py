@@ -153,3 +153,19 @@ def test_compare_names_the_objective_and_what_a_folder_passes_over(tmp_path, cap
     assert header.endswith("(the same random network):")  # the objective does not draw it
     assert columns.split()[:2] == ["run", "objective"]
     assert "passed over nested" in captured.err
+
+
+def test_compare_names_every_methods_algorithm_and_claims_no_shared_network_for_trained_ones(
+    tmp_path, capsys
+):
+    """train-weights and hpo wrote their algorithm under other keys (the method column showed
+    -), and two trained networks were called "the same random network"."""
+    for method in ("adam", "ga"):
+        args = ["train-weights", "--method", method, "--dataset", "digits", "--seconds", "0.5",
+                "--out", str(tmp_path / method)]  # fmt: skip
+        assert main(args) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "adam"), str(tmp_path / "ga")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "same random network" not in out[0]
+    assert [line.split()[1] for line in out[2:]] == ["adam", "ga"]

@@ -129,6 +129,8 @@ def test_minimize_cli_writes_methods_and_rejects_bad_input(tmp_path, capsys):
         ["--dim", "0"],
         ["--dim", "100000"],
         ["--budget", "-3"],
+        ["--seeds", "1e30"],  # was an OverflowError traceback
+        ["--budget", "1e30"],
     ):
         args = ["minimize", "--function", "sphere", "--out", tmp_path / "bad", *bad]
         code, stdout, err = run_cli(args, capsys)
@@ -280,7 +282,8 @@ def test_hpo_same_seed_same_study(tmp_path, capsys):
 
 
 def test_hpo_bad_input_and_other_settings(tmp_path, capsys):
-    for bad in (["--sampler", "nope"], ["--trials", "0"], ["--workers", "x"], ["--space", "mid"]):
+    for bad in (["--sampler", "nope"], ["--trials", "0"], ["--workers", "x"], ["--space", "mid"],
+                ["--workers", "1e30"], ["--workers", "1000"]):  # 999 processes were started
         code, _, err = run_cli(["hpo", "--out", tmp_path / "x", *bad], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     code, _, err = run_cli(_hpo_args(tmp_path / "s", "--trials", "3"), capsys)

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from evoprune.cli.data import add_fresh_args, check_fresh, fresh_samples
 from evoprune.errors import EvopruneError
@@ -23,7 +24,8 @@ SETTING = (
     ("normalize", "scaled", "{}"),
     ("objective", "objective", "{}"),
 )
-TRAINED = ("backprop",)  # methods that train the weights instead of masking them
+# the methods that search a mask over a fixed random network (the others train weights)
+RANDOM_NETWORK = ("ga", "ga-adaptive", "memetic", "local", "edge-popup")
 COLUMNS = (
     ("variant", "method", "{}"),
     ("test_accuracy", "test acc", "{:.4f}"),
@@ -89,7 +91,7 @@ def format_table(rows: list[tuple[str, dict]], columns: tuple = COLUMNS) -> str:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    rows = [(str(folder), load_result(folder)) for folder in _run_folders(args.runs)]
+    rows = [(str(folder), _named(load_result(folder))) for folder in _run_folders(args.runs)]
     # what the runs share goes in the header line, what differs gets a column
     shared, differ = [], []
     for field in SETTING:
@@ -100,10 +102,10 @@ def run_compare(args: argparse.Namespace) -> int:
         for field, header, fmt in shared
         if (value := rows[0][1].get(field)) is not None
     )
-    # one random network only when it is drawn alike and no run trained its weights
+    # one random network only when it is drawn alike and every run masks it
     drawn = {"dataset", "arch", "seed", "init", "normalize"}
-    same_network = not any(f[0] in drawn for f in differ) and not any(
-        r.get("method") in TRAINED for _, r in rows
+    same_network = not any(f[0] in drawn for f in differ) and all(
+        r.get("method") in RANDOM_NETWORK for _, r in rows
     )
     folders = [Path(name) for name, _ in rows]
     paired: list[str] = []  # before anything is printed: its errors stand alone
@@ -179,6 +181,15 @@ def _run_folders(paths: list[Path]) -> list[Path]:
         else:
             out.append(path)  # load_result says what is missing
     return out
+
+
+def _named(result: dict[str, Any]) -> dict[str, Any]:
+    """The result with its method in ``variant``, the column's field: the GA family's variant,
+    the studies' optimiser or sampler, else the method itself."""
+    if not isinstance(result, dict):
+        return result
+    name = next((result[k] for k in ("variant", "optimizer", "sampler") if result.get(k)), None)
+    return {**result, "variant": name or result.get("method")}
 
 
 def _cell(value: object, fmt: str) -> str:

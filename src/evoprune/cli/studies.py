@@ -5,6 +5,7 @@ Hirianskyi & Bulakh (SUNZ 2026). Thin: parse, call `evoprune.studies`, print one
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,14 +15,24 @@ from evoprune.errors import EvopruneError
 DEFAULT_METHODS = "cmaes,ga,adam,sgd,random"
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, most: int = 10**9) -> int:
+    """A whole number from 1 to `most`, written as one (1e30 is not a count of anything)."""
     try:
-        value = int(float(text)) if float(text) == int(float(text)) else None
+        value = int(text)
     except ValueError:
         value = None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value is None or not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {most:,}, got {text!r}")
     return value
+
+
+def _workers(text: str) -> int:
+    """Worker processes: at most 4 per core of this machine."""
+    return _positive_int(text, 4 * (os.cpu_count() or 1))
+
+
+def _seeds(text: str) -> int:
+    return _positive_int(text, 100_000)
 
 
 def _positive_float(text: str) -> float:
@@ -62,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trials", type=_positive_int, default=100, help="COMPLETE trials (default 100)"
     )
-    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument("--workers", type=_workers, default=1,
+                   help="worker processes, at most 4 per core (default 1)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument(
         "--storage", help="an RDB URL (e.g. sqlite:///study.db) instead of the journal file"
@@ -93,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one method or several, comma-separated: cmaes, ga, adam, sgd, random "
                    "(default: all five)")  # fmt: skip
     p.add_argument("--budget", type=_positive_int, help="evaluations per run (default 10^4 * dim)")
-    p.add_argument("--seeds", type=_positive_int, default=10, help="seeds 0..K-1 (default 10)")
+    p.add_argument("--seeds", type=_seeds, default=10, help="seeds 0..K-1 (default 10)")
     p.add_argument(
         "--out",
         type=Path,
