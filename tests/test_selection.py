@@ -368,3 +368,18 @@ def test_a_run_of_one_epoch_draws_its_mass_histograms():
     assert sorted(frame["epoch"].unique()) == [0, 1]
     living = frame.groupby(["layer", "epoch"])["count"].sum().to_dict()
     assert living == {(1, 0): 2, (1, 1): 1, (2, 0): 1, (2, 1): 1}  # the extinct mass is not drawn
+
+
+def test_an_interrupt_while_writing_leaves_no_half_run_folder(tmp_path, monkeypatch):
+    """network.npz and masses.npz were written, then the figures (a second or two): a Ctrl-C
+    there left them without a result.json."""
+    import evoprune.pruning.selection.figures as figures
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(figures, "draw_run_figures", interrupted)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_selection_job(dict(TINY), out)
+    assert list(out.iterdir()) == []

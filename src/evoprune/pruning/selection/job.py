@@ -194,14 +194,21 @@ def run_selection_job(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "network.npz", network_bytes(run, ds.config, layers))
-        write_atomic(
-            out / "masses.npz", _npz(masses=run.snapshots, sizes=np.array(run.masses.sizes))
-        )
-        from evoprune.pruning.selection.figures import draw_run_figures
+        before = set(out.iterdir())
+        try:
+            write_atomic(out / "network.npz", network_bytes(run, ds.config, layers))
+            write_atomic(
+                out / "masses.npz", _npz(masses=run.snapshots, sizes=np.array(run.masses.sizes))
+            )
+            from evoprune.pruning.selection.figures import draw_run_figures
 
-        draw_run_figures(out, result, run.snapshots, run.masses.sizes)
-        write_run_dir(out, result, None, run.history)
+            draw_run_figures(out, result, run.snapshots, run.masses.sizes)
+            write_run_dir(out, result, None, run.history)
+        except BaseException:  # an interrupt while writing (the figures take a second or two)
+            for path in set(out.iterdir()) - before:  # no half a run folder left behind
+                if path.is_file():
+                    path.unlink()
+            raise
     return result
 
 
