@@ -277,6 +277,11 @@ def test_cli_commands_write_their_files(ga_run, tmp_path, capsys):
     h = json.loads((tmp_path / "h" / "hessian.json").read_text())
     assert h["method"] == "lanczos" and len(h["eigenvalues"]) == 4 and "cross-entropy" in h["loss"]
     assert h["eigenvalues"] == sorted(h["eigenvalues"], reverse=True)
+    # provenance beside the numbers, as every run records it, and the settings that made them
+    land = json.loads((tmp_path / "l" / "landscape.json").read_text())
+    for record in (h, land):
+        assert record["versions"]["torch"] and "git_revision" in record
+    assert h["config"] == {"top": 4, "biases": False, "method": "auto", "seed": 0}
     assert main(["analyze", "graph", ticket, "--out", str(tmp_path / "g.png")]) == 0
     assert (tmp_path / "g.csv").is_file()
     assert main(["plot", "history", str(ga_run), "--out", str(tmp_path / "hist.png")]) == 0

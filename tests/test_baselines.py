@@ -483,8 +483,8 @@ def test_tune_backprop_splits_a_file_by_its_seed_and_checks_out_first(tmp_path, 
             "1", "--max-iter", "3", "--quiet", "--seed", "3"]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "t.json")]) == 0
     assert json.loads((tmp_path / "t.json").read_text())["dataset"]["split_seed"] == 3
-    (tmp_path / "folder").mkdir()
-    assert main([*args, "--out", str(tmp_path / "folder")]) == 2
+    (tmp_path / "folder.json").mkdir()
+    assert main([*args, "--out", str(tmp_path / "folder.json")]) == 2
     out, err = capsys.readouterr()
     assert "is a folder; expected a file name" in err and "tune-backprop:" not in out
 

@@ -276,6 +276,8 @@ def _npz(path: Path, X=None, y=None) -> Path:
             "--loss-first: only with --objective accuracy or f1",
         ),
         (["evaluate", "{ticket}"], "not a readable ticket"),
+        (["evaluate", "{ticket}", "--fresh-seed", "3"], "--fresh-seed: only with --fresh N"),
+        (["tune-backprop", "--dataset", "moons", "--out", "t.txt"], "expected a .json file name"),
         (["export", "missing.npz", "--out", "x.pt"], "no such ticket"),
     ],
 )

@@ -39,7 +39,7 @@ from evoprune.data.registry import Dataset
 from evoprune.devices import placed
 from evoprune.errors import EvopruneError
 from evoprune.inputs import check_data
-from evoprune.io import write_json
+from evoprune.io import provenance, write_json
 from evoprune.seeding import numpy_generator
 from evoprune.ticket import Ticket
 
@@ -184,7 +184,8 @@ def ticket_hessian(
     model = ticket.build_model()
     X, y = training_data(model, ds)
     h = hessian_spectrum(model, ticket.mask, X, y, top=top, biases=biases, method=method, seed=seed)
-    h.info.update(ticket=describe(ticket), data=ds.config)
+    h.info.update(ticket=describe(ticket), data=ds.config,
+                  config={"top": top, "biases": biases, "method": method, "seed": seed})  # fmt: skip
     return h
 
 
@@ -200,5 +201,5 @@ def write_hessian(h: HessianSpectrum, out: str | Path) -> dict[str, Path]:
     )
     return {
         "png": save_png(draw_spectrum(h.eigenvalues, title), out / "hessian.png"),
-        "json": write_json(out / "hessian.json", h.to_json()),
+        "json": write_json(out / "hessian.json", {**h.to_json(), **provenance()}),
     }

@@ -51,7 +51,7 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import score_splits
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.inputs import check_data
-from evoprune.io import write_atomic, write_json
+from evoprune.io import provenance, write_atomic, write_json
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
 
@@ -324,7 +324,7 @@ def write_landscape(L: Landscape, out: str | Path) -> dict[str, Path]:
     paths["png"] = save_png(
         draw_landscape(L.delta, L.eta, L.loss, L.accuracy, title), out / "landscape.png"
     )
-    paths["json"] = write_json(out / "landscape.json", L.summary())
+    paths["json"] = write_json(out / "landscape.json", {**L.summary(), **provenance()})
     return paths
 
 

@@ -203,7 +203,7 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
     from evoprune.baselines.backprop import hidden_layers, tune_backprop
     from evoprune.baselines.table2 import arch_letter, format_row
     from evoprune.cli.data import check_writable_file, data_job
-    from evoprune.io import write_json
+    from evoprune.io import provenance, write_json
     from evoprune.jobkeys import job_dataset
     from evoprune.nets import parse_arch
 
@@ -212,6 +212,8 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
         if value < least:
             raise EvopruneError(f"{flag}: expected at least {least}, got {value}")
     if args.out is not None:  # before minutes of fits, not after them
+        if args.out.suffix.lower() != ".json":
+            raise EvopruneError(f"--out: expected a .json file name, got {str(args.out)!r}")
         check_writable_file(args.out)
     ds = job_dataset({**data_job(args), "seed": args.seed})  # a file: split as the run's
     layers = parse_arch(args.arch, ds.n_features, ds.n_classes)
@@ -250,9 +252,11 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
                 "dataset": ds.config,
                 "arch": layers,
                 "seed": args.seed,
+                "config": {"n_iter": args.n_iter, "cv": args.cv, "max_iter": args.max_iter},
                 "best": tuned.best.sklearn_kwargs(),
                 "cv_accuracy": tuned.cv_accuracy,
                 "candidates": tuned.candidates,
+                **provenance(),
             },
         )
     print(format_row(name, letter, ds.n_classes, tuned.best))

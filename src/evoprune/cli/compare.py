@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evoprune.cli.data import add_fresh_args, check_fresh, fresh_samples
+from evoprune.cli.data import add_fresh_args, check_fresh, fresh_samples, fresh_seed
 from evoprune.errors import EvopruneError
 
 # (result.json field, header, format); text ("{}") is left-aligned, numbers right-aligned
@@ -109,8 +109,9 @@ def run_compare(args: argparse.Namespace) -> int:
     )
     folders = [Path(name) for name, _ in rows]
     paired: list[str] = []  # before anything is printed: its errors stand alone
+    seed = fresh_seed(args)
     if len(folders) == 2 and all((f / "ticket.npz").is_file() for f in folders):
-        paired = paired_lines(folders, args.fresh, args.fresh_seed)
+        paired = paired_lines(folders, args.fresh, seed)
     elif args.fresh is not None:
         raise EvopruneError("--fresh: compares two runs that have a ticket.npz each")
     if said:
@@ -121,7 +122,7 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def paired_lines(folders: list[Path], fresh: int | None, fresh_seed: int) -> list[str]:
+def paired_lines(folders: list[Path], fresh: int | None, seed: int) -> list[str]:
     """Two tickets on the same samples: where they predict differently, which is right there,
     and the exact McNemar p-value of "equally accurate"; on the test set, and on `fresh` new
     samples of a generated dataset. Nothing when the tickets were found on different data."""
@@ -141,8 +142,8 @@ def paired_lines(folders: list[Path], fresh: int | None, fresh_seed: int) -> lis
     if ds.X_test is not None and len(ds.y_test):
         splits[f"the test set ({len(ds.y_test):,} points)"] = (ds.X_test, ds.y_test)
     if fresh is not None:
-        X, y = fresh_samples(a.dataset, fresh, fresh_seed)
-        splits[f"{fresh:,} fresh samples (seed {fresh_seed})"] = (X, y)
+        X, y = fresh_samples(a.dataset, fresh, seed)
+        splits[f"{fresh:,} fresh samples (seed {seed})"] = (X, y)
     lines = []
     for where, (X, y) in splits.items():
         pa, pb = a.predict(X), b.predict(X)

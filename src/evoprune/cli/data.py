@@ -60,7 +60,17 @@ def add_fresh_args(p: argparse.ArgumentParser, what: str, note: str = "") -> Non
         metavar="N",
         help=f"moons / circles: also {what} N new samples of the dataset's distribution{note}",
     )
-    p.add_argument("--fresh-seed", type=int, default=7, help="their seed (default: 7)")
+    p.add_argument("--fresh-seed", type=int, help=f"their seed (default: {FRESH_SEED})")
+
+
+FRESH_SEED = 7  # --fresh's samples, unless --fresh-seed says otherwise
+
+
+def fresh_seed(args: argparse.Namespace) -> int:
+    """--fresh-seed, which only means something beside --fresh (one error line otherwise)."""
+    if args.fresh_seed is not None and args.fresh is None:
+        raise EvopruneError("--fresh-seed: only with --fresh N (the seed of its samples)")
+    return FRESH_SEED if args.fresh_seed is None else args.fresh_seed
 
 
 def fresh_samples(trained: dict[str, Any], n: int, seed: int) -> tuple[Any, Any]:

@@ -14,6 +14,7 @@ from evoprune.cli.data import (
     check_fresh,
     data_job,
     fresh_samples,
+    fresh_seed,
     named_dataset,
     new_data,
     output_classes,
@@ -58,6 +59,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from evoprune.evaluate import score, score_splits
     from evoprune.ticket import Ticket
 
+    fresh_seed(args)  # --fresh-seed without --fresh: an error before any work
     ticket = Ticket.load(args.ticket)
     if args.fresh is not None:
         _check_fresh(args, ticket)
@@ -89,7 +91,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"sparsity {ticket.sparsity:.3f}"
     )
     if args.fresh:
-        _print_fresh(model, ticket, args.fresh, args.fresh_seed)
+        _print_fresh(model, ticket, args.fresh, fresh_seed(args))
     return 0
 
 
