@@ -126,7 +126,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=WEIGHT_METHODS, default="adam", help="default adam")
     p.add_argument("--dataset", default="digits", help="digits (the only one today; default)")
     p.add_argument("--seconds", type=_positive_float,
-                   help="training CPU seconds (default 30; Adam stops by itself, within this cap)")  # fmt: skip
+                   help="training CPU seconds (default 30; Adam stops by itself, within this cap; "
+                   "a GA or sep-CMA-ES run that the budget stops differs a little from run to "
+                   "run, as the machine's speed does)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--out", type=Path,
                    help="results folder (default runs/train-weights-METHOD-sSEED)")  # fmt: skip
