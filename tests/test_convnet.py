@@ -180,3 +180,6 @@ def test_local_settings_the_conv_search_does_not_read_are_refused():
     cfg = GAConfig(variant="local", max_passes=1, kicks=3)
     with pytest.raises(evoprune.EvopruneError, match="kicks is not read by its search"):
         evoprune.search(net, X, y, "loss", cfg)
+    # ranking "none" (exact scores only) is what it does: the scale spec's conv arm says so
+    plain = GAConfig(variant="local", max_passes=1, ranking="none")
+    assert evoprune.search(net, X, y, "loss", plain).metrics["ranking"] == "none"

@@ -14,7 +14,7 @@ from torch import nn
 
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator, score_fit, ticket_scores
-from evoprune.ga.config import GAConfig
+from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig
 from evoprune.ga.prune import post_prune
 from evoprune.ga.search import GeneticSearch
 from evoprune.inputs import check_data, problem_digest
@@ -181,18 +181,16 @@ def search(
         )
 
 
-# The local-search settings the conv net's search reads (`evoprune.local.conv`)
-CONV_LOCAL_FIELDS = ("local_density", "max_passes", "temperature")
-UNREAD_BY_CONV = ("ranking", "sparsity_penalty", "local_starts", "kicks", "kick_bits",
-                  "val_fraction", "local_patience", "min_gain", "fixed_sparsity", "tiebreak",
-                  "exact_top")  # fmt: skip
-
-
 def _check_conv_local(objective, config, space, checkpoint_every: int, resume: bool) -> None:
     """The conv net's local search (`evoprune.local.conv`) descends the training loss over
-    its own mask space and keeps no checkpoints: refuse what it would otherwise ignore."""
+    its own mask space and keeps no checkpoints: refuse what it would otherwise ignore (the
+    local settings but `CONV_LOCAL_FIELDS`; ranking "none", exact scores only, is what it does)."""
     defaults = GAConfig()
-    changed = [name for name in UNREAD_BY_CONV if getattr(config, name) != getattr(defaults, name)]
+    unread = [k for k, readers in READ_BY.items() if "local" in readers and k not in CONV_LOCAL_FIELDS]
+    changed = [
+        k for k in unread
+        if getattr(config, k) != getattr(defaults, k) and (k, getattr(config, k)) != ("ranking", "none")
+    ]  # fmt: skip
     if changed:
         raise EvopruneError(
             f"local on the conv net: {changed[0]} is not read by its search (it reads "
