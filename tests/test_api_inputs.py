@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 import evoprune
-
 from evoprune.baselines import TABLE2, backprop, edge_popup, lookup
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator

@@ -220,7 +220,7 @@ def _flag(key: str) -> str:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from evoprune.ga.job import ga_config, run_ga_job
+    from evoprune.ga.job import ga_config, job_checkpoints, run_ga_job
 
     job = {
         "method": args.variant,
@@ -261,7 +261,7 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"{out}: already finished, nothing to resume (its result.json is unchanged)")
         return 0
     check_out(out)
-    checkpoints = _checkpoints(out, args.resume, job)
+    checkpoints = _checkpoints(out, args.resume, job_checkpoints(out, config, args.objective))
     try:
         r = run_ga_job(
             job,
@@ -282,13 +282,12 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoints(out: Path, resume: bool, job: dict[str, Any]) -> list[Path]:
-    """The checkpoint files the run of `job` writes in `out` (the GA's, each local phase's).
+def _checkpoints(out: Path, resume: bool, files: list[Path]) -> list[Path]:
+    """`files`, the checkpoints this run writes in `out` (the GA's, each local phase's), back.
     Those of an unfinished run are continued only with --resume; --resume without any starts
     afresh, said. Another variant's checkpoint is refused, not deleted when this run ends."""
-    from evoprune.ga.job import checkpoint_files, job_checkpoints
+    from evoprune.ga.job import checkpoint_files
 
-    files = job_checkpoints(out, job)
     foreign = [f.name for f in checkpoint_files(out) if f.exists() and f not in files]
     if foreign:
         raise EvopruneError(

@@ -12,7 +12,6 @@ from evoprune.cli.data import (
     add_data_args,
     add_fresh_args,
     check_fresh,
-    data_job,
     fresh_samples,
     fresh_seed,
     named_dataset,

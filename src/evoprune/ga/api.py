@@ -14,7 +14,7 @@ from torch import nn
 
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator, score_fit, ticket_scores
-from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig
+from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig, conv_reads
 from evoprune.ga.prune import post_prune
 from evoprune.ga.search import GeneticSearch
 from evoprune.inputs import check_data, problem_digest
@@ -186,10 +186,10 @@ def _check_conv_local(objective, config, space, checkpoint_every: int, resume: b
     its own mask space and keeps no checkpoints: refuse what it would otherwise ignore (the
     local settings but `CONV_LOCAL_FIELDS`; ranking "none", exact scores only, is what it does)."""
     defaults = GAConfig()
-    unread = [k for k, readers in READ_BY.items() if "local" in readers and k not in CONV_LOCAL_FIELDS]
     changed = [
-        k for k in unread
-        if getattr(config, k) != getattr(defaults, k) and (k, getattr(config, k)) != ("ranking", "none")
+        k for k, readers in READ_BY.items()
+        if "local" in readers and getattr(config, k) != getattr(defaults, k)
+        and not conv_reads(k, getattr(config, k))
     ]  # fmt: skip
     if changed:
         raise EvopruneError(

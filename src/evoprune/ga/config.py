@@ -44,6 +44,12 @@ READ_BY = {
 # What the conv net's local search reads of the local fields (evoprune.local.conv)
 CONV_LOCAL_FIELDS = ("local_density", "max_passes", "temperature")
 
+
+def conv_reads(key: str, value: Any) -> bool:
+    """Whether the conv net's local search reads local setting `key` at `value`: its own three,
+    and ranking "none" (exact scores only, what it does anyway)."""
+    return key in CONV_LOCAL_FIELDS or (key, value) == ("ranking", "none")
+
 # What `GAConfig._check_types` asks of a field, by its annotation.
 _EXPECTED = {"int": "an integer", "float": "a finite number", "bool": "true or false",
              "str": "a string"}  # fmt: skip

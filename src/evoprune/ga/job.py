@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from evoprune.analysis.jobs import analyze_ticket, check_analyses
-from evoprune.ga.api import search
 from evoprune.errors import EvopruneError
-from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig
+from evoprune.ga.api import search
+from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig, conv_reads
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.local.checkpoint import CHECKPOINT_PREFIXES, LOCAL_PREFIX, LOSS_PREFIX
 from evoprune.nets import build_network
@@ -38,10 +38,9 @@ def checkpoint_files(
     return [out / f"{prefix}{CHECKPOINT}" for prefix in prefixes]
 
 
-def job_checkpoints(out: Path, job: dict[str, Any]) -> list[Path]:
-    """The checkpoints the run of `job` writes in `out`."""
-    config = ga_config(job)
-    loss_phase = bool(config.loss_first) and job.get("objective", "accuracy") != "loss"
+def job_checkpoints(out: Path, config: GAConfig, objective: str) -> list[Path]:
+    """The checkpoints a run of `config` on `objective` writes in `out`."""
+    loss_phase = config.loss_first and objective != "loss"
     return checkpoint_files(out, config.variant, loss_phase)
 
 
@@ -76,8 +75,7 @@ def check_variant_keys(job: dict[str, Any], name: Callable[[str], str] = str) ->
     for key in sorted(set(job) & set(READ_BY), key=list(READ_BY).index):
         if job[key] is None:
             continue
-        if conv and key not in CONV_LOCAL_FIELDS and (key, job[key]) != ("ranking", "none"):
-            # (ranking "none", exact scores only, is what the conv net's search does)
+        if conv and not conv_reads(key, job[key]):
             readable = ", ".join(name(k) for k in CONV_LOCAL_FIELDS)
             raise EvopruneError(f"{name(key)}: not read by the conv net's local search (it "
                                 f"reads {readable})")  # fmt: skip
@@ -153,6 +151,6 @@ def run_ga_job(
     if out is not None:
         write_run_dir(out, result, ticket, ticket.history)
     if checkpoint is not None:  # finished: result.json and ticket.npz replace its checkpoints
-        for path in job_checkpoints(out, job):
+        for path in job_checkpoints(out, config, job.get("objective", "accuracy")):
             path.unlink(missing_ok=True)
     return result
