@@ -270,6 +270,11 @@ GOOD_YAML = """
             "epsilon: not read by the sgd solver",
         ),
         (("method: ga}", "method: train-weights}"), "dataset: expected digits for train-weights"),
+        (("method: ga}", "method: magnitude, ec: lsqq}"), "ec: expected one of"),
+        (("method: ga}", "method: cmaes-synflow, population: 1}"), "population: expected an int"),
+        (("method: ga}", "method: synflow, finetune_curve: '-1'}"), "finetune_curve: expected"),
+        (("method: ga}", "method: selection, dynamics: foo}"), "dynamics: expected one of"),
+        (("method: ga}", "method: selection, epochs: 2, target_epoch: 3}"), "target_epoch: exp"),
 
         # values a misspelling breaks: caught at load time, not in every run of the sweep
         (("dataset: [moons]", "dataset: [moons, circels]"), "got 'circels'"),

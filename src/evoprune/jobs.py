@@ -39,11 +39,11 @@ class Method:
     runner: str  # run(job, out, progress) -> result dict; writes the run folder when out is set
     keys: str  # the module's set of method-specific job keys
     # check(job): its keys and values without its data, before any run (a spec at load time)
-    check: str = ""
+    check: str
 
 
 _GA = Method("evoprune.ga.job", "run_ga_job", "GA_KEYS", "check_ga_job")
-_PRUNE = Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS")
+_PRUNE = Method("evoprune.pruning.job", "run_prune_job", "PRUNE_KEYS", "check_prune_job")
 
 METHODS: dict[str, Method] = {
     # strong lottery tickets: the paper's GA, and the exact local search beyond it
@@ -57,7 +57,8 @@ METHODS: dict[str, Method] = {
     "backprop": Method("evoprune.baselines.jobs", "run_backprop_job", "BACKPROP_KEYS",
                        "check_backprop_job"),
     # pruning a network while or after training it
-    "selection": Method("evoprune.pruning.selection.job", "run_selection_job", "SELECTION_KEYS"),
+    "selection": Method("evoprune.pruning.selection.job", "run_selection_job", "SELECTION_KEYS",
+                        "check_selection_job"),
     "cmaes-synflow": _PRUNE,
     "cmaes-trainfit": _PRUNE,
     "magnitude": _PRUNE,
@@ -93,10 +94,9 @@ def method_keys(name: str) -> set[str]:
 
 def check_job(job: dict[str, Any]) -> None:
     """What can be checked of a job without its data or a run: its method's keys and values
-    (methods without a check are checked when they run)."""
+    (every method registers one)."""
     m = _method(job.get("method"))
-    if m.check:
-        getattr(importlib.import_module(m.module), m.check)(job)
+    getattr(importlib.import_module(m.module), m.check)(job)
 
 
 def run_job(

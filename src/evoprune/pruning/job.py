@@ -197,20 +197,32 @@ def _save_model(path: Path, net: Net, masks: list[torch.Tensor]) -> None:
     write_atomic(path, buf.getvalue())
 
 
+def prune_settings(job: dict[str, Any]) -> tuple[dict[str, Any], CMAConfig | None]:
+    """The job's choices and its CMA-ES config (None for the one-shot methods), checked
+    without its data: `evoprune.jobs` runs this on every arm of a spec at load."""
+    check_keys(job, PRUNE_KEYS)
+    c = _choices(job)
+    if not job["method"].startswith("cmaes"):
+        return c, None
+    return c, CMAConfig(
+        genome=c["genome"], fitness=c["fitness"], order=c["order"], population=c["population"],
+        generations=c["generations"], sigma=c["sigma"], ipop=bool(c["ipop"]), start=c["start"],
+        calibration=c["calibration"], trainfit_epochs=c["trainfit_epochs"], ridge=c["ridge"],
+        lsq_prior=c["lsq_prior"],
+    )  # fmt: skip
+
+
+def check_prune_job(job: dict[str, Any]) -> None:
+    """A pruning job's keys and values, checked without its data (a sparsity given as a
+    reference to other runs is checked once filled in)."""
+    prune_settings({k: v for k, v in job.items() if not isinstance(v, dict)})
+
+
 def run_prune_job(job: dict[str, Any], out: Path | None, progress: bool = False) -> dict[str, Any]:
     """Run one pruning job; with `out`, write the run folder. Returns the result dict."""
     wall = time.perf_counter()
-    check_keys(job, PRUNE_KEYS)
-    c = _choices(job)
+    c, cma = prune_settings(job)
     method, seed = job["method"], int(job.get("seed", 0))
-    cma = None
-    if method.startswith("cmaes"):
-        cma = CMAConfig(
-            genome=c["genome"], fitness=c["fitness"], order=c["order"], population=c["population"],
-            generations=c["generations"], sigma=c["sigma"], ipop=bool(c["ipop"]), start=c["start"],
-            calibration=c["calibration"], trainfit_epochs=c["trainfit_epochs"], ridge=c["ridge"],
-            lsq_prior=c["lsq_prior"],
-        )  # fmt: skip
     with torch_threads(c["threads"]):
         result, net, pruned, tuned, masks, history = _run(job, c, cma, method, seed, out, progress)
     result["wall_seconds"] = round(time.perf_counter() - wall, 4)

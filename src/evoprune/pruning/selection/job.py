@@ -122,6 +122,11 @@ def selection_settings(
     )
 
 
+def check_selection_job(job: dict[str, Any]) -> None:
+    """A selection job's keys and values, checked without its data."""
+    selection_settings(job)
+
+
 def run_selection_job(
     job: dict[str, Any], out: Path | None, progress: bool = False
 ) -> dict[str, Any]:
