@@ -289,6 +289,21 @@ def test_shift_on_non_square_data_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "r" / "result.json").exists()
 
 
+def test_a_diverged_run_writes_strict_json(tmp_path, capsys):
+    # lr 1e30 makes the losses NaN: result.json holds null there, not Python's NaN (not JSON)
+    data = tmp_path / "d.csv"
+    rows = ["a,b,c,label"] + [f"{i % 3},{i % 5},{i % 7},{i % 2}" for i in range(40)]
+    data.write_text("\n".join(rows) + "\n")
+    code = main(["selection-prune", "--data", str(data), "--target", "label", "--epochs", "2",
+                 "--lr", "1e30", "--controls", "none", "--out", str(tmp_path / "r")])  # fmt: skip
+    assert code == 0
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    json.loads((tmp_path / "r" / "result.json").read_text(), parse_constant=refuse)
+
+
 def _fake_runs():
     import pandas as pd
 

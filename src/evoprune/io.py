@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -115,7 +116,25 @@ def _umask() -> int:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    return write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=jsonable) + "\n")
+    return write_atomic(path, json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """`data` as strict JSON, indented: a NaN or infinite number becomes null (Python's
+    ``NaN`` and ``Infinity`` are not JSON, and other readers refuse them)."""
+    return json.dumps(_finite(data), indent=2, allow_nan=False, default=jsonable) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, int | str):
+        return _finite(value.tolist())
+    return value
 
 
 def jsonable(obj: Any) -> Any:

@@ -29,6 +29,7 @@ from evoprune.errors import EvopruneError
 from evoprune.experiments.executors import EXECUTORS, Executor, JobFn, Payload, make_executor
 from evoprune.experiments.spec import Run, Spec, load_spec
 from evoprune.experiments.store import Store
+from evoprune.io import json_text
 from evoprune.progress import progress_bar
 
 RUNS_DIR = "runs"
@@ -272,9 +273,7 @@ def _finish(
         )
         return
     files = dict(payload.files)
-    files.setdefault(
-        "result.json", (json.dumps(payload.result, indent=2, default=str) + "\n").encode()
-    )
+    files.setdefault("result.json", json_text(payload.result).encode())
     tmp = runs_dir / f".tmp-{key}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
