@@ -16,8 +16,14 @@ from evoprune.data.registry import Dataset
 from evoprune.io import provenance, write_atomic, write_json
 from evoprune.ticket import Ticket
 
-# The fields every method's result.json carries (the core specification's list); sweeps, the store
-# and the report rely on them.
+# The fields every method's result.json carries, whatever it runs: `compare`, the store and the
+# report read these. ``variant`` names the algorithm within the method (the GA's variant, the
+# pruning method, the selection dynamics, a study's sampler or optimizer).
+SHARED_FIELDS = ("method", "variant", "seed", "config", "wall_seconds", "versions",
+                 "git_revision", "machine")  # fmt: skip
+
+# The fields every strong-ticket search's result.json carries (GA family, edge-popup, backprop:
+# the core specification's list); sweeps, the store and the report rely on them.
 RESULT_FIELDS = (
     "dataset", "classes", "arch", "variant", "objective", "seed", "init", "generations",
     "evaluations", "wall_seconds", "train_accuracy", "test_accuracy", "train_loss", "test_loss",

@@ -185,8 +185,8 @@ def _run_folders(paths: list[Path]) -> list[Path]:
 
 
 def _named(result: dict[str, Any]) -> dict[str, Any]:
-    """The result with its method in ``variant``, the column's field: the GA family's variant,
-    the studies' optimiser or sampler, else the method itself."""
+    """The result with its method in ``variant``, the column's field (a run folder written
+    before every method recorded a variant has the studies' optimizer or sampler)."""
     if not isinstance(result, dict):
         return result
     name = next((result[k] for k in ("variant", "optimizer", "sampler") if result.get(k)), None)

@@ -66,9 +66,11 @@ def _float(job: dict[str, Any], key: str, default: float | None) -> float | None
         raise EvopruneError(f"{key}: expected a number, got {v!r}") from None
 
 
-def _base(job: dict[str, Any], dataset: str | None) -> dict[str, Any]:
-    return {"method": job["method"], "dataset": dataset, "seed": _int(job, "seed", 0),
-            "config": job, **provenance()}  # fmt: skip
+def _base(job: dict[str, Any], dataset: str | None, variant: str) -> dict[str, Any]:
+    """The fields every method's result.json shares (`evoprune.results`); `variant` is the
+    study's algorithm (its sampler or optimizer), also under the study's own key."""
+    return {"method": job["method"], "variant": variant, "dataset": dataset,
+            "seed": _int(job, "seed", 0), "config": job, **provenance()}  # fmt: skip
 
 
 def _no_dataset_keys(job: dict[str, Any], allowed: tuple[str, ...] = ()) -> None:
@@ -145,8 +147,9 @@ def run_hpo_job(job: dict[str, Any], out: Path | None, progress: bool = False) -
     else:
         summary = run_study(cfg, out, progress)
     history = summary.pop("history")
-    result = {**_base(job, "digits"), "sampler": cfg.sampler, "objective": cfg.objective,
-              "space": cfg.space, "trials": cfg.trials, **summary}  # fmt: skip
+    result = {**_base(job, "digits", cfg.sampler), "sampler": cfg.sampler,
+              "objective": cfg.objective, "space": cfg.space, "trials": cfg.trials,
+              **summary}  # fmt: skip
     if out is not None:
         write_run_dir(out, result, history=history)
     return result
@@ -160,7 +163,8 @@ def run_minimize_job(
     check_minimize_job(job)
     r = minimize(str(job["function"]), _int(job, "dim", None), str(job["optimizer"]),
                  _int(job, "budget", None), _int(job, "seed", 0))  # fmt: skip
-    result = {**_base(job, None), "function": r.function, "dim": r.dim, "optimizer": r.method,
+    result = {**_base(job, None, r.method), "function": r.function, "dim": r.dim,
+              "optimizer": r.method,
               "budget": r.budget, "best_value": r.best, "success": int(r.success),
               "evaluations": r.evaluations, "evaluations_to_success": r.evaluations_to_success,
               "wall_seconds": r.seconds}  # fmt: skip
@@ -179,7 +183,7 @@ def run_weights_job(
     start = time.perf_counter()
     r = train_weights(str(job.get("optimizer", "adam")), "digits", _float(job, "seconds", None),
                       _int(job, "seed", 0), progress, **overrides)  # fmt: skip
-    result = {**_base(job, "digits"), "arch": [64, 32, 10], "optimizer": r.method,
+    result = {**_base(job, "digits", r.method), "arch": [64, 32, 10], "optimizer": r.method,
               "test_f1": r.test_f1, "test_accuracy": r.test_accuracy, "val_f1": r.val_f1,
               "seconds": r.seconds, "evaluations": r.evaluations, "recipe": r.recipe,
               "wall_seconds": time.perf_counter() - start}  # fmt: skip
