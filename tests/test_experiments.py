@@ -789,6 +789,30 @@ def test_an_interrupted_sweep_stops_workers_whose_search_takes_sigterm_as_ctrl_c
     assert not left, left.decode()
 
 
+def test_ctrl_c_in_a_terminal_while_workers_start_is_one_line(tmp_path, ctrl_c_able):
+    # a terminal's Ctrl-C reaches the whole process group: a worker still importing PyTorch
+    # died of it with a traceback, and the pool's thread then printed another (Python 3.11)
+    cmd = [sys.executable, "-m", "evoprune", "sweep", "fig3", "--only", "dataset=moons",
+           "--seeds", "3", "--workers", "2", "--out", str(tmp_path / "sweep")]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **ctrl_c_able)  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        if len(children.stdout.split()) >= 2:  # the resource tracker, and a worker starting
+            break
+        time.sleep(0.01)
+    time.sleep(0.5)  # the worker is importing PyTorch
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the interrupted sweep hung")
+    assert proc.returncode == 130, err.decode()
+    assert err.decode().strip().splitlines() == ["evoprune sweep: interrupted"]
+
+
 # -- statistics -----------------------------------------------------------------------------------
 
 

@@ -1,6 +1,9 @@
 """Signals as exceptions, for a while: SIGTERM as Ctrl-C in a search (a scheduler's kill still
 leaves a resumable checkpoint), Ctrl-C past scikit-learn (which swallows ``KeyboardInterrupt``),
-and the CLI's note that Ctrl-C came (a library may turn it into an error of its own).
+and the CLI's note that Ctrl-C came (a library may turn it into an error of its own). And a
+pool worker that ignores Ctrl-C while it starts (`sigint_held`, `start_worker`).
+
+This module imports nothing heavy: a spawned worker imports it before it can ignore Ctrl-C.
 
 >>> import signal
 >>> with raising(signal.SIGTERM, KeyboardInterrupt) as seen:
@@ -11,6 +14,7 @@ and the CLI's note that Ctrl-C came (a library may turn it into an error of its 
 
 from __future__ import annotations
 
+import importlib
 import signal
 import threading
 from collections.abc import Iterator
@@ -47,3 +51,44 @@ def raising(signum: int, error: type[BaseException]) -> Iterator[list[int]]:
 def sigterm_as_interrupt() -> AbstractContextManager[list[int]]:
     """Treat SIGTERM like Ctrl-C, so a killed search still leaves a resumable checkpoint."""
     return raising(signal.SIGTERM, KeyboardInterrupt)
+
+
+_worker_interrupted: list[int] = []  # a Ctrl-C that came while this worker started
+
+
+def start_worker(setup: str) -> None:
+    """A process pool's initializer: import and call `setup` (``"module:function"``), noting
+    Ctrl-C instead of dying of it, then take Ctrl-C as the worker took it before (a run in the
+    worker is interrupted by it).
+
+    Ctrl-C in a terminal reaches the whole process group: a worker still importing PyTorch
+    died of it with a traceback, and broke the pool. A worker started inside `sigint_held`
+    starts with Ctrl-C held back, so that one that comes before this is noted too; its runs
+    then end at once (`interrupted_while_starting`)."""
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _worker_interrupted.append(1))
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        module, name = setup.split(":")
+        getattr(importlib.import_module(module), name)()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def interrupted_while_starting() -> bool:
+    """Whether Ctrl-C came while this pool worker started (`start_worker`)."""
+    return bool(_worker_interrupted)
+
+
+@contextmanager
+def sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C back from this thread while inside (it comes on leaving): a process started
+    meanwhile starts with it held back too, until it lets it through (`start_worker`)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -275,7 +275,7 @@ def ticket_path(path: str | Path) -> Path:
     if not (path / "ticket.npz").is_file():
         raise EvopruneError(
             f"{path}: a folder without a ticket.npz (search and edge-popup runs have one; "
-            "prune and backprop runs do not)"
+            "prune, selection-prune, backprop and the studies' runs do not)"
         )
     return path / "ticket.npz"
 

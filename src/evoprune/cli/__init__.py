@@ -61,7 +61,11 @@ def build_parser(command: str | None = None) -> Parser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     command = next((a for a in argv if not a.startswith("-")), "")  # "": --help, --version
-    args = build_parser(command).parse_args(argv)
+    try:  # building the parser imports each command's module: Ctrl-C may come meanwhile
+        args = build_parser(command).parse_args(argv)
+    except KeyboardInterrupt:
+        print(f"{'evoprune ' + command if command else 'evoprune'}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     with raising(signal.SIGINT, KeyboardInterrupt) as interrupted:  # noted, for the last except
         try:
             return int(args.run(args) or 0)

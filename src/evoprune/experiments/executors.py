@@ -21,13 +21,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from evoprune.errors import EvopruneError
+from evoprune.interrupts import interrupted_while_starting, sigint_held, start_worker
 
 JobFn = Callable[[dict[str, Any], Path], dict[str, Any]]
 
@@ -147,12 +148,14 @@ class LocalExecutor:
                     yield index, payload
 
     def _start(self) -> ProcessPoolExecutor:
+        _quiet_cancelled_futures()
         if self._pool is None:  # spawns workers as runs wait for them (Python >= 3.9, spawn),
             # so a first stage of one run leaves the second stage all of them
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init,
+                initializer=start_worker,  # `_worker_init`, Ctrl-C ignored while it loads
+                initargs=(f"{__name__}:_worker_init",),
             )
         if self._mark_dir is None:
             self._mark_dir = tempfile.TemporaryDirectory(prefix="evoprune-running-")
@@ -168,12 +171,15 @@ class LocalExecutor:
             assert self._mark_dir is not None
             mark = Path(self._mark_dir.name) / str(next(self._count))
             try:
-                fut = pool.submit(_run_marked, fn, job, str(mark))
+                with sigint_held():  # a worker it starts must not die of Ctrl-C as it loads
+                    fut = pool.submit(_run_marked, fn, job, str(mark))
             except BrokenProcessPool:
                 if futures:
                     break
                 self._stop(0.0)  # broken since the last run: a fresh pool
-                fut = self._start().submit(_run_marked, fn, job, str(mark))
+                pool = self._start()
+                with sigint_held():
+                    fut = pool.submit(_run_marked, fn, job, str(mark))
             futures[fut] = index
             self._marks[fut] = mark
         return futures
@@ -256,13 +262,38 @@ class LocalExecutor:
             if proc.is_alive():  # a search takes SIGTERM as Ctrl-C, and its worker goes on
                 proc.kill()
                 proc.join()
+        # the workers are gone: the pool's thread ends at once and releases its queues (else
+        # multiprocessing warns at exit of "leaked semaphore objects")
+        self._pool.shutdown(wait=True)
         self._pool = None
         self._marks.clear()
+
+
+def _quiet_cancelled_futures() -> None:
+    """Keep the pool's thread from printing a traceback when a worker dies after runs were
+    cancelled (a Ctrl-C while a worker starts, then the pool stopped): Python 3.11's pool sets
+    the cancelled futures' exception and fails (CPython gh-107219, fixed in 3.12)."""
+    previous = threading.excepthook
+    if getattr(previous, "quiet_cancelled", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (
+            isinstance(args.exc_value, InvalidStateError)
+            and str(args.exc_value).startswith("CANCELLED")
+            and type(args.thread).__name__ == "_ExecutorManagerThread"
+        ):
+            previous(args)
+
+    hook.quiet_cancelled = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _run_marked(fn: JobFn, job: dict[str, Any], mark: str) -> Payload:
     """`execute_run` in a pool's worker, with a file at `mark` that holds the worker's pid
     while the run is in it: if the worker dies, the driver can tell which run it had."""
+    if interrupted_while_starting():  # the sweep is stopping: take no run
+        return Payload(None, error="KeyboardInterrupt: Ctrl-C while its worker started")
     Path(mark).write_text(str(os.getpid()))
     try:
         return execute_run(fn, job)
