@@ -24,6 +24,7 @@ from evoprune.pruning.selection.dynamics import (
     target_schedule,
 )
 from evoprune.pruning.selection.export import export_selection, load_exported, prune_keep
+from evoprune.pruning.selection.figures import prepare_accuracy
 from evoprune.pruning.selection.job import load_network, run_selection_job
 from evoprune.pruning.selection.masses import Masses, lowest, shrink_mlp
 
@@ -302,6 +303,40 @@ def test_a_diverged_run_writes_strict_json(tmp_path, capsys):
         raise ValueError(f"not JSON: {constant}")
 
     json.loads((tmp_path / "r" / "result.json").read_text(), parse_constant=refuse)
+
+
+def test_a_level_below_the_extinct_share_is_marked_and_plotted_where_it_lies(tmp_path, capsys):
+    # logistic makes 77% of the units extinct in 6 epochs: its "30%" level removes 77%
+    data = tmp_path / "d.npz"
+    from evoprune.data import load_dataset
+
+    ds = load_dataset("digits", classes=10)
+    np.savez(data, X=np.concatenate([ds.X_train, ds.X_test]),
+             y=np.concatenate([ds.y_train, ds.y_test]))  # fmt: skip
+    out = tmp_path / "r"
+    code = main(["selection-prune", "--data", str(data), "--epochs", "6", "--lr", "0.01",
+                 "--batch-size", "64", "--levels", "0.3,0.8", "--controls", "none",
+                 "--arch", "64,128,64,10", "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("selection-prune d.npz ")  # the file's name, not "file"
+    row = next(line.split() for line in lines if line.split()[0] == "logistic")
+    assert row[1].endswith("*") and not row[2].endswith("*")
+    assert "removed)" in lines[-1]
+    result = json.loads((out / "result.json").read_text())
+    assert result["dataset"] == "d.npz"
+    first = result["pruned"][0]
+    assert first["fraction"] == 0.3 and first["removed"] > 0.5
+    frame = prepare_accuracy(result)
+    assert frame["fraction"].iloc[0] == first["removed"]
+
+
+def test_a_shift_as_wide_as_the_image_is_refused(tmp_path, capsys):
+    code = main(["selection-prune", "--dataset", "digits", "--augment", "shift", "--max-shift",
+                 "8", "--out", str(tmp_path / "r")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "max_shift: expected fewer pixels than the images' side (8)" in err
+    assert not (tmp_path / "r").exists()
 
 
 def _fake_runs():

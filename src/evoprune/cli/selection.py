@@ -128,14 +128,20 @@ def run_selection_prune(args: argparse.Namespace) -> int:
         f"dense {_fmt(r['test_accuracy_dense'])}, trained with dynamics {r['test_accuracy']:.4f}, "
         f"{r['extinct']}/{r['units']} extinct, {r['wall_seconds']:.1f} s -> {out}"
     )
-    rows: dict[str, dict[float, float]] = {}
+    rows: dict[str, dict[float, str]] = {}
+    beyond = 0.0  # the most a level of the dynamics removed beyond its share: units extinct
     for e in r["pruned"]:
-        rows.setdefault(e["method"], {})[e["fraction"]] = e["test_accuracy"]
+        removed = e.get("removed", e["fraction"])
+        over = e["method"] == r["dynamics"] and removed - e["fraction"] > 0.5 / r["units"]
+        beyond = max(beyond, removed) if over else beyond
+        rows.setdefault(e["method"], {})[e["fraction"]] = f"{e['test_accuracy']:.4f}" + "*" * over
     levels = r["levels"]
-    print(f"  {'removed':>15s} " + " ".join(f"{p:>6.0%}" for p in levels))
+    print(f"  {'removed':>15s} " + " ".join(f"{p:>7.0%}" for p in levels))
     for method, accs in rows.items():
-        cells = " ".join(f"{accs[p]:6.4f}" if p in accs else "     -" for p in levels)
-        print(f"  {method:>15s} {cells}")
+        print(f"  {method:>15s} " + " ".join(f"{accs.get(p, '-'):>7s}" for p in levels))
+    if beyond:
+        print(f"  * more than the level: the dynamics had made that many units extinct "
+              f"(up to {beyond:.0%} removed)")  # fmt: skip
     return 0
 
 

@@ -24,11 +24,13 @@ COLORS = {
 
 
 def prepare_accuracy(result: dict[str, Any]) -> pd.DataFrame:
-    """method, fraction, test_accuracy: one row per entry of ``result["pruned"]``, in its order."""
+    """method, fraction, test_accuracy: one row per entry of ``result["pruned"]``, in its order.
+    The fraction is the share of hidden units the entry removed: more than its level when the
+    dynamics had already made more of them extinct."""
     rows = [
         {
             "method": e["method"],
-            "fraction": float(e["fraction"]),
+            "fraction": float(e.get("removed", e["fraction"])),
             "test_accuracy": e["test_accuracy"],
         }
         for e in result.get("pruned", [])

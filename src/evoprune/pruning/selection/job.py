@@ -147,6 +147,11 @@ def run_selection_job(
                 f"augment: shift needs square images, but {name} has {ds.n_features} features; "
                 "use --augment none"
             )
+        if train_config.max_shift >= side:
+            raise EvopruneError(
+                f"max_shift: expected fewer pixels than the images' side ({side}), got "
+                f"{train_config.max_shift}"
+            )
     hidden = DEFAULT_HIDDEN.get(name, [512, 256])
     layers = parse_arch(
         job.get("arch") or [ds.n_features, *hidden, ds.n_classes], ds.n_features, ds.n_classes
@@ -175,7 +180,6 @@ def run_selection_job(
         "seed": seed,
         "variant": config.dynamics,
         "objective": "loss",
-        "dataset": name,
         **run.metrics,
         "sparsity": sum(extinct) / run.masses.n,  # share of hidden units extinct
         "test_accuracy_dense": run.dense_test_accuracy,
