@@ -169,3 +169,25 @@ def test_compare_names_every_methods_algorithm_and_claims_no_shared_network_for_
     out = capsys.readouterr().out.splitlines()
     assert "same random network" not in out[0]
     assert [line.split()[1] for line in out[2:]] == ["adam", "ga"]
+
+
+def test_compare_says_where_a_column_means_something_else(tmp_path, capsys):
+    from evoprune.cli.compare import COLUMN_NOTES
+    from evoprune.jobs import run_job
+    from evoprune.pruning.job import PRUNE_METHODS
+
+    assert set(PRUNE_METHODS) <= set(COLUMN_NOTES)
+    prune = {"dataset": "digits", "hidden": "16,8", "dense_max_epochs": 3, "dense_patience": 1,
+             "finetune_epochs": 1, "cache_dir": str(tmp_path / "cache")}  # fmt: skip
+    for method in ("magnitude", "random"):
+        run_job({"method": method, **prune}, tmp_path / method)
+    run_job({"method": "selection", "dataset": "digits", "epochs": 1, "levels": "0.5",
+             "controls": "none"}, tmp_path / "selection")  # fmt: skip
+    assert main(["compare", *(str(tmp_path / m) for m in ("magnitude", "random"))]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("prune runs: test acc before fine-tuning")
+    assert sum(line.startswith("prune runs:") for line in out) == 1
+    assert main(["compare", str(tmp_path / "magnitude"), str(tmp_path / "selection")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith("selection runs: sparsity is the share of hidden units")
+    assert out[-1].startswith("prune runs:")

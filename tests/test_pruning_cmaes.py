@@ -116,6 +116,23 @@ def test_a_files_split_is_the_same_for_every_seed(tmp_path):
         assert torch.equal(getattr(a, part), getattr(b, part)), part
 
 
+def test_a_files_scaling_is_fitted_on_the_rows_it_trains_on(tmp_path):
+    # the file's own 75/25 split took ranges from rows the 70/15/15 split sends to the test set
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 20)) * np.linspace(1, 500, 20)
+    lines = [",".join(f"f{i}" for i in range(20)) + ",y"]
+    lines += [",".join(map(str, row)) + f",{int(row[0] > 0)}" for row in X]
+    (tmp_path / "f.csv").write_text("\n".join(lines) + "\n")
+    ds, split = prune_data({"method": "magnitude", "data": str(tmp_path / "f.csv"), "target": "y"})
+    train = split.X_train.double()
+    assert torch.allclose(train.min(0).values, torch.full((20,), -0.7, dtype=torch.float64))
+    assert torch.allclose(train.max(0).values, torch.full((20,), 0.7, dtype=torch.float64))
+    low, high = np.array(ds.config["scaling"]["low"]), np.array(ds.config["scaling"]["high"])
+    tol = 1e-6 * np.abs(X).max(0)  # the rows are float32 here
+    assert np.all(low >= X.min(0) - tol) and np.all(high <= X.max(0) + tol)  # some of the rows'
+    assert (low > X.min(0) + tol).any() or (high < X.max(0) - tol).any()  # not all of them
+
+
 def test_result_records_only_the_choices_the_search_uses():
     from evoprune.pruning.job import _choices, applied
 
@@ -275,8 +292,12 @@ def test_user_model_file(tmp_path, cache):
         (["--model", "nope.pt"], "nope.pt"),
         (["--hidden", "a,b"], "hidden"),
         (["--hidden", "8,,8"], "hidden"),
-        (["--finetune-curve", "-5"], "finetune_curve: expected epoch counts >= 0"),
-        (["--threads", "0"], "threads: expected an integer >= 1, got 0"),
+        (["--finetune-curve", "-5"], "finetune_curve: expected epoch counts >= 1"),
+        (["--finetune-curve", "0,10"], "finetune_curve: expected epoch counts >= 1"),
+        (["--threads", "0"], "threads: expected an integer in [1, 256], got 0"),
+        (["--threads", "100000"], "threads: expected an integer in [1, 256], got 100000"),
+        (["--method", "cmaes-synflow", "--population", "3"], "population: expected an integer"),
+        (["--method", "cmaes-synflow", "--population", "100000"], "population: expected an int"),
         (["--population", "8"], "--population: not used by --method magnitude"),
         (["--method", "cmaes-synflow", "--order", "iterative"], "--order: not used by"),
     ],
@@ -316,6 +337,35 @@ def test_bad_model_file_is_one_line(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "bad.pt" in err
+
+
+def test_a_model_with_nan_weights_or_too_few_genes_is_one_line(tmp_path, capsys, cache):
+    net = init_net([64, 12, 10], 0)
+    state = net.state_dict()
+    state["2.weight"][0, 0] = float("nan")
+    torch.save({"layers": net.layers, "state_dict": state}, tmp_path / "nan.pt")
+    torch.save({"layers": [64, 10], "state_dict": init_net([64, 10], 0).state_dict()},
+               tmp_path / "flat.pt")  # fmt: skip
+    for model, extra, message in (
+        ("nan.pt", [], "nan.pt: 2.weight holds NaN or infinite values"),
+        ("flat.pt", ["--genome", "neuron"], "genome: neuron has 1 gene for a network of layers"),
+    ):
+        code = main(["prune", "--method", "cmaes-synflow", "--dataset", "digits", "--model",
+                     str(tmp_path / model), "--out", str(tmp_path / "o"), *extra])  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err and message in err, err
+
+
+def test_an_interrupt_while_writing_leaves_no_half_run_folder(tmp_path, monkeypatch, cache):
+    import evoprune.results
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evoprune.results, "write_run_dir", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_prune_job({**TINY, "method": "magnitude", "cache_dir": cache}, tmp_path / "o")
+    assert list((tmp_path / "o").iterdir()) == []  # model.pt and model_finetuned.pt removed
 
 
 def test_prune_reports_its_training_in_a_log(tmp_path, capsys):

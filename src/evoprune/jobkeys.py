@@ -61,3 +61,19 @@ def comma_parts(text: str, name: str) -> list[str]:
     if not all(parts):
         raise EvopruneError(f"{name}: an empty item in {text!r}; expected items between commas")
     return parts
+
+
+MAX_THREADS = 256  # torch's thread pool allocates per thread: 100000 is "out of memory"
+
+
+def job_threads(job: dict[str, Any]) -> int:
+    """A job's ``threads`` (torch threads, default 1), checked."""
+    value = job.get("threads")
+    if value is None:
+        return 1
+    n = value if isinstance(value, int) and not isinstance(value, bool) else 0
+    if not 1 <= n <= MAX_THREADS:
+        raise EvopruneError(
+            f"threads: expected an integer in [1, {MAX_THREADS}], got {job['threads']!r}"
+        )
+    return n

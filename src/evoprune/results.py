@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,22 @@ def write_history_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return write_atomic(path, buf.getvalue())
+
+
+@contextmanager
+def writing_run_dir(out: str | Path) -> Iterator[Path]:
+    """Write a run's folder inside: `out` is made, and the files made inside are removed again
+    if it ends by an exception or an interrupt (no half a run folder is left behind)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(out.iterdir())
+    try:
+        yield out
+    except BaseException:
+        for path in set(out.iterdir()) - before:
+            if path.is_file():
+                path.unlink()
+        raise
 
 
 def write_run_dir(

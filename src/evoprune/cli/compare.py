@@ -34,6 +34,16 @@ COLUMNS = (
     ("wall_seconds", "seconds", "{:.1f}"),
 )
 
+# where a method's columns mean something else than a ticket's, a line under the table says so
+COLUMN_NOTES = {
+    "selection": "selection runs: sparsity is the share of hidden units extinct (of weights "
+    "for the others)",
+    **dict.fromkeys(
+        ("cmaes-synflow", "cmaes-trainfit", "magnitude", "synflow", "softmask", "random"),
+        "prune runs: test acc before fine-tuning (after: test_accuracy_finetuned in result.json);"
+        " seconds include the dense training when it was not cached",
+    ),
+}
 
 # what `register` adds, with the line `evoprune --help` shows for each
 COMMANDS = {
@@ -117,6 +127,9 @@ def run_compare(args: argparse.Namespace) -> int:
     if said:
         print(f"{said}{' (the same random network)' if same_network else ''}:")
     print(format_table(rows, tuple(differ) + COLUMNS))
+    methods = {r.get("method") for _, r in rows}
+    for note in dict.fromkeys(text for method, text in COLUMN_NOTES.items() if method in methods):
+        print(note)
     for line in paired:
         print(line)
     return 0

@@ -48,6 +48,7 @@ from evoprune.seeding import derive_seed
 GENOMES = ("layer-density", "layer-mix", "neuron")
 FITNESSES = ("synflow", "lsq-ce", "trainfit")
 ORDERS = ("synflow", "magnitude", "iterative")
+MAX_POPULATION = 1024
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,15 @@ class CMAConfig:
             raise EvopruneError(f"order: expected one of {', '.join(ORDERS)}, got {self.order!r}")
         if self.start not in ("synflow", "uniform"):
             raise EvopruneError(f"start: expected synflow or uniform, got {self.start!r}")
-        for name in ("population", "generations", "calibration"):
+        for name in ("generations", "calibration"):
             if int(getattr(self, name)) < 2:
                 raise EvopruneError(f"{name}: expected an integer >= 2, got {getattr(self, name)}")
+        # below 4, CMA-ES's recombination weights divide by zero; each candidate holds a
+        # network's masks in memory (the lsq-ce fitness also its compensated weights)
+        if not 4 <= int(self.population) <= MAX_POPULATION:
+            raise EvopruneError(
+                f"population: expected an integer in [4, {MAX_POPULATION}], got {self.population}"
+            )
         if not self.sigma > 0:
             raise EvopruneError(f"sigma: expected a positive number, got {self.sigma}")
 
@@ -309,6 +316,11 @@ def cmaes_search(
 
     begin = time.perf_counter()
     genome = Genome(net, k, config.genome, config.order, survival)
+    if genome.dim < 2:
+        raise EvopruneError(
+            f"genome: {config.genome} has {genome.dim} gene for a network of layers "
+            f"{net.layers}; CMA-ES needs at least 2 (use genome layer-mix)"
+        )
     counter = {"forward_passes": 0}
     fit = make_population_fitness(config, net, split, seed, counter)
     mean = genome.mean_for(start_densities) if start_densities else np.zeros(genome.dim)

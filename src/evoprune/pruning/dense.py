@@ -118,8 +118,14 @@ def split_70_15_15(ds: Dataset) -> Split:
         va, te = train_test_split(
             rest, test_size=0.50, random_state=SPLIT_STATE, stratify=y.numpy()[rest]
         )
-    except ValueError as exc:
-        raise EvopruneError(f"data: cannot split 70/15/15 stratified ({exc})") from None
+    except ValueError:
+        classes, counts = np.unique(y.numpy(), return_counts=True)
+        fewest = int(classes[counts.argmin()])
+        names = ds.config.get("labels") or list(range(ds.n_classes))  # a file's own labels
+        raise EvopruneError(
+            f"data: cannot split {len(y)} rows 70/15/15 stratified: class {names[fewest]!r} has "
+            f"{counts.min()} rows; validation and test need 2 of each class in the 30% held out"
+        ) from None
     t = torch.as_tensor
     return Split(X[t(tr)], y[t(tr)], X[t(va)], y[t(va)], X[t(te)], y[t(te)], n_classes=ds.n_classes)
 
@@ -312,6 +318,10 @@ def load_model_file(path: str | Path) -> Net:
             raise EvopruneError(
                 f"{path}: layer widths do not chain ({tuple(a.shape)} then {tuple(b.shape)})"
             )
+    for name, t in zip([f"{n}.{part}" for n in names for part in ("weight", "bias")],
+                       [t for pair in zip(ws, bs, strict=True) for t in pair], strict=True):  # fmt: skip
+        if not bool(torch.isfinite(t).all()):
+            raise EvopruneError(f"{path}: {name} holds NaN or infinite values")
     net = Net(tuple(ws), tuple(bs))
     layers = blob.get("layers") if isinstance(blob, dict) else None
     if layers is not None and list(layers) != net.layers:

@@ -23,10 +23,11 @@ from typing import Any
 import torch
 
 from evoprune.data.registry import Dataset
+from evoprune.data.scaling import FeatureScaling
 from evoprune.devices import torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
-from evoprune.jobkeys import check_keys, comma_parts, job_dataset
+from evoprune.jobkeys import check_keys, comma_parts, job_dataset, job_threads
 from evoprune.progress import progress_bar
 from evoprune.pruning.cmaes import CMAConfig, cmaes_search
 from evoprune.pruning.dense import (
@@ -151,7 +152,8 @@ def _choices(job: dict[str, Any]) -> dict[str, Any]:
         raise EvopruneError(f"ridge: expected a number >= 0, got {c['ridge']}")
     if not 0.0 <= c["sparsity"] < 1.0:
         raise EvopruneError(f"sparsity: expected a fraction in [0, 1), got {c['sparsity']}")
-    for name, least in (("finetune_epochs", 0), ("threads", 1), ("synflow_rounds", 1)):
+    c["threads"] = job_threads(c)
+    for name, least in (("finetune_epochs", 0), ("synflow_rounds", 1)):
         if c[name] < least:
             raise EvopruneError(f"{name}: expected an integer >= {least}, got {c[name]}")
     curve = c["finetune_curve"] or []
@@ -161,8 +163,8 @@ def _choices(job: dict[str, Any]) -> dict[str, Any]:
         c["finetune_curve"] = sorted({int(e) for e in curve})
     except (TypeError, ValueError):
         raise EvopruneError(f"finetune_curve: expected epoch counts, got {curve!r}") from None
-    if any(e < 0 for e in c["finetune_curve"]):
-        raise EvopruneError(f"finetune_curve: expected epoch counts >= 0, got {curve!r}")
+    if any(e < 1 for e in c["finetune_curve"]):  # epoch 0 is the pruned network's own score
+        raise EvopruneError(f"finetune_curve: expected epoch counts >= 1, got {curve!r}")
     if isinstance(c["ipop"], str):
         c["ipop"] = c["ipop"].lower() == "true"
     return c
@@ -227,25 +229,39 @@ def run_prune_job(job: dict[str, Any], out: Path | None, progress: bool = False)
         result, net, pruned, tuned, masks, history = _run(job, c, cma, method, seed, out, progress)
     result["wall_seconds"] = round(time.perf_counter() - wall, 4)
     if out is not None:
-        out = Path(out)
-        _save_model(out / "model.pt", pruned, masks)
-        _save_model(out / "model_finetuned.pt", tuned, masks)
-        from evoprune.results import write_run_dir
+        from evoprune.results import write_run_dir, writing_run_dir
 
-        write_run_dir(out, result, None, history or None)
+        with writing_run_dir(out) as out:
+            _save_model(out / "model.pt", pruned, masks)
+            _save_model(out / "model_finetuned.pt", tuned, masks)
+            write_run_dir(out, result, None, history or None)
     return result
 
 
 def prune_data(job: dict[str, Any]) -> tuple[Dataset, Split]:
     """The job's dataset and its split 70/15/15, the same rows for every seed (a user's file
-    too: it is read with split seed 0, so that its rows pool in one order)."""
+    too: it is read with split seed 0, so that its rows pool in one order). A file's
+    per-feature scaling is fitted on the 70% it trains on (the file's own 75/25 split would
+    have taken ranges from rows that become test rows here); the dataset's config records it."""
     ds = job_dataset({**job, "seed": 0})
-    return ds, split_70_15_15(ds)
+    if ds.config.get("name") != "file" or not isinstance(ds.config.get("scaling"), dict):
+        return ds, split_70_15_15(ds)
+    raw = split_70_15_15(job_dataset({**job, "seed": 0, "normalize": False}))
+    fitted = FeatureScaling.fit(raw.X_train.numpy())
+    ds.config["scaling"] = fitted.to_config()
+
+    def scaled(X: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(fitted.apply(X.numpy()), dtype=X.dtype)
+
+    split = Split(scaled(raw.X_train), raw.y_train, scaled(raw.X_val), raw.y_val,
+                  scaled(raw.X_test), raw.y_test, raw.n_classes)  # fmt: skip
+    return ds, split
 
 
 def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_job
     ds, split = prune_data(job)
     C = split.n_classes
+    c["calibration"] = min(c["calibration"], len(split.y_train))  # recorded: the rows scored
     if c["model"]:
         net = load_model_file(c["model"])
         if net.layers[0] != split.X_train.shape[1] or net.layers[-1] != C:

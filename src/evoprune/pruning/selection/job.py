@@ -30,13 +30,13 @@ import torch
 from evoprune.devices import torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
-from evoprune.jobkeys import check_keys, comma_parts, job_dataset
+from evoprune.jobkeys import check_keys, comma_parts, job_dataset, job_threads
 from evoprune.nets import MLP, parse_arch
 from evoprune.pruning.selection.dynamics import SelectionConfig
 from evoprune.pruning.selection.masses import Masses
 from evoprune.pruning.selection.run import CONTROLS, SelectionRun, n_epochs_total, run_selection
 from evoprune.pruning.selection.training import TrainConfig
-from evoprune.results import RESULT_FIELDS, base_result, write_run_dir
+from evoprune.results import RESULT_FIELDS, base_result, write_run_dir, writing_run_dir
 
 DEFAULT_LEVELS = (0.35, 0.5, 0.7, 0.8, 0.9)
 DEFAULT_HIDDEN = {"digits": [128, 64]}  # everything else: the paper's [512, 256]
@@ -106,6 +106,7 @@ def selection_settings(
 ) -> tuple[SelectionConfig, TrainConfig, list[float], list[str]]:
     """The job's configs, checked before any data is loaded."""
     check_keys(job, SELECTION_KEYS)
+    job_threads(job)
     config = SelectionConfig(**_typed(job, SelectionConfig))
     augment = job.get("augment") or ("shift" if job.get("dataset") in SHIFT_DATASETS else "none")
     train_config = TrainConfig(**{**_typed(job, TrainConfig), "augment": augment})
@@ -134,7 +135,7 @@ def run_selection_job(
     start = time.perf_counter()
     config, train_config, levels, controls = selection_settings(job)
     seed = int(job.get("seed", 0))
-    threads = int(job.get("threads") or 1)
+    threads = job_threads(job)
     data_job = dict(job)
     if job.get("normalize") is None and job.get("dataset") in SHIFT_DATASETS:
         data_job["normalize"] = False  # pixels / 255: +0.6 point over [-0.7, 0.7] on mnist10k
@@ -201,23 +202,15 @@ def run_selection_job(
         "wall_seconds": round(time.perf_counter() - start, 4),
     }
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        before = set(out.iterdir())
-        try:
+        from evoprune.pruning.selection.figures import draw_run_figures
+
+        with writing_run_dir(out) as out:  # an interrupt while the figures are drawn: no files
             write_atomic(out / "network.npz", network_bytes(run, ds.config, layers))
             write_atomic(
                 out / "masses.npz", _npz(masses=run.snapshots, sizes=np.array(run.masses.sizes))
             )
-            from evoprune.pruning.selection.figures import draw_run_figures
-
             draw_run_figures(out, result, run.snapshots, run.masses.sizes)
             write_run_dir(out, result, None, run.history)
-        except BaseException:  # an interrupt while writing (the figures take a second or two)
-            for path in set(out.iterdir()) - before:  # no half a run folder left behind
-                if path.is_file():
-                    path.unlink()
-            raise
     return result
 
 
