@@ -415,3 +415,28 @@ def test_minimize_without_out_writes_a_folder_named_by_its_settings(tmp_path, mo
     assert (tmp_path / "runs/minimize-sphere-2-random/result.json").exists()
     code, _, err = run_cli([*args, "--method", "random"], capsys)  # the same settings again
     assert code == 2 and "already holds a finished run" in err
+
+
+def test_a_weights_run_trains_on_one_thread_as_in_a_sweep(monkeypatch):
+    # the budget counts the CPU time of every torch thread: on two, a population method made a
+    # third of the evaluations it makes in a sweep's one-thread worker
+    import torch
+
+    import evoprune.studies.train_weights as tw
+    from evoprune.studies.jobs import run_weights_job
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(tw, "train_weights", record)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="stop"):
+            run_weights_job({"method": "train-weights", "optimizer": "adam", "seconds": 1}, None)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -91,8 +91,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         type=Path,
-        help="results folder (default runs/VARIANT-DATA-ARCH-sSEED, with "
-        "the classes and a non-default objective in the name when given)",
+        help="results folder (default runs/VARIANT-DATA-ARCH-sSEED, with a class count other "
+        "than the dataset's default and an objective other than accuracy in the name)",
     )
     p.add_argument(
         "--checkpoint-every",
