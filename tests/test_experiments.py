@@ -213,6 +213,24 @@ def test_grid_is_a_product_in_stable_order():
     assert {r.job["arch"] for r in small.runs("quick")} == {"B"} and len(small.runs("quick")) == 6
 
 
+def test_a_value_set_by_an_arm_or_an_axis_wins_over_the_profiles_budget():
+    spec = parse_spec({
+        "name": "budgets",
+        "grid": {"dataset": ["moons"], "epochs": [1, 5],
+                 "arm": [{"label": "EP", "method": "edge-popup", "sparsity": 0.5}]},
+        "profiles": {"quick": {"budget": {"edge-popup": {"epochs": 3, "lr": 0.05}}}},
+    })  # fmt: skip
+    runs = spec.runs("quick")  # two points, not one job twice labelled "epochs 1"
+    assert [(r.axes["epochs"], r.job["epochs"], r.job["lr"]) for r in runs] == [
+        (1, 1, 0.05), (5, 5, 0.05)]  # fmt: skip
+    assert len({r.key for r in runs}) == 2
+    arms = parse_spec({**TINY_SPEC, "grid": {**TINY_SPEC["grid"], "arm": [
+        {"label": "GA", "method": "ga", "objective": "accuracy", "max_generations": 3},
+        {"label": "GA (loss)", "method": "ga", "objective": "loss"}]}})  # fmt: skip
+    generations = {r.label: r.job["max_generations"] for r in arms.runs("quick")}
+    assert generations == {"GA": 3, "GA (loss)": 5}  # the budget fills in only the unset one
+
+
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(textwrap.dedent(text))
@@ -330,6 +348,23 @@ def test_bad_spec_is_an_error_naming_file_and_field(tmp_path, change, message):
     assert message in str(err.value)
     assert str(path) in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_two_spec_files_of_one_name_in_one_sweep_are_refused(tmp_path, capsys):
+    from evoprune.cli import main
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _write(tmp_path / "a", GOOD_YAML)
+    second = _write(tmp_path / "b", GOOD_YAML.replace("method: ga", "method: local"))
+    out = tmp_path / "out"
+    assert main(["sweep", str(first), str(second), "--dry-run", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{first} and {second} both name spec 's'; give each its own name" in err
+    with pytest.raises(EvopruneError, match="both name spec 's'"):
+        run_sweep([load_spec(first), load_spec(second)], "quick", out, fn=fake_job,
+                  executor=InlineExecutor(), progress=False)  # fmt: skip
+    assert not out.exists()
 
 
 def test_a_spec_that_is_not_utf8_is_one_line(tmp_path):
@@ -545,7 +580,23 @@ def test_results_names_planned_runs_that_did_not_finish(tmp_path, capsys):
     capsys.readouterr()
     assert main(["results", str(tmp_path)]) == 0
     err = capsys.readouterr().err
-    assert "tiny: 8 of 16 planned runs finished, 8 failed, 0 not run" in err
+    # the 8 EP (adapted) runs are planned too: they wait for the GA runs that failed
+    assert "tiny: 8 of 24 planned runs finished, 8 failed, 8 not run" in err
+
+
+def test_results_counts_the_runs_that_wait_for_others_among_the_planned(tmp_path, capsys):
+    from evoprune.cli import main
+
+    with pytest.raises(KeyboardInterrupt):  # stopped in the first stage
+        run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(),
+                  fn=interrupted_job, progress=False)  # fmt: skip
+    capsys.readouterr()
+    assert main(["results", str(tmp_path)]) == 0
+    assert "tiny: 1 of 24 planned runs finished, 0 failed, 23 not run" in capsys.readouterr().err
+    run_sweep(parse_spec(TINY_SPEC), "quick", tmp_path, executor=InlineExecutor(), fn=fake_job,
+              progress=False)  # fmt: skip
+    assert main(["results", str(tmp_path)]) == 0
+    assert "planned" not in capsys.readouterr().err  # all 24 finished
 
 
 def test_sweep_records_failed_runs_and_retries_them(tmp_path):
@@ -638,6 +689,27 @@ def test_unknown_executor_and_missing_ray_hint(tmp_path, monkeypatch):
 
     with pytest.raises(EvopruneError, match=r"pip install 'evoprune\[ray\]'"):
         make_executor("ray")
+
+
+def test_a_ray_address_where_nothing_listens_fails_in_seconds_and_leaves_no_folder(
+    tmp_path, capsys
+):
+    import socket
+
+    from evoprune.cli import main
+
+    with socket.socket() as free:  # a port nothing listens on once the socket closes
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    code = main(["sweep", str(_write(tmp_path, GOOD_YAML)), "--executor", "ray", "--ray-address",
+                 f"127.0.0.1:{port}", "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 2 and time.perf_counter() - started < 10
+    assert f"--ray-address: no Ray cluster at 127.0.0.1:{port} (nothing answers" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
 
 
 KILL_SPEC = {
@@ -1047,7 +1119,7 @@ def test_report_is_self_contained_with_figures_tables_and_provenance(swept, tmp_
     assert all("(quick)" not in r for r in sparsity_rows)
     with Store(tmp_path / "other") as other:  # the same spec swept elsewhere (another profile)
         other.note_spec("fig3", "paper", "fig3.yaml")
-    with pytest.raises(EvopruneError, match="report them separately"):
+    with pytest.raises(EvopruneError, match="pass them to report separately"):
         build_report([swept, tmp_path / "other"], tmp_path / "mixed.html")
     for name in summary.figures:
         assert (tmp_path / "report_figures" / f"{name}.png").stat().st_size > 1000
@@ -1070,6 +1142,27 @@ def test_a_spec_of_ones_own_gets_its_arms_side_by_side(tmp_path):
     assert "moons (2 classes)" in table and "Mixed model" in page
     with pytest.raises(EvopruneError, match="figure: expected one of fig3,"):
         parse_spec({**own, "figure": "mine"})
+
+
+def test_a_spec_named_as_a_figure_gets_the_arms_unless_it_names_one_that_cannot_draw_it(
+    tmp_path, capsys
+):
+    from evoprune.cli import main
+
+    own = {**TINY_SPEC, "name": "fig11"}  # a name of the catalogue, no `figure:`
+    own.pop("figure")
+    assert parse_spec(own).figure == "arms"
+    run_sweep(parse_spec(own), "quick", tmp_path / "s", executor=InlineExecutor(), fn=fake_job,
+              progress=False)  # fmt: skip
+    page = build_report([tmp_path / "s"], tmp_path / "r.html").path.read_text()
+    assert "moons (2 classes)" in page and "Fig. 11" not in page  # the arms, not Fig. 11
+    run_sweep(parse_spec({**own, "name": "mine", "figure": "fig11"}), "quick", tmp_path / "t",
+              executor=InlineExecutor(), fn=fake_job, progress=False)  # fmt: skip
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "t"), "--out", str(tmp_path / "t.html")]) == 2
+    err = capsys.readouterr().err
+    assert "report: mine: figure fig11 cannot draw these runs (ValueError: " in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_spec_name_with_quotes_ampersands_and_slashes_makes_plain_ids_and_files(tmp_path):
@@ -1135,6 +1228,21 @@ def study_job(job: dict, out: Path) -> dict:
     return result
 
 
+def test_results_and_stats_refuse_one_spec_from_two_folders_as_the_report_does(tmp_path, capsys):
+    from evoprune.cli import main
+
+    for profile in ("quick", "paper"):  # two budgets of one spec
+        run_sweep(parse_spec(TINY_SPEC), profile, tmp_path / profile, executor=InlineExecutor(),
+                  fn=fake_job, progress=False)  # fmt: skip
+    folders = [str(tmp_path / "quick"), str(tmp_path / "paper")]
+    for command in ("results", "stats", "report"):
+        capsys.readouterr()
+        assert main([command, *folders]) == 2
+        err = capsys.readouterr().err
+        assert f"{command}: spec tiny is in both {folders[0]} and {folders[1]}; pass them" in err
+    assert main(["results", folders[0], folders[0]]) == 0  # the same folder twice is one
+
+
 def test_results_of_a_study_group_by_its_own_axes(tmp_path, capsys):
     from evoprune.cli import main
 
@@ -1180,6 +1288,24 @@ def test_a_spec_narrowed_from_the_command_line_keeps_its_runs_keys():
 def test_a_bad_narrowing_names_the_option(options, message):
     with pytest.raises(EvopruneError, match=re.escape(message)):
         parse_spec(TINY_SPEC).narrowed("quick", **options)
+
+
+def test_only_takes_a_boolean_as_yaml_spells_it_and_metric_names_no_bookkeeping(tmp_path, capsys):
+    from evoprune.cli import main
+
+    spec = parse_spec({**TINY_SPEC, "grid": {**TINY_SPEC["grid"], "normalize": [True, False]}})
+    for text in ("true", "True", "yes"):
+        runs = spec.narrowed("quick", only={"normalize": [text]}).runs("quick")
+        assert {r.job["normalize"] for r in runs} == {True}, text
+    with pytest.raises(EvopruneError, match="--only normalize: expected some of true, false, got "
+                       "'maybe'"):  # fmt: skip
+        spec.narrowed("quick", only={"normalize": ["maybe"]})
+    narrowed = spec.narrowed("quick", only={"normalize": ["false"], "dataset": ["moons"]})
+    run_sweep(narrowed, "quick", tmp_path, executor=InlineExecutor(), fn=fake_job, progress=False)
+    capsys.readouterr()
+    assert main(["stats", str(tmp_path), "--metric", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "e.g. " in err and "normalize" not in err
 
 
 def test_cli_sweep_narrows_a_shipped_spec(capsys):
@@ -1358,6 +1484,22 @@ def test_a_sweep_over_a_data_file_runs_again_when_the_file_changes(tmp_path, mon
         load_spec(str(tmp_path / "own.yaml")).runs("quick")
 
 
+def test_a_sweep_over_a_model_file_runs_again_when_the_file_changes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.pt").write_bytes(b"first model")
+    spec = {"name": "own", "grid": {"dataset": ["digits"], "arm": [
+        {"label": "magnitude", "method": "magnitude", "model": "m.pt", "sparsity": 0.5}]},
+        "profiles": {"quick": {"seeds": 1}}}  # fmt: skip
+    (tmp_path / "own.yaml").write_text(json.dumps(spec))
+    before = load_spec(str(tmp_path / "own.yaml")).runs("quick")[0]
+    assert before.job["model"] == str(tmp_path / "m.pt")  # absolute, as a data file's
+    (tmp_path / "m.pt").write_bytes(b"retrained model")
+    assert load_spec(str(tmp_path / "own.yaml")).runs("quick")[0].key != before.key
+    (tmp_path / "m.pt").unlink()
+    with pytest.raises(EvopruneError, match="model: no such file"):
+        load_spec(str(tmp_path / "own.yaml"))
+
+
 def test_confidence_intervals_of_a_fraction_stay_in_0_1():
     from evoprune.experiments.tables import summarise
 
@@ -1398,6 +1540,14 @@ def test_stats_fits_each_grid_point_apart_from_the_random_effects():
     assert all(f.random_effects == ("arch_name",) for f in fits)  # arch stays pooled
 
 
+def test_a_fits_name_leaves_out_an_axis_its_runs_lack():
+    rng = np.random.default_rng(3)
+    runs = pd.DataFrame({"dataset": "digits", "label": ["A", "B"] * 4,
+                         "axes": ['{"classes": 3}'] * 4 + ["{}"] * 4,  # a grid without classes
+                         "test_accuracy": rng.normal(0.9, 0.01, 8)})  # fmt: skip
+    assert [f.dataset for f in mixed_model_tables(runs)] == ["digits (classes=3)", "digits"]
+
+
 def test_stats_skips_grid_points_with_one_run_of_each_algorithm():
     one_each = pd.DataFrame({"dataset": "moons", "label": ["A", "B"], "test_accuracy": [0.9, 0.8]})
     assert mixed_model_tables(one_each) == []  # no noise to test against: no NaN table
@@ -1405,17 +1555,36 @@ def test_stats_skips_grid_points_with_one_run_of_each_algorithm():
     assert len(mixed_model_tables(two_each)) == 1
 
 
-def test_stats_counts_shared_runs_once_and_skips_runs_without_the_metric():
+def test_stats_fits_each_spec_apart_counts_a_run_once_and_skips_runs_without_the_metric():
     rng = np.random.default_rng(1)
     runs = pd.DataFrame({"dataset": "moons", "label": ["A", "B"] * 3, "key": list("abcdef"),
                          "generations": [40, None] * 3,
                          "test_accuracy": 0.9 + rng.normal(0, 0.01, 6)})  # fmt: skip
     shared = pd.concat([runs.assign(spec="fig10"), runs.assign(spec="fig11")])  # one run, 2 specs
-    (fit,) = mixed_model_tables(shared)
-    assert fit.n == 6
+    fits = mixed_model_tables(pd.concat([shared, shared]))  # each run listed twice
+    assert [(f.dataset, f.n) for f in fits] == [("fig10: moons", 6), ("fig11: moons", 6)]
     # the metric only one arm reports: that grid point is skipped, not an error
     assert mixed_model_tables(shared, value="generations") == []
     assert mixed_model_tables(shared, value="no_such_metric") == []
+
+
+def test_cli_stats_fits_two_specs_whose_arms_share_labels_apart(tmp_path, capsys):
+    from evoprune.cli import main
+
+    for name, objective in (("a", "accuracy"), ("b", "loss")):  # "GA" is another GA in each
+        spec = {"name": name, "grid": {"dataset": ["moons"], "arch": ["A", "B"], "arm": [
+            {"label": "GA", "method": "ga", "objective": objective},
+            {"label": "EP", "method": "edge-popup", "sparsity": 0.5}]},
+            "profiles": {"quick": {"seeds": 2}}}  # fmt: skip
+        run_sweep(parse_spec(spec), "quick", tmp_path, executor=InlineExecutor(), fn=fake_job,
+                  progress=False)  # fmt: skip
+    capsys.readouterr()
+    assert main(["stats", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "a: moons: standardised test_accuracy ~ algorithm, n = 8" in out
+    assert "b: moons: standardised test_accuracy ~ algorithm, n = 8" in out
+    assert main(["stats", str(tmp_path), "--spec", "a"]) == 0
+    assert "\nmoons: standardised test_accuracy ~ algorithm, n = 8" in capsys.readouterr().out
 
 
 def test_stats_fits_runs_without_a_dataset_by_their_spec():

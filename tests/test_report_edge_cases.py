@@ -186,3 +186,17 @@ def test_stats_of_a_study_compares_its_own_metric_and_names_the_ones_there(tmp_p
     assert main(["stats", str(out), "--metric", "test_accuracy"]) == 2
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert err.endswith("e.g. best_value, wall_seconds")  # what these runs report
+
+
+def test_the_arms_figure_keeps_each_point_of_the_spec_grid_apart(tmp_path):
+    # normalize on and off are two cells of two seeds each, not one of four
+    spec = _own_spec(2, arch=("A",))
+    spec["grid"] = {**spec["grid"], "dataset": ["moons"], "normalize": [True, False]}
+    summary = build_report([_sweep(spec, tmp_path / "s")], tmp_path / "r.html")
+    page = summary.path.read_text()
+    assert "seeds per cell: 2." in page
+    rows = _rows(page, "summary-mine")
+    cells = {(row[0], row[2]) for row in rows[1:]}
+    assert cells == {(f"moons (2 classes, normalize={v})", label) for v in (True, False)
+                     for label in ("GA", "EP (50%)", "EP (adapted)")}  # fmt: skip
+    assert all(row[rows[0].index("n")] == "2" for row in rows[1:])

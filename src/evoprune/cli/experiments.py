@@ -71,7 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("stats", help=COMMANDS["stats"])
     p.add_argument("folders", nargs="+", type=Path, help="sweep folder(s)")
-    p.add_argument("--spec", help="only the runs of this spec (default: fig6 if present, else all)")
+    p.add_argument(
+        "--spec",
+        help="only the runs of this spec (default: fig6 if present, else every spec, each apart)",
+    )
     p.add_argument(
         "--metric",
         help="the column to compare (default: as for results, test_accuracy, or a study's own: "
@@ -95,13 +98,14 @@ def _specs(names: list[str]) -> list[str]:
 def _sweep(args: argparse.Namespace) -> int:
     from evoprune.cli.data import check_out
     from evoprune.experiments.spec import load_spec
-    from evoprune.experiments.sweep import run_sweep
+    from evoprune.experiments.sweep import check_spec_names, run_sweep
 
     if args.workers is not None and args.workers < 1:
         raise EvopruneError(f"--workers: expected a positive integer, got {args.workers}")
     if args.ray_address and args.executor != "ray":
         raise EvopruneError("--ray-address: only with --executor ray")
     specs = [_narrowed(load_spec(name), args) for name in _specs(args.spec)]
+    check_spec_names(specs)
     out = (
         args.out
         or Path("runs")
@@ -169,8 +173,15 @@ SHORT_NAMES = {"test_acc": "test_accuracy", "train_acc": "train_accuracy"}
 
 
 def _results(args: argparse.Namespace) -> int:
-    from evoprune.experiments.tables import is_fraction, load_results, plan_status, results_table
+    from evoprune.experiments.tables import (
+        check_specs_apart,
+        is_fraction,
+        load_results,
+        plan_status,
+        results_table,
+    )
 
+    check_specs_apart(args.folders, "results")
     df = load_results(args.folders, finished_only=not args.all)
     for line in plan_status(args.folders):
         print(line, file=sys.stderr)
@@ -208,7 +219,8 @@ def _results(args: argparse.Namespace) -> int:
 # what `results` and `stats` use when --metric is not given: the first a sweep's runs report
 HEADLINE_METRICS = ("test_accuracy", "test_f1", "best_value")
 # numeric columns of the results that are the store's bookkeeping, not a run's measurement
-BOOKKEEPING = ("seed", "classes", "submitted", "finished", "queue_seconds", "label_rank")
+BOOKKEEPING = ("seed", "classes", "normalize", "submitted", "finished", "queue_seconds",
+               "label_rank")  # fmt: skip
 
 
 def _metric(df, chosen: str | None) -> str:
@@ -247,8 +259,9 @@ def _stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from evoprune.experiments.stats import NO_FIT, describe_fit, mixed_model_tables
-    from evoprune.experiments.tables import load_results
+    from evoprune.experiments.tables import check_specs_apart, load_results
 
+    check_specs_apart(args.folders, "stats")
     df = load_results(args.folders)
     spec = args.spec or ("fig6" if "fig6" in set(df.get("spec", [])) else None)
     if spec is not None:

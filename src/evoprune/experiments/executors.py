@@ -16,6 +16,7 @@ import itertools
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -321,6 +322,26 @@ def _exit(code: int) -> str:
     return f"killed by {name}" + (": out of memory?" if -code == signal.SIGKILL else "")
 
 
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds where nothing answers at `address` (``HOST:PORT`` or
+    ``ray://HOST:PORT``): `ray.init` would wait minutes for a cluster there. Addresses without a
+    port (``auto``) are left to Ray.
+
+    >>> check_ray_address("auto")
+    """
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__  # "Connection refused", "timed out"
+        raise EvopruneError(
+            f"--ray-address: no Ray cluster at {address} (nothing answers at {host}:{port}: {why})"
+        ) from None
+
+
 class RayExecutor:
     """Each run a Ray task (1 CPU). Starts a local Ray unless `address` names a cluster."""
 
@@ -336,6 +357,7 @@ class RayExecutor:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address:
+                check_ray_address(address)
                 kwargs["address"] = address
             else:
                 kwargs["num_cpus"] = workers or os.cpu_count() or 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from evoprune.experiments.tables import summarise
+from evoprune.experiments.tables import grid_columns, point_text, summarise, varying_axes
 
 # history.csv column -> the name the paper's Fig. 4 gives the curve (the accuracy, whatever the
 # objective: best_performance is the objective's value, a cross-entropy with the loss)
@@ -121,8 +121,9 @@ def prepare_fig6(runs: pd.DataFrame, spec: str = "fig6") -> pd.DataFrame:
 
 def prepare_arms(runs: pd.DataFrame, spec: str) -> pd.DataFrame:
     """A spec without a figure of its own: test accuracy and sparsity per dataset (with its
-    class count), architecture and arm. Runs without a dataset (``minimize``: a test function)
-    have neither, and are left out."""
+    class count and the spec's other grid axes that vary for it: ``digits (2 classes,
+    normalize=True)``), architecture and arm, so that every cell is one grid point. Runs
+    without a dataset (``minimize``: a test function) have neither, and are left out."""
     sub = _runs_of(runs, spec)
     sub = sub[sub["dataset"].notna()] if "dataset" in sub else sub.iloc[:0]
     if not sub.empty:
@@ -131,6 +132,13 @@ def prepare_arms(runs: pd.DataFrame, spec: str) -> pd.DataFrame:
             f"{d} ({int(c)} classes)" if pd.notna(c) else str(d)
             for d, c in zip(sub["dataset"], classes, strict=True)
         ]
+        grid = grid_columns(sub)  # as `evoprune results` groups: every axis of the spec
+        grid = grid[[a for a in grid if a not in ("dataset", "classes", "arch")]]
+        shown = varying_axes(grid, names)
+        for k, (name, i) in enumerate(zip(names, sub.index, strict=True)):
+            text = point_text({a: grid.at[i, a] for a in shown[name]})
+            if text:
+                names[k] = f"{name[:-1]}, {text})" if name.endswith(")") else f"{name} ({text})"
         sub = sub.assign(dataset=names, arch_name=sub["arch_name"].fillna("-"))
     return prepare_summary(
         sub, spec, ["dataset", "arch_name", "label"], ["test_accuracy", "sparsity"]

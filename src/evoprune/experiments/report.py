@@ -23,7 +23,7 @@ from evoprune.experiments.catalogue import FIGURES, GENERIC, RENDERERS
 from evoprune.experiments.draw import save
 from evoprune.experiments.paper import CLAIMS, paper_vs_ours
 from evoprune.experiments.stats import NO_FIT, MixedModelFit, describe_fit, mixed_model_tables
-from evoprune.experiments.tables import load_history, load_meta, load_results
+from evoprune.experiments.tables import check_specs_apart, load_history, load_meta, load_results
 from evoprune.io import write_atomic
 
 CSS = """
@@ -54,15 +54,7 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
     if not folders:
         raise EvopruneError("report: give at least one sweep folder")
     out = Path(out)
-    seen: dict[str, Path] = {}
-    for folder in folders:  # pooling fig3 [quick] with fig3 [paper] would mix the budgets
-        for spec in load_meta(folder)["spec"]:
-            if spec in seen and seen[spec] != folder:
-                raise EvopruneError(
-                    f"report: spec {spec} is in both {seen[spec]} and {folder}; "
-                    "report them separately"
-                )
-            seen[spec] = folder
+    check_specs_apart(folders, "report")
     runs = load_results(folders)
     everything = load_results(folders, finished_only=False)
     if everything.empty:
@@ -77,7 +69,12 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
     n_tables = 0
     for spec, figure_name in _figures_to_draw(meta, runs):
         fig = FIGURES[figure_name]
-        frame = fig.prepare(runs, history, spec) if fig.needs_history else fig.prepare(runs, spec)
+        try:
+            frame = (
+                fig.prepare(runs, history, spec) if fig.needs_history else fig.prepare(runs, spec)
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _unfit(spec, figure_name, exc) from None
         sub = runs[runs["spec"] == spec]
         if figure_name == GENERIC:  # the spec's own title
             title = titles.get(spec) or spec
@@ -94,7 +91,10 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
         if fig.mixed_model:
             order = list(dict.fromkeys(sub.sort_values("label_rank", kind="stable")["label"]))
             fits = mixed_model_tables(sub, order=order)
-        drawn = RENDERERS[fig.kind](frame, title)
+        try:
+            drawn = RENDERERS[fig.kind](frame, title)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _unfit(spec, figure_name, exc) from None
         png, _ = save(drawn, fig_dir / _slug(spec))  # one file per spec, whatever its name
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
@@ -152,6 +152,16 @@ def build_report(folders: str | Path | Sequence[str | Path], out: str | Path) ->
     )
     write_atomic(out, page)
     return ReportSummary(out, tuple(figures), n_tables, len(everything))
+
+
+def _unfit(spec: str, figure: str, exc: Exception) -> EvopruneError:
+    """The error of a figure that cannot draw a spec's runs (a spec of GA runs that names
+    ``figure: pruning``), in one line instead of a traceback."""
+    why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return EvopruneError(
+        f"report: {spec}: figure {figure} cannot draw these runs ({type(exc).__name__}: {why}); "
+        "leave `figure:` out of the spec for its arms side by side"
+    )
 
 
 def _figures_to_draw(meta: pd.DataFrame, runs: pd.DataFrame) -> list[tuple[str, str]]:

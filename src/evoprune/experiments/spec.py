@@ -16,6 +16,10 @@ every other axis sets one job key. A profile picks the seeds and the per-method 
       quick: {seeds: 2, budget: {ga: {max_generations: 40}}, only: {arch: [A, B]}}
       paper: {seeds: 25}
 
+A profile's budget fills in a method's settings where the arm and the grid point leave them
+unset; a value they set themselves wins (the arm's ``max_passes: 33`` runs 33 passes in every
+profile, and an axis ``epochs: [1, 5]`` stays two points whatever the budget's ``epochs``).
+
 A job value ``{mean_of: LABEL, field: sparsity}`` is filled in by the sweep once the runs of
 arm LABEL with the same other axis values have finished (the paper's "EP (adapted)": edge-popup at
 the GA's mean sparsity for that dataset and architecture).
@@ -47,6 +51,8 @@ SPEC_KEYS = {"name", "title", "figure", "description", "grid", "profiles"}
 PROFILE_KEYS = {"seeds", "budget", "only"}
 ARM_AXIS = "arm"
 REFERENCE_KEYS = {"mean_of", "field"}
+# job keys that name a user's file (a data set, a trained model): a run's key holds its content
+FILE_KEYS = ("data", "model")
 _JOB_KEY = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -57,15 +63,16 @@ class Run:
     label: str
     job: dict[str, Any]
     axes: dict[str, Any] = field(default_factory=dict)  # axis values except arm and seed
-    data_sha256: str | None = None  # of the job's data file, read when the spec is expanded
+    # the SHA-256 of each file the job names (`FILE_KEYS`), read when the spec is expanded
+    file_sha256: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        """The job's key; with a user's data file also its content's (`data_sha256`), so that
-        a changed file runs again instead of reusing results from the old one."""
-        if self.data_sha256 is not None:
-            return job_key({**self.job, "data_sha256": self.data_sha256})
-        return job_key(self.job)
+        """The job's key; with a user's data or model file also its content's (as
+        ``data_sha256``, ``model_sha256``), so that a changed file runs again instead of reusing
+        results from the old one."""
+        digests = {f"{name}_sha256": digest for name, digest in self.file_sha256.items()}
+        return job_key({**self.job, **digests})
 
     @property
     def references(self) -> dict[str, dict[str, str]]:
@@ -94,7 +101,7 @@ class Spec:
         budget = prof.get("budget") or {}
         only = prof.get("only") or {}
         runs: list[Run] = []
-        digests: dict[str, str | None] = {}  # a data file's, read once for all its runs
+        digests: dict[str, str | None] = {}  # a file's, read once for all its runs
         for grid in self.grid:
             names = list(grid)
             axes = [[v for v in grid[n] if n not in only or v in only[n]] for n in names]
@@ -102,17 +109,24 @@ class Spec:
                 point = dict(zip(names, values, strict=True))
                 arm = dict(point.pop(ARM_AXIS))
                 label = str(arm.pop("label"))
-                for seed in seeds:
-                    job = {**point, **arm, **budget.get(arm["method"], {}), "seed": seed}
-                    digest = None
-                    if isinstance(job.get("data"), str):  # workers may start elsewhere (Ray)
-                        data = job["data"] = str(Path(job["data"]).resolve())
-                        if data not in digests:
-                            digests[data] = (
-                                file_digest(Path(data)) if Path(data).is_file() else None
+                # the profile's budget fills in what the arm and the grid point leave unset: a
+                # value they set is the one that runs (an axis over `epochs` stays an axis)
+                base = {**point, **arm}
+                settings = budget.get(base["method"], {})
+                base.update({k: v for k, v in settings.items() if k not in base})
+                files: dict[str, str] = {}
+                for name in FILE_KEYS:
+                    if isinstance(base.get(name), str):  # workers may start elsewhere (Ray)
+                        path = base[name] = str(Path(base[name]).resolve())
+                        if path not in digests:
+                            digests[path] = (
+                                file_digest(Path(path)) if Path(path).is_file() else None
                             )
-                        digest = digests[data]
-                    runs.append(Run(label=label, job=job, axes=point, data_sha256=digest))
+                        if digests[path] is not None:
+                            files[name] = digests[path]
+                for seed in seeds:
+                    job = {**base, "seed": seed}
+                    runs.append(Run(label=label, job=job, axes=point, file_sha256=files))
         _check_unique(runs, self.source)
         return runs
 
@@ -150,14 +164,14 @@ class Spec:
                         f"--only {axis}: not an axis of {self.name}; expected one of "
                         f"{', '.join(axes) or '(none)'}"
                     )
-                by_text = {str(v): v for v in values}
-                chosen = [v for t in texts for v in _split_values(t, by_text)]
-                unknown = [t for t in chosen if t not in by_text]
+                by_text = {_spelled(v): v for v in values}
+                chosen = [_axis_value(t, by_text) for x in texts for t in _split_values(x, by_text)]
+                unknown = [t for t, v in chosen if v is _UNKNOWN]
                 if unknown:
                     raise EvopruneError(
                         f"--only {axis}: expected some of {', '.join(by_text)}, got {unknown[0]!r}"
                     )
-                keep[axis] = [by_text[t] for t in chosen]
+                keep[axis] = [v for _, v in chosen]
             prof["only"] = keep
         if arms:
             labels = self.labels()
@@ -310,19 +324,18 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
                 )
             if not isinstance(settings, dict):
                 raise EvopruneError(f"{source}: {where}.budget.{method}: expected a mapping")
-    if "figure" in data:
-        from evoprune.experiments.catalogue import FIGURES
+    from evoprune.experiments.catalogue import FIGURES, GENERIC
 
-        if data["figure"] not in FIGURES:
-            raise EvopruneError(
-                f"{source}: figure: expected one of {', '.join(FIGURES)} (leave it out for the "
-                f"arms side by side), got {data['figure']!r}"
-            )
+    if "figure" in data and data["figure"] not in FIGURES:
+        raise EvopruneError(
+            f"{source}: figure: expected one of {', '.join(FIGURES)} (leave it out for the "
+            f"arms side by side), got {data['figure']!r}"
+        )
     name = str(data["name"])
     spec = Spec(
         name=name,
         title=str(data.get("title", name)),
-        figure=str(data.get("figure", name)),
+        figure=str(data.get("figure", GENERIC)),  # not the name's: a spec `pruning` of one's own
         description=str(data.get("description", "")).strip(),
         grid=checked,
         profiles={k: dict(v) for k, v in profiles.items()},
@@ -423,9 +436,10 @@ def _check_values(job: dict[str, Any]) -> None:
 
     if "data" in job and not job.get("target") and not str(job["data"]).endswith(".npz"):
         raise EvopruneError("target: a CSV needs the name of its label column (target: COLUMN)")
-    if isinstance(job.get("data"), str) and not Path(job["data"]).is_file():
-        raise EvopruneError(f"data: no such file {job['data']} (a relative path is from the "
-                            "folder the sweep starts in)")  # fmt: skip
+    for name in FILE_KEYS:
+        if isinstance(job.get(name), str) and not Path(job[name]).is_file():
+            raise EvopruneError(f"{name}: no such file {job[name]} (a relative path is from the "
+                                "folder the sweep starts in)")  # fmt: skip
     if "data" not in job and job.get("dataset", "moons") not in DATASETS:  # studies name none
         raise EvopruneError(
             f"dataset: expected one of {', '.join(DATASETS)}, got {job.get('dataset')!r}"
@@ -505,6 +519,34 @@ def _check_unique(runs: list[Run], source: str) -> None:
                 f"{source}: arms {seen[key]!r} and {run.label!r} give the same job; make them differ"
             )
         seen[key] = run.label
+
+
+_UNKNOWN = object()  # what `_axis_value` gives for a text that names no value of the axis
+
+
+def _spelled(value: Any) -> str:
+    """An axis value as the command line writes it: ``true``, ``false``, ``null`` (as in the
+    spec's YAML), anything else as text."""
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
+
+
+def _axis_value(text: str, known: dict[str, Any]) -> tuple[str, Any]:
+    """`text` and the value of `known` it names: as `_spelled` writes it, or as YAML reads it
+    (``True``, ``0.50``); `_UNKNOWN` where it names none.
+
+    >>> _axis_value("True", {"true": True, "false": False})[1], _axis_value("0.50", {"0.5": 0.5})
+    (True, ('0.50', 0.5))
+    """
+    if text in known:
+        return text, known[text]
+    try:
+        read = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text, _UNKNOWN
+    same = (
+        v for v in known.values() if v == read and isinstance(v, bool) == isinstance(read, bool)
+    )
+    return text, next(same, _UNKNOWN)
 
 
 def _split_values(text: str, known: dict[str, Any]) -> list[str]:

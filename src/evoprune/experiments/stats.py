@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from evoprune.errors import EvopruneError
-from evoprune.experiments.tables import axis_text, grid_columns
+from evoprune.experiments.tables import grid_columns, point_text, varying_axes
 
 RANDOM_EFFECTS = ("arch_name", "init")
 # why `mixed_model_tables` found nothing to fit (the `stats` command's error, the report's note)
@@ -206,9 +206,10 @@ def mixed_model_tables(
     90% pruning target with a 98% one. The architecture and the initialisation stay pooled:
     they are the model's random effects (Fig. 6c). A fit's name gives the axes that vary, e.g.
     ``digits (classes=10)``; points with fewer than two algorithms, or with one run of each
-    (no noise to test against), are skipped, as are runs without `value`. A run that two specs
-    of one folder share (fig10 and fig11) counts once; runs without a dataset (``minimize``)
-    are fitted by their spec's name.
+    (no noise to test against), are skipped, as are runs without `value`. Each spec is fitted
+    apart (two specs' arms may share a label and differ in all else; a fit's name then starts
+    with its spec's, ``fig10: digits``); runs without a dataset (``minimize``) are fitted by
+    their spec's name.
 
     >>> rng = np.random.default_rng(0)
     >>> d = pd.DataFrame({"dataset": "digits", "label": ["GA", "memetic"] * 8,
@@ -221,25 +222,27 @@ def mixed_model_tables(
     if value not in df:
         return []
     df = df.dropna(subset=[value])
+    if "spec" not in df:
+        df = df.assign(spec="")
+    df = df.assign(dataset=df["dataset"].fillna(df["spec"]))
     if "key" in df:
-        df = df.drop_duplicates(subset=["key", "label"])
-    if "spec" in df:
-        df = df.assign(dataset=df["dataset"].fillna(df["spec"]))
+        df = df.drop_duplicates(subset=["spec", "key", "label"])
+    several = df["spec"].nunique() > 1
     grid = grid_columns(df)
     axes = [a for a in grid if a not in pooled]
     df = df.assign(**{f"axis:{a}": grid[a] for a in axes})  # beside same-named result columns
-    varying = {  # the axes a fit's name gives: those with more than one value in its dataset
-        d: [a for a in axes if g[f"axis:{a}"].nunique(dropna=False) > 1]
-        for d, g in df.groupby("dataset", sort=False)
-    }
+    # the axes a fit's name gives: those with more than one value in its spec and dataset
+    varying = varying_axes(grid[axes], list(zip(df["spec"], df["dataset"], strict=True)))
     fits = []
-    by = ["dataset", *(f"axis:{a}" for a in axes)]
+    by = ["spec", "dataset", *(f"axis:{a}" for a in axes)]
     for keys, group in df.groupby(by, sort=False, dropna=False):
         if group["label"].nunique() < 2 or len(group) <= group["label"].nunique():
             continue  # one algorithm, or one run each: nothing to test, no noise to measure
-        dataset, *point = keys if isinstance(keys, tuple) else (keys,)
+        spec, dataset, *point = keys
         values = dict(zip(axes, point, strict=True))
-        shown = ", ".join(f"{a}={axis_text(values[a])}" for a in varying[dataset])
+        shown = point_text({a: values[a] for a in varying[spec, dataset]})
         name = f"{dataset} ({shown})" if shown else str(dataset)
+        if several and dataset != spec:
+            name = f"{spec}: {name}"
         fits.append(fit_mixed_model(group, name, value=value, order=order))
     return fits

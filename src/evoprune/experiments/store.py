@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE TABLE IF NOT EXISTS meta (
     spec TEXT NOT NULL, profile TEXT NOT NULL, source TEXT, figure TEXT, title TEXT,
-    labels TEXT, first_swept REAL,
+    labels TEXT, first_swept REAL, planned INTEGER,
     PRIMARY KEY (spec, profile)
 );
 """
@@ -107,6 +107,8 @@ class Store:
                 self.db.execute(f"ALTER TABLE meta ADD COLUMN {name} TEXT")
         if "position" not in self.columns("members"):
             self.db.execute("ALTER TABLE members ADD COLUMN position INTEGER")
+        if "planned" not in self.columns("meta"):
+            self.db.execute("ALTER TABLE meta ADD COLUMN planned INTEGER")
 
     def close(self) -> None:
         self.db.close()
@@ -165,9 +167,11 @@ class Store:
 
     def plan_status(self) -> pd.DataFrame:
         """Per spec: the runs it asks for, and how many finished and failed (the rest never ran,
-        e.g. an interrupted sweep)."""
+        e.g. an interrupted sweep). The runs of arms that wait for others count as planned
+        before they are members (stores written before the count was kept: once they are)."""
         return pd.read_sql_query(
-            "SELECT m.spec AS spec, COUNT(*) AS planned, "
+            "SELECT m.spec AS spec, COALESCE((SELECT MAX(planned) FROM meta "
+            "WHERE meta.spec = m.spec), COUNT(*)) AS planned, "
             "SUM(r.status = ?) AS finished, SUM(r.status = ?) AS failed "
             "FROM members m LEFT JOIN runs r ON r.key = m.key GROUP BY m.spec ORDER BY m.spec",
             self.db,
@@ -207,16 +211,18 @@ class Store:
         figure: str = "",
         title: str = "",
         labels: list[str] | None = None,
+        planned: int | None = None,
     ) -> None:
-        """Remember a swept spec: where it came from, its figure, and its arms in spec order.
-        The folder holds one profile of a spec: the last one swept."""
+        """Remember a swept spec: where it came from, its figure, its arms in spec order and how
+        many runs it plans (those that wait for others included). The folder holds one profile
+        of a spec: the last one swept."""
         with self.transaction() as db:
             db.execute("DELETE FROM meta WHERE spec = ? AND profile != ?", (spec, profile))
             db.execute(
-                "INSERT INTO meta (spec, profile, source, figure, title, labels, first_swept) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (spec, profile) DO UPDATE SET "
-                "source = excluded.source, figure = excluded.figure, title = excluded.title, "
-                "labels = excluded.labels",
+                "INSERT INTO meta (spec, profile, source, figure, title, labels, first_swept, "
+                "planned) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (spec, profile) DO UPDATE "
+                "SET source = excluded.source, figure = excluded.figure, title = excluded.title, "
+                "labels = excluded.labels, planned = excluded.planned",
                 (
                     spec,
                     profile,
@@ -225,6 +231,7 @@ class Store:
                     title or spec,
                     json.dumps(labels or []),
                     time.time(),
+                    planned,
                 ),
             )
 

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from evoprune.errors import EvopruneError
-from evoprune.experiments.executors import EXECUTORS, Executor, JobFn, Payload, make_executor
+from evoprune.experiments.executors import (
+    EXECUTORS,
+    Executor,
+    JobFn,
+    Payload,
+    check_ray_address,
+    make_executor,
+)
 from evoprune.experiments.spec import Run, Spec, load_spec
 from evoprune.experiments.store import Store
 from evoprune.io import json_text
@@ -88,12 +95,27 @@ def run_sweep(
     spec_list = [s if isinstance(s, Spec) else load_spec(s) for s in _as_list(specs)]
     if not spec_list:
         raise EvopruneError("sweep: give at least one spec")
+    check_spec_names(spec_list)
+    if executor == "ray" and ray_address:  # before the store: a wrong address leaves no folder
+        check_ray_address(ray_address)
     out = Path(out) if out is not None else Path("runs") / f"{spec_list[0].name}-{profile}"
     fn = fn or default_job_fn
     with _lock(out):
         return _sweep(
             spec_list, profile, out, executor, workers, ray_address, fn, progress, started
         )
+
+
+def check_spec_names(specs: Sequence[Spec]) -> None:
+    """Refuse two specs of one sweep with one name: their runs, arms and figure would merge."""
+    seen: dict[str, Spec] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise EvopruneError(
+                f"sweep: {seen[spec.name].source} and {spec.source} both name spec "
+                f"{spec.name!r}; give each its own name"
+            )
+        seen[spec.name] = spec
 
 
 def _sweep(
@@ -118,8 +140,10 @@ def _sweep(
     second = [p for p in planned if p.run.references]
     counts = {"skipped": 0, "recovered": 0, "ran": 0, "failed": 0, "dropped": 0}
     for s in spec_list:
-        store.note_spec(s.name, profile, s.source, s.figure, s.title, s.labels())
         planned = {(p.run.key, p.run.label) for p in first if p.spec == s.name}
+        waiting = {_deferred_id(p) for p in second if p.spec == s.name}
+        store.note_spec(s.name, profile, s.source, s.figure, s.title, s.labels(),
+                        planned=len(planned) + len(waiting))  # fmt: skip
         deferred = {p.run.label for p in second if p.spec == s.name}
         counts["dropped"] += store.keep_plan(s.name, planned, deferred)
     # the arms that wait for others keep only runs their references still give: an earlier

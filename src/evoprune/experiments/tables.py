@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from evoprune.errors import EvopruneError
 from evoprune.experiments.store import FINISHED, Store
 
 METRICS = (
@@ -62,6 +63,20 @@ def load_results(
     if "classes" in df:
         df["classes"] = pd.to_numeric(df["classes"], errors="coerce").astype("Int64")
     return df
+
+
+def check_specs_apart(folders: Sequence[str | Path], command: str) -> None:
+    """Refuse sweep folders that hold one spec twice (fig3 [quick] in one, fig3 [paper] in
+    another): pooled, its runs would mix two budgets or two versions of the spec."""
+    seen: dict[str, Path] = {}
+    for folder in map(Path, folders):
+        for spec in load_meta(folder)["spec"]:
+            if spec in seen and seen[spec] != folder:
+                raise EvopruneError(
+                    f"{command}: spec {spec} is in both {seen[spec]} and {folder}; pass them to "
+                    f"{command} separately"
+                )
+            seen[spec] = folder
 
 
 def plan_status(folders: str | Path | Sequence[str | Path]) -> list[str]:
@@ -151,6 +166,30 @@ def grid_columns(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {name: [_cell(point.get(name)) for point in points] for name in axes}, index=df.index
     )
+
+
+def varying_axes(grid: pd.DataFrame, groups: Sequence[Any]) -> dict[Any, list[str]]:
+    """Per group (`groups`: one per row of `grid`, the frame of `grid_columns`), the axes that
+    take more than one value in it: the ones that tell its grid points apart.
+
+    >>> grid = pd.DataFrame({"classes": [2, 10, 2], "normalize": [True, True, False]})
+    >>> varying_axes(grid, ["digits", "digits", "blobs"])
+    {'digits': ['classes'], 'blobs': []}
+    """
+    return {
+        group: [a for a in grid if part[a].nunique(dropna=False) > 1]
+        for group, part in grid.groupby(pd.Series(list(groups), index=grid.index), sort=False)
+    }
+
+
+def point_text(point: dict[str, Any]) -> str:
+    """A grid point as text, ``classes=10, normalize=True``; an axis without a value (the spec's
+    other grid lacks it) is left out.
+
+    >>> point_text({"classes": 10.0, "sparsity": None, "normalize": True})
+    'classes=10, normalize=True'
+    """
+    return ", ".join(f"{a}={axis_text(v)}" for a, v in point.items() if not pd.isna(v))
 
 
 def axis_text(value: object) -> str:
