@@ -279,10 +279,16 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_shift_on_non_square_data_is_a_clear_error(tmp_path, capsys):
+def _small_csv(tmp_path):
+    """40 rows of 3 features and 2 classes."""
     data = tmp_path / "d.csv"
     rows = ["a,b,c,label"] + [f"{i % 3},{i % 5},{i % 7},{i % 2}" for i in range(40)]
     data.write_text("\n".join(rows) + "\n")
+    return data
+
+
+def test_shift_on_non_square_data_is_a_clear_error(tmp_path, capsys):
+    data = _small_csv(tmp_path)
     code = main(["selection-prune", "--data", str(data), "--target", "label", "--augment", "shift",
                  "--epochs", "1", "--controls", "none", "--out", str(tmp_path / "r")])  # fmt: skip
     err = capsys.readouterr().err.strip()
@@ -292,9 +298,7 @@ def test_shift_on_non_square_data_is_a_clear_error(tmp_path, capsys):
 
 def test_a_diverged_run_writes_strict_json(tmp_path, capsys):
     # lr 1e30 makes the losses NaN: result.json holds null there, not Python's NaN (not JSON)
-    data = tmp_path / "d.csv"
-    rows = ["a,b,c,label"] + [f"{i % 3},{i % 5},{i % 7},{i % 2}" for i in range(40)]
-    data.write_text("\n".join(rows) + "\n")
+    data = _small_csv(tmp_path)
     code = main(["selection-prune", "--data", str(data), "--target", "label", "--epochs", "2",
                  "--lr", "1e30", "--controls", "none", "--out", str(tmp_path / "r")])  # fmt: skip
     assert code == 0
