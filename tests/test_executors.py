@@ -146,3 +146,53 @@ def test_a_worker_that_dies_between_runs_breaks_no_later_run(tmp_path):
     finally:
         ex.close()
     assert second.error is None and second.result["n"] == 1
+
+
+WORKER = '''
+import os, sys, time
+
+from evoprune.interrupts import interrupted_while_starting, start_worker
+
+
+def setup():  # a worker's initializer, loading: waits for the test's go
+    while not os.path.exists(os.environ["EVOPRUNE_TEST_GO"]):
+        time.sleep(0.01)
+
+
+def run():  # a pool worker's start, then its verdict as the exit code
+    start_worker("starting_worker:setup")
+    sys.exit(3 if interrupted_while_starting() else 0)
+'''
+
+
+@pytest.mark.parametrize("driver_ignores", [False, True])
+def test_a_worker_notes_ctrl_c_while_it_starts_unless_its_driver_ignores_it(
+    tmp_path, monkeypatch, driver_ignores
+):
+    # Ctrl-C reaches the worker as Python itself starts (before any handler of ours): held back
+    # by sigint_held, it is noted when the worker lets it through, and the worker lives on
+    import multiprocessing
+    import multiprocessing.resource_tracker
+
+    from evoprune.interrupts import sigint_held
+
+    (tmp_path / "starting_worker.py").write_text(WORKER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
+    monkeypatch.setenv("EVOPRUNE_TEST_GO", str(tmp_path / "go"))
+    import starting_worker
+
+    # started first, as a pool's queues start it (starting it lets Ctrl-C through again)
+    multiprocessing.resource_tracker.ensure_running()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if driver_ignores else None
+    try:
+        with sigint_held():
+            proc = multiprocessing.get_context("spawn").Process(target=starting_worker.run)
+            proc.start()
+        os.kill(proc.pid, signal.SIGINT)  # the interpreter is still starting
+        (tmp_path / "go").touch()
+        proc.join(60)
+    finally:
+        if driver_ignores:
+            signal.signal(signal.SIGINT, previous)
+    assert proc.exitcode == (0 if driver_ignores else 3)

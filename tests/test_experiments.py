@@ -861,6 +861,8 @@ def test_an_interrupted_sweep_stops_workers_whose_search_takes_sigterm_as_ctrl_c
     assert not left, left.decode()
 
 
+@pytest.mark.slow  # real runs, and a Ctrl-C timed to a worker's start (test_executors has the
+# deterministic check of the worker)
 def test_ctrl_c_in_a_terminal_while_workers_start_is_one_line(tmp_path, ctrl_c_able):
     # a terminal's Ctrl-C reaches the whole process group: a worker still importing PyTorch
     # died of it with a traceback, and the pool's thread then printed another (Python 3.11)
@@ -1297,6 +1299,12 @@ def test_only_takes_a_boolean_as_yaml_spells_it_and_metric_names_no_bookkeeping(
     for text in ("true", "True", "yes"):
         runs = spec.narrowed("quick", only={"normalize": [text]}).runs("quick")
         assert {r.job["normalize"] for r in runs} == {True}, text
+    for text in ("True,False", "true,false", "False,true"):  # a comma list, in either spelling
+        runs = spec.narrowed("quick", only={"normalize": [text]}).runs("quick")
+        assert {r.job["normalize"] for r in runs} == {True, False}, text
+    nulls = parse_spec({**TINY_SPEC, "grid": {**TINY_SPEC["grid"], "classes": [None, 2]}})
+    for text in ("None,2", "null"):
+        assert nulls.narrowed("quick", only={"classes": [text]}).runs("quick"), text
     with pytest.raises(EvopruneError, match="--only normalize: expected some of true, false, got "
                        "'maybe'"):  # fmt: skip
         spec.narrowed("quick", only={"normalize": ["maybe"]})
@@ -1606,3 +1614,17 @@ def test_results_all_lists_the_errors_when_every_run_failed(tmp_path, capsys):
     assert main(["results", str(tmp_path / "s"), "--all"]) == 0
     out = capsys.readouterr().out
     assert "no finished runs; 1 failed" in out and "ValueError: no such thing" in out
+
+
+def test_the_store_keeps_a_result_as_strict_json(tmp_path):
+    # a run recorded live held NaN in its result column, one recovered from its folder null
+    store = Store(tmp_path / "results.sqlite")
+    store.record("k", spec="s", label="L", job={"method": "ga", "seed": 0},
+                 result={"test_loss": float("nan"), "test_accuracy": 0.5})  # fmt: skip
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    text = store.db.execute("SELECT result FROM runs WHERE key = 'k'").fetchone()[0]
+    assert json.loads(text, parse_constant=refuse) == {"test_loss": None, "test_accuracy": 0.5}
+    store.close()

@@ -64,8 +64,13 @@ def start_worker(setup: str) -> None:
     Ctrl-C in a terminal reaches the whole process group: a worker still importing PyTorch
     died of it with a traceback, and broke the pool. A worker started inside `sigint_held`
     starts with Ctrl-C held back, so that one that comes before this is noted too; its runs
-    then end at once (`interrupted_while_starting`)."""
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: _worker_interrupted.append(1))
+    then end at once (`interrupted_while_starting`). A worker that started with Ctrl-C ignored
+    (its driver ignores it: ``nohup``, a script's ``&``) keeps ignoring it and notes nothing."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    previous = signal.signal(
+        signal.SIGINT,
+        signal.SIG_IGN if ignored else lambda signum, frame: _worker_interrupted.append(1),
+    )
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
@@ -83,7 +88,9 @@ def interrupted_while_starting() -> bool:
 @contextmanager
 def sigint_held() -> Iterator[None]:
     """Hold Ctrl-C back from this thread while inside (it comes on leaving): a process started
-    meanwhile starts with it held back too, until it lets it through (`start_worker`)."""
+    meanwhile starts with it held back too, until it lets it through (`start_worker`).
+    (multiprocessing's resource tracker, when it starts, lets Ctrl-C through again: a process
+    pool starts it with its queues, before its workers.)"""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return

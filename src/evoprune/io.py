@@ -122,18 +122,19 @@ def write_json(path: str | Path, data: Any) -> Path:
 def json_text(data: Any) -> str:
     """`data` as strict JSON, indented: a NaN or infinite number becomes null (Python's
     ``NaN`` and ``Infinity`` are not JSON, and other readers refuse them)."""
-    return json.dumps(_finite(data), indent=2, allow_nan=False, default=jsonable) + "\n"
+    return json.dumps(finite(data), indent=2, allow_nan=False, default=jsonable) + "\n"
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinite number (in dicts, lists, numpy arrays) as None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     if hasattr(value, "tolist") and not isinstance(value, int | str):
-        return _finite(value.tolist())
+        return finite(value.tolist())
     return value
 
 

@@ -252,8 +252,12 @@ class LocalExecutor:
         comes."""
         if self._pool is None:
             return
-        workers = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        pool = self._pool
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        # what shutdown(wait=False) lets go of: the pool's thread and its two queues
+        thread = getattr(pool, "_executor_manager_thread", None)
+        queues = [getattr(pool, name, None) for name in ("_call_queue", "_result_queue")]
+        pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + seconds
         for proc in workers:
             proc.join(max(0.0, deadline - time.monotonic()))
@@ -263,9 +267,14 @@ class LocalExecutor:
             if proc.is_alive():  # a search takes SIGTERM as Ctrl-C, and its worker goes on
                 proc.kill()
                 proc.join()
-        # the workers are gone: the pool's thread ends at once and releases its queues (else
-        # multiprocessing warns at exit of "leaked semaphore objects")
-        self._pool.shutdown(wait=True)
+        # the workers are gone: the pool's thread ends at once; its queues are closed here too,
+        # as a thread that died of Python 3.11's InvalidStateError did not (else multiprocessing
+        # warns at exit of "leaked semaphore objects")
+        if thread is not None:
+            thread.join(KILL_SECONDS)
+        for queue in queues:
+            if queue is not None:
+                queue.close()
         self._pool = None
         self._marks.clear()
 

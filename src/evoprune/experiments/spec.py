@@ -540,7 +540,7 @@ def _axis_value(text: str, known: dict[str, Any]) -> tuple[str, Any]:
     if text in known:
         return text, known[text]
     try:
-        read = yaml.safe_load(text)
+        read = None if text == "None" else yaml.safe_load(text)  # "None": Python's spelling
     except yaml.YAMLError:
         return text, _UNKNOWN
     same = (
@@ -556,10 +556,16 @@ def _split_values(text: str, known: dict[str, Any]) -> list[str]:
 
     >>> _split_values("A,784,300,10", {"A": 0, "784,300,10": 1, "784,300,100,10": 2})
     ['A', '784,300,10']
+    >>> _split_values("True,None", {"true": True, "null": None})
+    ['True', 'None']
     """
+
+    def names(piece: str) -> bool:
+        return _axis_value(piece, known)[1] is not _UNKNOWN
+
     parts, values = [p.strip() for p in text.split(",")], []
     while parts:
-        n = next((n for n in range(len(parts), 0, -1) if ",".join(parts[:n]) in known), len(parts))
+        n = next((n for n in range(len(parts), 0, -1) if names(",".join(parts[:n]))), len(parts))
         values.append(",".join(parts[:n]))
         parts = parts[n:]
     return values

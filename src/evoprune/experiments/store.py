@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from evoprune.errors import EvopruneError
+from evoprune.io import finite
 
 FILENAME = "results.sqlite"
 FINISHED, FAILED = "finished", "failed"
@@ -315,7 +316,8 @@ class Store:
             "queue_seconds": None,
             "versions": json.dumps(result.get("versions")) if result.get("versions") else None,
             "git_revision": result.get("git_revision"),
-            "result": json.dumps(result, default=str) if result else None,
+            # strict JSON, as in result.json (a run recovered from its folder reads the same)
+            "result": json.dumps(finite(result), allow_nan=False, default=str) if result else None,
             "run_dir": run_dir,
         }
         if submitted is not None and finished is not None and "wall_seconds" in scalars:
