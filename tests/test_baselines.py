@@ -470,6 +470,7 @@ def test_a_backprop_override_its_solver_does_not_read_is_an_error():
         backprop_params(schedule, "moons", [75], 2, True)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # sklearn's batch clipping: silenced
 def test_tune_backprop_splits_a_file_by_its_seed_and_checks_out_first(tmp_path, capsys):
     """--seed split the search's and the baseline's file but not the tuning's (always seed 0:
     the tuning saw the seed's test rows); a folder as --out failed only after every fit."""

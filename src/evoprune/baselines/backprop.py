@@ -83,6 +83,15 @@ class _Interrupted(BaseException):
     return a half-trained model as if it had finished; this passes through them."""
 
 
+def _expected_warnings_off() -> None:
+    """Inside ``warnings.catch_warnings()``: silence what sklearn warns of by design here."""
+    # Hitting max_iter is part of the protocol (the paper's runs did too), not an error.
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    # A Table 2 batch above a small file's rows: sklearn clips it to the rows (full batches),
+    # as it should, in a warning that points into its own source.
+    warnings.filterwarnings("ignore", message="Got `batch_size` less than 1 or larger")
+
+
 @contextmanager
 def _interruptible() -> Iterator[None]:
     """Ctrl-C during a fit stops it as a ``KeyboardInterrupt`` (exit 130, nothing written)."""
@@ -175,11 +184,7 @@ def backprop(
 
     model.epoch_hook = hook
     with warnings.catch_warnings(), _interruptible():
-        # Hitting max_iter is part of the protocol (the paper's runs did too), not an error.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        # A Table 2 batch above a small file's rows: sklearn clips it to the rows (full
-        # batches), as it should, in a warning that points into its own source.
-        warnings.filterwarnings("ignore", message="Got `batch_size` less than 1 or larger")
+        _expected_warnings_off()
         model.fit(X, y)
     model.epoch_hook = None
     return BackpropResult(
@@ -252,7 +257,7 @@ def tune_backprop(
     )
     try:
         with warnings.catch_warnings(), _interruptible():
-            warnings.simplefilter("ignore", ConvergenceWarning)
+            _expected_warnings_off()
             search.fit(X, y)
     finally:
         bar.close()
