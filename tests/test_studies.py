@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from evoprune.cli import main
+from evoprune.errors import EvopruneError
 from evoprune.studies.functions import FUNCTIONS
 from evoprune.studies.minimize import METHODS, SUCCESS, minimize, minimize_seeds
 
@@ -440,3 +442,62 @@ def test_a_weights_run_trains_on_one_thread_as_in_a_sweep(monkeypatch):
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_hpo_refuses_a_folder_that_holds_another_run(tmp_path, capsys):
+    # it replaced a minimize run's result.json with its own, and wrote into a sweep folder
+    code, _, _ = run_cli(["minimize", "--function", "sphere", "--dim", "2", "--budget", "50",
+                          "--seeds", "1", "--method", "cmaes", "--out", tmp_path / "m"], capsys)  # fmt: skip
+    assert code == 0
+    before = (tmp_path / "m" / "result.json").read_bytes()
+    code, _, err = run_cli(_hpo_args(tmp_path / "m", "--trials", "2"), capsys)
+    assert code == 2 and "already holds a finished minimize run" in err
+    assert (tmp_path / "m" / "result.json").read_bytes() == before
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "results.sqlite").touch()
+    code, _, err = run_cli(_hpo_args(tmp_path / "sweep", "--trials", "2"), capsys)
+    assert code == 2 and "a sweep folder" in err
+
+
+def test_hpo_locks_its_journal_by_an_absolute_path(tmp_path, monkeypatch):
+    # the lock is a symlink to the journal: to a relative path it dangled, and after a kill a
+    # resume waited on it forever
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    from evoprune.studies.hpo import HPOConfig, open_storage
+
+    targets = []
+    monkeypatch.setattr(JournalFileSymlinkLock, "__init__",
+                        lambda self, path, **kw: targets.append(path))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel").mkdir()
+    open_storage(HPOConfig(objective="synflow"), Path("rel"))
+    assert targets and Path(targets[0]).is_absolute()
+
+
+@pytest.mark.parametrize(
+    "job, message",
+    [
+        ({"method": "minimize", "function": "rosenbrock", "dim": 1, "optimizer": "cmaes"},
+         "rosenbrock needs at least 2 dimensions"),
+        ({"method": "minimize", "function": "sphere", "dim": 2, "optimizer": "cma-es"},
+         "method: expected some of"),
+        ({"method": "minimize", "function": "sphere", "dim": 2, "optimizer": "cmaes",
+          "budget": -5}, "budget: expected a positive number"),
+        ({"method": "train-weights", "optimizer": "sep-cmaes", "sigma": -1}, "sigma: expected"),
+        ({"method": "train-weights", "optimizer": "adam", "seconds": 0}, "seconds: expected"),
+    ],
+)
+def test_a_studys_bad_values_fail_at_load(job, message):
+    from evoprune.jobs import check_job
+
+    with pytest.raises(EvopruneError, match=message):
+        check_job(job)
+
+
+def test_a_seed_beyond_a_float_stays_exact():
+    from evoprune.studies.jobs import _int
+
+    assert _int({"seed": 9007199254740993}, "seed", 0) == 9007199254740993
+    assert _int({"seed": "9007199254740993"}, "seed", 0) == 9007199254740993
+    assert _int({"budget": "1e4"}, "budget", None) == 10000

@@ -126,7 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=WEIGHT_METHODS, default="adam", help="default adam")
     p.add_argument("--dataset", default="digits", help="digits (the only one today; default)")
     p.add_argument("--seconds", type=_positive_float,
-                   help="training CPU seconds (default 30; Adam stops by itself, within this cap; "
+                   help="training CPU seconds (default 30; Adam ends at its 200-epoch cap, within this; "
                    "a GA or sep-CMA-ES run that the budget stops differs a little from run to "
                    "run, as the machine's speed does)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="default 0")
@@ -147,6 +147,7 @@ def run_hpo(args: argparse.Namespace) -> int:
         args.out or Path("runs") / f"hpo-{args.sampler}-{args.objective}-{args.space}-s{args.seed}"
     )
     check_out(out, finished_ok=True)  # a finished study reports again
+    _no_other_run(out)
     r = run_hpo_job(job, out, progress=not args.quiet)
     if r["n_trials"] > args.trials:
         print(f"note: the study in {out} already held {r['n_trials']} COMPLETE trials, more "
@@ -164,6 +165,20 @@ def run_hpo(args: argparse.Namespace) -> int:
         f"objective {r['objective_seconds_per_trial']:.3f} s/trial, {r['wall_seconds']:.1f} s -> {out}"
     )
     return 0
+
+
+def _no_other_run(out: Path) -> None:
+    """An hpo study's --out holds its own study or nothing: not another run, nor a sweep."""
+    if (out / "results.sqlite").exists():
+        raise EvopruneError(f"--out {out}: a sweep folder; choose another --out")
+    if (out / "result.json").is_file():
+        from evoprune.cli.compare import load_result
+
+        method = load_result(out).get("method")
+        if method != "hpo":
+            raise EvopruneError(
+                f"--out {out}: already holds a finished {method} run; choose another --out"
+            )
 
 
 def run_minimize(args: argparse.Namespace) -> int:

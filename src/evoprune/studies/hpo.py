@@ -242,7 +242,9 @@ def open_storage(cfg: HPOConfig, out: Path) -> Any:
             ) from None
     from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
-    path = str(out / JOURNAL)
+    # absolute: the lock is a symlink to this path, which a relative one would make dangle
+    # (after a kill, a resume then waited on it forever)
+    path = str((out / JOURNAL).absolute())
     backend = JournalFileBackend(path, lock_obj=JournalFileSymlinkLock(path, grace_period=10))
     return optuna.storages.JournalStorage(backend)
 

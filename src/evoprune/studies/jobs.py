@@ -15,6 +15,7 @@ train-weights: ``optimizer`` (adam|sep-cmaes|ga), ``seconds`` (Adam: its own sto
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -45,11 +46,17 @@ def _int(job: dict[str, Any], key: str, default: int | None) -> int | None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
         raise EvopruneError(f"{key}: expected an integer, got {v!r}")
+    if isinstance(v, int):  # exact: a seed above 2**53 is not rounded through a float
+        return v
     try:
-        f = float(v)
+        return int(str(v).strip())
+    except ValueError:
+        pass
+    try:
+        f = float(v)  # "1e4", 10.0
     except ValueError:
         raise EvopruneError(f"{key}: expected an integer, got {v!r}") from None
-    if f != int(f):
+    if not math.isfinite(f) or f != int(f):
         raise EvopruneError(f"{key}: expected an integer, got {v!r}")
     return int(f)
 
@@ -89,12 +96,16 @@ def check_hpo_job(job: dict[str, Any]) -> None:
 
 
 def check_minimize_job(job: dict[str, Any]) -> None:
-    """A minimize job's keys, checked before any evaluation."""
+    """A minimize job's keys and values, checked before any evaluation."""
+    from evoprune.studies.minimize import check
+
     check_keys(job, MINIMIZE_KEYS)
     _no_dataset_keys(job)
     for key in ("function", "dim", "optimizer"):
         if job.get(key) is None:
             raise EvopruneError(f"job for 'minimize': missing key {key!r}")
+    check(str(job["function"]), _int(job, "dim", None), str(job["optimizer"]),
+          _int(job, "budget", None))  # fmt: skip
 
 
 def check_weights_job(job: dict[str, Any]) -> None:
@@ -109,8 +120,13 @@ def _weights_overrides(job: dict[str, Any]) -> dict[str, Any]:
     check_keys(job, WEIGHTS_KEYS)
     _no_dataset_keys(job, ("digits",))
     overrides = {k: _float(job, k, None) for k in ("sigma",) if job.get(k) is not None}
+    if "sigma" in overrides and not 0 < overrides["sigma"] < 1e6:
+        raise EvopruneError(f"sigma: expected a positive step size below 1e6, got {job['sigma']!r}")
     if job.get("population") is not None:
         overrides["population"] = _int(job, "population", None)
+    seconds = _float(job, "seconds", None)
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise EvopruneError(f"seconds: expected a positive number of CPU seconds, got {seconds!r}")
     assert {f.name for f in fields(WeightsConfig)} >= set(overrides)
     return overrides
 

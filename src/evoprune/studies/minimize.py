@@ -260,6 +260,8 @@ def check(function: str, dim: int, method: str, budget: int | None) -> None:
         raise EvopruneError(
             f"dim: expected an integer from 1 to {MAX_DIM} (e.g. 2, 10, 30), got {dim!r}"
         )
+    if function == "rosenbrock" and dim < 2:  # a sum over neighbouring pairs: 0 everywhere
+        raise EvopruneError("dim: rosenbrock needs at least 2 dimensions, got 1")
     if budget is not None and (
         isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
     ):
