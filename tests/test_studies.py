@@ -501,3 +501,23 @@ def test_a_seed_beyond_a_float_stays_exact():
     assert _int({"seed": 9007199254740993}, "seed", 0) == 9007199254740993
     assert _int({"seed": "9007199254740993"}, "seed", 0) == 9007199254740993
     assert _int({"budget": "1e4"}, "budget", None) == 10000
+
+
+def test_an_hpo_worker_ends_quietly_on_ctrl_c(tmp_path, capfd):
+    # a terminal's Ctrl-C reaches the workers too: each printed a KeyboardInterrupt traceback
+    import multiprocessing
+    from dataclasses import asdict
+
+    from evoprune.interrupts import sigint_held
+    from evoprune.studies import hpo
+
+    with sigint_held():  # as run_study starts them: the Ctrl-C waits while the worker loads
+        proc = multiprocessing.get_context("spawn").Process(
+            target=hpo._worker_main,
+            args=(asdict(hpo.HPOConfig(objective="synflow")), str(tmp_path), 1),
+        )
+        proc.start()
+    os.kill(proc.pid, signal.SIGINT)
+    proc.join(60)
+    assert proc.exitcode == 130
+    assert "Traceback" not in capfd.readouterr().err

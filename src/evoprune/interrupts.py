@@ -89,11 +89,14 @@ def interrupted_while_starting() -> bool:
 def sigint_held() -> Iterator[None]:
     """Hold Ctrl-C back from this thread while inside (it comes on leaving): a process started
     meanwhile starts with it held back too, until it lets it through (`start_worker`).
-    (multiprocessing's resource tracker, when it starts, lets Ctrl-C through again: a process
-    pool starts it with its queues, before its workers.)"""
+    multiprocessing's resource tracker, when it starts, lets Ctrl-C through again: it is started
+    first."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield

@@ -30,7 +30,9 @@ import contextlib
 import json
 import math
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -42,6 +44,7 @@ import numpy as np
 import torch
 
 from evoprune.errors import EvopruneError
+from evoprune.interrupts import sigint_held
 from evoprune.seeding import derive_seed
 from evoprune.studies.training import (
     Splits,
@@ -385,7 +388,14 @@ def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
 
 
 def _worker_main(cfg_dict: dict[str, Any], out: str, worker: int) -> None:
-    work(HPOConfig(**cfg_dict), Path(out), worker)
+    """A worker process: started with Ctrl-C held back (`sigint_held`), it lets it through
+    here; a Ctrl-C then ends it quietly (the driver says so; the journal resumes the study)."""
+    try:
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        work(HPOConfig(**cfg_dict), Path(out), worker)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[str, Any]:
@@ -416,8 +426,9 @@ def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[s
     ctx = mp.get_context("spawn")
     others = [ctx.Process(target=_worker_main, args=(asdict(cfg), str(out), w), daemon=True)
               for w in range(1, cfg.workers)]  # fmt: skip
-    for p in others:
-        p.start()
+    with sigint_held():  # a worker importing its modules must not die of Ctrl-C mid-way
+        for p in others:
+            p.start()
     bar = progress_bar(total=cfg.trials, desc=f"hpo {cfg.sampler}/{cfg.objective}/{cfg.space}",
                        unit="trial", enabled=progress)  # fmt: skip
     try:
