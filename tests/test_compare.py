@@ -191,3 +191,19 @@ def test_compare_says_where_a_column_means_something_else(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[-2].startswith("selection runs: sparsity is the share of hidden units")
     assert out[-1].startswith("prune runs:")
+
+
+def test_compare_shows_a_minimisation_runs_function_and_best_value(tmp_path, capsys):
+    # every column was "-": two runs of different functions looked alike
+    from evoprune.jobs import run_job
+
+    for function in ("sphere", "rastrigin"):
+        run_job({"method": "minimize", "function": function, "dim": 2, "optimizer": "cmaes",
+                 "budget": 100}, tmp_path / function)  # fmt: skip
+    assert main(["compare", str(tmp_path / "sphere"), str(tmp_path / "rastrigin")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("seed 0, dim 2")
+    header = out[1].split()
+    assert header[1] == "function" and header[-2:] == ["best", "value"]
+    assert out[2].split()[1] == "sphere" and out[3].split()[1] == "rastrigin"
+    assert out[2].split()[-1] != "-"

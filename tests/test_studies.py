@@ -311,6 +311,10 @@ def test_hpo_resumed_with_more_trials_draws_new_configurations(sampler, tmp_path
     )
     drawn = [tuple(sorted(t.params.items())) for t in study.get_trials()]
     assert len(drawn) == 6 and len(set(drawn)) == 6, drawn
+    # wall_seconds is this run's (as for every method), the trials' span covers both runs
+    r = json.loads((out / "result.json").read_text())
+    assert r["wall_seconds"] == pytest.approx(r["seconds_this_run"] + r["final_training_seconds"])
+    assert r["trials_span_seconds"] >= 0
 
 
 def test_hpo_rdb_storage(tmp_path, capsys):

@@ -23,6 +23,8 @@ SETTING = (
     ("init", "init", "{}"),
     ("normalize", "scaled", "{}"),
     ("objective", "objective", "{}"),
+    ("function", "function", "{}"),  # a minimisation study's
+    ("dim", "dim", "{:d}"),
 )
 # the methods that search a mask over a fixed random network (the others train weights)
 RANDOM_NETWORK = ("ga", "ga-adaptive", "memetic", "local", "edge-popup")
@@ -32,6 +34,11 @@ COLUMNS = (
     ("train_accuracy", "train acc", "{:.4f}"),
     ("sparsity", "sparsity", "{:.3f}"),
     ("wall_seconds", "seconds", "{:.1f}"),
+)
+# the headline of the methods that have no test accuracy or sparsity: a column where a run has it
+OPTIONAL_COLUMNS = (
+    ("test_f1", "test F1", "{:.4f}"),
+    ("best_value", "best value", "{:.3g}"),
 )
 
 # where a method's columns mean something else than a ticket's, a line under the table says so
@@ -126,7 +133,8 @@ def run_compare(args: argparse.Namespace) -> int:
         raise EvopruneError("--fresh: compares two runs that have a ticket.npz each")
     if said:
         print(f"{said}{' (the same random network)' if same_network else ''}:")
-    print(format_table(rows, tuple(differ) + COLUMNS))
+    optional = tuple(c for c in OPTIONAL_COLUMNS if any(r.get(c[0]) is not None for _, r in rows))
+    print(format_table(rows, tuple(differ) + COLUMNS + optional))
     methods = {r.get("method") for _, r in rows}
     for note in dict.fromkeys(text for method, text in COLUMN_NOTES.items() if method in methods):
         print(note)

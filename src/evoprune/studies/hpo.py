@@ -476,7 +476,10 @@ def summarise_study(study: Any, cfg: HPOConfig, seconds: float) -> dict[str, Any
         "best_trial": best.number,
         "best_params": best.params,
         "best_config": config,
-        "wall_seconds": (max(ends) - min(starts)) if starts and ends else seconds,
+        # this run's time, as every method's wall_seconds (the final training included); the
+        # study's trials, over all the runs that made them, span trials_span_seconds
+        "wall_seconds": seconds + final_seconds,
+        "trials_span_seconds": (max(ends) - min(starts)) if starts and ends else seconds,
         "seconds_this_run": seconds,
         "final_training_seconds": final_seconds,
         "sampler_seconds_per_trial": float(np.mean([h["sampler_seconds"] for h in history])),
