@@ -497,10 +497,13 @@ def score_fit(
     return score_splits(model, mask, splits, space, device, memory_mb, metrics)
 
 
-def score(model: nn.Module, mask: torch.Tensor, ds: Dataset) -> dict[str, float]:
-    """Train/test accuracy and mean cross-entropy of one mask over `model`."""
+def score(
+    model: nn.Module, mask: torch.Tensor, ds: Dataset, space: MaskSpace | None = None
+) -> dict[str, float]:
+    """Train/test accuracy and mean cross-entropy of one mask over `model` (laid out by
+    `space`, default: all of its maskable weights)."""
     splits = {"train": (ds.X_train, ds.y_train), "test": (ds.X_test, ds.y_test)}
-    return score_splits(model, mask, splits)
+    return score_splits(model, mask, splits, space)
 
 
 def ticket_scores(

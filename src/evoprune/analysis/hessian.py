@@ -44,6 +44,7 @@ from evoprune.seeding import numpy_generator
 from evoprune.ticket import Ticket
 
 DENSE_LIMIT = 3000  # full spectrum up to this many parameters
+DENSE_MAX = 20_000  # method dense when asked for: 3 GiB of float64, 20,000 products
 DEFAULT_TOP = 20  # eigenvalues Lanczos finds when not told
 METHODS = ("auto", "dense", "lanczos")
 LOSS = "mean training cross-entropy (float64)"
@@ -122,6 +123,11 @@ def hessian_spectrum(
     n = sel.n_params
     if method == "auto":  # the whole spectrum when it is asked for and affordable
         method = "dense" if n <= DENSE_LIMIT and (top is None or top >= n - 1) else "lanczos"
+    if method == "dense" and n > DENSE_MAX:
+        raise EvopruneError(
+            f"method: dense builds the whole {n:,} x {n:,} Hessian ({n * n * 8 / 2**30:.1f} GiB, "
+            f"{n:,} products); it goes up to {DENSE_MAX:,} parameters: use lanczos with --top"
+        )
     _, vjp_fn = vjp(grad(f), v0)  # linearise the gradient at the ticket once
     loss_value = float(f(v0))
 

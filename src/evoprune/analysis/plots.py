@@ -33,10 +33,11 @@ def save_png(fig: Figure, path: str | Path) -> Path:
 
 
 def data_name(data: dict | None) -> str:
-    """``digits (10 classes)`` from a dataset config (``name``, ``classes``)."""
+    """``digits (10 classes)`` from a dataset config (``name``, ``classes``; a user's file by
+    its file name)."""
     if not data:
         return "unknown data"
-    name = str(data.get("name") or data.get("path") or "data")
+    name = Path(data["path"]).name if data.get("path") else str(data.get("name") or "data")
     classes = data.get("classes")
     return f"{name} ({int(classes)} classes)" if classes not in (None, "") else name
 

@@ -161,7 +161,7 @@ def _landscape(args: argparse.Namespace) -> int:
     config.check()  # before any work
     out = check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True)
     set_threads(args.threads)
-    ticket = Ticket.load(args.ticket)
+    ticket = _whole_mask(Ticket.load(args.ticket), "landscape")
     L = ticket_landscape(ticket, _dataset(args, ticket), config, progress=not args.quiet)
     write_landscape(L, out)
     loss, acc = L.centre
@@ -181,7 +181,7 @@ def _hessian(args: argparse.Namespace) -> int:
         raise EvopruneError(f"--top: expected a positive number, got {args.top}")
     out = check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True)
     set_threads(args.threads)
-    ticket = Ticket.load(args.ticket)
+    ticket = _whole_mask(Ticket.load(args.ticket), "hessian")
     h = ticket_hessian(
         ticket,
         _dataset(args, ticket),
@@ -217,7 +217,7 @@ def _graph(args: argparse.Namespace) -> int:
         from evoprune.analysis.params import describe
         from evoprune.analysis.plots import ticket_caption
 
-        tickets = [Ticket.load(args.source)]
+        tickets = [_whole_mask(Ticket.load(args.source), "graph")]
         title = f"The {ticket_caption(describe(tickets[0]))}"
         out = args.out or args.source.parent / "graph.png"
     elif args.source.is_dir():
@@ -308,11 +308,23 @@ def _boundary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole_mask(ticket: Any, analysis: str) -> Any:
+    """`ticket`, if its mask covers every weight of its network (the analyses' layout)."""
+    if ticket.weights is not None:
+        raise EvopruneError(
+            f"{analysis}: the ticket masks only some weights ({', '.join(ticket.weights)}, a "
+            "search over a MaskSpace of its own); the analyses take a mask over all of them"
+        )
+    return ticket
+
+
 def _ticket_label(path: Path, ticket: Any) -> str:
-    """``memetic seed 4`` from the run folder's result.json, else the ticket's method."""
+    """``memetic seed 4`` from the run folder's result.json (when `path` is that folder's
+    ticket.npz, not another ticket copied beside it), else the ticket's own record."""
     from evoprune.analysis.plots import METHOD_NAMES
     from evoprune.cli.compare import load_result
 
-    result = load_result(path.parent) if (path.parent / "result.json").is_file() else {}
+    own = path.name == "ticket.npz" and (path.parent / "result.json").is_file()
+    result = load_result(path.parent) if own else {}
     method = result.get("variant") or result.get("method") or ticket.method
     return f"{METHOD_NAMES.get(method, method)} seed {result.get('seed', ticket.seed)}"

@@ -70,6 +70,8 @@ def fresh_seed(args: argparse.Namespace) -> int:
     """--fresh-seed, which only means something beside --fresh (one error line otherwise)."""
     if args.fresh_seed is not None and args.fresh is None:
         raise EvopruneError("--fresh-seed: only with --fresh N (the seed of its samples)")
+    if args.fresh_seed is not None and not 0 <= args.fresh_seed < 2**32:
+        raise EvopruneError(f"--fresh-seed: expected 0 to 2**32 - 1, got {args.fresh_seed}")
     return FRESH_SEED if args.fresh_seed is None else args.fresh_seed
 
 
@@ -145,6 +147,8 @@ def own_dataset_flags(args: argparse.Namespace, trained: dict[str, Any]) -> None
     """--classes, --normalize or --data-dir without --dataset or --data, for a ticket: they
     change the ticket's own built-in dataset (whose name `args` takes), and are one error line
     for a ticket trained on a data file."""
+    if args.data is None and getattr(args, "target", None) is not None:
+        raise EvopruneError("--target: the label column of a --data file; only with --data")
     if args.dataset is not None or args.data is not None:
         return
     flags = (("--classes", args.classes), ("--normalize/--no-normalize", args.normalize),

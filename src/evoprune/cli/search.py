@@ -339,4 +339,5 @@ def run_archs(args: argparse.Namespace) -> int:
     for name, hidden in ARCHS.items():
         print(f"{name}  [in, {', '.join(map(str, hidden))}, out]")
     print("or an explicit layer list, e.g. --arch 2,75,2")
+    print("conv  MNIST's conv net: conv 1->32, conv 32->64, Linear 1024->10 (--dataset mnist)")
     return 0

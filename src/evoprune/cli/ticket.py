@@ -69,7 +69,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         X, y = new_data(args, ticket, n_out)
         _check_width(args.ticket, n_in, X[0].numel(), ticket.dataset.get("columns"))
         _check_classes(model, ticket, args.data.name, X, y)
-        m = score_splits(model, ticket.mask, {"all": (X, y)})
+        m = score_splits(model, ticket.mask, {"all": (X, y)}, ticket.space(model))
         print(
             f"{args.data.name}: {len(y)} rows, acc {m['all_accuracy']:.4f}, "
             f"loss {m['all_loss']:.4f}, sparsity {ticket.sparsity:.3f}"
@@ -83,7 +83,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         ds = named_dataset(args, ticket.dataset)
     _check_width(args.ticket, n_in, ds.n_features)
     _check_classes(model, ticket, ds.name, ds.X_train, ds.y_train, ds.X_test, ds.y_test)
-    m = score(model, ticket.mask, ds)
+    m = score(model, ticket.mask, ds, ticket.space(model))
     print(
         f"{ds.name}: train acc {m['train_accuracy']:.4f}, test acc {m['test_accuracy']:.4f}, "
         f"train loss {m['train_loss']:.4f}, test loss {m['test_loss']:.4f}, "
@@ -113,7 +113,9 @@ def _print_fresh(model: Any, ticket: Any, n: int, seed: int) -> None:
     from evoprune.evaluate import score_splits
 
     X, y = fresh_samples(ticket.dataset, n, seed)
-    accuracy = score_splits(model, ticket.mask, {"fresh": (X, y)})["fresh_accuracy"]
+    accuracy = score_splits(model, ticket.mask, {"fresh": (X, y)}, ticket.space(model))[
+        "fresh_accuracy"
+    ]
     errors = round((1 - accuracy) * n)
     low = beta.ppf(0.025, errors, n - errors + 1) if errors else 0.0
     high = beta.ppf(0.975, errors + 1, n - errors) if errors < n else 1.0

@@ -56,6 +56,16 @@ def load_like(
     X = unit_pixels(X, path) if name == "mnist" else np.asarray(X, dtype=np.float64)
     was = trained_normalize(trained)
     notes: list[str] = []
+    if not trained and normalize is None:  # a ticket saved in Python without ticket.dataset
+        notes.append(
+            f"note: the ticket records no dataset (ticket.dataset), so no preprocessing: "
+            f"{path.name}'s features go in as they are (--normalize scales them by their range)"
+        )
+    elif columns is None and path.suffix.lower() == ".csv" and X.shape[1] > 1:
+        notes.append(
+            f"note: the ticket's training data had no column names (an .npz): {path.name}'s "
+            "feature columns are taken in their order"
+        )
     if normalize is not None and normalize != was:
         notes.append(
             f"note: the ticket was trained on {'scaled' if was else 'raw'} features; "

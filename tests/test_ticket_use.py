@@ -1,0 +1,115 @@
+"""What a user does with a finished ticket, where the ticket or the data is unusual: a ticket saved
+from Python without its dataset, one trained on an .npz scored on a CSV, one over part of the
+network's weights, a ticket copied beside another run's result.json."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import evoprune
+from evoprune.cli import main
+
+
+def _cli(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory):
+    """A small 3-class table with columns in the thousands beside columns below one."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 40)
+    X = rng.normal(size=(120, 4)) + y[:, None] * np.array([1.0, -1.0, 0.5, 2.0])
+    X *= np.array([1000.0, 0.01, 1.0, 50.0])
+    folder = tmp_path_factory.mktemp("wine")
+    rows = [",".join(map(str, row)) + f",{c}" for row, c in zip(X, y, strict=True)]
+    lines = ["a,b,c,d,label", *rows]
+    (folder / "w.csv").write_text("\n".join(lines) + "\n")
+    np.savez(folder / "w.npz", X=X, y=y)
+    return folder
+
+
+def test_a_ticket_without_its_dataset_says_its_new_data_goes_in_raw(wine, tmp_path, capsys):
+    ds = evoprune.load_file(wine / "w.csv", target="label")
+    net = evoprune.build_mlp([4, 12, 3], seed=0)
+    config = evoprune.GAConfig(population=10, min_generations=2, max_generations=2)
+    ticket = evoprune.search(net, ds.X_train, ds.y_train, config=config)
+    ticket.save(tmp_path / "t.npz")  # no ticket.dataset: as the README's shortest example
+    code, _, err = _cli(["evaluate", tmp_path / "t.npz", "--data", wine / "w.csv", "--target",
+                         "label"], capsys)  # fmt: skip
+    assert code == 0 and "records no dataset" in err and "as they are" in err
+
+
+def test_an_npz_ticket_scored_on_a_csv_says_the_columns_go_by_order(wine, tmp_path, capsys):
+    args = ["search", "--data", wine / "w.npz", "--arch", "4,12,3", "--population", "10",
+            "--min-generations", "2", "--max-generations", "2", "--quiet", "--out", tmp_path / "r"]  # fmt: skip
+    assert _cli(args, capsys)[0] == 0
+    code, out, err = _cli(["evaluate", tmp_path / "r", "--data", wine / "w.csv", "--target",
+                           "label"], capsys)  # fmt: skip
+    assert code == 0 and "no column names" in err and "in their order" in err
+
+
+def test_a_ticket_over_part_of_the_weights_evaluates_and_the_analyses_say_why_not(tmp_path,
+                                                                                  capsys):  # fmt: skip
+    ds = evoprune.load_dataset("moons")
+    net = evoprune.build_mlp([2, 20, 2], seed=0)
+    space = evoprune.MaskSpace(net, lambda name, module: name == "2")  # the output layer only
+    config = evoprune.GAConfig(population=10, min_generations=2, max_generations=2)
+    ticket = evoprune.search(net, ds.X_train, ds.y_train, config=config, space=space)
+    ticket.dataset = ds.config
+    ticket.save(tmp_path / "t.npz")
+    code, out, err = _cli(["evaluate", tmp_path / "t.npz"], capsys)
+    assert code == 0, err
+    expected = (ticket.predict(ds.X_test) == ds.y_test).float().mean().item()
+    assert f"test acc {expected:.4f}" in out
+    for analysis, out in (("landscape", "a"), ("hessian", "a"), ("graph", "g.png")):
+        code, _, err = _cli(["analyze", analysis, tmp_path / "t.npz", "--out", tmp_path / out],
+                            capsys)  # fmt: skip
+        assert code == 2 and "masks only some weights" in err and "\n" not in err.strip()
+
+
+def test_plot_boundary_labels_a_copied_ticket_by_its_own_record(tmp_path, capsys):
+    for variant, seed in (("ga", 0), ("local", 1)):
+        args = ["search", "--dataset", "moons", "--arch", "A", "--variant", variant, "--seed",
+                seed, "--quiet", "--out", tmp_path / variant, "--max-generations", "2",
+                "--min-generations", "2"] if variant == "ga" else [
+                "search", "--dataset", "moons", "--arch", "A", "--variant", variant, "--seed",
+                seed, "--quiet", "--out", tmp_path / variant, "--max-passes", "1"]  # fmt: skip
+        assert _cli(args, capsys)[0] == 0
+    copied = tmp_path / "ga" / "other.npz"
+    copied.write_bytes((tmp_path / "local" / "ticket.npz").read_bytes())
+    code, out, err = _cli(["plot", "boundary", tmp_path / "ga", copied, "--grid", "21", "--out",
+                           tmp_path / "b.png"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert "GA seed 0" in out and "seed 1" in out  # not "GA seed 0" twice
+
+
+def test_fresh_seed_out_of_range_and_target_without_data_are_one_line(tmp_path, capsys):
+    args = ["search", "--dataset", "moons", "--arch", "A", "--population", "10",
+            "--min-generations", "2", "--max-generations", "2", "--quiet", "--out", tmp_path / "r"]  # fmt: skip
+    assert _cli(args, capsys)[0] == 0
+    for extra, message in ((["--fresh", "100", "--fresh-seed", "-1"], "--fresh-seed: expected"),
+                           (["--target", "x"], "--target: the label column")):  # fmt: skip
+        code, out, err = _cli(["evaluate", tmp_path / "r", *extra], capsys)
+        assert code == 2 and message in err and out == ""
+
+
+def test_a_dense_hessian_beyond_its_size_is_refused_before_the_work():
+    from evoprune.analysis.hessian import DENSE_MAX, hessian_spectrum
+    from evoprune.errors import EvopruneError
+
+    net = evoprune.build_mlp([784, 30, 10], seed=0)
+    n = sum(p.numel() for p in net.parameters() if p.dim() > 1)
+    assert n > DENSE_MAX
+    X, y = torch.rand(8, 784), torch.randint(0, 10, (8,))
+    with pytest.raises(EvopruneError, match="method: dense builds the whole"):
+        hessian_spectrum(net, torch.ones(n, dtype=torch.bool), X, y, method="dense")
+
+
+def test_archs_lists_the_conv_net(capsys):
+    assert main(["archs"]) == 0
+    assert any(line.startswith("conv ") for line in capsys.readouterr().out.splitlines())
