@@ -113,3 +113,14 @@ def test_a_dense_hessian_beyond_its_size_is_refused_before_the_work():
 def test_archs_lists_the_conv_net(capsys):
     assert main(["archs"]) == 0
     assert any(line.startswith("conv ") for line in capsys.readouterr().out.splitlines())
+
+
+def test_new_data_of_one_row_is_scored(wine, tmp_path, capsys):
+    args = ["search", "--data", wine / "w.csv", "--target", "label", "--arch", "4,12,3",
+            "--population", "10", "--min-generations", "2", "--max-generations", "2", "--quiet",
+            "--out", tmp_path / "r"]  # fmt: skip
+    assert _cli(args, capsys)[0] == 0
+    lines = (wine / "w.csv").read_text().splitlines()
+    (tmp_path / "two.csv").write_text("\n".join(lines[:3]) + "\n")  # the header and 2 rows
+    code, out, err = _cli(["evaluate", tmp_path / "r", "--data", tmp_path / "two.csv"], capsys)
+    assert code == 0 and out.startswith("two.csv: 2 rows, acc "), err

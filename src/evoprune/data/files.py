@@ -38,10 +38,15 @@ def file_digest(*paths: Path) -> str:
 
 
 def load_arrays(
-    path: Path, target: str | None, min_classes: int = 2, columns: list[str] | None = None
+    path: Path,
+    target: str | None,
+    min_classes: int = 2,
+    columns: list[str] | None = None,
+    min_rows: int = 4,
 ) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """Features ``(n, f)`` (float64 from a CSV; an NPZ's own numeric dtype), raw labels ``(n,)``
-    and the CSV's feature column names (None for an NPZ).
+    and the CSV's feature column names (None for an NPZ). Data to train on needs `min_rows` 4
+    (a training and a test split); new data for a ticket, 1.
 
     `columns` (the names a ticket was trained on) puts a CSV's columns in that order; a name
     missing or extra is an error naming them.
@@ -60,8 +65,8 @@ def load_arrays(
         X, y = _load_npz(path)
     else:
         X, y, names = _load_csv(path, target, columns)
-    if len(X) < 4:
-        raise EvopruneError(f"{path}: expected at least 4 rows, got {len(X)}")
+    if len(X) < min_rows:
+        raise EvopruneError(f"{path}: expected at least {min_rows} rows, got {len(X)}")
     if X.shape[1] == 0:
         raise EvopruneError(f"{path}: X has no features (shape {X.shape})")
     if not np.isfinite(X).all():

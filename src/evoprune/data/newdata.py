@@ -52,7 +52,7 @@ def load_like(
     path = Path(path)
     name = trained.get("name")
     columns = trained.get("columns")
-    X, y, _ = load_arrays(path, target, min_classes=1, columns=columns)
+    X, y, _ = load_arrays(path, target, min_classes=1, columns=columns, min_rows=1)
     X = unit_pixels(X, path) if name == "mnist" else np.asarray(X, dtype=np.float64)
     was = trained_normalize(trained)
     notes: list[str] = []
