@@ -124,3 +124,17 @@ def test_new_data_of_one_row_is_scored(wine, tmp_path, capsys):
     (tmp_path / "two.csv").write_text("\n".join(lines[:3]) + "\n")  # the header and 2 rows
     code, out, err = _cli(["evaluate", tmp_path / "r", "--data", tmp_path / "two.csv"], capsys)
     assert code == 0 and out.startswith("two.csv: 2 rows, acc "), err
+
+
+def test_an_analysis_whose_output_name_is_a_folder_fails_before_writing(tmp_path, capsys):
+    args = ["search", "--dataset", "moons", "--arch", "A", "--population", "10",
+            "--min-generations", "2", "--max-generations", "2", "--quiet", "--out", tmp_path / "r"]  # fmt: skip
+    assert _cli(args, capsys)[0] == 0
+    for analysis, blocked in (("landscape", "landscape.png"), ("hessian", "hessian.json")):
+        out = tmp_path / analysis
+        (out / blocked).mkdir(parents=True)
+        code, _, err = _cli(["analyze", analysis, tmp_path / "r", "--out", out, "--grid", "3"]
+                            if analysis == "landscape" else
+                            ["analyze", analysis, tmp_path / "r", "--out", out], capsys)  # fmt: skip
+        assert code == 2 and f"{blocked} there is a folder" in err
+        assert [p.name for p in out.iterdir()] == [blocked]  # nothing written beside it

@@ -159,7 +159,8 @@ def _landscape(args: argparse.Namespace) -> int:
 
     config = LandscapeConfig(args.grid, args.span, args.directions, args.params, args.seed)
     config.check()  # before any work
-    out = check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True)
+    out = _files_free(check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True),
+                      "landscape", (".npz", ".csv", ".json", ".png"))  # fmt: skip
     set_threads(args.threads)
     ticket = _whole_mask(Ticket.load(args.ticket), "landscape")
     L = ticket_landscape(ticket, _dataset(args, ticket), config, progress=not args.quiet)
@@ -179,7 +180,8 @@ def _hessian(args: argparse.Namespace) -> int:
 
     if args.top is not None and args.top < 1:
         raise EvopruneError(f"--top: expected a positive number, got {args.top}")
-    out = check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True)
+    out = _files_free(check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True),
+                      "hessian", (".json", ".png"))  # fmt: skip
     set_threads(args.threads)
     ticket = _whole_mask(Ticket.load(args.ticket), "hessian")
     h = ticket_hessian(
@@ -306,6 +308,15 @@ def _boundary(args: argparse.Namespace) -> int:
         errors.append(f"the Bayes rule {len(b.bayes_test_errors):,}")
     print(f"{ds.name}, test errors of {len(ds.y_test):,}: {', '.join(errors)} -> {out}")
     return 0
+
+
+def _files_free(out: Path, stem: str, suffixes: tuple[str, ...]) -> Path:
+    """`out`, if none of the files an analysis writes there (`stem` + each suffix) is a folder:
+    found after the work, it left the files written before it (half an output)."""
+    for suffix in suffixes:
+        if (out / f"{stem}{suffix}").is_dir():
+            raise EvopruneError(f"--out {out}: {stem}{suffix} there is a folder; expected a file")
+    return out
 
 
 def _whole_mask(ticket: Any, analysis: str) -> Any:
