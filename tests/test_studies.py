@@ -325,6 +325,10 @@ def test_hpo_rdb_storage(tmp_path, capsys):
     assert not (tmp_path / "r" / "study.journal").exists()
     code, _, err = run_cli(_hpo_args(tmp_path / "bad", "--storage", "nope://x"), capsys)
     assert code == 2 and "storage" in err and not (tmp_path / "bad").exists()
+    # the database holds the study: another --out cannot help, another --storage can
+    code, _, err = run_cli(_hpo_args(tmp_path / "r2", "--trials", "3", "--storage", url,
+                                     "--sampler", "tpe"), capsys)  # fmt: skip
+    assert code == 2 and err.strip().endswith("use another --storage"), err
 
 
 @pytest.mark.slow

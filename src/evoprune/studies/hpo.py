@@ -420,8 +420,9 @@ def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[s
         study.set_user_attr("evoprune:settings", cfg.study_settings())
     elif settings != json.loads(json.dumps(cfg.study_settings())):
         diff = sorted(k for k in settings if settings.get(k) != cfg.study_settings().get(k))
-        raise EvopruneError(
-            f"{out}: holds a study with other settings ({', '.join(diff)}); use another --out"
+        where, other = (cfg.storage, "--storage") if cfg.storage else (out, "--out")
+        raise EvopruneError(  # a database holds one study: another --out would not help there
+            f"{where}: holds a study with other settings ({', '.join(diff)}); use another {other}"
         )
     ctx = mp.get_context("spawn")
     others = [ctx.Process(target=_worker_main, args=(asdict(cfg), str(out), w), daemon=True)
