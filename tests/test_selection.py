@@ -110,7 +110,11 @@ def test_dynamics_keep_their_invariants(values, eta, seed):
     assert bool((lg >= 0).all()) and bool((lg <= 4.0).all())
     alive = torch.ones(len(m), dtype=torch.bool)
     out = extinguish(lg, alive, 0.01)
-    assert bool((out[~alive] == 0).all()) and bool((out[alive] >= 0.01).all())
+    assert bool((out[~alive] == 0).all()) and int(alive.sum()) >= 1  # a layer keeps a unit
+    if bool((lg >= 0.01).any()):
+        assert bool((out[alive] >= 0.01).all())
+    else:  # all fell below at once: the strongest lives on
+        assert int(alive.sum()) == 1 and float(out[alive][0]) == float(lg.max())
 
 
 @pytest.mark.parametrize("dynamics", ["replicator", "exponential", "logistic"])
@@ -437,3 +441,12 @@ def test_an_interrupt_while_writing_leaves_no_half_run_folder(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         run_selection_job(dict(TINY), out)
     assert list(out.iterdir()) == []
+
+
+def test_a_huge_eta_leaves_the_last_unit_of_each_layer():
+    # at eta 1e30 every unit crossed the threshold in one update: 192 of 192 extinct, a constant
+    # network; the strongest of a layer lives on
+    job = {**TINY, "dynamics": "replicator", "eta": 1e30, "epochs": 1, "controls": "none",
+           "levels": "0.5"}  # fmt: skip
+    r = run_selection_job(job, None)
+    assert r["extinct"] == r["units"] - 2  # one survivor in each of the two hidden layers

@@ -162,8 +162,18 @@ def logistic(m: torch.Tensor, Fh: torch.Tensor, eta: float, max_mass: float = 4.
 
 
 def extinguish(m: torch.Tensor, alive: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Living units below `threshold` die (in place on `alive`); returns m with the dead at 0."""
-    alive &= m >= threshold
+    """Living units below `threshold` die (in place on `alive`); returns m with the dead at 0.
+    The last living unit of a layer lives on (the strongest, where all would die at once: at a
+    huge η the whole layer crossed the threshold in one update, leaving a constant network).
+
+    >>> alive = torch.ones(3, dtype=torch.bool)
+    >>> extinguish(torch.tensor([1e-9, 3e-9, 2e-9]), alive, 1e-6), alive
+    (tensor([0.0000e+00, 3.0000e-09, 0.0000e+00]), tensor([False,  True, False]))
+    """
+    survives = alive & (m >= threshold)
+    if alive.any() and not survives.any():
+        survives[torch.where(alive, m.nan_to_num(-math.inf), -math.inf).argmax()] = True
+    alive.copy_(survives)
     return torch.where(alive, m, torch.zeros_like(m))
 
 
