@@ -71,13 +71,18 @@ def start_worker(setup: str) -> None:
         signal.SIGINT,
         signal.SIG_IGN if ignored else lambda signum, frame: _worker_interrupted.append(1),
     )
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    release_sigint()
     try:
         module, name = setup.split(":")
         getattr(importlib.import_module(module), name)()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def release_sigint() -> None:
+    """Let through the Ctrl-C that `sigint_held` held back from this process as it started."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def interrupted_while_starting() -> bool:

@@ -133,7 +133,7 @@ def finite(value: Any) -> Any:
         return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [finite(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, int | str):
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
         return finite(value.tolist())
     return value
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from evoprune.cli.data import add_fresh_args, check_fresh, fresh_samples, fresh_seed
 from evoprune.errors import EvopruneError
+from evoprune.jobs import METHODS
 
 # (result.json field, header, format); text ("{}") is left-aligned, numbers right-aligned
 # the data and the random network: dataset, layers, seed and init draw it, the scaling feeds it
@@ -46,7 +47,7 @@ COLUMN_NOTES = {
     "selection": "selection runs: sparsity is the share of hidden units extinct (of weights "
     "for the others)",
     **dict.fromkeys(
-        ("cmaes-synflow", "cmaes-trainfit", "magnitude", "synflow", "softmask", "random"),
+        (name for name, m in METHODS.items() if m.runner == "run_prune_job"),
         "prune runs: test acc before fine-tuning (after: test_accuracy_finetuned in result.json);"
         " seconds include the dense training when it was not cached",
     ),

@@ -167,22 +167,20 @@ class LocalExecutor:
         breaks while they are submitted takes no more: the runs it has learn it from their
         futures, and the rest wait for the next pool."""
         futures: dict[Future[Payload], int] = {}
-        for index, job in jobs.items():
-            pool = self._start()
-            assert self._mark_dir is not None
-            mark = Path(self._mark_dir.name) / str(next(self._count))
-            try:
-                with sigint_held():  # a worker it starts must not die of Ctrl-C as it loads
-                    fut = pool.submit(_run_marked, fn, job, str(mark))
-            except BrokenProcessPool:
-                if futures:
-                    break
-                self._stop(0.0)  # broken since the last run: a fresh pool
+        with sigint_held():  # a worker a submit starts must not die of Ctrl-C as it loads
+            for index, job in jobs.items():
                 pool = self._start()
-                with sigint_held():
+                assert self._mark_dir is not None
+                mark = Path(self._mark_dir.name) / str(next(self._count))
+                try:
                     fut = pool.submit(_run_marked, fn, job, str(mark))
-            futures[fut] = index
-            self._marks[fut] = mark
+                except BrokenProcessPool:
+                    if futures:
+                        break
+                    self._stop(0.0)  # broken since the last run: a fresh pool
+                    fut = self._start().submit(_run_marked, fn, job, str(mark))
+                futures[fut] = index
+                self._marks[fut] = mark
         return futures
 
     def _after_a_worker_died(

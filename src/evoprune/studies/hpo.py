@@ -30,7 +30,6 @@ import contextlib
 import json
 import math
 import os
-import signal
 import socket
 import sys
 import threading
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 
 from evoprune.errors import EvopruneError
-from evoprune.interrupts import sigint_held
+from evoprune.interrupts import release_sigint, sigint_held
 from evoprune.seeding import derive_seed
 from evoprune.studies.training import (
     Splits,
@@ -404,8 +403,7 @@ def _worker_main(cfg_dict: dict[str, Any], out: str, worker: int) -> None:
     """A worker process: started with Ctrl-C held back (`sigint_held`), it lets it through
     here; a Ctrl-C then ends it quietly (the driver says so; the journal resumes the study)."""
     try:
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        release_sigint()
         work(HPOConfig(**cfg_dict), Path(out), worker)
     except KeyboardInterrupt:
         sys.exit(130)
