@@ -13,7 +13,6 @@ from typing import Any
 
 from evoprune.cli.data import add_fresh_args, check_fresh, fresh_samples, fresh_seed
 from evoprune.errors import EvopruneError
-from evoprune.jobs import METHODS
 
 # (result.json field, header, format); text ("{}") is left-aligned, numbers right-aligned
 # the data and the random network: dataset, layers, seed and init draw it, the scaling feeds it
@@ -47,7 +46,9 @@ COLUMN_NOTES = {
     "selection": "selection runs: sparsity is the share of hidden units extinct (of weights "
     "for the others)",
     **dict.fromkeys(
-        (name for name, m in METHODS.items() if m.runner == "run_prune_job"),
+        # `evoprune.jobs.METHODS`' pruning methods (importing it here would load scikit-learn
+        # for every command's --help; a test holds the two alike)
+        ("cmaes-synflow", "cmaes-trainfit", "magnitude", "synflow", "softmask", "random"),
         "prune runs: test acc before fine-tuning (after: test_accuracy_finetuned in result.json);"
         " seconds include the dense training when it was not cached",
     ),
