@@ -138,3 +138,58 @@ def test_an_analysis_whose_output_name_is_a_folder_fails_before_writing(tmp_path
                             ["analyze", analysis, tmp_path / "r", "--out", out], capsys)  # fmt: skip
         assert code == 2 and f"{blocked} there is a folder" in err
         assert [p.name for p in out.iterdir()] == [blocked]  # nothing written beside it
+
+
+def _resealed(source, path, edit):
+    """`source`'s ticket with its header edited by `edit`, the checksum recomputed to match (as a
+    hand-made file would be), so only the header's content is wrong."""
+    import hashlib
+    import json
+
+    with np.load(source) as npz:
+        packed, header = npz["mask"], json.loads(npz["header"].tobytes())
+    raw = edit(header)
+    raw = raw if isinstance(raw, bytes) else json.dumps(raw).encode()
+    checksum = hashlib.sha256(packed.tobytes() + b"\0" + raw).hexdigest().encode()
+    np.savez(path, mask=packed, header=np.frombuffer(raw, np.uint8),
+             checksum=np.frombuffer(checksum, np.uint8))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda h: b"{not json", "the ticket header is not JSON"),
+        (lambda h: [1, 2], "the ticket header is not a JSON object"),
+        (lambda h: {k: v for k, v in h.items() if k != "n_bits"}, "'n_bits' is missing"),
+        (lambda h: {**h, "n_bits": "many"}, "'n_bits': expected a positive integer, got 'many'"),
+        (lambda h: {**h, "layers": [2, "x", 2]}, "'layers': expected a list of integers"),
+        (lambda h: {**h, "seed": 1.5}, "'seed': expected an integer, got 1.5"),
+        (lambda h: {**h, "metrics": None}, "'metrics': expected an object, got None"),
+        (lambda h: {**h, "weights": "0.weight"}, "'weights': expected a list of weight names"),
+        (lambda h: {**h, "n_bits": h["n_bits"] + 64}, "the mask has"),
+    ],
+)
+def test_a_hand_made_ticket_header_is_one_line_naming_the_field(tmp_path, capsys, edit, expected):
+    args = ["search", "--dataset", "moons", "--arch", "A", "--population", "10",
+            "--min-generations", "2", "--max-generations", "2", "--quiet", "--out", tmp_path / "r"]  # fmt: skip
+    assert _cli(args, capsys)[0] == 0
+    bad = _resealed(tmp_path / "r" / "ticket.npz", tmp_path / "bad.npz", edit)
+    with pytest.raises(evoprune.EvopruneError, match=expected.replace("(", r"\(")):
+        evoprune.Ticket.load(bad)
+    code, out, err = _cli(["evaluate", bad], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_a_nan_metric_is_written_as_null_and_the_ticket_loads(tmp_path):
+    import json
+
+    model = evoprune.nets.build_mlp([2, 4, 2], seed=0)
+    n_bits = evoprune.masks.MaskSpace(model).n_bits
+    ticket = evoprune.Ticket(mask=torch.ones(n_bits, dtype=torch.bool), layers=[2, 4, 2],
+                             metrics={"loss": float("nan"), "acc": np.float64(0.5)})  # fmt: skip
+    ticket.save(tmp_path / "t.npz")
+    with np.load(tmp_path / "t.npz") as npz:
+        header = npz["header"].tobytes().decode()
+    assert "NaN" not in header and json.loads(header)["metrics"] == {"loss": None, "acc": 0.5}
+    assert evoprune.Ticket.load(tmp_path / "t.npz").metrics == {"loss": None, "acc": 0.5}

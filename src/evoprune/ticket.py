@@ -22,7 +22,7 @@ from torch import nn
 
 from evoprune.errors import EvopruneError
 from evoprune.inputs import check_features
-from evoprune.io import jsonable, write_atomic
+from evoprune.io import finite, jsonable, write_atomic
 from evoprune.masks import MaskSpace, pack, sparsity, unpack
 from evoprune.nets import ConvNet, build_convnet, build_mlp
 
@@ -182,7 +182,9 @@ class Ticket:
                         f"ticket.{part}[{key!r}]: expected a JSON value (number, string, list, "
                         f"dict, or a numpy/torch number or array), got {type(value).__name__}"
                     ) from None
-        return json.dumps(self.header(), sort_keys=True, default=jsonable).encode()
+        # strict JSON: a diverged run's NaN loss is written as null, as in result.json
+        header = finite(self.header())
+        return json.dumps(header, sort_keys=True, allow_nan=False, default=jsonable).encode()
 
     @classmethod
     def load(cls, path: str | Path) -> Ticket:
@@ -206,9 +208,12 @@ class Ticket:
             raise EvopruneError(
                 f"{path}: checksum mismatch, the ticket file was altered or damaged"
             )
-        meta = json.loads(header)
-        if meta.get("format") != FORMAT:
-            raise EvopruneError(f"{path}: unknown ticket format {meta.get('format')!r}")
+        meta = _read_header(path, header)
+        if len(packed) != (need := -(-meta["n_bits"] // 8)):
+            raise EvopruneError(
+                f"{path}: the mask has {len(packed)} bytes, where the header's n_bits "
+                f"{meta['n_bits']} needs {need}"
+            )
         return cls(
             mask=unpack(packed, meta["n_bits"]),
             layers=meta["layers"],
@@ -221,6 +226,54 @@ class Ticket:
             arch=meta.get("arch"),
             weights=meta.get("weights"),
         )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ints(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_int(v) for v in value)
+
+
+# the header's fields: what each must be, as a test and as words for the error
+_HEADER_FIELDS: dict[str, tuple[Any, str]] = {
+    "n_bits": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "layers": (lambda v: v is None or _ints(v), "a list of integers or null"),
+    "init": (lambda v: isinstance(v, str), "a string"),
+    "seed": (_is_int, "an integer"),
+    "keep": (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    "dataset": (lambda v: isinstance(v, dict), "an object"),
+    "metrics": (lambda v: isinstance(v, dict), "an object"),
+    "method": (lambda v: isinstance(v, str), "a string"),
+}
+_OPTIONAL_FIELDS: dict[str, tuple[Any, str]] = {
+    "arch": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "weights": (
+        lambda v: v is None or (isinstance(v, list) and all(isinstance(n, str) for n in v)),
+        "a list of weight names or null",
+    ),
+}
+
+
+def _read_header(path: Path, header: bytes) -> dict[str, Any]:
+    """The header's JSON, every field checked: a hand-made or foreign file is one line."""
+    try:
+        meta = json.loads(header)
+    except (UnicodeDecodeError, ValueError):
+        raise EvopruneError(f"{path}: the ticket header is not JSON") from None
+    if not isinstance(meta, dict):
+        raise EvopruneError(f"{path}: the ticket header is not a JSON object")
+    if meta.get("format") != FORMAT:
+        raise EvopruneError(f"{path}: unknown ticket format {meta.get('format')!r}")
+    for name, (ok, expected) in {**_HEADER_FIELDS, **_OPTIONAL_FIELDS}.items():
+        if name not in meta and name in _HEADER_FIELDS:
+            raise EvopruneError(f"{path}: header field {name!r} is missing")
+        if name in meta and not ok(meta[name]):
+            raise EvopruneError(
+                f"{path}: header field {name!r}: expected {expected}, got {meta[name]!r}"
+            )
+    return meta
 
 
 def space_field(model: nn.Module, space: MaskSpace | None) -> dict[str, Any]:
