@@ -265,7 +265,7 @@ def test_same_seed_same_result_and_the_saved_model(tmp_path, cache):
             assert not sd[name][~m].any()
     result = json.loads((tmp_path / "a" / "result.json").read_text())
     assert result["seconds"] > 0 and result["forward_passes"] > 0 and "git_revision" in result
-    assert (tmp_path / "a" / "history.csv").read_text().startswith("generation,")
+    assert (tmp_path / "a" / "history.csv").read_text().startswith("phase,generation,")
 
 
 def test_the_search_compensates_with_the_jobs_ridge(cache):

@@ -1,8 +1,10 @@
 """Every method writes the same kind of run folder: a strict-JSON ``result.json`` (written last)
-with the shared fields (`evoprune.results.SHARED_FIELDS`), read back as it was returned."""
+with the shared fields (`evoprune.results.SHARED_FIELDS`), read back as it was returned, and a
+``history.csv`` of the run's course."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -60,3 +62,12 @@ def test_every_method_writes_the_shared_fields(method, tmp_path):
     assert isinstance(written["variant"], str) and written["variant"]
     assert math.isfinite(written["wall_seconds"]) and written["wall_seconds"] > 0
     assert set(written["versions"]) >= {"evoprune", "torch", "numpy"}
+    with open(tmp_path / "run" / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert history, f"{method}: history.csv has no rows"
+    if method in ("cmaes-synflow", "magnitude"):  # the search's generations, the pruned net, then
+        phases = [row["phase"] for row in history]  # each fine-tuning epoch
+        searched = 2 if method == "cmaes-synflow" else 0
+        assert phases == ["search"] * searched + ["prune", "finetune"]
+        assert [row["epoch"] for row in history[searched:]] == ["0", "1"]
+        assert written["generations"] == (searched or None)

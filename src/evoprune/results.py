@@ -56,8 +56,9 @@ def base_result(job: dict[str, Any], ds: Dataset, layers: list[int] | None) -> d
 
 def write_history_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    if rows:  # the columns of every row, in order of appearance; a row without one leaves it empty
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     return write_atomic(path, buf.getvalue())

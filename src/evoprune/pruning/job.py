@@ -9,7 +9,9 @@ checkpoint (`evoprune.pruning.dense.dense_network`, cached in ``cache_dir``: by 
 
 Files: ``result.json`` (last), ``model.pt`` (the pruned, compensated network before
 fine-tuning) and ``model_finetuned.pt``: ``{"layers", "state_dict", "masks"}``, loadable with
-``torch.load(..., weights_only=True)``; ``history.csv``: the CMA-ES generations.
+``torch.load(..., weights_only=True)``; ``history.csv``: the CMA-ES generations (``phase``
+``search``), the pruned network (``prune``, epoch 0) and each fine-tuning epoch (``finetune``),
+scored on the validation rows.
 """
 
 from __future__ import annotations
@@ -234,7 +236,7 @@ def run_prune_job(job: dict[str, Any], out: Path | None, progress: bool = False)
         with writing_run_dir(out) as out:
             _save_model(out / "model.pt", pruned, masks)
             _save_model(out / "model_finetuned.pt", tuned, masks)
-            write_run_dir(out, result, None, history or None)
+            write_run_dir(out, result, None, history)
     return result
 
 
@@ -317,6 +319,11 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
                      "search_seconds": round(found.seconds, 4)}  # fmt: skip
     pruned = compensate(net, masks, c["ec"], ec_X, c["ridge"], c["lsq_prior"])
     seconds = time.perf_counter() - start
+    generations = len(history)
+    # history.csv, one vocabulary for every method: the search's generations (CMA-ES), the
+    # pruned network (epoch 0), then each fine-tuning epoch, scored on the validation rows
+    rows = [{"phase": "search", **row} for row in history]
+    rows.append(_history_row("prune", 0, pruned, split, masks, seconds))
 
     start = time.perf_counter()
     curve: dict[str, float] = {}
@@ -327,6 +334,8 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
 
         def on_epoch(epoch: int, state: Net) -> None:
             nonlocal tuned
+            rows.append(_history_row("finetune", epoch, state, split, masks,
+                                     time.perf_counter() - start))  # fmt: skip
             if epoch in marks:
                 s = scores(state, split.X_test, split.y_test, C)
                 curve[f"test_f1_ft{epoch}"] = s["f1"]
@@ -376,7 +385,7 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
         "dense_cached": dense_info.get("cached"),
         "forward_passes": forward_passes,
         "evaluations": evaluations,
-        "generations": len(history) or None,
+        "generations": generations or None,
         "choices": applied(c, method),
         "dense": dense_info,
         "split": {
@@ -390,4 +399,11 @@ def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_jo
     }
     if result["log_synflow"] == float("-inf"):
         result["log_synflow"] = None  # JSON has no -inf: no path connects input and output
-    return result, net, pruned, tuned, masks, history
+    return result, net, pruned, tuned, masks, rows
+
+
+def _history_row(phase: str, epoch: int, state: Net, split: Split, masks: list[torch.Tensor],
+                 seconds: float) -> dict[str, Any]:  # fmt: skip
+    val = scores(state, split.X_val, split.y_val, split.n_classes)
+    return {"phase": phase, "epoch": epoch, "val_f1": val["f1"], "val_accuracy": val["accuracy"],
+            "sparsity": mask_sparsity(masks), "seconds": round(seconds, 4)}  # fmt: skip
