@@ -583,13 +583,36 @@ def test_draw_history_draws_the_reports_fig4_frame_in_two_labelled_panels():
     assert [list(line.get_ydata()) for line in fig.axes[0].lines] == [[0.5, 0.7]]
 
 
-def test_plot_history_of_a_run_without_generations_or_passes_is_one_line_exit_2(tmp_path, capsys):
+def test_plot_history_draws_any_methods_history_a_panel_per_column(tmp_path, capsys):
+    """A pruning run: the CMA-ES generations, the pruned network, then the fine-tuning epochs,
+    one after another on the x axis; bookkeeping columns are no panel."""
+    from evoprune.cli import main
+    from evoprune.experiments.run_history import prepare_run_history
+
+    run = tmp_path / "prune"
+    run.mkdir()
+    (run / "history.csv").write_text(
+        "phase,generation,restart,population,best_fitness,epoch,val_f1\n"
+        "search,1,0,4,2.5,,\nsearch,2,0,4,2.25,,\nprune,,,,,0,0.4\n"
+        "finetune,,,,,1,0.6\nfinetune,,,,,2,0.7\n"
+    )
+    frame = prepare_run_history(run)
+    assert list(dict.fromkeys(frame["panel"])) == ["best fitness", "val f1"]
+    steps = {p: list(frame.loc[frame["phase"] == p, "step"]) for p in ("search", "prune", "finetune")}
+    assert steps == {"search": [1, 2], "prune": [3], "finetune": [4, 5]}
+    assert main(["plot", "history", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 search generations, 1 prune epoch, 2 finetune epochs; no result.json")
+    assert (run / "history.png").stat().st_size > 0
+
+
+def test_plot_history_without_a_step_column_is_one_line_exit_2(tmp_path, capsys):
     from evoprune.cli import main
 
-    run = tmp_path / "backprop"
+    run = tmp_path / "odd"
     run.mkdir()
-    (run / "history.csv").write_text("epoch,lr,train_loss\n1,0.1,0.7\n2,0.05,0.6\n")
+    (run / "history.csv").write_text("lr,train_loss\n0.1,0.7\n0.05,0.6\n")
     assert main(["plot", "history", str(run)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "no per-generation or per-pass columns" in err and "\n" not in err
+    assert "no rows with a step column" in err and "\n" not in err
     assert not (run / "history.png").exists()

@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from evoprune.experiments.run_history import prepare_run_history
 from evoprune.jobs import METHODS, run_job
 from evoprune.results import SHARED_FIELDS
 
@@ -65,6 +66,7 @@ def test_every_method_writes_the_shared_fields(method, tmp_path):
     with open(tmp_path / "run" / "history.csv") as f:
         history = list(csv.DictReader(f))
     assert history, f"{method}: history.csv has no rows"
+    assert len(prepare_run_history(tmp_path / "run")), f"{method}: nothing for plot history"
     if method in ("cmaes-synflow", "magnitude"):  # the search's generations, the pruned net, then
         phases = [row["phase"] for row in history]  # each fine-tuning epoch
         searched = 2 if method == "cmaes-synflow" else 0

@@ -108,11 +108,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = p.add_subparsers(dest="plot", required=True, parser_class=type(p))
     q = what.add_parser(
         "history",
-        help="training accuracy, sparsity and objective of a run, generation by generation (Fig. 4)",
-        description="Draw RUN_DIR/history.csv: the training accuracy and sparsity of the "
-        "fittest, the highest sparsity in the generation and so far, the objective when it is "
-        "the loss or F1; a memetic or local run's local-search passes after the generations; "
-        "the final ticket of result.json (after post-pruning) as a star.",
+        help="a run's course from its history.csv: for the GA, Fig. 4; any method's run",
+        description="Draw RUN_DIR/history.csv. A GA, memetic or local run: the training "
+        "accuracy and sparsity of the fittest, the highest sparsity in the generation and so "
+        "far, the objective when it is the loss or F1; a memetic or local run's local-search "
+        "passes after the generations; the final ticket of result.json (after post-pruning) as "
+        "a star. Any other method's run: a panel per numeric column of history.csv against its "
+        "generations, epochs, trials or evaluations.",
     )
     q.add_argument("run_dir", type=Path, help="a run folder with history.csv")
     q.add_argument("--out", type=Path, help="output .png (default RUN_DIR/history.png)")
@@ -271,12 +273,15 @@ def _history(args: argparse.Namespace) -> int:
     caption = final_caption(result, frame.attrs["final_label"])
     save_png(draw_history(frame, title, caption), out)
     curves = frame[~frame["final"]]
-    counts = [
-        f"{curves.loc[curves['phase'] == p, 'step'].nunique()} "
-        + ("generations" if p == "GA" else f"{p} passes")
-        for p in dict.fromkeys(curves["phase"])
-    ]
-    print(f"{', '.join(counts)}; {caption or 'no result.json: no final ticket'} -> {out}")
+    units = frame.attrs["units"]
+    counts = []
+    for phase in dict.fromkeys(curves["phase"]):
+        n = curves.loc[curves["phase"] == phase, "step"].nunique()
+        unit = "generation" if phase == "GA" else f"{phase} {units[phase]}"
+        counts.append(f"{n} {unit}" + ("" if n == 1 else "es" if unit.endswith("s") else "s"))
+    if not caption:
+        caption = "no result.json" if not result else "no accuracy or sparsity in result.json"
+    print(f"{', '.join(counts)}; {caption} -> {out}")
     return 0
 
 

@@ -181,7 +181,8 @@ def draw_history(frame: pd.DataFrame, title: str, caption: str = "") -> Figure:
         for (_, name), line in part[~part["final"].astype(bool)].groupby(
             ["phase", "series"], sort=False
         ):
-            ax.plot(line["step"], line["value"], color=color[name], lw=1.3, label=str(name))
+            ax.plot(line["step"], line["value"], color=color[name], lw=1.3, label=str(name),
+                    marker="o" if len(line) == 1 else None, ms=4)  # a point alone: a dot
         for _, row in part[part["final"].astype(bool)].iterrows():
             x = float(row["step"]) + 0.02 * span
             ax.plot([x], [row["value"]], marker="*", ms=12, color="k", ls="none",
@@ -193,7 +194,12 @@ def draw_history(frame: pd.DataFrame, title: str, caption: str = "") -> Figure:
             lo, hi = bounds[phase]
             ax.axvspan(lo - 0.5, hi + 0.5, color="0.5" if j % 2 else "0.7", alpha=0.12, lw=0)
         ax.set_ylabel(panel, fontsize=9)
-        if panel in (ACCURACY, SPARSITY, OBJECTIVE_PANEL["f1"]):
+        if panel in (
+            ACCURACY,
+            SPARSITY,
+            OBJECTIVE_PANEL["f1"],
+            *frame.attrs.get("unit_interval", ()),
+        ):
             ax.set_ylim(0, 1.05)
         elif part["value"].gt(0).all() and part["value"].max() > 20 * part["value"].min():
             ax.set_yscale("log")
@@ -205,9 +211,11 @@ def draw_history(frame: pd.DataFrame, title: str, caption: str = "") -> Figure:
             axes[0].annotate(phase, ((lo + hi) / 2, 1.0), xycoords=("data", "axes fraction"),
                              xytext=(0, 2), textcoords="offset points", ha="center",
                              va="bottom", fontsize=8, color="0.3")  # fmt: skip
-    # the GA counts generations, a local search passes over all bits
-    units = [f"{p} generation" if p == "GA" else f"{p} pass" for p in phases]
-    axes[-1].set_xlabel(", then ".join(units))
+    # the GA counts generations, a local search passes over all bits (other methods: epochs,
+    # trials, evaluations, in `frame.attrs`)
+    units = frame.attrs.get("units", {})
+    axes[-1].set_xlabel(", then ".join(
+        f"{p} {units.get(p, 'generation' if p == 'GA' else 'pass')}" for p in phases))  # fmt: skip
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))  # generations and passes: 1, 2
     handles = legend_handles(axes)
     fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=3, fontsize=8)

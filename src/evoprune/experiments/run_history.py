@@ -9,6 +9,10 @@ reports (after post-pruning for the GA) as the last point of each panel. The dra
 Panels: the training accuracy (what the history holds: the GA scores the training split), the
 sparsity, and the optimised objective when it is not the accuracy (the training cross-entropy for
 ``--objective loss``, the macro-F1 for ``f1``).
+
+Every other method's history (edge-popup, backprop, pruning, selection, the studies) is drawn as
+it is: a panel per numeric column against its step (generation, epoch, trial or evaluation), its
+phases one after the other (`_other_history`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ VARIANT_NAMES = {
 }
 PHASE_NAMES = {"ga": "GA", "local": "local search", "local-loss": "local search (loss)"}
 COLUMNS = ["phase", "step", "panel", "series", "value", "final"]
+
+# another method's history: the first of these its rows fill is the x axis
+STEP_COLUMNS = ("generation", "epoch", "trial", "evaluations", "seconds")
+# bookkeeping columns, not curves (``param_*`` too: a trial's hyperparameters)
+NOT_CURVES = {"restart", "population", "sampler_seconds", "objective_seconds"}
+MAX_PANELS = 8
 
 
 def _read_history(path: Path) -> pd.DataFrame:
@@ -104,14 +114,11 @@ def prepare_run_history(run_dir: str | Path) -> pd.DataFrame:
     hist = _read_history(path)
     result = _read_result(run_dir)
     objective = result.get("objective", "accuracy")
+    if not (set(GA_SERIES) & set(hist)) and "pass" not in hist:
+        return _other_history(path, hist, result)  # not a GA, memetic or local run
     if "phase" not in hist:  # a GA run: generations only
         hist = hist.assign(phase="ga")
     ga = hist[hist["phase"] == "ga"] if "generation" in hist else hist.iloc[:0]
-    if not (set(GA_SERIES) & set(hist)) and "pass" not in hist:
-        raise EvopruneError(
-            f"{path}: no per-generation or per-pass columns (generation, "
-            f"{', '.join(GA_SERIES)}, or pass); plot history draws a GA, memetic or local run"
-        )
     parts: list[pd.DataFrame] = []
 
     def add(phase: str, steps, panel: str, series: str, values, final: bool = False) -> None:
@@ -161,7 +168,55 @@ def prepare_run_history(run_dir: str | Path) -> pd.DataFrame:
         if isinstance(value, int | float) and math.isfinite(value):
             add("final", [last], panel, label, [value], final=True)
     frame = pd.concat(parts, ignore_index=True)[COLUMNS]
-    frame.attrs.update(result=result, final_label=label)
+    units = {phase: "generation" if phase == "GA" else "pass" for phase in frame["phase"]}
+    frame.attrs.update(result=result, final_label=label, units=units)
+    return frame
+
+
+def _other_history(path: Path, hist: pd.DataFrame, result: dict[str, Any]) -> pd.DataFrame:
+    """A history of no GA and no local search, in the frame of `prepare_run_history`: a panel per
+    numeric column, against the first step column its rows fill; phases (pruning: the search's
+    generations, the pruned network, the fine-tuning epochs) one after another on the x axis."""
+    if "phase" in hist.columns and hist["phase"].notna().all():
+        groups = list(hist.groupby("phase", sort=False))
+    else:
+        groups = [(str(result.get("method") or "run"), hist)]
+    parts: list[pd.DataFrame] = []
+    units: dict[str, str] = {}
+    panels: list[str] = []
+    last = None
+    for phase, rows in groups:
+        numeric = rows.apply(pd.to_numeric, errors="coerce")
+        step = next((c for c in STEP_COLUMNS if c in rows and numeric[c].notna().all()), None)
+        if step is None or not len(rows):
+            continue
+        steps = numeric[step].to_numpy(dtype=float)
+        if last is not None:  # after the phase before, counted on from 1
+            steps = last + steps - steps.min() + 1
+        for column in rows.columns:
+            values = numeric[column]
+            if (column in STEP_COLUMNS or column in NOT_CURVES or column == "phase"
+                    or column.startswith("param_") or values.isna().all()):  # fmt: skip
+                continue
+            panel = column.replace("_", " ")
+            if panel not in panels:
+                if len(panels) == MAX_PANELS:
+                    continue
+                panels.append(panel)
+            parts.append(pd.DataFrame({"phase": str(phase), "step": steps, "panel": panel,
+                                       "series": str(phase), "value": values.to_numpy(),
+                                       "final": False}))  # fmt: skip
+        units[str(phase)] = "evaluation" if step == "evaluations" else step
+        last = float(steps.max())
+    if not parts:
+        raise EvopruneError(
+            f"{path}: no rows with a step column ({', '.join(STEP_COLUMNS)}) and a number to draw"
+        )
+    frame = pd.concat(parts, ignore_index=True)[COLUMNS]
+    unit_interval = {p for p, v in frame.groupby("panel")["value"]
+                     if v.between(0, 1).all() and any(w in p for w in ("accuracy", "f1", "sparsity"))}  # fmt: skip
+    frame.attrs.update(result=result, final_label="result", units=units,
+                       unit_interval=unit_interval)  # fmt: skip
     return frame
 
 
@@ -187,11 +242,12 @@ def final_caption(result: dict[str, Any], label: str) -> str:
     """One line with the run's reported result, e.g. ``final ticket, after post-pruning: test
     accuracy 0.922, training accuracy 0.923, sparsity 0.730``."""
     bits = [
-        f"{name} {result[key]:.3f}"
+        f"{name} {result[key]:.3f}" if key != "best_value" else f"{name} {result[key]:.4g}"
         for key, name in (
             ("test_accuracy", "test accuracy"),
             ("train_accuracy", "training accuracy"),
             ("sparsity", "sparsity"),
+            ("best_value", "best value"),  # a minimisation's
         )
         if isinstance(result.get(key), int | float)
     ]
