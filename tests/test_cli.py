@@ -720,3 +720,23 @@ def test_an_out_folder_the_user_cannot_write_fails_before_any_work():
     finally:
         (top / "ro").chmod(0o755)
         shutil.rmtree(top)
+
+
+def test_an_out_where_nothing_can_be_made_is_refused_before_the_work(tmp_path, capsys, finished_run):
+    # /proc takes no new folder or file, whoever runs this: the error came after the run
+    search = ["search", "--dataset", "moons", "--arch", "A", "--population", "10",
+              "--max-generations", "2", "--quiet", "--out", "/proc/evoprune-x/run"]  # fmt: skip
+    code, out, err = run_cli(search, capsys)
+    assert code == 2 and "--out /proc/evoprune-x/run: cannot make this folder" in err and not out
+    code, out, err = run_cli(["plot", "history", finished_run, "--out", "/proc/h.png"], capsys)
+    assert code == 2 and "--out /proc/h.png: cannot write a file in /proc" in err and not out
+    code, _, err = run_cli(["export", finished_run, "--out", "/proc/n.pt"], capsys)
+    assert code == 2 and "cannot write a file in /proc" in err
+
+
+def test_checking_an_out_leaves_no_folder_behind(tmp_path):
+    from evoprune.cli.data import check_out, check_writable_file
+
+    check_out(tmp_path / "a" / "b" / "run")
+    check_writable_file(tmp_path / "c" / "d" / "x.png")
+    assert list(tmp_path.iterdir()) == []

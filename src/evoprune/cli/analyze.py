@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from evoprune.cli.data import check_out, set_threads
+from evoprune.cli.data import check_out, check_writable_file, set_threads
 from evoprune.errors import EvopruneError
 
 # what `register` adds, with the line `evoprune --help` shows for each
@@ -214,6 +214,8 @@ def _graph(args: argparse.Namespace) -> int:
 
     if args.out is not None and args.out.suffix.lower() != ".png":
         raise EvopruneError(f"--out: expected a .png file name, got {str(args.out)!r}")
+    if args.out is not None:
+        check_writable_file(args.out)
     if (args.source / "ticket.npz").is_file():  # a run folder: its ticket
         args.source = args.source / "ticket.npz"
     example_name = None
@@ -267,6 +269,7 @@ def _history(args: argparse.Namespace) -> int:
     out = args.out or args.run_dir / "history.png"
     if out.suffix.lower() != ".png":
         raise EvopruneError(f"--out: expected a .png file name, got {str(out)!r}")
+    check_writable_file(out)
     frame = prepare_run_history(args.run_dir)
     result = frame.attrs["result"]
     title = run_title(result, f"run {args.run_dir}")
@@ -295,6 +298,7 @@ def _boundary(args: argparse.Namespace) -> int:
     out = args.out or paths[0].parent / "boundary.png"
     if out.suffix.lower() != ".png":
         raise EvopruneError(f"--out: expected a .png file name, got {str(out)!r}")
+    check_writable_file(out)
     tickets = [Ticket.load(p) for p in paths]
     for path, ticket in zip(paths[1:], tickets[1:], strict=True):
         if ticket.dataset != tickets[0].dataset:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +220,24 @@ def check_out(out: Path, finished_ok: bool = False) -> Path:
     if not finished_ok and (out / "result.json").exists():
         raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
     check_writable(out)
+    _check_makeable(out)
     return out
+
+
+def _check_makeable(out: Path, option: str = "--out") -> None:
+    """Make the folder `out` and every missing one above it, and remove them again: a place no
+    folder can be made (/proc, a read-only file system) is refused before the work, not after."""
+    missing = [p for p in (out.absolute(), *out.absolute().parents) if not p.exists()]
+    if not missing:
+        return
+    try:
+        out.mkdir(parents=True)
+    except OSError as exc:
+        raise EvopruneError(f"{option} {out}: cannot make this folder ({exc.strerror})") from None
+    finally:
+        for path in missing:  # the deepest first
+            if path.is_dir():
+                path.rmdir()
 
 
 def check_writable(out: Path) -> None:
@@ -239,6 +257,16 @@ def check_writable_file(out: Path, option: str = "--out") -> None:
     if not above.is_dir():
         raise EvopruneError(f"{option} {out}: {above} is a file, not a folder")
     check_writable(out)
+    folder = out.absolute().parent
+    _check_makeable(folder, option)
+    if folder.is_dir():  # a file can be made there (not so in /proc, on a read-only mount)
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out.name}.", suffix=".tmp"):
+                pass
+        except OSError as exc:
+            raise EvopruneError(
+                f"{option} {out}: cannot write a file in {folder} ({exc.strerror})"
+            ) from None
 
 
 def new_data(args: argparse.Namespace, ticket: Any, n_out: int) -> tuple[Any, Any]:

@@ -288,12 +288,14 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from evoprune.cli.data import check_writable_file
     from evoprune.experiments.report import build_report
 
     if args.out.suffix.lower() not in (".html", ".htm"):
         raise EvopruneError(f"--out: expected an .html file name, got {str(args.out)!r}")
     if args.out.is_dir():
         raise EvopruneError(f"--out {args.out}: is a folder; expected an .html file name")
+    check_writable_file(args.out)
     summary = build_report(args.folders, args.out)
     print(
         f"wrote {summary.path}: {_count(len(summary.figures), 'figure')} "

@@ -12,6 +12,7 @@ from evoprune.cli.data import (
     add_data_args,
     add_fresh_args,
     check_fresh,
+    check_writable_file,
     fresh_samples,
     fresh_seed,
     named_dataset,
@@ -182,6 +183,7 @@ def run_export(args: argparse.Namespace) -> int:
     args.out = args.out or args.ticket.parent / "network.pt"
     if args.out.suffix.lower() not in (".pt", ".pth"):
         raise EvopruneError(f"--out: expected a .pt file name, got {str(args.out)!r}")
+    check_writable_file(args.out)
     if args.fraction is not None:
         raise EvopruneError("--fraction: only for a selection-prune run")
     ticket = Ticket.load(args.ticket)
