@@ -461,7 +461,7 @@ def test_output_paths_of_the_wrong_kind_are_one_line(finished_run, tmp_path, cap
     ticket = finished_run / "ticket.npz"
     for args, message in [
         (["export", ticket, "--out", pt_folder], "is a folder; expected a file"),
-        (["export", ticket, "--out", file / "x.pt"], "is not a folder"),
+        (["export", ticket, "--out", file / "x.pt"], "is a file, not a folder"),
         (["export", ticket, "--out", tmp_path / "x.npz"], "expected a .pt file name"),
         (["export", ticket, "--fraction", "0.5"], "only for a selection-prune run"),
         (["evaluate", folder], "a folder without a ticket.npz"),
