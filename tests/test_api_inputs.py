@@ -101,7 +101,7 @@ def _neg_acc_per_sample(logits, y):  # (P, d, C), (d,) -> (P, d): a per-sample v
 def test_a_custom_objective_of_the_wrong_shape_is_one_clear_error(fn, got):
     net, X, y = _mlp_and_data()
     ev = Evaluator(net, X, y, objective=fn)
-    name = getattr(fn, "__name__", "custom")
+    name = "custom" if fn.__name__ == "<lambda>" else fn.__name__  # a lambda has no name of its own
     masks = torch.eye(10, ev.n_bits, dtype=torch.bool)  # 10 distinct masks
     shapes = r"shape \(10,\) for logits of shape \(10, 30, 2\)"
     with pytest.raises(EvopruneError, match=rf"^objective {name}: expected a tensor of {shapes}, got {got}$"):  # fmt: skip

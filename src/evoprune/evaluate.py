@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -117,6 +117,7 @@ class Evaluator:
         self.objective = get_objective(objective)
         self.memory_bytes = memory_mb * 2**20
         self.fast = is_mlp_stack(model) if fast is None else fast
+        self._one_by_one = False  # the general path: True once vmap could not batch the model
         if self.fast and not is_mlp_stack(model):
             raise EvopruneError(
                 f"fast: True needs an nn.Sequential of Linear and ReLU layers, got a "
@@ -229,7 +230,7 @@ class Evaluator:
         """Largest per-sample activation of any submodule, and the number of classes."""
         sizes: list[int] = []
         hooks = [
-            m.register_forward_hook(lambda _m, _i, out: sizes.append(out[0].numel()))
+            m.register_forward_hook(lambda _m, _i, out: sizes.append(_row_size(out)))
             for m in self.model.modules()
             if m is not self.model
         ]
@@ -310,7 +311,15 @@ class Evaluator:
         def one(w: dict[str, torch.Tensor]) -> torch.Tensor:
             return functional_call(self.model, ({**shared, **w}, self.buffers), (x,))
 
-        return vmap(one)(weights)
+        if not self._one_by_one:
+            try:
+                return vmap(one)(weights)
+            except RuntimeError:
+                # a forward vmap cannot batch (a branch on a tensor's value, .item()): each
+                # masked copy on its own from now on, the same numbers as a plain forward pass
+                self._one_by_one = True
+        p = next(iter(weights.values())).shape[0]
+        return torch.stack([one({k: v[i] for k, v in weights.items()}) for i in range(p)])
 
     def _compute(self, masks: torch.Tensor) -> np.ndarray:
         """Metrics ``(P, n_metrics)`` float64 for masks not in the cache."""
@@ -525,3 +534,15 @@ def ticket_scores(
 
 
 __all__ = ["Evaluator", "forward_one", "score", "score_fit", "score_splits", "ticket_scores"]
+
+
+def _row_size(out: Any) -> int:
+    """Values per sample in a submodule's output: a tensor's first row, the largest of a tuple's,
+    list's or dict's tensors; 0 for anything else (a scalar, None: nothing per sample)."""
+    if isinstance(out, torch.Tensor):
+        return out[0].numel() if out.ndim else 0
+    if isinstance(out, tuple | list):
+        return max([_row_size(o) for o in out], default=0)
+    if isinstance(out, dict):
+        return max([_row_size(o) for o in out.values()], default=0)
+    return 0

@@ -49,7 +49,18 @@ def is_mlp_stack(model: nn.Module) -> bool:
     kinds = [type(m) for m in model]
     if not kinds or kinds[-1] is not nn.Linear:
         return False
+    if _hooked(model):  # the fast path never calls the modules: their hooks would not run
+        return False
     return all(k is (nn.Linear if i % 2 == 0 else nn.ReLU) for i, k in enumerate(kinds))
+
+
+def _hooked(model: nn.Module) -> bool:
+    """Whether a forward hook (on `model`, a child, or every module) would change its output."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
 
 
 @dataclass(frozen=True)

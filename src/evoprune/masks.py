@@ -47,6 +47,8 @@ class MaskSpace:
         params: list[MaskedParam] = []
         start = 0
         seen: set[int] = set()
+        # a weight by its registered name (a tied weight: the name of its first owner)
+        registered = {id(p): name for name, p in model.named_parameters()}
         for module_name, module in model.named_modules():
             weight = getattr(module, "weight", None)
             if not isinstance(weight, torch.Tensor) or not is_maskable(module_name, module):
@@ -54,7 +56,14 @@ class MaskSpace:
             if id(weight) in seen:  # a weight tied to an earlier layer's: one mask, masked once
                 continue
             seen.add(id(weight))
-            name = f"{module_name}.weight" if module_name else "weight"
+            if id(weight) not in registered:
+                raise EvopruneError(
+                    f"model: {module_name or 'the model'}.weight is computed, not a parameter "
+                    "(torch.nn.utils.prune or a parametrization such as weight_norm): remove it "
+                    "first (prune.remove, parametrize.remove_parametrizations), or leave the "
+                    "layer out with MaskSpace(model, is_maskable=...)"
+                )
+            name = registered[id(weight)]
             params.append(MaskedParam(name, tuple(weight.shape), start, weight.numel()))
             start += weight.numel()
         if not params:

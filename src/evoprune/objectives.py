@@ -125,5 +125,8 @@ def get_objective(objective: str | Objective | ObjectiveFn, maximize: bool = Tru
         return OBJECTIVES[objective]
     if callable(objective):
         name = getattr(objective, "__name__", "custom")
+        # a function named like a built-in metric must not stand in for it (the GA reads the
+        # accuracy for its bound, the report the loss): its own name
+        name = "custom" if name == "<lambda>" else f"custom_{name}" if name in OBJECTIVES else name
         return Objective(name, objective, maximize=maximize)
     raise EvopruneError(f"objective: expected a name or a callable, got {objective!r}")

@@ -24,7 +24,7 @@ from evoprune.errors import EvopruneError
 from evoprune.inputs import check_features
 from evoprune.io import finite, jsonable, write_atomic
 from evoprune.masks import MaskSpace, pack, sparsity, unpack
-from evoprune.nets import ConvNet, build_convnet, build_mlp
+from evoprune.nets import ConvNet, build_convnet, build_mlp, rebuild_fields
 
 FORMAT = "evoprune-ticket/1"
 
@@ -50,6 +50,9 @@ class Ticket:
     # the masked weights in bit order, where the search used a `MaskSpace` of its own (e.g. one
     # layer only); None: every Linear and Conv weight (`space_field`)
     weights: list[str] | None = None
+    # the masked weights' shapes, for a ticket over the user's own module (`layout_fields`):
+    # `apply` refuses a module of another layout with the same bit count
+    shapes: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
         self.mask = _bool_mask(self.mask)
@@ -118,11 +121,17 @@ class Ticket:
                     f"ticket: the mask is for layers {self.layers} (weight shapes {want}) but the "
                     f"model's maskable weights have shapes {have}"
                 )
+        have = [list(p.shape) for p in space.params]
+        if self.shapes is not None and have != self.shapes:
+            raise EvopruneError(
+                f"ticket: the mask is for weights of shapes {self.shapes}, but the model's "
+                f"maskable weights have shapes {have}"
+            )
         per_param = space.split(self.mask)
+        params = dict(model.named_parameters())
         with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name in per_param:
-                    param.mul_(per_param[name].to(param.dtype))
+            for name, mask in per_param.items():
+                params[name].mul_(mask.to(params[name].device, params[name].dtype))
         return model
 
     def masked_model(self) -> nn.Module:
@@ -156,6 +165,7 @@ class Ticket:
             "method": self.method,
             **({"arch": self.arch} if self.arch is not None else {}),  # MLP headers unchanged
             **({"weights": self.weights} if self.weights is not None else {}),
+            **({"shapes": self.shapes} if self.shapes is not None else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -225,6 +235,7 @@ class Ticket:
             method=meta["method"],
             arch=meta.get("arch"),
             weights=meta.get("weights"),
+            shapes=meta.get("shapes"),
         )
 
 
@@ -252,6 +263,10 @@ _OPTIONAL_FIELDS: dict[str, tuple[Any, str]] = {
     "weights": (
         lambda v: v is None or (isinstance(v, list) and all(isinstance(n, str) for n in v)),
         "a list of weight names or null",
+    ),
+    "shapes": (
+        lambda v: v is None or (isinstance(v, list) and all(_ints(s) for s in v)),
+        "a list of weight shapes or null",
     ),
 }
 
@@ -283,6 +298,16 @@ def space_field(model: nn.Module, space: MaskSpace | None) -> dict[str, Any]:
         return {}
     names = [p.name for p in space.params]
     return {} if names == [p.name for p in MaskSpace(model).params] else {"weights": names}
+
+
+def layout_fields(model: nn.Module, space: MaskSpace | None) -> dict[str, Any]:
+    """The `Ticket` fields that place a mask over `model`: how to rebuild it (`rebuild_fields`),
+    the masked weights (`space_field`), and, for the user's own module, which the ticket is
+    applied to rather than rebuilt, the masked weights' shapes."""
+    fields = {**rebuild_fields(model), **space_field(model, space)}
+    if fields["layers"] is None and fields.get("arch") is None:
+        fields["shapes"] = [list(p.shape) for p in (space or MaskSpace(model)).params]
+    return fields
 
 
 def _weight_name(module_name: str) -> str:

@@ -38,9 +38,8 @@ from evoprune.devices import placed, torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.inputs import check_data
 from evoprune.masks import MaskSpace, sparsity
-from evoprune.nets import rebuild_fields
 from evoprune.seeding import torch_generator
-from evoprune.ticket import Ticket
+from evoprune.ticket import Ticket, layout_fields
 
 # Guards the floor in `kept_count` against float error (0.29 * 100 = 28.999999999999996).
 _FLOOR_EPS = 1e-9
@@ -172,7 +171,7 @@ class EdgePopupResult:
             raise EvopruneError("ticket: this result does not hold its network (model=None)")
         return Ticket(
             mask=self.mask,
-            **rebuild_fields(self.model),
+            **layout_fields(self.model, None),
             dataset=dict(dataset or {}),
             metrics=dict(metrics if metrics is not None else {"sparsity": self.sparsity}),
             method="edge-popup",

@@ -19,9 +19,9 @@ from evoprune.ga.prune import post_prune
 from evoprune.ga.search import GeneticSearch
 from evoprune.inputs import check_data, problem_digest
 from evoprune.masks import MaskSpace
-from evoprune.nets import ConvNet, rebuild_fields
+from evoprune.nets import ConvNet
 from evoprune.objectives import Objective, ObjectiveFn, get_objective
-from evoprune.ticket import Ticket, space_field
+from evoprune.ticket import Ticket, layout_fields
 
 
 def search(
@@ -51,6 +51,8 @@ def search(
       has its own direction: a `maximize` against it is an error.
     - `config`: the variant and its settings; the defaults are the paper's Table 1, except
       the post-pruning criterion (``post_prune_criterion``, see `evoprune.ga.prune`).
+      Post-pruning judges the training accuracy (and by default the loss); with the "f1"
+      objective or a callable, a removal must not worsen that objective either.
     - `space`: which weights are maskable (default: every Linear and Conv weight).
     - `checkpoint` / `checkpoint_every` / `resume`: save the search every that many
       generations and continue from the file (a missing file starts afresh). A checkpoint
@@ -111,7 +113,6 @@ def search(
                                   space=space, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                                   resume=resume, progress=progress, fingerprint=fingerprint)  # fmt: skip
         objective = get_objective(objective, maximize)
-        n_classes = int(y.max()) + 1
         metrics = tuple(dict.fromkeys((objective.name, "accuracy")))
         ev = Evaluator(
             model,
@@ -123,6 +124,9 @@ def search(
             memory_mb=config.memory_mb,
             metrics=metrics,
         )
+        # the adaptive bound starts at chance: one in the classes the labels hold (labels
+        # {3, 7} on an 8-output network: 1/2)
+        n_classes = int(torch.unique(ev.y).numel())
         ga = GeneticSearch(ev, config, n_classes, checkpoint=checkpoint,
                            checkpoint_every=checkpoint_every, fingerprint=fingerprint,
                            progress=progress)  # fmt: skip
@@ -157,12 +161,17 @@ def search(
                 cache=False,
                 metrics=("accuracy",),
             )
+            # a macro-F1 or the user's own objective, which the criteria do not see, must not
+            # get worse either (the accuracy and the loss are the criteria's own)
+            keep = None if objective.name in ("accuracy", "loss") else objective
             mask, report = post_prune(
-                pruner, best, config.post_prune_criterion, config.seed, progress
+                pruner, best, config.post_prune_criterion, config.seed, progress, keep
             )
             after = scored(mask)
             info["post_prune_evaluations"] = report.evaluations
             info["post_prune_criterion"] = report.criterion
+            if keep is not None:
+                info["post_prune_keeps"] = keep.name
         info["post_prune_seconds"] = round(time.perf_counter() - prune_start, 4)
         info["search_seconds"] = round(evolve_seconds, 4)
         if ga.before_resume_seconds:  # a resumed run: the time its earlier runs took
@@ -173,8 +182,7 @@ def search(
         }
         return Ticket(
             mask=mask,
-            **rebuild_fields(model),
-            **space_field(model, space),
+            **layout_fields(model, space),
             metrics=metrics_out,
             method=config.variant,
             history=list(state.history),

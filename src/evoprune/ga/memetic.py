@@ -79,9 +79,8 @@ from evoprune.interrupts import sigterm_as_interrupt
 from evoprune.local.checkpoint import LOCAL_PREFIX, LOSS_PREFIX
 from evoprune.local.search import local_search, split_validation
 from evoprune.masks import MaskSpace, pack, sparsity
-from evoprune.nets import rebuild_fields
 from evoprune.objectives import get_objective
-from evoprune.ticket import Ticket, space_field
+from evoprune.ticket import Ticket, layout_fields
 
 
 def memetic_search(
@@ -204,8 +203,7 @@ def memetic_search(
     }
     return Ticket(
         mask=mask,
-        **rebuild_fields(model),
-        **space_field(model, space),
+        **layout_fields(model, space),
         metrics=metrics,
         method=config.variant,
         history=[_uniform(row) for row in history],

@@ -62,6 +62,7 @@ from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import FastMLP, is_mlp_stack
 from evoprune.ga.config import POST_PRUNE_CRITERIA
 from evoprune.local.rounding import rounding_bound
+from evoprune.objectives import Objective
 from evoprune.progress import progress_bar
 from evoprune.seeding import torch_generator
 
@@ -86,11 +87,14 @@ def post_prune(
     criterion: str = "accuracy",
     seed: int = 0,
     progress: bool = False,
+    keep: Objective | None = None,
 ) -> tuple[torch.Tensor, PruneReport]:
     """Prune `mask` ``(n_bits,)`` greedily on `evaluator`'s (training) data. Returns the pruned
     mask and a report. The training accuracy never goes down. `criterion` is one of
     `POST_PRUNE_CRITERIA` (default: the paper's); `seed` draws the "holdout" guard slice;
-    `progress` shows the set bits judged so far.
+    `progress` shows the set bits judged so far. `keep`: an objective no removal may worsen
+    either (the search's, where it is neither the accuracy nor the loss: a macro-F1 or the
+    user's own function, which the criteria alone do not see), judged on per-sample logits.
 
     >>> from evoprune.nets import build_mlp
     >>> X, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
@@ -107,6 +111,8 @@ def post_prune(
         )
     with progress_bar(total=int(mask.sum()), desc="post-pruning", unit="bit", enabled=progress,
                       leave=False) as bar:  # fmt: skip
+        if keep is not None:
+            return _GuardedWalk(evaluator, criterion, seed, keep).run(mask, bar)
         if is_mlp_stack(evaluator.model) and criterion in ("accuracy", "accuracy-loss"):
             pruned, report = _IncrementalWalk(evaluator, mask, criterion).run(bar)
             if report.accuracy_after >= report.accuracy_before:
@@ -171,8 +177,9 @@ class _GuardedWalk:
     against the same current mask, so the outcome is that of the one-at-a-time walk.
     """
 
-    def __init__(self, evaluator: Evaluator, criterion: str, seed: int):
-        self.ev, self.criterion = evaluator, criterion
+    def __init__(self, evaluator: Evaluator, criterion: str, seed: int,
+                 keep: Objective | None = None):  # fmt: skip
+        self.ev, self.criterion, self.keep = evaluator, criterion, keep
         self.y = evaluator.y
         d = len(self.y)
         per_candidate = d * max(int(evaluator.n_classes), 2) * 4 * 3  # logits + float64 loss
@@ -183,9 +190,9 @@ class _GuardedWalk:
             self.guard[order[: int(round(HOLDOUT_FRACTION * d))].to(self.y.device)] = True
         self.evaluations = 0
 
-    def _judge(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per candidate ``(K, n_bits)``: which samples are right ``(K, d)`` and the summed
-        cross-entropy ``(K,)`` float64."""
+    def _judge(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per candidate ``(K, n_bits)``: which samples are right ``(K, d)``, the summed
+        cross-entropy ``(K,)`` float64 and the kept objective's fitness ``(K,)`` (0 without)."""
         logits = self.ev.logits(masks.to(self.ev.device))  # (K, d, C)
         self.evaluations += len(masks)
         right = logits.argmax(dim=2) == self.y  # argmax: the first maximum, as the evaluator
@@ -193,7 +200,11 @@ class _GuardedWalk:
         loss = F.cross_entropy(
             logits.reshape(k * d, c).double(), self.y.repeat(k), reduction="none"
         ).view(k, d)
-        return right, loss.sum(dim=1)
+        kept = (
+            self.keep.fitness(torch.as_tensor(self.keep.fn(logits, self.y)).reshape(k))
+            if self.keep is not None else torch.zeros(k, dtype=torch.float64)
+        )  # fmt: skip
+        return right, loss.sum(dim=1), kept
 
     def _passes(
         self,
@@ -210,6 +221,8 @@ class _GuardedWalk:
             return (right[:, fit].sum(1) >= cur_right[fit].sum()) & (
                 right[:, guard].sum(1) >= cur_right[guard].sum()
             )
+        if self.criterion == "accuracy":  # the paper's, here beside a kept objective
+            return right.sum(1) >= cur_right.sum()
         # accuracy-loss; float32 logits of one function can differ in the last bit between
         # batches, so "does not rise" allows LOSS_SLACK per sample
         slack = LOSS_SLACK * len(self.y)
@@ -217,8 +230,8 @@ class _GuardedWalk:
 
     def run(self, mask: torch.Tensor, bar: Any) -> tuple[torch.Tensor, PruneReport]:
         mask = mask.clone()
-        right, loss = self._judge(mask.view(1, -1))
-        cur_right, cur_loss = right[0], loss[0]
+        right, loss, kept = self._judge(mask.view(1, -1))
+        cur_right, cur_loss, cur_kept = right[0], loss[0], kept[0]
         start_accuracy = float(_accuracy(self.ev, mask.view(1, -1))[0])
         order = torch.nonzero(mask).flatten()  # the set bits, in bit order
         i, k = 0, 8
@@ -226,8 +239,9 @@ class _GuardedWalk:
             bits = order[i : i + k]  # (k,)
             candidates = mask.expand(len(bits), -1).clone()  # (k, n_bits)
             candidates[torch.arange(len(bits)), bits] = False
-            right, loss = self._judge(candidates)
-            passed = torch.nonzero(self._passes(right, loss, cur_right, cur_loss)).flatten()
+            right, loss, kept = self._judge(candidates)
+            passes = self._passes(right, loss, cur_right, cur_loss) & (kept >= cur_kept)
+            passed = torch.nonzero(passes).flatten()
             if len(passed) == 0:
                 i += len(bits)
                 bar.update(len(bits))
@@ -235,7 +249,7 @@ class _GuardedWalk:
                 continue
             j = int(passed[0])
             mask[bits[j]] = False
-            cur_right, cur_loss = right[j], loss[j]
+            cur_right, cur_loss, cur_kept = right[j], loss[j], kept[j]
             i += j + 1
             bar.update(j + 1)
             k = min(max(4, 2 * (j + 1)), self.max_batch)
