@@ -92,9 +92,11 @@ def post_prune(
     """Prune `mask` ``(n_bits,)`` greedily on `evaluator`'s (training) data. Returns the pruned
     mask and a report. The training accuracy never goes down. `criterion` is one of
     `POST_PRUNE_CRITERIA` (default: the paper's); `seed` draws the "holdout" guard slice;
-    `progress` shows the set bits judged so far. `keep`: an objective no removal may worsen
-    either (the search's, where it is neither the accuracy nor the loss: a macro-F1 or the
-    user's own function, which the criteria alone do not see), judged on per-sample logits.
+    `progress` shows the set bits judged so far. `keep`: an objective the pruning may not
+    worsen either (the search's, where it is neither the accuracy nor the loss: a macro-F1 or
+    the user's own function, which the criteria alone do not see). The criterion's walk runs
+    first; only where it worsened `keep` is the walk redone with `keep` judged at every
+    removal too, on per-sample logits (slower: the batched evaluator).
 
     >>> from evoprune.nets import build_mlp
     >>> X, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
@@ -112,6 +114,9 @@ def post_prune(
     with progress_bar(total=int(mask.sum()), desc="post-pruning", unit="bit", enabled=progress,
                       leave=False) as bar:  # fmt: skip
         if keep is not None:
+            pruned, report = post_prune(evaluator, mask, criterion, seed)
+            if _fitness(evaluator, keep, pruned) >= _fitness(evaluator, keep, mask):
+                return pruned, report
             return _GuardedWalk(evaluator, criterion, seed, keep).run(mask, bar)
         if is_mlp_stack(evaluator.model) and criterion in ("accuracy", "accuracy-loss"):
             pruned, report = _IncrementalWalk(evaluator, mask, criterion).run(bar)
@@ -166,6 +171,12 @@ def _speculative_walk(
         evaluations=evaluations,
     )
     return mask, report
+
+
+def _fitness(evaluator: Evaluator, objective: Objective, mask: torch.Tensor) -> float:
+    """`objective`'s fitness (higher is better) of one mask, from the evaluator's logits."""
+    logits = evaluator.logits(mask.view(1, -1).to(evaluator.device))
+    return float(objective.fitness(torch.as_tensor(objective.fn(logits, evaluator.y)).reshape(1)))
 
 
 class _GuardedWalk:
