@@ -40,8 +40,9 @@ TABLE_MAX_IN = 3  # up to 2**3 = 8 input subsets per unit; beyond that direct GE
 def is_mlp_stack(model: nn.Module) -> bool:
     """True for ``Linear (ReLU Linear)*``, strictly alternating, so the fast path mirrors it:
     an `nn.Sequential` (or a subclass that keeps its `forward`) whose children are named
-    0, 1, 2, ... as the fast paths name their parameters. Anything else is evaluated by the
-    general path, which calls the model itself."""
+    0, 1, 2, ... as the fast paths name their parameters, without forward hooks (the fast path
+    does not call the modules). Anything else is evaluated by the general path, which calls
+    the model itself."""
     if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward:
         return False
     if [name for name, _ in model.named_children()] != [str(i) for i in range(len(model))]:

@@ -118,8 +118,8 @@ def memetic_search(
     if not is_mlp_stack(model):  # before the GA phase, not after it
         raise EvopruneError(
             f"{config.variant}: the local search needs an MLP stack (an nn.Sequential of Linear "
-            "and ReLU layers named 0, 1, 2, ..., its own forward); search other modules with "
-            "variant 'ga'"
+            "and ReLU layers named 0, 1, 2, ..., its own forward, no forward hooks); search other "
+            "modules with variant 'ga'"
         )
     y = torch.as_tensor(y, dtype=torch.long)
     X_fit, y_fit, X_val, y_val = X, y, None, None
