@@ -111,6 +111,23 @@ def test_ga_solves_sphere_10_with_its_self_adapted_step():
     assert all(r.evaluations <= 40_000 for r in runs)
 
 
+def _plot_history_draws_the_median_seed_per_method(out):
+    import pandas as pd
+
+    from evoprune.experiments.run_history import prepare_run_history
+
+    frame = prepare_run_history(out)
+    assert set(frame["series"]) == {"cmaes", "random"}
+    assert set(frame["panel"]) == {"best so far (median of 3 seeds)"}
+    hist = pd.read_csv(out / "history.csv")
+    for method, line in frame.groupby("series"):
+        runs = hist[hist["method"] == method]
+        last = runs.groupby("seed")["best_so_far"].last()
+        # carried on to the end, the median seed's final best is the line's last point
+        assert line["value"].iloc[-1] == pytest.approx(last.median())
+        assert line["value"].is_monotonic_decreasing  # a median of best-so-far traces
+
+
 def test_minimize_cli_writes_methods_and_rejects_bad_input(tmp_path, capsys):
     out = tmp_path / "min"
     code, stdout, _ = run_cli(["minimize", "--function", "sphere", "--dim", "2", "--method",
@@ -124,6 +141,11 @@ def test_minimize_cli_writes_methods_and_rejects_bad_input(tmp_path, capsys):
     assert r["methods"]["cmaes"]["success_rate"] == 1.0
     assert r["git_revision"] and r["versions"]["torch"]
     assert (out / "history.csv").read_text().startswith("method,seed,evaluations,best_so_far")
+    from evoprune.results import SHARED_FIELDS
+
+    assert all(r.get(f) is not None for f in SHARED_FIELDS), "the shared fields of a run folder"
+    assert (r["variant"], r["seed"], r["seeds"]) == ("cmaes+random", 0, 3)
+    _plot_history_draws_the_median_seed_per_method(out)
     for bad in (
         ["--method", "cmaes,bogus"],
         ["--method", "cmaes,,ga"],

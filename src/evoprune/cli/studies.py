@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from evoprune.cli.data import check_out
@@ -200,6 +201,7 @@ def run_minimize(args: argparse.Namespace) -> int:
         name += "-" + "+".join(methods)
     out = args.out or Path("runs") / name
     check_out(out)
+    wall = time.perf_counter()
     seeds = list(range(args.seeds))
     summary, runs, history = {}, [], []
     bar = progress_bar(methods, desc=f"minimize {args.function}-{args.dim}", unit="method",
@@ -214,9 +216,12 @@ def run_minimize(args: argparse.Namespace) -> int:
             history += [{"method": m, "seed": r.seed, "evaluations": e, "best_so_far": b}
                         for e, b in r.trace]  # fmt: skip
     budget = results[0].budget
-    result = {"method": "minimize", "function": args.function, "dim": args.dim, "budget": budget,
+    # the shared fields of every run folder: this one holds every optimizer's runs, seeds 0..n-1
+    result = {"method": "minimize", "variant": "+".join(methods), "seed": seeds[0],
+              "function": args.function, "dim": args.dim, "budget": budget,
               "seeds": args.seeds, "success_threshold": 1e-6, "methods": summary, "runs": runs,
-              "config": vars(args) | {"out": str(out), "run": None}, **provenance()}  # fmt: skip
+              "config": vars(args) | {"out": str(out), "run": None},
+              "wall_seconds": round(time.perf_counter() - wall, 4), **provenance()}  # fmt: skip
     write_run_dir(out, result, history=history)
     for m, s in summary.items():
         evals = s["median_evaluations_to_success"]

@@ -176,7 +176,9 @@ def prepare_run_history(run_dir: str | Path) -> pd.DataFrame:
 def _other_history(path: Path, hist: pd.DataFrame, result: dict[str, Any]) -> pd.DataFrame:
     """A history of no GA and no local search, in the frame of `prepare_run_history`: a panel per
     numeric column, against the first step column its rows fill; phases (pruning: the search's
-    generations, the pruned network, the fine-tuning epochs) one after another on the x axis."""
+    generations, the pruned network, the fine-tuning epochs) one after another on the x axis.
+    A folder of several runs (``minimize``: a ``method`` and a ``seed`` column) draws a line per
+    method, the median over its seeds at each step."""
     if "phase" in hist.columns and hist["phase"].notna().all():
         groups = list(hist.groupby("phase", sort=False))
     else:
@@ -190,24 +192,27 @@ def _other_history(path: Path, hist: pd.DataFrame, result: dict[str, Any]) -> pd
         step = next((c for c in STEP_COLUMNS if c in rows and numeric[c].notna().all()), None)
         if step is None or not len(rows):
             continue
-        steps = numeric[step].to_numpy(dtype=float)
-        if last is not None:  # after the phase before, counted on from 1
-            steps = last + steps - steps.min() + 1
-        for column in rows.columns:
-            values = numeric[column]
-            if (column in STEP_COLUMNS or column in NOT_CURVES or column == "phase"
-                    or column.startswith("param_") or values.isna().all()):  # fmt: skip
-                continue
-            panel = column.replace("_", " ")
-            if panel not in panels:
-                if len(panels) == MAX_PANELS:
+        lines, seeds = _lines(rows, numeric, step, str(phase))
+        offset = 0.0 if last is None else last - numeric[step].min() + 1  # counted on from 1
+        for series, line in lines:
+            steps = line.index.to_numpy(dtype=float) + offset
+            for column in line.columns:
+                values = line[column]
+                if (column in NOT_CURVES or column.startswith("param_")
+                        or values.isna().all()):  # fmt: skip
                     continue
-                panels.append(panel)
-            parts.append(pd.DataFrame({"phase": str(phase), "step": steps, "panel": panel,
-                                       "series": str(phase), "value": values.to_numpy(),
-                                       "final": False}))  # fmt: skip
+                panel = column.replace("_", " ") + (
+                    f" (median of {seeds} seeds)" if seeds > 1 else ""
+                )
+                if panel not in panels:
+                    if len(panels) == MAX_PANELS:
+                        continue
+                    panels.append(panel)
+                parts.append(pd.DataFrame({"phase": str(phase), "step": steps, "panel": panel,
+                                           "series": series, "value": values.to_numpy(),
+                                           "final": False}))  # fmt: skip
+            last = max(last or 0.0, float(steps.max()))
         units[str(phase)] = "evaluation" if step == "evaluations" else step
-        last = float(steps.max())
     if not parts:
         raise EvopruneError(
             f"{path}: no rows with a step column ({', '.join(STEP_COLUMNS)}) and a number to draw"
@@ -220,8 +225,43 @@ def _other_history(path: Path, hist: pd.DataFrame, result: dict[str, Any]) -> pd
     return frame
 
 
+def _lines(rows: pd.DataFrame, numeric: pd.DataFrame, step: str,
+           phase: str) -> tuple[list[tuple[str, pd.DataFrame]], int]:  # fmt: skip
+    """A phase's curves: ``(series, frame indexed by step)`` per method of a several-run folder,
+    else the phase itself; and the number of seeds. Several seeds give the median at each step
+    of any seed's, each seed's value carried on to the steps where only others record one."""
+    curves = numeric.drop(columns=[c for c in (*STEP_COLUMNS, "phase", "method", "seed")
+                                   if c in numeric]).set_axis(numeric[step], axis=0)  # fmt: skip
+    seeds = int(rows["seed"].nunique()) if "seed" in rows else 1
+    if "method" not in rows and seeds == 1:
+        return [(phase, curves)], 1
+    methods = rows["method"].astype(str).to_numpy() if "method" in rows else [phase] * len(rows)
+    seed_of = rows["seed"].to_numpy() if "seed" in rows else [0] * len(rows)
+    lines = []
+    for name in dict.fromkeys(methods):
+        mine = curves[[m == name for m in methods]].copy()
+        mine["seed"] = [s for m, s in zip(methods, seed_of, strict=True) if m == name]
+        mine.index.name = "step"
+        columns = {
+            column: mine.pivot_table(
+                index="step", columns="seed", values=column, aggfunc="last", dropna=False
+            )
+            .sort_index()
+            .ffill()
+            .median(axis=1)  # fmt: skip
+            for column in curves.columns
+            if mine[column].notna().any()
+        }
+        lines.append((str(name), pd.DataFrame(columns)))
+    return lines, seeds
+
+
 def run_title(result: dict[str, Any], fallback: str) -> str:
     """``digits (10 classes), B [64, 75, 10], memetic (...), objective loss, seed 0``."""
+    if result.get("function"):  # a minimisation: its function, dimension and optimizers
+        return f"{result['function']}, dim {result.get('dim')}, {result.get('variant', '')}".rstrip(
+            ", "
+        )
     if not result.get("dataset"):
         return fallback
     data = str(result["dataset"])
