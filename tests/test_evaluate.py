@@ -258,3 +258,21 @@ def test_zero_on_finds_exactly_the_rows_zero_on_the_support():
     assert 50 < int(got.sum()) < 350  # both kinds of row occur
     assert torch.all(torch.relu(w[got] @ support + b[got, None]) == 0)  # float32: truly zero
     assert not _zero_on(w, b, None).any()
+
+
+@pytest.mark.parametrize("hidden", [[2, 4], [1, 4, 3]])
+def test_a_first_layer_dead_on_every_sample_is_scored_as_a_plain_forward(hidden):
+    """Two inputs tabulate the first layer; with every unit zero on the data (biases far below
+    the inputs' reach) the table has no row, which crashed the fast path's row selection."""
+    torch.manual_seed(0)
+    model = build_mlp([2, *hidden, 2], seed=1)
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)
+    X, y = torch.rand(50, 2) * 2 - 1, torch.randint(0, 2, (50,))
+    ev = Evaluator(model, X, y, "loss", metrics=("loss", "accuracy"))
+    assert ev.fast
+    masks = torch.rand(6, ev.n_bits) < 0.5
+    logits = _reference(model, ev.space, masks, X)
+    got = ev.evaluate(masks)
+    torch.testing.assert_close(got["loss"], cross_entropy(logits, y), rtol=1e-5, atol=1e-6)
+    assert torch.equal(got["accuracy"], accuracy(logits, y))

@@ -139,6 +139,10 @@ class FastMLP:
             self._row_pos[self._rows] = torch.arange(len(self._rows))
             self._table_w = w_all[self._rows]  # (K, in)
             self._table_b = b_all[self._rows, None]  # (K, 1)
+            if not len(self._rows) and not self.one_hidden_table:
+                # every first-layer unit is zero on the whole support (one sample, all biases
+                # negative ...): no table row to select from; the direct GEMM is right as ever
+                self.tabulated = False
 
     @property
     def table_rows(self) -> int:
