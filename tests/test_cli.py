@@ -251,6 +251,10 @@ def _npz(path: Path, X=None, y=None) -> Path:
             "--no-post-prune: only with --variant ga or ga-adaptive, not memetic",
         ),
         (
+            ["search", "--dataset", "moons", "--no-post-prune", "--post-prune-criterion", "holdout"],
+            "--post-prune-criterion: not read with --no-post-prune",
+        ),
+        (
             ["search", "--dataset", "moons", "--variant", "memetic", "--starts", "3"],
             "--starts: only with --variant local, not memetic",
         ),
@@ -740,3 +744,12 @@ def test_checking_an_out_leaves_no_folder_behind(tmp_path):
     check_out(tmp_path / "a" / "b" / "run")
     check_writable_file(tmp_path / "c" / "d" / "x.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_summary_of_a_search_without_post_pruning_says_no_before(tmp_path, capsys):
+    args = ["search", "--dataset", "moons", "--arch", "A", "--population", "10",
+            "--min-generations", "2", "--max-generations", "2", "--quiet", "--out", tmp_path / "r"]  # fmt: skip
+    code, out, _ = run_cli([*args, "--no-post-prune"], capsys)
+    assert code == 0 and "before post-prune" not in out and "sparsity" in out
+    code, out, _ = run_cli([*args[:-1], tmp_path / "p"], capsys)
+    assert code == 0 and "(before post-prune" in out
