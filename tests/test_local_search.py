@@ -108,6 +108,28 @@ def test_fixed_sparsity_keeps_every_layer_at_that_sparsity(digits3):
     assert r.metrics["flips_accepted"] > 0
 
 
+def test_fixed_sparsity_swaps_follow_the_tie_breaker_across_an_accuracy_plateau():
+    """Swaps judged on the accuracy alone stalled on its plateau (digits-5 A: 76% test against
+    96% with the tie-breaking loss); --no-tiebreak then changed nothing."""
+    ds = load_dataset("digits", 5, None, None)
+    net = build_mlp([64, 20, 5], seed=0)
+    runs = {}
+    for tiebreak in (True, False):
+        cfg = LocalConfig(fixed_sparsity=0.7, tiebreak=tiebreak)
+        r = local_search(net, ds.X_train, ds.y_train, "accuracy", cfg)
+        runs[tiebreak] = score_splits(net, r.mask, {"train": (ds.X_train, ds.y_train)})
+        assert abs(float((~r.mask).double().mean()) - 0.7) < 0.01
+    assert runs[True]["train_accuracy"] > runs[False]["train_accuracy"] + 0.1
+
+
+def test_a_sparsity_penalty_beside_a_fixed_sparsity_is_refused():
+    from evoprune.ga.job import check_variant_keys
+
+    job = {"method": "local", "fixed_sparsity": 0.5, "sparsity_penalty": 0.1}
+    with pytest.raises(EvopruneError, match="sparsity_penalty: does nothing with fixed_sparsity"):
+        check_variant_keys(job)
+
+
 def test_validation_slice_returns_the_best_validation_mask(digits3):
     ds = digits3
     net = build_mlp([64, 10, 3], seed=0)

@@ -88,6 +88,11 @@ def check_variant_keys(job: dict[str, Any], name: Callable[[str], str] = str) ->
             f"{name('exact_top')}: only with {name('objective')} loss and the expansion ranking "
             "(it re-scores the expansion's best-ranked flips of the loss)"
         )
+    if job.get("fixed_sparsity") is not None and job.get("sparsity_penalty"):
+        raise EvopruneError(
+            f"{name('sparsity_penalty')}: does nothing with {name('fixed_sparsity')} (every swap "
+            "keeps the density)"
+        )
     if job.get("local_patience") is not None and not job.get("val_fraction"):
         raise EvopruneError(
             f"{name('local_patience')}: only with {name('val_fraction')} (it counts passes "

@@ -105,7 +105,7 @@ class LocalSearch:
         deltas, ties = scores
         on = st.mask[li][o]
         if cfg.fixed_sparsity is not None:
-            return self._swap_step(li, o, deltas, on)
+            return self._swap_step(li, o, deltas, ties, on)
         good = np.nonzero((deltas < 0) | ((deltas <= 0) & ((ties < 0) | (on & (ties <= 0)))))[0]
         if len(good) == 0:
             return 0
@@ -121,17 +121,23 @@ class LocalSearch:
             k //= 2
         return 0
 
-    def _swap_step(self, li: int, o: int, deltas: np.ndarray, on: np.ndarray) -> int:
+    def _swap_step(
+        self, li: int, o: int, deltas: np.ndarray, ties: np.ndarray, on: np.ndarray
+    ) -> int:
+        """Swap the k best weights off for the k best on (each side ranked by (primary,
+        secondary)): accepted when (primary, secondary) improves, so the accuracy or F1's
+        tie-breaking loss leads the swaps across a plateau as it leads `unit_step`'s flips."""
         off_i, on_i = np.nonzero(~on)[0], np.nonzero(on)[0]
-        adds = off_i[np.argsort(deltas[off_i], kind="stable")]
-        drops = on_i[np.argsort(deltas[on_i], kind="stable")]
+        adds = off_i[np.lexsort((ties[off_i], deltas[off_i]))]
+        drops = on_i[np.lexsort((ties[on_i], deltas[on_i]))]
         n = min(len(adds), len(drops))
         pair = deltas[adds[:n]] + deltas[drops[:n]]
-        k = min(int(np.count_nonzero(pair < 0)), self.cfg.batch)
+        pair_ties = ties[adds[:n]] + ties[drops[:n]]
+        k = min(int(np.count_nonzero((pair < 0) | ((pair <= 0) & (pair_ties < 0)))), self.cfg.batch)
         while k >= 1:
             chosen = np.concatenate([drops[:k], adds[:k]])
-            d = self.state.try_flips(li, o, chosen)
-            if d != OPEN and d < -EPS:
+            d, t = self.state.try_step(li, o, chosen)
+            if d != OPEN and (d < -EPS or (d <= 0.0 and t < -EPS)):
                 self._accept(li, o, chosen, False)
                 return 2 * k
             k //= 2
