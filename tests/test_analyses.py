@@ -602,7 +602,8 @@ def test_plot_history_draws_any_methods_history_a_panel_per_column(tmp_path, cap
     assert steps == {"search": [1, 2], "prune": [3], "finetune": [4, 5]}
     assert main(["plot", "history", str(run)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("2 search generations, 1 prune epoch, 2 finetune epochs; no result.json")
+    assert out.startswith("search: 2 rows, generation 1 to 2, prune: 1 row, epoch 0, finetune: "
+                          "2 rows, epoch 1 to 2; no result.json")
     assert (run / "history.png").stat().st_size > 0
 
 
@@ -616,3 +617,27 @@ def test_plot_history_without_a_step_column_is_one_line_exit_2(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert "no rows with a step column" in err and "\n" not in err
     assert not (run / "history.png").exists()
+
+
+def test_plot_history_of_several_runs_skips_a_method_with_no_values_and_names_undrawn_columns(
+    tmp_path, capsys
+):
+    from evoprune.cli import main
+    from evoprune.experiments.run_history import MAX_PANELS, prepare_run_history
+
+    run = tmp_path / "min"
+    run.mkdir()
+    (run / "history.csv").write_text(
+        "method,seed,evaluations,best_so_far\ncmaes,0,1,5.0\ncmaes,1,1,\nga,0,2,\n"
+    )
+    frame = prepare_run_history(run)  # was a ValueError on ga's empty line
+    assert set(frame["series"]) == {"cmaes"}
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    columns = [f"c{i}" for i in range(MAX_PANELS + 2)]
+    (wide / "history.csv").write_text(
+        "epoch," + ",".join(columns) + "\n1," + ",".join("0.5" for _ in columns) + "\n"
+    )
+    assert main(["plot", "history", str(wide)]) == 0
+    out = capsys.readouterr().out
+    assert f"(not drawn, beyond {MAX_PANELS} panels: c{MAX_PANELS}, c{MAX_PANELS + 1})" in out

@@ -753,3 +753,13 @@ def test_the_summary_of_a_search_without_post_pruning_says_no_before(tmp_path, c
     assert code == 0 and "before post-prune" not in out and "sparsity" in out
     code, out, _ = run_cli([*args[:-1], tmp_path / "p"], capsys)
     assert code == 0 and "(before post-prune" in out
+
+
+def test_an_out_through_a_missing_folder_and_back_is_accepted_and_makes_nothing(tmp_path,
+                                                                               monkeypatch):  # fmt: skip
+    from evoprune.cli.data import check_out
+
+    monkeypatch.chdir(tmp_path)
+    check_out(Path("new/../x"))  # "new/..: Directory not empty", and new/ was left behind
+    check_out(Path("a/b/c"))
+    assert list(tmp_path.iterdir()) == []

@@ -204,3 +204,66 @@ def test_post_pruning_never_worsens_an_f1_or_ones_own_objective(rare, objective)
         assert after >= ticket.metrics["best_performance"] - 1e-12, seed  # the GA's best mask's
         assert ticket.metrics["post_prune_keeps"] == getattr(objective, "__name__", objective)
         assert ticket.sparsity > ticket.metrics["sparsity_before_post_prune"]  # it still prunes
+
+
+class _SharedParameter(nn.Module):
+    """A layer's weight that is a parameter of the parent, registered as "shared"."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.Parameter(torch.randn(8, 6) * 0.5)
+        self.l1 = nn.Linear(6, 8)
+        self.l1.weight = self.shared
+        self.l2 = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.l2(torch.relu(self.l1(x)))
+
+
+def test_a_ticket_over_a_weight_registered_elsewhere_applies_to_a_fresh_module(tmp_path):
+    X, y = _data()
+    torch.manual_seed(0)
+    net = _SharedParameter()
+    space = MaskSpace(net, is_maskable=lambda name, _m: name == "l1")
+    ticket = evoprune.search(net, X, y, config=TINY, space=space)
+    assert ticket.weights == ["shared"]
+    loaded = evoprune.Ticket.load(ticket.save(tmp_path / "t.npz"))
+    fresh = _SharedParameter()
+    before = fresh.l2.weight.clone()
+    loaded.apply(fresh)  # said "the model has no shared"
+    assert torch.equal(fresh.shared == 0, ~loaded.mask.view(8, 6) | (fresh.shared == 0))
+    assert torch.equal(fresh.l2.weight, before)
+
+
+def test_an_error_vmap_did_not_cause_falls_back_for_that_chunk_only(monkeypatch):
+    import evoprune.evaluate as evaluate
+
+    X, y = _data()
+    calls = {"n": 0}
+    real = evaluate.vmap
+
+    def flaky(fn):  # the first batched call runs out of memory, later ones work
+        def run(weights):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+            return real(fn)(weights)
+
+        return run
+
+    monkeypatch.setattr(evaluate, "vmap", flaky)
+    ev = evaluate.Evaluator(nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2), nn.Identity()),
+                            X, y, metrics=("accuracy",))  # fmt: skip
+    masks = torch.rand(4, ev.n_bits) < 0.5
+    first = ev.evaluate(masks)["accuracy"]
+    assert not ev._one_by_one  # a memory error is no reason to give up batching for good
+    assert torch.equal(ev.evaluate(masks)["accuracy"], first)
+
+
+def test_edge_popup_trains_through_a_hooked_mlp():
+    X, y = _data(n=400)
+    net = evoprune.nets.build_mlp([6, 32, 2], seed=0)
+    net.register_forward_hook(lambda _m, _i, out: -out)  # the fast path did not see this
+    result = evoprune.baselines.edge_popup(net, X, y, sparsity=0.5, epochs=5, seed=0)
+    accuracy = _plain_accuracy(net, result.ticket(), X, y)
+    assert accuracy > 0.8, accuracy

@@ -179,3 +179,26 @@ def test_post_pruning_reports_progress_over_the_set_bits(criterion, capsys):
     post_prune(ev, mask, criterion, progress=True)  # stderr is not a terminal here: log lines
     err = capsys.readouterr().err
     assert f"post-pruning: {ev.n_bits}/{ev.n_bits} bit" in err
+
+
+def test_a_kept_objective_counts_both_walks_evaluations():
+    """Where the criterion's walk worsens the kept objective, the walk is redone: the report
+    counts the first walk, the two scorings that compared it and the second walk."""
+    from evoprune.evaluate import Evaluator
+    from evoprune.ga.prune import _GuardedWalk, post_prune
+    from evoprune.nets import build_mlp
+    from evoprune.objectives import Objective
+    from evoprune.progress import progress_bar
+
+    X = torch.randn(300, 4, generator=torch.Generator().manual_seed(0))
+    y = (X[:, 0] > 1.0).long()
+    ev = Evaluator(build_mlp([4, 12, 2], seed=0), X, y, "accuracy", metrics=("accuracy",))
+    mask = torch.ones(ev.n_bits, dtype=torch.bool)
+    _, plain = post_prune(ev, mask, "accuracy-loss")
+    # an objective every removal worsens: the sparsity of the mask's own logits cannot say it, so
+    # a function of the summed logits that a full mask maximises
+    worse = Objective("dense", lambda logits, _y: logits.abs().sum((1, 2)).double(), maximize=True)
+    pruned, kept = post_prune(ev, mask, "accuracy-loss", keep=worse)
+    with progress_bar(total=1, enabled=False) as bar:
+        _, guarded = _GuardedWalk(ev, "accuracy-loss", 0, worse).run(mask, bar)
+    assert kept.evaluations == plain.evaluations + 2 + guarded.evaluations  # was the last alone

@@ -314,10 +314,12 @@ class Evaluator:
         if not self._one_by_one:
             try:
                 return vmap(one)(weights)
-            except RuntimeError:
+            except RuntimeError as exc:
                 # a forward vmap cannot batch (a branch on a tensor's value, .item()): each
-                # masked copy on its own from now on, the same numbers as a plain forward pass
-                self._one_by_one = True
+                # masked copy on its own from now on, the same numbers as a plain forward pass.
+                # Any other error (memory) falls back for this chunk only; a real error in
+                # the model is raised again by the plain pass.
+                self._one_by_one = "vmap" in str(exc)
         p = next(iter(weights.values())).shape[0]
         return torch.stack([one({k: v[i] for k, v in weights.items()}) for i in range(p)])
 

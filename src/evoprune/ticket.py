@@ -90,8 +90,13 @@ class Ticket:
         if self.weights is None:
             return MaskSpace(model)
         names = set(self.weights)
+        registered = {id(p): name for name, p in model.named_parameters()}  # as `MaskSpace`
+
+        def listed(_name: str, module: nn.Module) -> bool:
+            return registered.get(id(getattr(module, "weight", None))) in names
+
         try:
-            space = MaskSpace(model, is_maskable=lambda name, _m: _weight_name(name) in names)
+            space = MaskSpace(model, is_maskable=listed)
             found = [p.name for p in space.params]
         except EvopruneError:  # none of them
             found = []
@@ -308,11 +313,6 @@ def layout_fields(model: nn.Module, space: MaskSpace | None) -> dict[str, Any]:
     if fields["layers"] is None and fields.get("arch") is None:
         fields["shapes"] = [list(p.shape) for p in (space or MaskSpace(model)).params]
     return fields
-
-
-def _weight_name(module_name: str) -> str:
-    """The name `MaskSpace` gives a module's weight."""
-    return f"{module_name}.weight" if module_name else "weight"
 
 
 def _bool_mask(mask: Any) -> torch.Tensor:

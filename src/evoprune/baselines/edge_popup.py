@@ -36,6 +36,7 @@ from torch.func import functional_call
 
 from evoprune.devices import placed, torch_threads
 from evoprune.errors import EvopruneError
+from evoprune.fastmlp import is_mlp_stack
 from evoprune.inputs import check_data
 from evoprune.masks import MaskSpace, sparsity
 from evoprune.seeding import torch_generator
@@ -180,13 +181,9 @@ class EdgePopupResult:
 
 def _linear_relu_stack(model: nn.Module) -> list[str] | None:
     """The Linear layers' names in an ``nn.Sequential`` of alternating Linear and ReLU ending in
-    Linear, whose weights are all maskable; None for any other module."""
-    if not isinstance(model, nn.Sequential) or len(model) == 0:
-        return None
-    kinds = [type(m) for m in model]
-    if kinds[-1] is not nn.Linear or any(
-        k is not (nn.Linear if i % 2 == 0 else nn.ReLU) for i, k in enumerate(kinds)
-    ):
+    Linear (`evoprune.fastmlp.is_mlp_stack`: its own forward, no hooks), whose weights are all
+    maskable; None for any other module, which the general path calls."""
+    if not is_mlp_stack(model):
         return None
     return [name for name, m in model.named_children() if isinstance(m, nn.Linear)]
 

@@ -276,14 +276,16 @@ def _history(args: argparse.Namespace) -> int:
     caption = final_caption(result, frame.attrs["final_label"])
     save_png(draw_history(frame, title, caption), out)
     curves = frame[~frame["final"]]
-    units = frame.attrs["units"]
-    counts = []
-    for phase in dict.fromkeys(curves["phase"]):
+    spans, counts = frame.attrs.get("spans"), []
+    for phase in dict.fromkeys(curves["phase"]):  # a GA's generations, local-search passes
         n = curves.loc[curves["phase"] == phase, "step"].nunique()
-        unit = "generation" if phase == "GA" else f"{phase} {units[phase]}"
-        counts.append(f"{n} {unit}" + ("" if n == 1 else "es" if unit.endswith("s") else "s"))
+        unit = "generation" if phase == "GA" else f"{phase} pass"
+        counts.append(f"{phase}: {spans[phase]}" if spans else
+                      f"{n} {unit}" + ("" if n == 1 else "es" if unit.endswith("s") else "s"))  # fmt: skip
     if not caption:
         caption = "no result.json" if not result else "no accuracy or sparsity in result.json"
+    if left := frame.attrs.get("left_out"):
+        caption += f" (not drawn, beyond {len(set(curves['panel']))} panels: {', '.join(left)})"
     print(f"{', '.join(counts)}; {caption} -> {out}")
     return 0
 

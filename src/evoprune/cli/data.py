@@ -225,19 +225,20 @@ def check_out(out: Path, finished_ok: bool = False) -> Path:
 
 
 def _check_makeable(out: Path, option: str = "--out") -> None:
-    """Make the folder `out` and every missing one above it, and remove them again: a place no
-    folder can be made (/proc, a read-only file system) is refused before the work, not after."""
-    missing = [p for p in (out.absolute(), *out.absolute().parents) if not p.exists()]
-    if not missing:
+    """Whether a folder can be made where `out` would go: a scratch folder of a unique name is
+    made in the nearest existing folder above and removed again (nothing of `out`'s own path is
+    made, so runs starting side by side do not undo each other's folders). /proc or a read-only
+    file system is refused before the work, not after it."""
+    path = Path(os.path.abspath(out))  # "new/../x" is x
+    if path.exists():
         return
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is None or not above.is_dir():
+        return  # said by the caller's checks
     try:
-        out.mkdir(parents=True)
+        os.rmdir(tempfile.mkdtemp(dir=above, prefix=".evoprune-check-"))
     except OSError as exc:
         raise EvopruneError(f"{option} {out}: cannot make this folder ({exc.strerror})") from None
-    finally:
-        for path in missing:  # the deepest first
-            if path.is_dir():
-                path.rmdir()
 
 
 def check_writable(out: Path) -> None:

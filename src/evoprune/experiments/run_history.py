@@ -185,7 +185,9 @@ def _other_history(path: Path, hist: pd.DataFrame, result: dict[str, Any]) -> pd
         groups = [(str(result.get("method") or "run"), hist)]
     parts: list[pd.DataFrame] = []
     units: dict[str, str] = {}
+    spans: dict[str, str] = {}  # per phase, for the command's line: "5 rows, epoch 1 to 5"
     panels: list[str] = []
+    left_out: list[str] = []  # columns beyond MAX_PANELS
     last = None
     for phase, rows in groups:
         numeric = rows.apply(pd.to_numeric, errors="coerce")
@@ -206,13 +208,19 @@ def _other_history(path: Path, hist: pd.DataFrame, result: dict[str, Any]) -> pd
                 )
                 if panel not in panels:
                     if len(panels) == MAX_PANELS:
+                        left_out += [column] if column not in left_out else []
                         continue
                     panels.append(panel)
                 parts.append(pd.DataFrame({"phase": str(phase), "step": steps, "panel": panel,
                                            "series": series, "value": values.to_numpy(),
                                            "final": False}))  # fmt: skip
-            last = max(last or 0.0, float(steps.max()))
+            if len(steps):  # a method whose values are all empty draws nothing
+                last = max(last or 0.0, float(steps.max()))
         units[str(phase)] = "evaluation" if step == "evaluations" else step
+        first, final = numeric[step].min(), numeric[step].max()
+        spans[str(phase)] = f"{len(rows)} row{'s' * (len(rows) != 1)}, {step} " + (
+            f"{first:g}" if first == final else f"{first:g} to {final:g}"
+        )
     if not parts:
         raise EvopruneError(
             f"{path}: no rows with a step column ({', '.join(STEP_COLUMNS)}) and a number to draw"
@@ -220,8 +228,8 @@ def _other_history(path: Path, hist: pd.DataFrame, result: dict[str, Any]) -> pd
     frame = pd.concat(parts, ignore_index=True)[COLUMNS]
     unit_interval = {p for p, v in frame.groupby("panel")["value"]
                      if v.between(0, 1).all() and any(w in p for w in ("accuracy", "f1", "sparsity"))}  # fmt: skip
-    frame.attrs.update(result=result, final_label="result", units=units,
-                       unit_interval=unit_interval)  # fmt: skip
+    frame.attrs.update(result=result, final_label="result", units=units, spans=spans,
+                       unit_interval=unit_interval, left_out=left_out)  # fmt: skip
     return frame
 
 

@@ -50,7 +50,7 @@ final mask; should the final one ever be lower, the general path redoes the walk
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -116,8 +116,9 @@ def post_prune(
         if keep is not None:
             pruned, report = post_prune(evaluator, mask, criterion, seed)
             if _fitness(evaluator, keep, pruned) >= _fitness(evaluator, keep, mask):
-                return pruned, report
-            return _GuardedWalk(evaluator, criterion, seed, keep).run(mask, bar)
+                return pruned, replace(report, evaluations=report.evaluations + 2)
+            pruned, again = _GuardedWalk(evaluator, criterion, seed, keep).run(mask, bar)
+            return pruned, replace(again, evaluations=report.evaluations + 2 + again.evaluations)
         if is_mlp_stack(evaluator.model) and criterion in ("accuracy", "accuracy-loss"):
             pruned, report = _IncrementalWalk(evaluator, mask, criterion).run(bar)
             if report.accuracy_after >= report.accuracy_before:

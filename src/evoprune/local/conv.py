@@ -42,9 +42,9 @@ from evoprune.devices import check_device
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import score_fit, ticket_scores
 from evoprune.masks import MaskSpace
-from evoprune.nets import ConvNet, rebuild_fields
+from evoprune.nets import ConvNet
 from evoprune.seeding import torch_generator
-from evoprune.ticket import Ticket
+from evoprune.ticket import Ticket, layout_fields
 
 
 @dataclass(frozen=True)
@@ -403,4 +403,4 @@ def conv_search_ticket(
         "post_prune_seconds": 0.0,
     }
     return Ticket(mask=found.mask, metrics=metrics, method="local", history=found.history,
-                  **rebuild_fields(model))  # fmt: skip
+                  **layout_fields(model, None))  # fmt: skip
