@@ -1548,6 +1548,38 @@ def test_stats_fits_each_grid_point_apart_from_the_random_effects():
     assert all(f.random_effects == ("arch_name",) for f in fits)  # arch stays pooled
 
 
+def test_stats_takes_each_specs_own_first_arm_as_the_reference():
+    """Ranks count within a spec: one order over two specs put the other spec's first arm
+    ("magnitude", rank 0 there, rank 2 here) before this spec's GA."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for spec, labels in (("pruning", ["magnitude", "CMA"]), ("mixed", ["GA", "Local", "magnitude"])):
+        for rank, label in reversed(list(enumerate(labels))):  # rows not in rank order
+            for seed in range(3):
+                rows.append({"spec": spec, "dataset": spec, "label": label, "label_rank": rank,
+                             "seed": seed, "test_accuracy": 0.8 + rng.normal(0, 0.01)})  # fmt: skip
+    fits = {f.dataset: f for f in mixed_model_tables(pd.DataFrame(rows))}
+    first = {name: (f.table["reference"].iloc[0], f.table["target"].iloc[0]) for name, f in fits.items()}
+    assert first == {"mixed": ("GA", "Local"), "pruning": ("magnitude", "CMA")}
+
+
+def test_colours_stay_distinct_for_a_spec_of_every_method():
+    from evoprune.experiments.draw import hue_colors
+
+    arms = pd.DataFrame({"label": [f"arm {i}" for i in range(12)]})
+    assert len(set(hue_colors(arms, "label").values())) == 12  # 7 colours repeated from the 8th
+
+
+def test_a_pruning_runs_history_caption_says_its_accuracy_is_before_fine_tuning():
+    from evoprune.experiments.run_history import final_caption
+
+    text = final_caption({"test_accuracy": 0.679, "test_accuracy_finetuned": 0.99,
+                          "train_accuracy": 0.7, "sparsity": 0.98}, "result")  # fmt: skip
+    assert text == ("result: test accuracy before fine-tuning 0.679, after 0.990, training "
+                    "accuracy before 0.700, sparsity 0.980")
+    assert final_caption({"test_accuracy": 0.9}, "final ticket") == "final ticket: test accuracy 0.900"
+
+
 def test_a_fits_name_leaves_out_an_axis_its_runs_lack():
     rng = np.random.default_rng(3)
     runs = pd.DataFrame({"dataset": "digits", "label": ["A", "B"] * 4,

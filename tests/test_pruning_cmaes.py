@@ -419,6 +419,18 @@ def test_pruning_figure_frame_and_claims():
     assert "200x" in CLAIM_ROWS[2][2](runs)[0]
 
 
+def test_pruning_table_of_one_run_per_cell_and_a_claim_without_our_runs():
+    from evoprune.experiments.sections.pruning import CLAIM_ROWS, prepare_pruning, table_pruning
+
+    runs = _fake_runs()
+    one = runs[runs["seed"] == 0]  # every std NaN: the column was dropped, a KeyError
+    table = table_pruning(prepare_pruning(one))
+    assert len(table) == len(one) and "±" not in table["F1 no FT"].iloc[0]
+    baselines = runs[~runs["method"].str.startswith("cmaes")]
+    text, verdict = CLAIM_ROWS[1][2](baselines)  # was "ours nan ..." and a failed claim
+    assert verdict is None and "no CMA-ES + SynFlow runs at 98%" in text
+
+
 @pytest.mark.parametrize("prior", ["dense", "zero"])
 def test_batched_lsq_scoring_equals_genome_by_genome(prior):
     """``Compensator.lsq_logits`` on a population equals the per-genome compensation's output,

@@ -269,11 +269,9 @@ def _stats(args: argparse.Namespace) -> int:
     if df.empty:
         raise EvopruneError(f"stats: no finished runs{f' of spec {spec}' if spec else ''}")
     metric = _metric(df, args.metric)
-    fits = mixed_model_tables(
-        df,
-        value=metric,
-        order=list(dict.fromkeys(df.sort_values("label_rank", kind="stable")["label"])),
-    )
+    # each spec's arms in its own order (a rank counts within a spec: one order over all
+    # specs put another spec's first arm first)
+    fits = mixed_model_tables(df, value=metric)
     if not fits:
         raise EvopruneError(f"stats: {NO_FIT}")
     for fit in fits:

@@ -23,7 +23,9 @@ METRIC_NAMES = {
     "train_accuracy": "train accuracy",
 }
 DPI = 100
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
+# distinct for up to 14 arms (a spec of every method has 8 and more); beyond, they repeat
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf",
+          "#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939", "#843c39", "#7b4173"]  # fmt: skip
 
 
 def _err(frame: pd.DataFrame) -> np.ndarray:
@@ -180,9 +182,9 @@ def draw_history(frame: pd.DataFrame, title: str, caption: str = "") -> Figure:
         part = frame[frame["panel"] == panel]
         for (_, name), line in part[~part["final"].astype(bool)].groupby(
             ["phase", "series"], sort=False
-        ):
+        ):  # a point alone is drawn as a dot
             ax.plot(line["step"], line["value"], color=color[name], lw=1.3, label=str(name),
-                    marker="o" if len(line) == 1 else None, ms=4)  # a point alone: a dot
+                    marker="o" if len(line) == 1 else None, ms=4)  # fmt: skip
         for _, row in part[part["final"].astype(bool)].iterrows():
             x = float(row["step"]) + 0.02 * span
             ax.plot([x], [row["value"]], marker="*", ms=12, color="k", ls="none",

@@ -289,11 +289,13 @@ def run_title(result: dict[str, Any], fallback: str) -> str:
 def final_caption(result: dict[str, Any], label: str) -> str:
     """One line with the run's reported result, e.g. ``final ticket, after post-pruning: test
     accuracy 0.922, training accuracy 0.923, sparsity 0.730``."""
+    tuned = isinstance(result.get("test_accuracy_finetuned"), int | float)  # a pruning run's
     bits = [
         f"{name} {result[key]:.3f}" if key != "best_value" else f"{name} {result[key]:.4g}"
         for key, name in (
-            ("test_accuracy", "test accuracy"),
-            ("train_accuracy", "training accuracy"),
+            ("test_accuracy", "test accuracy" + (" before fine-tuning" if tuned else "")),
+            ("test_accuracy_finetuned", "after"),
+            ("train_accuracy", "training accuracy" + (" before" if tuned else "")),
             ("sparsity", "sparsity"),
             ("best_value", "best value"),  # a minimisation's
         )

@@ -209,7 +209,8 @@ def mixed_model_tables(
     (no noise to test against), are skipped, as are runs without `value`. Each spec is fitted
     apart (two specs' arms may share a label and differ in all else; a fit's name then starts
     with its spec's, ``fig10: digits``); runs without a dataset (``minimize``) are fitted by
-    their spec's name.
+    their spec's name. `order`: the labels' order, the first the reference; by default each
+    spec's own arm order (``label_rank``), else the order of appearance.
 
     >>> rng = np.random.default_rng(0)
     >>> d = pd.DataFrame({"dataset": "digits", "label": ["GA", "memetic"] * 8,
@@ -244,5 +245,9 @@ def mixed_model_tables(
         name = f"{dataset} ({shown})" if shown else str(dataset)
         if several and dataset != spec:
             name = f"{spec}: {name}"
-        fits.append(fit_mixed_model(group, name, value=value, order=order))
+        group_order = order
+        if group_order is None and "label_rank" in group:  # the spec's own arm order
+            ranked = group.sort_values("label_rank", kind="stable")["label"]
+            group_order = list(dict.fromkeys(ranked))
+        fits.append(fit_mixed_model(group, name, value=value, order=group_order))
     return fits
