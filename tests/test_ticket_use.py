@@ -193,3 +193,19 @@ def test_a_nan_metric_is_written_as_null_and_the_ticket_loads(tmp_path):
         header = npz["header"].tobytes().decode()
     assert "NaN" not in header and json.loads(header)["metrics"] == {"loss": None, "acc": 0.5}
     assert evoprune.Ticket.load(tmp_path / "t.npz").metrics == {"loss": None, "acc": 0.5}
+
+
+def test_prepare_takes_raw_rows_as_evaluate_data_does(wine, tmp_path, capsys):
+    args = ["search", "--data", wine / "w.csv", "--target", "label", "--arch", "A", "--variant",
+            "local", "--quiet", "--out", tmp_path / "r"]  # fmt: skip
+    assert _cli(args, capsys)[0] == 0
+    code, out, _ = _cli(["evaluate", tmp_path / "r", "--data", wine / "w.csv"], capsys)
+    reported = float(out.split("acc ")[1].split()[0].rstrip(","))
+    ticket = evoprune.Ticket.load(tmp_path / "r")
+    raw = np.loadtxt(wine / "w.csv", delimiter=",", skiprows=1)
+    X, y = raw[:, :4], raw[:, 4].astype(int)
+    prepared = ticket.prepare(X)
+    assert prepared.abs().max() < 2 < np.abs(X).max()  # by the training rows ranges: near ±0.7
+    accuracy = float((ticket.predict(prepared).numpy() == y).mean())
+    assert accuracy == pytest.approx(reported, abs=5e-5)
+    assert float((ticket.predict(torch.as_tensor(X, dtype=torch.float32)).numpy() == y).mean()) < accuracy

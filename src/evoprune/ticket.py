@@ -143,8 +143,20 @@ class Ticket:
         """The pruned network: the random network with the mask applied."""
         return self.apply(self.build_model())
 
+    def prepare(self, X: Any) -> torch.Tensor:
+        """Raw feature rows (a CSV's columns in the training file's order) as the network's
+        input, preprocessed as the training data were (``ticket.dataset``: a file's per-feature
+        ranges, the paper's global scaling, MNIST's pixels / 255), as ``evoprune evaluate
+        --data`` does. `predict` takes rows already preprocessed; ``predict(prepare(X))``
+        takes raw ones. The classes it returns are numbered as ``dataset["labels"]`` lists them.
+        """
+        from evoprune.data.newdata import features_like
+
+        return features_like(X, self.dataset)
+
     def predict(self, X: torch.Tensor, chunk: int = 1 << 18) -> torch.Tensor:
-        """The pruned network's class for every row of `X` (in chunks: millions of rows fit).
+        """The pruned network's class for every row of `X` (in chunks: millions of rows fit):
+        rows as the network takes them (raw rows of the user's file: ``prepare`` them first).
 
         >>> t = Ticket(mask=torch.ones(6, dtype=torch.bool), layers=[1, 2, 2])
         >>> t.predict(torch.zeros(5, 1)).shape

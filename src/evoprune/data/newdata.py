@@ -78,12 +78,7 @@ def load_like(
         if normalize:
             X = FeatureScaling.fit(X).apply(X) if name == "file" else global_min_max(X)[0]
     elif was:
-        fitted = trained.get("scaling")
-        if isinstance(fitted, dict):
-            X = fitted_scaling(fitted, X, path, columns).apply(X)
-        else:
-            lo, hi = trained.get("global_range") or _training_range(trained)
-            X = scale_global(X, float(lo), float(hi))
+        X = _scaled_like(X, trained, path)
     labels = trained.get("labels") or list(range(n_classes))  # built-in data: classes 0..C-1
     classes = class_index(y, labels, path.name)
     return (
@@ -91,6 +86,33 @@ def load_like(
         torch.as_tensor(classes, dtype=torch.long),
         notes,
     )
+
+
+def features_like(X: Any, trained: dict[str, Any], source: object = "X") -> torch.Tensor:
+    """Raw feature rows `X` ``(n, features)`` (a CSV's columns in the training file's order) as
+    the network's input: preprocessed as the ticket's training data were (`trained`: the
+    ticket's dataset config), as `load_like` does for a file. `source` names `X` in errors."""
+    X = (
+        np.asarray(X, dtype=np.float64)
+        if trained.get("name") != "mnist"
+        else unit_pixels(X, source)
+    )
+    if X.ndim != 2:
+        raise EvopruneError(
+            f"{source}: expected rows of features, shape (n, features), got {X.shape}"
+        )
+    if trained_normalize(trained):
+        X = _scaled_like(X, trained, source)
+    return torch.as_tensor(X, dtype=torch.float32)
+
+
+def _scaled_like(X: np.ndarray, trained: dict[str, Any], source: object) -> np.ndarray:
+    """`X` scaled by the training split's recorded ranges: per feature, or the paper's one."""
+    fitted = trained.get("scaling")
+    if isinstance(fitted, dict):
+        return fitted_scaling(fitted, X, source, trained.get("columns")).apply(X)
+    lo, hi = trained.get("global_range") or _training_range(trained)
+    return scale_global(X, float(lo), float(hi))
 
 
 def _training_range(trained: dict[str, Any]) -> tuple[float, float]:
