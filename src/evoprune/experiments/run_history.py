@@ -267,9 +267,8 @@ def _lines(rows: pd.DataFrame, numeric: pd.DataFrame, step: str,
 def run_title(result: dict[str, Any], fallback: str) -> str:
     """``digits (10 classes), B [64, 75, 10], memetic (...), objective loss, seed 0``."""
     if result.get("function"):  # a minimisation: its function, dimension and optimizers
-        return f"{result['function']}, dim {result.get('dim')}, {result.get('variant', '')}".rstrip(
-            ", "
-        )
+        parts = [str(result["function"]), f"dim {result.get('dim')}", result.get("variant")]
+        return ", ".join(p for p in parts if p)
     if not result.get("dataset"):
         return fallback
     data = str(result["dataset"])
