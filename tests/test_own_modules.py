@@ -267,3 +267,22 @@ def test_edge_popup_trains_through_a_hooked_mlp():
     result = evoprune.baselines.edge_popup(net, X, y, sparsity=0.5, epochs=5, seed=0)
     accuracy = _plain_accuracy(net, result.ticket(), X, y)
     assert accuracy > 0.8, accuracy
+
+
+def test_the_adaptive_bound_starts_at_chance_over_the_classes_the_labels_hold(monkeypatch):
+    import evoprune.ga.api as api
+
+    seen = []
+    real = api.GeneticSearch
+
+    def recording(ev, config, n_classes, **kwargs):
+        seen.append(n_classes)
+        return real(ev, config, n_classes, **kwargs)
+
+    monkeypatch.setattr(api, "GeneticSearch", recording)
+    X, y = _data()
+    labels = torch.where(y == 1, 7, 3)  # two classes on an 8-output network: chance is 1/2
+    net = evoprune.nets.build_mlp([6, 10, 8], seed=0)
+    evoprune.search(net, X, labels, config=GAConfig(variant="ga-adaptive", population=10,
+                                                    min_generations=2, max_generations=2))  # fmt: skip
+    assert seen == [2]  # was 8 (y.max() + 1)
