@@ -286,3 +286,15 @@ def test_the_adaptive_bound_starts_at_chance_over_the_classes_the_labels_hold(mo
     evoprune.search(net, X, labels, config=GAConfig(variant="ga-adaptive", population=10,
                                                     min_generations=2, max_generations=2))  # fmt: skip
     assert seen == [2]  # was 8 (y.max() + 1)
+
+
+def test_the_landscape_of_a_forward_vmap_cannot_batch_is_scored_point_by_point():
+    from evoprune.analysis.landscape import LandscapeConfig, landscape
+
+    X, y = _data()
+    net = _Branchy()
+    mask = torch.rand(MaskSpace(net).n_bits, generator=torch.Generator().manual_seed(0)) < 0.6
+    L = landscape(net, mask, X, y, LandscapeConfig(grid=3))  # raised torch's vmap error
+    ticket = evoprune.Ticket(mask=mask, layers=None)
+    centre = _plain_accuracy(net, ticket, X, y)
+    assert L.accuracy[1, 1] == pytest.approx(centre, abs=1e-9)

@@ -266,7 +266,17 @@ def _score_grid(
     def one(w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(model, {**fixed, **w}, (x,))
 
-    batched = vmap(one, in_dims=(0, None))
+    vmapped, by_one = vmap(one, in_dims=(0, None)), False
+
+    def batched(w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        nonlocal by_one
+        if not by_one:
+            try:
+                return vmapped(w, x)
+            except RuntimeError as exc:  # a forward vmap cannot batch: each grid point alone,
+                by_one = "vmap" in str(exc)  # as `evoprune.evaluate.Evaluator` does
+        return torch.stack([one({k: v[i] for k, v in w.items()}, x) for i in range(p)])
+
     ce = torch.zeros(p, dtype=torch.float64)
     correct = torch.zeros(p, dtype=torch.long)
     rows = max(1, min(len(X), 4096))
