@@ -209,3 +209,21 @@ def test_prepare_takes_raw_rows_as_evaluate_data_does(wine, tmp_path, capsys):
     accuracy = float((ticket.predict(prepared).numpy() == y).mean())
     assert accuracy == pytest.approx(reported, abs=5e-5)
     assert float((ticket.predict(torch.as_tensor(X, dtype=torch.float32)).numpy() == y).mean()) < accuracy
+
+
+def test_labels_of_names_the_classes_as_the_file_did(wine, tmp_path, capsys):
+    raw = np.loadtxt(wine / "w.csv", delimiter=",", skiprows=1)
+    X, y = raw[:, :4], raw[:, 4].astype(int) * 10 + 10  # labels 10, 20, 30
+    lines = ["a,b,c,d,label", *(",".join(map(str, r)) + f",{c}" for r, c in zip(X, y, strict=True))]
+    (tmp_path / "tens.csv").write_text("\n".join(lines) + "\n")
+    args = ["search", "--data", tmp_path / "tens.csv", "--target", "label", "--arch", "A",
+            "--variant", "local", "--quiet", "--out", tmp_path / "r"]  # fmt: skip
+    assert _cli(args, capsys)[0] == 0
+    code, out, _ = _cli(["evaluate", tmp_path / "r", "--data", tmp_path / "tens.csv"], capsys)
+    reported = float(out.split("acc ")[1].split()[0].rstrip(","))
+    ticket = evoprune.Ticket.load(tmp_path / "r")
+    named = ticket.labels_of(ticket.predict(ticket.prepare(X)))
+    assert set(named) <= {10, 20, 30}
+    assert (named == y).mean() == pytest.approx(reported, abs=5e-5)  # class k is the k-th label
+    with pytest.raises(evoprune.EvopruneError, match=r"expected class numbers 0\.\.2, got 0\.\.3"):
+        ticket.labels_of([0, 3])

@@ -148,11 +148,32 @@ class Ticket:
         input, preprocessed as the training data were (``ticket.dataset``: a file's per-feature
         ranges, the paper's global scaling, MNIST's pixels / 255), as ``evoprune evaluate
         --data`` does. `predict` takes rows already preprocessed; ``predict(prepare(X))``
-        takes raw ones. The classes it returns are numbered as ``dataset["labels"]`` lists them.
+        takes raw ones, and ``labels_of`` names the classes it returns as the file did.
         """
         from evoprune.data.newdata import features_like
 
         return features_like(X, self.dataset)
+
+    def labels_of(self, classes: Any) -> np.ndarray:
+        """The training file's labels of class numbers (``predict``'s output): class k is the
+        k-th of ``dataset["labels"]`` (a file's labels in sorted order); built-in data and a
+        ticket without a dataset number their classes 0..C-1, returned as they are.
+
+        >>> t = Ticket(mask=torch.ones(6, dtype=torch.bool), layers=[1, 2, 2],
+        ...            dataset={"labels": ["cat", "dog"]})
+        >>> t.labels_of(torch.tensor([1, 0, 1])).tolist()
+        ['dog', 'cat', 'dog']
+        """
+        classes = np.asarray(classes.cpu() if isinstance(classes, torch.Tensor) else classes)
+        labels = self.dataset.get("labels")
+        if labels is None:
+            return classes
+        if classes.size and (classes.min() < 0 or classes.max() >= len(labels)):
+            raise EvopruneError(
+                f"classes: expected class numbers 0..{len(labels) - 1}, got {classes.min()}.."
+                f"{classes.max()}"
+            )
+        return np.asarray(labels)[classes]
 
     def predict(self, X: torch.Tensor, chunk: int = 1 << 18) -> torch.Tensor:
         """The pruned network's class for every row of `X` (in chunks: millions of rows fit):
