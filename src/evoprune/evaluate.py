@@ -320,8 +320,7 @@ class Evaluator:
                 # Any other error (memory) falls back for this chunk only; a real error in
                 # the model is raised again by the plain pass.
                 self._one_by_one = "vmap" in str(exc)
-        p = next(iter(weights.values())).shape[0]
-        return torch.stack([one({k: v[i] for k, v in weights.items()}) for i in range(p)])
+        return each_copy(one, weights)
 
     def _compute(self, masks: torch.Tensor) -> np.ndarray:
         """Metrics ``(P, n_metrics)`` float64 for masks not in the cache."""
@@ -536,6 +535,13 @@ def ticket_scores(
 
 
 __all__ = ["Evaluator", "forward_one", "score", "score_fit", "score_splits", "ticket_scores"]
+
+
+def each_copy(one: Any, weights: dict[str, torch.Tensor], *args: Any) -> torch.Tensor:
+    """``vmap(one)(weights, *args)`` one copy at a time: for a forward vmap cannot batch (a
+    branch on a tensor's value, ``.item()``); `weights` hold the copies along dimension 0."""
+    p = next(iter(weights.values())).shape[0]
+    return torch.stack([one({k: v[i] for k, v in weights.items()}, *args) for i in range(p)])
 
 
 def _row_size(out: Any) -> int:

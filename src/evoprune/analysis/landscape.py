@@ -48,7 +48,7 @@ from evoprune.analysis.params import (
 from evoprune.data.registry import Dataset
 from evoprune.devices import placed
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import score_splits
+from evoprune.evaluate import each_copy, score_splits
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.inputs import check_data
 from evoprune.io import provenance, write_atomic, write_json
@@ -275,7 +275,7 @@ def _score_grid(
                 return vmapped(w, x)
             except RuntimeError as exc:  # a forward vmap cannot batch: each grid point alone,
                 by_one = "vmap" in str(exc)  # as `evoprune.evaluate.Evaluator` does
-        return torch.stack([one({k: v[i] for k, v in w.items()}, x) for i in range(p)])
+        return each_copy(one, w, x)
 
     ce = torch.zeros(p, dtype=torch.float64)
     correct = torch.zeros(p, dtype=torch.long)

@@ -177,7 +177,12 @@ def _speculative_walk(
 def _fitness(evaluator: Evaluator, objective: Objective, mask: torch.Tensor) -> float:
     """`objective`'s fitness (higher is better) of one mask, from the evaluator's logits."""
     logits = evaluator.logits(mask.view(1, -1).to(evaluator.device))
-    return float(objective.fitness(torch.as_tensor(objective.fn(logits, evaluator.y)).reshape(1)))
+    return float(_fitness_of(objective, logits, evaluator.y)[0])
+
+
+def _fitness_of(objective: Objective, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """`objective`'s fitness ``(K,)`` of logits ``(K, d, C)``."""
+    return objective.fitness(torch.as_tensor(objective.fn(logits, y)).reshape(len(logits)))
 
 
 class _GuardedWalk:
@@ -213,7 +218,7 @@ class _GuardedWalk:
             logits.reshape(k * d, c).double(), self.y.repeat(k), reduction="none"
         ).view(k, d)
         kept = (
-            self.keep.fitness(torch.as_tensor(self.keep.fn(logits, self.y)).reshape(k))
+            _fitness_of(self.keep, logits, self.y)
             if self.keep is not None else torch.zeros(k, dtype=torch.float64)
         )  # fmt: skip
         return right, loss.sum(dim=1), kept
