@@ -598,12 +598,16 @@ def test_plot_history_draws_any_methods_history_a_panel_per_column(tmp_path, cap
     )
     frame = prepare_run_history(run)
     assert list(dict.fromkeys(frame["panel"])) == ["best fitness", "val f1"]
-    steps = {p: list(frame.loc[frame["phase"] == p, "step"]) for p in ("search", "prune", "finetune")}
+    steps = {
+        p: list(frame.loc[frame["phase"] == p, "step"]) for p in ("search", "prune", "finetune")
+    }
     assert steps == {"search": [1, 2], "prune": [3], "finetune": [4, 5]}
     assert main(["plot", "history", str(run)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("search: 2 rows, generation 1 to 2, prune: 1 row, epoch 0, finetune: "
-                          "2 rows, epoch 1 to 2; no result.json")
+    assert out.startswith(
+        "search: 2 rows, generation 1 to 2, prune: 1 row, epoch 0, finetune: "
+        "2 rows, epoch 1 to 2; no result.json"
+    )
     assert (run / "history.png").stat().st_size > 0
 
 

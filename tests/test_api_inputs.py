@@ -272,6 +272,8 @@ def test_edge_popup_and_the_analyses_leave_the_callers_module_as_it_was():
     y = (X[:, 0] > 0).long()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     edge_popup(net, X, y, epochs=2)
-    landscape(net, torch.ones(MaskSpace(net).n_bits, dtype=torch.bool), X, y, LandscapeConfig(grid=3))
+    landscape(
+        net, torch.ones(MaskSpace(net).n_bits, dtype=torch.bool), X, y, LandscapeConfig(grid=3)
+    )
     assert net.training
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())

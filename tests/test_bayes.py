@@ -225,10 +225,14 @@ def test_plot_boundary_reads_other_data_as_the_ticket_was_trained(tmp_path, caps
 
     in_order = errors("--data", str(tmp_path / "train.csv"))
     assert in_order.startswith("train.csv, test errors of 300: ")
-    assert errors("--data", str(tmp_path / "shuffled.csv")).split(": ")[1] == in_order.split(": ")[1]
+    assert (
+        errors("--data", str(tmp_path / "shuffled.csv")).split(": ")[1] == in_order.split(": ")[1]
+    )
     frame.assign(label=frame["label"].replace("cat", "yes")).to_csv(tmp_path / "relabelled.csv",
                                                                     index=False)  # fmt: skip
-    code = main(["plot", "boundary", str(tmp_path / "run"), "--data", str(tmp_path / "relabelled.csv")])
+    code = main(
+        ["plot", "boundary", str(tmp_path / "run"), "--data", str(tmp_path / "relabelled.csv")]
+    )
     assert code == 2 and "label 'yes' is not one of the classes cat, dog" in capsys.readouterr().err
 
     run_ga_job({"method": "ga", "dataset": "circles", "arch": "A", "normalize": True, **TINY},

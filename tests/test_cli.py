@@ -154,8 +154,10 @@ def bad_files(tmp_path):
         "ticket": write(tmp_path / "ticket.npz", "not a zip"),
         # pandas' to_csv writes its index as a column without a name: on a file sorted by
         # class the row number predicts the label
-        "index": write(tmp_path / "index.csv", ",x1,label\n" + "\n".join(
-            f"{i},{i % 5},{int(i >= 20)}" for i in range(40))),  # fmt: skip
+        "index": write(
+            tmp_path / "index.csv",
+            ",x1,label\n" + "\n".join(f"{i},{i % 5},{int(i >= 20)}" for i in range(40)),
+        ),  # fmt: skip
         "semicolons": write(tmp_path / "semi.csv", "x1;x2;label\n" + ok_rows.replace(",", ";")),
         "inf": write(tmp_path / "inf.csv", "x1,x2,label\n1,2,a\n3,inf,b\n" + ok_rows),
         "nanlabels": _npz(tmp_path / "nany.npz", y=np.r_[np.zeros(20), np.ones(19), np.nan]),
@@ -216,9 +218,15 @@ def _npz(path: Path, X=None, y=None) -> Path:
             "column 'label' appears 2 times in the header",
         ),
         (["search", "--data", "missing.csv", "--target", "label"], "no such file"),
-        (["search", "--data", "{index}", "--target", "label"], "column 1 of the header has no name"),
+        (
+            ["search", "--data", "{index}", "--target", "label"],
+            "column 1 of the header has no name",
+        ),
         (["search", "--data", "{semicolons}", "--target", "label"], "holds ';': this reader"),
-        (["search", "--data", "{inf}", "--target", "label"], "infinite values (column 'x2' on line 3)"),
+        (
+            ["search", "--data", "{inf}", "--target", "label"],
+            "infinite values (column 'x2' on line 3)",
+        ),
         (["search", "--data", "{nanlabels}"], "y has NaN or infinite labels (rows [39])"),
         (["search", "--data", "{complex}"], "X must be real numbers, got dtype complex128"),
         (["search", "--data", "{rare}"], "class 7 has 1 row, all in the test split (split seed 0)"),
@@ -251,7 +259,14 @@ def _npz(path: Path, X=None, y=None) -> Path:
             "--no-post-prune: only with --variant ga or ga-adaptive, not memetic",
         ),
         (
-            ["search", "--dataset", "moons", "--no-post-prune", "--post-prune-criterion", "holdout"],
+            [
+                "search",
+                "--dataset",
+                "moons",
+                "--no-post-prune",
+                "--post-prune-criterion",
+                "holdout",
+            ],
             "--post-prune-criterion: not read with --no-post-prune",
         ),
         (
@@ -259,7 +274,17 @@ def _npz(path: Path, X=None, y=None) -> Path:
             "--starts: only with --variant local, not memetic",
         ),
         (
-            ["search", "--dataset", "moons", "--variant", "local", "--arch", "conv", "--kicks", "2"],
+            [
+                "search",
+                "--dataset",
+                "moons",
+                "--variant",
+                "local",
+                "--arch",
+                "conv",
+                "--kicks",
+                "2",
+            ],
             "--kicks: not read by the conv net's local search",
         ),
         (
@@ -275,8 +300,16 @@ def _npz(path: Path, X=None, y=None) -> Path:
             "--local-patience: only with --val-fraction",
         ),
         (
-            ["search", "--dataset", "moons", "--variant", "memetic", "--objective", "loss",
-             "--loss-first"],  # fmt: skip
+            [
+                "search",
+                "--dataset",
+                "moons",
+                "--variant",
+                "memetic",
+                "--objective",
+                "loss",
+                "--loss-first",
+            ],  # fmt: skip
             "--loss-first: only with --objective accuracy or f1",
         ),
         (["evaluate", "{ticket}"], "not a readable ticket"),
@@ -726,7 +759,9 @@ def test_an_out_folder_the_user_cannot_write_fails_before_any_work():
         shutil.rmtree(top)
 
 
-def test_an_out_where_nothing_can_be_made_is_refused_before_the_work(tmp_path, capsys, finished_run):
+def test_an_out_where_nothing_can_be_made_is_refused_before_the_work(
+    tmp_path, capsys, finished_run
+):
     # /proc takes no new folder or file, whoever runs this: the error came after the run
     search = ["search", "--dataset", "moons", "--arch", "A", "--population", "10",
               "--max-generations", "2", "--quiet", "--out", "/proc/evoprune-x/run"]  # fmt: skip

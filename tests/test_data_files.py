@@ -439,7 +439,9 @@ def test_user_npz_variants(tmp_path):
     assert str(info.value).count("other.npz") == 1 and "found ['a']" in str(info.value)
 
 
-def test_a_named_mnist_is_read_from_where_the_ticket_found_it(mnist3, tmp_path, monkeypatch, capsys):
+def test_a_named_mnist_is_read_from_where_the_ticket_found_it(
+    mnist3, tmp_path, monkeypatch, capsys
+):
     ticket = make_ticket(mnist3, tmp_path / "t.npz")
     monkeypatch.delenv(MNIST_SEARCH[0], raising=False)
     monkeypatch.chdir(tmp_path)  # no ./data here: only the ticket's record finds it

@@ -148,7 +148,7 @@ def test_a_worker_that_dies_between_runs_breaks_no_later_run(tmp_path):
     assert second.error is None and second.result["n"] == 1
 
 
-WORKER = '''
+WORKER = """
 import os, sys, time
 
 from evoprune.interrupts import interrupted_while_starting, start_worker
@@ -162,7 +162,7 @@ def setup():  # a worker's initializer, loading: waits for the test's go
 def run():  # a pool worker's start, then its verdict as the exit code
     start_worker("starting_worker:setup")
     sys.exit(3 if interrupted_while_starting() else 0)
-'''
+"""
 
 
 @pytest.mark.parametrize("driver_ignores", [False, True])

@@ -293,7 +293,6 @@ GOOD_YAML = """
         (("method: ga}", "method: synflow, finetune_curve: '-1'}"), "finetune_curve: expected"),
         (("method: ga}", "method: selection, dynamics: foo}"), "dynamics: expected one of"),
         (("method: ga}", "method: selection, epochs: 2, target_epoch: 3}"), "target_epoch: exp"),
-
         # values a misspelling breaks: caught at load time, not in every run of the sweep
         (("dataset: [moons]", "dataset: [moons, circels]"), "got 'circels'"),
         (("method: ga}", "method: ga, arch: Q}"), "arch: expected one of"),
@@ -1553,13 +1552,18 @@ def test_stats_takes_each_specs_own_first_arm_as_the_reference():
     ("magnitude", rank 0 there, rank 2 here) before this spec's GA."""
     rng = np.random.default_rng(1)
     rows = []
-    for spec, labels in (("pruning", ["magnitude", "CMA"]), ("mixed", ["GA", "Local", "magnitude"])):
+    for spec, labels in (
+        ("pruning", ["magnitude", "CMA"]),
+        ("mixed", ["GA", "Local", "magnitude"]),
+    ):
         for rank, label in reversed(list(enumerate(labels))):  # rows not in rank order
             for seed in range(3):
                 rows.append({"spec": spec, "dataset": spec, "label": label, "label_rank": rank,
                              "seed": seed, "test_accuracy": 0.8 + rng.normal(0, 0.01)})  # fmt: skip
     fits = {f.dataset: f for f in mixed_model_tables(pd.DataFrame(rows))}
-    first = {name: (f.table["reference"].iloc[0], f.table["target"].iloc[0]) for name, f in fits.items()}
+    first = {
+        name: (f.table["reference"].iloc[0], f.table["target"].iloc[0]) for name, f in fits.items()
+    }
     assert first == {"mixed": ("GA", "Local"), "pruning": ("magnitude", "CMA")}
 
 
@@ -1575,9 +1579,13 @@ def test_a_pruning_runs_history_caption_says_its_accuracy_is_before_fine_tuning(
 
     text = final_caption({"test_accuracy": 0.679, "test_accuracy_finetuned": 0.99,
                           "train_accuracy": 0.7, "sparsity": 0.98}, "result")  # fmt: skip
-    assert text == ("result: test accuracy before fine-tuning 0.679, after 0.990, training "
-                    "accuracy before 0.700, sparsity 0.980")
-    assert final_caption({"test_accuracy": 0.9}, "final ticket") == "final ticket: test accuracy 0.900"
+    assert text == (
+        "result: test accuracy before fine-tuning 0.679, after 0.990, training "
+        "accuracy before 0.700, sparsity 0.980"
+    )
+    assert (
+        final_caption({"test_accuracy": 0.9}, "final ticket") == "final ticket: test accuracy 0.900"
+    )
 
 
 def test_a_fits_name_leaves_out_an_axis_its_runs_lack():

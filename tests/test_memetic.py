@@ -184,7 +184,9 @@ def test_resume_refuses_another_variants_checkpoint_and_keeps_it(tmp_path, capsy
             "--max-passes", "1", "--resume", "--quiet", "--out", str(out)]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "holds checkpoint.npz, a checkpoint this run does not read" in err
+    assert (
+        err.count("\n") == 1 and "holds checkpoint.npz, a checkpoint this run does not read" in err
+    )
     assert (out / "checkpoint.npz").read_bytes() == b"the GA's"
 
 

@@ -40,7 +40,9 @@ def test_a_hooked_mlp_is_scored_through_its_hooks():
     net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
     net.register_forward_pre_hook(lambda _m, inp: ((inp[0] - mu) / sd,))
     ticket = evoprune.search(net, X, y, config=TINY)
-    assert ticket.metrics["train_accuracy"] == pytest.approx(_plain_accuracy(net, ticket, X, y), abs=1e-9)
+    assert ticket.metrics["train_accuracy"] == pytest.approx(
+        _plain_accuracy(net, ticket, X, y), abs=1e-9
+    )
 
 
 class _Tied(nn.Module):
@@ -62,7 +64,9 @@ def test_a_weight_tied_to_another_modules_is_masked_by_its_registered_name():
     net = _Tied()
     assert [p.name for p in MaskSpace(net).params] == ["hidden.weight", "enc.weight"]
     ticket = evoprune.search(net, X, y, config=TINY)
-    assert ticket.metrics["train_accuracy"] == pytest.approx(_plain_accuracy(net, ticket, X, y), abs=1e-9)
+    assert ticket.metrics["train_accuracy"] == pytest.approx(
+        _plain_accuracy(net, ticket, X, y), abs=1e-9
+    )
     zeros = evoprune.Ticket(mask=torch.zeros(ticket.n_bits, dtype=torch.bool), layers=None)
     masked = zeros.apply(copy.deepcopy(net))
     assert not masked.dec.weight.any() and not masked.hidden.weight.any()
@@ -73,7 +77,9 @@ def test_a_computed_weight_is_one_line_naming_the_layer():
     from torch.nn.utils import prune
 
     prune.identity(net[0], "weight")  # weight = weight_orig * weight_mask
-    with pytest.raises(EvopruneError, match=r"0\.weight is computed, not a parameter .*prune\.remove"):
+    with pytest.raises(
+        EvopruneError, match=r"0\.weight is computed, not a parameter .*prune\.remove"
+    ):
         MaskSpace(net)
     X, y = _data()
     with pytest.raises(EvopruneError, match="is computed"):
@@ -133,7 +139,9 @@ def test_submodules_returning_a_dict_a_scalar_or_nothing_are_searched():
     X, y = _data()
     net = _Chatty()
     ticket = evoprune.search(net, X, y, config=TINY)
-    assert ticket.metrics["train_accuracy"] == pytest.approx(_plain_accuracy(net, ticket, X, y), abs=1e-9)
+    assert ticket.metrics["train_accuracy"] == pytest.approx(
+        _plain_accuracy(net, ticket, X, y), abs=1e-9
+    )
 
 
 class _Branchy(nn.Module):
@@ -154,7 +162,9 @@ def test_a_forward_vmap_cannot_batch_is_scored_one_mask_at_a_time():
     X, y = _data()
     net = _Branchy()
     ticket = evoprune.search(net, X, y, config=TINY)
-    assert ticket.metrics["train_accuracy"] == pytest.approx(_plain_accuracy(net, ticket, X, y), abs=1e-9)
+    assert ticket.metrics["train_accuracy"] == pytest.approx(
+        _plain_accuracy(net, ticket, X, y), abs=1e-9
+    )
 
 
 def test_a_column_of_labels_is_told_to_ravel():
@@ -173,7 +183,10 @@ def test_an_objective_named_like_a_builtin_does_not_stand_in_for_it():
     ticket = evoprune.search(net, X, y, objective=accuracy, config=TINY)
     assert ticket.metrics["objective"] == "custom_accuracy"
     first = ticket.history[0]
-    assert first["best_accuracy"] != first["best_performance"] or first["best_performance"] in (0, 1)
+    assert first["best_accuracy"] != first["best_performance"] or first["best_performance"] in (
+        0,
+        1,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -306,8 +306,14 @@ def test_hpo_same_seed_same_study(tmp_path, capsys):
 
 
 def test_hpo_bad_input_and_other_settings(tmp_path, capsys):
-    for bad in (["--sampler", "nope"], ["--trials", "0"], ["--workers", "x"], ["--space", "mid"],
-                ["--workers", "1e30"], ["--workers", "1000"]):  # 999 processes were started
+    for bad in (
+        ["--sampler", "nope"],
+        ["--trials", "0"],
+        ["--workers", "x"],
+        ["--space", "mid"],
+        ["--workers", "1e30"],
+        ["--workers", "1000"],
+    ):  # 999 processes were started
         code, _, err = run_cli(["hpo", "--out", tmp_path / "x", *bad], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     code, _, err = run_cli(_hpo_args(tmp_path / "s", "--trials", "3"), capsys)
@@ -508,12 +514,24 @@ def test_hpo_locks_its_journal_by_an_absolute_path(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "job, message",
     [
-        ({"method": "minimize", "function": "rosenbrock", "dim": 1, "optimizer": "cmaes"},
-         "rosenbrock needs at least 2 dimensions"),
-        ({"method": "minimize", "function": "sphere", "dim": 2, "optimizer": "cma-es"},
-         "method: expected some of"),
-        ({"method": "minimize", "function": "sphere", "dim": 2, "optimizer": "cmaes",
-          "budget": -5}, "budget: expected a positive number"),
+        (
+            {"method": "minimize", "function": "rosenbrock", "dim": 1, "optimizer": "cmaes"},
+            "rosenbrock needs at least 2 dimensions",
+        ),
+        (
+            {"method": "minimize", "function": "sphere", "dim": 2, "optimizer": "cma-es"},
+            "method: expected some of",
+        ),
+        (
+            {
+                "method": "minimize",
+                "function": "sphere",
+                "dim": 2,
+                "optimizer": "cmaes",
+                "budget": -5,
+            },
+            "budget: expected a positive number",
+        ),
         ({"method": "train-weights", "optimizer": "sep-cmaes", "sigma": -1}, "sigma: expected"),
         ({"method": "train-weights", "optimizer": "adam", "seconds": 0}, "seconds: expected"),
     ],

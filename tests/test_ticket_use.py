@@ -208,7 +208,10 @@ def test_prepare_takes_raw_rows_as_evaluate_data_does(wine, tmp_path, capsys):
     assert prepared.abs().max() < 2 < np.abs(X).max()  # by the training rows ranges: near ±0.7
     accuracy = float((ticket.predict(prepared).numpy() == y).mean())
     assert accuracy == pytest.approx(reported, abs=5e-5)
-    assert float((ticket.predict(torch.as_tensor(X, dtype=torch.float32)).numpy() == y).mean()) < accuracy
+    assert (
+        float((ticket.predict(torch.as_tensor(X, dtype=torch.float32)).numpy() == y).mean())
+        < accuracy
+    )
 
 
 def test_labels_of_names_the_classes_as_the_file_did(wine, tmp_path, capsys):

@@ -43,6 +43,7 @@ def placed(model: nn.Module, device: torch.device) -> nn.Module:
     >>> placed(net, torch.device("meta")).weight.is_meta, net.weight.is_meta, net.training
     (True, False, True)
     """
+
     def there(t: torch.Tensor) -> bool:  # "cuda" is any CUDA device, "cuda:1" that one
         return t.device.type == device.type and device.index in (None, t.device.index)
 

@@ -101,8 +101,13 @@ def _labels(name: str, y: Any) -> torch.Tensor:
     if y.dim() != 1:
         raise EvopruneError(
             f"{name}: expected one class label per sample, shape (samples,), got {tuple(y.shape)}"
-            + (" (a column: pass y.ravel())" if y.dim() == 2 and y.shape[1] == 1
-               else " (one-hot? pass y.argmax(1))" if y.dim() == 2 else "")  # fmt: skip
+            + (
+                " (a column: pass y.ravel())"
+                if y.dim() == 2 and y.shape[1] == 1
+                else " (one-hot? pass y.argmax(1))"
+                if y.dim() == 2
+                else ""
+            )  # fmt: skip
         )
     if y.is_floating_point():
         if not torch.isfinite(y).all() or not torch.equal(y, y.round()):

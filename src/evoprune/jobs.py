@@ -52,13 +52,19 @@ METHODS: dict[str, Method] = {
     "memetic": _GA,
     "local": _GA,
     # the paper's baselines
-    "edge-popup": Method("evoprune.baselines.jobs", "run_edge_popup_job", "EDGE_POPUP_KEYS",
-                         "check_edge_popup_job"),
-    "backprop": Method("evoprune.baselines.jobs", "run_backprop_job", "BACKPROP_KEYS",
-                       "check_backprop_job"),
+    "edge-popup": Method(
+        "evoprune.baselines.jobs", "run_edge_popup_job", "EDGE_POPUP_KEYS", "check_edge_popup_job"
+    ),
+    "backprop": Method(
+        "evoprune.baselines.jobs", "run_backprop_job", "BACKPROP_KEYS", "check_backprop_job"
+    ),
     # pruning a network while or after training it
-    "selection": Method("evoprune.pruning.selection.job", "run_selection_job", "SELECTION_KEYS",
-                        "check_selection_job"),
+    "selection": Method(
+        "evoprune.pruning.selection.job",
+        "run_selection_job",
+        "SELECTION_KEYS",
+        "check_selection_job",
+    ),
     "cmaes-synflow": _PRUNE,
     "cmaes-trainfit": _PRUNE,
     "magnitude": _PRUNE,
@@ -67,10 +73,12 @@ METHODS: dict[str, Method] = {
     "random": _PRUNE,
     # the optimiser studies
     "hpo": Method("evoprune.studies.jobs", "run_hpo_job", "HPO_KEYS", "check_hpo_job"),
-    "minimize": Method("evoprune.studies.jobs", "run_minimize_job", "MINIMIZE_KEYS",
-                       "check_minimize_job"),
-    "train-weights": Method("evoprune.studies.jobs", "run_weights_job", "WEIGHTS_KEYS",
-                            "check_weights_job"),
+    "minimize": Method(
+        "evoprune.studies.jobs", "run_minimize_job", "MINIMIZE_KEYS", "check_minimize_job"
+    ),
+    "train-weights": Method(
+        "evoprune.studies.jobs", "run_weights_job", "WEIGHTS_KEYS", "check_weights_job"
+    ),
 }
 
 

@@ -74,8 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("ticket", type=Path, help="a ticket.npz, or its run folder")
     add_data_args(q, required=False)
-    q.add_argument("--top", type=int, help="only the K largest eigenvalues, by Lanczos (default: all "
-                   "of a ticket of up to 3,000 parameters, else the 20 largest)")
+    q.add_argument(
+        "--top",
+        type=int,
+        help="only the K largest eigenvalues, by Lanczos (default: all "
+        "of a ticket of up to 3,000 parameters, else the 20 largest)",
+    )
     q.add_argument("--biases", action="store_true", help="include every bias")
     q.add_argument(
         "--method", choices=["auto", "dense", "lanczos"], default="auto", help="default auto"

@@ -34,9 +34,22 @@ READ_BY = {
     **dict.fromkeys(("adaptive_bound", "adaptive_step", "adaptive_decay"), ("ga-adaptive",)),
     # memetic and local remove weights in their search: no post-pruning
     **dict.fromkeys(("post_prune", "post_prune_criterion"), ("ga", "ga-adaptive")),
-    **dict.fromkeys(("ranking", "sparsity_penalty", "kicks", "kick_bits", "max_passes",
-                     "val_fraction", "local_patience", "min_gain", "tiebreak", "temperature",
-                     "exact_top"), ("memetic", "local")),  # fmt: skip
+    **dict.fromkeys(
+        (
+            "ranking",
+            "sparsity_penalty",
+            "kicks",
+            "kick_bits",
+            "max_passes",
+            "val_fraction",
+            "local_patience",
+            "min_gain",
+            "tiebreak",
+            "temperature",
+            "exact_top",
+        ),
+        ("memetic", "local"),
+    ),  # fmt: skip
     # memetic starts from the GA's elites, not from random masks
     **dict.fromkeys(("local_density", "local_starts", "fixed_sparsity"), ("local",)),
     **dict.fromkeys(("memetic_generations", "memetic_elites", "loss_first"), ("memetic",)),
@@ -49,6 +62,7 @@ def conv_reads(key: str, value: Any) -> bool:
     """Whether the conv net's local search reads local setting `key` at `value`: its own three,
     and ranking "none" (exact scores only, what it does anyway)."""
     return key in CONV_LOCAL_FIELDS or (key, value) == ("ranking", "none")
+
 
 # What `GAConfig._check_types` asks of a field, by its annotation.
 _EXPECTED = {"int": "an integer", "float": "a finite number", "bool": "true or false",

@@ -23,9 +23,7 @@ CONFIG_KEYS = {f.name for f in fields(GAConfig)} - {"variant", "seed"}
 CHECKPOINT = "checkpoint.npz"  # the GA's, in the run folder; each local phase adds its prefix
 
 
-def checkpoint_files(
-    out: Path, variant: str | None = None, loss_phase: bool = False
-) -> list[Path]:
+def checkpoint_files(out: Path, variant: str | None = None, loss_phase: bool = False) -> list[Path]:
     """The checkpoints a run of `variant` in folder `out` writes: the GA's (ga, ga-adaptive,
     memetic), the local phase's (memetic, local) and, with `loss_phase` (memetic with
     loss_first on another objective), the loss phase's; every one of them without a variant."""
@@ -81,7 +79,9 @@ def check_variant_keys(job: dict[str, Any], name: Callable[[str], str] = str) ->
                                 f"reads {readable})")  # fmt: skip
         readers = READ_BY[key]
         if variant not in readers:
-            where = " or ".join([", ".join(readers[:-1]), readers[-1]] if len(readers) > 1 else readers)
+            where = " or ".join(
+                [", ".join(readers[:-1]), readers[-1]] if len(readers) > 1 else readers
+            )
             raise EvopruneError(f"{name(key)}: only with {name('variant')} {where}, not {variant}")
     if job.get("exact_top") and (objective != "loss" or job.get("ranking") == "none"):
         raise EvopruneError(
