@@ -59,14 +59,14 @@ def state_at(generation, last_improvement):
 def test_termination_rules(digits2, variant, cap, generation, last, done):
     cfg = GAConfig(variant=variant, max_generations=cap)
     ev = Evaluator(build_mlp([64, 20, 2]), digits2.X_train, digits2.y_train)
-    ga = GeneticSearch(ev, cfg, n_classes=2)
+    ga = GeneticSearch(ev, cfg)
     assert ga.done(state_at(generation, last)) is done
 
 
 def test_survivors_are_ranked_by_performance_then_sparsity(digits2):
     ticket = tiny_search(digits2)
     ev = Evaluator(build_mlp([64, 20, 2], seed=0), digits2.X_train, digits2.y_train)
-    ga = GeneticSearch(ev, SMALL, n_classes=2)
+    ga = GeneticSearch(ev, SMALL)
     state = ga.initial_state()
     state = ga.tell(state, ga.ask(state), time.perf_counter())
     fit = state.fitness.tolist()
@@ -80,11 +80,11 @@ def test_survivors_are_ranked_by_performance_then_sparsity(digits2):
 def test_generation_adds_children_mutants_and_migrants_to_the_parents(digits2):
     ev = Evaluator(build_mlp([64, 20, 2]), digits2.X_train, digits2.y_train)
     cfg = GAConfig(population=50, rec_rate=0.0, mut_rate=0.0, mig_rate=0.2)
-    ga = GeneticSearch(ev, cfg, n_classes=2)
+    ga = GeneticSearch(ev, cfg)
     state = ga.initial_state()
     assert len(ga.ask(state)) == 10  # only floor(50 * 0.2) migrants
     cfg = GAConfig(population=50, rec_rate=1.0, mut_rate=1.0, mig_rate=0.0)
-    ga = GeneticSearch(ev, cfg, n_classes=2)
+    ga = GeneticSearch(ev, cfg)
     assert len(ga.ask(state)) == 50 + 100  # 50 children, then a mutant of each of 100
 
 
@@ -95,7 +95,7 @@ def test_adaptive_bound_is_deterministic_and_respected(digits2):
 
     def initial():
         ev = Evaluator(build_mlp([64, 20, 2], seed=3), digits2.X_train, digits2.y_train)
-        return GeneticSearch(ev, cfg, n_classes=2).initial_state(), ev
+        return GeneticSearch(ev, cfg).initial_state(), ev
 
     a, ev = initial()
     b, _ = initial()

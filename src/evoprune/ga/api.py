@@ -124,10 +124,7 @@ def search(
             memory_mb=config.memory_mb,
             metrics=metrics,
         )
-        # the adaptive bound starts at chance: one in the classes the labels hold (labels
-        # {3, 7} on an 8-output network: 1/2)
-        n_classes = int(torch.unique(ev.y).numel())
-        ga = GeneticSearch(ev, config, n_classes, checkpoint=checkpoint,
+        ga = GeneticSearch(ev, config, checkpoint=checkpoint,
                            checkpoint_every=checkpoint_every, fingerprint=fingerprint,
                            progress=progress)  # fmt: skip
         start = time.perf_counter()

@@ -145,7 +145,7 @@ def memetic_search(
         metrics = tuple(dict.fromkeys((ga_objective, "accuracy")))
         ev = Evaluator(model, X_fit, y_fit, get_objective(ga_objective), space=space,
                        device=config.device, memory_mb=config.memory_mb, metrics=metrics)  # fmt: skip
-        ga = GeneticSearch(ev, ga_cfg, int(y.max()) + 1, checkpoint=ckpt,
+        ga = GeneticSearch(ev, ga_cfg, checkpoint=ckpt,
                            checkpoint_every=checkpoint_every, fingerprint=fingerprint,
                            progress=progress)  # fmt: skip
         state = ga.run(resume=resume)

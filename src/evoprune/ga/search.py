@@ -48,7 +48,6 @@ class GeneticSearch:
         self,
         evaluator: Evaluator,
         config: GAConfig,
-        n_classes: int,  # of the labels: the adaptive bound's chance level is 1 / n_classes
         *,
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 0,
@@ -57,7 +56,6 @@ class GeneticSearch:
     ):
         self.ev = evaluator
         self.cfg = config
-        self.n_classes = n_classes
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.checkpoint_every = checkpoint_every
         self.before_resume_seconds = 0.0  # the evolution's seconds in the runs it resumes
@@ -99,7 +97,8 @@ class GeneticSearch:
             return pop, scores, fitness, {}
         # Adaptive accuracy bound: candidates must reach `bound` training accuracy; the bound
         # moves toward chance after every `adaptive_step` evaluations without N passing.
-        chance = 1.0 / self.n_classes
+        # chance level over the classes the labels hold ({3, 7}: 1/2, not 1/8)
+        chance = 1.0 / int(torch.unique(self.ev.y).numel())
         bound, spent_at_level, spent = cfg.adaptive_bound, 0, 0
         kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         n_kept = 0
