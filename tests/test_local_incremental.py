@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from evoprune.local import kernels
-from evoprune.local.incremental import OPEN, MLPState
+from evoprune.local.incremental import UNDECIDED_DELTA, MLPState
 from evoprune.masks import MaskSpace
 from evoprune.nets import build_mlp
 
@@ -58,7 +58,7 @@ def test_candidate_deltas_equal_per_flip_recomputation(objective, layers):
                 st.mask[li][o, i] = ~st.mask[li][o, i]
                 full = st.full_value()
                 st.mask[li][o, i] = ~st.mask[li][o, i]
-                if d == OPEN:
+                if d == UNDECIDED_DELTA:
                     continue
                 assert d == pytest.approx(full - base, abs=1e-12)
                 checked += 1
@@ -94,7 +94,7 @@ def test_flips_into_a_unit_without_outgoing_weights_change_only_the_density(
                 full = st.full_value() - base
                 full_s = (st.full_secondary() - base_s) if tiebreak else 0.0
                 st.mask[li][o, i] = ~st.mask[li][o, i]
-                if primary[o, i] not in (OPEN, np.inf) and ties[o, i] != np.inf:
+                if primary[o, i] not in (UNDECIDED_DELTA, np.inf) and ties[o, i] != np.inf:
                     assert primary[o, i] == pytest.approx(full, abs=1e-12)
                     assert ties[o, i] == pytest.approx(full_s, abs=1e-12)
 
@@ -104,7 +104,7 @@ def test_flips_into_a_unit_without_outgoing_weights_change_only_the_density(
 def test_tiebreak_scores_equal_per_flip_recomputation(objective, layers):
     """With the loss as tie-breaker, each flip's (objective, loss + penalty) change equals a
     plain recomputation, and the penalty sits in the tie-breaker only. A flip that loses
-    accuracy or F1 (or is OPEN) is never accepted, and its tie score is inf."""
+    accuracy or F1 (or is UNDECIDED_DELTA) is never accepted, and its tie score is inf."""
     st, _ = _state(layers, objective, seed=2, penalty=0.05)
     st = MLPState(st.W, st.b, st.X, st.y, objective, st.mask, sparsity_penalty=0.05, tiebreak=True)
     base, base_s = st.full_value(), st.full_secondary()
@@ -117,7 +117,7 @@ def test_tiebreak_scores_equal_per_flip_recomputation(objective, layers):
                 st.mask[li][o, i] = ~st.mask[li][o, i]
                 full, full_s = st.full_value(), st.full_secondary()
                 st.mask[li][o, i] = ~st.mask[li][o, i]
-                if primary[o, i] != OPEN:
+                if primary[o, i] != UNDECIDED_DELTA:
                     assert primary[o, i] == pytest.approx(full - base, abs=1e-12)
                 if primary[o, i] > 0:
                     assert ties[o, i] == np.inf
@@ -163,9 +163,9 @@ def test_apply_after_try_step_equals_apply_alone(objective, tiebreak):
         b.apply(li, o, inputs)
     arrays = lambda st: [*st.pre, *st.acts, st.loss_s, st.status, st.pred, st.tp, st.pred_n]  # noqa: E731
     assert all(np.array_equal(x, y) for x, y in zip(arrays(a), arrays(b), strict=True))
-    assert (a.n_right, a.n_open, a.value, a.secondary) == (
+    assert (a.n_right, a.n_undecided, a.value, a.secondary) == (
         b.n_right,
-        b.n_open,
+        b.n_undecided,
         b.value,
         b.secondary,
     )
@@ -269,7 +269,7 @@ def test_cut_sweeps_rule_out_exactly_the_flips_the_full_sweeps_rule_out(
     """With `cut`, a flip that surely loses accuracy (F1) stops being swept early, and (with
     the tie-breaker) one that keeps every prediction but surely raises the tie-breaker is not
     summed at all: scores may differ from the full sweep's, but only for flips the search
-    cannot accept — both rule them out (primary > 0 or OPEN), or the full sweep gives a primary
+    cannot accept — both rule them out (primary > 0 or UNDECIDED_DELTA), or the full sweep gives a primary
     of 0 and a tie-breaker change above 0 where the cut gives inf."""
     st, _ = _state(layers, objective, seed=4, n=400, tiebreak=tiebreak)
     y = st._full_logits().argmax(1)  # labels the mask predicts: few samples wrong, a small slack
@@ -284,7 +284,7 @@ def test_cut_sweeps_rule_out_exactly_the_flips_the_full_sweeps_rule_out(
         differ = (full_p != cut_p) | (full_t != cut_t)
         ruled_out = differ & (full_p > 0)
         cut_short += int(ruled_out.sum())
-        assert np.all(cut_p[ruled_out] > 0)  # OPEN is inf > 0
+        assert np.all(cut_p[ruled_out] > 0)  # UNDECIDED_DELTA is inf > 0
         if tiebreak:  # ruled out: no tie-breaking loss in either
             assert np.all(np.isinf(full_t[ruled_out])) and np.all(np.isinf(cut_t[ruled_out]))
         skipped = differ & ~ruled_out  # the tie-breaker's lower bound is above 0

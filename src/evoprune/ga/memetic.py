@@ -13,7 +13,8 @@ search on individuals. Here:
    `evoprune.local.search` — a descent over single-bit flips (accepted when the objective
    improves, or when a weight goes and the objective does not get worse), then ``kicks``
    rounds of iterated local search (by default 5 with the loss, 4 with accuracy or F1);
-3. the best by (objective, set bits) — performance first, sparsity second — is the ticket.
+3. the best by (objective, tie-breaker, set bits) — performance first, sparsity last — is the
+   ticket.
 
 With the accuracy or F1 objective the local search breaks the objective's ties by the training
 cross-entropy plus ``0.1 * density`` (``tiebreak``, on by default): most single flips change no

@@ -18,7 +18,7 @@ the batched `Evaluator`:
 - ``"holdout"``: a fixed, seeded 20% slice of the training set is set aside as a guard; the
   accuracy on neither the rest nor the guard may drop.
 
-Three ways to walk, each with the outcome of the plain one-candidate-at-a-time walk:
+Two ways to walk, each with the outcome of the plain one-candidate-at-a-time walk:
 
 - MLP stacks (``nn.Sequential`` of Linear and ReLU), *incrementally*. The activations of the
   current mask on the training set are kept in float64. Removing connection ``(o, i)`` of
@@ -317,8 +317,8 @@ class _IncrementalWalk:
         self.sign = np.where(self.y == 1, 1.0, -1.0)  # two classes: margin = sign * (l1 - l0)
         self.cols = np.arange(n)
         margin = self._margin(self.pre[-1], slice(None))
-        self.right, self.open = margin > self.tol, np.abs(margin) <= self.tol
-        self.n_open = int(np.count_nonzero(self.open))
+        self.right, self.undecided = margin > self.tol, np.abs(margin) <= self.tol
+        self.n_undecided = int(np.count_nonzero(self.undecided))
         self.reach: dict[int, tuple[np.ndarray | slice, np.ndarray]] = {}
         self.evaluations = 0
 
@@ -406,7 +406,7 @@ class _IncrementalWalk:
         margin, tol = self._margin(logits, changed), self.tol[changed]
         right = margin > tol
         n_right, n_wrong = np.count_nonzero(right), np.count_nonzero(margin < -tol)
-        if self.n_open or n_right + n_wrong < len(margin):  # a near-tie: the evaluator decides
+        if self.n_undecided or n_right + n_wrong < len(margin):  # a near-tie: the evaluator decides
             trial = mask.clone()
             trial[bit] = False
             passed = self._score(trial) >= self._score(mask)
@@ -418,7 +418,9 @@ class _IncrementalWalk:
         if not passed:
             return False
         undecided = np.abs(margin) <= tol
-        self.n_open += int(np.count_nonzero(undecided)) - int(np.count_nonzero(self.open[changed]))
+        self.n_undecided += int(np.count_nonzero(undecided)) - int(
+            np.count_nonzero(self.undecided[changed])
+        )
         self.masked[idx][o, i] = 0.0
         self.pre[idx][o, rows] = z
         if idx < last:
@@ -427,7 +429,7 @@ class _IncrementalWalk:
             for j in range(idx + 2, last + 1):  # layers above: only the samples that moved
                 self.acts[j][:, changed] = np.maximum(self.pre[j - 1][:, changed], 0.0)
                 self.pre[j][:, changed] = self.masked[j] @ self.acts[j][:, changed] + self.biases[j]
-        self.right[changed], self.open[changed] = right, undecided
+        self.right[changed], self.undecided[changed] = right, undecided
         return True
 
 

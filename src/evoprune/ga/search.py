@@ -1,4 +1,5 @@
-"""The genetic algorithm for strong lottery tickets, exactly as published.
+"""The genetic algorithm for strong lottery tickets, exactly as published (except the adaptive
+bound's schedule, which counts evaluations where the paper counts seconds: `GAConfig`).
 
 Schönberger, Zorn, Nüßlein, Gabor, Altmann: "Finding Strong Lottery Ticket Networks with
 Genetic Algorithms" (2024, arXiv 2411.04658) and "Towards Scalable Lottery Ticket Networks using

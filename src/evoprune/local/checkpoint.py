@@ -40,7 +40,7 @@ class Position:
     total_passes: int = 0
     seconds: float = 0.0
     fresh: bool = True  # the current start has no mask yet
-    base_key: list[float] | None = None  # (objective, set bits) of the ILS incumbent
+    base_key: list[float] | None = None  # (objective, tie-breaker, set bits) of the ILS incumbent
     best_key: list[float] | None = None  # of the best over starts
     val_best: float = -1.0
 

@@ -25,7 +25,7 @@ Exactness: each sample's margin carries a bound on its float64 rounding error
 (`evoprune.local.rounding`, which post-pruning's incremental walk in `evoprune.ga.prune` uses
 as well; here over the full, unmasked weights so it holds for every submask); a step that would
 move a sample whose margin is within that bound is never accepted on this arithmetic
-(`OPEN`). The state is rebuilt from the mask by a plain forward (`refresh`) at every pass
+(`UNDECIDED_DELTA`). The state is rebuilt from the mask by a plain forward (`refresh`) at every pass
 boundary of the search, so rounding never accumulates and a resumed search continues from
 the very same numbers.
 """
@@ -45,7 +45,7 @@ from evoprune.local.rounding import rounding_bound
 from evoprune.masks import MaskSpace
 
 OBJECTIVE_MODES = {"loss": kernels.LOSS, "accuracy": kernels.ACCURACY, "f1": kernels.F1}
-OPEN = np.inf  # the delta of a step whose effect on a near-tied sample is not certain
+UNDECIDED_DELTA = np.inf  # the delta of a step that moves an UNDECIDED sample: never accepted
 
 
 class MLPState:
@@ -180,8 +180,8 @@ class MLPState:
         # the loss counts right answers too (history, progress bar), as the accuracy does
         counted = kernels.ACCURACY if self.mode == kernels.LOSS else self.mode
         self.status, self.pred = _statuses(logits, self.y, self.tol, counted)
-        self.n_right = int(np.count_nonzero(self.status == 1))
-        self.n_open = int(np.count_nonzero(self.status == 2))
+        self.n_right = int(np.count_nonzero(self.status == kernels.RIGHT))
+        self.n_undecided = int(np.count_nonzero(self.status == kernels.UNDECIDED))
         self.tp = np.bincount(self.pred[self.pred == self.y], minlength=self.C).astype(np.int64)
         self.pred_n = np.bincount(self.pred, minlength=self.C).astype(np.int64)
 
@@ -306,7 +306,7 @@ class MLPState:
         self, li: int, o: int, ranking: str = "none", cand: np.ndarray | None = None
     ) -> np.ndarray:
         """The objective change of flipping each incoming bit `cand` (default all) of unit o
-        of layer li, alone: ``(len(cand),)``; `OPEN` where not certain. With ``ranking
+        of layer li, alone: ``(len(cand),)``; `UNDECIDED_DELTA` where not certain. With ``ranking
         "expansion"`` (cross-entropy only) an estimate: the 4th-order expansion of the softmax
         along each sample's logit direction (see `_expansion_coefficients`)."""
         return self.block_scores(li, np.array([o]), ranking, cand)[0][0]
@@ -324,7 +324,7 @@ class MLPState:
         ``(U, len(cand))``. One compiled call whose (unit, candidate) pairs are shared among
         the cores. With `cut`, a flip that surely loses accuracy or macro-F1 (or moves a
         near-tied sample) is swept only until that is certain: its primary is then some
-        positive change (or `OPEN`), not its exact one."""
+        positive change (or `UNDECIDED_DELTA`), not its exact one."""
         units = np.asarray(units, np.int64)
         cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
         expansion = ranking == "expansion" and self.mode == kernels.LOSS
@@ -365,12 +365,12 @@ class MLPState:
         # lost so far (F1 bounds its own from the counts, `kernels._f1_reach`); -1: no cut
         slack = -1
         if cut and self.mode != kernels.LOSS:
-            slack = self.n - self.n_right - self.n_open if self.mode == kernels.ACCURACY else 0
+            slack = self.n - self.n_right - self.n_undecided if self.mode == kernels.ACCURACY else 0
         # the accuracy of two classes, or a deeper unit's: those samples are swept first
         wrong, xt = np.empty(0, np.int64), np.empty((0, 0))
         deep = li < self.n_layers - 2
         if self.mode == kernels.ACCURACY and slack >= 0 and (self.C == 2 or deep):
-            wrong, xt = np.flatnonzero(self.status == 0), self.inputs_by_feature(li)
+            wrong, xt = np.flatnonzero(self.status == kernels.WRONG), self.inputs_by_feature(li)
         if last or li == self.n_layers - 2:
             # (U, C): what each unit's change moves the logits by (output units: one-hot)
             w = np.eye(self.C)[units] if last else np.ascontiguousarray(nxt[:, units].T)
@@ -425,7 +425,7 @@ class MLPState:
         else:
             d = np.array([self._primary(0.0, 0, row[2:]) - base for row in out_i])
         if self.mode != kernels.LOSS:
-            d = np.where(out_i[:, 0] > 0, OPEN, d)
+            d = np.where(out_i[:, 0] > 0, UNDECIDED_DELTA, d)
         return d
 
     def _expansion_coefficients(self, li: int, o: int, coef: np.ndarray) -> None:
@@ -480,7 +480,7 @@ class MLPState:
 
     def try_flips(self, li: int, o: int, inputs: np.ndarray) -> float:
         """The exact objective change of flipping `inputs` of unit o in layer l together
-        (`OPEN` if a near-tied sample moves); the state is left as it is."""
+        (`UNDECIDED_DELTA` if a near-tied sample moves); the state is left as it is."""
         return self.try_step(li, o, inputs)[0]
 
     def try_step(self, li: int, o: int, inputs: np.ndarray) -> tuple[float, float]:
@@ -532,8 +532,8 @@ class MLPState:
 
     def _set_delta(self, S: np.ndarray, status: np.ndarray, pred: np.ndarray) -> float:
         """The change of the accuracy or F1 term when the samples S take `status`, `pred`."""
-        if np.any(status == 2) or np.any(self.status[S] == 2):
-            return OPEN
+        if np.any(status == kernels.UNDECIDED) or np.any(self.status[S] == kernels.UNDECIDED):
+            return UNDECIDED_DELTA
         if self.mode == kernels.ACCURACY:
             return -int((status - self.status[S]).sum()) / self.n
         y = self.y[S]
@@ -569,7 +569,7 @@ class MLPState:
             "status" in step,
         )  # fmt: skip
         self.n_right += int(moved[0])
-        self.n_open += int(moved[1])
+        self.n_undecided += int(moved[1])
 
 
 def _unit_rows(A: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

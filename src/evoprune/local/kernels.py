@@ -46,6 +46,11 @@ LOSS, ACCURACY, F1 = 0, 1, 2
 # 1 / (2n)^2, and a lower F1 by less is left to the caller, which rejects it too
 F1_TOL = 1e-9
 TIEBREAK = 4  # added to ACCURACY or F1: also accumulate the loss change into out_f (ties)
+PRIMARY = ~TIEBREAK  # mode & PRIMARY: the objective without the tie-breaker flag
+# A sample's status: surely wrong, surely right, or within its rounding bound of a tie, where
+# only an exact re-scoring decides. WRONG and RIGHT are 0 and 1 so that a difference of two
+# statuses counts the samples a flip turns right (+1) or wrong (-1).
+WRONG, RIGHT, UNDECIDED = 0, 1, 2
 # a flip whose tie-breaker surely rises by more than this (its lower bound, `_bounded_out`) is
 # not summed: far above the rounding of the float64 sums, so no flip that could lower it goes
 SKIP = 1e-10
@@ -54,8 +59,9 @@ THREAD_WORK = 500_000  # (candidate, sample) pairs from which a call uses every 
 
 @njit(cache=True, inline="always")
 def _status(lg: np.ndarray, yc: int, tol: float, mode: int) -> tuple[int, int]:
-    """(status, prediction) of one sample's logits ``lg (C,)``: for accuracy status 1 surely
-    right, 0 surely wrong, 2 open; for F1 status 2 when the top two logits are within tol."""
+    """(status, prediction) of one sample's logits ``lg (C,)``: for accuracy RIGHT, WRONG or
+    UNDECIDED (the margin within tol); for F1 UNDECIDED when the top two logits are within tol,
+    else WRONG (F1 counts predictions, not statuses)."""
     C = lg.shape[0]
     best, second, arg = -np.inf, -np.inf, 0
     other = -np.inf
@@ -70,11 +76,11 @@ def _status(lg: np.ndarray, yc: int, tol: float, mode: int) -> tuple[int, int]:
     if mode == ACCURACY:
         margin = lg[yc] - other
         if margin > tol:
-            return 1, arg
+            return RIGHT, arg
         if margin < -tol:
-            return 0, arg
-        return 2, arg
-    return (2 if best - second <= tol else 0), arg
+            return WRONG, arg
+        return UNDECIDED, arg
+    return (UNDECIDED if best - second <= tol else WRONG), arg
 
 
 @njit(cache=True, inline="always")
@@ -94,9 +100,9 @@ def _accumulate(lg, yc, tol, mode, old_loss, old_status, old_pred, j, out_f, out
         out_f[j] += _sample_loss(lg, yc) - old_loss
         if mode == LOSS:
             return
-        mode -= TIEBREAK
+        mode &= PRIMARY
     st, pr = _status(lg, yc, tol, mode)
-    if st == 2 or old_status == 2:
+    if st == UNDECIDED or old_status == UNDECIDED:
         out_i[j, 0] += 1
         return
     if mode == ACCURACY:
@@ -137,7 +143,7 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, relu, w, logits, y, tol, m
     (`_bounded_out`)."""
     C = logits.shape[1]
     U, k = dw.shape
-    primary = mode & 3
+    primary = mode & PRIMARY
     gated = primary != LOSS and mode & TIEBREAK != 0
     binary = C == 2 and primary == ACCURACY
     margin = np.empty(logits.shape[0] if binary else 0)
@@ -318,7 +324,7 @@ def _binary_candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, y, tol, loss_s, 
             x = xt[i, s]
         else:
             s = rows[start + t - na]
-            if cut and status[s] == 0:  # swept above
+            if cut and status[s] == WRONG:  # swept above
                 continue
             x = vals[start + t - na]
         d = _moved_by(dwj * x, zo[s], ao[s], relu)
@@ -327,8 +333,8 @@ def _binary_candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, y, tol, loss_s, 
         if bound:
             first += (grad[s, 0] * w[0] + grad[s, 1] * w[1]) * d
         m = margin[s] + (wd if y[s] == 0 else -wd) * d
-        st = 1 if m > tol[s] else (0 if m < -tol[s] else 2)
-        if st == 2 or status[s] == 2:
+        st = RIGHT if m > tol[s] else (WRONG if m < -tol[s] else UNDECIDED)
+        if st == UNDECIDED or status[s] == UNDECIDED:
             opened += 1
         else:
             gained += st - status[s]
@@ -359,7 +365,7 @@ def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, r
     and ``rest_b`` their biases; the last of them outputs the logits. With the accuracy and the
     cut, the surely wrong samples `wrong` are swept first, as in `_binary_candidate` (circles D:
     its first hidden layer scored in 52 ms a pass instead of 104, the same scores)."""
-    primary = mode & 3
+    primary = mode & PRIMARY
     gated = primary != LOSS and mode & TIEBREAK != 0
     for j in prange(cand.shape[0]):
         args = (ptr, rows, vals, cand[j], dw[j], zo, ao, wcol, pre_next, rest_w, rest_shape,
@@ -396,7 +402,7 @@ def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, res
             x = xt[i, s]
         else:
             s = rows[ptr[i] + t - na]
-            if na > 0 and status[s] == 0:  # swept above
+            if na > 0 and status[s] == WRONG:  # swept above
                 continue
             x = vals[ptr[i] + t - na]
         z = zo[s] + dwj * x
@@ -633,8 +639,8 @@ def apply_top(S, new, losses, status, pred, logits, loss_s, status_s, pred_s, tp
             loss_s[s] = losses[j]
         if not counted:
             continue
-        moved[0] += (status[j] == 1) - (status_s[s] == 1)
-        moved[1] += (status[j] == 2) - (status_s[s] == 2)
+        moved[0] += (status[j] == RIGHT) - (status_s[s] == RIGHT)
+        moved[1] += (status[j] == UNDECIDED) - (status_s[s] == UNDECIDED)
         old = pred_s[s]
         pred_n[old] -= 1
         pred_n[pred[j]] += 1

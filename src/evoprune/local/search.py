@@ -46,7 +46,7 @@ from evoprune.io import write_atomic
 from evoprune.local import checkpoint as ckpt_file
 from evoprune.local.checkpoint import Position
 from evoprune.local.config import LocalConfig
-from evoprune.local.incremental import OPEN, MLPState
+from evoprune.local.incremental import UNDECIDED_DELTA, MLPState
 from evoprune.masks import MaskSpace
 from evoprune.seeding import numpy_generator
 
@@ -115,7 +115,9 @@ class LocalSearch:
             chosen = order[:k]
             d, t = st.try_step(li, o, chosen)
             removal = bool(on[chosen].all())
-            if d != OPEN and (d < -EPS or (d <= 0.0 and (t < -EPS or (removal and t <= 0.0)))):
+            if d != UNDECIDED_DELTA and (
+                d < -EPS or (d <= 0.0 and (t < -EPS or (removal and t <= 0.0)))
+            ):
                 self._accept(li, o, chosen, removal)
                 return k
             k //= 2
@@ -137,7 +139,7 @@ class LocalSearch:
         while k >= 1:
             chosen = np.concatenate([drops[:k], adds[:k]])
             d, t = self.state.try_step(li, o, chosen)
-            if d != OPEN and (d < -EPS or (d <= 0.0 and t < -EPS)):
+            if d != UNDECIDED_DELTA and (d < -EPS or (d <= 0.0 and t < -EPS)):
                 self._accept(li, o, chosen, False)
                 return 2 * k
             k //= 2
