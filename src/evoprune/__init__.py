@@ -1,6 +1,15 @@
 """evoprune: strong lottery tickets by evolutionary search.
 
->>> import evoprune
+A ticket is a mask over a fixed, randomly initialised network's weights; the genetic algorithm
+of Schönberger et al. (arXiv 2411.04658, 2508.08877) searches for it without training a weight.
+
+>>> import evoprune, torch
+>>> X = torch.randn(300, 2); y = (X[:, 0] * X[:, 1] > 0).long()  # XOR-like quadrants
+>>> net = evoprune.build_mlp([2, 32, 2], init="uniform", seed=0)
+>>> cfg = evoprune.GAConfig(population=20, min_generations=5, max_generations=5)
+>>> ticket = evoprune.search(net, X, y, config=cfg)
+>>> ticket.metrics["train_accuracy"] > 0.6, 0 < ticket.sparsity < 1
+(True, True)
 >>> sorted(evoprune.DATASETS)[:2]
 ['blobs', 'circles']
 

@@ -42,6 +42,16 @@ from evoprune.objectives import OBJECTIVES, Objective, confusion_counts, get_obj
 if TYPE_CHECKING:
     from evoprune.data.registry import Dataset
 
+__all__ = [
+    "Evaluator",
+    "each_copy",
+    "forward_one",
+    "score",
+    "score_fit",
+    "score_splits",
+    "ticket_scores",
+]
+
 # Sample chunks of the fast path aim for activations of about this size, so one chunk's
 # intermediates stay in L2/L3 instead of streaming through DRAM (measured on the 2-core EPYC:
 # 1-4 MB is best, 0.25 MB pays per-op overhead, 16 MB is 1.5-2x slower).
@@ -532,9 +542,6 @@ def ticket_scores(
         "sparsity_before_post_prune": float(sparsity(mask_before)),
         **{f"{k}_before_post_prune": v for k, v in before.items()},
     }
-
-
-__all__ = ["Evaluator", "forward_one", "score", "score_fit", "score_splits", "ticket_scores"]
 
 
 def each_copy(one: Any, weights: dict[str, torch.Tensor], *args: Any) -> torch.Tensor:

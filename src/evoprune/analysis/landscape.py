@@ -72,7 +72,7 @@ class LandscapeConfig:
     seed: int = 0  # draws the two directions
     memory_mb: float = 256.0  # bound on one chunk's activations
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         if not 3 <= self.grid <= MAX_GRID or self.grid % 2 == 0:
             raise EvopruneError(
                 f"grid: expected an odd number from 3 to {MAX_GRID} (so the centre is a grid "
@@ -175,7 +175,6 @@ def landscape(
     (5, 5)
     """
     config = config or LandscapeConfig()
-    config.check()
     start = time.perf_counter()
     model = placed(model, torch.device("cpu"))  # in eval mode; the caller's left as it was
     X, y, _, _ = check_data(model, X, y)

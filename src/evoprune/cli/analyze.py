@@ -164,7 +164,6 @@ def _landscape(args: argparse.Namespace) -> int:
     from evoprune.ticket import Ticket, ticket_path
 
     config = LandscapeConfig(args.grid, args.span, args.directions, args.params, args.seed)
-    config.check()  # before any work
     out = _files_free(check_out(args.out or ticket_path(args.ticket).parent, finished_ok=True),
                       "landscape", (".npz", ".csv", ".json", ".png"))  # fmt: skip
     set_threads(args.threads)

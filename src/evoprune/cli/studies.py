@@ -55,7 +55,7 @@ COMMANDS = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from evoprune.studies.hpo import OBJECTIVES, SAMPLERS, SPACES
+    from evoprune.studies.hpo import HPO_OBJECTIVES, SAMPLERS, SPACES
 
     p = sub.add_parser(
         "hpo",
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--trials COMPLETE trials; the best configuration is then trained once and tested.",
     )
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="default tpe")
-    p.add_argument("--objective", choices=OBJECTIVES, default="train",
+    p.add_argument("--objective", choices=HPO_OBJECTIVES, default="train",
                    help="train: validation macro-F1 after training; synflow: the zero-cost "
                    "SynFlow score of the architecture at initialisation (default train)")  # fmt: skip
     p.add_argument("--space", choices=SPACES, default="low",

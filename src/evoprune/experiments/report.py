@@ -40,6 +40,25 @@ details{margin:.2em 0}code,pre{font-size:.8em}pre{white-space:pre-wrap;margin:.2
 """
 
 
+# the figures of Schönberger et al. (arXiv 2508.08877) and its digits Hessian analysis
+PAPER_FIGURES = {f"fig{i}" for i in range(1, 12)} | {"hessian"}
+# beside the paper's values and findings, for a spec swept with the quick profile
+QUICK_NOTE = (
+    "Quick profile: fewer seeds and generations than the paper's (and, where the spec says so, "
+    "no post-pruning), so the numbers and comparisons in this section are indicative only "
+    "(verdicts marked \u201cquick\u201d); the paper profile runs the paper's budgets."
+)
+VS_NOTE = (
+    "holds: yes or no where the paper states a bound (\u201c> 97%\u201d); \u201c-\u201d where "
+    "it reports a value to compare by eye, or where our runs cannot test it (note)."
+)
+# what the report calls the columns of a fit's table
+STATS_HEADERS = {"std_err": "std. error", "p_holm": "p (Holm)", "ci_low": "95% CI low",
+                 "ci_high": "95% CI high"}  # fmt: skip
+# a text cell that reads as a number ("0.952 ± 0.010", "97.0%"): its column is right-aligned
+_NUMBER = re.compile(r"^[\s\d.,%±+\-−\[\]e<>]*$")
+
+
 @dataclass(frozen=True)
 class ReportSummary:
     path: Path
@@ -216,10 +235,6 @@ def _header(folders: list[Path], runs: pd.DataFrame, meta: pd.DataFrame) -> str:
     )
 
 
-# the figures of Schönberger et al. (arXiv 2508.08877) and its digits Hessian analysis
-PAPER_FIGURES = {f"fig{i}" for i in range(1, 12)} | {"hessian"}
-
-
 def _bayes_note(runs: pd.DataFrame) -> str:
     """The test-accuracy ceiling of the generated datasets among `runs`: the Bayes rule's."""
     from evoprune.data.bayes import bayes_test_accuracy
@@ -288,28 +303,11 @@ def _summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"arch_name": "arch"})
 
 
-# beside the paper's values and findings, for a spec swept with the quick profile
-QUICK_NOTE = (
-    "Quick profile: fewer seeds and generations than the paper's (and, where the spec says so, "
-    "no post-pruning), so the numbers and comparisons in this section are indicative only "
-    "(verdicts marked \u201cquick\u201d); the paper profile runs the paper's budgets."
-)
-VS_NOTE = (
-    "holds: yes or no where the paper states a bound (\u201c> 97%\u201d); \u201c-\u201d where "
-    "it reports a value to compare by eye, or where our runs cannot test it (note)."
-)
-
-
 def _format_vs(vs: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
     out = vs.copy()
     out["ours"] = [f"{v:.1%}" if pd.notna(v) else "not run" for v in vs["ours"]]
     out["holds"] = [_holds(h, quick) for h in vs["holds"]]
     return out
-
-
-# what the report calls the columns of a fit's table
-STATS_HEADERS = {"std_err": "std. error", "p_holm": "p (Holm)", "ci_low": "95% CI low",
-                 "ci_high": "95% CI high"}  # fmt: skip
 
 
 def _format_stats(fit: MixedModelFit) -> pd.DataFrame:
@@ -361,9 +359,6 @@ def _table(frame: pd.DataFrame, table_id: str) -> str:
         f"{where} td:nth-child({k}),{where} th:nth-child({k}){{text-align:left}}" for k in left
     )
     return (f"<style>{css}</style>" if css else "") + f"<div class='scroll'>{inner}</div>"
-
-
-_NUMBER = re.compile(r"^[\s\d.,%±+\-−\[\]e<>]*$")
 
 
 def _numbers(column: pd.Series) -> bool:

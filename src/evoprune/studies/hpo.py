@@ -55,7 +55,7 @@ from evoprune.studies.training import (
 )
 
 SAMPLERS = ("tpe", "cmaes", "random")
-OBJECTIVES = ("train", "synflow")
+HPO_OBJECTIVES = ("train", "synflow")
 SPACES = ("low", "high")
 HIGH_LAYERS = 8
 # the SynFlow objective's training hyperparameters (Adam's usual defaults; no dropout)
@@ -79,8 +79,12 @@ class HPOConfig:
     heartbeat: float = 2.0  # seconds between two heartbeats of a running trial
     grace: float = 30.0  # a trial of another host without a heartbeat for this long is dead
 
-    def check(self) -> None:
-        for name, allowed in (("sampler", SAMPLERS), ("objective", OBJECTIVES), ("space", SPACES)):
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("sampler", SAMPLERS),
+            ("objective", HPO_OBJECTIVES),
+            ("space", SPACES),
+        ):
             if getattr(self, name) not in allowed:
                 raise EvopruneError(
                     f"{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}"
@@ -418,7 +422,6 @@ def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[s
     from evoprune.progress import progress_bar
 
     optuna = _optuna()
-    cfg.check()
     out = Path(out)
     started = time.perf_counter()
     if not cfg.storage:

@@ -147,7 +147,6 @@ def _hpo_config(job: dict[str, Any]):
         max_epochs=_int(job, "max_epochs", 100),
         patience=_int(job, "patience", 10),
     )
-    cfg.check()
     return cfg
 
 
