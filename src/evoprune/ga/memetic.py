@@ -78,6 +78,7 @@ from evoprune.ga.config import GAConfig
 from evoprune.ga.search import GeneticSearch
 from evoprune.interrupts import sigterm_as_interrupt
 from evoprune.local.checkpoint import LOCAL_PREFIX, LOSS_PREFIX
+from evoprune.local.config import LOCAL_OBJECTIVES
 from evoprune.local.search import local_search, split_validation
 from evoprune.masks import MaskSpace, pack, sparsity
 from evoprune.objectives import get_objective
@@ -110,7 +111,7 @@ def memetic_search(
     >>> t.metrics["train_accuracy"] > 0.8
     True
     """
-    if not isinstance(objective, str) or objective not in ("loss", "accuracy", "f1"):
+    if not isinstance(objective, str) or objective not in LOCAL_OBJECTIVES:
         got = objective if isinstance(objective, str) else "a callable"
         raise EvopruneError(
             f"{config.variant}: objective must be loss, accuracy or f1 (its local search scores "

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from evoprune.errors import EvopruneError
 
 RANKINGS = ("expansion", "none")
+# the objectives whose change by one flip the local search computes exactly (incremental.py)
+LOCAL_OBJECTIVES = ("loss", "accuracy", "f1")
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,13 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.local import kernels
+from evoprune.local.config import LOCAL_OBJECTIVES
 from evoprune.local.rounding import rounding_bound
 from evoprune.masks import MaskSpace
 
-OBJECTIVE_MODES = {"loss": kernels.LOSS, "accuracy": kernels.ACCURACY, "f1": kernels.F1}
+OBJECTIVE_MODES = dict(
+    zip(LOCAL_OBJECTIVES, (kernels.LOSS, kernels.ACCURACY, kernels.F1), strict=True)
+)
 UNDECIDED_DELTA = np.inf  # the delta of a step that moves an UNDECIDED sample: never accepted
 
 
