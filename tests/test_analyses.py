@@ -546,8 +546,9 @@ def test_plot_history_draws_a_memetic_runs_local_passes_and_a_local_run(tmp_path
     # the local search minimises loss + 0.1 * density; the panel shows the loss itself, so the
     # final ticket's cross-entropy is one of the passes' values
     loss = local_rows[local_rows["panel"] == OBJECTIVE_PANEL["loss"]]["value"].to_numpy()
-    penalised = local["objective"].to_numpy()
+    penalised = local["cost"].to_numpy()
     assert np.all(loss < penalised) and np.allclose(penalised - loss, 0.1 * (1 - local["sparsity"]))
+    assert np.array_equal(loss, local["objective"].to_numpy())  # history.csv's own sign
     assert np.min(np.abs(loss - result["train_loss"])) < 1e-9
     final = frame[frame["final"]].set_index("panel")
     assert final.loc[SPARSITY, "value"] == result["sparsity"]

@@ -40,6 +40,18 @@ def test_memetic_is_never_worse_than_its_ga_phase(digits2):
     assert phases == {"ga", "local"}
 
 
+def test_objective_is_reported_in_its_own_sign_and_the_cost_beside_it(digits2):
+    # the local search minimises minus the accuracy (the density penalty rides on the
+    # tie-breaker); history and result show the accuracy itself, the minimised value as `cost`
+    t = _run(digits2, sparsity_penalty=0.1, tiebreak=False)
+    assert t.metrics["train_objective"] == t.metrics["train_accuracy"] > 0.5
+    local = [row for row in t.history if row["phase"] == "local"]
+    for row in local:
+        density = 1.0 - row["sparsity"]
+        assert row["objective"] == row["train_accuracy"]
+        assert row["cost"] == pytest.approx(-row["train_accuracy"] + 0.1 * density, abs=1e-12)
+
+
 def test_memetic_same_seed_same_ticket(digits2):
     a, b, c = _run(digits2), _run(digits2), _run(digits2, seed=1)
     assert torch.equal(a.mask, b.mask)

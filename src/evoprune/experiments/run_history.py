@@ -73,14 +73,17 @@ def _read_result(run_dir: Path) -> dict[str, Any]:
 
 
 def _local_objective(rows: pd.DataFrame, objective: str, result: dict[str, Any]) -> pd.Series:
-    """The objective in its natural sign from the local search's ``objective`` column.
+    """The objective in its own sign from the local search's rows: their ``objective`` column.
 
-    The local search minimises: the loss plus ``sparsity_penalty * density``, or minus the
-    accuracy / F1 (with the tie-breaker the penalty sits in the second key, not here).
+    A history written before the ``cost`` column held there what the search minimises: the
+    loss plus ``sparsity_penalty * density``, or minus the accuracy / F1 (with the tie-breaker
+    the penalty sits in the second key, not there); such a history is converted back.
     """
     from evoprune.ga.config import GAConfig
 
     value = pd.to_numeric(rows["objective"], errors="coerce")
+    if "cost" in rows and rows["cost"].notna().any():
+        return value
     try:
         lcfg = GAConfig.from_dict(result["ga_config"]).local_config(objective)
     except (KeyError, TypeError, EvopruneError):  # a result without its config: the raw value

@@ -238,7 +238,7 @@ def _distinct(population: torch.Tensor, k: int) -> list[np.ndarray]:
 
 
 _HISTORY_KEYS = ("phase", "generation", "pass", "start", "kick", "best_performance", "objective",
-                 "best_accuracy", "train_accuracy", "val_accuracy", "best_sparsity", "sparsity",
+                 "cost", "best_accuracy", "train_accuracy", "val_accuracy", "best_sparsity", "sparsity",
                  "flips_accepted", "flips_evaluated", "evaluations", "seconds")  # fmt: skip
 
 

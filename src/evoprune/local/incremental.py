@@ -227,8 +227,16 @@ class MLPState:
         return int(sum(m.sum() for m, ok in zip(self.mask, self.maskable, strict=True) if ok))
 
     @property
+    def score(self) -> float:
+        """The objective of the current mask in its own sign, without the density penalty:
+        the accuracy, the macro-F1 or the mean cross-entropy (what history and results show)."""
+        primary = self._primary(0.0, 0, None)
+        return primary if self.mode == kernels.LOSS else -primary
+
+    @property
     def value(self) -> float:
-        """The objective of the current mask, lower is better (see the module docstring)."""
+        """What the search minimises, lower is better: the loss, or minus the accuracy or F1,
+        plus the density penalty where no tie-breaker holds it (see the module docstring)."""
         return self._primary(0.0, 0, None) + (0.0 if self.tiebreak else self._density_term())
 
     @property

@@ -343,7 +343,8 @@ class LocalSearch:
             "pass": pos.total_passes,
             "start": pos.start,
             "kick": pos.kick,
-            "objective": st.value,
+            "objective": st.score,  # the objective itself (accuracy, F1 or loss)
+            "cost": st.value,  # what the search minimises (with the density penalty)
             "train_accuracy": st.accuracy,
             "val_accuracy": self.last_val,
             "sparsity": (st.n_maskable - st.ones) / st.n_maskable,
@@ -476,11 +477,11 @@ def local_search(
         "local_seconds": round(pos.seconds, 4),
         "flips_per_second": round(pos.flips_evaluated / max(pos.seconds, 1e-9), 1),
         "ranking": config.ranking,
-        "train_objective": pos.best_key[0] if pos.best_key else None,
         "before_resume_seconds": round(before_resume_seconds, 4),
     }
     state.set_mask_bits(best)
     metrics["train_accuracy"] = state.accuracy
+    metrics["train_objective"] = state.score  # the ticket's, in the objective's own sign
     if val is not None:
         metrics["val_accuracy"] = pos.val_best
     return LocalResult(torch.from_numpy(best.copy()), metrics, ls.history)
