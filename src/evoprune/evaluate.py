@@ -34,7 +34,7 @@ from torch.func import functional_call, vmap
 
 from evoprune.devices import check_device, placed, torch_threads
 from evoprune.errors import EvopruneError
-from evoprune.fastmlp import FastMLP, Population, is_mlp_stack
+from evoprune.fastmlp import FastMLP, MaskedChunk, is_mlp_stack
 from evoprune.inputs import check_data
 from evoprune.masks import MaskSpace, pack_rows, sparsity
 from evoprune.objectives import OBJECTIVES, Objective, confusion_counts, get_objective
@@ -265,10 +265,10 @@ class Evaluator:
         waits a scheduler time slice; see `POOL_MIN_BYTES`)."""
         return len(self.X) * 4 * p * self._widest < POOL_MIN_BYTES
 
-    def _sample_step(self, state: Population | dict[str, torch.Tensor], p: int) -> int:
-        if isinstance(state, Population):
+    def _sample_step(self, chunk: MaskedChunk | dict[str, torch.Tensor], p: int) -> int:
+        if isinstance(chunk, MaskedChunk):
             mlp = self._mlp
-            per_sample = 4 * p * state.width  # (p, width, s) float32 activations
+            per_sample = 4 * p * chunk.width  # (p, width, s) float32 activations
             if mlp.one_hidden_table:  # table (K, s) and logits (p*C, s)
                 per_sample = 4 * (mlp.table_rows + p * mlp.n_classes)
             budget = min(CACHE_BYTES, self.memory_bytes)
@@ -277,8 +277,8 @@ class Evaluator:
             budget = self.memory_bytes
         return max(1, min(len(self.X), int(budget // per_sample)))
 
-    def _prepare(self, masks: torch.Tensor, margin: bool) -> Population | dict[str, torch.Tensor]:
-        """Per-population-chunk state: the fast path's `Population`, else masked weights.
+    def _prepare(self, masks: torch.Tensor, margin: bool) -> MaskedChunk | dict[str, torch.Tensor]:
+        """One chunk of masks made ready to score: the fast path's `MaskedChunk`, else masked weights.
 
         With `margin` (two classes, fast path) logits become ``(p, 1, s)`` margins, logit 1
         minus logit 0, which is all accuracy needs.
@@ -293,22 +293,22 @@ class Evaluator:
                 return self._mlp.prepare(masks, margin=margin)
 
     def _chunk_logits(
-        self, state: Population | dict[str, torch.Tensor], rows: slice
+        self, chunk: MaskedChunk | dict[str, torch.Tensor], rows: slice
     ) -> torch.Tensor:
         """Logits ``(p, C, s)`` (or margins ``(p, 1, s)``) on the samples `rows`."""
         with torch.no_grad():  # grad mode is per thread: set it where the work runs
-            if isinstance(state, Population):
-                return self._mlp.logits(state, self._XT[:, rows])  # x is (in, s)
-            return self._vmapped(state, self.X[rows]).transpose(1, 2)
+            if isinstance(chunk, MaskedChunk):
+                return self._mlp.logits(chunk, self._XT[:, rows])  # x is (in, s)
+            return self._vmapped(chunk, self.X[rows]).transpose(1, 2)
 
     def _logit_chunks(
         self, masks: torch.Tensor, margin: bool
     ) -> Iterator[tuple[slice, torch.Tensor]]:
-        state = self._prepare(masks, margin)
-        step = self._sample_step(state, masks.shape[0])
+        chunk = self._prepare(masks, margin)
+        step = self._sample_step(chunk, masks.shape[0])
         for s0 in range(0, len(self.X), step):
             rows = slice(s0, min(len(self.X), s0 + step))
-            yield rows, self._chunk_logits(state, rows)
+            yield rows, self._chunk_logits(chunk, rows)
 
     def _masked_weights(self, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         per_param = self.space.split(masks)  # name -> (p, *shape) bool
@@ -339,18 +339,18 @@ class Evaluator:
 
     def _compute_chunk(self, masks: torch.Tensor) -> np.ndarray:
         p, n = masks.shape[0], len(self.X)
-        state = self._prepare(masks, margin=self._predictions_only and self.n_classes == 2)
-        step = self._sample_step(state, p)
+        chunk = self._prepare(masks, margin=self._predictions_only and self.n_classes == 2)
+        step = self._sample_step(chunk, p)
         starts = list(range(0, n, step))
         if self.fast:
-            tally = lambda s0: self._tally(state, slice(s0, s0 + step))  # noqa: E731
+            tally = lambda s0: self._tally(chunk, slice(s0, s0 + step))  # noqa: E731
             if self.is_small(p):
                 with torch_threads(1):  # the pool workers' arithmetic: the same numbers
                     parts = [tally(s0) for s0 in starts]
             else:
                 parts = _map_single_threaded(tally, starts)
         else:  # few large vmapped calls: torch's own threads serve them well
-            parts = [self._tally(state, slice(s0, s0 + step)) for s0 in starts]
+            parts = [self._tally(chunk, slice(s0, s0 + step)) for s0 in starts]
         # Reduce in chunk order: the same sums in the same order on every run.
         correct = torch.zeros(p, dtype=torch.long)
         sums = torch.zeros(p, len(self._metrics), dtype=torch.float64)
@@ -378,10 +378,10 @@ class Evaluator:
                 cols.append(values.double().cpu())
         return torch.stack(cols, dim=1).numpy()
 
-    def _tally(self, state: Population | dict[str, torch.Tensor], rows: slice) -> _Tally:
+    def _tally(self, chunk: MaskedChunk | dict[str, torch.Tensor], rows: slice) -> _Tally:
         """One sample chunk's counts and sums (see `_Tally`)."""
         rows = slice(rows.start, min(rows.stop, len(self.X)))
-        logits = self._chunk_logits(state, rows)  # (p, C or 1, s)
+        logits = self._chunk_logits(chunk, rows)  # (p, C or 1, s)
         p, y = logits.shape[0], self.y[rows]
         tally = _Tally(torch.zeros(p, dtype=torch.long),
                        torch.zeros(p, len(self._metrics), dtype=torch.float64))  # fmt: skip

@@ -72,8 +72,8 @@ class _Layer:
 
 
 @dataclass(frozen=True)
-class Population:
-    """Per-chunk state of `p` masks, built by `FastMLP.prepare`."""
+class MaskedChunk:
+    """`p` masks applied to the MLP's weights, ready for `FastMLP.logits` (`FastMLP.prepare`)."""
 
     p: int
     weights: list[torch.Tensor]  # per layer (p, out, in), hidden widths compacted; layer 0
@@ -153,7 +153,7 @@ class FastMLP:
     def one_hidden_table(self) -> bool:
         return self.tabulated and len(self.layers) == 2
 
-    def prepare(self, masks: torch.Tensor, margin: bool = False) -> Population:
+    def prepare(self, masks: torch.Tensor, margin: bool = False) -> MaskedChunk:
         """Masked weights of a population chunk ``(p, n_bits)`` bool.
 
         With `margin` and two classes the net gets one output, logit 1 minus logit 0: half the
@@ -189,9 +189,9 @@ class FastMLP:
         biases = [b.reshape(len(b), -1, 1) for b in biases]
         if select is None and not self.tabulated:
             biases[0] = biases[0].expand(p, -1, -1).reshape(-1, 1)  # (p*w0, 1) for one GEMM
-        return Population(p, weights, biases, select, None, None)
+        return MaskedChunk(p, weights, biases, select, None, None)
 
-    def _prepare_head(self, p: int, out: torch.Tensor, out_bias: torch.Tensor, code) -> Population:
+    def _prepare_head(self, p: int, out: torch.Tensor, out_bias: torch.Tensor, code) -> MaskedChunk:
         """One hidden layer, tabulated: the logits are one GEMM, ``head (p*C, K) @ T (K, s)``."""
         H, n_sub, C = self.n_hidden, 2**self.n_in, out.shape[1]
         # head[p, c, k, h] = out[p, c, h] where k is unit h's subset, else 0.  out: (p, C, H)
@@ -201,13 +201,13 @@ class FastMLP:
         const = head[:, :, 0, :] @ self.layers[0].bias.relu()  # (p, C)
         head_bias = (out_bias + const).reshape(p * C, 1)
         head = head.reshape(p * C, n_sub * H)[:, self._rows]  # (p*C, K)
-        return Population(p, [out], [out_bias.view(1, -1, 1)], None, head, head_bias)
+        return MaskedChunk(p, [out], [out_bias.view(1, -1, 1)], None, head, head_bias)
 
     def _table(self, xT: torch.Tensor) -> torch.Tensor:
         """First-layer activations of the computed (unit, input subset) rows: ``(K, s)``."""
         return torch.addmm(self._table_b, self._table_w, xT).relu_()
 
-    def logits(self, pop: Population, xT: torch.Tensor) -> torch.Tensor:
+    def logits(self, pop: MaskedChunk, xT: torch.Tensor) -> torch.Tensor:
         """Logits ``(p, C, s)`` of the population on samples ``xT (in, s)``."""
         p, s = pop.p, xT.shape[1]
         if pop.head is not None:

@@ -102,7 +102,7 @@ class LocalSearch:
             p, s = st.block_scores(li, np.array([o]), cfg.ranking)
             scores = p[0], s[0]
             self.pos.flips_evaluated += len(scores[0])
-        deltas, ties = scores
+        deltas, ties = scores  # the changes of (primary, secondary) per flip
         on = st.mask[li][o]
         if cfg.fixed_sparsity is not None:
             return self._swap_step(li, o, deltas, ties, on)
