@@ -288,9 +288,9 @@ def test_the_adaptive_bound_starts_at_chance_over_the_classes_the_labels_hold(mo
     seen = []
     real = api.GeneticSearch
 
-    def recording(ev, config, n_classes, **kwargs):
-        seen.append(n_classes)
-        return real(ev, config, n_classes, **kwargs)
+    def recording(ev, config, **kwargs):
+        seen.append(real(ev, config, **kwargs))
+        return seen[-1]
 
     monkeypatch.setattr(api, "GeneticSearch", recording)
     X, y = _data()
@@ -298,7 +298,7 @@ def test_the_adaptive_bound_starts_at_chance_over_the_classes_the_labels_hold(mo
     net = evoprune.nets.build_mlp([6, 10, 8], seed=0)
     evoprune.search(net, X, labels, config=GAConfig(variant="ga-adaptive", population=10,
                                                     min_generations=2, max_generations=2))  # fmt: skip
-    assert seen == [2]  # was 8 (y.max() + 1)
+    assert [ga.chance for ga in seen] == [0.5]  # was 1/8 (y.max() + 1)
 
 
 def test_the_landscape_of_a_forward_vmap_cannot_batch_is_scored_point_by_point():

@@ -71,6 +71,12 @@ class GeneticSearch:
         self._acc = evaluator.metric_names.index("accuracy")
         self._obj = evaluator.metric_names.index(evaluator.objective.name)
 
+    @property
+    def chance(self) -> float:
+        """Chance level, where the adaptive bound tends: one in the classes the labels hold
+        (labels {3, 7} on an 8-output network: 1/2, not 1/8)."""
+        return 1.0 / int(torch.unique(self.ev.y).numel())
+
     # -- scoring -----------------------------------------------------------------------------
 
     def _score(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,8 +104,7 @@ class GeneticSearch:
             return pop, scores, fitness, {}
         # Adaptive accuracy bound: candidates must reach `bound` training accuracy; the bound
         # moves toward chance after every `adaptive_step` evaluations without N passing.
-        # chance level over the classes the labels hold ({3, 7}: 1/2, not 1/8)
-        chance = 1.0 / int(torch.unique(self.ev.y).numel())
+        chance = self.chance
         bound, spent_at_level, spent = cfg.adaptive_bound, 0, 0
         kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         n_kept = 0
