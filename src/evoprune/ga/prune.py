@@ -50,6 +50,7 @@ final mask; should the final one ever be lower, the general path redoes the walk
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -141,37 +142,64 @@ def _speculative_walk(
     evaluator: Evaluator, mask: torch.Tensor, bar: Any
 ) -> tuple[torch.Tensor, PruneReport]:
     """The general path: batches of candidates through `Evaluator.evaluate`."""
+    evaluations = 0
+
+    def score(masks: torch.Tensor) -> Scores:
+        nonlocal evaluations
+        evaluations += len(masks)
+        return (_accuracy(evaluator, masks),)
+
+    passes = lambda new, cur: new[0] >= cur[0]  # noqa: E731
+    mask, (accuracy,), first, walked = _batched_walk(mask, score, passes, MAX_BATCH, bar)
+    report = PruneReport(
+        bits_before=walked,
+        bits_after=int(mask.sum()),
+        accuracy_before=float(first[0]),
+        accuracy_after=float(accuracy),
+        evaluations=evaluations,
+    )
+    return mask, report
+
+
+Scores = tuple[torch.Tensor, ...]  # per-candidate tensors, each with the candidates first
+
+
+def _batched_walk(
+    mask: torch.Tensor,
+    score: Callable[[torch.Tensor], Scores],
+    passes: Callable[[Scores, Scores], torch.Tensor],
+    max_batch: int,
+    bar: Any,
+) -> tuple[torch.Tensor, Scores, Scores, int]:
+    """Walk the set bits of `mask` in bit order, K candidates at a time (the current mask minus
+    one more bit each): `score` them ``(K, n_bits) -> Scores``, and accept the first that
+    `passes` ``(new, current) -> (K,) bool`` against the current mask's scores. Every candidate
+    before it was judged against the same current mask, so the outcome is that of the
+    one-at-a-time walk; K doubles while candidates fail and shrinks after an acceptance.
+    Returns the final mask, its scores, the first mask's scores and the bits walked."""
     mask = mask.clone()
-    current = float(_accuracy(evaluator, mask.view(1, -1))[0])
-    start_accuracy = current
+    current = tuple(t[0] for t in score(mask.view(1, -1)))
+    first = current
     order = torch.nonzero(mask).flatten()  # the set bits, in bit order
-    evaluations, i, k = 1, 0, 8
+    i, k = 0, 8
     while i < len(order):
         bits = order[i : i + k]  # (k,)
         candidates = mask.expand(len(bits), -1).clone()  # (k, n_bits)
         candidates[torch.arange(len(bits)), bits] = False
-        acc = _accuracy(evaluator, candidates)  # (k,)
-        evaluations += len(bits)
-        passed = torch.nonzero(acc >= current).flatten()
+        new = score(candidates)
+        passed = torch.nonzero(passes(new, current)).flatten()
         if len(passed) == 0:
             i += len(bits)
             bar.update(len(bits))
-            k = min(2 * k, MAX_BATCH)
+            k = min(2 * k, max_batch)
             continue
         j = int(passed[0])
         mask[bits[j]] = False
-        current = float(acc[j])
+        current = tuple(t[j] for t in new)
         i += j + 1
         bar.update(j + 1)
-        k = max(4, 2 * (j + 1))
-    report = PruneReport(
-        bits_before=len(order),
-        bits_after=int(mask.sum()),
-        accuracy_before=start_accuracy,
-        accuracy_after=current,
-        evaluations=evaluations,
-    )
-    return mask, report
+        k = min(max(4, 2 * (j + 1)), max_batch)
+    return mask, current, first, len(order)
 
 
 def _fitness(evaluator: Evaluator, objective: Objective, mask: torch.Tensor) -> float:
@@ -246,32 +274,15 @@ class _GuardedWalk:
         return (right.sum(1) >= cur_right.sum()) & (loss <= cur_loss + slack)
 
     def run(self, mask: torch.Tensor, bar: Any) -> tuple[torch.Tensor, PruneReport]:
-        mask = mask.clone()
-        right, loss, kept = self._judge(mask.view(1, -1))
-        cur_right, cur_loss, cur_kept = right[0], loss[0], kept[0]
         start_accuracy = float(_accuracy(self.ev, mask.view(1, -1))[0])
-        order = torch.nonzero(mask).flatten()  # the set bits, in bit order
-        i, k = 0, 8
-        while i < len(order):
-            bits = order[i : i + k]  # (k,)
-            candidates = mask.expand(len(bits), -1).clone()  # (k, n_bits)
-            candidates[torch.arange(len(bits)), bits] = False
-            right, loss, kept = self._judge(candidates)
-            passes = self._passes(right, loss, cur_right, cur_loss) & (kept >= cur_kept)
-            passed = torch.nonzero(passes).flatten()
-            if len(passed) == 0:
-                i += len(bits)
-                bar.update(len(bits))
-                k = min(2 * k, self.max_batch)
-                continue
-            j = int(passed[0])
-            mask[bits[j]] = False
-            cur_right, cur_loss, cur_kept = right[j], loss[j], kept[j]
-            i += j + 1
-            bar.update(j + 1)
-            k = min(max(4, 2 * (j + 1)), self.max_batch)
+
+        def passes(new: Scores, cur: Scores) -> torch.Tensor:
+            (right, loss, kept), (cur_right, cur_loss, cur_kept) = new, cur
+            return self._passes(right, loss, cur_right, cur_loss) & (kept >= cur_kept)
+
+        mask, _, _, walked = _batched_walk(mask, self._judge, passes, self.max_batch, bar)
         report = PruneReport(
-            bits_before=len(order),
+            bits_before=walked,
             bits_after=int(mask.sum()),
             accuracy_before=start_accuracy,
             accuracy_after=float(_accuracy(self.ev, mask.view(1, -1))[0]),
