@@ -298,7 +298,7 @@ class _IncrementalWalk:
     State, feature-major as in `evoprune.fastmlp` so one unit is one contiguous row:
     ``acts[l]`` ``(in_l, s)`` is the input of layer l (``acts[0]`` the data) and ``pre[l]``
     ``(out_l, s)`` its pre-activation under the current mask; ``pre[-1]`` are the logits.
-    ``right[s]`` says whether sample s is surely classified right, ``open[s]`` whether its
+    ``right[s]`` says whether sample s is surely classified right, ``undecided[s]`` whether its
     margin is within rounding of zero (undecided). While any sample is undecided, the
     evaluator judges every candidate: its exact status may change under any removal.
     """

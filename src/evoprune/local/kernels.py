@@ -10,11 +10,11 @@ sample order on one thread, so results do not depend on the thread count.
 Modes (what a kernel accumulates per candidate): 0 loss — the sum of per-sample cross-entropy
 changes; 1 accuracy — the change of the count of samples surely right; 2 F1 — per-class changes
 of true positives and predictions. A sample whose margin is within its rounding bound ``tol``
-(before or after) is counted in ``out_i[j, 0]`` ("open"): the caller never accepts such a
+(before or after) is counted in ``out_i[j, 0]`` (UNDECIDED): the caller never accepts such a
 candidate on this arithmetic alone. With ``TIEBREAK`` added to the accuracy or F1 mode, the
 cross-entropy change is summed into ``out_f`` as well: it breaks ties between flips that leave
 the accuracy (F1) as it is. It is summed in a second sweep, only for the candidates that can
-still be accepted (no open sample, none fewer right, or a macro-F1 not lower); the others get
+still be accepted (no undecided sample, none fewer right, or a macro-F1 not lower); the others get
 inf. Near a good mask most flips lose accuracy: on moons B at the memetic search's ticket,
 scoring a pass took a third less time (0.19 s -> 0.13 s), and the search took the very same
 steps; with F1, the memetic search's local phase on moons D took 26.6 -> 24.4 s (seed 0).
@@ -183,7 +183,7 @@ def _bounded_out(counts, primary, lower, n):
 
 @njit(cache=True, inline="always")
 def _ruled_out(counts, primary, base, floor):
-    """True when a candidate's counts rule it out: a near-tied sample moved (open), or
+    """True when a candidate's counts rule it out: a near-tied sample moved (undecided), or
     fewer samples are surely right (accuracy), or the macro-F1 is below `floor` (F1: the
     state's less `F1_TOL`)."""
     if counts[0] > 0:
@@ -225,7 +225,7 @@ def _cut(counts, mode, slack, base, floor):
 
 @njit(cache=True, inline="always")
 def _moved(counts, watch, k):
-    """Whether F1's counts changed with the last sample (open, or its prediction moved: the
+    """Whether F1's counts changed with the last sample (undecided, or its prediction moved: the
     count ``k`` of its old prediction, `watch` before, went down); only then can the F1 cut
     newly apply (with ten classes, checking after every sample cost digits 9%)."""
     return counts[0] > 0 or counts[k] != watch
@@ -629,7 +629,7 @@ def apply_top(S, new, losses, status, pred, logits, loss_s, status_s, pred_s, tp
     """Write a step's changed samples S into the state: their logits ``new (|S|, C)``, and
     with `track` their losses, with `counted` their statuses and predictions, keeping the
     per-class counts ``tp`` and ``pred_n`` up to date. Returns the changes of the counts of
-    surely right and of open samples ``(2,)``."""
+    surely right and of undecided samples ``(2,)``."""
     moved = np.zeros(2, np.int64)
     for j in range(S.shape[0]):
         s = S[j]
