@@ -676,6 +676,8 @@ def test_a_command_imports_only_what_it_runs():
 
     assert sorted(evoprune.__all__) == sorted(evoprune._EXPORTS)
     assert all(getattr(evoprune, name) is not None for name in evoprune.__all__)
+    assert sorted(evoprune.local.__all__) == sorted(evoprune.local._EXPORTS)
+    assert all(getattr(evoprune.local, name) is not None for name in evoprune.local.__all__)
     solver = _last_line_of(
         "import evoprune; print(evoprune.baselines.lookup('moons', 'B', 2).solver)"
     )
