@@ -267,6 +267,12 @@ def test_edge_popup_job_writes_a_ticket_and_every_result_field(tmp_path, tiny_da
 
     ds = dataset_from_config(ticket.dataset)
     assert score(ticket.build_model(), ticket.mask, ds)["test_accuracy"] == result["test_accuracy"]
+    # the same seed writes the same ticket file, byte for byte (its header held the seconds)
+    run_job(job, tmp_path / "again")
+    assert (tmp_path / "again" / "ticket.npz").read_bytes() == (
+        tmp_path / "run" / "ticket.npz"
+    ).read_bytes()
+    assert "train_seconds" in result and "train_seconds" not in ticket.metrics
 
 
 def test_backprop_job_result_fields(tmp_path, tiny_data) -> None:

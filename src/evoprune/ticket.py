@@ -191,6 +191,8 @@ class Ticket:
     # -- files ----------------------------------------------------------------------------------
 
     def header(self) -> dict[str, Any]:
+        """What the file holds beside the mask. Timings (``*seconds``, ``*per_second``) stay out
+        of it, so the same seed writes the same ticket file, byte for byte."""
         return {
             "format": FORMAT,
             "n_bits": self.n_bits,
@@ -199,7 +201,7 @@ class Ticket:
             "seed": self.seed,
             "keep": self.keep,
             "dataset": self.dataset,
-            "metrics": self.metrics,
+            "metrics": {k: v for k, v in self.metrics.items() if not _is_timing(k)},
             "method": self.method,
             **({"arch": self.arch} if self.arch is not None else {}),  # MLP headers unchanged
             **({"weights": self.weights} if self.weights is not None else {}),
@@ -372,6 +374,11 @@ def _bool_mask(mask: Any) -> torch.Tensor:
             raise EvopruneError(f"mask: expected only 0/1 or bool values, got {bad[0].item()!r}")
         values = values != 0
     return values
+
+
+def _is_timing(key: str) -> bool:
+    """A metric that measures time (it differs between two runs of the same seed)."""
+    return key.endswith(("seconds", "per_second"))
 
 
 def _checksum(packed: bytes, header: bytes) -> str:

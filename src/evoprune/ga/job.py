@@ -145,12 +145,8 @@ def run_ga_job(
         ),
         "ga_config": config.to_dict(),
     }
-    # Timings stay out of the ticket, so the same seed writes the same ticket file.
-    ticket.metrics = {
-        k: v
-        for k, v in result.items()
-        if isinstance(v, int | float | str) and not k.endswith(("seconds", "per_second"))
-    }
+    # the scalars (the file leaves the timings out: `Ticket.header`)
+    ticket.metrics = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
     if analyses:  # after the ticket's metrics: the ticket file does not depend on them
         result.update(analyze_ticket(ticket, ds, analyses, out, seed))
     if out is not None:
