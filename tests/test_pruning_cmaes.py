@@ -220,6 +220,18 @@ def cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("dense-cache"))
 
 
+def test_a_dense_network_cached_by_other_training_code_is_trained_anew(tmp_path, monkeypatch):
+    import evoprune.pruning.dense as dense
+
+    job = {**TINY, "method": "magnitude", "sparsity": 0.9, "cache_dir": str(tmp_path), "seed": 0}
+    assert run_prune_job(job, None)["dense_cached"] is False
+    assert run_prune_job(job, None)["dense_cached"] is True
+    # the cache is shared between checkouts: a network trained by other code is not this one's
+    monkeypatch.setattr(dense, "_training_code", lambda: "another revision")
+    assert run_prune_job(job, None)["dense_cached"] is False
+    assert len(list(tmp_path.glob("dense-*.pt"))) == 2
+
+
 @pytest.mark.parametrize("method", PRUNE_METHODS)
 def test_every_method_reaches_the_exact_sparsity(method, cache):
     job = {**TINY, "method": method, "sparsity": 0.9, "cache_dir": cache, "seed": 0}

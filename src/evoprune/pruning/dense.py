@@ -13,6 +13,7 @@ file is read with split seed 0 whatever the run's seed, so its rows pool in one 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -233,9 +234,24 @@ def finetune(
     return tuned
 
 
+@functools.cache
+def _training_code() -> str:
+    """A digest of the code a dense network's weights depend on (this module, the seeding and
+    the F1 of its early stopping) and of torch's version: a cached network trained by other
+    code is trained anew, not taken for this code's (a git revision would not tell: the cache
+    is shared between checkouts, and a working tree may be edited)."""
+    from evoprune import objectives, seeding
+
+    digest = hashlib.sha256(torch.__version__.encode())
+    for module in (__file__, seeding.__file__, objectives.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _cache_key(split: Split, config: DenseConfig, layers: list[int], seed: int, data: dict) -> str:
     digest = hashlib.sha256()
-    meta = {"config": asdict(config), "layers": layers, "seed": seed, "data": data, "v": 1}
+    meta = {"config": asdict(config), "layers": layers, "seed": seed, "data": data, "v": 1,
+            "code": _training_code()}  # fmt: skip
     digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
     for t in (split.X_train, split.y_train, split.X_val, split.y_val):
         digest.update(t.contiguous().numpy().tobytes())
@@ -254,7 +270,8 @@ def dense_network(
     `on_epoch(epoch, val_f1)` follows a training that runs.
 
     The cache file is a ``torch.save`` of plain tensors and ints (``weights_only`` loadable),
-    written atomically; its name hashes the data, the layer list, the config and the seed.
+    written atomically; its name hashes the data, the layer list, the config, the seed and the
+    training code (`_training_code`).
     """
     layers = [int(split.X_train.shape[1]), *config.hidden, split.n_classes]
     key = _cache_key(split, config, layers, seed, data_config or {})
