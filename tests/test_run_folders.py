@@ -73,3 +73,46 @@ def test_every_method_writes_the_shared_fields(method, tmp_path):
         assert phases == ["search"] * searched + ["prune", "finetune"]
         assert [row["epoch"] for row in history[searched:]] == ["0", "1"]
         assert written["generations"] == (searched or None)
+
+
+def _revision_of_a_copy(root, tracked: bool) -> str:
+    """git_revision() of a copy of evoprune's io.py in a package folder inside the git repo
+    `root`: tracked (a project vendoring the source) or in a git-ignored .venv (installed)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import evoprune.errors
+    import evoprune.io
+
+    def git(*args: str) -> str:
+        cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
+        return subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    (root / ".gitignore").write_text(".venv/\n__pycache__/\n")
+    pkg = root / ("vendor" if tracked else ".venv/lib") / "evoprune"
+    pkg.mkdir(parents=True)
+    for module in (evoprune.io, evoprune.errors):
+        shutil.copy(module.__file__, pkg)
+    (pkg / "__init__.py").write_text("")
+    git("add", "-A")
+    git("commit", "-qm", "project")
+    code = "from evoprune.io import git_revision; print(git_revision())"
+    run = lambda: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code], cwd=root, env={"PYTHONPATH": str(pkg.parent)},
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    clean = run()
+    (pkg / "new_module.py").write_text("")  # an untracked module changes the code that runs
+    return clean, run(), git("rev-parse", "HEAD").strip()
+
+
+def test_git_revision_is_the_checkouts_that_holds_the_package(tmp_path):
+    clean, with_new_file, head = _revision_of_a_copy(tmp_path, tracked=True)
+    assert clean == head and with_new_file == head + "-dirty"
+
+
+def test_git_revision_of_a_copy_in_an_ignored_venv_is_unknown(tmp_path):
+    clean, _, head = _revision_of_a_copy(tmp_path, tracked=False)
+    assert clean == "unknown"  # was the enclosing project's commit

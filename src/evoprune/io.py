@@ -6,6 +6,7 @@ we write a temp file in the same folder and `os.replace` it into place.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -201,24 +202,30 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+@functools.cache
 def git_revision() -> str:
-    """The git commit of the evoprune source tree (with ``-dirty`` if it has local changes),
-    or ``"unknown"`` outside a checkout."""
+    """The git commit of the evoprune source this process runs, with ``-dirty`` if the checkout
+    has changes to tracked files or new files in the package; ``"unknown"`` where the package
+    is no file of a checkout (an installed copy, also one in a git-ignored ``.venv`` inside
+    another project, whose commit says nothing of this code).
+
+    Read once per process, at its first use: `run_job` reads it before the work, so a commit
+    made while a run works is not taken for the code it ran (that was imported at its start).
+    """
     here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5)
+
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
+        if git("ls-files", "--error-unmatch", "__init__.py").returncode != 0:
+            return "unknown"
+        rev = git("rev-parse", "HEAD")
         if rev.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        changed = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        new = git("status", "--porcelain", "--untracked-files=normal", "--", ".").stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if changed or new else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from evoprune.errors import EvopruneError
+from evoprune.io import git_revision
 from evoprune.jobkeys import COMMON_KEYS
 
 Runner = Callable[[dict[str, Any], "Path | None", bool], dict[str, Any]]
@@ -112,6 +113,7 @@ def run_job(
 ) -> dict[str, Any]:
     """Run one job; write its folder to `out` if given; return its result dict."""
     run = runner(job.get("method"))
+    git_revision()  # read before the work: the code this process imported, not a later commit
     return run(dict(job), Path(out) if out is not None else None, progress)
 
 
