@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -295,6 +296,12 @@ def test_backprop_job_result_fields(tmp_path, tiny_data) -> None:
     assert saved["table2_row"] is False and result["test_accuracy"] > 0.6  # 30 epochs only
     with np.load(tmp_path / "bp" / "model.npz", allow_pickle=False) as npz:
         assert npz["W0"].shape == (2, 20)
+    # the data, exactly: the file's absolute path and the digest of its bytes (the job holds
+    # the path as typed; rows shuffled in the same file gave other results under one config)
+    from evoprune.data.files import file_digest
+
+    assert saved["data"]["path"] == str(Path(tiny_data).resolve())
+    assert saved["data"]["sha256"] == file_digest(Path(tiny_data))
 
 
 def test_backprop_job_uses_table2(monkeypatch) -> None:

@@ -50,6 +50,9 @@ def base_result(job: dict[str, Any], ds: Dataset, layers: list[int] | None) -> d
         # "global" (the paper's one range), a per-feature record with the fitted ranges, or None
         "scaling": ds.config.get("scaling") or ("global" if ds.config.get("normalize") else None),
         "config": job,
+        # which data, exactly: a file's or MNIST folder's absolute path and SHA-256 (the job
+        # holds the path as typed), a generated set's sizes and noise
+        "data": {k: v for k, v in ds.config.items() if k not in ("scaling", "columns")},
         **provenance(),
     }
 
