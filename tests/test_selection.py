@@ -212,6 +212,7 @@ def test_tiny_digits_run_prunes_and_stays_accurate(tiny_run):
     assert r["arch"] == [64, 128, 64, 10] and r["augment"] == "none"
     assert r["seed"] == 0 and r["init"] == "pytorch-default" and r["variant"] == "logistic"
     assert r["git_revision"] and set(r["versions"]) >= {"evoprune", "torch"}
+    assert r["threads"] == 1  # what the training ran on (machine.torch_threads: the process's)
     for name in ("result.json", "history.csv", "network.npz", "masses.npz",
                  "accuracy_vs_fraction.png", "mass_histograms.png", "mass_trajectories.png"):  # fmt: skip
         assert (out / name).is_file(), name

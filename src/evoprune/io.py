@@ -187,6 +187,8 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
+        # the process's torch threads (--threads); a method that trains on a count of its own
+        # records it beside (edge-popup's hyperparameters, selection's and train-weights' threads)
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
     }

@@ -206,7 +206,7 @@ def run_weights_job(
     result = {**_base(job, "digits", r.method), "arch": [64, 32, 10], "optimizer": r.method,
               "test_f1": r.test_f1, "test_accuracy": r.test_accuracy, "val_f1": r.val_f1,
               "seconds": r.seconds, "evaluations": r.evaluations, "recipe": r.recipe,
-              "wall_seconds": time.perf_counter() - start}  # fmt: skip
+              "threads": 1, "wall_seconds": time.perf_counter() - start}  # fmt: skip
     if out is not None:
         write_run_dir(out, result, history=r.history)
     return result

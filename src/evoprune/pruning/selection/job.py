@@ -199,6 +199,7 @@ def run_selection_job(
         "selection_config": config.as_dict(),
         "train_config": train_config.as_dict(),
         "pruned": run.pruned,
+        "threads": threads,  # torch threads of the training: another count sums in another order
         "wall_seconds": round(time.perf_counter() - start, 4),
     }
     if out is not None:
