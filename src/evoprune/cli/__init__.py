@@ -36,7 +36,7 @@ class Parser(argparse.ArgumentParser):
 
 # the modules that register the subcommands, in the order `evoprune --help` lists them
 MODULES = ("search", "ticket", "baseline", "experiments", "analyze", "prune", "selection",
-           "compare", "studies")  # fmt: skip
+           "compare", "rerun", "studies")  # fmt: skip
 
 
 def build_parser(command: str | None = None) -> Parser:
