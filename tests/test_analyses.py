@@ -279,8 +279,14 @@ def test_cli_commands_write_their_files(ga_run, tmp_path, capsys):
     assert h["eigenvalues"] == sorted(h["eigenvalues"], reverse=True)
     # provenance beside the numbers, as every run records it, and the settings that made them
     land = json.loads((tmp_path / "l" / "landscape.json").read_text())
+    from evoprune.data.files import file_digest
+
     for record in (h, land):
         assert record["versions"]["torch"] and "git_revision" in record
+        # which ticket file, exactly (its description alone fits any ticket of that seed)
+        assert record["ticket_file"] == str((ga_run / "ticket.npz").resolve())
+        assert record["ticket_sha256"] == file_digest(ga_run / "ticket.npz")
+        assert record["ticket"]["seed"] == 1 and record["data"]["name"] == "digits"
     assert h["config"] == {"top": 4, "biases": False, "method": "auto", "seed": 0}
     assert main(["analyze", "graph", ticket, "--out", str(tmp_path / "g.png")]) == 0
     assert (tmp_path / "g.csv").is_file()

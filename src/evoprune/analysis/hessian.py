@@ -195,8 +195,11 @@ def ticket_hessian(
     return h
 
 
-def write_hessian(h: HessianSpectrum, out: str | Path) -> dict[str, Path]:
-    """``out/hessian.json`` and ``out/hessian.png`` (the spectrum)."""
+def write_hessian(
+    h: HessianSpectrum, out: str | Path, source: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    """``out/hessian.json`` (with `source`: e.g. the ticket file's path and SHA-256) and ``out/hessian.png``
+    (the spectrum)."""
     from evoprune.analysis.plots import draw_spectrum, save_png, ticket_caption
 
     out = Path(out)
@@ -207,5 +210,5 @@ def write_hessian(h: HessianSpectrum, out: str | Path) -> dict[str, Path]:
     )
     return {
         "png": save_png(draw_spectrum(h.eigenvalues, title), out / "hessian.png"),
-        "json": write_json(out / "hessian.json", {**h.to_json(), **provenance()}),
+        "json": write_json(out / "hessian.json", {**h.to_json(), **(source or {}), **provenance()}),
     }

@@ -305,9 +305,12 @@ def ticket_landscape(
     return L
 
 
-def write_landscape(L: Landscape, out: str | Path) -> dict[str, Path]:
+def write_landscape(
+    L: Landscape, out: str | Path, source: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """``out/landscape.npz`` (delta, eta, loss, accuracy), ``landscape.csv``, ``landscape.json``
-    (settings and summary) and ``landscape.png`` (two contour panels: loss, accuracy)."""
+    (settings and summary, and `source`: e.g. the ticket file's path and SHA-256)
+    and ``landscape.png`` (two contour panels: loss, accuracy)."""
     from evoprune.analysis.plots import draw_landscape, save_png, ticket_caption
 
     out = Path(out)
@@ -333,7 +336,9 @@ def write_landscape(L: Landscape, out: str | Path) -> dict[str, Path]:
     paths["png"] = save_png(
         draw_landscape(L.delta, L.eta, L.loss, L.accuracy, title), out / "landscape.png"
     )
-    paths["json"] = write_json(out / "landscape.json", {**L.summary(), **provenance()})
+    paths["json"] = write_json(
+        out / "landscape.json", {**L.summary(), **(source or {}), **provenance()}
+    )
     return paths
 
 

@@ -159,6 +159,16 @@ def _dataset(args: argparse.Namespace, ticket: Any):
     return Dataset(args.data.name, X, y, X, y, n_out, config)
 
 
+def _source(path: Path) -> dict[str, Any]:
+    """Which ticket file an analysis read: its absolute path and the SHA-256 of its bytes
+    (beside the ticket's description and the data, which the analysis records itself)."""
+    from evoprune.data.files import file_digest
+    from evoprune.ticket import ticket_path
+
+    path = ticket_path(path).resolve()
+    return {"ticket_file": str(path), "ticket_sha256": file_digest(path)}
+
+
 def _landscape(args: argparse.Namespace) -> int:
     from evoprune.analysis.landscape import LandscapeConfig, ticket_landscape, write_landscape
     from evoprune.ticket import Ticket, ticket_path
@@ -168,8 +178,9 @@ def _landscape(args: argparse.Namespace) -> int:
                       "landscape", (".npz", ".csv", ".json", ".png"))  # fmt: skip
     set_threads(args.threads)
     ticket = _whole_mask(Ticket.load(args.ticket), "landscape")
-    L = ticket_landscape(ticket, _dataset(args, ticket), config, progress=not args.quiet)
-    write_landscape(L, out)
+    ds = _dataset(args, ticket)
+    L = ticket_landscape(ticket, ds, config, progress=not args.quiet)
+    write_landscape(L, out, _source(args.ticket))
     loss, acc = L.centre
     print(
         f"landscape {args.grid}x{args.grid} over {L.n_params} parameters ({args.params}, "
@@ -189,15 +200,16 @@ def _hessian(args: argparse.Namespace) -> int:
                       "hessian", (".json", ".png"))  # fmt: skip
     set_threads(args.threads)
     ticket = _whole_mask(Ticket.load(args.ticket), "hessian")
+    ds = _dataset(args, ticket)
     h = ticket_hessian(
         ticket,
-        _dataset(args, ticket),
+        ds,
         top=args.top,
         biases=args.biases,
         method=args.method,
         seed=args.seed,
     )
-    write_hessian(h, out)
+    write_hessian(h, out, _source(args.ticket))
     ev = h.eigenvalues
     print(
         f"hessian ({h.method}, {h.n_params} parameters): "
