@@ -83,3 +83,20 @@ def test_diversity_is_mean_pairwise_hamming_fraction():
     pairs = [(pop[i] != pop[j]).double().mean().item() for i in range(12) for j in range(i + 1, 12)]
     assert abs(ops.diversity(pop) - sum(pairs) / len(pairs)) < 1e-12
     assert ops.diversity(pop[:1].expand(5, -1)) == 0.0
+
+
+def test_random_masks_keep_each_bit_with_the_asked_density():
+    # the GA's init_density and migrants: a flipped comparison keeps bits with 1 - density
+    for density in (0.2, 0.8):
+        masks = ops.random_masks(200, 500, density, torch_generator(0, "density"))
+        assert abs(masks.float().mean().item() - density) < 0.01
+
+
+def test_crossover_takes_each_bit_from_either_parent_with_probability_one_half():
+    n, n_bits = 400, 400
+    first_half = torch.zeros(n, n_bits, dtype=torch.bool)
+    ranked = torch.cat([torch.ones(1, n_bits, dtype=torch.bool), first_half[1:]])
+    # every individual a first parent; its mate the top one (all ones), itself all zeros but
+    # the top: the share of ones in the other children is the share taken from the mate
+    children = ops.crossover(ranked, 1.0, 1, torch_generator(0, "uniform"))
+    assert abs(children[1:].float().mean().item() - 0.5) < 0.01

@@ -230,3 +230,25 @@ def test_labels_of_names_the_classes_as_the_file_did(wine, tmp_path, capsys):
     assert (named == y).mean() == pytest.approx(reported, abs=5e-5)  # class k is the k-th label
     with pytest.raises(evoprune.EvopruneError, match=r"expected class numbers 0\.\.2, got 0\.\.3"):
         ticket.labels_of([0, 3])
+
+
+def test_labels_of_refuses_a_negative_class_number():
+    t = evoprune.Ticket(mask=torch.ones(6, dtype=torch.bool), layers=[1, 2, 2],
+               dataset={"labels": ["cat", "dog"]})  # fmt: skip
+    with pytest.raises(evoprune.EvopruneError, match=r"expected class numbers 0\.\.1, got -1"):
+        t.labels_of([0, -1])  # numpy would give the last label
+
+
+@pytest.mark.parametrize("init", ["kaiming-normal", "signed-constant"])
+def test_a_ticket_rebuilds_a_scaled_init_with_its_kept_fraction(init):
+    # the scaled inits depend on the kept fraction (Ramanujan et al.): a rebuild without it
+    # draws other weights, while a test accuracy alone may not tell
+    from evoprune.nets import build_mlp
+
+    net = build_mlp([4, 16, 3], init, seed=2, keep=0.3)
+    n_bits = 4 * 16 + 16 * 3
+    t = evoprune.Ticket(mask=torch.ones(n_bits, dtype=torch.bool), layers=[4, 16, 3], init=init, seed=2,
+               keep=0.3)  # fmt: skip
+    rebuilt = t.build_model()
+    for a, b in zip(net.parameters(), rebuilt.parameters(), strict=True):
+        assert torch.equal(a, b)
