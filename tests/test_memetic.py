@@ -213,3 +213,12 @@ def test_memetic_validation_rows_are_held_out_of_the_ga_phase_too(digits2):
     ga = search(net, X_fit, y_fit, "accuracy",
                 GAConfig(**{**SMALL, "kicks": 0}, post_prune=False))  # fmt: skip
     assert t.metrics["ga_sparsity"] == ga.metrics["sparsity"]
+
+
+def test_the_validation_slice_is_drawn_at_random_not_the_first_rows():
+    from evoprune.local.search import split_validation
+
+    X, y = torch.arange(100.0).view(-1, 1), torch.arange(100) // 50  # a class-sorted file
+    _, _, X_val, y_val = split_validation(X, y, 0.2, 0)
+    assert len(y_val) == 20 and 0 < int(y_val.sum()) < 20  # both classes, not the first 20 rows
+    assert not torch.equal(X_val, split_validation(X, y, 0.2, 1)[2])

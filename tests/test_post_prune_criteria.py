@@ -202,3 +202,9 @@ def test_a_kept_objective_counts_both_walks_evaluations():
     with progress_bar(total=1, enabled=False) as bar:
         _, guarded = _GuardedWalk(ev, "accuracy-loss", 0, worse).run(mask, bar)
     assert kept.evaluations == plain.evaluations + 2 + guarded.evaluations  # was the last alone
+
+
+def test_the_holdout_guard_is_a_fifth_drawn_by_the_seed():
+    a, again, b = holdout_guard(500, 0), holdout_guard(500, 0), holdout_guard(500, 1)
+    assert int(a.sum()) == 100 and torch.equal(a, again)
+    assert not torch.equal(a, b)  # another --seed, another guard slice

@@ -162,3 +162,9 @@ def test_a_scaling_that_does_not_fit_the_data_is_one_line(wine_csv, tmp_path, ca
 def test_malformed_scaling_records_are_errors(record):
     with pytest.raises(EvopruneError, match="scaling"):
         FeatureScaling.from_config(record)
+
+
+def test_scaling_refuses_data_of_another_width():
+    fitted = FeatureScaling.fit(np.array([[1.0, 5.0, 0.0], [3.0, 6.0, 1.0]]))
+    with pytest.raises(EvopruneError, match="fitted on 3 features, the data has 2"):
+        fitted.apply(np.array([[2.0, 5.0]]))
