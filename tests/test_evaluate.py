@@ -276,3 +276,24 @@ def test_a_first_layer_dead_on_every_sample_is_scored_as_a_plain_forward(hidden)
     got = ev.evaluate(masks)
     torch.testing.assert_close(got["loss"], cross_entropy(logits, y), rtol=1e-5, atol=1e-6)
     assert torch.equal(got["accuracy"], accuracy(logits, y))
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_a_bias_free_net_and_its_exact_ties_are_scored_as_argmax_does(classes, fast):
+    # without biases an emptied net's logits are all 0: an exact tie, which argmax gives to
+    # class 0; the fast path must neither invent a bias nor break ties another way
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6, bias=False), nn.ReLU(), nn.Linear(6, classes, bias=False))
+    X, y = _data(120, 4, classes)
+    ev = Evaluator(net, X, y, objective="loss", fast=fast, metrics=("loss", "accuracy", "f1"))
+    masks = _masks(9, ev.n_bits)
+    masks[0] = False
+    ref = _reference(net, ev.space, masks, X)
+    got = ev.evaluate(masks)
+    assert torch.equal(got["accuracy"], accuracy(ref, y).double())
+    assert got["accuracy"][0] == (y == 0).double().mean()
+    torch.testing.assert_close(got["f1"], macro_f1(ref, y).double())
+    # accuracy alone: two classes are scored by their logits' margin, a tie is class 0's too
+    alone = Evaluator(net, X, y, objective="accuracy", fast=fast, metrics=("accuracy",))
+    assert torch.equal(alone.evaluate(masks)["accuracy"], got["accuracy"])
