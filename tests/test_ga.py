@@ -108,6 +108,22 @@ def test_adaptive_bound_is_deterministic_and_respected(digits2):
     assert a.init_info["adaptive_candidates"] >= 20
 
 
+@pytest.mark.timeout(30)
+def test_the_adaptive_bound_falls_to_its_floor_where_no_mask_reaches_chance():
+    # every mask predicts class 0 (the output bias), and 9 in 10 labels are 1: accuracy 0.1,
+    # under chance (1/2); the bound must reach its floor and admit them, not wait forever
+    from torch import nn
+
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
+    with torch.no_grad():
+        net[2].bias.copy_(torch.tensor([10.0, -10.0]))
+    X, y = torch.randn(100, 2), (torch.arange(100) % 10 != 0).long()
+    cfg = GAConfig(variant="ga-adaptive", population=10, adaptive_step=10, seed=0)
+    state = GeneticSearch(Evaluator(net, X, y), cfg).initial_state()
+    assert state.init_info["adaptive_final_bound"] == 0.0
+    assert len(state.population) == 10
+
+
 def test_post_prune_never_lowers_training_accuracy_and_matches_the_plain_walk(digits2):
     net = build_mlp([64, 20, 2], seed=1)
     ev = Evaluator(net, digits2.X_train, digits2.y_train, cache=False, metrics=("accuracy",))
