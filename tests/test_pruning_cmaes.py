@@ -487,3 +487,19 @@ def test_batched_fitness_equals_genome_by_genome():
     )
     assert found[True].fitness == pytest.approx(found[False].fitness, rel=1e-12)
     assert found[True].forward_passes == found[False].forward_passes
+
+
+def test_trainfit_fitness_is_lower_for_the_mask_that_fine_tunes_to_a_better_f1():
+    # CMA-ES minimises: the train-fit fitness is minus the fine-tuned validation F1, so a mask
+    # that keeps every weight must score lower than one that keeps one weight per unit
+    from evoprune.pruning.cmaes import make_fitness
+
+    split = split_70_15_15(load_dataset("digits", 10))
+    net = init_net([64, 16, 10], 0)
+    fit = make_fitness(CMAConfig(fitness="trainfit", trainfit_epochs=2), net, split, 0,
+                       {"forward_passes": 0})  # fmt: skip
+    full = [torch.ones_like(w, dtype=torch.bool) for w in net.weights]
+    thin = [torch.zeros_like(w, dtype=torch.bool) for w in net.weights]
+    for m in thin:
+        m[:, 0] = True
+    assert fit(full) < fit(thin) < 0

@@ -451,3 +451,15 @@ def test_a_huge_eta_leaves_the_last_unit_of_each_layer():
            "levels": "0.5"}  # fmt: skip
     r = run_selection_job(job, None)
     assert r["extinct"] == r["units"] - 2  # one survivor in each of the two hidden layers
+
+
+def test_fitness_rewards_the_units_whose_mass_lowers_the_loss():
+    from evoprune.pruning.selection.dynamics import fitness
+
+    grad = torch.tensor([-2.0, 0.5, 3.0])  # dL/dm: more of unit 0's mass lowers the loss
+    assert fitness(grad, "signed").argmax() == 0 and fitness(grad, "signed").argmin() == 2
+    assert torch.equal(fitness(grad, "taylor"), torch.tensor([2.0, 0.5, 3.0]))
+    # the replicator grows the fitter unit's mass and shrinks the others
+    m = torch.ones(3)
+    after = replicator(m, normalise(fitness(grad, "signed"), m > 0, "mean"), 0.1)
+    assert after[0] > 1.0 > after[2]
