@@ -201,7 +201,7 @@ class Ticket:
             "seed": self.seed,
             "keep": self.keep,
             "dataset": self.dataset,
-            "metrics": {k: v for k, v in self.metrics.items() if not _is_timing(k)},
+            "metrics": {k: v for k, v in self.metrics.items() if not is_timing(k)},
             "method": self.method,
             **({"arch": self.arch} if self.arch is not None else {}),  # MLP headers unchanged
             **({"weights": self.weights} if self.weights is not None else {}),
@@ -376,7 +376,7 @@ def _bool_mask(mask: Any) -> torch.Tensor:
     return values
 
 
-def _is_timing(key: str) -> bool:
+def is_timing(key: str) -> bool:
     """A metric that measures time (it differs between two runs of the same seed)."""
     return key.endswith(("seconds", "per_second"))
 

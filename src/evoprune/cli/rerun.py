@@ -78,12 +78,10 @@ def run_rerun(args: argparse.Namespace) -> int:
 
 def outcomes(result: dict[str, Any]) -> dict[str, Any]:
     """The numbers and words a run came out with: every field but the job, the data, the code,
-    the machine and the timings (``*seconds``, ``*per_second``)."""
-    return {
-        k: v
-        for k, v in result.items()
-        if k not in NOT_OUTCOMES and not k.endswith(("seconds", "per_second"))
-    }
+    the machine and the timings (``*seconds``, ``*per_second``: `evoprune.ticket.is_timing`)."""
+    from evoprune.ticket import is_timing
+
+    return {k: v for k, v in result.items() if k not in NOT_OUTCOMES and not is_timing(k)}
 
 
 def differences(recorded: dict[str, Any], again: dict[str, Any]) -> list[str]:
