@@ -489,6 +489,43 @@ def test_resume_without_a_checkpoint_says_it_starts_afresh(tmp_path, capsys):
     assert (tmp_path / "r" / "result.json").exists()
 
 
+def test_a_run_resumed_under_other_code_says_so(tmp_path, capsys, monkeypatch):
+    """A checkpoint written by another revision was continued silently: result.json named
+    only the code that finished the run."""
+    import evoprune.io
+    from evoprune.evaluate import Evaluator
+
+    out = tmp_path / "run"
+    args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", *FAST,
+            "--checkpoint-every", "1", "--out", out]  # fmt: skip
+    old = {**evoprune.io.code_identity(), "git_revision": "0" * 40}
+    original, calls = Evaluator.evaluate, {"n": 0}
+
+    def interrupted(self, masks):  # Ctrl-C in the fourth generation
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, masks)
+
+    with monkeypatch.context() as m:
+        m.setattr(evoprune.io, "code_identity", lambda: old)
+        m.setattr(Evaluator, "evaluate", interrupted)
+        assert run_cli(args, capsys)[0] == 130
+    assert (out / "checkpoint.npz").exists()
+    code, _, err = run_cli([*args, "--resume"], capsys)
+    assert code == 0 and f"written by other code (revision {'0' * 40})" in err
+    assert json.loads((out / "result.json").read_text())["resumed_from"] == [old]
+    # resumed under the code that wrote it: nothing to say
+    again = tmp_path / "again"
+    with monkeypatch.context() as m:
+        m.setattr(Evaluator, "evaluate", interrupted)
+        calls["n"] = 0
+        assert run_cli([*args[:-1], again], capsys)[0] == 130
+    code, _, err = run_cli([*args[:-1], again, "--resume"], capsys)
+    assert code == 0 and "other code" not in err
+    assert "resumed_from" not in json.loads((again / "result.json").read_text())
+
+
 def test_output_paths_of_the_wrong_kind_are_one_line(finished_run, tmp_path, capsys):
     folder, file, pt_folder = tmp_path / "a-folder", tmp_path / "a-file", tmp_path / "net.pt"
     folder.mkdir()

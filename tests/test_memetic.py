@@ -167,6 +167,32 @@ def test_killed_memetic_run_resumes_to_the_identical_ticket(tmp_path, sig, extra
     assert not list(part.glob("*checkpoint.npz"))  # the finished run needs them no more
 
 
+def test_checkpoints_name_the_code_of_every_run_that_wrote_them(digits2, tmp_path, monkeypatch):
+    """A search resumed under other code records that code: the GA's and the local phase's
+    checkpoints keep one entry per revision that wrote them, not only the last."""
+    import numpy as np
+
+    import evoprune.io
+    from evoprune.io import code_identity, resumed_from
+
+    net = build_mlp([64, 20, 2], seed=0)
+    X, y = digits2.X_train, digits2.y_train
+    cfg = GAConfig(variant="memetic", **{**SMALL, "kicks": 1, "max_passes": 2})
+    ckpt = tmp_path / "checkpoint.npz"
+    files = [ckpt, tmp_path / "local-checkpoint.npz"]
+    now = code_identity()
+    old = {**now, "git_revision": "0" * 40}
+    with monkeypatch.context() as m:
+        m.setattr(evoprune.io, "code_identity", lambda: old)
+        search(net, X, y, "accuracy", cfg, checkpoint=ckpt, checkpoint_every=1)
+    assert resumed_from(files) == [old]
+    search(net, X, y, "accuracy", cfg, checkpoint=ckpt, checkpoint_every=1, resume=True)
+    for path in files:
+        with np.load(path) as npz:
+            assert json.loads(npz["header"].tobytes())["code"] == [old, now], path.name
+    assert resumed_from(files) == [old]  # this process's own code is no news
+
+
 def test_a_local_checkpoint_of_another_objective_or_start_is_not_continued(digits2, tmp_path):
     """The local phase's fingerprint holds its objective, variant and start masks: a checkpoint
     of an accuracy search was continued as a loss search, and a random-start local search's

@@ -15,7 +15,7 @@ import platform
 import subprocess
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -230,6 +230,38 @@ def git_revision() -> str:
         return rev.stdout.strip() + ("-dirty" if changed or new else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def code_identity() -> dict[str, Any]:
+    """The code a process runs: its git revision and library versions. A checkpoint keeps one
+    per run that wrote it (`code_lineage`), so a run resumed under other code says so."""
+    return {"git_revision": git_revision(), "versions": versions()}
+
+
+def code_lineage(earlier: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`earlier` (the code of the runs a checkpoint was resumed through) and this process's,
+    which is added unless it is the last already."""
+    now = code_identity()
+    return [*earlier] if earlier and earlier[-1] == now else [*earlier, now]
+
+
+def resumed_from(paths: list[Path]) -> list[dict[str, Any]]:
+    """The code, other than this process's, of the runs that wrote the checkpoints at `paths`
+    (those that exist), each once: what a resumed run records as ``resumed_from``. A file that
+    cannot be read is left to the search's own reading, which says what is wrong with it."""
+    import numpy as np
+
+    now, found = code_identity(), []
+    for path in paths:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                header = json.loads(npz["header"].tobytes())
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            continue
+        for code in header.get("code", []):
+            if code != now and code not in found:
+                found.append(code)
+    return found
 
 
 def provenance() -> dict[str, Any]:

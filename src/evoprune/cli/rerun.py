@@ -21,7 +21,7 @@ from evoprune.errors import EvopruneError
 COMMANDS = {"rerun": "run a finished run again from its result.json: the same numbers?"}
 
 # fields that describe the run, not its outcome (the code, the machine, the clock)
-NOT_OUTCOMES = ("config", "data", "versions", "git_revision", "machine")
+NOT_OUTCOMES = ("config", "data", "versions", "git_revision", "machine", "resumed_from")
 MAX_LISTED = 12  # differing fields printed; the rest are counted
 
 

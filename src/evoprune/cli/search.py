@@ -284,8 +284,25 @@ def run_search(args: argparse.Namespace) -> int:
             print("nothing saved (--checkpoint-every K keeps a state to --resume from)",
                   file=sys.stderr)  # fmt: skip
         raise
+    for code in r.get("resumed_from", []):
+        print(f"note: resumed a checkpoint written by other code ({_code_text(code)}); this "
+              "result may differ from an uninterrupted run's (result.json: resumed_from)",
+              file=sys.stderr)  # fmt: skip
     print(_summary(r, out))
     return 0
+
+
+def _code_text(code: dict[str, Any]) -> str:
+    """Where `code` (a checkpoint's git revision and versions) differs from this process's."""
+    from evoprune.io import code_identity
+
+    now = code_identity()
+    parts = [f"revision {code.get('git_revision')}"] * (
+        code.get("git_revision") != now["git_revision"]
+    )
+    theirs = code.get("versions") or {}
+    parts += [f"{k} {v}" for k, v in theirs.items() if now["versions"].get(k) != v]
+    return ", ".join(parts) or "unknown"
 
 
 def _checkpoints(out: Path, resume: bool, files: list[Path]) -> list[Path]:

@@ -2,11 +2,13 @@
 
 Saved: the ranked population (packed bits), its scores, the generator state, counters, the
 history, the evaluator's cache (so evaluation counts continue exactly), and a fingerprint of the
-problem (config, data, network) that must match on resume.
+problem (config, data, network) that must match on resume, and the code (git revision,
+versions) of each run that wrote it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import torch
 
 from evoprune.evaluate import Evaluator
 from evoprune.ga.state import GAState
-from evoprune.io import checkpoint_bytes, read_checkpoint, write_atomic
+from evoprune.io import checkpoint_bytes, code_lineage, read_checkpoint, write_atomic
 
 FORMAT = "evoprune-checkpoint/1"
 _SCALARS = (
@@ -28,11 +30,19 @@ _SCALARS = (
 )
 
 
-def save_checkpoint(path: Path, state: GAState, fingerprint: dict[str, Any], ev: Evaluator) -> Path:
+def save_checkpoint(
+    path: Path,
+    state: GAState,
+    fingerprint: dict[str, Any],
+    ev: Evaluator,
+    code: Sequence[dict[str, Any]] = (),
+) -> Path:
+    """Write `state`; `code` is that of the earlier runs it was resumed through."""
     keys, values = ev.cache_arrays(state.evaluations)
     header = {
         "format": FORMAT,
         "fingerprint": fingerprint,
+        "code": code_lineage(code),
         "n_bits": int(state.population.shape[1]),
         "history": list(state.history),
         "init_info": state.init_info,
@@ -49,14 +59,17 @@ def save_checkpoint(path: Path, state: GAState, fingerprint: dict[str, Any], ev:
     return write_atomic(path, checkpoint_bytes(header, arrays))
 
 
-def load_checkpoint(path: Path, fingerprint: dict[str, Any], ev: Evaluator) -> GAState:
-    """Read a checkpoint written for the same problem; restore the evaluator's cache."""
+def load_checkpoint(
+    path: Path, fingerprint: dict[str, Any], ev: Evaluator
+) -> tuple[GAState, list[dict[str, Any]]]:
+    """Read a checkpoint written for the same problem; restore the evaluator's cache. Returns
+    the state and the code of the runs that wrote it."""
     header, arrays = read_checkpoint(path, FORMAT, fingerprint)
     n_bits = header["n_bits"]
     population = np.unpackbits(arrays["population"], axis=1, count=n_bits).astype(bool)
     ev.restore_cache(arrays["cache_keys"], arrays["cache_values"], int(header["evaluations"]))
     scalars = {name: header[name] for name in _SCALARS}
-    return GAState(
+    state = GAState(
         population=torch.from_numpy(population),
         scores=torch.from_numpy(arrays["scores"]),
         fitness=torch.from_numpy(arrays["fitness"]),
@@ -65,3 +78,4 @@ def load_checkpoint(path: Path, fingerprint: dict[str, Any], ev: Evaluator) -> G
         init_info=header["init_info"],
         **scalars,
     )
+    return state, list(header.get("code", []))

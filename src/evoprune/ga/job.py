@@ -12,6 +12,7 @@ from evoprune.analysis.jobs import analyze_ticket, check_analyses
 from evoprune.errors import EvopruneError
 from evoprune.ga.api import search
 from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig, conv_reads
+from evoprune.io import resumed_from
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.local.checkpoint import CHECKPOINT_PREFIXES, LOCAL_PREFIX, LOSS_PREFIX
 from evoprune.nets import build_network
@@ -120,11 +121,15 @@ def run_ga_job(
     init, seed = job.get("init", "uniform"), int(job.get("seed", 0))
     model, layers = build_network(job.get("arch", "B"), ds.n_features, ds.n_classes, init, seed)
     checkpoint = out / CHECKPOINT if out is not None and (checkpoint_every or resume) else None
+    objective = job.get("objective", "accuracy")
+    # other code resumed here: the result is not that of one revision (read before the search
+    # rewrites the checkpoints)
+    earlier = resumed_from(job_checkpoints(out, config, objective)) if checkpoint and resume else []
     ticket = search(
         model,
         ds.X_train.view(len(ds.X_train), -1),
         ds.y_train,
-        objective=job.get("objective", "accuracy"),
+        objective=objective,
         config=config,
         X_test=ds.X_test.view(len(ds.X_test), -1),
         y_test=ds.y_test,
@@ -144,6 +149,7 @@ def run_ga_job(
             time.perf_counter() - start + ticket.metrics.get("before_resume_seconds", 0.0), 4
         ),
         "ga_config": config.to_dict(),
+        **({"resumed_from": earlier} if earlier else {}),
     }
     # the scalars (the file leaves the timings out: `Ticket.header`)
     ticket.metrics = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
@@ -152,6 +158,6 @@ def run_ga_job(
     if out is not None:
         write_run_dir(out, result, ticket, ticket.history)
     if checkpoint is not None:  # finished: result.json and ticket.npz replace its checkpoints
-        for path in job_checkpoints(out, config, job.get("objective", "accuracy")):
+        for path in job_checkpoints(out, config, objective):
             path.unlink(missing_ok=True)
     return result

@@ -60,6 +60,7 @@ class GeneticSearch:
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.checkpoint_every = checkpoint_every
         self.before_resume_seconds = 0.0  # the evolution's seconds in the runs it resumes
+        self.resumed_code: list[dict[str, Any]] = []  # the code of the runs it resumes
         self.fingerprint = {
             "config": config.to_dict(),
             "n_bits": evaluator.n_bits,
@@ -203,7 +204,7 @@ class GeneticSearch:
         """Evolve until done; resume from the checkpoint if asked and one exists."""
         state = None
         if resume and self.checkpoint and self.checkpoint.exists():
-            state = load_checkpoint(self.checkpoint, self.fingerprint, self.ev)
+            state, self.resumed_code = load_checkpoint(self.checkpoint, self.fingerprint, self.ev)
             self.rng.set_state(state.rng_state)
             self.before_resume_seconds = float(state.seconds)
         bar = _progress_bar(self.cfg.generation_cap, self.progress)
@@ -222,17 +223,20 @@ class GeneticSearch:
                         and self.checkpoint_every
                         and (state.generation % self.checkpoint_every == 0)
                     ):
-                        save_checkpoint(self.checkpoint, state, self.fingerprint, self.ev)
+                        self._save(state)
             except KeyboardInterrupt:
                 # `state` is always a whole generation: save it so `--resume` continues here.
                 if self.checkpoint and state is not None:
-                    save_checkpoint(self.checkpoint, state, self.fingerprint, self.ev)
+                    self._save(state)
                 raise
             finally:
                 bar.close()
         if self.checkpoint and self.checkpoint_every:
-            save_checkpoint(self.checkpoint, state, self.fingerprint, self.ev)
+            self._save(state)
         return state
+
+    def _save(self, state: GAState) -> None:
+        save_checkpoint(self.checkpoint, state, self.fingerprint, self.ev, self.resumed_code)
 
     def _report(self, bar: Any, state: GAState) -> None:
         row = state.history[-1]

@@ -3,19 +3,21 @@ pickle) with a JSON header. `evoprune.local.search.LocalSearch` saves and loads 
 
 Saved: the position (start, kick, counters, the incumbents' keys), the generator state, the
 history and the masks (the current one, the ILS incumbent, the best over starts and on
-validation), and a fingerprint of the problem that must match on resume. The search rebuilds its
+validation), a fingerprint of the problem that must match on resume, and the code (git revision,
+versions) of each run that wrote it. The search rebuilds its
 state from the current mask, so a resumed search continues with the very same numbers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evoprune.io import checkpoint_bytes, read_checkpoint
+from evoprune.io import checkpoint_bytes, code_lineage, read_checkpoint
 
 # Checkpoint file names: a memetic run keeps the GA's and, beside it, one per local phase with
 # these prefixes (evoprune.ga.memetic). Here, not there, so that the GA's job can name them all
@@ -51,11 +53,14 @@ def snapshot(
     history: list[dict[str, Any]],
     masks: dict[str, np.ndarray | None],
     fingerprint: dict[str, Any] | None,
+    code: Sequence[dict[str, Any]] = (),
 ) -> bytes:
-    """The checkpoint file's bytes; `masks` maps a name to a ``(n_bits,)`` bool mask or None."""
+    """The checkpoint file's bytes; `masks` maps a name to a ``(n_bits,)`` bool mask or None;
+    `code` is that of the earlier runs the search was resumed through."""
     header = {
         "format": FORMAT,
         "fingerprint": fingerprint or {},
+        "code": code_lineage(code),
         "position": asdict(position),
         "rng": rng_state,
         "history": history,
@@ -72,6 +77,7 @@ class Saved:
     rng_state: dict[str, Any]
     history: list[dict[str, Any]]
     masks: dict[str, np.ndarray]  # name -> (n_bits,) bool; the masks that were not None
+    code: list[dict[str, Any]]  # of the runs that wrote it: git revision, versions
 
 
 def read(path: Path, fingerprint: dict[str, Any] | None, n_bits: int) -> Saved:
@@ -82,4 +88,5 @@ def read(path: Path, fingerprint: dict[str, Any] | None, n_bits: int) -> Saved:
         rng_state=header["rng"],
         history=list(header["history"]),
         masks={k: np.unpackbits(a, count=n_bits).astype(bool) for k, a in arrays.items()},
+        code=list(header.get("code", [])),
     )

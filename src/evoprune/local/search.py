@@ -87,6 +87,7 @@ class LocalSearch:
         self.layers = [li for li in range(state.n_layers) if state.maskable[li]][::-1]
         self._trace: list[tuple] | None = None  # ((value, secondary) before, after, removal-only)
         self.last_snapshot: bytes | None = None  # the checkpoint as of the last pass boundary
+        self.resumed_code: list[dict[str, Any]] = []  # the code of the runs it resumes
 
     # -- one unit, one pass ---------------------------------------------------------------------
 
@@ -243,7 +244,9 @@ class LocalSearch:
         """The checkpoint's bytes for the search as it stands (between two passes)."""
         masks = {**self.incumbents, "current": self.state.mask_bits()}
         state = self.rng.bit_generator.state
-        return ckpt_file.snapshot(self.pos, state, self.history, masks, fingerprint)
+        return ckpt_file.snapshot(
+            self.pos, state, self.history, masks, fingerprint, self.resumed_code
+        )
 
     def save(self, path: Path, fingerprint: dict[str, Any] | None) -> Path:
         self.last_snapshot = self.snapshot(fingerprint)
@@ -252,6 +255,7 @@ class LocalSearch:
     def load(self, path: Path, fingerprint: dict[str, Any] | None) -> None:
         saved = ckpt_file.read(path, fingerprint, self.state.n_maskable)
         self.pos, self.history = saved.position, saved.history
+        self.resumed_code = saved.code
         self.rng.bit_generator.state = saved.rng_state
         self.incumbents = {k: saved.masks.get(k) for k in self.incumbents}
         if not self.pos.fresh:
