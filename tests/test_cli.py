@@ -593,6 +593,8 @@ def test_default_run_folders_keep_classes_objective_and_sparsity_apart():
     assert len(names) == 5
     assert default_out(base) == Path("runs/ga-digits-B-s0")  # the README's names
     assert default_out({**base, "classes": 10}) == default_out(base)  # digits' default: one run
+    files = [{**base, "dataset": "file", "data": f"data/my.{ext}"} for ext in ("csv", "npz")]
+    assert default_out(files[0]) != default_out(files[1])  # the second was refused as finished
     from evoprune.cli.prune import default_prune_out
 
     prune = {"method": "magnitude", "dataset": "digits", "seed": 0}

@@ -186,11 +186,12 @@ def default_out(job: dict[str, Any]) -> Path:
 
 
 def data_parts(job: dict[str, Any]) -> list[str]:
-    """The data's part of a run folder name: the dataset (or file) and a class count other than
-    the dataset's default, so `--classes 10` on digits names the same run as no --classes."""
+    """The data's part of a run folder name: the dataset (or the file, by its name with the
+    extension: my.csv and my.npz are two runs) and a class count other than the dataset's
+    default, so `--classes 10` on digits names the same run as no --classes."""
     from evoprune.data import DATASETS
 
-    name = Path(str(job.get("data") or job["dataset"])).stem
+    name = Path(str(job.get("data") or job["dataset"])).name
     classes = job.get("classes")
     info = DATASETS.get(str(job.get("dataset")))
     if classes is None or (info is not None and classes == info.classes[0]):
