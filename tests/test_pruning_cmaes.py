@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -503,3 +504,140 @@ def test_trainfit_fitness_is_lower_for_the_mask_that_fine_tunes_to_a_better_f1()
     for m in thin:
         m[:, 0] = True
     assert fit(full) < fit(thin) < 0
+
+
+@pytest.mark.parametrize("with_keys", [False, True])
+def test_iterative_synflow_shrinks_exponentially_and_never_revives_a_weight(monkeypatch, with_keys):
+    """Tanaka et al.'s Algorithm 1: round r keeps ``n (k / n) ** (r / rounds)`` of the weights,
+    each round a subset of the last (a linear schedule, or a pruned weight tied with a live
+    weight of score 0 and brought back, would break it); both paths give the same masks."""
+    import evoprune.pruning.synflow as synflow
+
+    plain, kept = synflow.topk_masks, []
+
+    def recording(scores, k):
+        kept.append(plain(scores, k))
+        return kept[-1]
+
+    net = tiny_net(layers=(8, 6, 5, 3))
+    n, rounds = net.n_weights, 20
+    for k in (2, 5, 12):
+        kept.clear()
+        monkeypatch.setattr(synflow, "topk_masks", recording)
+        masks, _ = iterative_synflow_order(net, k, rounds, with_keys=with_keys)
+        monkeypatch.setattr(synflow, "topk_masks", plain)
+        counts = [sum(int(m.sum()) for m in round_masks) for round_masks in kept]
+        expected = [max(k, round(n * (k / n) ** (r / rounds))) for r in range(1, rounds)]
+        assert counts == expected + [k]
+        for before, after in itertools.pairwise(kept):
+            assert all(not (a & ~b).any() for a, b in zip(after, before, strict=True))
+        other, _ = iterative_synflow_order(net, k, rounds, with_keys=not with_keys)
+        assert all(torch.equal(a, b) for a, b in zip(masks, other, strict=True)), k
+
+
+def test_survival_key_is_the_round_pruned_plus_half_the_relative_score():
+    """A weight pruned in round 1 keys ``1 + 0.5 s / max s`` with s its dense SynFlow score, so
+    a higher score ranks it higher within its round (minus the score would reverse that)."""
+    net = tiny_net(layers=(8, 6, 5, 3))
+    rounds = 20
+    masks, key = iterative_synflow_order(net, 12, rounds)
+    dense = synflow_scores(net)
+    top = max(float(s.max()) for s in dense)
+    first = [(k >= 1) & (k < 2) for k in key]
+    assert sum(int(f.sum()) for f in first) > 0
+    for k, s, f, m in zip(key, dense, first, masks, strict=True):
+        torch.testing.assert_close(k[f], 1 + 0.5 * s[f] / top, rtol=0, atol=1e-12)
+        assert bool((k[m] >= rounds + 1).all()) and bool((k[~m] < rounds + 1).all())
+        assert bool((k - k.floor() <= 0.5).all())  # the relative score is at most a half
+
+
+@pytest.mark.parametrize("ec", ["l2_row", "l2_layer"])
+def test_l2_compensation_gives_back_each_units_or_layers_norm(ec):
+    """``l2_row`` rescales unit j (row j) to ``||w_j||``, ``l2_layer`` the whole layer to its
+    dense norm (scaling columns instead would leave the rows' norms off)."""
+    net = tiny_net(layers=(6, 9, 7, 3))
+    masks = random_masks(net, 70, seed=0)  # about 2/3 kept, every factor below the cap
+    comp = compensate(net, masks, ec)
+    for w, c, m in zip(net.weights, comp.weights, masks, strict=True):
+        if ec == "l2_layer":
+            assert float(c.norm()) == pytest.approx(float(w.norm()), rel=1e-5)
+            continue
+        rows = m.any(1)
+        torch.testing.assert_close(c[rows].norm(dim=1), w[rows].norm(dim=1), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("ec", ["l2_row", "l2_layer", "activation", "affine"])
+def test_a_rescaling_factor_is_capped_at_10(ec):
+    """A unit keeping only its tiny weight would be scaled ~1000x; the cap holds it at 10x."""
+    net = Net((torch.tensor([[1.0, 1e-3]]),), (torch.zeros(1),))
+    X = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+    comp = compensate(net, [torch.tensor([[False, True]])], ec, X)
+    assert float(comp.weights[0][0, 1]) == pytest.approx(1e-2, rel=1e-6)
+
+
+@pytest.mark.parametrize("ec", ["activation", "affine"])
+def test_data_aware_rescaling_matches_the_dense_pre_activations(ec):
+    """Layer by layer on the calibration batch, each unit's compensated pre-activation has the
+    dense one's L2 norm (activation: weights and bias scaled) or its mean and std (affine)."""
+    net = tiny_net(layers=(6, 9, 7, 3))
+    masks = random_masks(net, 70, seed=0)  # every unit keeps weights, no factor at the cap
+    X = torch.randn(200, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    comp = compensate(net, masks, ec, X.float())
+    dense, pruned = X, X
+    for w, b, cw, cb in zip(net.weights, net.biases, comp.weights, comp.biases, strict=True):
+        z, zc = dense @ w.double().T + b.double(), pruned @ cw.double().T + cb.double()
+        if ec == "activation":
+            torch.testing.assert_close(zc.norm(dim=0), z.norm(dim=0), rtol=1e-5, atol=1e-6)
+        else:
+            torch.testing.assert_close(zc.mean(0), z.mean(0), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(zc.std(0), z.std(0), rtol=1e-5, atol=1e-6)
+        dense, pruned = torch.relu(z), torch.relu(zc)
+
+
+def test_the_lsq_ce_calibration_rows_are_drawn_by_the_seed():
+    """Same seed, same calibration batch and fitness; another seed, other rows."""
+    split = split_70_15_15(load_dataset("digits", 10))
+    net = init_net([64, 16, 10], 0)
+    masks = random_masks(net, 300, seed=0)
+    cfg = CMAConfig(calibration=64)
+
+    def fitness(seed):
+        return make_population_fitness(cfg, net, split, seed, {"forward_passes": 0})([masks])[0]
+
+    assert fitness(0) == fitness(0) != fitness(1)
+
+
+def test_a_neuron_gene_moves_every_weight_into_and_out_of_its_unit():
+    net = tiny_net(layers=(5, 4, 3, 2))
+    genome = Genome(net, 12, "neuron", "synflow")
+    L = len(net.weights)
+    for gene, kept in ((1e4, True), (-1e4, False)):
+        x = np.zeros(genome.dim)
+        x[L + 1] = gene  # hidden unit 1 of the first hidden layer
+        masks = genome.decode(x)
+        assert bool((masks[0][1] == kept).all()), gene  # its inputs (a row)
+        assert bool((masks[1][:, 1] == kept).all()), gene  # its outputs (a column above)
+
+
+@pytest.mark.parametrize(
+    ("kind", "order", "mix", "by"),
+    [
+        ("layer-density", "synflow", 0.0, "synflow"),
+        ("layer-density", "magnitude", 0.0, "magnitude"),
+        ("layer-mix", "synflow", 40.0, "synflow"),
+        ("layer-mix", "synflow", -40.0, "magnitude"),
+    ],
+)
+def test_each_layer_keeps_its_top_weights_by_the_genomes_ranking(kind, order, mix, by):
+    """The static ranking is the dense SynFlow score ``g_i |w_ij| f_j`` or |w|; a layer-mix gene
+    leans the ranking from |w| (gene -> -inf) to the SynFlow score (gene -> +inf)."""
+    net = tiny_net(layers=(16, 12, 10, 4))
+    genome = Genome(net, keep_count(net.n_weights, 0.7), kind, order)
+    L = len(net.weights)
+    x = np.zeros(genome.dim)
+    x[:L] = np.random.default_rng(0).normal(0, 0.5, size=L)
+    x[L:] = mix
+    ranking = synflow_scores(net) if by == "synflow" else [w.abs() for w in net.weights]
+    for m, s in zip(genome.decode(x), ranking, strict=True):
+        assert m.any() and not m.all()
+        assert float(s[m].min()) >= float(s[~m].max())

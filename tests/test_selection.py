@@ -1,5 +1,6 @@
 """Selection dynamics (pruning as evolution): fitness, invariants, a tiny seeded run, export, CLI."""
 
+import itertools
 import json
 
 import numpy as np
@@ -463,3 +464,84 @@ def test_fitness_rewards_the_units_whose_mass_lowers_the_loss():
     m = torch.ones(3)
     after = replicator(m, normalise(fitness(grad, "signed"), m > 0, "mean"), 0.1)
     assert after[0] > 1.0 > after[2]
+
+
+def test_zscore_gives_the_living_units_mean_1_and_unit_variance():
+    F_ = torch.tensor([0.3, 2.0, 0.7, 5.0, 1.1])
+    alive = torch.tensor([True, True, False, True, True])
+    Fh = normalise(F_, alive, "zscore")
+    assert float(Fh[alive].mean()) == pytest.approx(1.0, abs=1e-6)
+    assert float(Fh[alive].std(unbiased=False)) == pytest.approx(1.0, abs=1e-6)  # as a z-score
+    assert float(Fh[2]) == 0.0
+
+
+def test_replicator_conserves_the_total_mass():
+    # phi is the mass-weighted mean fitness, so sum m (F - phi) = 0; the plain mean of F, or
+    # one counting the extinct units, would let the layer's mass drift
+    m = torch.tensor([0.2, 1.0, 3.0, 0.0, 1.5], dtype=torch.float64)
+    Fh = normalise(torch.tensor([2.0, 0.5, 1.0, 0.0, 3.0], dtype=torch.float64), m > 0, "mean")
+    after = replicator(m, Fh, 0.1)
+    assert float(after.sum()) == pytest.approx(float(m.sum()), rel=1e-12)
+    assert not torch.equal(after, m) and float(after[3]) == 0.0
+
+
+def test_target_schedule_is_fast_early_and_gentle_late():
+    # Zhu & Gupta's 1 - (1 - u)^3: concave, already 7/8 of the way at the schedule's midpoint
+    k = [target_schedule(step, 10, 20, 800) for step in range(10, 21)]
+    assert k[0] == 0 and k[5] == 700 and k[-1] == 800
+    steps = [b - a for a, b in itertools.pairwise(k)]
+    assert steps == sorted(steps, reverse=True) and steps[0] > steps[-1]
+
+
+def test_target_mode_holds_a_living_unit_at_the_extinction_threshold():
+    """Natural extinctions beyond the schedule wait at the threshold: a living mass never sits
+    below it (at eta 5 the logistic clips many masses to 0 between the schedule's steps)."""
+    net = _net(2, (5, 20, 10, 3))
+    masses = Masses(net)
+    cfg = SelectionConfig(dynamics="logistic", eta=5.0, target_fraction=0.6, target_epoch=3)
+    dyn = SelectionDynamics(masses, cfg, updates=30, steps_per_epoch=10)
+    gen = torch.Generator().manual_seed(0)
+    at_threshold = 0
+    for _ in range(30):
+        x, y = torch.randn(8, 5, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+        F.cross_entropy(net(x), y).backward()
+        dyn.step()
+        flat, alive = masses.flat(), masses.flat_alive()
+        assert bool((flat[alive] >= cfg.extinction).all())
+        at_threshold += int((flat[alive] == torch.tensor(cfg.extinction)).sum())
+    assert at_threshold > 0
+
+
+@pytest.mark.parametrize(("schedule", "factor"), [("cosine", 2.0), ("constant", 1.0)])
+def test_the_first_update_takes_the_schedules_first_eta(schedule, factor):
+    # cosine: eta_t = eta (1 + cos(pi (t - 1) / T)), t = 1..T, so the first update moves at 2 eta
+    net = _net(4)
+    masses = Masses(net)
+    cfg = SelectionConfig(dynamics="logistic", eta=0.1, eta_schedule=schedule)
+    dyn = SelectionDynamics(masses, cfg, updates=10)
+    x, y = torch.randn(16, 5, generator=torch.Generator().manual_seed(4)), torch.arange(16) % 3
+    F.cross_entropy(net(x), y).backward()
+    dyn.step()
+    for m, Fh in zip(masses.values, dyn.normalised_fitness(), strict=True):
+        assert float((Fh - 1).abs().max()) > 0.1
+        torch.testing.assert_close(m.detach(), 1 + factor * 0.1 * (Fh - 1), rtol=0, atol=1e-6)
+
+
+def test_logistic_masses_stay_under_the_configured_max_mass():
+    net = _net(1)
+    masses = Masses(net)
+    cfg = SelectionConfig(dynamics="logistic", eta=2.0, max_mass=1.5)
+    dyn = SelectionDynamics(masses, cfg, updates=40)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(40):
+        x, y = torch.randn(16, 5, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+        F.cross_entropy(net(x), y).backward()
+        dyn.step()
+        assert float(masses.flat().max()) <= 1.5
+    assert float(masses.flat().max()) == 1.5  # the clip was reached, not only respected
+
+
+def test_a_mass_exactly_at_the_threshold_lives():
+    alive = torch.ones(3, dtype=torch.bool)
+    out = extinguish(torch.tensor([0.25, 0.5, 0.125]), alive, 0.25)  # only below it dies
+    assert alive.tolist() == [True, True, False] and out.tolist() == [0.25, 0.5, 0.0]
