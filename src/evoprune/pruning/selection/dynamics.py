@@ -81,9 +81,10 @@ class SelectionConfig:
     target_fraction: float | None = None  # steer so that exactly this share is extinct ...
     target_epoch: int | None = None  # ... by the end of this epoch (default: half the epochs)
     ranking: str = "global"  # target mode removes the lowest masses overall, or "layer": per layer
-    eta_schedule: str = "cosine"  # η_t ∝ 1 + cos(π t / T), mean η: the masses settle as the
-    # (cosine-annealed) weights do; "constant": η every update (at a constant η, late mass changes
-    # that the weights can no longer follow collapse the accuracy at rates above ~10)
+    eta_schedule: str = "cosine"  # η_t = η (1 + cos(π (t-1) / T)) at update t = 1..T: the
+    # masses settle as the (cosine-annealed) weights do; "constant": η every update (at a
+    # constant η, late mass changes that the weights can no longer follow collapse the accuracy
+    # at rates above ~10)
 
     def __post_init__(self) -> None:
         _choice("dynamics", self.dynamics, DYNAMICS)
@@ -244,7 +245,7 @@ class SelectionDynamics:
                 self._steer()
             return
         eta = self.eta
-        if cfg.eta_schedule == "cosine":  # t-1 in [0, T): weights with mean 1 over the T updates
+        if cfg.eta_schedule == "cosine":  # t-1 in [0, T): factors of mean 1 + 1/T, none 0
             eta = self.eta * (1.0 + math.cos(math.pi * (self.t - 1) / max(self.updates, 1)))
         new = []
         for m, Fh, alive in zip(
