@@ -13,6 +13,7 @@ from evoprune.data import load_dataset
 from evoprune.evaluate import Evaluator
 from evoprune.ga import GAConfig, GeneticSearch, post_prune
 from evoprune.ga.state import GAState
+from evoprune.masks import sparsity
 from evoprune.nets import build_mlp
 
 SMALL = GAConfig(population=20, min_generations=8, patience=4, max_generations=15)
@@ -88,6 +89,18 @@ def test_generation_adds_children_mutants_and_migrants_to_the_parents(digits2):
     assert len(ga.ask(state)) == 50 + 100  # 50 children, then a mutant of each of 100
 
 
+def test_the_parents_yield_mutants_first_then_the_children(digits2):
+    # step 3: every individual, new children included, the parents first; the order fixes
+    # which draw mutates which individual, hence the ticket a seed gives (a reproducibility pin)
+    ev = Evaluator(build_mlp([64, 20, 2]), digits2.X_train, digits2.y_train)
+    ga = GeneticSearch(ev, GAConfig(population=50, rec_rate=1.0, mut_rate=1.0, mig_rate=0.0))
+    state = ga.initial_state()
+    new = ga.ask(state)
+    children, mutants = new[:50], new[50:]
+    sources = torch.cat([state.population, children])
+    assert ((mutants != sources).sum(dim=1) == 1).all()
+
+
 def test_adaptive_bound_is_deterministic_and_respected(digits2):
     cfg = GAConfig(
         variant="ga-adaptive", population=20, adaptive_bound=0.9, adaptive_step=100, seed=3
@@ -108,20 +121,77 @@ def test_adaptive_bound_is_deterministic_and_respected(digits2):
     assert a.init_info["adaptive_candidates"] >= 20
 
 
-@pytest.mark.timeout(30)
-def test_the_adaptive_bound_falls_to_its_floor_where_no_mask_reaches_chance():
-    # every mask predicts class 0 (the output bias), and 9 in 10 labels are 1: accuracy 0.1,
-    # under chance (1/2); the bound must reach its floor and admit them, not wait forever
-    from torch import nn
-
+def always_class_0(labels: torch.Tensor) -> Evaluator:
+    """An evaluator on which every mask predicts class 0 (the output bias): every mask has
+    the same accuracy, the share of 0 labels."""
     net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
     with torch.no_grad():
-        net[2].bias.copy_(torch.tensor([10.0, -10.0]))
-    X, y = torch.randn(100, 2), (torch.arange(100) % 10 != 0).long()
+        net[2].bias.copy_(torch.tensor([100.0, -100.0]))
+    X = torch.randn(len(labels), 2, generator=torch.Generator().manual_seed(0))
+    return Evaluator(net, X, labels)
+
+
+@pytest.mark.timeout(30)
+def test_the_adaptive_bound_falls_to_its_floor_where_no_mask_reaches_chance():
+    # 9 in 10 labels are 1: accuracy 0.1, under chance (1/2); the bound must reach its floor
+    # and admit them, not wait forever
+    ev = always_class_0((torch.arange(100) % 10 != 0).long())
     cfg = GAConfig(variant="ga-adaptive", population=10, adaptive_step=10, seed=0)
-    state = GeneticSearch(Evaluator(net, X, y), cfg).initial_state()
+    state = GeneticSearch(ev, cfg).initial_state()
     assert state.init_info["adaptive_final_bound"] == 0.0
     assert len(state.population) == 10
+
+
+def test_a_mask_exactly_at_the_adaptive_bound_is_admitted():
+    # 3 in 4 labels are 0: every mask has accuracy 0.75, the bound itself ("reach", not pass)
+    ev = always_class_0((torch.arange(100) % 4 == 3).long())
+    cfg = GAConfig(variant="ga-adaptive", population=10, adaptive_bound=0.75, adaptive_step=10)
+    state = GeneticSearch(ev, cfg).initial_state()
+    assert state.init_info == {"adaptive_final_bound": 0.75, "adaptive_candidates": 10}
+
+
+def test_each_level_of_the_adaptive_bound_gets_adaptive_step_candidates():
+    # accuracy 0.1 everywhere: the bound 0.9 falls to 0.5 + 0.4 * 0.04 after 20 candidates,
+    # then to its floor after 20 more (not after every batch once 20 have been spent), and
+    # the floor admits the next 10
+    ev = always_class_0((torch.arange(100) % 10 != 0).long())
+    cfg = GAConfig(variant="ga-adaptive", population=10, adaptive_bound=0.9, adaptive_step=20,
+                   adaptive_decay=0.04)  # fmt: skip
+    state = GeneticSearch(ev, cfg).initial_state()
+    assert state.init_info == {"adaptive_final_bound": 0.0, "adaptive_candidates": 50}
+
+
+def test_a_best_that_only_ties_is_no_improvement():
+    # every mask has the same fitness: the search stops once patience has run out after
+    # min_generations, not at the generation cap
+    ev = always_class_0((torch.arange(100) % 4 == 3).long())
+    cfg = GAConfig(population=10, min_generations=3, patience=2, max_generations=20)
+    state = GeneticSearch(ev, cfg).run()
+    assert state.generation == 3 and state.last_improvement == 0
+
+
+def test_history_rows_describe_the_ranked_population(digits2):
+    # best_sparsity is the best individual's (the sparsest may rank lower), the performances
+    # are the objective's (here the loss, not the accuracy), best_sparsity_so_far the running
+    # maximum of every population's sparsest, the initial one's included
+    ev = Evaluator(build_mlp([64, 20, 2], seed=0), digits2.X_train, digits2.y_train, "loss")
+    ga = GeneticSearch(ev, SMALL)
+    state = ga.initial_state()
+    most = float(sparsity(state.population).max())
+    assert state.best_sparsity_so_far == most > float(sparsity(state.population)[0])
+    lower_ranked_sparsest = 0
+    for _ in range(3):
+        state = ga.tell(state, ga.ask(state), time.perf_counter())
+        row, kept = state.history[-1], sparsity(state.population)
+        loss = state.scores[:, ev.metric_names.index("loss")]
+        most = max(most, float(kept.max()))
+        assert row["best_sparsity"] == float(kept[0])
+        assert row["max_sparsity"] == float(kept.max())
+        assert row["best_sparsity_so_far"] == most
+        assert row["best_performance"] == float(loss[0])
+        assert row["mean_performance"] == float(loss.mean())
+        lower_ranked_sparsest += float(kept[0]) < float(kept.max())
+    assert lower_ranked_sparsest  # else best_sparsity could not tell the two apart
 
 
 def test_post_prune_never_lowers_training_accuracy_and_matches_the_plain_walk(digits2):

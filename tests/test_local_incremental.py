@@ -195,6 +195,20 @@ def test_from_model_follows_the_mask_space_bit_order():
     assert np.abs(st.pre[-1] - ref.double().numpy()).max() < 1e-5
 
 
+def test_from_model_keeps_a_layer_outside_the_mask_space_whole():
+    net = build_mlp([4, 6, 3], seed=0)
+    space = MaskSpace(
+        net, is_maskable=lambda name, m: isinstance(m, torch.nn.Linear) and name != "2"
+    )
+    bits = torch.rand(space.n_bits, generator=torch.Generator().manual_seed(0)) < 0.5
+    X = torch.randn(50, 4, generator=torch.Generator().manual_seed(1))
+    st = MLPState.from_model(net, X, torch.zeros(50, dtype=torch.long), "loss", bits, space)
+    assert st.maskable == [True, False] and np.array_equal(st.mask_bits(), bits.numpy())
+    hidden = torch.relu(X @ (net[0].weight * bits.view(6, 4)).T + net[0].bias)
+    ref = hidden @ net[2].weight.T + net[2].bias  # layer 2 unmasked, not masked away
+    assert np.abs(st.pre[-1] - ref.double().numpy()).max() < 1e-5
+
+
 @pytest.mark.parametrize("layers", [[6, 12, 3], [6, 10, 7, 4]])
 def test_temperature_scales_the_loss_and_keeps_every_prediction(layers):
     plain, rng = _state(layers, "loss", seed=3, penalty=0.0)
@@ -331,3 +345,141 @@ def test_loss_gradient_equals_autograds_gradient_of_the_cross_entropy():
         t = torch.tensor(logits, requires_grad=True)
         torch.nn.functional.cross_entropy(t, torch.tensor(y), reduction="sum").backward()
         np.testing.assert_allclose(out, t.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def _logits(weights, biases, X, number):
+    """The forward of one sample per row of X, summed left to right in the type `number`
+    (`Fraction`: exact; `float`: one float64 order the rounding bound must cover too)."""
+    rows = []
+    for x in X:
+        a = [number(float(v)) for v in x]
+        for li, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            z = []
+            for row, bias in zip(w, b, strict=True):
+                s = number(0)
+                for wij, aj in zip(row, a, strict=True):
+                    s += number(float(wij)) * aj
+                z.append(s + number(float(bias)))
+            a = [max(v, number(0)) for v in z] if li < len(weights) - 1 else z
+        rows.append(a)
+    return rows
+
+
+def _margins(logits, y):
+    """The true class's logit minus the largest other one, per sample."""
+    return [
+        row[t] - max(v for c, v in enumerate(row) if c != t)
+        for row, t in zip(logits, y, strict=True)
+    ]
+
+
+def test_the_rounding_bound_holds_against_exact_arithmetic():
+    """`rounding_bound` bounds the error of every float64 margin (numpy's forward and a left to
+    right one) against exact rationals, for every submask. The first net is built to reach it:
+    its hidden unit adds to 1 199 terms of just over half an ulp, each rounding up (~199 u in
+    all: the fan-in, not the fan-out, counts); sample 1 is that unit's bias plus one such term
+    (an error the weights alone do not bound); output unit 0 carries nothing (the bound is the
+    largest unit's, not the smallest)."""
+    from fractions import Fraction
+
+    from evoprune.local.rounding import rounding_bound
+
+    t = 2.0**-53 * (1 + 2.0**-20)
+    X = np.zeros((2, 200))
+    X[0, 0], X[0, 1:], X[1, 1] = 1.0, t, t
+    nets = [([np.ones((1, 200)), np.array([[0.0], [1.0]])], [np.ones(1), np.zeros(2)], X,
+             np.array([1, 1]), [None])]  # fmt: skip
+    rng = np.random.default_rng(0)
+    W = [rng.uniform(-1, 1, (5, 6)), rng.uniform(-1, 1, (3, 5))]
+    masks = [[rng.random(w.shape) < 0.6 for w in W] for _ in range(3)]
+    nets.append((W, [rng.uniform(-1, 1, 5), rng.uniform(-1, 1, 3)], rng.normal(size=(20, 6)),
+                 rng.integers(0, 3, 20), masks))  # fmt: skip
+    built_to_err = []
+    for W, b, X, y, submasks in nets:
+        bound = [Fraction(float(m)) for m in rounding_bound(W, b, X.T, 0)]
+        for mask in submasks:
+            Wm = W if mask is None else [w * m for w, m in zip(W, mask, strict=True)]
+            exact = _margins(_logits(Wm, b, X, Fraction), y)
+            a = X
+            for li, (w, bias) in enumerate(zip(Wm, b, strict=True)):
+                a = a @ w.T + bias
+                a = np.maximum(a, 0.0) if li < len(Wm) - 1 else a
+            for computed in (_margins(a, y), _margins(_logits(Wm, b, X, float), y)):
+                errors = [abs(Fraction(float(c)) - e) for c, e in zip(computed, exact, strict=True)]
+                assert all(err <= m for err, m in zip(errors, bound, strict=True))
+                if mask is None:
+                    built_to_err += errors
+    assert all(built_to_err)  # the first net does err, on both samples, in both orders
+
+
+def _tied_state(objective):
+    """Output units 0 and 1 identical: every sample they lead ties exactly (undecided), and
+    exactly in float64 too, so a plain recomputation scores the ties as exact arithmetic."""
+    st, _ = _state([6, 10, 3], objective, seed=5, penalty=0.0)
+    W, b, mask = st.W, st.b, st.mask
+    W[1][1], b[1][1], mask[1][1] = W[1][0], b[1][0], mask[1][0]
+    return MLPState(W, b, st.X, st.y, objective, mask)
+
+
+@pytest.mark.parametrize("objective", ["accuracy", "f1"])
+def test_scores_of_flips_that_move_a_tie_are_undecided_or_exact(objective):
+    """A flip of output unit 0 or 1 breaks the ties, each the way exact arithmetic says: the
+    scores leave such flips UNDECIDED_DELTA (counting the tied samples as neither right nor
+    wrong would score them wrongly); every finite score is the recomputed change."""
+    st = _tied_state(objective)
+    assert st.n_undecided > 0
+    base, undecided = st.full_value(), 0
+    for li in range(st.n_layers):
+        primary, _ = st.block_scores(li, np.arange(st.W[li].shape[0]), "none")
+        for o in range(st.W[li].shape[0]):
+            for i in range(st.W[li].shape[1]):
+                st.mask[li][o, i] = ~st.mask[li][o, i]
+                full = st.full_value()
+                st.mask[li][o, i] = ~st.mask[li][o, i]
+                if primary[o, i] == UNDECIDED_DELTA:
+                    undecided += 1
+                else:
+                    assert primary[o, i] == pytest.approx(full - base, abs=1e-12), (li, o, i)
+    assert undecided > 0
+
+
+def _exact_accuracy(st):
+    """The accuracy of the current mask in exact rational arithmetic (argmax: the first)."""
+    from fractions import Fraction
+
+    W = [st.masked(li) for li in range(st.n_layers)]
+    logits = _logits(W, st.b, st.X, Fraction)
+    pred = [max(range(st.C), key=lambda c, row=row: (row[c], -c)) for row in logits]
+    return Fraction(sum(int(p == t) for p, t in zip(pred, st.y, strict=True)), st.n)
+
+
+def test_a_tie_that_float64_rounding_hides_is_undecided():
+    """Sample 0 ties exactly (logits 1 + 2^-52 each; argmax takes class 0, wrong), but float64
+    sums its class-0 logit to 1 (1 + 2^-53 rounds to even): a margin of +2^-52 that only the
+    rounding bound marks undecided. So it is never counted right (accuracy and objective
+    alike), and every flip scores its exact change or UNDECIDED_DELTA."""
+    e = 2.0**-53
+    W, b = [np.array([[1.0, 1.0, 2.0], [1.0, 2.0, 0.0]])], [np.array([e, 0.0])]
+    X, y = np.array([[1.0, e, 0.0], [4.0, 0.0, 1.0]]), np.array([1, 0])
+    st = MLPState(W, b, X, y, "accuracy", [np.ones((2, 3), bool)])
+    exact = _exact_accuracy(st)
+    assert st.accuracy == st.score == exact == 0.5
+    for o in range(2):
+        scores = st.unit_deltas(0, o)
+        for i in range(3):
+            st.mask[0][o, i] = False
+            change = -float(_exact_accuracy(st) - exact)
+            st.mask[0][o, i] = True
+            assert st.try_flips(0, o, [i]) in (UNDECIDED_DELTA, change), (o, i)
+            assert scores[i] in (UNDECIDED_DELTA, change), (o, i)
+
+
+def test_f1_counts_a_class_that_is_only_predicted():
+    """Macro-F1 averages over the classes in the labels or the predictions (as scikit-learn
+    and `evoprune.objectives`): a class no sample holds but some are predicted scores 0."""
+    st, _ = _state([6, 10, 3], "f1", seed=4, penalty=0.0)
+    y = np.where(st.y == 2, 0, st.y)  # no label 2
+    st = MLPState(st.W, st.b, st.X, y, "f1", st.mask)
+    pred = _forward(st).argmax(1)
+    assert (pred == 2).any()
+    assert st.score == pytest.approx(f1_score(y, pred, average="macro", zero_division=0))

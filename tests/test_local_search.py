@@ -248,3 +248,106 @@ def test_fixed_sparsity_is_the_layers_up_to_rounding_even_on_narrow_units(digits
 def test_fixed_sparsity_is_refused_for_the_memetic_search():
     with pytest.raises(EvopruneError, match="fixed_sparsity: only with variant 'local'"):
         GAConfig(variant="memetic", fixed_sparsity=0.5)
+
+
+def test_keys_compare_the_objective_then_the_tie_breaker_then_fewer_set_bits():
+    """(objective, tie-breaker, set bits), lower is better, in that order, float terms within
+    EPS tied: the kicks and the best over starts are judged by it."""
+    from evoprune.local.search import EPS, _better, _compare, _worse
+
+    assert _compare([-0.9, 1.0, 50.0], [-0.8, 0.0, 10.0]) == -1
+    assert _compare([-0.9, 0.5, 50.0], [-0.9, 0.6, 10.0]) == -1
+    assert _compare([-0.9, 0.5, 10.0], [-0.9 + EPS / 2, 0.5 - EPS / 2, 50.0]) == -1
+    assert _compare([-0.9, 0.5, 10.0], [-0.9, 0.5, 10.0]) == 0
+    assert _better([0.1, 0.0, 10.0], [0.1, 0.0, 11.0])
+    assert _worse([0.1, 0.0, 11.0], [0.1, 0.0, 10.0])
+    assert not _better([0.1, 0.0, 10.0], [0.1, 0.0, 10.0])
+    assert not _worse([0.1, 0.0, 10.0], [0.1, 0.0, 10.0])
+
+
+def dead_net():
+    """Every hidden unit dead (bias -100) on the data below: the logits are the output bias
+    whatever the mask, so all masks with as many set bits tie."""
+    net = build_mlp([4, 6, 3], seed=0)
+    with torch.no_grad():
+        net[0].bias.fill_(-100.0)
+    return net
+
+
+def test_a_kick_that_ties_is_kept_and_a_later_start_that_ties_is_not():
+    # a kick is kept when not worse (so the walk moves on across a plateau); a later start
+    # replaces the best only when better, so among tied starts the first is kept
+    X = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(30) % 3
+    r = local_search(dead_net(), X, y, "loss", LocalConfig(fixed_sparsity=0.5, kicks=3))
+    assert r.metrics["kicks_kept"] == 3
+    rng = np.random.default_rng(0)
+    starts = [rng.permutation(42) < 21 for _ in range(3)]
+    r = local_search(dead_net(), X, y, "loss", LocalConfig(fixed_sparsity=0.5), init_masks=starts)
+    assert r.metrics["flips_accepted"] == 0 and np.array_equal(r.mask.numpy(), starts[0])
+
+
+def test_the_validation_patience_counts_passes_without_a_strictly_better_accuracy():
+    # the validation inputs are 0 and the first layer's biases negative: every mask gives
+    # the same validation accuracy, so the descent stops `patience` passes after the first
+    # while the training loss still falls
+    gen = torch.Generator().manual_seed(0)
+    X = 3 * torch.randn(200, 4, generator=gen)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    net = build_mlp([4, 16, 2], seed=0)
+    with torch.no_grad():
+        net[0].bias.copy_(-net[0].bias.abs())
+    cfg = LocalConfig(patience=2, min_gain=0.0)
+    r = local_search(net, X, y, "loss", cfg, X_val=torch.zeros(20, 4), y_val=y[:20])
+    assert len(r.history) == 3
+    assert all(row["flips_accepted"] > 0 for row in r.history)
+
+
+def test_a_flip_that_changes_nothing_is_taken_only_as_a_removal(digits3):
+    """Inputs 0-7 are 0 in every sample: their weights change nothing. Taking one away is a
+    step (sparser, no worse); adding one never is, not even within a batch that improves."""
+    X = digits3.X_train.clone()
+    X[:, :8] = 0.0
+    net = build_mlp([64, 12, 3], seed=0)
+    start = np.random.default_rng(0).random(64 * 12 + 12 * 3) < 0.5
+    start[: 64 * 12].reshape(12, 64)[:, :8] = False
+    st = MLPState.from_model(net, X, digits3.y_train, "loss", start)
+    added, apply = [], st.apply
+
+    def recording_apply(li, o, inputs):
+        added.extend(int(i) for i in inputs if li == 0 and i < 8 and not st.mask[0][o, i])
+        apply(li, o, inputs)
+
+    st.apply = recording_apply
+    ls = LocalSearch(st, LocalConfig(max_passes=3), init_masks=[start])
+    ls.run()
+    assert ls.pos.flips_accepted > 0 and added == []
+
+
+def test_a_unit_takes_its_best_flip_by_the_objective_then_the_tie_breaker(digits3):
+    """With batch 1 a unit tries the one flip that is best by (objective, tie-breaker), in
+    that order: the accuracy's plateaus are broken by the loss and the density, not overruled
+    by them (a heavy density term makes a removal that gains nothing the tie-breaker's best)."""
+    net = build_mlp([64, 12, 3], seed=0)
+    start = np.random.default_rng(2).random(64 * 12 + 12 * 3) < 0.5
+    st = MLPState.from_model(net, digits3.X_train, digits3.y_train, "accuracy", start,
+                             sparsity_penalty=2.0, tiebreak=True)  # fmt: skip
+    ls = LocalSearch(st, LocalConfig(batch=1))
+    taken = loss_first_differs = 0
+    for li in (1, 0):  # the output layer first, as a pass
+        for o in range(st.W[li].shape[0]):
+            p, s = (v[0] for v in st.block_scores(li, np.array([o]), "none"))
+            on = st.mask[li][o].copy()
+            good = [
+                i
+                for i in range(len(p))
+                if p[i] < 0 or (p[i] <= 0 and (s[i] < 0 or (on[i] and s[i] <= 0)))
+            ]
+            if not good:
+                continue
+            best = min(good, key=lambda i: (p[i], s[i], i))
+            loss_first_differs += best != min(good, key=lambda i: (s[i], p[i], i))
+            if ls.unit_step(li, o, (p, s)):
+                assert np.nonzero(on != st.mask[li][o])[0].tolist() == [best], (li, o)
+                taken += 1
+    assert taken > 0 and loss_first_differs > 0

@@ -208,3 +208,21 @@ def test_the_holdout_guard_is_a_fifth_drawn_by_the_seed():
     a, again, b = holdout_guard(500, 0), holdout_guard(500, 0), holdout_guard(500, 1)
     assert int(a.sum()) == 100 and torch.equal(a, again)
     assert not torch.equal(a, b)  # another --seed, another guard slice
+
+
+def test_accuracy_loss_takes_a_loss_rise_under_the_slack_on_both_walks():
+    """Weight (1, 1) adds 1e-6 to every sample's right logit: removing it raises the summed
+    cross-entropy by about 2e-7 a sample, under `LOSS_SLACK` (1e-6): rounding, by the
+    criterion's definition, so the batched walk removes it as the incremental one does."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[-1.0, 0.0], [1.0, 1e-3]]))
+        net[0].bias.zero_()
+    gen = torch.Generator().manual_seed(0)
+    X = torch.stack([0.5 + 0.5 * torch.rand(100, generator=gen), torch.full((100,), 1e-3)], 1)
+    ev = Evaluator(net, X, torch.ones(100, dtype=torch.long), cache=False, metrics=("accuracy",))
+    mask = torch.tensor([True, False, True, True])
+    with progress_bar(total=3, enabled=False) as bar:
+        batched, _ = prune_module._GuardedWalk(ev, "accuracy-loss", 0).run(mask, bar)
+    incremental, _ = post_prune(ev, mask, "accuracy-loss")
+    assert batched.tolist() == incremental.tolist() == [True, False, True, False]

@@ -111,6 +111,25 @@ def test_exact_ties_are_left_to_the_evaluator():
     assert report.accuracy_after >= report.accuracy_before
 
 
+def test_a_tie_that_float64_rounding_hides_is_left_to_the_evaluator(monkeypatch):
+    """Sample 0 ties exactly (logits 1 + 2^-52 each; argmax takes class 0, wrong), but float64
+    sums its class-0 logit to 1 (1 + 2^-53 rounds to even): a margin of +2^-52 that only the
+    rounding bound marks undecided. Taken at face value, removing weight (0, 0) costs sample 1
+    and gains nothing, where exact arithmetic (and the plain walk) has it gain sample 0."""
+    e = 2.0**-53
+    net = nn.Sequential(nn.Linear(3, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 1.0, 2.0], [1.0, 2.0, 0.0]]))
+        net[0].bias.copy_(torch.tensor([e, 0.0]))
+    X, y = torch.tensor([[1.0, e, 0.0], [4.0, 0.0, 1.0]]), torch.tensor([1, 0])
+    ev = Evaluator(net, X, y, cache=False, metrics=("accuracy",))
+    mask = torch.ones(ev.n_bits, dtype=torch.bool)
+    monkeypatch.setattr(prune_module, "_speculative_walk", no_general_path)
+    pruned, _ = post_prune(ev, mask)
+    assert torch.equal(pruned, plain_walk(net, ev.space, mask, X, y))
+    assert not pruned[0]
+
+
 class SmallConvNet(nn.Module):
     def __init__(self):
         super().__init__()
