@@ -14,7 +14,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from evoprune.data import load_dataset
-from evoprune.data.files import MNIST_SEARCH
+from evoprune.data.files import MNIST_SEARCH, load_arrays, load_mnist_dir
 from evoprune.data.scaling import global_min_max
 from evoprune.errors import EvopruneError
 
@@ -448,3 +448,69 @@ def test_a_named_mnist_is_read_from_where_the_ticket_found_it(
     code, own, _ = run_cli(["evaluate", ticket], capsys)
     code, named, err = run_cli(["evaluate", ticket, "--dataset", "mnist"], capsys)
     assert code == 0 and named == own and not err
+
+
+def _small_idx_set(rng, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` random 28x28 images grouped by class (as files may be), pixel (0, 0) the label."""
+    labels = np.sort(np.arange(n) % 10).astype(np.uint8)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    images[:, 0, 0] = labels
+    return images, labels
+
+
+def test_both_idx_sets_are_shuffled_with_their_labels(tmp_path):
+    # t10k files grouped by class must be shuffled too: a split or a subset of the first rows
+    # would otherwise hold few classes
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 40), ("t10k", 30)):
+        images, labels = _small_idx_set(rng, n)
+        write_idx(tmp_path / f"{part}-images-idx3-ubyte", images)
+        write_idx(tmp_path / f"{part}-labels-idx1-ubyte", labels)
+    got = load_mnist_dir(str(tmp_path))
+    for X, y in ((got.X, got.y), (got.X_test, got.y_test)):
+        assert not np.array_equal(y, np.sort(y))  # no longer grouped by class
+        assert np.array_equal(X[:, 0, 0], y)  # each image keeps its label
+
+
+def test_an_idx_file_beside_its_gz_is_read_uncompressed(tmp_path):
+    # torchvision keeps both; the uncompressed file is the one read (and digested)
+    rng = np.random.default_rng(0)
+    images, labels = _small_idx_set(rng, 20)
+    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+        write_idx(tmp_path / f"train-{kind}-ubyte", array, gz=True)
+        write_idx(tmp_path / f"train-{kind}-ubyte", array)
+    got = load_mnist_dir(str(tmp_path))
+    assert [p.name for p in got.files] == ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda path: path.write_bytes(path.read_bytes() + b"\0"), "train-labels-idx1-ubyte: "),
+        (lambda path: write_idx(path, np.arange(20, dtype=np.uint8) % 11), "got 0..10"),
+    ],
+    ids=["trailing-byte", "label-10"],
+)
+def test_an_idx_label_file_that_is_not_one_digit_per_image_is_one_line(tmp_path, edit, message):
+    rng = np.random.default_rng(0)
+    images, labels = _small_idx_set(rng, 20)
+    write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", labels)
+    edit(tmp_path / "train-labels-idx1-ubyte")
+    with pytest.raises(EvopruneError, match=message):
+        load_mnist_dir(str(tmp_path))
+
+
+def test_min_rows_is_the_fewest_rows_accepted(tmp_path):
+    (tmp_path / "four.csv").write_text("a,y\n0.1,0\n0.2,1\n0.3,0\n0.4,1\n")
+    (tmp_path / "three.csv").write_text("a,y\n0.1,0\n0.2,1\n0.3,0\n")
+    assert len(load_arrays(tmp_path / "four.csv", "y", min_rows=4)[0]) == 4
+    with pytest.raises(EvopruneError, match="expected at least 4 rows, got 3"):
+        load_arrays(tmp_path / "three.csv", "y", min_rows=4)
+
+
+def test_an_unnamed_column_beside_the_target_alone_is_refused(tmp_path):
+    # pandas' to_csv of a one-feature frame writes ",y": its row numbers must not be a feature
+    (tmp_path / "index.csv").write_text(",y\n0,0\n1,0\n2,1\n3,1\n")
+    with pytest.raises(EvopruneError, match="column 1 of the header has no name"):
+        load_arrays(tmp_path / "index.csv", "y")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import f1_score
@@ -9,7 +10,7 @@ from torch import nn
 
 from evoprune.evaluate import Evaluator, forward_one
 from evoprune.fastmlp import _zero_on
-from evoprune.masks import MaskSpace, sparsity
+from evoprune.masks import MaskSpace, pack_rows, sparsity
 from evoprune.nets import build_mlp
 from evoprune.objectives import accuracy, cross_entropy, macro_f1
 
@@ -260,6 +261,21 @@ def test_zero_on_finds_exactly_the_rows_zero_on_the_support():
     assert not _zero_on(w, b, None).any()
 
 
+def test_zero_on_leaves_out_rows_that_reach_just_above_zero():
+    # rows whose highest pre-activation lies within float32 rounding of 0, on either side: one
+    # that is positive anywhere in float32 must not be called zero (the margin is conservative)
+    gen = torch.Generator().manual_seed(4)
+    support = torch.rand(2, 500, generator=gen) * 1.4 - 0.7
+    w = torch.rand(40, 2, generator=gen) * 2 - 1
+    offsets = torch.logspace(-7, -2, 20)
+    b = -(w.double() @ support.double()).amax(1) + torch.cat([offsets, -offsets]).double()
+    b = b.float()
+    got = _zero_on(w, b, support)
+    positive = (torch.relu(w @ support + b[:, None]) > 0).any(1)  # the float32 forward
+    assert not (got & positive).any()
+    assert got[20:].any() and positive[:20].any()  # both sides of the boundary occur
+
+
 @pytest.mark.parametrize("hidden", [[2, 4], [1, 4, 3]])
 def test_a_first_layer_dead_on_every_sample_is_scored_as_a_plain_forward(hidden):
     """Two inputs tabulate the first layer; with every unit zero on the data (biases far below
@@ -297,3 +313,32 @@ def test_a_bias_free_net_and_its_exact_ties_are_scored_as_argmax_does(classes, f
     # accuracy alone: two classes are scored by their logits' margin, a tie is class 0's too
     alone = Evaluator(net, X, y, objective="accuracy", fast=fast, metrics=("accuracy",))
     assert torch.equal(alone.evaluate(masks)["accuracy"], got["accuracy"])
+
+
+def test_cache_arrays_hold_the_first_n_genomes_in_evaluation_order():
+    # a checkpoint keeps the cache as it was at `state.evaluations`: entries evaluated after
+    # it (an interrupt mid-generation) must stay out
+    net = build_mlp([2, 9, 2], seed=0)
+    X, y = _data(50, 2, 2)
+    ev = Evaluator(net, X, y, objective="loss")
+    masks = _masks(6, ev.n_bits)
+    ev.evaluate(masks)
+    keys, values = ev.cache_arrays(4)
+    assert keys.shape[0] == values.shape[0] == 4
+    assert np.array_equal(keys, pack_rows(masks[:4]))
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_f1_counts_a_class_the_labels_lack_as_scikit_learn_does(fast):
+    # the labels hold no class 2: its true count must still be 0 (not missing), and a mask
+    # predicting it gets an F1 of 0 for that class in the macro average
+    net = build_mlp([5, 8, 3], seed=0)
+    X, y = _data(90, 5, 2, seed=3)  # labels 0 and 1 only
+    ev = Evaluator(net, X, y, objective="f1", fast=fast, metrics=("f1",))
+    masks = _masks(9, ev.n_bits)
+    got = ev.evaluate(masks)["f1"]
+    preds = _reference(net, ev.space, masks, X).argmax(dim=-1)
+    assert (preds == 2).any()  # some mask predicts the absent class
+    for p in range(len(masks)):
+        expected = f1_score(y.numpy(), preds[p].numpy(), average="macro")
+        assert got[p].item() == pytest.approx(expected, abs=1e-12)

@@ -476,6 +476,58 @@ def test_store_keeps_numbers_numeric_when_the_first_run_lacks_them(tmp_path):
     assert df["test_accuracy"].tolist() == [0.9, 1.0]
 
 
+def test_a_rerecorded_run_replaces_its_history(tmp_path):
+    # a run recorded again (resumed, or recovered from its folder) must not keep the rows of
+    # its earlier, longer history beyond those of the new one
+    job = {"method": "ga", "seed": 0}
+    with Store(tmp_path) as store:
+        for n in (3, 2):
+            history = [{"generation": str(g), "best_performance": "0.5"} for g in range(n)]
+            store.record("k", spec="s", label="GA", job=job, result={"test_accuracy": 0.9},
+                         history=history)  # fmt: skip
+        assert store.history_frame(["k"])["generation"].tolist() == [0, 1]
+
+
+def test_history_cells_that_look_like_floats_stay_floats(tmp_path):
+    # "1.0" and "1e3" are floats as written (an accuracy of 1.0 is no count), "7" an integer
+    history = [{"generation": "7", "best_performance": "1.0", "budget": "1e3"}]
+    with Store(tmp_path) as store:
+        store.record("k", spec="s", label="GA", job={"method": "ga", "seed": 0},
+                     result={"test_accuracy": 0.9}, history=history)  # fmt: skip
+        row = store.history_frame(["k"]).iloc[0]
+    assert isinstance(row["generation"], (int, np.integer)) and row["generation"] == 7
+    assert isinstance(row["best_performance"], float) and row["best_performance"] == 1.0
+    assert isinstance(row["budget"], float) and row["budget"] == 1000.0
+
+
+def test_a_result_field_named_like_a_fixed_column_does_not_replace_it(tmp_path):
+    # the store's status says whether the run finished, the job's seed which run it is
+    with Store(tmp_path) as store:
+        store.add_members("s", [("k", "GA", {}, 0)])
+        store.record("k", spec="s", label="GA", job={"method": "ga", "seed": 3},
+                     result={"test_accuracy": 0.9, "status": "converged", "seed": 99})  # fmt: skip
+        assert store.finished_keys() == {"k"}
+    assert load_results(tmp_path)["seed"].tolist() == [3]
+
+
+def test_queue_seconds_are_the_wait_beside_the_runs_own_wall_time(tmp_path):
+    with Store(tmp_path) as store:
+        store.add_members("s", [("k", "GA", {}, 0)])
+        store.record("k", spec="s", label="GA", job={"method": "ga", "seed": 0},
+                     result={"wall_seconds": 4.0}, submitted=100.0, finished=110.0)  # fmt: skip
+    assert load_results(tmp_path)["queue_seconds"].tolist() == [6.0]
+
+
+def test_mean_of_averages_the_runs_that_report_the_field(tmp_path):
+    # a finished run without the field (None) is left out, not counted as a zero
+    with Store(tmp_path) as store:
+        store.add_members("s", [("a", "GA", {"arch": "B"}, 0), ("b", "GA", {"arch": "B"}, 1)])
+        for key, sparsity in (("a", 0.6), ("b", None)):
+            store.record(key, spec="s", label="GA", job={"method": "ga", "seed": 0},
+                         result={"test_accuracy": 0.9, "sparsity": sparsity})  # fmt: skip
+        assert store.mean_of("s", "GA", {"arch": "B"}, "sparsity") == (0.6, "")
+
+
 def test_store_records_failures_and_missing_store_is_an_error(tmp_path):
     with Store(tmp_path) as store:
         store.add_members("s", [("k1", "GA", {}, 0)])
@@ -944,6 +996,25 @@ def test_mixed_model_drops_constant_random_effects_and_orders_references():
     assert fit.table.iloc[0]["coef"] > 0
     with pytest.raises(EvopruneError, match="at least two algorithms"):
         fit_mixed_model(df[df["label"] == "GA"], "x")
+
+
+def test_standardise_divides_by_the_population_std():
+    from evoprune.experiments.stats import standardise
+
+    z = standardise(pd.Series([0.80, 0.90, 0.95, 1.00]))
+    assert z.mean() == pytest.approx(0.0, abs=1e-12)
+    assert np.std(z.to_numpy()) == pytest.approx(1.0)  # numpy's std: ddof 0, the population's
+    assert standardise(pd.Series([0.5, 0.5])).tolist() == [0.0, 0.0]
+
+
+def test_a_factor_constant_within_each_algorithm_is_no_random_effect():
+    # backprop has no init of ours ("none"), the GA one init: init then only renames the
+    # algorithm, and fitting it as a variance component would split the algorithm's effect
+    df = pd.DataFrame({"label": ["GA", "GA", "GA", "BP", "BP", "BP"], "dataset": "moons",
+                       "test_accuracy": [0.90, 0.92, 0.91, 0.80, 0.83, 0.82], "arch_name": "B",
+                       "init": ["uniform"] * 3 + [None] * 3})  # fmt: skip
+    fit = fit_mixed_model(df, "moons", standardised=False)
+    assert fit.random_effects == () and fit.test == "t"
 
 
 def test_least_squares_pairs_are_t_tests_on_their_degrees_of_freedom():

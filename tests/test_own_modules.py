@@ -72,6 +72,15 @@ def test_a_weight_tied_to_another_modules_is_masked_by_its_registered_name():
     assert not masked.dec.weight.any() and not masked.hidden.weight.any()
 
 
+def test_every_linear_and_conv_weight_is_maskable_by_default():
+    # the documented default: the weight of each Linear and Conv layer (1-, 2- and 3-d)
+    net = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Conv2d(1, 2, 3), nn.Conv3d(1, 2, 3),
+                        nn.Linear(4, 2), nn.BatchNorm1d(2))  # fmt: skip
+    names = [p.name for p in MaskSpace(net).params]
+    assert names == ["0.weight", "1.weight", "2.weight", "3.weight"]
+    assert MaskSpace(net).n_bits == 2 * 3 + 2 * 9 + 2 * 27 + 8
+
+
 def test_a_computed_weight_is_one_line_naming_the_layer():
     net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
     from torch.nn.utils import prune

@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from evoprune.cli import main
 from evoprune.data import fresh_sample, load_dataset, load_file
 from evoprune.data.registry import dataset_from_config
-from evoprune.data.scaling import FeatureScaling
+from evoprune.data.scaling import FeatureScaling, global_min_max, unscale_global
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import score_splits
 from evoprune.nets import build_mlp
@@ -68,6 +68,15 @@ def test_constant_columns_become_zero_without_dividing_by_zero(wine_csv):
     assert torch.isfinite(ds.X_train).all() and torch.isfinite(ds.X_test).all()
     shifted = FeatureScaling.fit(np.array([[1.0, 5.0], [3.0, 5.0]])).apply(np.array([[2.0, 99.0]]))
     assert shifted.tolist() == [[0.0, 0.0]]  # new values of a constant column stay at 0
+
+
+def test_the_global_scaling_of_a_constant_training_matrix_is_finite_and_invertible():
+    # one value everywhere (a blank image set) leaves no range to divide by: lo -> -0.7 still
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a 0/0 would warn
+        train, new = global_min_max(np.full((3, 4), 5.0), np.array([[5.0, 6.0]]))
+    assert (train == -0.7).all()
+    assert np.allclose(unscale_global(new, 5.0, 5.0), [[5.0, 6.0]])
 
 
 def test_no_normalize_keeps_raw_values(wine_csv):

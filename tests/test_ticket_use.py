@@ -252,3 +252,33 @@ def test_a_ticket_rebuilds_a_scaled_init_with_its_kept_fraction(init):
     rebuilt = t.build_model()
     for a, b in zip(net.parameters(), rebuilt.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("n_bits", "expected"),
+    [
+        (lambda n: 0, "'n_bits': expected a positive integer, got 0"),
+        (lambda n: n - 8, r"the mask has 2 bytes, where the header's n_bits 8 needs 1"),
+        (lambda n: n + 8, r"the mask has 2 bytes, where the header's n_bits 24 needs 3"),
+    ],
+    ids=["zero", "fewer", "more"],
+)
+def test_a_header_whose_n_bits_disagree_with_the_mask_is_refused(tmp_path, n_bits, expected):
+    # a mask longer than its n_bits need would be read as its first n_bits: refused as well
+    t = evoprune.Ticket(mask=torch.ones(16, dtype=torch.bool), layers=[2, 4, 2])
+    t.save(tmp_path / "t.npz")
+    bad = _resealed(tmp_path / "t.npz", tmp_path / "bad.npz",
+                    lambda h: {**h, "n_bits": n_bits(h["n_bits"])})  # fmt: skip
+    with pytest.raises(evoprune.EvopruneError, match=expected):
+        evoprune.Ticket.load(bad)
+
+
+def test_predict_in_chunks_is_predict_at_once():
+    # 10 rows in chunks of 3: the last chunk is short, and no row may be skipped or repeated
+    gen = torch.Generator().manual_seed(0)
+    t = evoprune.Ticket(mask=torch.rand(3 * 8 + 8 * 4, generator=gen) < 0.7, layers=[3, 8, 4],
+                        seed=0)  # fmt: skip
+    X = torch.rand(10, 3, generator=gen) * 1.4 - 0.7
+    at_once = t.predict(X)
+    assert len(at_once) == 10 and len(set(at_once.tolist())) > 1
+    assert torch.equal(t.predict(X, chunk=3), at_once)
