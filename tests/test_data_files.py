@@ -486,7 +486,7 @@ def test_an_idx_file_beside_its_gz_is_read_uncompressed(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda path: path.write_bytes(path.read_bytes() + b"\0"), "train-labels-idx1-ubyte: "),
+        (lambda path: path.write_bytes(path.read_bytes() + b"\0"), "longer than its header says"),
         (lambda path: write_idx(path, np.arange(20, dtype=np.uint8) % 11), "got 0..10"),
     ],
     ids=["trailing-byte", "label-10"],

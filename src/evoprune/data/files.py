@@ -299,7 +299,11 @@ def _read_idx(path: Path) -> np.ndarray:
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise EvopruneError(f"{path}: truncated IDX file")
+        what = "truncated" if data.size < int(np.prod(dims)) else "longer than its header says"
+        raise EvopruneError(
+            f"{path}: IDX file {what} ({data.size} bytes of data, the header's shape "
+            f"{'x'.join(map(str, dims))} needs {int(np.prod(dims))})"
+        )
     return data.reshape(dims)
 
 
