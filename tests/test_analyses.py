@@ -85,9 +85,10 @@ def _plain_point(model, mask, X, y, d1, d2, delta, eta):
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).double().mean().item()
 
 
+@pytest.mark.parametrize("fast", [None, False])  # False: the general (vmap) path on an MLP
 @pytest.mark.parametrize("directions", ["gaussian", "filter", "uniform"])
 @pytest.mark.parametrize("params", ["surviving", "surviving+bias", "all"])
-def test_landscape_equals_a_plain_forward_at_every_point(directions, params):
+def test_landscape_equals_a_plain_forward_at_every_point(directions, params, fast):
     from evoprune.analysis.landscape import directions as make_directions
 
     model = build_mlp([3, 6, 4, 3], seed=2)
@@ -95,7 +96,7 @@ def test_landscape_equals_a_plain_forward_at_every_point(directions, params):
     mask = torch.rand(MaskSpace(model).n_bits, generator=gen) < 0.6
     X, y = torch.randn(80, 3, generator=gen), torch.randint(0, 3, (80,), generator=gen)
     cfg = LandscapeConfig(grid=5, span=0.7, directions=directions, params=params, seed=3)
-    L = landscape(model, mask, X, y, cfg)
+    L = landscape(model, mask, X, y, cfg, fast=fast)
     sel = Selection(model, mask, params)
     d1, d2 = make_directions(masked_state(model, mask, torch.float32), sel, directions, 3)
     for name, d in d1.items():  # nothing moves outside the selection
@@ -652,3 +653,73 @@ def test_plot_history_of_several_runs_skips_a_method_with_no_values_and_names_un
     assert main(["plot", "history", str(wide)]) == 0
     out = capsys.readouterr().out
     assert f"(not drawn, beyond {MAX_PANELS} panels: c{MAX_PANELS}, c{MAX_PANELS + 1})" in out
+
+
+# -- mutation-testing gaps -----------------------------------------------------------------------
+
+
+def test_filter_directions_with_a_partial_mask_and_biases_have_the_filters_norms():
+    """Li et al.: each filter of d over its moving entries (a whole bias vector is one filter)
+    has the norm of the ticket's; d1 and d2 are two independent draws."""
+    from evoprune.analysis.landscape import directions as make_directions
+
+    model = build_mlp([4, 5, 3], seed=0)
+    mask = torch.rand(MaskSpace(model).n_bits, generator=torch.Generator().manual_seed(2)) < 0.6
+    state = masked_state(model, mask, torch.float32)
+    sel = Selection(model, mask, "surviving+bias")
+    d1, d2 = make_directions(state, sel, "filter", 0)
+    assert set(d1) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    for d in (d1, d2):
+        for name, t in d.items():
+            dims = {"dim": 1} if t.ndim > 1 else {}
+            torch.testing.assert_close(t.norm(**dims), state[name].norm(**dims))
+    assert not any(torch.equal(d1[name], d2[name]) for name in d1)
+
+
+def test_the_grids_centre_is_exactly_zero_where_linspace_misses_it():
+    """np.linspace(-0.9, 0.9, 7)[3] is -1.1e-16; the centre must be the ticket, δ = η = 0."""
+    assert np.linspace(-0.9, 0.9, 7)[3] != 0.0
+    X, y = torch.randn(20, 2), torch.randint(0, 2, (20,))
+    L = landscape(build_mlp([2, 4, 2]), torch.ones(16, dtype=torch.bool), X, y,
+                  LandscapeConfig(grid=7, span=0.9))  # fmt: skip
+    assert L.delta[3] == 0.0 and L.eta[3] == 0.0
+
+
+def test_landscape_defaults_are_the_papers_41_by_41_grid_over_the_unit_square():
+    """Fig. 8's plots (docs/analyses.md): 41 x 41, span 1, Gaussian directions, kept weights."""
+    c = LandscapeConfig()
+    assert (c.grid, c.span, c.directions, c.params) == (41, 1.0, "gaussian", "surviving")
+
+
+def test_hessian_top_is_the_largest_algebraic_eigenvalues_by_either_method():
+    """top = k gives the k largest eigenvalues: not the k smallest, nor the k largest in
+    magnitude (here those include negative ones); top >= n - 1 is the dense spectrum."""
+    model = build_mlp([4, 10, 3], seed=4)
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(MaskSpace(model).n_bits, generator=gen) < 0.7
+    X, y = torch.randn(150, 4, generator=gen), torch.randint(0, 3, (150,), generator=gen)
+    ref = _dense_reference(model, mask, X, y)
+    assert (ref[np.argsort(-np.abs(ref))[:10]] < 0).any()
+    for method in ("dense", "lanczos"):
+        h = hessian_spectrum(model, mask, X, y, top=10, method=method)
+        np.testing.assert_allclose(h.eigenvalues, ref[:10], rtol=1e-7)
+    for top in (len(ref) - 1, len(ref)):
+        h = hessian_spectrum(model, mask, X, y, top=top)
+        assert h.method == "dense"
+        np.testing.assert_allclose(h.eigenvalues, ref[:top], rtol=1e-8, atol=1e-10)
+
+
+def test_graph_counts_kept_in_exactly_and_keeps_the_example_asked_for():
+    """kept_in counts tickets (1 of 49: 49 * (1 / 49) is 0.999... in floats); example=i is
+    ticket i's mask."""
+    from evoprune.analysis.graph import layer_masks
+
+    masks = torch.rand(49, 6, generator=torch.Generator().manual_seed(0)) < 0.5
+    masks[:, 0] = False
+    masks[0, 0] = True
+    tickets = [Ticket(mask=m, layers=[1, 2, 2]) for m in masks]
+    g = ticket_graph(tickets, example=3)
+    assert g.frame()["kept_in"].tolist() == masks.sum(0).tolist()  # frame rows in bit order
+    assert all(
+        np.array_equal(a, b) for a, b in zip(g.example, layer_masks(tickets[3]), strict=True)
+    )

@@ -519,3 +519,107 @@ def test_backprop_from_python_checks_its_inputs():
                           ((X, y, [8], {"solver": "adam"}), "params: expected a BackpropParams")]:  # fmt: skip
         with pytest.raises(EvopruneError, match=message):
             backprop(*args, max_iter=2)
+
+
+# -- mutation-testing gaps -----------------------------------------------------------------------
+
+
+def test_kept_count_keeps_one_weight_at_a_sparsity_just_below_one() -> None:
+    """The config accepts 1 - 1e-12; without the floor of one such a sparsity empties a layer."""
+    EdgePopupConfig(sparsity=1 - 1e-12)
+    assert [kept_count(n, 1 - 1e-12) for n in (1, 10, 1000)] == [1, 1, 1]
+
+
+def test_scores_are_drawn_uniform_within_one_over_root_fan_in() -> None:
+    """kaiming_uniform_(a=sqrt(5)) is U[-1/sqrt(fan_in), 1/sqrt(fan_in)], fan_in the inputs (x
+    kernel); a fan-out or a sqrt(3 / fan_in) bound would leave the interval or not fill it."""
+    from evoprune.baselines.edge_popup import init_scores
+
+    model = nn.Sequential(nn.Conv2d(2, 50, 3), nn.Flatten(), nn.Linear(400, 3))  # never run
+    scores = init_scores(model, MaskSpace(model), seed=0)
+    for name, fan_in in (("0.weight", 2 * 3 * 3), ("2.weight", 400)):
+        bound = 1 / math.sqrt(fan_in)
+        assert 0.95 * bound < scores[name].abs().max() <= bound, name
+
+
+def test_each_epoch_steps_at_its_cosine_rate_with_the_configured_sgd(monkeypatch) -> None:
+    """Epoch e steps at 0.5 (1 + cos(pi e / E)) lr (the optimizer's rate, not only the logged
+    one), with the configured momentum, weight decay and nesterov."""
+    seen = []
+    step = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        group = self.param_groups[0]
+        seen.append((group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    config = EdgePopupConfig(
+        epochs=4, lr=0.2, momentum=0.8, weight_decay=1e-3, nesterov=True, batch_size=32
+    )
+    X, y = moons_subset(64)
+    res = train_edge_popup(build_mlp([2, 8, 2], seed=0), X, y, config, seed=0)
+    rates = [0.1 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]  # 0.2, ..., 0.1 at e = 2
+    assert [row["lr"] for row in res.history] == pytest.approx(rates)
+    assert [s[0] for s in seen] == pytest.approx([r for r in rates for _ in range(2)])
+    assert {s[1:] for s in seen} == {(0.8, 1e-3, True)}
+
+
+def test_the_batch_order_follows_the_seed(monkeypatch) -> None:
+    """Each run shuffles with a generator derived from its own seed, not a fixed one."""
+    orders = []
+    randperm = torch.randperm
+
+    def spy(*args, **kwargs):
+        orders.append(randperm(*args, **kwargs))
+        return orders[-1]
+
+    monkeypatch.setattr(torch, "randperm", spy)
+    X, y = moons_subset(64)
+    config = EdgePopupConfig(epochs=1, batch_size=16)
+    for seed in (0, 0, 1):
+        train_edge_popup(build_mlp([2, 8, 2], seed=0), X, y, config, seed=seed)
+    assert len(orders) == 3
+    assert torch.equal(orders[0], orders[1]) and not torch.equal(orders[0], orders[2])
+
+
+def test_backprop_follows_its_seed_numbers_epochs_from_one_and_scores_by_class_label() -> None:
+    """Weights seeded from the run seed; history rows are epochs 1..n_iter_ with sklearn's
+    losses; accuracy compares class labels (here 0 and 2), not column indices; max_iter >= 1."""
+    X = np.random.default_rng(0).normal(size=(80, 2))
+    y = np.where(X[:, 0] > 0, 2, 0)
+    params = BackpropParams(solver="adam", learning_rate_init=0.01, batch_size=32)
+    a, b = (backprop(X, y, [8], params, seed=s, max_iter=5) for s in (0, 1))
+    assert not np.array_equal(a.model.coefs_[0], b.model.coefs_[0])
+    assert [row["epoch"] for row in a.history] == list(range(1, a.epochs + 1))
+    assert [row["train_loss"] for row in a.history] == a.model.loss_curve_
+    assert a.metrics(X, y)[0] == np.mean(a.model.predict(X) == y)
+    with pytest.raises(EvopruneError, match="max_iter"):
+        backprop(X, y, [8], params, max_iter=0)
+
+
+def test_tune_backprop_samples_by_its_seed() -> None:
+    """RandomizedSearchCV draws its settings from the run seed: same seed, same candidates."""
+    from evoprune.baselines.backprop import tune_backprop
+
+    X, y = moons_subset(60)
+    runs = [tune_backprop(X, y, [4], n_iter=2, cv=2, seed=s, max_iter=3) for s in (0, 0, 1)]
+    drawn = [[{k: v for k, v in c.items() if k != "cv_accuracy"} for c in r.candidates]
+             for r in runs]  # fmt: skip
+    assert drawn[0] == drawn[1] and drawn[0] != drawn[2]
+
+
+def test_backprop_job_without_arch_trains_architecture_b(monkeypatch) -> None:
+    """B is the default architecture of backprop jobs, as of the GA's."""
+    from evoprune.baselines import jobs
+
+    seen = {}
+
+    def fake_backprop(X, y, hidden, params, **kw):
+        seen["hidden"] = hidden
+        raise KeyboardInterrupt  # stop before the fit
+
+    monkeypatch.setattr(jobs, "backprop", fake_backprop)
+    with pytest.raises(KeyboardInterrupt):
+        run_job({"method": "backprop", "dataset": "circles"})
+    assert seen["hidden"] == ARCHS["B"]

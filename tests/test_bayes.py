@@ -238,3 +238,17 @@ def test_plot_boundary_reads_other_data_as_the_ticket_was_trained(tmp_path, caps
     run_ga_job({"method": "ga", "dataset": "circles", "arch": "A", "normalize": True, **TINY},
                tmp_path / "circles")  # fmt: skip
     assert errors("--dataset", "circles", run="circles") == errors(run="circles")
+
+
+def test_decision_boundaries_score_the_bayes_rule_on_the_data_as_it_was_scaled():
+    """The Bayes rule errs on the same test points whichever scaling the data has (circles:
+    1 - 0.9237 of 16,000); read with the default scaling, scaled circles gave other counts."""
+    from evoprune.data.bayes import bayes_test_accuracy
+    from evoprune.ticket import Ticket
+
+    ticket = Ticket(mask=torch.ones(2 * 20 + 20 * 2, dtype=torch.bool), layers=[2, 20, 2])
+    for normalize in (False, True):
+        ds = load_dataset("circles", normalize=normalize)
+        b = decision_boundaries([ticket], ["dense"], ds, grid=3)
+        expected = round((1 - bayes_test_accuracy("circles")) * len(ds.y_test))
+        assert len(b.bayes_test_errors) == expected, normalize
