@@ -1347,6 +1347,23 @@ def test_a_spec_narrowed_from_the_command_line_keeps_its_runs_keys():
     assert len(spec.narrowed("quick", seeds=4).runs("quick")) == 2 * len(full)
 
 
+def test_an_arm_may_not_wait_for_an_arm_that_waits_itself():
+    """References resolve in one second stage: a chain would never fill in."""
+    arms = [*TINY_SPEC["grid"]["arm"], {"label": "EP (chained)", "method": "edge-popup",
+            "sparsity": {"mean_of": "EP (adapted)", "field": "sparsity"}}]  # fmt: skip
+    with pytest.raises(EvopruneError, match="arm 'EP \\(adapted\\)' itself waits"):
+        parse_spec({**TINY_SPEC, "grid": {**TINY_SPEC["grid"], "arm": arms}})
+
+
+def test_narrowing_one_axis_keeps_the_profiles_only_for_the_others():
+    """`--only dataset` replaces the profile's `only` for dataset alone: its arch stays cut."""
+    profiles = {"quick": {"seeds": 1, "only": {"arch": ["B"]}}}
+    spec = parse_spec({**TINY_SPEC, "profiles": profiles}).narrowed(
+        "quick", only={"dataset": ["moons"]}
+    )
+    assert {(r.job["dataset"], r.job["arch"]) for r in spec.runs("quick")} == {("moons", "B")}
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -57,6 +57,18 @@ def test_rastrigin_and_rosenbrock_by_hand():
     assert FUNCTIONS["sphere"].f(np.array([[3.0, 4.0]]))[0] == pytest.approx(25.0)
 
 
+def test_ackley_griewank_rosenbrock_off_their_optimum_match_the_textbook_formulas():
+    """A wrong constant in a formula keeps f(optimum) = 0 but changes every other value."""
+    # Ackley (Jamil & Yang no. 1) at (1, 0): the cosine term is exp(1) = e, which cancels
+    ackley = 20.0 - 20.0 * math.exp(-0.2 * math.sqrt(0.5))
+    assert FUNCTIONS["ackley"].f(np.array([[1.0, 0.0]]))[0] == pytest.approx(ackley, rel=1e-12)
+    # Griewank at (10, 0): 1 + 100/4000 - cos(10/sqrt(1)) cos(0/sqrt(2))
+    griewank = 1.0 + 100.0 / 4000.0 - math.cos(10.0)
+    assert FUNCTIONS["griewank"].f(np.array([[10.0, 0.0]]))[0] == pytest.approx(griewank)
+    # Rosenbrock at (1, 0): 100 (x2 - x1^2)^2 + (1 - x1)^2 = 100 + 0
+    assert FUNCTIONS["rosenbrock"].f(np.array([[1.0, 0.0]]))[0] == pytest.approx(100.0)
+
+
 # --- minimisation -----------------------------------------------------------------------------
 
 
@@ -109,6 +121,73 @@ def test_ga_solves_sphere_10_with_its_self_adapted_step():
     runs = minimize_seeds("sphere", 10, "ga", 40_000, [0, 1, 2, 3, 4])
     assert sum(r.success for r in runs) / len(runs) >= 0.9
     assert all(r.evaluations <= 40_000 for r in runs)
+
+
+def test_tracker_counts_the_evaluations_to_the_first_success():
+    """evaluations_to_success is the 1-based count at the first value below SUCCESS, kept."""
+    from evoprune.studies.minimize import Tracker
+
+    t = Tracker(FUNCTIONS["sphere"], budget=10)
+    for v in (5.0, 1.0, SUCCESS / 2, SUCCESS / 10):
+        t.record(v)
+    assert t.evaluations_to_success == 3 and t.best == SUCCESS / 10 and t.evaluations == 4
+
+
+def test_a_run_stops_once_below_stop_below_and_counts_success_at_success():
+    """CMA-ES on sphere ends well before its budget once f < STOP_BELOW; a run that ends
+    between STOP_BELOW and SUCCESS is still a success (the threshold is SUCCESS)."""
+    from evoprune.studies.minimize import STOP_BELOW
+
+    solved = minimize("sphere", 2, "cmaes", budget=20_000, seed=0)
+    assert solved.best < STOP_BELOW and solved.evaluations < 20_000
+    short = minimize("sphere", 2, "cmaes", budget=220, seed=0)
+    assert STOP_BELOW <= short.best < SUCCESS  # the premise: it ran out in between
+    assert short.success and short.evaluations_to_success is not None
+
+
+def test_ipop_cmaes_doubles_the_population_at_every_restart(monkeypatch):
+    import cmaes
+
+    sizes = []
+    real = cmaes.CMA
+
+    def spy(*args, **kwargs):
+        sizes.append(kwargs["population_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cmaes, "CMA", spy)
+    minimize("rastrigin", 2, "cmaes", budget=4000, seed=0)
+    assert len(sizes) >= 2, "the budget should allow a restart"
+    assert sizes[0] == 4 + int(3 * math.log(2))  # CMA-ES's default population
+    assert sizes == [sizes[0] * 2**k for k in range(len(sizes))]
+
+
+def test_the_default_budget_is_ten_thousand_per_dimension_and_zero_is_refused():
+    assert minimize("sphere", 1, "random", seed=0).budget == 10_000
+    with pytest.raises(EvopruneError, match="budget"):
+        minimize("sphere", 2, "random", budget=0)
+
+
+def test_the_ga_elite_is_its_best_individual():
+    """With neither crossover nor mutation a population of two holds only copies of its
+    first two points: the elite keeps the better one to the end (keeping the worse one loses it)."""
+    import contextlib
+
+    from evoprune.studies.minimize import GAConfig, Tracker, _BudgetSpent, run_ga
+
+    seen = []
+
+    class Recording(Tracker):
+        def record(self, v):
+            seen.append(v)
+            super().record(v)
+
+    t = Recording(FUNCTIONS["sphere"], budget=200)
+    cfg = GAConfig(population=2, crossover=0.0, rate=0.0, elites=1)
+    with contextlib.suppress(_BudgetSpent):
+        run_ga(t, 2, np.random.default_rng(0), cfg)
+    assert len(seen) == 200 and seen[0] != seen[1]
+    assert min(seen[-10:]) == min(seen[:2])
 
 
 def _plot_history_draws_the_median_seed_per_method(out):
@@ -262,6 +341,81 @@ def test_stale_trials_are_failed_live_ones_kept(tmp_path):
         hpo._OWN.discard(trials[3].number)
     states = [t.state.name for t in study.get_trials()]
     assert states == ["FAIL", "FAIL", "RUNNING", "RUNNING"]
+
+
+def test_the_low_space_has_the_documented_bounds_and_log_scales():
+    """The module docstring's space: layers 1-3, width 16-256 (log), lr 1e-4-1e-1 (log), weight
+    decay 1e-6-1e-2 (log), batch 16-256 (log), dropout 0-0.5 (linear)."""
+    import optuna
+
+    from evoprune.studies.hpo import suggest
+
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    suggest(trial, "low", "train")
+    got = {k: (d.low, d.high, d.log) for k, d in trial.distributions.items()}
+    assert got == {
+        "layers": (1, 3, False),
+        "width": (16, 256, True),
+        "lr": (1e-4, 1e-1, True),
+        "weight_decay": (1e-6, 1e-2, True),
+        "batch_size": (16, 256, True),
+        "dropout": (0.0, 0.5, False),
+    }
+
+
+def test_the_tpe_sampler_is_multivariate():
+    from evoprune.studies.hpo import HPOConfig, make_sampler
+
+    assert make_sampler(
+        HPOConfig(sampler="tpe"), 0
+    )._multivariate  # the docstring's "TPE (multivariate)"
+
+
+def test_a_trial_numbered_after_the_last_slot_gives_way(tmp_path, monkeypatch):
+    """A worker that counted a free slot, but whose trial finds `trials` earlier trials live
+    (another worker took the slot first), marks it surplus instead of overshooting."""
+    import optuna
+
+    from evoprune.studies import hpo
+
+    cfg = hpo.HPOConfig(sampler="random", objective="synflow", trials=2)
+    storage = hpo.open_storage(cfg, tmp_path)
+    study = optuna.create_study(study_name=hpo.STUDY_NAME, storage=storage, direction="maximize")
+    for _ in range(2):
+        study.tell(study.ask(), 1.0)
+    counts = iter([(1, 1)])  # the stale count the worker saw before the other's trial ended
+    real = hpo._counts
+    monkeypatch.setattr(hpo, "_counts", lambda s: next(counts, None) or real(s))
+    assert hpo.work(cfg, tmp_path) == 0
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert trials[2].user_attrs.get("surplus") is True
+
+
+def test_a_study_summary_trains_the_trial_of_the_highest_value():
+    """The study maximises: the summary's best trial is the one of the highest objective."""
+    import optuna
+
+    from evoprune.studies.hpo import FIXED_TRAINING, HPOConfig, summarise_study
+
+    study = optuna.create_study(direction="maximize")
+    config = {"widths": [8], "dropouts": [0.0], **FIXED_TRAINING}
+    for value in (0.2, 0.9, 0.5):
+        trial = study.ask()
+        trial.set_user_attr("config", config)
+        study.tell(trial, value)
+    cfg = HPOConfig(objective="synflow", max_epochs=1, patience=1)
+    r = summarise_study(study, cfg, seconds=1.0)
+    assert (r["best_trial"], r["best_objective"]) == (1, 0.9)
+    assert [h["best_so_far"] for h in r["history"]] == [0.2, 0.9, 0.9]
+
+
+def test_an_hpo_job_takes_the_documented_defaults():
+    from evoprune.studies.jobs import _hpo_config
+
+    cfg = _hpo_config({"method": "hpo"})  # the jobs module docstring's defaults
+    assert (cfg.sampler, cfg.objective, cfg.space) == ("tpe", "train", "low")
+    assert (cfg.trials, cfg.workers, cfg.max_epochs, cfg.patience) == (100, 1, 100, 10)
 
 
 def _hpo_args(out, *extra):
@@ -442,6 +596,32 @@ def test_prepare_frames_and_claims():
     checks = {text: check for fig, text, check in STUDY_CLAIMS if fig == "minimize"}
     verdicts = [check(runs)[1] for check in checks.values()]
     assert verdicts == [True, False]  # Adam trapped: yes; CMA-ES solves all: no (0.5 < 0.9)
+
+
+def test_minimize_summary_takes_the_median_evaluations_and_the_success_threshold():
+    """Success is best < 1e-6, as in `evoprune.studies.minimize`; evaluations to success are
+    the median over the successful seeds."""
+    from evoprune.experiments.sections.studies import prepare_minimize
+
+    runs = pd.DataFrame({
+        "spec": "minimize", "method": "minimize", "key": list("abcd"), "function": "sphere",
+        "dim": 2, "optimizer": "cmaes", "best_value": [1e-9, 1e-9, 1e-9, SUCCESS * 5],
+        "evaluations_to_success": [100, 200, 900, None],
+    })  # fmt: skip
+    frame = prepare_minimize(runs, pd.DataFrame())
+    s = frame[frame["part"] == "summary"].set_index("x")["value"]
+    assert s["success_rate"] == 0.75
+    assert s["median_evaluations_to_success"] == 200
+
+
+def test_hpo_curve_counts_trials_from_one():
+    from evoprune.experiments.sections.studies import prepare_hpo
+
+    runs = pd.DataFrame({"spec": "hpo", "method": "hpo", "key": ["a"], "space": "low",
+                         "objective": "train", "sampler": "tpe", "test_f1": 0.9})  # fmt: skip
+    history = pd.DataFrame({"key": ["a", "a"], "best_so_far": [0.5, 0.7]})
+    curve = prepare_hpo(runs, history).query("part == 'curve'")
+    assert list(curve["x"]) == [1, 2] and list(curve["value"]) == [0.5, 0.7]
 
 
 def test_minimize_without_out_writes_a_folder_named_by_its_settings(tmp_path, monkeypatch, capsys):
