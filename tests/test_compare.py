@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from evoprune.cli import main
 
 SEARCH = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A"]
@@ -207,3 +209,14 @@ def test_compare_shows_a_minimisation_runs_function_and_best_value(tmp_path, cap
     assert header[1] == "function" and header[-2:] == ["best", "value"]
     assert out[2].split()[1] == "sphere" and out[3].split()[1] == "rastrigin"
     assert out[2].split()[-1] != "-"
+
+
+def test_the_mcnemar_p_value_is_the_exact_two_sided_binomial_test():
+    """`mcnemar_exact` is scipy's exact two-sided binomial test of the discordant pairs at 1/2."""
+    from scipy.stats import binomtest
+
+    from evoprune.experiments.stats import mcnemar_exact
+
+    for a, b in [(0, 1), (1, 0), (3, 3), (0, 12), (7, 2), (30, 56), (400, 351), (5, 40)]:
+        assert mcnemar_exact(a, b) == pytest.approx(binomtest(a, a + b, 0.5).pvalue, rel=1e-9)
+    assert mcnemar_exact(0, 0) == 1.0

@@ -183,3 +183,74 @@ def test_local_settings_the_conv_search_does_not_read_are_refused():
     # ranking "none" (exact scores only) is what it does: the scale spec's conv arm says so
     plain = GAConfig(variant="local", max_passes=1, ranking="none")
     assert evoprune.search(net, X, y, "loss", plain).metrics["ranking"] == "none"
+
+
+def test_a_set_of_flips_is_tried_at_its_exact_loss():
+    """`try_head` and `try_channel` give the loss of a plain forward of the mask with those
+    bits flipped (conv2's bit j is input channel j // 25, row j % 25 // 5, column j % 5)."""
+    net = build_convnet(10, "signed-constant", seed=7)
+    X, y = images(16, 7)
+    space = MaskSpace(net)
+    mask = torch.rand(space.n_bits, generator=torch.Generator().manual_seed(7)) < 0.5
+    parts = space.split(mask)
+    masks = [parts[f"{n}.weight"].clone() for n in ("conv1", "conv2", "fc")]
+    state = conv_search._State(net, X, y, masks, torch.device("cpu"))
+
+    def loss_of(bits):
+        flipped = mask.clone()
+        flipped[bits] = ~flipped[bits]
+        logits = forward_one(net, space, flipped, X).double()
+        return float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+
+    flat = torch.tensor([1, 7, 33, 509, 798])  # rows and columns apart
+    loss, _ = state.try_channel(5, flat)
+    assert float(loss) == pytest.approx(loss_of(800 + 5 * 800 + flat), rel=1e-5)
+    inputs = torch.tensor([0, 17, 1000])
+    loss, _ = state.try_head(2, inputs)
+    assert float(loss) == pytest.approx(loss_of(800 + 51_200 + 2 * 1024 + inputs), rel=1e-5)
+
+
+def test_a_unit_accepts_improvements_and_free_removals_only():
+    """`_descend_unit` tries the flips that lower the loss and the removals that leave it
+    alike, and accepts a set only when the loss falls, or stays and every flip removes a
+    weight: an addition that changes nothing, alone or in a set, is never taken."""
+
+    def walk(deltas, mask_row, loss_of):
+        flipped = set()
+
+        def apply_fn(chosen, found):
+            flipped.update(chosen.tolist())
+            apply_fn.current = found
+
+        apply_fn.current = loss_of(set())
+
+        def try_fn(chosen):
+            loss = loss_of(flipped | set(chosen.tolist()))
+            return torch.tensor(loss), loss
+
+        conv_search._descend_unit(torch.tensor(deltas), torch.tensor(mask_row), 4, try_fn,
+                                  apply_fn, 10)  # fmt: skip
+        return flipped
+
+    # bit 0 adds a weight and changes nothing; bit 1 (an addition) improves
+    assert walk([0.0, -1.0], [False, False], lambda s: 10.0 - (1 in s)) == {1}
+    # bit 0 (an addition) improves alone, but not beside the removal bit 1: the two together
+    # are not taken at an unchanged loss, bit 0 alone is, and bit 1 after it would raise it
+    losses = {(): 10.0, (0,): 9.0, (1,): 10.0, (0, 1): 10.0}
+    assert walk([-1.0, 0.0], [False, True], lambda s: losses[tuple(sorted(s))]) == {0}
+
+
+def test_the_conv_search_stops_after_a_pass_without_an_accepted_flip(monkeypatch):
+    """A pass that accepts nothing ends the search before `max_passes`: here the units accept
+    nothing from the second pass on (10 head units and 64 channels a pass)."""
+    real, calls = conv_search._descend_unit, []
+
+    def first_pass_only(*args):
+        calls.append(1)
+        return real(*args) if len(calls) <= 74 else 0
+
+    monkeypatch.setattr(conv_search, "_descend_unit", first_pass_only)
+    net = build_convnet(10, "signed-constant", seed=8)
+    X, y = images(12, 8)
+    res = conv_local_search(net, X, y, ConvSearchConfig(max_passes=5, rank_samples=12, seed=8))
+    assert [h["accepted"] > 0 for h in res.history] == [True, False]

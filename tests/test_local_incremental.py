@@ -483,3 +483,75 @@ def test_f1_counts_a_class_that_is_only_predicted():
     pred = _forward(st).argmax(1)
     assert (pred == 2).any()
     assert st.score == pytest.approx(f1_score(y, pred, average="macro", zero_division=0))
+
+
+def test_applied_flips_keep_the_counts_of_right_and_undecided_samples():
+    """After every applied flip (ties made and broken), `n_right` and `n_undecided` are the
+    counts of the statuses, as a state built afresh from the mask has them: the cut's slack
+    (the samples surely wrong) is read from them."""
+    for objective in ("accuracy", "f1"):
+        st = _tied_state(objective)
+        rng = np.random.default_rng(0)
+        for _ in range(60):
+            li = int(rng.integers(st.n_layers))
+            o = int(rng.integers(2)) if li == 1 else int(rng.integers(st.W[0].shape[0]))
+            st.apply(li, o, rng.choice(st.W[li].shape[1], 2, replace=False))
+            fresh = MLPState(st.W, st.b, st.X, st.y, objective, st.mask)
+            assert st.n_undecided == np.count_nonzero(st.status == kernels.UNDECIDED)
+            assert st.n_right == np.count_nonzero(st.status == kernels.RIGHT)
+            assert (st.n_right, st.n_undecided) == (fresh.n_right, fresh.n_undecided)
+
+
+def test_a_flip_that_loses_as_many_samples_as_are_wrong_and_wins_them_back_is_not_cut():
+    """The cut stops a sweep only once more samples are lost than the surely wrong ones could
+    win back: a flip that first loses sample 0 (right) and then wins sample 1 (the one wrong)
+    changes the accuracy by exactly 0, with the cut as without it."""
+    W = [np.array([[0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])]
+    b = [np.array([0.5, 0.0, 0.0])]
+    X, y = np.array([[1.0, 1.0], [-1.0, 1.0]]), np.array([1, 0])
+    mask = [np.array([[False, False], [True, False], [True, False]])]
+    st = MLPState(W, b, X, y, "accuracy", mask, sparsity_penalty=0.0)
+    assert st.n - st.n_right - st.n_undecided == 1  # the slack: sample 1, wrong
+    full, _ = st.block_scores(0, np.arange(3))
+    cut, _ = st.block_scores(0, np.arange(3), cut=True)
+    assert full[0, 1] == cut[0, 1] == 0.0  # unit 0 gains input 1: sample 0 lost, sample 1 won
+
+
+def test_two_class_cut_sweeps_count_near_tied_samples_as_undecided():
+    """Two classes, the accuracy and the cut: the surely wrong samples are swept first and
+    then the others, near-tied ones included — a flip that moves a tied sample is
+    UNDECIDED_DELTA (ruled out) with the cut as without it, never scored as if it stood still."""
+    st, _ = _state([6, 10, 2], "accuracy", seed=6, penalty=0.0)
+    W, b, mask = st.W, st.b, st.mask
+    W[1][1], b[1][1], mask[1][1] = W[1][0], b[1][0], mask[1][0]  # both logits alike ...
+    W[1][1, 7], mask[1][:, 7] = W[1][0, 7] + 0.5, True  # ... but through hidden unit 7 (30% on)
+    st = MLPState(W, b, st.X, st.y, "accuracy", mask, sparsity_penalty=0.0)
+    slack = st.n - st.n_right - st.n_undecided
+    assert st.n_undecided > 0 and slack > 0
+    for li in range(st.n_layers):
+        units = np.arange(st.W[li].shape[0])
+        full, _ = st.block_scores(li, units)
+        cut, _ = st.block_scores(li, units, cut=True)
+        differ = full != cut
+        assert np.all(full[differ] > 0) and np.all(cut[differ] > 0), li  # both rule them out
+        assert np.array_equal(full == UNDECIDED_DELTA, cut == UNDECIDED_DELTA), li
+
+
+@pytest.mark.parametrize("objective", ["accuracy", "f1"])
+def test_a_flip_that_gains_is_scored_whatever_the_sparsity_penalty(objective):
+    """The tie-breaker's lower bound skips only flips that leave the accuracy (F1: every
+    prediction) as it is: a flip that gains keeps its exact tie-breaker change even when
+    the penalty of the weight it adds puts that bound above 0."""
+    st, _ = _state([6, 12, 2], objective, seed=4, n=400, penalty=5.0, tiebreak=True)
+    base, base_s = st.full_value(), st.full_secondary()
+    gains = 0
+    for li in range(st.n_layers):
+        primary, ties = st.block_scores(li, np.arange(st.W[li].shape[0]), cut=True)
+        for o, i in zip(*np.nonzero(primary < 0), strict=True):
+            st.mask[li][o, i] = ~st.mask[li][o, i]
+            full, full_s = st.full_value(), st.full_secondary()
+            st.mask[li][o, i] = ~st.mask[li][o, i]
+            assert primary[o, i] == pytest.approx(full - base, abs=1e-12)
+            assert ties[o, i] == pytest.approx(full_s - base_s, abs=1e-12), (li, o, i)
+            gains += 1
+    assert gains > 0

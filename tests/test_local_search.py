@@ -351,3 +351,20 @@ def test_a_unit_takes_its_best_flip_by_the_objective_then_the_tie_breaker(digits
                 assert np.nonzero(on != st.mask[li][o])[0].tolist() == [best], (li, o)
                 taken += 1
     assert taken > 0 and loss_first_differs > 0
+
+
+def test_each_kick_flips_exactly_kick_bits_bits(digits3, monkeypatch):
+    """A kick flips `kick_bits` distinct bits of the mask it starts from, once per kick."""
+    moved = []
+    real = LocalSearch._kick
+
+    def recorded(self):
+        before = self.state.mask_bits()
+        real(self)
+        moved.append(int((self.state.mask_bits() != before).sum()))
+
+    monkeypatch.setattr(LocalSearch, "_kick", recorded)
+    net = build_mlp([64, 10, 3], seed=0)
+    cfg = LocalConfig(max_passes=1, kicks=3, kick_bits=5)
+    local_search(net, digits3.X_train, digits3.y_train, "loss", cfg)
+    assert moved == [5, 5, 5]

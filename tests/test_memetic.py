@@ -248,3 +248,62 @@ def test_the_validation_slice_is_drawn_at_random_not_the_first_rows():
     _, _, X_val, y_val = split_validation(X, y, 0.2, 0)
     assert len(y_val) == 20 and 0 < int(y_val.sum()) < 20  # both classes, not the first 20 rows
     assert not torch.equal(X_val, split_validation(X, y, 0.2, 1)[2])
+
+
+def test_loss_first_hands_the_loss_phases_mask_to_the_objectives_phase(digits2, monkeypatch):
+    """With loss_first the loss phase descends without kicks, from the GA's elites; the
+    objective's phase starts from the mask it ended with, with the objective's kicks; the
+    ticket reports the last phase's objective and every evaluation of the GA and both phases."""
+    from evoprune.ga import memetic
+
+    real, calls = memetic.local_search, []
+
+    def recorded(model, X, y, objective, cfg, **kw):
+        result = real(model, X, y, objective, cfg, **kw)
+        calls.append((objective, cfg.kicks, [m.copy() for m in kw["init_masks"]], result))
+        return result
+
+    monkeypatch.setattr(memetic, "local_search", recorded)
+    t = _run(digits2, loss_first=True)
+    (first, kicks0, elites, loss_result), (second, kicks1, start, last) = calls
+    assert (first, kicks0, second, kicks1) == ("loss", 0, "accuracy", 2)
+    assert len(elites) == GAConfig().memetic_elites
+    assert len(start) == 1 and (start[0] == loss_result.mask.numpy()).all()
+    assert torch.equal(t.mask, last.mask)
+    assert t.metrics["train_objective"] == last.metrics["train_objective"]
+    ga_rows = [r for r in t.history if r["phase"] == "ga"]
+    flips = loss_result.metrics["flips_evaluated"] + last.metrics["flips_evaluated"]
+    assert t.metrics["evaluations"] == ga_rows[-1]["evaluations"] + flips
+
+
+@pytest.mark.parametrize("objective, loss_first, cap", [("accuracy", True, 50),
+                         ("accuracy", False, 80), ("loss", False, 50)])  # fmt: skip
+def test_the_ga_phase_caps_its_generations_by_the_objective_it_ranks_by(
+    digits2, monkeypatch, objective, loss_first, cap
+):
+    """The GA phase on the loss (the objective, or loss_first's) stops at 50 generations, its
+    stopping rule never firing; on the accuracy at the configuration's own cap."""
+    from evoprune.ga import memetic
+
+    class Stop(Exception):
+        pass
+
+    def capture(ev, cfg, **kw):
+        raise Stop(cfg.max_generations)
+
+    monkeypatch.setattr(memetic, "GeneticSearch", capture)
+    cfg = GAConfig(variant="memetic", population=20, max_generations=80, loss_first=loss_first)
+    net = build_mlp([64, 20, 2], seed=0)
+    with pytest.raises(Stop) as stop:
+        memetic.memetic_search(net, digits2.X_train, digits2.y_train, objective, cfg)
+    assert stop.value.args == (cap,)
+
+
+def test_the_local_phase_starts_from_the_first_distinct_genomes():
+    """`_distinct` keeps the ranked population's first k distinct genomes, in rank order."""
+    from evoprune.ga.memetic import _distinct
+
+    rows = torch.tensor([[1, 0, 1], [1, 0, 1], [0, 1, 1], [0, 0, 1], [1, 1, 1]], dtype=torch.bool)
+    got = _distinct(rows, 3)
+    assert [r.tolist() for r in got] == [[True, False, True], [False, True, True],
+                                         [False, False, True]]  # fmt: skip

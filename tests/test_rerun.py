@@ -62,3 +62,28 @@ def test_rerun_of_a_folder_without_a_job_is_one_line(tmp_path, capsys):
     assert main(["rerun", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "config: not a job evoprune can run again" in err
+
+
+def test_every_outcome_counts_nested_fields_and_nan_included():
+    """Every field but the job, data, code, machine and timings is compared: a nested field
+    one side lacks differs, NaN equals NaN and nothing else, and the sparsity counts too."""
+    from evoprune.cli.rerun import differences
+
+    then = {"sparsity": 0.5, "loss": float("nan"), "layers": {"a": 1}, "wall_seconds": 1.0,
+            "versions": {"torch": "2"}}  # fmt: skip
+    assert differences(then, {**then, "wall_seconds": 9.0, "versions": {}}) == []
+    for key, now in (("sparsity", 0.625), ("loss", 0.5), ("layers", {"a": 1, "b": 2})):
+        assert [line.split(":")[0] for line in differences(then, {**then, key: now})] == [key]
+    assert differences({"loss": 0.5}, {"loss": float("nan")}) != []
+
+
+def test_rerun_says_when_only_the_ticket_files_differ(tmp_path, capsys):
+    run = tmp_path / "ga"
+    assert main([*SEARCH, "--out", str(run), *FAST]) == 0
+    ticket = run / "ticket.npz"
+    ticket.write_bytes(ticket.read_bytes() + b"\0")  # the same numbers, other bytes
+    capsys.readouterr()
+    assert main(["rerun", str(run), "--quiet"]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"rerun of {run}: 1 differ")
+    assert lines[1] == "  ticket.npz: the files differ"
