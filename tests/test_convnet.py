@@ -103,15 +103,21 @@ def test_conv_local_search_scores_flips_exactly_and_only_improves(device):
     assert torch.equal(again.mask, res.mask)  # same seed, same mask
 
 
+def _random_state(seed, n, temperature=1.0):
+    """A conv net of `seed`, `n` images, a random half mask and the search's state on them."""
+    net = build_convnet(10, "signed-constant", seed=seed)
+    X, y = images(n, seed)
+    space = MaskSpace(net)
+    mask = torch.rand(space.n_bits, generator=torch.Generator().manual_seed(seed)) < 0.5
+    parts = space.split(mask)
+    masks = [parts[f"{name}.weight"].clone() for name in ("conv1", "conv2", "fc")]
+    state = conv_search._State(net, X, y, masks, torch.device("cpu"), temperature)
+    return net, X, y, space, mask, state
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_single_flip_scores_equal_a_recompute(temperature):
-    net = build_convnet(10, "signed-constant", seed=6)
-    X, y = images(24, 6)
-    space = MaskSpace(net)
-    mask = torch.rand(space.n_bits, generator=torch.Generator().manual_seed(6)) < 0.5
-    parts = space.split(mask)
-    masks = [parts[f"{n}.weight"].clone() for n in ("conv1", "conv2", "fc")]
-    state = conv_search._State(net, X, y, masks, torch.device("cpu"), temperature)
+    net, X, y, space, mask, state = _random_state(6, 24, temperature)
 
     def loss_of(m):  # the cross-entropy of logits / temperature
         return float(
@@ -188,13 +194,7 @@ def test_local_settings_the_conv_search_does_not_read_are_refused():
 def test_a_set_of_flips_is_tried_at_its_exact_loss():
     """`try_head` and `try_channel` give the loss of a plain forward of the mask with those
     bits flipped (conv2's bit j is input channel j // 25, row j % 25 // 5, column j % 5)."""
-    net = build_convnet(10, "signed-constant", seed=7)
-    X, y = images(16, 7)
-    space = MaskSpace(net)
-    mask = torch.rand(space.n_bits, generator=torch.Generator().manual_seed(7)) < 0.5
-    parts = space.split(mask)
-    masks = [parts[f"{n}.weight"].clone() for n in ("conv1", "conv2", "fc")]
-    state = conv_search._State(net, X, y, masks, torch.device("cpu"))
+    net, X, y, space, mask, state = _random_state(7, 16)
 
     def loss_of(bits):
         flipped = mask.clone()
