@@ -71,16 +71,7 @@ def read_checkpoint(
     """``(header, arrays)`` of a checkpoint ``.npz`` (a JSON header beside numpy arrays, no
     pickle), checked to be of format `fmt` and written for the search `fingerprint` describes
     (the GA's and the local search's checkpoints)."""
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-        header = json.loads(arrays.pop("header").tobytes())
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        raise EvopruneError(
-            f"{path}: not a readable checkpoint; delete it to start afresh, or choose another --out"
-        ) from None
+    header, arrays = _checkpoint_file(path, header_only=False)
     if header.get("format") != fmt:
         raise EvopruneError(f"{path}: unknown checkpoint format {header.get('format')!r}")
     saved = header.get("fingerprint", {})
@@ -92,6 +83,21 @@ def read_checkpoint(
             "another --out (in Python: another checkpoint, or resume=False)"
         )
     return header, arrays
+
+
+def _checkpoint_file(path: Path, header_only: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON header and (unless `header_only`) the arrays of the checkpoint at `path`."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = ["header"] if header_only else npz.files
+            arrays = {name: npz[name] for name in names}
+        return json.loads(arrays.pop("header").tobytes()), arrays
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        raise EvopruneError(
+            f"{path}: not a readable checkpoint; delete it to start afresh, or choose another --out"
+        ) from None
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -249,14 +255,11 @@ def resumed_from(paths: list[Path]) -> list[dict[str, Any]]:
     """The code, other than this process's, of the runs that wrote the checkpoints at `paths`
     (those that exist), each once: what a resumed run records as ``resumed_from``. A file that
     cannot be read is left to the search's own reading, which says what is wrong with it."""
-    import numpy as np
-
     now, found = code_identity(), []
     for path in paths:
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                header = json.loads(npz["header"].tobytes())
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            header, _ = _checkpoint_file(path, header_only=True)
+        except EvopruneError:
             continue
         for code in header.get("code", []):
             if code != now and code not in found:
