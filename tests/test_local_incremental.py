@@ -443,6 +443,30 @@ def test_scores_of_flips_that_move_a_tie_are_undecided_or_exact(objective):
     assert undecided > 0
 
 
+@pytest.mark.parametrize("objective", ["accuracy", "f1"])
+@pytest.mark.parametrize("tiebreak", [False, True])
+def test_flips_of_a_dead_unit_score_exactly_zero_among_ties(objective, tiebreak):
+    """A hidden unit with no outgoing weight moves no logit: flipping its inputs changes the
+    objective by exactly 0 (and the tie-breaker by nothing), even where the samples it moves
+    are exactly tied, and `try_flips` says so as `block_scores` does."""
+    tied = _tied_state(objective)
+    mask = [m.copy() for m in tied.mask]
+    mask[1][:, 3] = False  # hidden unit 3 feeds nothing
+    st = MLPState(tied.W, tied.b, tied.X, tied.y, objective, mask, sparsity_penalty=0.0,
+                  tiebreak=tiebreak)  # fmt: skip
+    moved_ties = 0
+    base = st.full_value()
+    primary, secondary = st.block_scores(0, np.array([3]), "none")
+    for i in range(st.W[0].shape[1]):
+        moved = st._step(0, 3, np.array([i]))["S"]
+        moved_ties += int(np.any(st.status[moved] == kernels.UNDECIDED))
+        assert st.try_step(0, 3, [i]) == (0.0, 0.0) == (primary[0, i], secondary[0, i])
+        st.apply(0, 3, [i])
+        assert st.full_value() == base
+        assert st.n_undecided == np.count_nonzero(st.status == kernels.UNDECIDED)
+    assert moved_ties > 0  # the flips did move tied samples
+
+
 def _exact_accuracy(st):
     """The accuracy of the current mask in exact rational arithmetic (argmax: the first)."""
     from fractions import Fraction

@@ -497,9 +497,12 @@ class MLPState:
     def try_step(self, li: int, o: int, inputs: np.ndarray) -> tuple[float, float]:
         """`try_flips` and the change of `secondary`: ``(primary, secondary)``."""
         inputs = np.asarray(inputs, np.int64)
+        pen = float(self._penalty_delta(li, o, inputs).sum())
+        if self._is_dead(li, o):  # no logit moves, near-tied samples included: exactly 0
+            self._tried = None  # `apply` works the step out
+            return (0.0, pen) if self.tiebreak and self.mode != kernels.LOSS else (pen, 0.0)
         step = self._tried = self._step(li, o, inputs)  # `apply` of the same flips reuses it
         S = step["S"]
-        pen = float(self._penalty_delta(li, o, inputs).sum())
         if self.mode == kernels.LOSS:
             return float((step["losses"] - self.loss_s[S]).sum()) / self.n + pen, 0.0
         primary = self._set_delta(S, *step["status"])
@@ -507,6 +510,13 @@ class MLPState:
             return primary + pen, 0.0
         dloss = float((step["losses"] - self.loss_s[S]).sum()) / self.n
         return primary, dloss + pen
+
+    def _is_dead(self, li: int, o: int) -> bool:
+        """Whether hidden unit o of layer li has no outgoing weight left (as `block_scores`
+        tells dead units): its flips change its activation and nothing above it."""
+        if li == self.n_layers - 1:
+            return False
+        return not np.any(self.W[li + 1][:, o] * self.mask[li + 1][:, o] != 0)
 
     def _step(self, li: int, o: int, inputs: np.ndarray) -> dict[str, Any]:
         """Flipping `inputs` of unit o in layer l together, worked out: the propagation
