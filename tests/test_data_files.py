@@ -514,3 +514,9 @@ def test_an_unnamed_column_beside_the_target_alone_is_refused(tmp_path):
     (tmp_path / "index.csv").write_text(",y\n0,0\n1,0\n2,1\n3,1\n")
     with pytest.raises(EvopruneError, match="column 1 of the header has no name"):
         load_arrays(tmp_path / "index.csv", "y")
+
+
+def test_an_npz_without_rows_is_one_line(tmp_path):
+    np.savez(tmp_path / "empty.npz", X=np.zeros((0, 3)), y=np.zeros(0, dtype=int))
+    with pytest.raises(EvopruneError, match=r"empty.npz: expected at least 4 rows, got 0"):
+        load_arrays(tmp_path / "empty.npz", None)

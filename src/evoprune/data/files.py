@@ -100,7 +100,7 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         X = X.astype(np.uint8)
     if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
         raise EvopruneError(f"{path}: X must be real numbers, got dtype {X.dtype}")
-    return X.reshape(len(X), -1), y
+    return X.reshape(len(X), int(np.prod(X.shape[1:]))), y  # (not -1: 0 rows would not fit it)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
