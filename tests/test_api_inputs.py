@@ -260,6 +260,8 @@ def test_the_other_entry_points_check_their_inputs_as_search_does():
         Evaluator(build_mlp([2, 8, 2]).double(), X, y)
     with pytest.raises(EvopruneError, match="config: expected a GAConfig, got a dict"):
         evoprune.search(net, X, y, config={"population": 20})
+    with pytest.raises(EvopruneError, match="X: 40 rows hold values beyond float32's range"):
+        evoprune.search(net, X.double() * 1e300, y)  # finite, but inf in float32
 
 
 def test_edge_popup_and_the_analyses_leave_the_callers_module_as_it_was():

@@ -520,3 +520,30 @@ def test_an_npz_without_rows_is_one_line(tmp_path):
     np.savez(tmp_path / "empty.npz", X=np.zeros((0, 3)), y=np.zeros(0, dtype=int))
     with pytest.raises(EvopruneError, match=r"empty.npz: expected at least 4 rows, got 0"):
         load_arrays(tmp_path / "empty.npz", None)
+
+
+def test_features_beyond_float32_are_named_not_turned_into_inf(tmp_path, capsys):
+    """A finite float64 column of 1e300 became inf in float32: --no-normalize searched on NaN
+    scores, prune (which reads the raw rows before scaling them) pruned a NaN network without
+    a word, and new data for a ticket was 'NaN or infinite' although the file held none."""
+    from evoprune.cli import main
+    from evoprune.data import load_file
+    from evoprune.ticket import Ticket
+
+    def write(name: str, X: np.ndarray) -> Path:
+        rows = "".join(f"{a!r},{b!r},{i % 2}\n" for i, (a, b) in enumerate(X.tolist()))
+        (tmp_path / name).write_text("a,b,y\n" + rows)
+        return tmp_path / name
+
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    big = write("big.csv", X * [1.0, 1e300])
+    with pytest.raises(EvopruneError, match=r"big.csv: feature column 'b' holds 2.\de\+300 .*"
+                       "beyond float32's range"):  # fmt: skip
+        load_file(big, "y", normalize=False)
+    assert torch.isfinite(load_file(big, "y").X_train).all()  # scaled by its range: fine
+    ticket = make_ticket(load_file(write("small.csv", X), "y"), tmp_path / "t.npz")
+    new = write("new.csv", X * [1e300, 1.0])  # far beyond the training range, also scaled
+    assert main(["evaluate", str(ticket), "--data", str(new)]) == 2
+    assert "new.csv: feature column 'a' holds" in capsys.readouterr().err
+    with pytest.raises(EvopruneError, match="X: feature column 'a' holds"):
+        Ticket.load(ticket).prepare(X * [1e300, 1.0])

@@ -86,9 +86,15 @@ def _features(name: str, X: Any) -> torch.Tensor:
         raise EvopruneError(f"{name}: expected (samples, features...) with samples, got {tuple(X.shape)}")  # fmt: skip
     if X.is_complex() or X.dtype == torch.bool:
         raise EvopruneError(f"{name}: expected real-valued features, got {X.dtype}")
+    finite = bool(torch.isfinite(X).all())
     X = X.to(torch.float32)
     if not torch.isfinite(X).all():
         bad = int((~torch.isfinite(X)).any(dim=tuple(range(1, X.dim()))).sum())
+        if finite:  # float64 values that float32 rounds to inf
+            raise EvopruneError(
+                f"{name}: {bad} rows hold values beyond float32's range (about 3.4e38), which "
+                "evoprune computes in; rescale them"
+            )
         raise EvopruneError(f"{name}: {bad} rows hold NaN or infinite values")
     return X
 

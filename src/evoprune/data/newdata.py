@@ -25,7 +25,13 @@ import numpy as np
 import torch
 
 from evoprune.data.files import load_arrays, unit_pixels
-from evoprune.data.registry import DATASETS, class_index, fitted_scaling, split_arrays
+from evoprune.data.registry import (
+    DATASETS,
+    class_index,
+    fitted_scaling,
+    float32_features,
+    split_arrays,
+)
 from evoprune.data.scaling import FeatureScaling, global_min_max, scale_global
 from evoprune.errors import EvopruneError
 
@@ -82,7 +88,7 @@ def load_like(
     labels = trained.get("labels") or list(range(n_classes))  # built-in data: classes 0..C-1
     classes = class_index(y, labels, path.name)
     return (
-        torch.as_tensor(X, dtype=torch.float32),
+        float32_features(X, path, columns),
         torch.as_tensor(classes, dtype=torch.long),
         notes,
     )
@@ -103,7 +109,7 @@ def features_like(X: Any, trained: dict[str, Any], source: object = "X") -> torc
         )
     if trained_normalize(trained):
         X = _scaled_like(X, trained, source)
-    return torch.as_tensor(X, dtype=torch.float32)
+    return float32_features(X, source, trained.get("columns"))
 
 
 def _scaled_like(X: np.ndarray, trained: dict[str, Any], source: object) -> np.ndarray:

@@ -175,15 +175,35 @@ def _to_dataset(
             raise EvopruneError(
                 f"{name}: the training split has only one class ({labels[0]!r}); need two or more"
             )
+    columns = config.get("columns")
     return Dataset(
         name=name,
-        X_train=torch.as_tensor(X, dtype=torch.float32),
+        X_train=float32_features(X, name, columns),
         y_train=torch.as_tensor(class_index(y, labels, name), dtype=torch.long),
-        X_test=torch.as_tensor(Xt, dtype=torch.float32),
+        X_test=float32_features(Xt, name, columns),
         y_test=torch.as_tensor(class_index(yt, labels, name), dtype=torch.long),
         n_classes=len(labels),
         config=config,
     )
+
+
+def float32_features(
+    X: np.ndarray, source: object, columns: list[str] | None = None
+) -> torch.Tensor:
+    """Features (finite, preprocessed) as the float32 the networks compute in, or one error
+    naming the first column float32 cannot hold (a raw 1e300 would become inf, and every
+    score NaN)."""
+    X32 = torch.as_tensor(X, dtype=torch.float32)
+    if X32.numel() and not torch.isfinite(X32).all():
+        flat = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        col = int(np.flatnonzero(~torch.isfinite(X32.reshape(len(X), -1)).all(dim=0).numpy())[0])
+        name = repr(columns[col]) if columns and col < len(columns) else str(col)
+        raise EvopruneError(
+            f"{source}: feature column {name} holds {np.abs(flat[:, col]).max():.3g} (as the "
+            f"network sees it), beyond float32's range ({np.finfo(np.float32).max:.3g}): "
+            "rescale that column"
+        )
+    return X32
 
 
 def class_labels(y: np.ndarray, name: str) -> list[Any]:
