@@ -1579,6 +1579,29 @@ def test_a_sweep_over_a_data_file_runs_again_when_the_file_changes(tmp_path, mon
         load_spec(str(tmp_path / "own.yaml")).runs("quick")
 
 
+@pytest.mark.parametrize(
+    "target, rows, message",
+    [
+        ("lable", "1,2,0\n3,4,1\n5,6,0\n7,8,1\n", "d.csv: no target column 'lable'"),
+        ("label", "1,,0\n3,4,1\n5,6,0\n7,8,1\n", "column 'b' has empty (NaN) values on line 2"),
+        ("label", "1,2,0\n3,4,0\n5,6,0\n7,8,0\n", "the target has only one class"),
+    ],
+)
+def test_a_data_file_a_sweep_cannot_read_is_refused_at_load(tmp_path, target, rows, message):
+    """Before, each run of the sweep failed on it (exit 1), after the sweep folder was made."""
+    from evoprune.experiments.spec import load_spec
+
+    (tmp_path / "d.csv").write_text("a,b,label\n" + rows)
+    spec = {"name": "own", "grid": {"data": [str(tmp_path / "d.csv")], "target": [target],
+            "arch": ["A"], "arm": [{"label": "GA", "method": "ga"}]},
+            "profiles": {"quick": {"seeds": 2}}}  # fmt: skip
+    (tmp_path / "own.yaml").write_text(json.dumps(spec))
+    with pytest.raises(
+        EvopruneError, match=rf"own.yaml: arm 'GA' \(profile quick\): .*{re.escape(message)}"
+    ):
+        load_spec(str(tmp_path / "own.yaml"))
+
+
 def test_a_sweep_over_a_model_file_runs_again_when_the_file_changes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.pt").write_bytes(b"first model")

@@ -36,13 +36,14 @@ import json
 import math
 import re
 from dataclasses import dataclass, field, replace
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from evoprune.data.files import file_digest
+from evoprune.data.files import file_digest, load_arrays
 from evoprune.errors import EvopruneError
 from evoprune.jobs import COMMON_KEYS, METHODS, check_job, method_keys
 
@@ -440,6 +441,9 @@ def _check_values(job: dict[str, Any]) -> None:
         if isinstance(job.get(name), str) and not Path(job[name]).is_file():
             raise EvopruneError(f"{name}: no such file {job[name]} (a relative path is from the "
                                 "folder the sweep starts in)")  # fmt: skip
+    if isinstance(job.get("data"), str):  # its content: a misspelt target, a NaN cell, one class
+        stat = Path(job["data"]).stat()
+        _check_data_file(job["data"], job.get("target"), stat.st_mtime_ns, stat.st_size)
     if "data" not in job and job.get("dataset", "moons") not in DATASETS:  # studies name none
         raise EvopruneError(
             f"dataset: expected one of {', '.join(DATASETS)}, got {job.get('dataset')!r}"
@@ -462,6 +466,13 @@ def _check_values(job: dict[str, Any]) -> None:
     if isinstance(sparsity, int | float) and not 0 <= sparsity < 1:
         raise EvopruneError(f"sparsity: expected a fraction in [0, 1), got {sparsity}")
     check_job(job)  # the method's own keys and values
+
+
+@cache
+def _check_data_file(path: str, target: str | None, mtime_ns: int, size: int) -> None:
+    """A data file read as every run of it will read it, once per file, target and version
+    (its time and size): a problem with it fails the sweep at load, not each of its runs."""
+    load_arrays(Path(path), target)
 
 
 def _ends(arch: Any) -> tuple[int, int]:
