@@ -547,3 +547,19 @@ def test_features_beyond_float32_are_named_not_turned_into_inf(tmp_path, capsys)
     assert "new.csv: feature column 'a' holds" in capsys.readouterr().err
     with pytest.raises(EvopruneError, match="X: feature column 'a' holds"):
         Ticket.load(ticket).prepare(X * [1e300, 1.0])
+
+
+def test_spaces_around_a_header_name_or_a_label_are_named(tmp_path):
+    """`a, b, label` (a space after each comma) named no column 'label' without saying why; a
+    padded cell, `cat ` beside `cat`, was a class of its own without a word."""
+    from evoprune.data import load_file
+
+    (tmp_path / "spaced.csv").write_text(
+        "a, label\n" + "".join(f"{i}, {i % 2}\n" for i in range(8))
+    )
+    with pytest.raises(EvopruneError, match=r"no target column 'label'; .*names it ' label'"):
+        load_arrays(tmp_path / "spaced.csv", "label")
+    rows = "".join(f"{i},{'cat' if i % 2 else 'dog'}{' ' * (i % 4 == 1)}\n" for i in range(40))
+    (tmp_path / "padded.csv").write_text("a,label\n" + rows)
+    with pytest.raises(EvopruneError, match="labels 'cat' and 'cat ' differ only in spaces"):
+        load_file(tmp_path / "padded.csv", "label")

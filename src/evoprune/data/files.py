@@ -130,6 +130,9 @@ def _load_csv(
         hint = next(
             (f" (the header holds {sep!r}: this reader splits on commas only)"
              for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), "",
+        ) or next(
+            (f" (the header names it {c!r}, spaces included)"
+             for c in map(str, frame.columns) if c.strip() == target.strip()), "",
         )  # fmt: skip
         raise EvopruneError(
             f"{path}: no target column {target!r}; columns are "

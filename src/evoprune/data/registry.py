@@ -207,9 +207,17 @@ def float32_features(
 
 
 def class_labels(y: np.ndarray, name: str) -> list[Any]:
-    """The distinct labels, sorted; many of them with fractions is a continuous target, one
-    error line."""
+    """The distinct labels, sorted; many of them with fractions is a continuous target, and
+    two that differ only in spaces around them ("cat", "cat ": a padded cell) are one error
+    line each."""
     labels = np.unique(y).tolist()
+    stripped: dict[str, Any] = {}
+    for label in labels:
+        if isinstance(label, str) and stripped.setdefault(label.strip(), label) != label:
+            raise EvopruneError(
+                f"{name}: labels {stripped[label.strip()]!r} and {label!r} differ only in spaces "
+                "around them; expected one spelling per class (strip the label column)"
+            )
     fractional = [v for v in labels if isinstance(v, float) and not float(v).is_integer()]
     if len(labels) > 20 and fractional:
         raise EvopruneError(
