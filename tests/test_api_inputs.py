@@ -279,3 +279,16 @@ def test_edge_popup_and_the_analyses_leave_the_callers_module_as_it_was():
     )
     assert net.training
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+
+
+def test_text_labels_are_one_line_that_says_how_to_number_them():
+    """Before: torch's "can't convert np.ndarray of type numpy.str_. The only supported types
+    are: float64, ..." (every dtype listed), for a list of strings, a numpy array or a Series."""
+    import pandas as pd
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    y = np.where(np.arange(20) % 2, "cat", "dog")
+    for labels in (y, pd.Series(y), y.tolist()):
+        with pytest.raises(EvopruneError, match=r"y: expected integer class labels 0, 1, \.\.\., "
+                           r"got text \(number the classes"):  # fmt: skip
+            evoprune.search(build_mlp([2, 4, 2]), X, labels)

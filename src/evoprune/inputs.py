@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -103,6 +104,11 @@ def _labels(name: str, y: Any) -> torch.Tensor:
     try:
         y = torch.as_tensor(_array(y)).detach()
     except (TypeError, ValueError, RuntimeError) as exc:
+        if _is_text(y):
+            raise EvopruneError(
+                f"{name}: expected integer class labels 0, 1, ..., got text (number the "
+                f"classes: np.unique({name}, return_inverse=True)[1])"
+            ) from None
         raise EvopruneError(f"{name}: expected a tensor or array of class labels ({exc})") from None
     if y.dim() != 1:
         raise EvopruneError(
@@ -122,6 +128,15 @@ def _labels(name: str, y: Any) -> torch.Tensor:
     elif y.is_complex():
         raise EvopruneError(f"{name}: expected integer class labels, got {y.dtype}")
     return y.to(torch.long)
+
+
+def _is_text(values: Any) -> bool:
+    """Whether `values` (a list, array or Series torch could not take) hold strings."""
+    try:
+        array = np.asarray(_array(values))
+    except (TypeError, ValueError):  # a ragged list
+        return False
+    return array.dtype.kind in "US" or any(isinstance(v, str) for v in array.ravel())
 
 
 def _same_length(xn: str, yn: str, X: torch.Tensor, y: torch.Tensor) -> None:
