@@ -89,12 +89,12 @@ def write_run_dir(
     ticket: Ticket | None = None,
     history: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write a run's folder; each file atomically, ``result.json`` last."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if ticket is not None:
-        ticket.save(out / "ticket.npz")
-    if history is not None:
-        write_history_csv(out / "history.csv", history)
-    write_json(out / "result.json", result)
+    """Write a run's folder; each file atomically, ``result.json`` last (an interrupt before it
+    removes the files written: no ticket without its result)."""
+    with writing_run_dir(out) as out:
+        if ticket is not None:
+            ticket.save(out / "ticket.npz")
+        if history is not None:
+            write_history_csv(out / "history.csv", history)
+        write_json(out / "result.json", result)
     return out

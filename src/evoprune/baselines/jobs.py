@@ -31,7 +31,7 @@ from evoprune.evaluate import score
 from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.nets import ARCHS, build_network, is_conv_arch, parse_arch
-from evoprune.results import base_result, write_run_dir
+from evoprune.results import base_result, write_run_dir, writing_run_dir
 
 EDGE_POPUP_KEYS = {f.name for f in fields(EdgePopupConfig)}
 BACKPROP_PARAM_KEYS = {f.name for f in fields(BackpropParams)}
@@ -239,8 +239,9 @@ def run_backprop_job(job: dict[str, Any], out: Path | None, progress: bool) -> d
         "wall_seconds": round(time.perf_counter() - start, 4),
     }
     if out is not None:
-        write_atomic(Path(out) / "model.npz", _weights_npz(trained.model))
-        write_run_dir(out, result, None, trained.history)
+        with writing_run_dir(out) as out:  # an interrupt before result.json: no model.npz
+            write_atomic(out / "model.npz", _weights_npz(trained.model))
+            write_run_dir(out, result, None, trained.history)
     return result
 
 

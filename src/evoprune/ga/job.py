@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from evoprune.io import resumed_from
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.local.checkpoint import CHECKPOINT_PREFIXES, LOCAL_PREFIX, LOSS_PREFIX
 from evoprune.nets import build_network
-from evoprune.results import base_result, write_run_dir
+from evoprune.results import base_result, write_run_dir, writing_run_dir
 
 # Job keys that map one to one onto GAConfig fields: all but the variant (the job's method)
 # and the seed (the job's seed, which also seeds the network)
@@ -153,10 +154,12 @@ def run_ga_job(
     }
     # the scalars (the file leaves the timings out: `Ticket.header`)
     ticket.metrics = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
-    if analyses:  # after the ticket's metrics: the ticket file does not depend on them
-        result.update(analyze_ticket(ticket, ds, analyses, out, seed))
-    if out is not None:
-        write_run_dir(out, result, ticket, ticket.history)
+    # an interrupt before result.json removes what this wrote (the checkpoints stay)
+    with writing_run_dir(out) if out is not None else nullcontext():
+        if analyses:  # after the ticket's metrics: the ticket file does not depend on them
+            result.update(analyze_ticket(ticket, ds, analyses, out, seed))
+        if out is not None:
+            write_run_dir(out, result, ticket, ticket.history)
     if checkpoint is not None:  # finished: result.json and ticket.npz replace its checkpoints
         for path in job_checkpoints(out, config, objective):
             path.unlink(missing_ok=True)
