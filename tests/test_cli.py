@@ -482,6 +482,35 @@ def test_killed_and_resumed_search_equals_uninterrupted(tmp_path, sig, ctrl_c_ab
     assert not (part / "checkpoint.npz").exists()  # the finished run needs it no more
 
 
+def test_a_second_command_into_a_folder_a_run_is_writing_is_refused(tmp_path, capsys):
+    """Two searches started with one --out wrote their checkpoints over each other's, and the
+    last to end replaced the other's finished run, both saying they had written it."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(_search_cmd(out, "--checkpoint-every", "1"), env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoint.npz").exists() and first.poll() is None:
+            assert time.time() < deadline, "the first search wrote no checkpoint"
+            time.sleep(0.05)
+        if first.poll() is not None:
+            pytest.skip("the first search ended before the second started")
+        for argv in (["search", "--dataset", "moons", "--arch", "A", "--seed", "1", *FAST],
+                     ["baseline", "edge-popup", "--dataset", "moons", "--epochs", "1"]):  # fmt: skip
+            code, _, err = run_cli([*argv, "--out", out], capsys)
+            assert code == 2 and "another evoprune command is writing a run into it" in err
+    finally:
+        first.kill()
+        first.communicate()
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz"]  # the first's, alone
+    (tmp_path / "empty").mkdir()  # no MNIST here: refused after its folder was locked
+    code, _, err = run_cli(["search", "--dataset", "mnist", "--data-dir", tmp_path / "empty",
+                            "--out", tmp_path / "new"], capsys)  # fmt: skip
+    assert code == 2 and "has no IDX files" in err
+    assert not (tmp_path / "new").exists()  # the folder made to lock it is gone again
+
+
 def test_resume_without_a_checkpoint_says_it_starts_afresh(tmp_path, capsys):
     args = ["search", "--dataset", "digits", "--classes", "2", "--arch", "A", *FAST]
     code, _, err = run_cli([*args, "--out", tmp_path / "r", "--resume"], capsys)
@@ -815,10 +844,11 @@ def test_an_out_where_nothing_can_be_made_is_refused_before_the_work(
 
 
 def test_checking_an_out_leaves_no_folder_behind(tmp_path):
-    from evoprune.cli.data import check_out, check_writable_file
+    from evoprune.cli.data import check_out, check_writable_file, release_outs
 
-    check_out(tmp_path / "a" / "b" / "run")
+    check_out(tmp_path / "a" / "b" / "run")  # made and locked for the command, then released
     check_writable_file(tmp_path / "c" / "d" / "x.png")
+    release_outs()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -833,9 +863,10 @@ def test_the_summary_of_a_search_without_post_pruning_says_no_before(tmp_path, c
 
 def test_an_out_through_a_missing_folder_and_back_is_accepted_and_makes_nothing(tmp_path,
                                                                                monkeypatch):  # fmt: skip
-    from evoprune.cli.data import check_out
+    from evoprune.cli.data import check_out, release_outs
 
     monkeypatch.chdir(tmp_path)
     check_out(Path("new/../x"))  # "new/..: Directory not empty", and new/ was left behind
     check_out(Path("a/b/c"))
+    release_outs()  # as the command ends
     assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,7 @@ import signal
 import sys
 from typing import Any
 
+from evoprune.cli.data import release_outs
 from evoprune.errors import EvopruneError
 from evoprune.interrupts import raising
 
@@ -91,3 +92,5 @@ def main(argv: list[str] | None = None) -> int:
             # Ctrl-C inside a library that turned it into its own error (numba mid-compile)
             print(f"evoprune {args.command}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        finally:
+            release_outs()

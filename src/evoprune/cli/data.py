@@ -212,17 +212,61 @@ def set_threads(n: int | None) -> None:
 
 def check_out(out: Path, finished_ok: bool = False) -> Path:
     """The --out of a command that writes a run folder: a folder (or nothing yet), and not a
-    finished run's unless `finished_ok`."""
+    finished run's unless `finished_ok`; without it, held for this command (`hold_out`)."""
     if out.exists() and not out.is_dir():
         raise EvopruneError(f"--out {out}: exists and is not a folder")
     above = next((p for p in out.absolute().parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise EvopruneError(f"--out {out}: {above} is a file, not a folder")
-    if not finished_ok and (out / "result.json").exists():
-        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
     check_writable(out)
     _check_makeable(out)
+    if finished_ok:
+        return out
+    hold_out(out)  # before looking for a result: one that ends meanwhile is seen
+    if (out / "result.json").exists():
+        raise EvopruneError(f"{out}: already holds a finished run; choose another --out")
     return out
+
+
+# The run folders this command writes, each locked (flock on the folder) until it ends: two
+# commands started with one --out wrote their checkpoints and files over each other's, and the
+# last to end replaced the other's finished run. The lock goes with the process if it dies.
+_held: list[tuple[Path, int, Path | None]] = []  # (folder, its descriptor, the top folder made)
+
+
+def hold_out(out: Path) -> None:
+    """Lock folder `out` (made if missing) for this command; refuse it if another holds it."""
+    import fcntl
+
+    path = Path(os.path.abspath(out))  # "new/../x" is x
+    if any(held == path for held, _, _ in _held):
+        return
+    made = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise EvopruneError(
+            f"{out}: another evoprune command is writing a run into it; wait for it to end or "
+            "choose another --out"
+        ) from None
+    _held.append((path, fd, made))
+
+
+def release_outs() -> None:
+    """Unlock the run folders this command held; those it made and left empty are removed (a
+    run refused or interrupted before it wrote anything leaves no folder)."""
+    while _held:
+        path, fd, made = _held.pop()
+        os.close(fd)
+        while made is not None and made in (path, *path.parents):
+            try:
+                path.rmdir()
+            except OSError:  # it holds files: the run's
+                break
+            path = path.parent
 
 
 def _check_makeable(out: Path, option: str = "--out") -> None:
