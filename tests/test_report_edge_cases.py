@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from test_experiments import TINY_SPEC, InlineExecutor, failing_job, fake_job
 
 from evoprune.cli import main
@@ -200,3 +201,23 @@ def test_the_arms_figure_keeps_each_point_of_the_spec_grid_apart(tmp_path):
     assert cells == {(f"moons (2 classes, normalize={v})", label) for v in (True, False)
                      for label in ("GA", "EP (50%)", "EP (adapted)")}  # fmt: skip
     assert all(row[rows[0].index("n")] == "2" for row in rows[1:])
+
+
+def test_an_interrupt_while_a_figure_is_written_leaves_no_truncated_file(tmp_path, monkeypatch):
+    """The report's PNG and SVG were drawn straight into their files: a Ctrl-C (or a second
+    report into the same folder) mid-way left half a figure."""
+    from matplotlib.figure import Figure
+
+    out = _sweep(_own_spec(seeds=2), tmp_path / "s")
+
+    def interrupted(self, target, *args, **kwargs):  # half the bytes, then Ctrl-C
+        if isinstance(target, str | Path):
+            Path(target).write_bytes(b"\x89PNG half")
+        else:
+            target.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_report([out], tmp_path / "r.html")
+    assert not [p.name for p in tmp_path.glob("r_figures/*")]

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from evoprune.experiments.run_history import ACCURACY, OBJECTIVE_PANEL, SPARSITY
+from evoprune.io import write_atomic
 
 METRIC_NAMES = {
     "test_accuracy": "test accuracy",
@@ -248,13 +249,13 @@ def draw_stages(frame: pd.DataFrame, title: str) -> Figure:
 
 
 def save(fig: Figure, stem: str | Path) -> tuple[Path, Path]:
-    """Write ``stem.png`` and ``stem.svg`` (the layout is computed once, for the PNG)."""
+    """Write ``stem.png`` and ``stem.svg``, each atomically (an interrupt, or a report drawn
+    beside another into one folder, left a truncated figure); the layout is computed once, for
+    the PNG."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    fig.savefig(png, dpi=DPI)
+    png = write_atomic(stem.with_suffix(".png"), png_bytes(fig))
     fig.set_layout_engine("none")  # keep the positions just computed: the SVG needs no new layout
-    fig.savefig(svg)
+    svg = write_atomic(stem.with_suffix(".svg"), lambda fh: fig.savefig(fh, format="svg"))
     return png, svg
 
 
