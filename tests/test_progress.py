@@ -24,3 +24,43 @@ def test_iterating_counts_and_quiet_prints_nothing(capsys):
     bar.update(2)
     bar.close()
     assert capsys.readouterr().err == ""
+
+
+QUIET_WORKER_ENDED = """
+import multiprocessing as mp
+
+
+def work(ready):
+    from evoprune.progress import progress_bar
+
+    progress_bar(total=3, desc="generations", enabled=False).update(1)  # as a sweep's run does
+    ready.set()
+    ready.wait()
+    import time
+
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    worker = ctx.Process(target=work, args=(ready,))
+    worker.start()
+    assert ready.wait(120), "the worker did not start"
+    worker.terminate()  # as a stopped sweep's pool ends a worker
+    worker.join()
+"""
+
+
+def test_a_worker_with_a_quiet_bar_ended_by_sigterm_leaves_no_semaphore(tmp_path):
+    """A sweep stopped by Ctrl-C printed its one line, then multiprocessing's warning of a
+    leaked semaphore: tqdm's lock, made by a disabled bar in a worker that SIGTERM ended."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "driver.py"
+    script.write_text(QUIET_WORKER_ENDED)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

@@ -32,12 +32,14 @@ def progress_bar(
 ) -> Any:
     """A tqdm bar on a terminal, `LogLines` in a log, nothing when not `enabled`. Both have
     ``update``, ``set_postfix_str``, ``close``, iteration (given `iterable`) and ``with``."""
-    if enabled and not sys.stderr.isatty():
+    if not enabled:  # no tqdm: its lock is a multiprocessing semaphore, which a sweep's worker
+        # stopped by SIGTERM left behind ("leaked semaphore objects" after a Ctrl-C's one line)
+        return Silent(iterable, total=total, desc=desc, unit=unit)
+    if not sys.stderr.isatty():
         return LogLines(iterable, total=total, desc=desc, unit=unit)
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled,
-                dynamic_ncols=True, **tqdm_options)  # fmt: skip
+    return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, **tqdm_options)
 
 
 class LogLines:
@@ -89,3 +91,10 @@ class LogLines:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Silent(LogLines):
+    """A bar that shows nothing (``enabled=False``); it counts, as the others do."""
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
