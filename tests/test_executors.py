@@ -80,6 +80,53 @@ def test_workers_of_a_killed_sweep_end_by_themselves(tmp_path):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
+def late_worker(pid_file: str, go: str) -> None:
+    """A pool worker that was still importing when its sweep died: it starts its watch only
+    after `go` appears (the sweep killed by then)."""
+    from evoprune.experiments.executors import _worker_init
+
+    Path(pid_file).write_text(str(os.getpid()))
+    while not Path(go).exists():
+        time.sleep(0.05)
+    _worker_init()
+    time.sleep(120)
+
+
+def test_a_worker_still_starting_when_its_sweep_is_killed_ends_by_itself(tmp_path):
+    """The watch took os.getppid() as it started: after the sweep's death that was init's pid,
+    and the worker waited for work forever (two found holding their cores after a kill)."""
+    pid_file, go = tmp_path / "worker.pid", tmp_path / "go"
+    script = textwrap.dedent(f"""
+        import multiprocessing, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_executors import late_worker
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context("spawn")
+            ctx.Process(target=late_worker, args=({str(pid_file)!r}, {str(go)!r})).start()
+            time.sleep(600)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    worker = None
+    try:
+        deadline = time.time() + 120
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert time.time() < deadline, "the worker did not start"
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        go.touch()  # the worker now starts its watch, its sweep gone
+        for _ in range(100):
+            if not _alive(worker):
+                break
+            time.sleep(0.1)
+        assert not _alive(worker), "the orphaned worker is still running"
+    finally:
+        parent.kill()
+        if worker is not None and _alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
 def test_a_second_stage_gets_every_worker_after_a_first_stage_of_one_run(tmp_path):
     from evoprune.experiments.executors import LocalExecutor
 

@@ -90,8 +90,10 @@ KILL_SECONDS = 3.0  # then how long for it to end on SIGTERM, before SIGKILL
 def _worker_init() -> None:
     limit_threads(1)
     # A worker whose sweep was killed (kill -9: no shutdown) ends by itself instead of
-    # holding a core forever: it watches for its parent to go away.
-    parent = os.getppid()
+    # holding a core forever: it watches for its parent to go away. The sweep's pid as it
+    # spawned this worker, not os.getppid() now: a sweep killed while this worker imported had
+    # gone already (the parent was then init, and the worker waited for work forever).
+    parent = multiprocessing.parent_process().pid  # type: ignore[union-attr]
 
     def watch() -> None:
         while os.getppid() == parent:
