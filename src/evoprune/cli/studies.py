@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from evoprune.cli.data import check_out, hold_out
+from evoprune.cli.data import check_out
 from evoprune.errors import EvopruneError
 
 DEFAULT_METHODS = "cmaes,ga,adam,sgd,random"
@@ -148,7 +148,6 @@ def run_hpo(args: argparse.Namespace) -> int:
         args.out or Path("runs") / f"hpo-{args.sampler}-{args.objective}-{args.space}-s{args.seed}"
     )
     check_out(out, finished_ok=True)  # a finished study reports again
-    hold_out(out)  # a second hpo into it would add trials beside this one's
     _no_other_run(out)
     r = run_hpo_job(job, out, progress=not args.quiet)
     if r["n_trials"] > args.trials:
