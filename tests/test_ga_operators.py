@@ -1,9 +1,14 @@
 """GA operators keep their invariants (property tests) and selection orders as published."""
 
+import subprocess
+import sys
+from unittest import mock
+
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from evoprune import masks
 from evoprune.ga import operators as ops
 from evoprune.seeding import torch_generator
 
@@ -100,3 +105,60 @@ def test_crossover_takes_each_bit_from_either_parent_with_probability_one_half()
     # the top: the share of ones in the other children is the share taken from the mate
     children = ops.crossover(ranked, 1.0, 1, torch_generator(0, "uniform"))
     assert abs(children[1:].float().mean().item() - 0.5) < 0.01
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, n=st.integers(0, 12), n_bits=st.integers(1, 50))
+def test_counts_equal_sums(seed, n, n_bits):
+    pop = population(seed, n, n_bits)
+    for counted in (pop, pop.T, pop[:, :1]):  # and not contiguous
+        for dim in (0, 1, -1):
+            assert torch.equal(masks.count_ones(counted, dim), counted.sum(dim=dim))
+    assert torch.equal(masks.count_ones(pop[:, 0]), pop[:, 0].sum())  # one mask: a scalar
+
+
+def test_counting_a_large_population_takes_no_copy_of_it():
+    # A sum over bools converts the whole tensor to int64 first: 8 bytes a bit. The GA counts
+    # zeros (ranking), sparsities and per-bit ones (diversity) of every population: for 765
+    # masks over a 784-1000-1000-10 network that was 11 GB. Here 160 MB of masks; the counts
+    # must stay far below the 1.3 GB a whole-tensor sum took.
+    code = (
+        "import resource, torch\n"
+        "from evoprune.ga import operators as ops\n"
+        "from evoprune.masks import count_ones, sparsity\n"
+        "pop = torch.ones(160, 1_000_000, dtype=torch.bool)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "count_ones(pop); sparsity(pop); ops.diversity(pop)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) < 300  # MB above the masks themselves
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, n=st.integers(0, 12), n_bits=st.integers(1, 50), block=st.integers(1, 64))
+def test_drawing_in_blocks_gives_the_numbers_of_one_draw(seed, n, n_bits, block):
+    def draw(block_bits):
+        gen = torch_generator(seed, "blocks")
+        with mock.patch.object(ops, "DRAW_BLOCK_BITS", block_bits):
+            pop = ops.random_masks(n, n_bits, 0.5, gen)
+            children = ops.crossover(pop, 0.6, max(1, n // 2), gen) if n else pop
+            return pop, children, torch.rand(2, generator=gen)  # and the generator after
+
+    for a, b in zip(draw(block), draw(1 << 40), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_drawing_a_large_population_takes_a_byte_a_bit():
+    # float32 draws for every bit at once took 4 bytes a bit beside the masks
+    code = (
+        "import resource, torch\n"
+        "from evoprune.ga import operators as ops\n"
+        "gen = torch.Generator().manual_seed(0)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "pop = ops.random_masks(160, 1_000_000, 0.5, gen)\n"
+        "children = ops.crossover(pop, 1.0, 160, gen)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) < 320 + 150  # MB: the 2 x 160 MB of masks, and a little

@@ -87,12 +87,21 @@ class MaskSpace:
         return torch.cat([per_param[p.name].reshape(-1) for p in self.params])
 
 
+def count_ones(masks: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Set bits of bool `masks` along `dim`, int64: ``(P, n_bits)`` -> ``(P,)`` per mask, or
+    with ``dim=0`` ``(n_bits,)`` per bit. Counted by NumPy, which takes no copy: torch sums a
+    bool tensor by converting all of it to int64 first, 8 bytes a bit (290 MB for the 153
+    masks a GA ranks on MNIST 784-300-10, 11 GB for 765 over 784-1000-1000-10), and 10x slower."""
+    counts = np.count_nonzero(masks.cpu().numpy(), axis=dim)
+    return torch.from_numpy(np.asarray(counts, dtype=np.int64)).to(masks.device)
+
+
 def sparsity(masks: torch.Tensor) -> torch.Tensor:
     """Fraction of zero bits per mask, ``(P, n_bits)`` -> ``(P,)`` (or a scalar for one mask):
     zeros / bits, one float64 division, so correctly rounded (210 zeros of 300 give 0.7, and
     every search and report gives the same number for the same mask)."""
     n = masks.shape[-1]
-    return (n - masks.sum(dim=-1, dtype=torch.float64)) / n
+    return (n - count_ones(masks).double()) / n
 
 
 def pack(mask: torch.Tensor | np.ndarray) -> bytes:

@@ -9,10 +9,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from evoprune.masks import count_ones
+
+# Bits drawn at once: a float32 draw takes 4 bytes a bit (4 MB a block).
+DRAW_BLOCK_BITS = 1 << 20
+
 
 def random_masks(n: int, n_bits: int, density: float, gen: torch.Generator) -> torch.Tensor:
     """``(n, n_bits)`` masks with every bit 1 with probability `density`."""
-    return torch.rand(n, n_bits, generator=gen) < density
+    masks = torch.empty(n, n_bits, dtype=torch.bool)
+    for block in masks.split(_rows_per_draw(n_bits)):
+        torch.lt(torch.rand(block.shape, generator=gen), density, out=block)
+    return masks
+
+
+def _rows_per_draw(n_bits: int) -> int:
+    """Masks drawn at once: their float32 draws take 4 bytes a bit (one draw for a population
+    of 200 over 784-1000-1000-10 took 1.4 GB). A CPU generator fills a tensor serially, so
+    drawing a block of rows at a time gives the very numbers one draw would."""
+    return max(1, DRAW_BLOCK_BITS // max(1, n_bits))
 
 
 def crossover(
@@ -24,8 +39,12 @@ def crossover(
     N, n_bits = ranked.shape
     first = torch.nonzero(torch.rand(N, generator=gen) < rec_rate).flatten()  # (k,)
     mates = torch.randint(0, max(n_parents, 1), (len(first),), generator=gen)  # (k,)
-    take_first = torch.rand(len(first), n_bits, generator=gen) < 0.5  # (k, n_bits)
-    return torch.where(take_first, ranked[first], ranked[mates])
+    children = torch.empty(len(first), n_bits, dtype=torch.bool)  # (k, n_bits)
+    step = _rows_per_draw(n_bits)
+    for block, f, m in zip(children.split(step), first.split(step), mates.split(step), strict=True):
+        take_first = torch.rand(block.shape, generator=gen) < 0.5
+        torch.where(take_first, ranked[f], ranked[m], out=block)
+    return children
 
 
 def mutate(pool: torch.Tensor, mut_rate: float, gen: torch.Generator) -> torch.Tensor:
@@ -53,6 +72,6 @@ def diversity(population: torch.Tensor) -> float:
     P = population.shape[0]
     if P < 2:
         return 0.0
-    ones = population.sum(dim=0, dtype=torch.float64)  # (n_bits,)
+    ones = count_ones(population, dim=0).double()  # (n_bits,)
     pairs_differing = ones * (P - ones)  # per bit: pairs (i, j) with different bits
     return float(pairs_differing.sum() / (P * (P - 1) / 2) / population.shape[1])

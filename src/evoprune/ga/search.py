@@ -38,7 +38,7 @@ from evoprune.ga.checkpoint import load_checkpoint, save_checkpoint
 from evoprune.ga.config import GAConfig
 from evoprune.ga.state import GAState
 from evoprune.interrupts import sigterm_as_interrupt
-from evoprune.masks import sparsity
+from evoprune.masks import count_ones, sparsity
 from evoprune.seeding import torch_generator
 
 
@@ -89,7 +89,7 @@ class GeneticSearch:
         self, pop: torch.Tensor, scores: torch.Tensor, fitness: torch.Tensor, keep: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The best `keep` of a population: performance first, more zero bits second."""
-        zeros = (~pop).sum(dim=1)
+        zeros = pop.shape[1] - count_ones(pop)
         order = ops.rank(fitness, zeros)[:keep]
         return pop[order], scores[order], fitness[order]
 
