@@ -563,3 +563,15 @@ def test_spaces_around_a_header_name_or_a_label_are_named(tmp_path):
     (tmp_path / "padded.csv").write_text("a,label\n" + rows)
     with pytest.raises(EvopruneError, match="labels 'cat' and 'cat ' differ only in spaces"):
         load_file(tmp_path / "padded.csv", "label")
+
+
+def test_an_npz_array_of_python_objects_is_named(tmp_path):
+    """An object array (a list of mixed rows saved by np.savez) is not unpickled: the error
+    names the file and the array, not numpy's allow_pickle advice."""
+    from evoprune.data import load_file
+
+    X = np.empty(20, dtype=object)
+    X[:] = [[0.5, 1.0]] * 20
+    np.savez(tmp_path / "objects.npz", X=X, y=np.arange(20) % 2)
+    with pytest.raises(EvopruneError, match=r"^\S*objects\.npz: array 'X' holds Python objects"):
+        load_file(tmp_path / "objects.npz")

@@ -107,7 +107,20 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an .npz file (no pickles); an unreadable file is one error line."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+            arrays = {}
+            for name in npz.files:
+                try:
+                    arrays[name] = npz[name]
+                except ValueError as exc:
+                    if "allow_pickle" not in str(exc):
+                        raise
+                    raise EvopruneError(
+                        f"{path}: array {name!r} holds Python objects (dtype object), which are "
+                        "not read (no pickles); save it as numbers, e.g. X.astype(np.float32)"
+                    ) from None
+            return arrays
+    except EvopruneError:  # a ValueError too: said once, not wrapped
+        raise
     except (ValueError, OSError, EOFError) as exc:
         raise EvopruneError(f"{path}: not a readable .npz file ({exc})") from None
 
