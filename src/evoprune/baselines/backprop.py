@@ -79,8 +79,9 @@ class _EpochHookMLP(MLPClassifier):
 
 
 class _Interrupted(BaseException):
-    """Ctrl-C inside scikit-learn: its stochastic solvers catch ``KeyboardInterrupt``, warn and
-    return a half-trained model as if it had finished; this passes through them."""
+    """Ctrl-C (or SIGTERM) inside scikit-learn: its stochastic solvers catch
+    ``KeyboardInterrupt``, warn and return a half-trained model as if it had finished; this
+    passes through them."""
 
 
 def _expected_warnings_off() -> None:
@@ -94,9 +95,10 @@ def _expected_warnings_off() -> None:
 
 @contextmanager
 def _interruptible() -> Iterator[None]:
-    """Ctrl-C during a fit stops it as a ``KeyboardInterrupt`` (exit 130, nothing written)."""
+    """Ctrl-C or SIGTERM during a fit stops it as a ``KeyboardInterrupt`` (exit 130, nothing
+    written)."""
     try:
-        with raising(signal.SIGINT, _Interrupted):
+        with raising(signal.SIGINT, _Interrupted), raising(signal.SIGTERM, _Interrupted):
             yield
     except _Interrupted:
         raise KeyboardInterrupt from None

@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{'evoprune ' + command if command else 'evoprune'}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    with raising(signal.SIGINT, KeyboardInterrupt) as interrupted:  # noted, for the last except
+    # Ctrl-C, and SIGTERM as a scheduler sends it, stop a command the same way: one line, exit
+    # 130, no half-written run folder (a run's files are removed before its result.json exists)
+    with (
+        raising(signal.SIGINT, KeyboardInterrupt) as ctrl_c,  # noted, for the last except
+        raising(signal.SIGTERM, KeyboardInterrupt) as terminated,
+    ):
         try:
             return int(args.run(args) or 0)
         except EvopruneError as exc:
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return EXIT_USAGE
         except Exception:
-            if not interrupted:
+            if not (ctrl_c or terminated):
                 raise
             # Ctrl-C inside a library that turned it into its own error (numba mid-compile)
             print(f"evoprune {args.command}: interrupted", file=sys.stderr)
