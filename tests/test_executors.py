@@ -50,6 +50,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _ends_within(pid: int, seconds: float = 10.0) -> bool:
+    """Whether process `pid` is gone within `seconds`."""
+    deadline = time.time() + seconds
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    return not _alive(pid)
+
+
 def test_workers_of_a_killed_sweep_end_by_themselves(tmp_path):
     pid_file = tmp_path / "worker.pid"
     script = textwrap.dedent(f"""
@@ -69,11 +77,7 @@ def test_workers_of_a_killed_sweep_end_by_themselves(tmp_path):
         worker = int(pid_file.read_text())
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        for _ in range(100):
-            if not _alive(worker):
-                break
-            time.sleep(0.1)
-        assert not _alive(worker), "the orphaned worker is still running"
+        assert _ends_within(worker), "the orphaned worker is still running"
     finally:
         parent.kill()
         if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
@@ -116,11 +120,7 @@ def test_a_worker_still_starting_when_its_sweep_is_killed_ends_by_itself(tmp_pat
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         go.touch()  # the worker now starts its watch, its sweep gone
-        for _ in range(100):
-            if not _alive(worker):
-                break
-            time.sleep(0.1)
-        assert not _alive(worker), "the orphaned worker is still running"
+        assert _ends_within(worker), "the orphaned worker is still running"
     finally:
         parent.kill()
         if worker is not None and _alive(worker):
