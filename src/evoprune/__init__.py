@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 # each public name and the module that defines it
 _EXPORTS = {
-    "ARCHS": "evoprune.nets",
+    "ARCHS": "evoprune.archs",
     "DATASETS": "evoprune.data",
     "Evaluator": "evoprune.evaluate",
     "EvopruneError": "evoprune.errors",
@@ -53,12 +53,13 @@ __all__ = [  # the keys of _EXPORTS (a test holds them equal)
 ]
 
 if TYPE_CHECKING:
+    from evoprune.archs import ARCHS
     from evoprune.data import DATASETS, load_dataset, load_file
     from evoprune.errors import EvopruneError
     from evoprune.evaluate import Evaluator
     from evoprune.ga import GAConfig, search
     from evoprune.masks import MaskSpace
-    from evoprune.nets import ARCHS, build_mlp
+    from evoprune.nets import build_mlp
     from evoprune.ticket import Ticket
 
 

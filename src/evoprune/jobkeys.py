@@ -5,10 +5,12 @@ registry (`evoprune.jobs`) sits above them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from evoprune.data.registry import Dataset, load_dataset, load_file
 from evoprune.errors import EvopruneError
+
+if TYPE_CHECKING:
+    from evoprune.data.registry import Dataset
 
 COMMON_KEYS = {
     "method",
@@ -36,6 +38,10 @@ def check_keys(job: dict[str, Any], allowed: set[str]) -> None:
 
 def job_dataset(job: dict[str, Any]) -> Dataset:
     """The dataset a job names (built-in or the user's file)."""
+    # here, not above: the job registry and the spec parser import this module, and
+    # `evoprune sweep --help` need not wait for torch and scikit-learn
+    from evoprune.data.registry import load_dataset, load_file
+
     if job.get("data"):
         return load_file(
             job["data"],

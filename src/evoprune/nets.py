@@ -20,14 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from evoprune.archs import ARCHS, CONV_ARCHS, INITS
 from evoprune.errors import EvopruneError
 from evoprune.masks import MASKABLE_TYPES
 from evoprune.seeding import torch_generator
-
-# Hidden widths of the paper's architectures; in/out come from the data.
-ARCHS: dict[str, list[int]] = {"A": [20], "B": [75], "C": [100], "D": [50, 50]}
-
-INITS = ("uniform", "kaiming-normal", "signed-constant")
 
 
 def parse_arch(spec: str | Sequence[int], n_in: int, n_out: int) -> list[int]:
@@ -174,8 +170,6 @@ def build_mlp(
 
 
 # -- a convolutional net for 28x28 images (MNIST) ---------------------------------------------
-
-CONV_ARCHS = ("conv",)  # architecture names that build a `ConvNet` instead of an MLP
 
 
 class ConvNet(nn.Module):

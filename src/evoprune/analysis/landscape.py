@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from evoprune.analysis.choices import DIRECTIONS
 from evoprune.analysis.params import (
     Selection,
     describe,
@@ -55,7 +56,6 @@ from evoprune.io import provenance, write_atomic, write_json
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
 
-DIRECTIONS = ("gaussian", "filter", "uniform")
 MLP_POINTS = 32  # grid points per batch on the MLP path
 CACHE_BYTES = 2 << 20  # one sample chunk's activations stay in cache (as in evoprune.evaluate)
 

@@ -20,12 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from evoprune.analysis.choices import PARAM_SETS
 from evoprune.data.registry import Dataset, dataset_from_config
 from evoprune.errors import EvopruneError
 from evoprune.masks import MaskSpace
 from evoprune.ticket import Ticket
-
-PARAM_SETS = ("surviving", "surviving+bias", "all")
 
 
 @dataclass(frozen=True)

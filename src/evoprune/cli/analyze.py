@@ -30,8 +30,7 @@ def _seed_out_threads(q: argparse.ArgumentParser, seed_help: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from evoprune.analysis.landscape import DIRECTIONS
-    from evoprune.analysis.params import PARAM_SETS
+    from evoprune.analysis.choices import DIRECTIONS, PARAM_SETS
     from evoprune.cli.data import add_data_args
 
     p = sub.add_parser(

@@ -105,7 +105,7 @@ def check_fresh(trained: dict[str, Any], n: int) -> None:
 
 def add_init_arg(p: argparse.ArgumentParser) -> None:
     """--init of the commands that search a random network (search, edge-popup)."""
-    from evoprune.nets import INITS
+    from evoprune.archs import INITS
 
     p.add_argument(
         "--init",

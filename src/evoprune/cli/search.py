@@ -346,7 +346,7 @@ def _summary(r: dict[str, Any], out: Path) -> str:
 
 
 def run_datasets(args: argparse.Namespace) -> int:
-    from evoprune.data import DATASETS
+    from evoprune.data.builtin import DATASETS
 
     for name, info in DATASETS.items():
         classes = ",".join(str(c) for c in sorted(info.classes))
@@ -358,7 +358,7 @@ def run_datasets(args: argparse.Namespace) -> int:
 
 
 def run_archs(args: argparse.Namespace) -> int:
-    from evoprune.nets import ARCHS
+    from evoprune.archs import ARCHS
 
     for name, hidden in ARCHS.items():
         print(f"{name}  [in, {', '.join(map(str, hidden))}, out]")

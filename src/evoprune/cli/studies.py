@@ -55,7 +55,7 @@ COMMANDS = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from evoprune.studies.hpo import HPO_OBJECTIVES, SAMPLERS, SPACES
+    from evoprune.studies.choices import HPO_OBJECTIVES, SAMPLERS, SPACES
 
     p = sub.add_parser(
         "hpo",
@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_minimize)
 
-    from evoprune.studies.train_weights import WEIGHT_METHODS
+    from evoprune.studies.choices import WEIGHT_METHODS
 
     p = sub.add_parser(
         "train-weights",

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from evoprune.data.builtin import DATASETS
 from evoprune.data.files import load_arrays, unit_pixels
 from evoprune.data.registry import (
-    DATASETS,
+    LOADERS,
     class_index,
     fitted_scaling,
     float32_features,
@@ -132,7 +133,7 @@ def _training_range(trained: dict[str, Any]) -> tuple[float, float]:
     elif name in DATASETS:
         info = DATASETS[str(name)]
         classes = int(trained.get("classes") or info.classes[0])
-        X_train = info.loader(classes, data_dir=trained.get("data_dir"))[0]
+        X_train = LOADERS[str(name)](classes, data_dir=trained.get("data_dir"))[0]
     else:
         raise EvopruneError("the ticket records no dataset to take its scaling from")
     return float(np.min(X_train)), float(np.max(X_train))

@@ -1,4 +1,5 @@
-"""The dataset registry (plain dict) and the `Dataset` every method consumes.
+"""The dataset registry (plain dicts: `DATASETS`, from `evoprune.data.builtin`, and the `LOADERS`
+here) and the `Dataset` every method consumes.
 
 Paper settings (Schönberger et al., arXiv 2411.04658, Sec. 4, and its code):
 moons/circles: scikit-learn generators with noise 0.07, 50,000 training samples and a separately
@@ -25,6 +26,7 @@ import torch
 from sklearn import datasets as skd
 from sklearn.model_selection import train_test_split
 
+from evoprune.data.builtin import DATASETS
 from evoprune.data.files import file_digest, load_arrays, load_mnist_dir, unit_pixels
 from evoprune.data.scaling import SCALE, FeatureScaling, global_min_max, scale_global
 from evoprune.errors import EvopruneError
@@ -124,24 +126,13 @@ def _mnist(
     return (*first_classes(found.X, found.y), *first_classes(found.X_test, found.y_test))
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    loader: Callable[..., Arrays]
-    classes: tuple[int, ...]  # allowed class counts; the first is the default
-    normalize: bool  # the paper's default
-    description: str
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "moons": DatasetInfo(_moons, (2,), True, "two interleaving half circles, 50k/16k"),
-    "circles": DatasetInfo(_circles, (2,), False, "two concentric circles, 50k/16k"),
-    "blobs": DatasetInfo(
-        _blobs, tuple(range(2, 11)), False, "isotropic Gaussian blobs, 5000 per class"
-    ),
-    "digits": DatasetInfo(_digits, (10, 2, 3, 4, 5), True, "8x8 handwritten digits (1797)"),
-    "mnist": DatasetInfo(
-        _mnist, (10, *range(2, 10)), True, "28x28 MNIST from IDX files or an .npz (--data-dir)"
-    ),
+# the loader of each built-in dataset (`DATASETS`, in evoprune.data.builtin, has the rest)
+LOADERS: dict[str, Callable[..., Arrays]] = {
+    "moons": _moons,
+    "circles": _circles,
+    "blobs": _blobs,
+    "digits": _digits,
+    "mnist": _mnist,
 }
 
 
@@ -291,7 +282,7 @@ def load_dataset(
     if data_dir:  # absolute: the ticket must find it again from any folder
         config["data_dir"] = str(Path(data_dir).resolve())
     record: dict[str, Any] = {}
-    arrays = info.loader(classes, data_dir=config.get("data_dir"), record=record)
+    arrays = LOADERS[name](classes, data_dir=config.get("data_dir"), record=record)
     config.update(record)
     return _to_dataset(name, arrays, normalize, config)
 

@@ -14,18 +14,21 @@ Schwefel (2.26, shifted so that its minimum is 0).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 Array = Any  # np.ndarray or torch.Tensor, shape (P, d)
 
 
 def _ops(x: Array) -> Any:
-    return torch if isinstance(x, torch.Tensor) else np
+    # torch is looked up, not imported: a tensor means it is loaded, and listing the functions
+    # (`evoprune minimize --help`) need not wait for it
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(x, torch.Tensor) else np
 
 
 def sphere(x: Array) -> Array:

@@ -45,6 +45,7 @@ import torch
 from evoprune.errors import EvopruneError
 from evoprune.interrupts import release_sigint, sigint_held
 from evoprune.seeding import derive_seed
+from evoprune.studies.choices import HPO_OBJECTIVES, SAMPLERS, SPACES
 from evoprune.studies.training import (
     Splits,
     accuracy,
@@ -54,9 +55,6 @@ from evoprune.studies.training import (
     train_adam,
 )
 
-SAMPLERS = ("tpe", "cmaes", "random")
-HPO_OBJECTIVES = ("train", "synflow")
-SPACES = ("low", "high")
 HIGH_LAYERS = 8
 # the SynFlow objective's training hyperparameters (Adam's usual defaults; no dropout)
 FIXED_TRAINING = {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64}

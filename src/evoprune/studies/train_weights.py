@@ -24,6 +24,7 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.progress import progress_bar
 from evoprune.seeding import numpy_generator, torch_generator
+from evoprune.studies.choices import WEIGHT_METHODS
 from evoprune.studies.training import (
     Splits,
     accuracy,
@@ -34,7 +35,6 @@ from evoprune.studies.training import (
     train_adam,
 )
 
-WEIGHT_METHODS = ("adam", "sep-cmaes", "ga")
 HIDDEN = 32  # MLP 64-32-10
 DEFAULT_SECONDS = 30.0  # the budget of the population methods (and Adam's cap, if reached)
 POPULATION = 64

@@ -1,0 +1,12 @@
+"""The names of the random networks: the paper's architecture shorthands and the initialisations.
+
+Plain data without torch, so that the command line can offer and list them (`evoprune archs`,
+`evoprune search --help`) without loading it; `evoprune.nets` builds the networks they name.
+"""
+
+# Hidden widths of the paper's architectures (arXiv 2411.04658, Sec. 4); in/out come from the data.
+ARCHS: dict[str, list[int]] = {"A": [20], "B": [75], "C": [100], "D": [50, 50]}
+
+CONV_ARCHS = ("conv",)  # architecture names that build a `ConvNet` instead of an MLP
+
+INITS = ("uniform", "kaiming-normal", "signed-constant")
