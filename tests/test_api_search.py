@@ -112,7 +112,7 @@ def _bad_inputs(moons):
      "test alone", "test labels", "test features"],
 )  # fmt: skip
 def test_bad_data_is_refused_before_the_search_starts(moons, monkeypatch, case):
-    from evoprune.ga.search import GeneticSearch
+    from evoprune.ga.genetic import GeneticSearch
 
     def never(*_, **__):
         raise AssertionError("the search started")
@@ -131,7 +131,7 @@ def test_numpy_data_and_inputs_that_require_grad_are_taken(moons):
 
 
 def test_memetic_on_a_module_without_local_search_fails_before_the_ga(moons, monkeypatch):
-    from evoprune.ga.search import GeneticSearch
+    from evoprune.ga.genetic import GeneticSearch
 
     monkeypatch.setattr(GeneticSearch, "run", lambda *_, **__: pytest.fail("the GA ran"))
     net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))

@@ -8,23 +8,22 @@ defaults from `evoprune.ga.config` and need not wait for torch.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "GAConfig": "evoprune.ga.config",
     "GAState": "evoprune.ga.state",
-    "GeneticSearch": "evoprune.ga.search",
+    "GeneticSearch": "evoprune.ga.genetic",
     "post_prune": "evoprune.ga.prune",
-}  # and `search`, below
+    "search": "evoprune.ga.api",
+}
 __all__ = ["GAConfig", "GAState", "GeneticSearch", "post_prune", "search"]
 
 if TYPE_CHECKING:
     from evoprune.ga.api import search
     from evoprune.ga.config import GAConfig
+    from evoprune.ga.genetic import GeneticSearch
     from evoprune.ga.prune import post_prune
-    from evoprune.ga.search import GeneticSearch
     from evoprune.ga.state import GAState
 
 
@@ -32,19 +31,3 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'evoprune.ga' has no attribute {name!r}")
-
-
-class _Package(types.ModuleType):
-    """`evoprune.ga.search` is the function, as when this package imported it eagerly: loading
-    the submodule of that name (the search loop) binds it here, which would hide `__getattr__`."""
-
-    @property
-    def search(self) -> Any:
-        return importlib.import_module("evoprune.ga.api").search
-
-    @search.setter
-    def search(self, submodule: types.ModuleType) -> None:
-        pass  # the import system's binding; `import evoprune.ga.search` still finds sys.modules
-
-
-sys.modules[__name__].__class__ = _Package

@@ -15,8 +15,8 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator, score_fit, ticket_scores
 from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig, conv_reads
+from evoprune.ga.genetic import GeneticSearch
 from evoprune.ga.prune import post_prune
-from evoprune.ga.search import GeneticSearch
 from evoprune.inputs import check_data, problem_digest
 from evoprune.masks import MaskSpace
 from evoprune.nets import ConvNet

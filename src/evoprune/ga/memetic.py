@@ -75,7 +75,7 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator, score_fit, ticket_scores
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.ga.config import GAConfig
-from evoprune.ga.search import GeneticSearch
+from evoprune.ga.genetic import GeneticSearch
 from evoprune.interrupts import sigterm_as_interrupt
 from evoprune.local.checkpoint import LOCAL_PREFIX, LOSS_PREFIX
 from evoprune.local.config import LOCAL_OBJECTIVES
