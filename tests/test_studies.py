@@ -552,6 +552,44 @@ def test_hpo_killed_and_resumed_ends_with_exact_count(tmp_path):
     assert states.count("COMPLETE") == 10 and "RUNNING" not in states
 
 
+def test_hpo_stopped_by_sigterm_stops_its_workers(tmp_path):
+    """A scheduler's SIGTERM reaches the driver alone (Ctrl-C reaches the whole process group):
+    the driver waited for its workers, which went on with the whole study."""
+    out = tmp_path / "study"
+    args = [*_hpo_args(out, "--trials", "100000", "--workers", "2", "--sampler", "random")]
+    proc = subprocess.Popen([*EVOPRUNE, *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    try:
+        deadline = time.time() + 120
+        while _hpo_trials(out) < 4:  # the workers have started and run trials
+            assert proc.poll() is None and time.time() < deadline, "no trials ran"
+            time.sleep(0.2)
+        workers = [pid for pid in children.read_text().split()  # not the resource tracker
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
+        assert len(workers) == 1, "no worker process"  # the driver works as the first
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err.strip() == "evoprune hpo: interrupted", err
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def _hpo_trials(out: Path) -> int:
+    """Trials the study in `out` has completed so far (0 before its journal exists)."""
+    import optuna
+
+    from evoprune.studies import hpo
+
+    if not (out / hpo.JOURNAL).exists():
+        return 0
+    study = optuna.load_study(
+        study_name=hpo.STUDY_NAME, storage=hpo.open_storage(hpo.HPOConfig(), out)
+    )
+    return sum(t.state.name == "COMPLETE" for t in study.get_trials())
+
+
 # --- specs, jobs, figures ---------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import threading
@@ -43,7 +44,7 @@ import numpy as np
 import torch
 
 from evoprune.errors import EvopruneError
-from evoprune.interrupts import release_sigint, sigint_held
+from evoprune.interrupts import raising, release_sigint, sigint_held
 from evoprune.seeding import derive_seed
 from evoprune.studies.choices import HPO_OBJECTIVES, SAMPLERS, SPACES
 from evoprune.studies.training import (
@@ -404,11 +405,16 @@ def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
 def _worker_main(cfg_dict: dict[str, Any], out: str, worker: int) -> None:
     """A worker process: started with Ctrl-C held back (`sigint_held`), it lets it through
     here; a Ctrl-C then ends it quietly (the driver says so; the journal resumes the study)."""
-    try:
-        release_sigint()
-        work(HPOConfig(**cfg_dict), Path(out), worker)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    with raising(signal.SIGINT, KeyboardInterrupt) as interrupted:
+        try:
+            release_sigint()
+            work(HPOConfig(**cfg_dict), Path(out), worker)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception:
+            if not interrupted:
+                raise
+            sys.exit(130)  # Ctrl-C inside a library that made it an error of its own
 
 
 def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[str, Any]:
@@ -446,11 +452,27 @@ def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[s
                        unit="trial", enabled=progress)  # fmt: skip
     try:
         work(cfg, out, 0, bar)
+    except KeyboardInterrupt:
+        _interrupt(others)
+        raise
     finally:
         for p in others:
             p.join()
         bar.close()
     return summarise_study(study, cfg, time.perf_counter() - started)
+
+
+def _interrupt(workers: list[Any], seconds: float = 5.0) -> None:
+    """After an interrupt of this process: Ctrl-C in a terminal reached the workers too, and
+    they end by themselves; a SIGTERM sent to this process alone did not, and the workers that
+    are still there after `seconds` get Ctrl-C (their trials are failed and replaced when the
+    study resumes). Waiting for them instead would wait for the whole study."""
+    deadline = time.monotonic() + seconds
+    for p in workers:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in workers:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGINT)
 
 
 def summarise_study(study: Any, cfg: HPOConfig, seconds: float) -> dict[str, Any]:
