@@ -368,3 +368,30 @@ def test_each_kick_flips_exactly_kick_bits_bits(digits3, monkeypatch):
     cfg = LocalConfig(max_passes=1, kicks=3, kick_bits=5)
     local_search(net, digits3.X_train, digits3.y_train, "loss", cfg)
     assert moved == [5, 5, 5]
+
+
+def test_a_kill_inside_a_compiled_kernel_still_leaves_a_checkpoint(digits3, tmp_path, monkeypatch):
+    """numba's dispatcher, interrupted as it calls a kernel, reports a SystemError ("returned a
+    result with an exception set") instead of the KeyboardInterrupt: the search still takes it
+    as the interrupt and writes its checkpoint (the memetic kill test failed so, once)."""
+    import signal
+
+    ds = digits3
+    calls = {"n": 0}
+    scores = MLPState.block_scores
+
+    def interrupted_kernel(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 12:  # a few passes in
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            except KeyboardInterrupt:
+                raise SystemError("CPUDispatcher returned a result with an exception set") from None
+        return scores(self, *args, **kwargs)
+
+    monkeypatch.setattr(MLPState, "block_scores", interrupted_kernel)
+    ckpt = tmp_path / "local-checkpoint.npz"
+    with pytest.raises(KeyboardInterrupt):
+        local_search(build_mlp([64, 20, 3], seed=0), ds.X_train, ds.y_train, "accuracy",
+                     LocalConfig(max_passes=50), checkpoint=ckpt, checkpoint_every=1)  # fmt: skip
+    assert calls["n"] == 12 and ckpt.exists()

@@ -39,6 +39,7 @@ def raising(signum: int, error: type[BaseException]) -> Iterator[list[int]]:
 
     def handler(number: int, frame: Any) -> None:
         seen.append(number)
+        _taken.append(number)
         raise error
 
     previous = signal.signal(signum, handler)
@@ -46,6 +47,24 @@ def raising(signum: int, error: type[BaseException]) -> Iterator[list[int]]:
         yield seen
     finally:
         signal.signal(signum, previous)
+
+
+_taken: list[int] = []  # every signal a `raising` handler has taken in this process
+
+
+@contextmanager
+def errors_of_interrupts() -> Iterator[None]:
+    """Inside, an error that a library made of a signal `raising` took comes out as the
+    ``KeyboardInterrupt`` it was: numba's dispatcher, interrupted as it calls a compiled
+    kernel, reports a ``SystemError`` ("returned a result with an exception set"). Any other
+    error passes as it is."""
+    before = len(_taken)
+    try:
+        yield
+    except Exception as exc:
+        if len(_taken) == before:
+            raise
+        raise KeyboardInterrupt from exc
 
 
 def sigterm_as_interrupt() -> AbstractContextManager[list[int]]:

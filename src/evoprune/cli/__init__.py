@@ -15,7 +15,7 @@ from typing import Any
 
 from evoprune.cli.data import release_outs
 from evoprune.errors import EvopruneError
-from evoprune.interrupts import raising
+from evoprune.interrupts import errors_of_interrupts, raising
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -69,12 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     # Ctrl-C, and SIGTERM as a scheduler sends it, stop a command the same way: one line, exit
     # 130, no half-written run folder (a run's files are removed before its result.json exists)
-    with (
-        raising(signal.SIGINT, KeyboardInterrupt) as ctrl_c,  # noted, for the last except
-        raising(signal.SIGTERM, KeyboardInterrupt) as terminated,
-    ):
+    with raising(signal.SIGINT, KeyboardInterrupt), raising(signal.SIGTERM, KeyboardInterrupt):
         try:
-            return int(args.run(args) or 0)
+            with errors_of_interrupts():  # Ctrl-C inside a library that made it its own error
+                return int(args.run(args) or 0)
         except EvopruneError as exc:
             print(f"evoprune {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -91,11 +89,5 @@ def main(argv: list[str] | None = None) -> int:
                 f"evoprune {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr
             )
             return EXIT_USAGE
-        except Exception:
-            if not (ctrl_c or terminated):
-                raise
-            # Ctrl-C inside a library that turned it into its own error (numba mid-compile)
-            print(f"evoprune {args.command}: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
         finally:
             release_outs()

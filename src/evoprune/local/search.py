@@ -41,7 +41,7 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import is_mlp_stack
-from evoprune.interrupts import sigterm_as_interrupt
+from evoprune.interrupts import errors_of_interrupts, sigterm_as_interrupt
 from evoprune.io import write_atomic
 from evoprune.local import checkpoint as ckpt_file
 from evoprune.local.checkpoint import Position
@@ -465,7 +465,7 @@ def local_search(
     # the second search of a process on: moons B 25% slower)
     with threadpool_limits(1, user_api="blas"):
         try:
-            with sigterm_as_interrupt():  # a scheduler's kill leaves a checkpoint too
+            with sigterm_as_interrupt(), errors_of_interrupts():  # a scheduler's kill too
                 best = ls.run(ckpt, checkpoint_every, fingerprint)
         except KeyboardInterrupt:
             # mid-pass: write the state as of the last pass boundary, so --resume continues there
