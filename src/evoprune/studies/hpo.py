@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from evoprune.errors import EvopruneError
-from evoprune.interrupts import raising, release_sigint, sigint_held
+from evoprune.interrupts import errors_of_interrupts, raising, release_sigint, sigint_held
 from evoprune.seeding import derive_seed
 from evoprune.studies.choices import HPO_OBJECTIVES, SAMPLERS, SPACES
 from evoprune.studies.training import (
@@ -405,16 +405,13 @@ def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
 def _worker_main(cfg_dict: dict[str, Any], out: str, worker: int) -> None:
     """A worker process: started with Ctrl-C held back (`sigint_held`), it lets it through
     here; a Ctrl-C then ends it quietly (the driver says so; the journal resumes the study)."""
-    with raising(signal.SIGINT, KeyboardInterrupt) as interrupted:
+    with raising(signal.SIGINT, KeyboardInterrupt):
         try:
             release_sigint()
-            work(HPOConfig(**cfg_dict), Path(out), worker)
+            with errors_of_interrupts():  # Ctrl-C inside Optuna's journal lock, made its own error
+                work(HPOConfig(**cfg_dict), Path(out), worker)
         except KeyboardInterrupt:
             sys.exit(130)
-        except Exception:
-            if not interrupted:
-                raise
-            sys.exit(130)  # Ctrl-C inside a library that made it an error of its own
 
 
 def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[str, Any]:
