@@ -448,7 +448,8 @@ def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[s
     bar = progress_bar(total=cfg.trials, desc=f"hpo {cfg.sampler}/{cfg.objective}/{cfg.space}",
                        unit="trial", enabled=progress)  # fmt: skip
     try:
-        work(cfg, out, 0, bar)
+        with errors_of_interrupts():  # a Ctrl-C that Optuna made its own error is one too
+            work(cfg, out, 0, bar)
     except KeyboardInterrupt:
         _interrupt(others)
         raise
