@@ -181,6 +181,7 @@ def _npz(path: Path, X=None, y=None) -> Path:
     ("args", "message"),
     [
         (["search", "--dataset", "nope"], "dataset: expected one of"),
+        (["search", "--dataset", "digits-10"], "is dataset 'digits' with classes 10)"),
         (["compare", "no-such-run"], "no-such-run: no such folder"),
         (["tune-backprop", "--dataset", "moons", "--cv", "1"], "--cv: expected at least 2"),
         (["tune-backprop", "--dataset", "moons", "--jobs", "0"], "--jobs: expected at least 1"),

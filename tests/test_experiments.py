@@ -295,6 +295,7 @@ GOOD_YAML = """
         (("method: ga}", "method: selection, epochs: 2, target_epoch: 3}"), "target_epoch: exp"),
         # values a misspelling breaks: caught at load time, not in every run of the sweep
         (("dataset: [moons]", "dataset: [moons, circels]"), "got 'circels'"),
+        (("dataset: [moons]", "dataset: [blobs-10]"), "is dataset 'blobs' with classes 10)"),
         (("method: ga}", "method: ga, arch: Q}"), "arch: expected one of"),
         (("method: ga}", "method: ga, objective: acuracy}"), "objective: expected"),
         (("method: ga}", "method: ga, population: 1}"), "population: expected at least 2"),

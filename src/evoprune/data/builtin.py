@@ -26,3 +26,13 @@ DATASETS: dict[str, DatasetInfo] = {
         (10, *range(2, 10)), True, "28x28 MNIST from IDX files or an .npz (--data-dir)"
     ),
 }
+
+
+def unknown_dataset(name: object) -> str:
+    """The error line for a dataset name not in `DATASETS`. The papers' tables name problems
+    "digits-10" or "blobs-10", which here is a name and a class count: the line says so."""
+    line = f"dataset: expected one of {', '.join(DATASETS)}, got {name!r}"
+    base, _, count = str(name).rpartition("-")
+    if base.lower() in DATASETS and count.isdigit():
+        line += f" ({name} is dataset {base.lower()!r} with classes {count})"
+    return line

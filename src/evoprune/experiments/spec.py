@@ -432,7 +432,7 @@ def _check_values(job: dict[str, Any]) -> None:
     """The values a misspelling breaks (dataset, arch, init, sparsity, and each method's own:
     `evoprune.jobs.check_job`), checked before the first run instead of failing in every run
     of a long sweep."""
-    from evoprune.data import DATASETS
+    from evoprune.data.builtin import DATASETS, unknown_dataset
     from evoprune.nets import ARCHS, INITS, is_conv_arch, parse_arch
 
     if "data" in job and not job.get("target") and not str(job["data"]).endswith(".npz"):
@@ -445,9 +445,7 @@ def _check_values(job: dict[str, Any]) -> None:
         stat = Path(job["data"]).stat()
         _check_data_file(job["data"], job.get("target"), stat.st_mtime_ns, stat.st_size)
     if "data" not in job and job.get("dataset", "moons") not in DATASETS:  # studies name none
-        raise EvopruneError(
-            f"dataset: expected one of {', '.join(DATASETS)}, got {job.get('dataset')!r}"
-        )
+        raise EvopruneError(unknown_dataset(job.get("dataset")))
     if "data" not in job and job.get("classes") is not None:
         from evoprune.data.registry import check_classes
 
