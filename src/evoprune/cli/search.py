@@ -222,6 +222,7 @@ def _flag(key: str) -> str:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    data = data_job(args)  # a misspelt dataset is told before torch loads
     from evoprune.ga.job import ga_config, job_checkpoints, run_ga_job
 
     if args.no_post_prune and args.post_prune_criterion is not None:
@@ -230,7 +231,7 @@ def run_search(args: argparse.Namespace) -> int:
         )
     job = {
         "method": args.variant,
-        **data_job(args),
+        **data,
         "arch": args.arch,
         "seed": args.seed,
         "init": args.init,
