@@ -38,9 +38,9 @@ from pathlib import Path
 
 from evoprune.data import bayes_predict, fresh_sample
 from evoprune.data.registry import GENERATORS, dataset_from_config
-from evoprune.evaluate import score_splits
 from evoprune.experiments.stats import mcnemar_exact
 from evoprune.jobs import run_job
+from evoprune.scores import score_splits
 from evoprune.ticket import Ticket
 
 CASES = {

@@ -25,14 +25,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tabular import write_tabular  # noqa: E402
 
 from evoprune.data import load_dataset, load_file  # noqa: E402
-from evoprune.evaluate import (
-    Evaluator,  # noqa: E402
-    score_splits,  # noqa: E402
-)
+from evoprune.evaluate import Evaluator  # noqa: E402
 from evoprune.ga import GAConfig, post_prune  # noqa: E402
 from evoprune.ga.api import search  # noqa: E402
 from evoprune.ga.config import POST_PRUNE_CRITERIA  # noqa: E402
 from evoprune.nets import build_mlp, parse_arch  # noqa: E402
+from evoprune.scores import score_splits  # noqa: E402
 
 # (label, dataset loader kwargs, arch, objective); the paper's datasets, then small tables
 CASES = [

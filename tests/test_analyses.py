@@ -21,10 +21,10 @@ from evoprune.analysis.hessian import hessian_spectrum, ticket_hessian
 from evoprune.analysis.landscape import LandscapeConfig, landscape, ticket_landscape
 from evoprune.analysis.params import Selection, masked_state
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import score_splits
 from evoprune.ga.job import run_ga_job
 from evoprune.masks import MaskSpace
 from evoprune.nets import build_mlp
+from evoprune.scores import score_splits
 from evoprune.ticket import Ticket
 
 TINY = {"population": 12, "min_generations": 4, "patience": 2, "max_generations": 4}

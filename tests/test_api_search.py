@@ -10,10 +10,10 @@ from torch import nn
 import evoprune
 from evoprune.data import load_dataset
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import score_splits
 from evoprune.ga import GAConfig
 from evoprune.local import kernels
 from evoprune.nets import MLP, build_mlp, build_network
+from evoprune.scores import score_splits
 
 TINY = GAConfig(population=10, min_generations=3, max_generations=3)
 

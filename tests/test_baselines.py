@@ -26,11 +26,11 @@ from evoprune.baselines.table2 import TABLE2_DIGITS_RAW, format_row
 from evoprune.cli import main
 from evoprune.data.registry import load_dataset
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import forward_one
 from evoprune.jobs import run_job
 from evoprune.masks import MaskSpace
 from evoprune.nets import ARCHS, build_mlp
 from evoprune.results import RESULT_FIELDS as CORE_FIELDS
+from evoprune.scores import forward_one
 from evoprune.ticket import Ticket
 
 # Every field of the GA's result.json (issue #3: the baselines write the same ones), plus theirs.
@@ -264,7 +264,7 @@ def test_edge_popup_job_writes_a_ticket_and_every_result_field(tmp_path, tiny_da
     assert (tmp_path / "run" / "history.csv").read_text().startswith("epoch,")
     # The ticket rebuilds the exact network: same test accuracy from the file alone.
     from evoprune.data.registry import dataset_from_config
-    from evoprune.evaluate import score
+    from evoprune.scores import score
 
     ds = dataset_from_config(ticket.dataset)
     assert score(ticket.build_model(), ticket.mask, ds)["test_accuracy"] == result["test_accuracy"]

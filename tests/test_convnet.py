@@ -8,12 +8,13 @@ import torch
 
 import evoprune
 from evoprune.baselines.edge_popup import edge_popup
-from evoprune.evaluate import Evaluator, forward_one
+from evoprune.evaluate import Evaluator
 from evoprune.ga import GAConfig
 from evoprune.local import conv as conv_search
 from evoprune.local.conv import ConvSearchConfig, conv_local_search
 from evoprune.masks import MaskSpace
 from evoprune.nets import ConvNet, build_convnet, build_network
+from evoprune.scores import forward_one
 from evoprune.ticket import Ticket
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

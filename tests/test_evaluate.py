@@ -8,11 +8,12 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
-from evoprune.evaluate import Evaluator, forward_one
+from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import _zero_on
 from evoprune.masks import MaskSpace, pack_rows, sparsity
 from evoprune.nets import build_mlp
 from evoprune.objectives import accuracy, cross_entropy, macro_f1
+from evoprune.scores import forward_one
 
 TINY_MB = 0.02  # ~20 KB: population chunks of a few masks, sample chunks of a few rows
 

@@ -9,12 +9,12 @@ import torch
 
 from evoprune.data.registry import load_dataset
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import score_splits
 from evoprune.ga.config import GAConfig
 from evoprune.local.config import LocalConfig
 from evoprune.local.incremental import MLPState
 from evoprune.local.search import LocalSearch, local_search
 from evoprune.nets import build_mlp
+from evoprune.scores import score_splits
 
 
 @pytest.fixture(scope="module")

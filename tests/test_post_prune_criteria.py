@@ -11,12 +11,13 @@ import torch.nn.functional as F
 
 import evoprune
 from evoprune.cli import main
-from evoprune.evaluate import Evaluator, forward_one
+from evoprune.evaluate import Evaluator
 from evoprune.ga import GAConfig, post_prune
 from evoprune.ga import prune as prune_module
 from evoprune.ga.config import POST_PRUNE_CRITERIA
 from evoprune.nets import build_mlp
 from evoprune.progress import progress_bar
+from evoprune.scores import forward_one
 
 STRICT = [c for c in POST_PRUNE_CRITERIA if c != "accuracy"]
 

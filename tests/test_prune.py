@@ -7,12 +7,13 @@ import torch
 from torch import nn
 
 from evoprune.data import load_dataset
-from evoprune.evaluate import Evaluator, forward_one
+from evoprune.evaluate import Evaluator
 from evoprune.ga import post_prune
 from evoprune.ga import prune as prune_module
 from evoprune.masks import MaskSpace
 from evoprune.nets import build_mlp
 from evoprune.progress import progress_bar
+from evoprune.scores import forward_one
 
 
 def plain_walk(model: nn.Module, space: MaskSpace, mask: torch.Tensor, X, y) -> torch.Tensor:

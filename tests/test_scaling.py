@@ -18,8 +18,8 @@ from evoprune.data import fresh_sample, load_dataset, load_file
 from evoprune.data.registry import dataset_from_config
 from evoprune.data.scaling import FeatureScaling, global_min_max, unscale_global
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import score_splits
 from evoprune.nets import build_mlp
+from evoprune.scores import score_splits
 from evoprune.ticket import Ticket
 
 FAST = ["--population", "10", "--min-generations", "3", "--max-generations", "3", "--quiet"]

@@ -19,13 +19,12 @@ bits.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,21 +35,10 @@ from evoprune.devices import check_device, placed, torch_threads
 from evoprune.errors import EvopruneError
 from evoprune.fastmlp import FastMLP, MaskedChunk, is_mlp_stack
 from evoprune.inputs import check_data
-from evoprune.masks import MaskSpace, pack_rows, sparsity
+from evoprune.masks import MaskSpace, pack_rows
 from evoprune.objectives import OBJECTIVES, Objective, confusion_counts, get_objective
 
-if TYPE_CHECKING:
-    from evoprune.data.registry import Dataset
-
-__all__ = [
-    "Evaluator",
-    "each_copy",
-    "forward_one",
-    "score",
-    "score_fit",
-    "score_splits",
-    "ticket_scores",
-]
+__all__ = ["Evaluator", "each_copy"]
 
 # Sample chunks of the fast path aim for activations of about this size, so one chunk's
 # intermediates stay in L2/L3 instead of streaming through DRAM (measured on the 2-core EPYC:
@@ -459,89 +447,6 @@ def _checked(
             f"{tuple(logits.shape)}, got {got}"
         )
     return values
-
-
-def forward_one(
-    model: nn.Module, space: MaskSpace, mask: torch.Tensor, X: torch.Tensor
-) -> torch.Tensor:
-    """Logits of one masked copy of `model` (the plain, unbatched reference: copy, mask, forward)."""
-    clone = copy.deepcopy(model)
-    per_param = space.split(mask.to(torch.bool))
-    with torch.no_grad():
-        for name, param in clone.named_parameters():
-            if name in per_param:
-                param.mul_(per_param[name].to(param.dtype))
-        return clone(X)
-
-
-# -- one mask's scores ------------------------------------------------------------------------
-
-
-def score_splits(
-    model: nn.Module,
-    mask: torch.Tensor,
-    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
-    space: MaskSpace | None = None,
-    device: str = "cpu",
-    memory_mb: float = 64.0,
-    metrics: tuple[str, ...] = ("accuracy", "loss"),
-) -> dict[str, float]:
-    """Each metric of one mask on each named split: ``{split}_accuracy``, ``{split}_loss``
-    (the mean cross-entropy) and, when asked, ``{split}_f1``."""
-    out: dict[str, float] = {}
-    for split, (X, y) in splits.items():
-        ev = Evaluator(model, X, y, "accuracy", space=space, device=device, memory_mb=memory_mb,
-                       cache=False, metrics=metrics)  # fmt: skip
-        m = ev.evaluate(mask.view(1, -1))
-        out |= {f"{split}_{name}": float(m[name][0]) for name in metrics}
-    return out
-
-
-def score_fit(
-    model: nn.Module,
-    mask: torch.Tensor,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    X_test: torch.Tensor | None = None,
-    y_test: torch.Tensor | None = None,
-    *,
-    objective: str = "accuracy",
-    space: MaskSpace | None = None,
-    device: str = "cpu",
-    memory_mb: float = 64.0,
-) -> dict[str, float]:
-    """A search's scores of `mask`: train (and test when given) accuracy and loss, and F1 when
-    it is the objective."""
-    splits = {"train": (X, y)} | ({"test": (X_test, y_test)} if X_test is not None else {})
-    metrics = ("accuracy", "loss", "f1") if objective == "f1" else ("accuracy", "loss")
-    return score_splits(model, mask, splits, space, device, memory_mb, metrics)
-
-
-def score(
-    model: nn.Module, mask: torch.Tensor, ds: Dataset, space: MaskSpace | None = None
-) -> dict[str, float]:
-    """Train/test accuracy and mean cross-entropy of one mask over `model` (laid out by
-    `space`, default: all of its maskable weights)."""
-    splits = {"train": (ds.X_train, ds.y_train), "test": (ds.X_test, ds.y_test)}
-    return score_splits(model, mask, splits, space)
-
-
-def ticket_scores(
-    scores: dict[str, float],
-    mask: torch.Tensor,
-    before: dict[str, float] | None = None,
-    mask_before: torch.Tensor | None = None,
-) -> dict[str, float]:
-    """The score fields every search's ticket carries: `scores` (`score_fit`), the sparsity,
-    and both as they were before post-pruning (the same when a search has none)."""
-    before = scores if before is None else before
-    mask_before = mask if mask_before is None else mask_before
-    return {
-        **scores,
-        "sparsity": float(sparsity(mask)),
-        "sparsity_before_post_prune": float(sparsity(mask_before)),
-        **{f"{k}_before_post_prune": v for k, v in before.items()},
-    }
 
 
 def each_copy(one: Any, weights: dict[str, torch.Tensor], *args: Any) -> torch.Tensor:

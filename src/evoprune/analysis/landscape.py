@@ -20,7 +20,7 @@ batched products per chunk of grid points, over sample chunks that stay in cache
 of one forward per grid point beat the vmapped general path on digits-10 B; see
 ``benchmarks/bench_analyses.py``.)
 
-The centre (δ = η = 0) is the ticket itself and is scored by `evoprune.evaluate.score_splits`, the
+The centre (δ = η = 0) is the ticket itself and is scored by `evoprune.scores.score_splits`, the
 function that wrote the ticket's ``train_loss`` and ``train_accuracy``, so it equals them exactly.
 """
 
@@ -49,10 +49,11 @@ from evoprune.analysis.params import (
 from evoprune.data.registry import Dataset
 from evoprune.devices import placed
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import each_copy, score_splits
+from evoprune.evaluate import each_copy
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.inputs import check_data
 from evoprune.io import provenance, write_atomic, write_json
+from evoprune.scores import score_splits
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket
 

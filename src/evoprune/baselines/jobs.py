@@ -27,11 +27,11 @@ from evoprune.baselines.backprop import MAX_ITER, backprop
 from evoprune.baselines.edge_popup import EdgePopupConfig, epoch_bar, train_edge_popup
 from evoprune.baselines.table2 import BackpropParams, lookup
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import score
 from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.nets import ARCHS, build_network, is_conv_arch, parse_arch
 from evoprune.results import base_result, write_run_dir, writing_run_dir
+from evoprune.scores import score
 
 EDGE_POPUP_KEYS = {f.name for f in fields(EdgePopupConfig)}
 BACKPROP_PARAM_KEYS = {f.name for f in fields(BackpropParams)}

@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from evoprune.data.registry import dataset_from_config
-    from evoprune.evaluate import score, score_splits
+    from evoprune.scores import score, score_splits
     from evoprune.ticket import Ticket
 
     fresh_seed(args)  # --fresh-seed without --fresh: an error before any work
@@ -111,7 +111,7 @@ def _print_fresh(model: Any, ticket: Any, n: int, seed: int) -> None:
 
     from evoprune.data.bayes import bayes_predict
     from evoprune.data.newdata import trained_normalize
-    from evoprune.evaluate import score_splits
+    from evoprune.scores import score_splits
 
     X, y = fresh_samples(ticket.dataset, n, seed)
     accuracy = score_splits(model, ticket.mask, {"fresh": (X, y)}, ticket.space(model))[

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import Evaluator, score_fit, ticket_scores
+from evoprune.evaluate import Evaluator
 from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig, conv_reads
 from evoprune.ga.genetic import GeneticSearch
 from evoprune.ga.prune import post_prune
@@ -21,6 +21,7 @@ from evoprune.inputs import check_data, problem_digest
 from evoprune.masks import MaskSpace
 from evoprune.nets import ConvNet
 from evoprune.objectives import Objective, ObjectiveFn, get_objective
+from evoprune.scores import score_fit, ticket_scores
 from evoprune.ticket import Ticket, layout_fields
 
 

@@ -72,7 +72,7 @@ import torch
 from torch import nn
 
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import Evaluator, score_fit, ticket_scores
+from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.ga.config import GAConfig
 from evoprune.ga.genetic import GeneticSearch
@@ -82,6 +82,7 @@ from evoprune.local.config import LOCAL_OBJECTIVES
 from evoprune.local.search import local_search, split_validation
 from evoprune.masks import MaskSpace, pack, sparsity
 from evoprune.objectives import get_objective
+from evoprune.scores import score_fit, ticket_scores
 from evoprune.ticket import Ticket, layout_fields
 
 

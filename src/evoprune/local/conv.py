@@ -40,9 +40,9 @@ import torch.nn.functional as F
 
 from evoprune.devices import check_device
 from evoprune.errors import EvopruneError
-from evoprune.evaluate import score_fit, ticket_scores
 from evoprune.masks import MaskSpace
 from evoprune.nets import ConvNet
+from evoprune.scores import score_fit, ticket_scores
 from evoprune.seeding import torch_generator
 from evoprune.ticket import Ticket, layout_fields
 
