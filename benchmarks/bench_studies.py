@@ -24,12 +24,13 @@ import torch
 def sampler_ms(sampler_name: str, space: str, trials: int, journal: bool) -> float:
     import optuna
 
-    from evoprune.studies.hpo import HPOConfig, make_sampler, open_storage, suggest, timed
+    from evoprune.studies.hpo import HPOConfig, make_sampler, suggest, timed
+    from evoprune.studies.hpo_storage import open_storage
 
     cfg = HPOConfig(sampler=sampler_name, space=space)
     sampler = timed(make_sampler(cfg, 0))
     with tempfile.TemporaryDirectory() as tmp:
-        storage = open_storage(cfg, __import__("pathlib").Path(tmp)) if journal else None
+        storage = open_storage(__import__("pathlib").Path(tmp)) if journal else None
         study = optuna.create_study(sampler=sampler, storage=storage, direction="maximize")
         for _ in range(trials):
             trial = study.ask()

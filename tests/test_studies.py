@@ -317,9 +317,9 @@ def test_spaces_have_the_stated_dimensions():
 def test_stale_trials_are_failed_live_ones_kept(tmp_path):
     import optuna
 
-    from evoprune.studies import hpo
+    from evoprune.studies import hpo, hpo_storage
 
-    storage = hpo.open_storage(hpo.HPOConfig(), tmp_path)
+    storage = hpo_storage.open_storage(tmp_path)
     study = optuna.create_study(study_name=hpo.STUDY_NAME, storage=storage)
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -335,11 +335,11 @@ def test_stale_trials_are_failed_live_ones_kept(tmp_path):
         storage.set_trial_system_attr(t._trial_id, "evoprune:owner", owner)
     storage.set_trial_system_attr(trials[1]._trial_id, "evoprune:heartbeat", time.time() - 100)
     storage.set_trial_system_attr(trials[2]._trial_id, "evoprune:heartbeat", time.time())
-    hpo._OWN.add(trials[3].number)
+    hpo_storage._OWN.add(trials[3].number)
     try:
-        assert hpo.fail_stale_trials(study, grace=30) == 2
+        assert hpo_storage.fail_stale_trials(study, grace=30) == 2
     finally:
-        hpo._OWN.discard(trials[3].number)
+        hpo_storage._OWN.discard(trials[3].number)
     states = [t.state.name for t in study.get_trials()]
     assert states == ["FAIL", "FAIL", "RUNNING", "RUNNING"]
 
@@ -378,9 +378,10 @@ def test_a_trial_numbered_after_the_last_slot_gives_way(tmp_path, monkeypatch):
     import optuna
 
     from evoprune.studies import hpo
+    from evoprune.studies.hpo_storage import open_storage
 
     cfg = hpo.HPOConfig(sampler="random", objective="synflow", trials=2)
-    storage = hpo.open_storage(cfg, tmp_path)
+    storage = open_storage(tmp_path)
     study = optuna.create_study(study_name=hpo.STUDY_NAME, storage=storage, direction="maximize")
     for _ in range(2):
         study.tell(study.ask(), 1.0)
@@ -436,10 +437,9 @@ def test_hpo_two_workers_exact_trial_count(tmp_path, capsys):
     import optuna
 
     from evoprune.studies import hpo
+    from evoprune.studies.hpo_storage import open_storage
 
-    study = optuna.load_study(
-        study_name=hpo.STUDY_NAME, storage=hpo.open_storage(hpo.HPOConfig(), out)
-    )
+    study = optuna.load_study(study_name=hpo.STUDY_NAME, storage=open_storage(out))
     states = [t.state.name for t in study.get_trials()]
     assert states.count("COMPLETE") == 12 and "RUNNING" not in states
 
@@ -488,10 +488,9 @@ def test_hpo_resumed_with_more_trials_draws_new_configurations(sampler, tmp_path
     import optuna
 
     from evoprune.studies import hpo
+    from evoprune.studies.hpo_storage import open_storage
 
-    study = optuna.load_study(
-        study_name=hpo.STUDY_NAME, storage=hpo.open_storage(hpo.HPOConfig(), out)
-    )
+    study = optuna.load_study(study_name=hpo.STUDY_NAME, storage=open_storage(out))
     drawn = [tuple(sorted(t.params.items())) for t in study.get_trials()]
     assert len(drawn) == 6 and len(set(drawn)) == 6, drawn
     # wall_seconds is this run's (as for every method), the trials' span covers both runs
@@ -526,15 +525,14 @@ def test_hpo_killed_and_resumed_ends_with_exact_count(tmp_path):
     import optuna
 
     from evoprune.studies import hpo
+    from evoprune.studies.hpo_storage import JOURNAL, open_storage
 
     deadline = time.time() + 120
     while time.time() < deadline:  # kill once a trial has completed and others run
         time.sleep(0.5)
-        if not (out / hpo.JOURNAL).exists():
+        if not (out / JOURNAL).exists():
             continue
-        study = optuna.load_study(
-            study_name=hpo.STUDY_NAME, storage=hpo.open_storage(hpo.HPOConfig(), out)
-        )
+        study = optuna.load_study(study_name=hpo.STUDY_NAME, storage=open_storage(out))
         states = [t.state.name for t in study.get_trials()]
         if "COMPLETE" in states and "RUNNING" in states:
             break
@@ -546,9 +544,7 @@ def test_hpo_killed_and_resumed_ends_with_exact_count(tmp_path):
     assert again.returncode == 0, again.stderr
     r = json.loads((out / "result.json").read_text())
     assert r["n_trials"] == 10 and r["stale_trials"] >= len(running)
-    study = optuna.load_study(
-        study_name=hpo.STUDY_NAME, storage=hpo.open_storage(hpo.HPOConfig(), out)
-    )
+    study = optuna.load_study(study_name=hpo.STUDY_NAME, storage=open_storage(out))
     states = [t.state.name for t in study.get_trials()]
     assert states.count("COMPLETE") == 10 and "RUNNING" not in states
 
@@ -587,12 +583,11 @@ def _hpo_trials(out: Path) -> int:
     import optuna
 
     from evoprune.studies import hpo
+    from evoprune.studies.hpo_storage import JOURNAL, open_storage
 
-    if not (out / hpo.JOURNAL).exists():
+    if not (out / JOURNAL).exists():
         return 0
-    study = optuna.load_study(
-        study_name=hpo.STUDY_NAME, storage=hpo.open_storage(hpo.HPOConfig(), out)
-    )
+    study = optuna.load_study(study_name=hpo.STUDY_NAME, storage=open_storage(out))
     return sum(t.state.name == "COMPLETE" for t in study.get_trials())
 
 
@@ -724,14 +719,14 @@ def test_hpo_locks_its_journal_by_an_absolute_path(tmp_path, monkeypatch):
     # resume waited on it forever
     from optuna.storages.journal import JournalFileSymlinkLock
 
-    from evoprune.studies.hpo import HPOConfig, open_storage
+    from evoprune.studies.hpo_storage import open_storage
 
     targets = []
     monkeypatch.setattr(JournalFileSymlinkLock, "__init__",
                         lambda self, path, **kw: targets.append(path))  # fmt: skip
     monkeypatch.chdir(tmp_path)
     (tmp_path / "rel").mkdir()
-    open_storage(HPOConfig(objective="synflow"), Path("rel"))
+    open_storage(Path("rel"))
     assert targets and Path(targets[0]).is_absolute()
 
 

@@ -5,16 +5,15 @@ al., NeurIPS 2020, arXiv 2006.05467; as a NAS proxy: Abdelfattah et al., ICLR 20
 arXiv 2101.08134). Hirianskyi & Bulakh (SUNZ 2026) compare the samplers' quality and own time.
 
 The study lives in Optuna storage (a `JournalStorage` file in the run folder by default, or an RDB
-URL), so several worker processes, or machines sharing the folder or database, work on one study,
-and a killed study resumes with the same command. A study ends with exactly `trials` COMPLETE
-trials:
+URL; `evoprune.studies.hpo_storage`), so several worker processes, or machines sharing the folder
+or database, work on one study, and a killed study resumes with the same command. A study ends
+with exactly `trials` COMPLETE trials:
 
 - a worker only starts a trial while fewer than `trials` trials are COMPLETE or RUNNING; a trial
   that finds, once numbered, that `trials` trials with lower numbers are already live gives way
   (it is marked FAIL with the user attribute ``surplus``), so no two workers overshoot;
-- every RUNNING trial carries its owner (host, pid) and a heartbeat; a trial whose owner process is
-  gone (same host) or whose heartbeat is older than `grace` seconds is marked FAIL, and a new
-  trial takes its place. (Optuna's own heartbeat covers RDB storage only.)
+- a trial whose worker is gone (its process, or its heartbeat for `grace` seconds) is marked FAIL,
+  and a new trial takes its place (`evoprune.studies.hpo_storage`).
 
 Spaces (ints are suggested as ints, no categoricals, so CMA-ES sees every dimension):
 ``low`` (6): layers 1-3, width 16-256 (log), lr 1e-4-1e-1 (log), weight decay 1e-6-1e-2 (log),
@@ -26,16 +25,12 @@ hyperparameters are fixed at `FIXED_TRAINING` for the final training.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import signal
-import socket
 import sys
-import threading
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +42,7 @@ from evoprune.errors import EvopruneError
 from evoprune.interrupts import errors_of_interrupts, raising, release_sigint, sigint_held
 from evoprune.seeding import derive_seed
 from evoprune.studies.choices import HPO_OBJECTIVES, SAMPLERS, SPACES
+from evoprune.studies.hpo_storage import _Heartbeat, _optuna, fail_stale_trials, open_storage
 from evoprune.studies.training import (
     Splits,
     accuracy,
@@ -60,7 +56,6 @@ HIGH_LAYERS = 8
 # the SynFlow objective's training hyperparameters (Adam's usual defaults; no dropout)
 FIXED_TRAINING = {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64}
 STUDY_NAME = "evoprune-hpo"
-JOURNAL = "study.journal"
 _SURPLUS = "surplus"
 
 
@@ -98,16 +93,6 @@ class HPOConfig:
     def study_settings(self) -> dict[str, Any]:
         """What defines the study (a resumed study must agree); workers/storage may change."""
         return {k: v for k, v in asdict(self).items() if k not in ("workers", "storage", "trials")}
-
-
-def _optuna():
-    try:
-        import optuna
-    except ImportError as exc:  # pragma: no cover - a dependency, but say how to get it
-        raise EvopruneError("hpo needs optuna: pip install optuna cmaes") from exc
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna
 
 
 # --- the search space and the objectives ------------------------------------------------------
@@ -244,95 +229,6 @@ def timed(sampler: Any) -> Any:
     return TimedSampler(sampler)
 
 
-# --- storage, liveness ------------------------------------------------------------------------
-
-
-def open_storage(cfg: HPOConfig, out: Path) -> Any:
-    optuna = _optuna()
-    if cfg.storage:
-        try:
-            return optuna.storages.RDBStorage(cfg.storage)
-        except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many kinds
-            raise EvopruneError(
-                f"storage: cannot open {cfg.storage!r} ({type(exc).__name__})"
-            ) from None
-    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-
-    # absolute: the lock is a symlink to this path, which a relative one would make dangle
-    # (after a kill, a resume then waited on it forever)
-    path = str((out / JOURNAL).absolute())
-    backend = JournalFileBackend(path, lock_obj=JournalFileSymlinkLock(path, grace_period=10))
-    return optuna.storages.JournalStorage(backend)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def fail_stale_trials(study: Any, grace: float) -> int:
-    """Mark FAIL every RUNNING trial whose worker is gone; returns how many."""
-    optuna = _optuna()
-    host, now, failed = socket.gethostname(), time.time(), 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        owner = t.system_attrs.get("evoprune:owner")
-        beat = t.system_attrs.get("evoprune:heartbeat")
-        if beat is None:
-            beat = t.datetime_start.timestamp() if t.datetime_start else now
-        if owner and owner.get("host") == host:
-            dead = not _alive(int(owner["pid"])) or (
-                owner["pid"] == os.getpid() and t.number not in _OWN
-            )
-        else:
-            dead = now - float(beat) > grace
-        if dead:
-            try:
-                study._storage.set_trial_system_attr(t._trial_id, "evoprune:stale", True)
-                study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-                failed += 1
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass  # another worker got there first, or it just finished
-    return failed
-
-
-_OWN: set[int] = set()  # trial numbers this process is running now
-
-
-class _Heartbeat:
-    """Beats for the trial this worker runs, from a thread, every `interval` seconds."""
-
-    def __init__(self, storage: Any, interval: float):
-        self.storage, self.interval = storage, interval
-        self.trial_id: int | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            with self._lock:
-                if self.trial_id is not None:
-                    # the trial may have just finished: a failed beat is harmless
-                    with contextlib.suppress(Exception):
-                        self.storage.set_trial_system_attr(
-                            self.trial_id, "evoprune:heartbeat", time.time()
-                        )
-
-    def watch(self, trial_id: int | None) -> None:
-        with self._lock:
-            self.trial_id = trial_id
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 # --- workers and the study --------------------------------------------------------------------
 
 
@@ -350,7 +246,7 @@ def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
     optuna = _optuna()
     S = optuna.trial.TrialState
     torch.set_num_threads(1)
-    storage = open_storage(cfg, out)
+    storage = open_storage(out, cfg.storage)
     held = len(storage.get_all_trials(storage.get_study_id_from_name(STUDY_NAME), deepcopy=False))
     study = optuna.load_study(
         study_name=STUDY_NAME, storage=storage, sampler=timed(make_sampler(cfg, worker, held))
@@ -372,32 +268,26 @@ def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
                 time.sleep(min(1.0, cfg.heartbeat))
                 continue
             trial = study.ask()
-            _OWN.add(trial.number)
-            storage.set_trial_system_attr(trial._trial_id, "evoprune:owner",
-                                          {"host": socket.gethostname(), "pid": os.getpid()})  # fmt: skip
-            beat.watch(trial._trial_id)
-            try:
-                earlier = [t for t in study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING))
-                           if t.number < trial.number]  # fmt: skip
-                if len(earlier) >= cfg.trials:  # another worker took the last slot first
-                    storage.set_trial_user_attr(trial._trial_id, _SURPLUS, True)
-                    study.tell(trial, state=S.FAIL)
-                    continue
-                config = suggest(trial, cfg.space, cfg.objective)
-                start = time.perf_counter()
-                value = evaluate_trial(config, splits, cfg, trial.number)
-                storage.set_trial_user_attr(
-                    trial._trial_id, "objective_seconds", time.perf_counter() - start
-                )
-                storage.set_trial_user_attr(trial._trial_id, "config", config)
-                study.tell(trial, value if math.isfinite(value) else None,
-                           state=S.COMPLETE if math.isfinite(value) else S.FAIL)  # fmt: skip
-                done += 1
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass  # declared dead by another worker while we were slow (no heartbeat for `grace`)
-            finally:
-                beat.watch(None)
-                _OWN.discard(trial.number)
+            with beat.owning(trial):
+                try:
+                    live_now = study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING))
+                    earlier = [t for t in live_now if t.number < trial.number]
+                    if len(earlier) >= cfg.trials:  # another worker took the last slot first
+                        storage.set_trial_user_attr(trial._trial_id, _SURPLUS, True)
+                        study.tell(trial, state=S.FAIL)
+                        continue
+                    config = suggest(trial, cfg.space, cfg.objective)
+                    start = time.perf_counter()
+                    value = evaluate_trial(config, splits, cfg, trial.number)
+                    storage.set_trial_user_attr(
+                        trial._trial_id, "objective_seconds", time.perf_counter() - start
+                    )
+                    storage.set_trial_user_attr(trial._trial_id, "config", config)
+                    study.tell(trial, value if math.isfinite(value) else None,
+                               state=S.COMPLETE if math.isfinite(value) else S.FAIL)  # fmt: skip
+                    done += 1
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    pass  # declared dead by another worker while slow (no heartbeat for `grace`)
     finally:
         beat.close()
 
@@ -427,7 +317,7 @@ def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[s
     started = time.perf_counter()
     if not cfg.storage:
         out.mkdir(parents=True, exist_ok=True)  # the journal lives there
-    storage = open_storage(cfg, out)  # a bad URL fails here, before anything is written
+    storage = open_storage(out, cfg.storage)  # a bad URL fails here, before anything is written
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize",
                                 load_if_exists=True)  # fmt: skip
     settings = study.user_attrs.get("evoprune:settings")
