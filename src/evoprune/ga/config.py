@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 VARIANTS = ("ga", "ga-adaptive", "memetic", "local")
 # When post-pruning may clear a bit (see `evoprune.ga.prune`); "accuracy" is the paper's.
 POST_PRUNE_CRITERIA = ("accuracy", "accuracy-loss", "no-new-errors", "holdout")
+# "accuracy-loss": a rise of the mean cross-entropy below this, per sample, is rounding
+LOSS_SLACK = 1e-6
 # LocalConfig's names for GAConfig's fields, so its messages name the field the user set.
 _LOCAL_NAMES = {"start_density": "local_density", "starts": "local_starts",
                 "patience": "local_patience"}  # fmt: skip

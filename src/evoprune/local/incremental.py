@@ -22,12 +22,12 @@ state scales the last layer: the predictions, hence the accuracy and F1, stay as
 T < 1 weighs the samples near the decision boundary more.
 
 Exactness: each sample's margin carries a bound on its float64 rounding error
-(`evoprune.local.rounding`, which post-pruning's incremental walk in `evoprune.ga.prune` uses
-as well; here over the full, unmasked weights so it holds for every submask); a step that would
-move a sample whose margin is within that bound is never accepted on this arithmetic
-(`UNDECIDED_DELTA`). The state is rebuilt from the mask by a plain forward (`refresh`) at every pass
-boundary of the search, so rounding never accumulates and a resumed search continues from
-the very same numbers.
+(`evoprune.local.rounding`, which post-pruning's incremental walk,
+`evoprune.ga.prune_incremental`, uses as well; here over the full, unmasked weights so it holds
+for every submask); a step that would move a sample whose margin is within that bound is never
+accepted on this arithmetic (`UNDECIDED_DELTA`). The state is rebuilt from the mask by a plain
+forward (`refresh`) at every pass boundary of the search, so rounding never accumulates and a
+resumed search continues from the very same numbers.
 """
 
 from __future__ import annotations

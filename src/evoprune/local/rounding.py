@@ -1,7 +1,7 @@
 """The float64 rounding bound of the exact incremental MLP walks (no numba: post-pruning imports
 it without the compiled kernels). `evoprune.local.incremental.MLPState` (local search) and
-`evoprune.ga.prune` (post-pruning) decide on float64 margins and leave a sample whose margin is
-within this bound to exact means (never accepting on it, or asking the `Evaluator`).
+`evoprune.ga.prune_incremental` (post-pruning) decide on float64 margins and leave a sample whose
+margin is within this bound to exact means (never accepting on it, or asking the `Evaluator`).
 """
 
 from __future__ import annotations
