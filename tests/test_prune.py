@@ -149,7 +149,7 @@ def test_other_modules_take_the_general_path_and_equal_the_plain_walk(monkeypatc
     net = SmallConvNet()
     ev = Evaluator(net, X, y, cache=False, metrics=("accuracy",))
     mask = torch.rand(ev.n_bits, generator=gen) < 0.6
-    monkeypatch.setattr(prune_module, "_IncrementalWalk", no_general_path)
+    monkeypatch.setattr(prune_module, "IncrementalWalk", no_general_path)
     pruned, report = post_prune(ev, mask)
     assert torch.equal(pruned, plain_walk(net, ev.space, mask, X, y))
     assert not (pruned & ~mask).any()

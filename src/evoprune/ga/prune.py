@@ -47,7 +47,7 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import is_mlp_stack
 from evoprune.ga.config import LOSS_SLACK, POST_PRUNE_CRITERIA
-from evoprune.ga.prune_incremental import _IncrementalWalk
+from evoprune.ga.prune_incremental import IncrementalWalk
 from evoprune.ga.prune_report import PruneReport
 from evoprune.objectives import Objective
 from evoprune.progress import progress_bar
@@ -96,7 +96,7 @@ def post_prune(
             pruned, again = _GuardedWalk(evaluator, criterion, seed, keep).run(mask, bar)
             return pruned, replace(again, evaluations=report.evaluations + 2 + again.evaluations)
         if is_mlp_stack(evaluator.model) and criterion in ("accuracy", "accuracy-loss"):
-            pruned, report = _IncrementalWalk(evaluator, mask, criterion).run(bar)
+            pruned, report = IncrementalWalk(evaluator, mask, criterion).run(bar)
             if report.accuracy_after >= report.accuracy_before:
                 return pruned, report
             warnings.warn(  # never seen: a safety net should the rounding bound ever fail

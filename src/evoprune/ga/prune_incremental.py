@@ -36,7 +36,7 @@ from evoprune.ga.prune_report import PruneReport
 from evoprune.local.rounding import rounding_bound
 
 
-class _IncrementalWalk:
+class IncrementalWalk:
     """The walk over an MLP stack with float64 activations updated one connection at a time.
 
     State, feature-major as in `evoprune.fastmlp` so one unit is one contiguous row:

@@ -42,7 +42,7 @@ from evoprune.errors import EvopruneError
 from evoprune.interrupts import errors_of_interrupts, raising, release_sigint, sigint_held
 from evoprune.seeding import derive_seed
 from evoprune.studies.choices import HPO_OBJECTIVES, SAMPLERS, SPACES
-from evoprune.studies.hpo_storage import _Heartbeat, _optuna, fail_stale_trials, open_storage
+from evoprune.studies.hpo_storage import Heartbeat, fail_stale_trials, load_optuna, open_storage
 from evoprune.studies.training import (
     Splits,
     accuracy,
@@ -173,7 +173,7 @@ def evaluate_trial(config: dict[str, Any], s: Splits, cfg: HPOConfig, number: in
 def make_sampler(cfg: HPOConfig, worker: int, after: int = 0) -> Any:
     """Worker `worker`'s sampler, on a study that already holds `after` trials: a resumed
     study's sampler is seeded apart, or its random draws would repeat the first run's."""
-    optuna = _optuna()
+    optuna = load_optuna()
     name = f"hpo/sampler/{worker}" + (f"/after/{after}" if after else "")
     seed = derive_seed(cfg.seed, name) % 2**31
     if cfg.sampler == "tpe":
@@ -189,7 +189,7 @@ def make_sampler(cfg: HPOConfig, worker: int, after: int = 0) -> Any:
 
 def timed(sampler: Any) -> Any:
     """`sampler` wrapped so that its own time per trial is recorded (user attr sampler_seconds)."""
-    optuna = _optuna()
+    optuna = load_optuna()
 
     class TimedSampler(optuna.samplers.BaseSampler):
         def __init__(self, inner: Any):
@@ -233,7 +233,7 @@ def timed(sampler: Any) -> Any:
 
 
 def _counts(study: Any) -> tuple[int, int]:
-    optuna = _optuna()
+    optuna = load_optuna()
     S = optuna.trial.TrialState
     trials = study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING))
     complete = sum(t.state == S.COMPLETE for t in trials)
@@ -243,7 +243,7 @@ def _counts(study: Any) -> tuple[int, int]:
 def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
     """One worker: run trials until the study has `cfg.trials` COMPLETE trials; returns how many
     this worker completed. Safe to run in any number of processes at once."""
-    optuna = _optuna()
+    optuna = load_optuna()
     S = optuna.trial.TrialState
     torch.set_num_threads(1)
     storage = open_storage(out, cfg.storage)
@@ -254,7 +254,7 @@ def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
     splits = digits_splits()
     if cfg.objective == "train":
         warm_up_training()
-    beat = _Heartbeat(storage, cfg.heartbeat)
+    beat = Heartbeat(storage, cfg.heartbeat)
     done = 0
     try:
         while True:
@@ -312,7 +312,7 @@ def run_study(cfg: HPOConfig, out: str | Path, progress: bool = False) -> dict[s
 
     from evoprune.progress import progress_bar
 
-    optuna = _optuna()
+    optuna = load_optuna()
     out = Path(out)
     started = time.perf_counter()
     if not cfg.storage:
@@ -364,7 +364,7 @@ def _interrupt(workers: list[Any], seconds: float = 5.0) -> None:
 
 
 def summarise_study(study: Any, cfg: HPOConfig, seconds: float) -> dict[str, Any]:
-    optuna = _optuna()
+    optuna = load_optuna()
     S = optuna.trial.TrialState
     all_trials = study.get_trials(deepcopy=False)
     complete = sorted((t for t in all_trials if t.state == S.COMPLETE), key=lambda t: t.number)

@@ -7,7 +7,7 @@ and a heartbeat; a trial whose owner process is gone (same host) or whose heartb
 `grace` seconds is marked FAIL, and a new trial takes its place. (Optuna's own heartbeat covers RDB
 storage only.)
 
-Optuna is imported on first use (`_optuna`, which hpo shares), with a hint how to install it.
+Optuna is imported on first use (`load_optuna`, which hpo shares), with a hint how to install it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from evoprune.errors import EvopruneError
 JOURNAL = "study.journal"
 
 
-def _optuna():
+def load_optuna():
     try:
         import optuna
     except ImportError as exc:  # pragma: no cover - a dependency, but say how to get it
@@ -40,7 +40,7 @@ def _optuna():
 def open_storage(out: Path, url: str | None = None) -> Any:
     """The study's storage: the database at `url` (sqlite:///..., postgresql://...), or else the
     journal file in `out`."""
-    optuna = _optuna()
+    optuna = load_optuna()
     if url:
         try:
             return optuna.storages.RDBStorage(url)
@@ -70,7 +70,7 @@ def _alive(pid: int) -> bool:
 
 def fail_stale_trials(study: Any, grace: float) -> int:
     """Mark FAIL every RUNNING trial whose worker is gone; returns how many."""
-    optuna = _optuna()
+    optuna = load_optuna()
     host, now, failed = socket.gethostname(), time.time(), 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         owner = t.system_attrs.get("evoprune:owner")
@@ -96,7 +96,7 @@ def fail_stale_trials(study: Any, grace: float) -> int:
 _OWN: set[int] = set()  # trial numbers this process is running now
 
 
-class _Heartbeat:
+class Heartbeat:
     """Beats for the trial this worker runs, from a thread, every `interval` seconds."""
 
     def __init__(self, storage: Any, interval: float):
