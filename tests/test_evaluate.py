@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
-from evoprune.evaluate import Evaluator
+from evoprune.evaluate import Evaluator, genome_key
 from evoprune.fastmlp import _zero_on
 from evoprune.masks import MaskSpace, pack_rows, sparsity
 from evoprune.nets import build_mlp
@@ -326,7 +325,23 @@ def test_cache_arrays_hold_the_first_n_genomes_in_evaluation_order():
     ev.evaluate(masks)
     keys, values = ev.cache_arrays(4)
     assert keys.shape[0] == values.shape[0] == 4
-    assert np.array_equal(keys, pack_rows(masks[:4]))
+    assert [k.tobytes() for k in keys] == [genome_key(row) for row in pack_rows(masks[:4])]
+
+
+def test_the_cache_keeps_16_bytes_a_genome_however_large_the_network():
+    # before, the packed genome itself: 30 KB an evaluation on 784-300-10
+    net = build_mlp([40, 300, 10], seed=0)
+    X, y = _data(20, 40, 10)
+    ev = Evaluator(net, X, y, objective="loss")
+    masks = _masks(5, ev.n_bits)
+    ev.evaluate(masks)
+    keys, _ = ev.cache_arrays(5)
+    assert keys.shape == (5, 16) and ev.n_bits // 8 > 1000
+    assert len({k.tobytes() for k in keys}) == 5
+    flipped = masks[:1].clone()
+    flipped[0, -1] = ~flipped[0, -1]  # one bit apart: another genome, another key
+    ev.evaluate(flipped)
+    assert ev.n_evaluations == 6
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])

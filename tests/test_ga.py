@@ -1,6 +1,7 @@
 """The GA: termination, adaptive bound, post-pruning, determinism, resume, convergence, API."""
 
 import dataclasses
+import json
 import time
 
 import numpy as np
@@ -264,6 +265,40 @@ def test_checkpointed_search_resumes_to_the_identical_result(digits2, tmp_path):
     assert torch.equal(full.mask, resumed.mask)
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(full.history) == drop(resumed.history)
+    assert full.metrics["evaluations"] == resumed.metrics["evaluations"]
+
+
+def test_a_checkpoint_whose_cache_holds_packed_genomes_resumes_the_same(
+    digits2, tmp_path, monkeypatch
+):
+    # checkpoints written before the cache kept digests hold each genome's packed bits, and no
+    # cache_keys field: they are hashed on loading, and the search goes on as it would have
+    import evoprune.evaluate
+    import evoprune.ga.checkpoint
+
+    cfg = dataclasses.replace(SMALL, min_generations=12, max_generations=12)
+    full = tiny_search(digits2, cfg)
+    ckpt = tmp_path / "ckpt.npz"
+    original = Evaluator.evaluate
+    calls = {"n": 0}
+
+    def interrupted(self, masks):  # Ctrl-C in generation 7
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return original(self, masks)
+
+    with monkeypatch.context() as old_code:
+        old_code.setattr(evoprune.evaluate, "genome_key", lambda packed: packed.tobytes())
+        old_code.setattr(evoprune.ga.checkpoint, "CACHE_KEYS", None)
+        old_code.setattr(Evaluator, "evaluate", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            tiny_search(digits2, cfg, checkpoint=ckpt, checkpoint_every=5)
+    with np.load(ckpt) as saved:
+        header, keys = json.loads(saved["header"].tobytes()), saved["cache_keys"]
+    assert header["cache_keys"] is None and keys.shape[1] == 1320 // 8  # 64-20-2: 1,320 bits
+    resumed = tiny_search(digits2, cfg, checkpoint=ckpt, checkpoint_every=5, resume=True)
+    assert torch.equal(full.mask, resumed.mask)
     assert full.metrics["evaluations"] == resumed.metrics["evaluations"]
 
 

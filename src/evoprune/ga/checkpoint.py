@@ -1,9 +1,9 @@
 """Search checkpoints: the whole GA state in one ``.npz`` (no pickle), written atomically.
 
 Saved: the ranked population (packed bits), its scores, the generator state, counters, the
-history, the evaluator's cache (so evaluation counts continue exactly), and a fingerprint of the
-problem (config, data, network) that must match on resume, and the code (git revision,
-versions) of each run that wrote it.
+history, the evaluator's cache (each genome's digest and scores, so evaluation counts continue
+exactly), and a fingerprint of the problem (config, data, network) that must match on resume,
+and the code (git revision, versions) of each run that wrote it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from evoprune.ga.state import GAState
 from evoprune.io import checkpoint_bytes, code_lineage, read_checkpoint, write_atomic
 
 FORMAT = "evoprune-checkpoint/1"
+# the cache's keys are `genome_key` digests; a checkpoint without this field (written before)
+# holds packed genomes, which are hashed on loading: its search resumes the same
+CACHE_KEYS = "blake2b-128"
 _SCALARS = (
     "generation",
     "best_fitness",
@@ -44,6 +47,7 @@ def save_checkpoint(
         "fingerprint": fingerprint,
         "code": code_lineage(code),
         "n_bits": int(state.population.shape[1]),
+        "cache_keys": CACHE_KEYS,
         "history": list(state.history),
         "init_info": state.init_info,
         **{name: getattr(state, name) for name in _SCALARS},
@@ -67,7 +71,8 @@ def load_checkpoint(
     header, arrays = read_checkpoint(path, FORMAT, fingerprint)
     n_bits = header["n_bits"]
     population = np.unpackbits(arrays["population"], axis=1, count=n_bits).astype(bool)
-    ev.restore_cache(arrays["cache_keys"], arrays["cache_values"], int(header["evaluations"]))
+    ev.restore_cache(arrays["cache_keys"], arrays["cache_values"], int(header["evaluations"]),
+                     packed=header.get("cache_keys") != CACHE_KEYS)  # fmt: skip
     scalars = {name: header[name] for name in _SCALARS}
     state = GAState(
         population=torch.from_numpy(population),
