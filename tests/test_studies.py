@@ -612,6 +612,20 @@ def test_specs_load_and_jobs_run(tmp_path):
         )
 
 
+def test_a_study_job_setting_an_integer_to_null_is_an_error_naming_it():
+    # a seed of None reached numpy as a TypeError; a key with a default is not unset by None
+    from evoprune.jobs import run_job
+
+    minimize_job = {"method": "minimize", "function": "sphere", "dim": 2, "optimizer": "random",
+                    "budget": 10, "seed": None}  # fmt: skip
+    weights_job = {"method": "train-weights", "optimizer": "adam", "seconds": 1, "seed": None}
+    for job in (minimize_job, weights_job):
+        with pytest.raises(EvopruneError, match="seed: expected an integer, got None"):
+            run_job(job)
+    with pytest.raises(EvopruneError, match="trials: expected an integer, got None"):
+        run_job({"method": "hpo", "trials": None})
+
+
 def test_prepare_frames_and_claims():
     from evoprune.experiments.sections.studies import (
         STUDY_CLAIMS,

@@ -43,6 +43,8 @@ WEIGHTS_KEYS = {"optimizer", "seconds", "population", "sigma"}
 def _int(job: dict[str, Any], key: str, default: int | None) -> int | None:
     v = job.get(key, default)
     if v is None:
+        if default is not None:  # set to None (null), which is not its default
+            raise EvopruneError(f"{key}: expected an integer, got None")
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
         raise EvopruneError(f"{key}: expected an integer, got {v!r}")
