@@ -14,7 +14,7 @@ from evoprune.local import conv as conv_search
 from evoprune.local.conv import ConvSearchConfig, conv_local_search
 from evoprune.masks import MaskSpace
 from evoprune.nets import ConvNet, build_convnet, build_network
-from evoprune.scores import forward_one
+from evoprune.scores import forward_one, score_fit
 from evoprune.ticket import Ticket
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -165,6 +165,16 @@ def test_search_variant_local_on_the_conv_net_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(out / "ticket.npz")]) == 0
     assert f"test acc {result['test_accuracy']:.4f}" in capsys.readouterr().out
+
+
+def test_test_rows_without_their_labels_are_refused_before_the_search():
+    # X_test alone ended a whole pass later in a TypeError (None labels); score_fit likewise
+    X, y = images(8, 9)
+    net = build_convnet(10, "signed-constant", seed=9)
+    with pytest.raises(evoprune.EvopruneError, match="X_test and y_test: give both or neither"):
+        conv_local_search(net, X, y, ConvSearchConfig(max_passes=1), X_test=X)
+    with pytest.raises(evoprune.EvopruneError, match="X_test and y_test: give both or neither"):
+        score_fit(net, torch.ones(MaskSpace(net).n_bits, dtype=torch.bool), X, y, y_test=y)
 
 
 def test_the_conv_local_search_leaves_autograd_out():

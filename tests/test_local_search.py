@@ -52,6 +52,15 @@ def test_every_accepted_step_lowers_the_exact_objective(
     assert ties > 0 or not tiebreak  # the tie-breaker did decide some steps
 
 
+def test_a_validation_slice_needs_its_rows_and_labels_together():
+    # X_val alone failed as "y: expected ... labels", y_val alone was silently dropped
+    X = torch.randn(40, 2)
+    y = (X[:, 0] > 0).long()
+    for half in ({"X_val": X}, {"y_val": y}):
+        with pytest.raises(EvopruneError, match="X_val and y_val: give both or neither"):
+            local_search(build_mlp([2, 8, 2]), X, y, config=LocalConfig(max_passes=1), **half)
+
+
 def test_tiebreak_leaves_plateaus_the_objective_alone_cannot(digits3):
     """From an all-zero mask every single flip leaves the prediction constant (accuracy flat):
     the objective alone accepts nothing, the loss tie-breaker finds the way down."""

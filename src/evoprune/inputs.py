@@ -52,6 +52,18 @@ def check_data(
     return X, y, X_test, y_test
 
 
+def both_or_neither(
+    X: torch.Tensor | None, y: torch.Tensor | None, names: str = "X_test and y_test"
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(X, y)`` when both are given, None when neither is; one alone is an `EvopruneError`
+    (`names` says which pair, e.g. ``"X_val and y_val"``)."""
+    if X is not None and y is not None:
+        return X, y
+    if X is None and y is None:
+        return None
+    raise EvopruneError(f"{names}: give both or neither")
+
+
 def _array(value: Any) -> Any:
     """A pandas DataFrame or Series as its numpy values (``torch.as_tensor`` indexes a frame by
     column labels, a KeyError)."""

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from evoprune.evaluate import Evaluator
+from evoprune.inputs import both_or_neither
 from evoprune.masks import MaskSpace, sparsity
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def score_fit(
 ) -> dict[str, float]:
     """A search's scores of `mask`: train (and test when given) accuracy and loss, and F1 when
     it is the objective."""
-    splits = {"train": (X, y)} | ({"test": (X_test, y_test)} if X_test is not None else {})
+    test = both_or_neither(X_test, y_test)
+    splits = {"train": (X, y)} | ({"test": test} if test is not None else {})
     metrics = ("accuracy", "loss", "f1") if objective == "f1" else ("accuracy", "loss")
     return score_splits(model, mask, splits, space, device, memory_mb, metrics)
 

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from evoprune.devices import check_device
 from evoprune.errors import EvopruneError
+from evoprune.inputs import both_or_neither
 from evoprune.masks import MaskSpace
 from evoprune.nets import ConvNet
 from evoprune.scores import score_fit, ticket_scores
@@ -278,6 +279,7 @@ def conv_local_search(
     config = config or ConvSearchConfig()
     if not isinstance(model, ConvNet):
         raise EvopruneError("conv_local_search: expected an evoprune.nets.ConvNet")
+    test = both_or_neither(X_test, y_test)
     start, cpu_start = time.perf_counter(), time.process_time()
     device = torch.device(config.device)
     space = MaskSpace(model)
@@ -338,11 +340,11 @@ def conv_local_search(
                 "seconds": round(seconds, 4),
                 "cpu_seconds": round(time.process_time() - cpu_start, 4),  # this process only
             }
-            | ({"test_accuracy": _accuracy(state, X_test, y_test)} if X_test is not None else {})
+            | ({"test_accuracy": _accuracy(state, *test)} if test is not None else {})
         )
-        test = f" test acc {history[-1]['test_accuracy']:.4f}" if X_test is not None else ""
+        shown = f" test acc {history[-1]['test_accuracy']:.4f}" if test is not None else ""
         bar.set_postfix_str(
-            f"pass {p + 1}: train acc {train_acc:.4f}{test} flips/s {flips_scored / seconds:,.0f}",
+            f"pass {p + 1}: train acc {train_acc:.4f}{shown} flips/s {flips_scored / seconds:,.0f}",
             refresh=False,
         )
         if accepted == accepted_before or _out_of_time(config, start, cpu_start):

@@ -41,6 +41,7 @@ from torch import nn
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.fastmlp import is_mlp_stack
+from evoprune.inputs import both_or_neither
 from evoprune.interrupts import errors_of_interrupts, sigterm_as_interrupt
 from evoprune.io import write_atomic
 from evoprune.local import checkpoint as ckpt_file
@@ -443,11 +444,13 @@ def local_search(
         )
     space = space or MaskSpace(model)
     y = torch.as_tensor(y, dtype=torch.long)
-    if X_val is None and config.val_fraction > 0:
-        X, y, X_val, y_val = split_validation(X, y, config.val_fraction, config.seed)
+    held_out = both_or_neither(X_val, y_val, "X_val and y_val")
+    if held_out is None and config.val_fraction > 0:
+        X, y, X_held, y_held = split_validation(X, y, config.val_fraction, config.seed)
+        held_out = (X_held, y_held)
     val = None
-    if X_val is not None:
-        val = Evaluator(model, X_val, y_val, "accuracy", space=space, device=device, cache=False,
+    if held_out is not None:
+        val = Evaluator(model, *held_out, "accuracy", space=space, device=device, cache=False,
                         metrics=("accuracy",))  # fmt: skip
     state = MLPState.from_model(model, X, y, objective, np.ones(space.n_bits, bool), space,
                                 config.sparsity_penalty, config.tiebreak,
