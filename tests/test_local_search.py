@@ -61,6 +61,14 @@ def test_a_validation_slice_needs_its_rows_and_labels_together():
             local_search(build_mlp([2, 8, 2]), X, y, config=LocalConfig(max_passes=1), **half)
 
 
+def test_an_empty_list_of_start_masks_is_refused():
+    # no start ran, and the search returned None for its mask (a TypeError further on)
+    X = torch.randn(40, 2)
+    y = (X[:, 0] > 0).long()
+    with pytest.raises(EvopruneError, match="init_masks: expected at least one start mask"):
+        local_search(build_mlp([2, 8, 2]), X, y, config=LocalConfig(max_passes=1), init_masks=[])
+
+
 def test_tiebreak_leaves_plateaus_the_objective_alone_cannot(digits3):
     """From an all-zero mask every single flip leaves the prediction constant (accuracy flat):
     the objective alone accepts nothing, the loss tie-breaker finds the way down."""

@@ -72,6 +72,8 @@ class LocalSearch:
         progress: bool = False,
         init_masks: list[np.ndarray] | None = None,
     ):
+        if init_masks is not None and not len(init_masks):
+            raise EvopruneError("init_masks: expected at least one start mask, got none")
         self.state, self.cfg, self.val = state, config, val
         self.rng = numpy_generator(config.seed, "local")
         self.init_masks = init_masks
