@@ -418,7 +418,11 @@ class Evaluator:
                 best = torch.where(better, logits[:, c], best)
                 pred.masked_fill_(better, c)
         two = pred.dtype == torch.bool  # two classes: "is class 1"
-        y = self._y_bool[rows] if two else self.y[rows]
+        if two:
+            assert self._y_bool is not None  # a two-class net: __init__ set it
+            y = self._y_bool[rows]
+        else:
+            y = self.y[rows]
         correct = (pred == y).sum(dim=1)
         if not self._counts:
             return correct.cpu(), None

@@ -28,6 +28,7 @@ reorders float32 sums.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import torch
 from torch import nn
@@ -37,7 +38,7 @@ from evoprune.masks import MaskSpace
 TABLE_MAX_IN = 3  # up to 2**3 = 8 input subsets per unit; beyond that direct GEMM is cheaper
 
 
-def is_mlp_stack(model: nn.Module) -> bool:
+def is_mlp_stack(model: nn.Module) -> TypeGuard[nn.Sequential]:
     """True for ``Linear (ReLU Linear)*``, strictly alternating, so the fast path mirrors it:
     an `nn.Sequential` (or a subclass that keeps its `forward`) whose children are named
     0, 1, 2, ... as the fast paths name their parameters, without forward hooks (the fast path
@@ -103,7 +104,7 @@ class FastMLP:
     torch.Size([3, 2, 16])
     """
 
-    def __init__(self, model: nn.Sequential, space: MaskSpace, support: torch.Tensor | None = None):
+    def __init__(self, model: nn.Module, space: MaskSpace, support: torch.Tensor | None = None):
         if not is_mlp_stack(model):
             raise ValueError("FastMLP needs an nn.Sequential of Linear and ReLU layers")
         bits = {p.name: slice(p.start, p.start + p.size) for p in space.params}
@@ -180,10 +181,10 @@ class FastMLP:
         select = None
         if len(self.layers) > 2:
             inert = None
-            if self.tabulated:
+            if code is not None:  # tabulated
                 inert = self._inert[code * self.n_hidden + torch.arange(self.n_hidden)]
             weights, biases, first_units = _compact(weights, biases, inert)
-            if self.tabulated:
+            if code is not None:
                 rows = code.gather(1, first_units) * self.n_hidden + first_units  # (p, w0)
                 select = self._row_pos[rows].reshape(-1)
         biases = [b.reshape(len(b), -1, 1) for b in biases]
@@ -211,6 +212,7 @@ class FastMLP:
         """Logits ``(p, C, s)`` of the population on samples ``xT (in, s)``."""
         p, s = pop.p, xT.shape[1]
         if pop.head is not None:
+            assert pop.head_bias is not None  # `_prepare_head` sets both
             return torch.addmm(pop.head_bias, pop.head, self._table(xT)).view(p, -1, s)
         if pop.select is not None:
             a = self._table(xT).index_select(0, pop.select)  # (p*w0, s)

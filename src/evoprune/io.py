@@ -107,8 +107,10 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
         x, y = a.get(k), b.get(k)
         if _canonical(x) == _canonical(y):
             continue
-        both = isinstance(x, dict) and isinstance(y, dict)
-        out += _differences(x, y, f"{prefix}{k}.") if both else [f"{prefix}{k}"]
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differences(x, y, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k}")
     return out
 
 

@@ -89,7 +89,7 @@ def _method(name: Any) -> Method:
     return METHODS[name]
 
 
-def runner(name: str) -> Runner:
+def runner(name: str | None) -> Runner:
     """The function that runs jobs of method `name`."""
     m = _method(name)
     return getattr(importlib.import_module(m.module), m.runner)

@@ -126,7 +126,9 @@ def initialise(model: nn.Module, init: str, seed: int, keep: float = 0.5) -> nn.
                 weight.copy_(signs * std)
             if module.bias is not None:
                 module.bias.zero_()
-    model.random_init = {"init": init, "seed": int(seed), "keep": float(keep)}
+    # torch types Module.__setattr__ for tensors and modules only; a plain attribute is fine
+    drawn = {"init": init, "seed": int(seed), "keep": float(keep)}
+    model.random_init = drawn  # type: ignore[assignment]
     return model
 
 
@@ -137,6 +139,7 @@ def rebuild_fields(model: nn.Module) -> dict[str, Any]:
     drawn = getattr(model, "random_init", None)
     if drawn is None:
         return {"layers": None}
+    again: nn.Module
     if isinstance(model, MLP):
         fields, again = {"layers": list(model.layers), **drawn}, build_mlp(model.layers, **drawn)
     elif isinstance(model, ConvNet):

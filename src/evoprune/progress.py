@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
 EVERY_SECONDS = 30.0
@@ -54,8 +54,8 @@ class LogLines:
         unit: str = "it",
         every: float = EVERY_SECONDS,
     ):
-        if total is None and iterable is not None and hasattr(iterable, "__len__"):
-            total = len(iterable)  # type: ignore[arg-type]
+        if total is None and isinstance(iterable, Sized):
+            total = len(iterable)
         self.iterable, self.total, self.desc, self.unit, self.every = (
             iterable, total, desc, unit, every)  # fmt: skip
         self.n: float = 0

@@ -34,8 +34,9 @@ RESULT_FIELDS = (
 )  # fmt: skip
 
 
-def base_result(job: dict[str, Any], ds: Dataset, layers: list[int] | None) -> dict[str, Any]:
-    """The fields every result.json starts with: what ran, on what, and with which code."""
+def base_result(job: dict[str, Any], ds: Dataset, layers: list[int] | str | None) -> dict[str, Any]:
+    """The fields every result.json starts with: what ran, on what, and with which code
+    (`layers`: the layer list, a conv net's name, or None)."""
     return {
         "method": job["method"],
         # a user's file by its name (two files must not share the label "file")

@@ -126,11 +126,11 @@ class Ticket:
                     f"ticket: the mask is for layers {self.layers} (weight shapes {want}) but the "
                     f"model's maskable weights have shapes {have}"
                 )
-        have = [list(p.shape) for p in space.params]
-        if self.shapes is not None and have != self.shapes:
+        have_shapes = [list(p.shape) for p in space.params]
+        if self.shapes is not None and have_shapes != self.shapes:
             raise EvopruneError(
                 f"ticket: the mask is for weights of shapes {self.shapes}, but the model's "
-                f"maskable weights have shapes {have}"
+                f"maskable weights have shapes {have_shapes}"
             )
         per_param = space.split(self.mask)
         params = dict(model.named_parameters())

@@ -227,7 +227,7 @@ def class_index(y: np.ndarray, labels: list[Any], name: str) -> np.ndarray:
     >>> class_index(np.array([0, 2.0, 1]), ["0.0", "1.0", "2"], "new.csv").tolist()
     [0, 2, 1]
     """
-    key = _label_key
+    key: Callable[[Any], str] = _label_key
     if len({key(label) for label in labels}) < len(labels):  # "1" and "1.0" both classes
         key = str
     index = {key(label): i for i, label in enumerate(labels)}
@@ -413,9 +413,10 @@ def describe_columns(columns: list[str] | None, most: int = 6) -> str:
 
 
 def fitted_scaling(
-    record: dict[str, Any], X: np.ndarray, path: str | Path, columns: list[str] | None
+    record: dict[str, Any], X: np.ndarray, path: object, columns: list[str] | None
 ) -> FeatureScaling:
-    """The per-feature scaling a ticket recorded, checked to fit the rows of `X` from `path`."""
+    """The per-feature scaling a ticket recorded, checked to fit the rows of `X` from `path`
+    (a file, or what errors call the rows)."""
     fitted = FeatureScaling.from_config(record)
     if fitted.n_features != X[0].size:
         raise EvopruneError(
