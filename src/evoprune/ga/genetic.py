@@ -223,20 +223,20 @@ class GeneticSearch:
                         and self.checkpoint_every
                         and (state.generation % self.checkpoint_every == 0)
                     ):
-                        self._save(state)
+                        self._save(self.checkpoint, state)
             except KeyboardInterrupt:
                 # `state` is always a whole generation: save it so `--resume` continues here.
                 if self.checkpoint and state is not None:
-                    self._save(state)
+                    self._save(self.checkpoint, state)
                 raise
             finally:
                 bar.close()
         if self.checkpoint and self.checkpoint_every:
-            self._save(state)
+            self._save(self.checkpoint, state)
         return state
 
-    def _save(self, state: GAState) -> None:
-        save_checkpoint(self.checkpoint, state, self.fingerprint, self.ev, self.resumed_code)
+    def _save(self, path: Path, state: GAState) -> None:
+        save_checkpoint(path, state, self.fingerprint, self.ev, self.resumed_code)
 
     def _report(self, bar: Any, state: GAState) -> None:
         row = state.history[-1]

@@ -29,6 +29,7 @@ def checkpoint_files(out: Path, variant: str | None = None, loss_phase: bool = F
     """The checkpoints a run of `variant` in folder `out` writes: the GA's (ga, ga-adaptive,
     memetic), the local phase's (memetic, local) and, with `loss_phase` (memetic with
     loss_first on another objective), the loss phase's; every one of them without a variant."""
+    prefixes: tuple[str, ...]
     if variant is None:
         prefixes = CHECKPOINT_PREFIXES
     else:
@@ -125,7 +126,11 @@ def run_ga_job(
     objective = job.get("objective", "accuracy")
     # other code resumed here: the result is not that of one revision (read before the search
     # rewrites the checkpoints)
-    earlier = resumed_from(job_checkpoints(out, config, objective)) if checkpoint and resume else []
+    earlier = (
+        resumed_from(job_checkpoints(out, config, objective))
+        if out is not None and checkpoint and resume
+        else []
+    )
     ticket = search(
         model,
         ds.X_train.view(len(ds.X_train), -1),
@@ -160,7 +165,8 @@ def run_ga_job(
             result.update(analyze_ticket(ticket, ds, analyses, out, seed))
         if out is not None:
             write_run_dir(out, result, ticket, ticket.history)
-    if checkpoint is not None:  # finished: result.json and ticket.npz replace its checkpoints
+    # finished: result.json and ticket.npz replace its checkpoints (there is one only with `out`)
+    if out is not None and checkpoint is not None:
         for path in job_checkpoints(out, config, objective):
             path.unlink(missing_ok=True)
     return result

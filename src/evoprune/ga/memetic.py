@@ -90,7 +90,7 @@ def memetic_search(
     model: nn.Module,
     X: torch.Tensor,
     y: torch.Tensor,
-    objective: str,
+    objective: object,  # a name in LOCAL_OBJECTIVES; anything else (a callable) is refused
     config: GAConfig,
     *,
     X_test: torch.Tensor | None = None,
@@ -145,9 +145,10 @@ def memetic_search(
         if cap is None:
             cap = 50 if ga_objective == "loss" else config.generation_cap
         ga_cfg = replace(config, variant="ga", max_generations=min(config.generation_cap, cap))
-        metrics = tuple(dict.fromkeys((ga_objective, "accuracy")))
+        ga_metrics = tuple(dict.fromkeys((ga_objective, "accuracy")))
         ev = Evaluator(model, X_fit, y_fit, get_objective(ga_objective), space=space,
-                       device=config.device, memory_mb=config.memory_mb, metrics=metrics)  # fmt: skip
+                       device=config.device, memory_mb=config.memory_mb,
+                       metrics=ga_metrics)  # fmt: skip
         ga = GeneticSearch(ev, ga_cfg, checkpoint=ckpt,
                            checkpoint_every=checkpoint_every, fingerprint=fingerprint,
                            progress=progress)  # fmt: skip

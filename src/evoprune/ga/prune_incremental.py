@@ -65,8 +65,8 @@ class IncrementalWalk:
         # valid for every submask of the starting one, with one update per set bit
         self.tol = rounding_bound(self.masked, biases, XT, int(mask.sum()))
         self.acts, self.pre = [XT], []
-        for idx, w in enumerate(self.masked):
-            self.pre.append(w @ self.acts[idx] + self.biases[idx])
+        for idx, masked in enumerate(self.masked):
+            self.pre.append(masked @ self.acts[idx] + self.biases[idx])
             if idx < len(self.masked) - 1:
                 self.acts.append(np.maximum(self.pre[idx], 0.0))
         self.sign = np.where(self.y == 1, 1.0, -1.0)  # two classes: margin = sign * (l1 - l0)
@@ -167,7 +167,7 @@ class IncrementalWalk:
             trial[bit] = False
             passed = self._score(trial) >= self._score(mask)
         else:
-            passed = n_right >= np.count_nonzero(self.right[changed])
+            passed = bool(n_right >= np.count_nonzero(self.right[changed]))
         if passed and self.criterion == "accuracy-loss":  # and the cross-entropy must not rise
             y = self.y[changed]
             passed = _ce(logits, y) <= _ce(self.pre[last][:, changed], y) + self.loss_slack

@@ -10,7 +10,7 @@ state from the current mask, so a resumed search continues with the very same nu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ class Position:
 
 def snapshot(
     position: Position,
-    rng_state: dict[str, Any],
+    rng_state: Mapping[str, Any],
     history: list[dict[str, Any]],
     masks: dict[str, np.ndarray | None],
     fingerprint: dict[str, Any] | None,

@@ -15,6 +15,7 @@ or three classes, the expansion ranking and swap moves.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from evoprune.local.search import local_search
 from evoprune.nets import build_mlp
 
 # (layers, objective, settings): together they reach every kernel signature a search uses
-CASES = [
+CASES: list[tuple[list[int], str, dict[str, Any]]] = [
     ([2, 8, 2], "accuracy", {}),
     ([2, 8, 2], "f1", {}),
     ([2, 8, 2], "loss", {}),

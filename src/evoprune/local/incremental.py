@@ -157,8 +157,9 @@ class MLPState:
 
     def refresh(self) -> None:
         """Rebuild every activation from the mask with a plain float64 forward."""
-        self._tried = None  # a step judged by `try_step`, as long as nothing has changed since
-        self._grad = None  # `loss_gradient`'s, as long as nothing has changed since
+        # a step judged by `try_step`, as long as nothing has changed since
+        self._tried: dict[str, Any] | None = None
+        self._grad: np.ndarray | None = None  # `loss_gradient`'s, as long as nothing has changed
         self.acts, self.pre = [self.X], []
         for li in range(self.n_layers):
             if li == 0 and self.n_layers > 1:
@@ -384,7 +385,7 @@ class MLPState:
             wrong, xt = np.flatnonzero(self.status == kernels.WRONG), self.inputs_by_feature(li)
         if last or li == self.n_layers - 2:
             # (U, C): what each unit's change moves the logits by (output units: one-hot)
-            w = np.eye(self.C)[units] if last else np.ascontiguousarray(nxt[:, units].T)
+            w = np.eye(self.C)[units] if nxt is None else np.ascontiguousarray(nxt[:, units].T)
             # with the tie-breaker, its first-order change bounds a flip's from below
             grad, pen_n = np.empty((0, self.C)), np.empty((len(units), 0))
             if self.tiebreak and slack >= 0:
@@ -392,6 +393,7 @@ class MLPState:
             kernels.unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, not last, w, self.pre[-1],
                                *st, grad, pen_n, wrong, xt, slack)  # fmt: skip
         else:
+            assert nxt is not None  # a layer below the last hidden one
             rest = [self.masked(k) for k in range(li + 2, self.n_layers)]
             rest_w = np.concatenate([r.reshape(-1) for r in rest])
             shape = np.array([r.shape for r in rest], np.int64)

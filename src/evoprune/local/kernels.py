@@ -470,7 +470,8 @@ def set_threads(work: float) -> None:
     slower on two; a block of eight moons B hidden units, 1.6M, takes 3.4 ms instead of 4.9).
     "Every core" is at most torch's thread count, so ``torch.set_num_threads`` (``--threads``)
     and ``OMP_NUM_THREADS`` bound the local search as they bound the GA."""
-    n = min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())
+    # numba.config sets its options at import time, out of its stubs' sight
+    n = min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())  # type: ignore[attr-defined]
     numba.set_num_threads(n if work > THREAD_WORK else 1)
 
 

@@ -77,9 +77,8 @@ class LocalSearch:
         self.state, self.cfg, self.val = state, config, val
         self.rng = numpy_generator(config.seed, "local")
         self.init_masks = init_masks
-        self.min_gain = config.min_gain
-        if self.min_gain is None:
-            self.min_gain = 1e-3 if state.objective == "loss" else 0.0
+        default_gain = 1e-3 if state.objective == "loss" else 0.0
+        self.min_gain = config.min_gain if config.min_gain is not None else default_gain
         self.progress = progress
         self.history: list[dict[str, Any]] = []
         self.pos = Position()
@@ -305,27 +304,32 @@ class LocalSearch:
         bar.close()
         if checkpoint is not None and every:
             self.save(checkpoint, fingerprint)
-        if self.val is not None and self.incumbents["val_best"] is not None:
-            return self.incumbents["val_best"]
-        return self.incumbents["best"]
+        best, val_best = self.incumbents["best"], self.incumbents["val_best"]
+        if self.val is not None and val_best is not None:
+            return val_best
+        assert best is not None  # every start ends in `_end_descent`, which sets it
+        return best
 
     def _end_descent(self, n_starts: int) -> None:
         pos, cfg = self.pos, self.cfg
         key = self.key()
         if pos.kick >= 0:  # judge the kick: keep if not worse, else go back
-            if not _worse(key, pos.base_key):
+            kept, kept_key = self.incumbents["base"], pos.base_key
+            assert kept is not None and kept_key is not None  # set when kick -1 ended
+            if not _worse(key, kept_key):
                 pos.kicks_kept += 1
             else:
-                self.state.set_mask_bits(self.incumbents["base"])
-                key = pos.base_key
-        self.incumbents["base"], pos.base_key = self.state.mask_bits(), key
+                self.state.set_mask_bits(kept)
+                key = kept_key
+        base = self.state.mask_bits()
+        self.incumbents["base"], pos.base_key = base, key
         pos.kick += 1
         pos.passes = 0
         if pos.kick < cfg.kicks:
             self._kick()
             return
         if pos.best_key is None or _better(key, pos.best_key):
-            self.incumbents["best"], pos.best_key = self.incumbents["base"].copy(), key
+            self.incumbents["best"], pos.best_key = base.copy(), key
         pos.start += 1
         pos.fresh = True
 
