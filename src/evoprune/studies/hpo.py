@@ -189,9 +189,10 @@ def make_sampler(cfg: HPOConfig, worker: int, after: int = 0) -> Any:
 
 def timed(sampler: Any) -> Any:
     """`sampler` wrapped so that its own time per trial is recorded (user attr sampler_seconds)."""
-    optuna = load_optuna()
+    load_optuna()  # optuna present, and quiet
+    from optuna.samplers import BaseSampler
 
-    class TimedSampler(optuna.samplers.BaseSampler):
+    class TimedSampler(BaseSampler):
         def __init__(self, inner: Any):
             self.inner = inner
             self.spent: dict[int, float] = {}

@@ -19,12 +19,15 @@ import math
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from evoprune.errors import EvopruneError
 from evoprune.io import provenance
 from evoprune.jobkeys import check_keys
 from evoprune.results import write_run_dir
+
+if TYPE_CHECKING:
+    from evoprune.studies.train_weights import WeightsOverrides
 
 HPO_KEYS = {
     "sampler",
@@ -40,6 +43,10 @@ MINIMIZE_KEYS = {"function", "dim", "optimizer", "budget"}
 WEIGHTS_KEYS = {"optimizer", "seconds", "population", "sigma"}
 
 
+@overload
+def _int(job: dict[str, Any], key: str, default: int) -> int: ...
+@overload
+def _int(job: dict[str, Any], key: str, default: None) -> int | None: ...
 def _int(job: dict[str, Any], key: str, default: int | None) -> int | None:
     v = job.get(key, default)
     if v is None:
@@ -106,8 +113,9 @@ def check_minimize_job(job: dict[str, Any]) -> None:
     for key in ("function", "dim", "optimizer"):
         if job.get(key) is None:
             raise EvopruneError(f"job for 'minimize': missing key {key!r}")
-    check(str(job["function"]), _int(job, "dim", None), str(job["optimizer"]),
-          _int(job, "budget", None))  # fmt: skip
+    dim = _int(job, "dim", None)
+    assert dim is not None  # checked just above
+    check(str(job["function"]), dim, str(job["optimizer"]), _int(job, "budget", None))
 
 
 def check_weights_job(job: dict[str, Any]) -> None:
@@ -115,17 +123,23 @@ def check_weights_job(job: dict[str, Any]) -> None:
     _weights_overrides(job)
 
 
-def _weights_overrides(job: dict[str, Any]) -> dict[str, Any]:
+def _weights_overrides(job: dict[str, Any]) -> WeightsOverrides:
     """A train-weights job checked; the `WeightsConfig` fields it sets."""
     from evoprune.studies.train_weights import WeightsConfig
 
     check_keys(job, WEIGHTS_KEYS)
     _no_dataset_keys(job, ("digits",))
-    overrides = {k: _float(job, k, None) for k in ("sigma",) if job.get(k) is not None}
-    if "sigma" in overrides and not 0 < overrides["sigma"] < 1e6:
-        raise EvopruneError(f"sigma: expected a positive step size below 1e6, got {job['sigma']!r}")
-    if job.get("population") is not None:
-        overrides["population"] = _int(job, "population", None)
+    overrides: WeightsOverrides = {}
+    sigma = _float(job, "sigma", None)
+    if sigma is not None:
+        if not 0 < sigma < 1e6:
+            raise EvopruneError(
+                f"sigma: expected a positive step size below 1e6, got {job['sigma']!r}"
+            )
+        overrides["sigma"] = sigma
+    population = _int(job, "population", None)
+    if population is not None:
+        overrides["population"] = population
     seconds = _float(job, "seconds", None)
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise EvopruneError(f"seconds: expected a positive number of CPU seconds, got {seconds!r}")
@@ -178,8 +192,10 @@ def run_minimize_job(
     from evoprune.studies.minimize import minimize
 
     check_minimize_job(job)
-    r = minimize(str(job["function"]), _int(job, "dim", None), str(job["optimizer"]),
-                 _int(job, "budget", None), _int(job, "seed", 0))  # fmt: skip
+    dim = _int(job, "dim", None)
+    assert dim is not None  # a required key (check_minimize_job)
+    r = minimize(str(job["function"]), dim, str(job["optimizer"]), _int(job, "budget", None),
+                 _int(job, "seed", 0))  # fmt: skip
     result = {**_base(job, None, r.method), "function": r.function, "dim": r.dim,
               "optimizer": r.method,
               "budget": r.budget, "best_value": r.best, "success": int(r.success),

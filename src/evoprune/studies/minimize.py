@@ -206,11 +206,13 @@ def run_gradient(fn: TestFunction, starts: np.ndarray, budget: int, method: str)
         best = np.minimum(best, np.where(np.isnan(v), np.inf, v))
         for k in going:
             trackers[k].record(float(v[k]))
+        grad = x.grad
+        assert grad is not None  # backward() just filled it
         with torch.no_grad():
-            x.grad.nan_to_num_(0.0)
+            grad.nan_to_num_(0.0)
             if method == "sgd":  # clip each row's step to a tenth of the domain
-                norm = x.grad.norm(dim=1, keepdim=True) * opt.param_groups[0]["lr"]
-                x.grad.mul_(max_step / norm.clamp(min=max_step))
+                norm = grad.norm(dim=1, keepdim=True) * opt.param_groups[0]["lr"]
+                grad.mul_(max_step / norm.clamp(min=max_step))
         opt.step()
         with torch.no_grad():
             x.clamp_(fn.low, fn.high)
@@ -285,7 +287,8 @@ def minimize_seeds(
     fn = FUNCTIONS[function]
     rngs = [numpy_generator(s, f"minimize/{function}/{dim}/{method}") for s in seeds]
     out = []
-    if METHODS[method] is None:
+    run = METHODS[method]
+    if run is None:
         start = time.perf_counter()
         starts = np.stack([_uniform(fn, dim, rng) for rng in rngs])  # (K, d)
         trackers = run_gradient(fn, starts, budget, method)
@@ -296,7 +299,7 @@ def minimize_seeds(
             start = time.perf_counter()
             t = Tracker(fn, budget)
             with contextlib.suppress(_BudgetSpent):
-                METHODS[method](t, dim, rng)
+                run(t, dim, rng)
             trackers.append(t)
             seconds.append(time.perf_counter() - start)
     for seed, t, sec in zip(seeds, trackers, seconds, strict=True):

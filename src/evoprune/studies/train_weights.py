@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -55,6 +56,19 @@ class WeightsConfig:
     population: int = POPULATION
     sigma: float = 0.05  # sep-CMA-ES step size / GA mutation std, in weight units
     record_every: float = 0.5  # seconds of training between two points of the F1-vs-time curve
+
+
+class WeightsOverrides(TypedDict, total=False):
+    """The `WeightsConfig` fields `train_weights` takes as keywords."""
+
+    lr: float
+    weight_decay: float
+    batch_size: int
+    max_epochs: int
+    patience: int
+    population: int
+    sigma: float
+    record_every: float
 
 
 @dataclass
@@ -138,7 +152,7 @@ class _Clock:
 
 def train_weights(
     method: str = "adam", dataset: str = "digits", seconds: float | None = None, seed: int = 0,
-    progress: bool = False, **overrides: float,
+    progress: bool = False, **overrides: Unpack[WeightsOverrides],
 ) -> WeightsResult:  # fmt: skip
     """Train the 64-32-10 MLP's weights with `method`; returns test macro-F1 and the curve."""
     cfg = WeightsConfig(method=method, seconds=seconds, seed=seed, **overrides)
