@@ -256,25 +256,27 @@ def make_fitness(
     forward passes in `counter`."""
     if config.fitness == "synflow":
 
-        def fit(masks: list[torch.Tensor]) -> float:
+        def fit_synflow(masks: list[torch.Tensor]) -> float:
             counter["forward_passes"] += 1  # one all-ones forward (and its backward)
             value = log_synflow(net, masks)
             return -value if math.isfinite(value) else math.inf
 
-        return fit
+        return fit_synflow
     if config.fitness == "lsq-ce":
         X, y = _calibration(config, split, seed)
         compensator = Compensator(net, X, config.ridge, config.lsq_prior)
 
-        def fit(masks: list[torch.Tensor]) -> float:
+        def fit_lsq(masks: list[torch.Tensor]) -> float:
             counter["forward_passes"] += 2  # the compensation's layer pass and the scoring pass
             compensator(masks, "lsq")
+            logits = compensator.logits
+            assert logits is not None  # the call sets it
             with torch.no_grad():
-                loss = torch.nn.functional.cross_entropy(compensator.logits, y)
+                loss = torch.nn.functional.cross_entropy(logits, y)
             value = float(loss)
             return value if math.isfinite(value) else math.inf
 
-        return fit
+        return fit_lsq
 
     def fit(masks: list[torch.Tensor]) -> float:
         counter["evaluations_trained"] = counter.get("evaluations_trained", 0) + 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -61,7 +62,8 @@ def softmask(
                 Net(tuple(w * m for w, m in zip(net.weights, masks, strict=True)), net.biases),
                 split.X_train[rows],
             )
-            dens = sum(m.sum() for m in masks) / net.n_weights
+            # a tensor: the masks are not empty (typeshed's sum() may give its start, the int 0)
+            dens = cast(torch.Tensor, sum(m.sum() for m in masks)) / net.n_weights
             loss = torch.nn.functional.cross_entropy(out, split.y_train[rows]) + lam * dens
             opt.zero_grad(set_to_none=True)
             loss.backward()

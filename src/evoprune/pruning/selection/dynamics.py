@@ -241,6 +241,7 @@ class SelectionDynamics:
         if self.frozen:
             return
         if self.steering_done:  # the masses stay; the schedule's last step takes its full count
+            assert self.target is not None  # steering has one
             if self.t == self.target[1]:
                 self._steer()
             return
@@ -270,6 +271,7 @@ class SelectionDynamics:
     def _steer(self) -> None:
         """Follow the target schedule: extinguish the lowest-mass units up to k(t); units that
         fell below the threshold beyond it wait there."""
+        assert self.target is not None  # steered only with one
         start, end, count = self.target
         want = target_schedule(self.t, start, end, count)
         masses = self.masses
@@ -294,7 +296,7 @@ class SelectionDynamics:
         floor = torch.cat(masses.alive).float() * self.config.extinction
         masses.set(masses.split(torch.maximum(masses.flat(), floor)))
 
-    def state(self) -> dict[str, list[float]]:
+    def state(self) -> dict[str, float]:
         return {"eta": self.eta, "t": self.t}
 
 

@@ -10,11 +10,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLORS = {
     "replicator": "#d62728", "exponential": "#9467bd", "logistic": "#1f77b4",
@@ -68,7 +72,7 @@ def prepare_histograms(
     return pd.DataFrame(rows, columns=["layer", "epoch", "bin_low", "bin_high", "count"])
 
 
-def draw_accuracy(frame: pd.DataFrame, dense: float | None, title: str):
+def draw_accuracy(frame: pd.DataFrame, dense: float | None, title: str) -> Figure:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
@@ -89,7 +93,7 @@ def draw_accuracy(frame: pd.DataFrame, dense: float | None, title: str):
     return fig
 
 
-def draw_histograms(frame: pd.DataFrame, title: str):
+def draw_histograms(frame: pd.DataFrame, title: str) -> Figure:
     from matplotlib.figure import Figure
 
     layers = sorted(frame["layer"].unique())
@@ -110,7 +114,9 @@ def draw_histograms(frame: pd.DataFrame, title: str):
     return fig
 
 
-def draw_trajectories(snapshots: np.ndarray, sizes: Sequence[int], title: str, sample: int = 64):
+def draw_trajectories(
+    snapshots: np.ndarray, sizes: Sequence[int], title: str, sample: int = 64
+) -> Figure:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(4.0 * len(sizes), 3.4), layout="constrained")
@@ -151,9 +157,7 @@ def draw_run_figures(
         "mass_trajectories.png": draw_trajectories(snapshots, sizes, name),
     }
     for filename, fig in figures.items():
-        write_atomic(
-            Path(out) / filename, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=90)
-        )
+        write_atomic(Path(out) / filename, partial(fig.savefig, format="png", dpi=90))
 
 
 def draw_dynamics_trajectories(runs: Sequence[str | Path], sample: int = 48):

@@ -217,7 +217,8 @@ def run_selection_job(
 
 def _npz(**arrays: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    # numpy's stubs: a key of `arrays` could be allow_pickle (numpy>=2.1), which ours are not
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
     return buf.getvalue()
 
 

@@ -18,11 +18,15 @@ with ``requires_grad``: one ``loss.backward()`` gives the optimiser its gradient
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from evoprune.errors import EvopruneError
+
+if TYPE_CHECKING:
+    from evoprune.nets import MLP
 
 MASSED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 
@@ -153,7 +157,7 @@ def lowest(
     return keep
 
 
-def shrink_mlp(model: nn.Sequential, masses: Masses) -> nn.Sequential:
+def shrink_mlp(model: nn.Sequential, masses: Masses) -> MLP:
     """A physically smaller copy of a ReLU MLP (`evoprune.nets.MLP`): the extinct units' rows and
     the matching input columns of the next layer are gone, and each surviving mass is folded into
     its unit's weights and bias (``m · relu(z) = relu(m · z)`` for ``m >= 0``).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -19,6 +20,8 @@ from torch.nn import functional as F
 
 from evoprune.errors import EvopruneError
 from evoprune.seeding import torch_generator
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 AUGMENTS = ("shift", "none")
 LR_SCHEDULES = ("cosine", "constant")
@@ -58,7 +61,7 @@ class TrainConfig:
         return asdict(self)
 
 
-def init_default(model: nn.Module, seed: int, purpose: str = "init") -> nn.Module:
+def init_default(model: ModuleT, seed: int, purpose: str = "init") -> ModuleT:
     """PyTorch's default Linear/Conv initialisation, U(±1/sqrt(fan_in)) for weights and biases,
     drawn from the run's seed."""
     gen = torch_generator(seed, purpose)
