@@ -128,7 +128,7 @@ def hessian_spectrum(
             f"method: dense builds the whole {n:,} x {n:,} Hessian ({n * n * 8 / 2**30:.1f} GiB, "
             f"{n:,} products); it goes up to {DENSE_MAX:,} parameters: use lanczos with --top"
         )
-    _, vjp_fn = vjp(grad(f), v0)  # linearise the gradient at the ticket once
+    vjp_fn = vjp(grad(f), v0)[1]  # linearise the gradient at the ticket once
     loss_value = float(f(v0))
 
     def hvp(t: torch.Tensor) -> torch.Tensor:

@@ -190,8 +190,8 @@ def landscape(
     dd, ee = np.meshgrid(axis, axis, indexing="ij")  # (G, G): [i, j] -> (delta[i], eta[j])
     coeffs = torch.from_numpy(np.stack([dd.ravel(), ee.ravel()], axis=1)).float()  # (G*G, 2)
 
-    loss = np.empty(G * G)
-    acc = np.empty(G * G)
+    loss: np.ndarray = np.empty(G * G)  # (G*G,), then (G, G)
+    acc: np.ndarray = np.empty(G * G)
     # the MLP path reads every layer's bias; a bias-free stack takes the general one
     biased = all(m.bias is not None for m in model.modules() if isinstance(m, nn.Linear))
     fast = is_mlp_stack(model) and biased and (fast is None or fast)
@@ -201,7 +201,10 @@ def landscape(
         from evoprune.progress import progress_bar
 
         chunks = progress_bar(chunks, desc="landscape", unit="chunk")
-    mlp = _FirstLayer(model, state, d1, d2, X) if fast else None
+    # fast: an MLP stack, an nn.Sequential
+    mlp = (
+        _FirstLayer(model, state, d1, d2, X) if fast and isinstance(model, nn.Sequential) else None
+    )
     for c0 in chunks:
         part = coeffs[c0 : c0 + step]  # (p, 2)
         if mlp is not None:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
@@ -104,7 +105,7 @@ def draw_landscape(
     return fig
 
 
-def spectrum_scale(eigenvalues: Sequence[float]) -> tuple[float, list[float]]:
+def spectrum_scale(eigenvalues: Sequence[float] | np.ndarray) -> tuple[float, list[float]]:
     """The symlog scale of a spectrum: the linear threshold (a power of ten, 10^-4 of the
     largest magnitude or above) and the y ticks: 0 and ± powers of ten from the threshold out,
     every k-th decade so that at most 6 lie on each side. In the axis' coordinates (linscale 1)
@@ -124,7 +125,7 @@ def spectrum_scale(eigenvalues: Sequence[float]) -> tuple[float, list[float]]:
     return linthresh, sorted(ticks)
 
 
-def draw_spectrum(eigenvalues: Sequence[float], title: str = "") -> Figure:
+def draw_spectrum(eigenvalues: Sequence[float] | np.ndarray, title: str = "") -> Figure:
     """The Hessian's eigenvalues in descending order (symlog scale: the spectrum has both signs)
     and their histogram."""
     ev = np.asarray(eigenvalues, dtype=float)
@@ -203,8 +204,8 @@ def draw_network(
                                                                           strict=True)])  # fmt: skip
     ax.tick_params(axis="x", labelsize=8, length=0)
     ax.set_yticks([])
-    for side in ("top", "right", "left", "bottom"):
-        ax.spines[side].set_visible(False)
+    for spine in ("top", "right", "left", "bottom"):
+        ax.spines[spine].set_visible(False)
 
 
 def unit_names(layers: Sequence[int], most: int = 10) -> list[list[str] | None]:
@@ -253,6 +254,7 @@ def draw_ticket_graph(
                    label=f"kept in at most {threshold:.0%} of them (but at least one)"),
         ]  # fmt: skip
     if panels == 2:
+        assert example is not None  # two panels: the tickets and the example
         # the example's connections, coloured and sized by how often the tickets keep them
         shown = [
             np.asarray(f, dtype=float) * np.asarray(e, dtype=bool)
@@ -277,9 +279,10 @@ def draw_boundaries(b, title: str) -> Figure:
     ax = fig.add_subplot()
     few = len(b.X_shown) < 1_000  # a small table: larger points
     two = b.y_shown.max() <= 1  # two classes: blue and red; more: a pale colour each
-    ax.scatter(*b.X_shown.T, c=b.y_shown, s=10 if few else 2, cmap="coolwarm" if two else "Pastel1",
-               vmin=0, vmax=1 if two else 8, alpha=0.45 if two else 0.9, linewidths=0)  # fmt: skip
-    handles = []
+    ax.scatter(b.X_shown[:, 0], b.X_shown[:, 1], c=b.y_shown, s=10 if few else 2,
+               cmap="coolwarm" if two else "Pastel1", vmin=0, vmax=1 if two else 8,
+               alpha=0.45 if two else 0.9, linewidths=0)  # fmt: skip
+    handles: list[Artist] = []
     for k, (pred, label, errors) in enumerate(
         zip(b.predictions, b.labels, b.test_errors, strict=True)
     ):
@@ -292,8 +295,8 @@ def draw_boundaries(b, title: str) -> Figure:
             errors = np.random.default_rng(k).choice(errors, MARKED_ERRORS, replace=False)
             text += f" ({MARKED_ERRORS} marked)"
         marker = "xo+^sv"[k % 6]
-        h = ax.scatter(*b.X_test[errors].T, color=color, marker=marker, s=36, linewidths=1.2,
-                       facecolors="none" if marker in "o^sv" else None, alpha=0.8,
+        h = ax.scatter(b.X_test[errors, 0], b.X_test[errors, 1], color=color, marker=marker, s=36,
+                       linewidths=1.2, facecolors="none" if marker in "o^sv" else None, alpha=0.8,
                        zorder=3 + len(b.labels) - k, label=text)  # the first ticket's on top  # fmt: skip
         handles.append(h)
     if b.bayes is not None:

@@ -73,7 +73,7 @@ class _EpochHookMLP(MLPClassifier):
     epoch_hook: Callable[[float], None] | None = None
 
     def _update_no_improvement_count(self, *args: Any, **kwargs: Any) -> None:
-        super()._update_no_improvement_count(*args, **kwargs)  # type: ignore[misc]
+        super()._update_no_improvement_count(*args, **kwargs)
         if self.epoch_hook is not None and self.loss_curve_:
             self.epoch_hook(float(self.loss_curve_[-1]))
 

@@ -102,11 +102,11 @@ class _TopK(torch.autograd.Function):
     """Forward: 1 for the `kept` largest entries of `scores`, else 0. Backward: identity."""
 
     @staticmethod
-    def forward(ctx: Any, scores: torch.Tensor, kept: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, scores: torch.Tensor, kept: int) -> torch.Tensor:
         return top_k_mask(scores, kept).to(scores.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return grad, None  # straight-through: the mask's gradient goes to the scores unchanged
 
 

@@ -115,8 +115,11 @@ def check_backprop_job(job: dict[str, Any]) -> None:
     named = isinstance(arch, str) and arch.strip().upper() in ARCHS
     if is_conv_arch(arch):
         _layers(job, 0, 0)  # refused: scikit-learn trains MLPs
-    widths = [int(w) for w in str(arch).strip("[]").split(",")] if not named else None
-    hidden = hidden_layers(ARCHS[arch.strip().upper()] if named else widths[1:-1])
+    if named:
+        hidden = hidden_layers(ARCHS[arch.strip().upper()])
+    else:
+        widths = [int(w) for w in str(arch).strip("[]").split(",")]
+        hidden = hidden_layers(widths[1:-1])
     dataset = "file" if job.get("data") else job.get("dataset", "moons")
     info = DATASETS.get(dataset)
     classes = job.get("classes") or (info.classes[0] if info is not None else 0)

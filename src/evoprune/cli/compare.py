@@ -112,7 +112,8 @@ def format_table(rows: list[tuple[str, dict]], columns: tuple = COLUMNS) -> str:
 def run_compare(args: argparse.Namespace) -> int:
     rows = [(str(folder), _named(load_result(folder))) for folder in _run_folders(args.runs)]
     # what the runs share goes in the header line, what differs gets a column
-    shared, differ = [], []
+    shared: list[tuple[str, str, str]] = []
+    differ: list[tuple[str, str, str]] = []
     for field in SETTING:
         values = {json.dumps(r.get(field[0])) for _, r in rows}
         (shared if len(values) == 1 else differ).append(field)

@@ -123,7 +123,9 @@ def _data_found(job: dict[str, Any], recorded: dict[str, Any], run: Path) -> dic
     """The job, its data file where the run found it: the job holds the path as typed, which
     another working folder does not find; result.json's ``data`` holds the absolute one. A file
     whose bytes changed since is said (the rerun then runs on the file as it is)."""
-    data = recorded.get("data") if isinstance(recorded.get("data"), dict) else {}
+    data = recorded.get("data")
+    if not isinstance(data, dict):
+        data = {}
     if job.get("data") is not None and not Path(str(job["data"])).exists() and data.get("path"):
         job["data"] = data["path"]
     path = job.get("data")

@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from evoprune.data.registry import dataset_from_config
+    from evoprune.nets import MLP
     from evoprune.scores import score, score_splits
     from evoprune.ticket import Ticket
 
@@ -64,7 +65,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.fresh is not None:
         _check_fresh(args, ticket)
     model = ticket.build_model()
-    n_in = 784 if ticket.arch == "conv" else model[0].in_features
+    n_in = model.linears[0].in_features if isinstance(model, MLP) else 784  # else the conv net
     n_out = output_classes(model)
     if args.data is not None:  # new data: every row, preprocessed as the ticket's training data
         X, y = new_data(args, ticket, n_out)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -43,10 +44,10 @@ def hue_colors(frame: pd.DataFrame, hue: str) -> dict[object, str]:
     return {v: COLORS[j % len(COLORS)] for j, v in enumerate(dict.fromkeys(values))}
 
 
-def legend_handles(axes: Iterable) -> dict[str, object]:
+def legend_handles(axes: Iterable) -> dict[str, Artist]:
     """Each label's first handle over `axes`: panels that show different subsets share one
     legend of them all."""
-    handles: dict[str, object] = {}
+    handles: dict[str, Artist] = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, h)

@@ -93,7 +93,9 @@ def _worker_init() -> None:
     # holding a core forever: it watches for its parent to go away. The sweep's pid as it
     # spawned this worker, not os.getppid() now: a sweep killed while this worker imported had
     # gone already (the parent was then init, and the worker waited for work forever).
-    parent = multiprocessing.parent_process().pid  # type: ignore[union-attr]
+    spawner = multiprocessing.parent_process()
+    assert spawner is not None  # a worker: the sweep spawned it
+    parent = spawner.pid
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -295,7 +297,7 @@ def _quiet_cancelled_futures() -> None:
         ):
             previous(args)
 
-    hook.quiet_cancelled = True  # type: ignore[attr-defined]
+    hook.quiet_cancelled = True  # type: ignore[attr-defined]  # a marker mypy's function type lacks
     threading.excepthook = hook
 
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -197,7 +198,7 @@ def _figures_to_draw(meta: pd.DataFrame, runs: pd.DataFrame) -> list[tuple[str, 
     return sorted(pairs.items(), key=lambda kv: (order.index(kv[1]), kv[0]))
 
 
-def _header(folders: list[Path], runs: pd.DataFrame, meta: pd.DataFrame) -> str:
+def _header(folders: Sequence[str | Path], runs: pd.DataFrame, meta: pd.DataFrame) -> str:
     n_ok = int((runs["status"] == "finished").sum())
     compute = (
         pd.to_numeric(runs.get("wall_seconds"), errors="coerce").sum()
@@ -438,7 +439,7 @@ def _provenance(runs: pd.DataFrame) -> str:
     )
 
 
-def _num(value: object, fmt: str) -> str:
+def _num(value: Any, fmt: str) -> str:
     try:
         return fmt.format(float(value)) if value is not None and pd.notna(value) else "-"
     except (TypeError, ValueError):

@@ -128,8 +128,9 @@ class Spec:
                             digests[path] = (
                                 file_digest(Path(path)) if Path(path).is_file() else None
                             )
-                        if digests[path] is not None:
-                            files[name] = digests[path]
+                        digest = digests[path]
+                        if digest is not None:
+                            files[name] = digest
                 for seed in seeds:
                     job = {**base, "seed": seed}
                     runs.append(Run(label=label, job=job, axes=point, file_sha256=files))

@@ -140,12 +140,12 @@ def _sweep(
     second = [p for p in planned if p.run.references]
     counts = {"skipped": 0, "recovered": 0, "ran": 0, "failed": 0, "dropped": 0}
     for s in spec_list:
-        planned = {(p.run.key, p.run.label) for p in first if p.spec == s.name}
+        plan = {(p.run.key, p.run.label) for p in first if p.spec == s.name}
         waiting = {_deferred_id(p) for p in second if p.spec == s.name}
         store.note_spec(s.name, profile, s.source, s.figure, s.title, s.labels(),
-                        planned=len(planned) + len(waiting))  # fmt: skip
+                        planned=len(plan) + len(waiting))  # fmt: skip
         deferred = {p.run.label for p in second if p.spec == s.name}
-        counts["dropped"] += store.keep_plan(s.name, planned, deferred)
+        counts["dropped"] += store.keep_plan(s.name, plan, deferred)
     # the arms that wait for others keep only runs their references still give: an earlier
     # plan's would count beside this one's until its second stage (if a kill stops it first)
     _add_members(store, first)

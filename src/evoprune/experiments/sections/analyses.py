@@ -120,7 +120,9 @@ def prepare_fig1(runs: pd.DataFrame, spec: str = "fig1") -> pd.DataFrame:
 
 def graph_from_frame(frame: pd.DataFrame) -> TicketGraph:
     """Inverse of `TicketGraph.frame` (plus the ``example`` column)."""
-    freq, example, layers = [], [], []
+    freq: list[np.ndarray] = []
+    example: list[np.ndarray] = []
+    layers: list[int] = []
     for _, part in frame.groupby("layer", sort=True):
         n_out, n_in = int(part["target"].max()) + 1, int(part["source"].max()) + 1
         if not layers:
