@@ -2,7 +2,7 @@
 spectra (the digits analysis) of Schönberger et al., arXiv 2508.08877.
 
 As for the other figures: `prepare_*` turns a sweep's runs into a tidy frame (tested), `draw_*`
-draws it (thin), `table_*` gives the report's table, and `ANALYSIS_CLAIMS` checks the paper's
+draws it (thin), `table_*` gives the report's table, and `CLAIM_ROWS` checks the paper's
 findings. The frames read the run folders (``ticket.npz``, ``landscape.npz``) and the result
 fields the analyses add (``hessian_eigenvalues``).
 """
