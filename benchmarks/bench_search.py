@@ -1,4 +1,4 @@
-"""Whole-search and post-pruning benchmarks (targets from the core issue, 2-core CPU).
+"""Whole-search and post-pruning benchmarks (our speed targets, 2-core CPU).
 
 1. A whole default `evoprune search` on moons B (GA, paper defaults, post-pruning included):
    target <= 10 s.

@@ -3,7 +3,7 @@ and inference of the physically smaller network against the dense one.
 
     .venv/bin/python benchmarks/bench_selection.py [--data-dir ../shared/data] [--threads 1]
 
-Targets (issue: "Pruning as evolution"): one epoch ≤ 1 s on this machine, the dynamics adding
+Targets (for "Pruning as Evolution", Shah & Khan): one epoch ≤ 1 s on this machine, the dynamics adding
 ≤ 15%. Each configuration runs `--repeats` epochs interleaved with the others; the best epoch of
 each is reported (the machine is shared: best-of is the least noisy figure).
 """

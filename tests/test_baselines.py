@@ -33,7 +33,7 @@ from evoprune.results import RESULT_FIELDS as CORE_FIELDS
 from evoprune.scores import forward_one
 from evoprune.ticket import Ticket
 
-# Every field of the GA's result.json (issue #3: the baselines write the same ones), plus theirs.
+# Every field of the GA's result.json (the baselines write the same ones), plus theirs.
 RESULT_FIELDS = (*CORE_FIELDS, "method", "epochs", "hyperparameters")
 
 
