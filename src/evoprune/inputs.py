@@ -34,8 +34,7 @@ def check_data(
     no autograd), or one `EvopruneError` naming what does not fit."""
     if not isinstance(model, nn.Module):
         raise EvopruneError(f"model: expected a torch nn.Module, got {type(model).__name__}")
-    if (X_test is None) != (y_test is None):
-        raise EvopruneError("X_test and y_test: give both or neither")
+    both_or_neither(X_test, y_test)
     X, y = _features("X", X), _labels("y", y)
     _same_length("X", "y", X, y)
     n_out = _outputs(model, X, "X")
