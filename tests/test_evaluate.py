@@ -315,14 +315,20 @@ def test_a_bias_free_net_and_its_exact_ties_are_scored_as_argmax_does(classes, f
     assert torch.equal(alone.evaluate(masks)["accuracy"], got["accuracy"])
 
 
+def _cached(widths: list[int], n: int) -> tuple[Evaluator, torch.Tensor]:
+    """An evaluator of an MLP of `widths` (on 50 samples) that has evaluated `n` random masks."""
+    net = build_mlp(widths, seed=0)
+    X, y = _data(50, widths[0], widths[-1])
+    ev = Evaluator(net, X, y, objective="loss")
+    masks = _masks(n, ev.n_bits)
+    ev.evaluate(masks)
+    return ev, masks
+
+
 def test_cache_arrays_hold_the_first_n_genomes_in_evaluation_order():
     # a checkpoint keeps the cache as it was at `state.evaluations`: entries evaluated after
     # it (an interrupt mid-generation) must stay out
-    net = build_mlp([2, 9, 2], seed=0)
-    X, y = _data(50, 2, 2)
-    ev = Evaluator(net, X, y, objective="loss")
-    masks = _masks(6, ev.n_bits)
-    ev.evaluate(masks)
+    ev, masks = _cached([2, 9, 2], 6)
     keys, values = ev.cache_arrays(4)
     assert keys.shape[0] == values.shape[0] == 4
     assert [k.tobytes() for k in keys] == [genome_key(row) for row in pack_rows(masks[:4])]
@@ -330,11 +336,7 @@ def test_cache_arrays_hold_the_first_n_genomes_in_evaluation_order():
 
 def test_the_cache_keeps_16_bytes_a_genome_however_large_the_network():
     # before, the packed genome itself: 30 KB an evaluation on 784-300-10
-    net = build_mlp([40, 300, 10], seed=0)
-    X, y = _data(20, 40, 10)
-    ev = Evaluator(net, X, y, objective="loss")
-    masks = _masks(5, ev.n_bits)
-    ev.evaluate(masks)
+    ev, masks = _cached([40, 300, 10], 5)
     keys, _ = ev.cache_arrays(5)
     assert keys.shape == (5, 16) and ev.n_bits // 8 > 1000
     assert len({k.tobytes() for k in keys}) == 5
