@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,7 +92,15 @@ class ConvSearchResult:
 class _State:
     """Float64 activations of the current mask on the training set, on one device."""
 
-    def __init__(self, model: ConvNet, X: torch.Tensor, y: torch.Tensor, masks, device, t=1.0):
+    def __init__(
+        self,
+        model: ConvNet,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        masks: Sequence[torch.Tensor],
+        device: torch.device,
+        t: float = 1.0,
+    ) -> None:
         dt = torch.float64
         self.y = y.to(device)
         # detached: a network whose weights require grad (any ConvNet a user builds) would
@@ -155,7 +164,9 @@ class _State:
         head = self.w3[:, cols] * self.m3[:, cols]  # (C, 16)
         return self.logits + (f_c - self.f[:, cols]) @ head.T, f_c
 
-    def channel_deltas(self, c: int, rows: torch.Tensor, patches: torch.Tensor, chunk: int):
+    def channel_deltas(
+        self, c: int, rows: torch.Tensor, patches: torch.Tensor, chunk: int
+    ) -> torch.Tensor:
         """Loss change on the samples `rows` of flipping each of channel c's 800 weights
         ``(800,)``, in float32: a ranking (acceptance is exact, on every sample).
         `patches` ``(r, 800, 64)``: what each conv2 weight sees on those samples."""
@@ -177,7 +188,9 @@ class _State:
             out += (torch.logsumexp(logits, 2) - true).sum(0)
         return out - base
 
-    def try_channel(self, c: int, flat: torch.Tensor):
+    def try_channel(
+        self, c: int, flat: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Exact loss with channel c's bits `flat` (indices into its 800) flipped together."""
         mask_c = self.m2[c].clone().reshape(-1)
         sign = 1.0 - 2.0 * mask_c[flat].double()
@@ -190,7 +203,9 @@ class _State:
         logits, f_c = self._channel_logits(c, z)
         return self.loss(logits), (mask_c, z, logits, f_c)
 
-    def apply_channel(self, c: int, found) -> None:
+    def apply_channel(
+        self, c: int, found: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    ) -> None:
         mask_c, z, logits, f_c = found
         self.m2[c] = mask_c.view(32, 5, 5)
         self.z2[:, c] = z
@@ -226,7 +241,12 @@ def _pool_relu(z: torch.Tensor) -> torch.Tensor:
 
 
 def _descend_unit(
-    deltas: torch.Tensor, mask_row: torch.Tensor, batch: int, try_fn, apply_fn, tries: int
+    deltas: torch.Tensor,
+    mask_row: torch.Tensor,
+    batch: int,
+    try_fn: Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...]]],
+    apply_fn: _Acceptor,
+    tries: int,
 ) -> int:
     """Accept good flips of one unit: sort the improving ones (and the free removals) by their
     single-flip score, then walk that list: try the next `batch` together, exactly; on success
@@ -255,11 +275,11 @@ def _descend_unit(
 class _Acceptor:
     """Holds the current exact loss; calling it applies a found step."""
 
-    def __init__(self, state: _State, apply):
+    def __init__(self, state: _State, apply: Callable[..., None]) -> None:
         self.state, self.apply = state, apply
         self.current = state.loss()
 
-    def __call__(self, chosen, found) -> None:
+    def __call__(self, chosen: torch.Tensor, found: tuple[torch.Tensor, ...]) -> None:
         self.apply(chosen, found)
         self.current = self.state.loss()
 

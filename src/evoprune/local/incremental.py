@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 
 from evoprune.errors import EvopruneError
@@ -308,7 +309,7 @@ class MLPState:
 
     # -- single flips ----------------------------------------------------------------------------
 
-    def _penalty_delta(self, li: int, o, cand: np.ndarray) -> np.ndarray:
+    def _penalty_delta(self, li: int, o: int | np.ndarray, cand: np.ndarray) -> np.ndarray:
         """The density term's change of flipping bits `cand` of unit(s) o of layer li (o a
         unit, or units as a column ``(U, 1)``: then ``(U, k)``)."""
         removing = self.mask[li][o, cand]
@@ -473,7 +474,9 @@ class MLPState:
         ptr, rows, vals = self.csr(li)
         return self.pre[li][:, o] + kernels.combine(ptr, rows, vals, inputs, dw, self.n)
 
-    def _propagate(self, li: int, o: int, inputs: np.ndarray):
+    def _propagate(
+        self, li: int, o: int, inputs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """The effect of flipping `inputs` of unit o in layer l together: the new pre-activation
         of unit o, and the changed samples with their new activations at every layer above."""
         z = self._new_pre(li, o, inputs)
@@ -568,7 +571,7 @@ class MLPState:
         np.add.at(dconf, old[old == y], -1)
         return self._primary(0.0, 0, dconf) - self._primary(0.0, 0, None)
 
-    def apply(self, li: int, o: int, inputs) -> None:
+    def apply(self, li: int, o: int, inputs: ArrayLike) -> None:
         """Flip `inputs` of unit o in layer l and update the state with the same arithmetic
         `try_flips` judged it by."""
         inputs = np.asarray(inputs, np.int64)

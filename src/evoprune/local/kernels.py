@@ -100,7 +100,19 @@ def _sample_loss(lg: np.ndarray, yc: int) -> float:
 
 
 @njit(cache=True, inline="always")
-def _accumulate(lg, yc, tol, mode, old_loss, old_status, old_pred, j, out_f, out_i, C):
+def _accumulate(
+    lg: np.ndarray,
+    yc: int,
+    tol: float,
+    mode: int,
+    old_loss: float,
+    old_status: int,
+    old_pred: int,
+    j: int,
+    out_f: np.ndarray,
+    out_i: np.ndarray,
+    C: int,
+) -> None:
     if mode == LOSS or mode & TIEBREAK:
         out_f[j] += _sample_loss(lg, yc) - old_loss
         if mode == LOSS:
@@ -122,8 +134,12 @@ def _accumulate(lg, yc, tol, mode, old_loss, old_status, old_pred, j, out_f, out
 
 
 @njit(cache=True, parallel=True)
-def unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, relu, w, logits, y, tol, mode, loss_s,
-               status, pred, base, floor, out_f, out_i, grad, pen, wrong, xt, slack=-1):  # fmt: skip
+def unit_exact(ptr: np.ndarray, rows: np.ndarray, vals: np.ndarray, cand: np.ndarray,
+               dw: np.ndarray, zo: np.ndarray, ao: np.ndarray, ui: np.ndarray, relu: bool,
+               w: np.ndarray, logits: np.ndarray, y: np.ndarray, tol: np.ndarray, mode: int,
+               loss_s: np.ndarray, status: np.ndarray, pred: np.ndarray, base: np.ndarray,
+               floor: float, out_f: np.ndarray, out_i: np.ndarray, grad: np.ndarray,
+               pen: np.ndarray, wrong: np.ndarray, xt: np.ndarray, slack: int = -1) -> None:  # fmt: skip
     """Exact objective change of each candidate flip of U units whose activations feed the
     logits directly: for unit u, ``logits (n, C) += w[u] (C,) * da`` with ``da = relu(zo[ui[u]]
     + dw[u, j] x) - ao[ui[u]]`` (last hidden units), or ``da = dw[u, j] x`` when ``relu`` is
@@ -175,7 +191,7 @@ def unit_exact(ptr, rows, vals, cand, dw, zo, ao, ui, relu, w, logits, y, tol, m
 
 
 @njit(cache=True, inline="always")
-def _bounded_out(counts, primary, lower, n):
+def _bounded_out(counts: np.ndarray, primary: int, lower: float, n: int) -> bool | np.bool_:
     """True when a flip that is not ruled out leaves the accuracy as it is (with F1: every
     prediction) and `lower`, a lower bound on its tie-breaker's change times n, is above
     `SKIP` n: it cannot lower the tie-breaker, so its loss change need not be summed."""
@@ -187,7 +203,7 @@ def _bounded_out(counts, primary, lower, n):
 
 
 @njit(cache=True, inline="always")
-def _ruled_out(counts, primary, base, floor):
+def _ruled_out(counts: np.ndarray, primary: int, base: np.ndarray, floor: float) -> bool:
     """True when a candidate's counts rule it out: a near-tied sample moved (undecided), or
     fewer samples are surely right (accuracy), or the macro-F1 is below `floor` (F1: the
     state's less `F1_TOL`)."""
@@ -199,7 +215,7 @@ def _ruled_out(counts, primary, base, floor):
 
 
 @njit(cache=True, inline="always")
-def _macro_f1(base, counts):
+def _macro_f1(base: np.ndarray, counts: np.ndarray) -> float:
     """Macro-F1 of the counts ``base (3, C)`` (true positives, predictions, true counts)
     changed by a candidate's ``counts[2:]``, over the classes present in the labels or the
     predictions, as `evoprune.objectives.f1_from_counts`."""
@@ -216,7 +232,7 @@ def _macro_f1(base, counts):
 
 
 @njit(cache=True, inline="always")
-def _cut(counts, mode, slack, base, floor):
+def _cut(counts: np.ndarray, mode: int, slack: int, base: np.ndarray, floor: float) -> bool:
     """True when a candidate is ruled out (`_ruled_out`) whatever the samples not yet swept
     do: a near-tied sample moved, or (accuracy) more samples were lost than the `slack` surely
     wrong ones could win back, or (F1) even the best the unswept samples could do leaves the
@@ -229,7 +245,7 @@ def _cut(counts, mode, slack, base, floor):
 
 
 @njit(cache=True, inline="always")
-def _moved(counts, watch, k):
+def _moved(counts: np.ndarray, watch: int, k: int) -> bool:
     """Whether F1's counts changed with the last sample (undecided, or its prediction moved: the
     count ``k`` of its old prediction, `watch` before, went down); only then can the F1 cut
     newly apply (with ten classes, checking after every sample cost digits 9%)."""
@@ -237,7 +253,7 @@ def _moved(counts, watch, k):
 
 
 @njit(cache=True, inline="always")
-def _f1_reach(base, counts):
+def _f1_reach(base: np.ndarray, counts: np.ndarray) -> float:
     """An upper bound on the macro-F1 a candidate can end at, from its counts so far
     (``counts[2:]``: changes of true positives and predictions per class) and the state's
     ``base`` (true positives, predictions, true counts).
@@ -264,9 +280,12 @@ def _f1_reach(base, counts):
 
 
 @njit(cache=True)
-def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s, status, pred,
-               margin, binary, j, out_f, out_i, slack, base, floor, wrong, xt, mode, grad,
-               bound):  # fmt: skip
+def _candidate(ptr: np.ndarray, rows: np.ndarray, vals: np.ndarray, i: int, dwj: float,
+               zo: np.ndarray, ao: np.ndarray, relu: bool, w: np.ndarray, logits: np.ndarray,
+               y: np.ndarray, tol: np.ndarray, loss_s: np.ndarray, status: np.ndarray,
+               pred: np.ndarray, margin: np.ndarray, binary: bool, j: int, out_f: np.ndarray,
+               out_i: np.ndarray, slack: int, base: np.ndarray, floor: float, wrong: np.ndarray,
+               xt: np.ndarray, mode: int, grad: np.ndarray, bound: bool) -> float:  # fmt: skip
     """One candidate of `unit_exact` (input i, weight change dwj) under one mode: its counts
     (accuracy, F1) or its loss change (LOSS). With `bound`, returns the first-order change of
     the loss, ``sum(grad @ w * da)`` (else 0; partial when the sweep stops early)."""
@@ -298,8 +317,11 @@ def _candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, logits, y, tol, loss_s,
 
 
 @njit(cache=True)
-def _binary_candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, y, tol, loss_s, status, margin,
-                      j, out_f, out_i, slack, mode, grad, bound, wrong, xt):  # fmt: skip
+def _binary_candidate(ptr: np.ndarray, rows: np.ndarray, vals: np.ndarray, i: int, dwj: float,
+                      zo: np.ndarray, ao: np.ndarray, relu: bool, w: np.ndarray, y: np.ndarray,
+                      tol: np.ndarray, loss_s: np.ndarray, status: np.ndarray, margin: np.ndarray,
+                      j: int, out_f: np.ndarray, out_i: np.ndarray, slack: int, mode: int,
+                      grad: np.ndarray, bound: bool, wrong: np.ndarray, xt: np.ndarray) -> float:  # fmt: skip
     """`_candidate` for the accuracy of two classes, where a sample's state is its margin
     alone: the counts (ACCURACY) or the tie-breaker's softplus(-m) change (LOSS), kept in
     locals and written once (the loss in the same order as the general sweep).
@@ -351,7 +373,7 @@ def _binary_candidate(ptr, rows, vals, i, dwj, zo, ao, relu, w, y, tol, loss_s, 
 
 
 @njit(cache=True, inline="always")
-def _moved_by(dz, zo, ao, relu):
+def _moved_by(dz: float, zo: float, ao: float, relu: bool) -> float:
     """The change of a unit's activation (`relu`) or output when its pre-activation `zo`
     moves by `dz`; `ao` is its activation."""
     if not relu:
@@ -361,9 +383,13 @@ def _moved_by(dz, zo, ao, relu):
 
 
 @njit(cache=True, parallel=True)
-def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, rest_shape,
-                    rest_b, y, tol, mode, loss_s, status, pred, base, floor, out_f, out_i,
-                    wrong, xt, slack=-1):  # fmt: skip
+def unit_exact_deep(ptr: np.ndarray, rows: np.ndarray, vals: np.ndarray, cand: np.ndarray,
+                    dw: np.ndarray, zo: np.ndarray, ao: np.ndarray, wcol: np.ndarray,
+                    pre_next: np.ndarray, rest_w: np.ndarray, rest_shape: np.ndarray,
+                    rest_b: np.ndarray, y: np.ndarray, tol: np.ndarray, mode: int,
+                    loss_s: np.ndarray, status: np.ndarray, pred: np.ndarray, base: np.ndarray,
+                    floor: float, out_f: np.ndarray, out_i: np.ndarray, wrong: np.ndarray,
+                    xt: np.ndarray, slack: int = -1) -> None:  # fmt: skip
     """As `unit_exact` for a hidden unit with further hidden layers above: the next layer's
     pre-activation moves by ``wcol (H,) * da`` (a rank-1 update), and the sample goes on through
     the remaining layers, given flat: ``rest_w`` row-major weights of shapes ``rest_shape (k, 2)``
@@ -387,9 +413,12 @@ def unit_exact_deep(ptr, rows, vals, cand, dw, zo, ao, wcol, pre_next, rest_w, r
 
 
 @njit(cache=True)
-def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, rest_shape, rest_b,
-                    y, tol, loss_s, status, pred, j, out_f, out_i, slack, base, floor, wrong,
-                    xt, mode):  # fmt: skip
+def _candidate_deep(ptr: np.ndarray, rows: np.ndarray, vals: np.ndarray, i: int, dwj: float,
+                    zo: np.ndarray, ao: np.ndarray, wcol: np.ndarray, pre_next: np.ndarray,
+                    rest_w: np.ndarray, rest_shape: np.ndarray, rest_b: np.ndarray, y: np.ndarray,
+                    tol: np.ndarray, loss_s: np.ndarray, status: np.ndarray, pred: np.ndarray,
+                    j: int, out_f: np.ndarray, out_i: np.ndarray, slack: int, base: np.ndarray,
+                    floor: float, wrong: np.ndarray, xt: np.ndarray, mode: int) -> None:  # fmt: skip
     """One candidate of `unit_exact_deep` under one mode (see `_candidate`)."""
     cut = mode != LOSS and slack >= 0  # mode: LOSS, ACCURACY or F1 here
     H = pre_next.shape[1]
@@ -439,7 +468,16 @@ def _candidate_deep(ptr, rows, vals, i, dwj, zo, ao, wcol, pre_next, rest_w, res
 
 
 @njit(cache=True, parallel=True)
-def unit_expansion(ptr, rows, vals, cand, dw, coef, relu, out_f):
+def unit_expansion(
+    ptr: np.ndarray,
+    rows: np.ndarray,
+    vals: np.ndarray,
+    cand: np.ndarray,
+    dw: np.ndarray,
+    coef: np.ndarray,
+    relu: bool,
+    out_f: np.ndarray,
+) -> None:
     """Ranking estimate of each candidate's loss change, for U units at once: per sample the
     4th-order expansion ``c1 d + c2 d^2 + c3 d^3 + c4 d^4`` in the unit's exact activation
     change d (for the softmax: the cumulants of the unit's outgoing weights under it; c1 alone
@@ -485,7 +523,7 @@ def csr_by_feature(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @njit(cache=True)
-def _csr_by_row(AT):
+def _csr_by_row(AT: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     f, n = AT.shape
     ptr = np.zeros(f + 1, dtype=np.int64)
     for i in range(f):
@@ -505,7 +543,7 @@ def _csr_by_row(AT):
 
 
 @njit(cache=True)
-def _csr_by_feature(A):
+def _csr_by_feature(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n, f = A.shape
     ptr = np.zeros(f + 1, dtype=np.int64)
     for s in range(n):
@@ -528,7 +566,14 @@ def _csr_by_feature(A):
 
 
 @njit(cache=True)
-def statuses(logits, y, tol, mode, status, pred):
+def statuses(
+    logits: np.ndarray,
+    y: np.ndarray,
+    tol: np.ndarray,
+    mode: int,
+    status: np.ndarray,
+    pred: np.ndarray,
+) -> None:
     """`_status` of every sample: fills ``status (n,) int8`` and ``pred (n,) int64``."""
     for s in range(logits.shape[0]):
         st, pr = _status(logits[s], y[s], tol[s], mode)
@@ -537,14 +582,14 @@ def statuses(logits, y, tol, mode, status, pred):
 
 
 @njit(cache=True)
-def losses(logits, y, out):
+def losses(logits: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
     """Per-sample cross-entropy of ``logits (n, C)`` into ``out (n,)``."""
     for s in range(logits.shape[0]):
         out[s] = _sample_loss(logits[s], y[s])
 
 
 @njit(cache=True)
-def loss_gradient(logits, y, loss_s, out):
+def loss_gradient(logits: np.ndarray, y: np.ndarray, loss_s: np.ndarray, out: np.ndarray) -> None:
     """Per sample the cross-entropy's gradient with respect to the logits, softmax less
     one-hot, into ``out (n, C)``; from the per-sample losses `loss_s` (`losses`), whose
     log-sum-exp is the loss plus the label's logit."""
@@ -556,7 +601,15 @@ def loss_gradient(logits, y, loss_s, out):
 
 
 @njit(cache=True)
-def softmax_cumulants(logits, v, y, c1, c2, c3, c4):
+def softmax_cumulants(
+    logits: np.ndarray,
+    v: np.ndarray,
+    y: np.ndarray,
+    c1: np.ndarray,
+    c2: np.ndarray,
+    c3: np.ndarray,
+    c4: np.ndarray,
+) -> None:
     """Per sample, the Taylor coefficients of the cross-entropy when the logits move by
     ``v[s] d`` (``v (n, C)``, rows may repeat one direction): with p the softmax and κ_k the
     cumulants of v[s] under p, ``c1 = κ1 - v[s, y]``, ``c2 = κ2 / 2``, ``c3 = κ3 / 6``,
@@ -588,7 +641,18 @@ def softmax_cumulants(logits, v, y, c1, c2, c3, c4):
 
 
 @njit(cache=True, parallel=True)
-def step_top(z, old, relu, o, w, logits, y, tol, mode, track_loss):
+def step_top(
+    z: np.ndarray,
+    old: np.ndarray,
+    relu: bool,
+    o: int,
+    w: np.ndarray,
+    logits: np.ndarray,
+    y: np.ndarray,
+    tol: np.ndarray,
+    mode: int,
+    track_loss: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A step of unit o whose output feeds the logits directly, given its new pre-activation
     ``z (n,)``: ``old (n,)`` is its activation (``relu``, a last hidden unit: the logits move
     by ``w (C,) * da``) or, for output unit o, its logit (which becomes z). Returns the changed
@@ -630,8 +694,10 @@ def step_top(z, old, relu, o, w, logits, y, tol, mode, track_loss):
 
 
 @njit(cache=True)
-def apply_top(S, new, losses, status, pred, logits, loss_s, status_s, pred_s, tp, pred_n, y,
-              track, counted):  # fmt: skip
+def apply_top(S: np.ndarray, new: np.ndarray, losses: np.ndarray, status: np.ndarray,
+              pred: np.ndarray, logits: np.ndarray, loss_s: np.ndarray, status_s: np.ndarray,
+              pred_s: np.ndarray, tp: np.ndarray, pred_n: np.ndarray, y: np.ndarray, track: bool,
+              counted: bool) -> np.ndarray:  # fmt: skip
     """Write a step's changed samples S into the state: their logits ``new (|S|, C)``, and
     with `track` their losses, with `counted` their statuses and predictions, keeping the
     per-class counts ``tp`` and ``pred_n`` up to date. Returns the changes of the counts of
@@ -660,7 +726,9 @@ def apply_top(S, new, losses, status, pred, logits, loss_s, status_s, pred_s, tp
 
 
 @njit(cache=True)
-def combine(ptr, rows, vals, inputs, dw, n):
+def combine(
+    ptr: np.ndarray, rows: np.ndarray, vals: np.ndarray, inputs: np.ndarray, dw: np.ndarray, n: int
+) -> np.ndarray:
     """The pre-activation change ``(n,)`` of one unit when the weights of `inputs` change by
     `dw` together: ``sum_j dw[j] * x[inputs[j]]``, over the nonzeros only."""
     dz = np.zeros(n)
