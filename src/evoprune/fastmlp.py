@@ -177,6 +177,7 @@ class FastMLP:
             m1 = masks[:, self.layers[0].bits].view(p, self.n_hidden, self.n_in).long()
             code = (m1 * self._subset_code).sum(-1)  # (p, H) which input subset unit h keeps
         if self.one_hidden_table:
+            assert code is not None  # one_hidden_table implies tabulated
             return self._prepare_head(p, weights[1], biases[1], code)
         select = None
         if len(self.layers) > 2:
@@ -192,7 +193,9 @@ class FastMLP:
             biases[0] = biases[0].expand(p, -1, -1).reshape(-1, 1)  # (p*w0, 1) for one GEMM
         return MaskedChunk(p, weights, biases, select, None, None)
 
-    def _prepare_head(self, p: int, out: torch.Tensor, out_bias: torch.Tensor, code) -> MaskedChunk:
+    def _prepare_head(
+        self, p: int, out: torch.Tensor, out_bias: torch.Tensor, code: torch.Tensor
+    ) -> MaskedChunk:
         """One hidden layer, tabulated: the logits are one GEMM, ``head (p*C, K) @ T (K, s)``."""
         H, n_sub, C = self.n_hidden, 2**self.n_in, out.shape[1]
         # head[p, c, k, h] = out[p, c, h] where k is unit h's subset, else 0.  out: (p, C, H)

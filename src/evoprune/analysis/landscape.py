@@ -349,7 +349,14 @@ def write_landscape(
 class _FirstLayer:
     """The MLP path: the first layer's three products once, then batches of grid points."""
 
-    def __init__(self, model: nn.Sequential, state, d1, d2, X: torch.Tensor):
+    def __init__(
+        self,
+        model: nn.Sequential,
+        state: dict[str, torch.Tensor],
+        d1: dict[str, torch.Tensor],
+        d2: dict[str, torch.Tensor],
+        X: torch.Tensor,
+    ) -> None:
         self.model, self.state, self.d1, self.d2 = model, state, d1, d2
         first = f"{next(i for i, m in enumerate(model) if isinstance(m, nn.Linear))}"
         w, b = f"{first}.weight", f"{first}.bias"
@@ -363,7 +370,7 @@ class _FirstLayer:
         self.rows = max(1, min(len(X), CACHE_BYTES // (4 * MLP_POINTS * widest)))
 
     @staticmethod
-    def _part(X, d, w, b) -> torch.Tensor:
+    def _part(X: torch.Tensor, d: dict[str, torch.Tensor], w: str, b: str) -> torch.Tensor:
         out = X @ d[w].T if w in d else torch.zeros(len(X), 1)
         return out + d[b] if b in d else out
 

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from evoprune.io import write_atomic
+
+if TYPE_CHECKING:
+    from evoprune.analysis.boundary import Boundaries
 
 DPI = 100
 KEPT_COLOR = "#d62728"  # kept in most tickets (as the paper's Fig. 1: red)
@@ -70,7 +75,13 @@ LANDSCAPE_FILLS = 16  # colour bands of the filled contours
 LANDSCAPE_LINES = 5  # labelled contour lines over them: few, so their labels do not crowd
 
 
-def landscape_panels(axes, delta, eta, loss, accuracy) -> None:
+def landscape_panels(
+    axes: np.ndarray,
+    delta: np.ndarray,
+    eta: np.ndarray,
+    loss: np.ndarray,
+    accuracy: np.ndarray,
+) -> None:
     """Filled contours of the training loss and accuracy over (δ, η) on two axes, each with its
     colour bar and a few labelled contour lines; the ticket (δ = η = 0) as a star."""
     for ax, values, name, cmap in (
@@ -167,7 +178,7 @@ def unit_positions(layers: Sequence[int]) -> list[np.ndarray]:
 
 
 def draw_network(
-    ax,
+    ax: Axes,
     layers: Sequence[int],
     freq: Sequence[np.ndarray],
     threshold: float,
@@ -269,7 +280,7 @@ def draw_ticket_graph(
     return fig
 
 
-def draw_boundaries(b, title: str) -> Figure:
+def draw_boundaries(b: Boundaries, title: str) -> Figure:
     """`evoprune.analysis.boundary.Boundaries`: the training points (light), each ticket's
     boundary and test errors in its colour (at most `MARKED_ERRORS` of them, a fixed random
     choice, so that thousands do not hide the boundaries), the Bayes rule's boundary dashed
@@ -302,6 +313,7 @@ def draw_boundaries(b, title: str) -> Figure:
     if b.bayes is not None:
         ax.contour(b.xs, b.ys, b.bayes, levels=[0.0], colors="k", linestyles="--",
                    linewidths=1.4, zorder=10)  # fmt: skip
+        assert b.bayes_test_errors is not None  # set with bayes (`decision_boundaries`)
         n = len(b.bayes_test_errors)
         handles.append(ax.plot([], [], "k--", label=f"Bayes rule: {n:,} test errors")[0])
     ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9).set_zorder(20)

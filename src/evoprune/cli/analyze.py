@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evoprune.cli.data import check_out, check_writable_file, set_threads
 from evoprune.errors import EvopruneError
+
+if TYPE_CHECKING:
+    from evoprune.data.registry import Dataset
 
 # what `register` adds, with the line `evoprune --help` shows for each
 COMMANDS = {
@@ -140,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(run=_boundary)
 
 
-def _dataset(args: argparse.Namespace, ticket: Any):
+def _dataset(args: argparse.Namespace, ticket: Any) -> Dataset | None:
     """The data the user named, read as the ticket's training data was (its classes, columns,
     labels and scaling), or None for the ticket's own. A --data file's rows are all of it:
     its training and its test set."""

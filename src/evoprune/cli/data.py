@@ -10,10 +10,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evoprune.data.builtin import DATASETS, unknown_dataset
 from evoprune.errors import EvopruneError
+
+if TYPE_CHECKING:
+    from evoprune.data.registry import Dataset
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -333,7 +336,7 @@ def new_data(args: argparse.Namespace, ticket: Any, n_out: int) -> tuple[Any, An
     return X, y
 
 
-def named_dataset(args: argparse.Namespace, trained: dict[str, Any]):
+def named_dataset(args: argparse.Namespace, trained: dict[str, Any]) -> Dataset:
     """--dataset NAME for a ticket: its class count and scaling by default those the ticket was
     trained with; an explicit --normalize/--no-normalize that differs is said on stderr."""
     from evoprune.data.newdata import trained_normalize

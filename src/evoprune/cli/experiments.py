@@ -5,9 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    import pandas as pd
+
+    from evoprune.experiments.spec import Spec
 
 # what `register` adds, with the line `evoprune --help` shows for each
 COMMANDS = {
@@ -145,7 +153,7 @@ def _sweep(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _narrowed(spec, args: argparse.Namespace):
+def _narrowed(spec: Spec, args: argparse.Namespace) -> Spec:
     """The spec cut down by --seeds, --only and --arm (itself when none is given)."""
     if args.seeds is None and not args.only and not args.arm:
         return spec
@@ -223,7 +231,7 @@ BOOKKEEPING = ("seed", "classes", "normalize", "submitted", "finished", "queue_s
                "label_rank")  # fmt: skip
 
 
-def _metric(df, chosen: str | None) -> str:
+def _metric(df: pd.DataFrame, chosen: str | None) -> str:
     """The column `results` and `stats` use: `chosen` (short names allowed) or the first
     headline metric that the runs report."""
     if chosen is None:
@@ -243,7 +251,7 @@ def _metric(df, chosen: str | None) -> str:
     return metric
 
 
-def _padded(column, header: str, number: str | None) -> list[str]:
+def _padded(column: pd.Series, header: str, number: str | None) -> list[str]:
     """A column as strings of one width: text left-aligned, numbers right-aligned, "-" if
     missing (so `to_string(justify="left")` lines the headers up with both)."""
     import pandas as pd
@@ -307,7 +315,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _pd_display():
+def _pd_display() -> AbstractContextManager[None]:
     import pandas as pd
 
     return pd.option_context(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from evoprune.errors import EvopruneError
 
@@ -217,7 +218,7 @@ def _some(names: list[str], most: int = 12) -> str:
     return ", ".join(names[:most]) + more
 
 
-def _rows(mask) -> str:
+def _rows(mask: ArrayLike) -> str:
     """The file's line numbers of the rows `mask` marks ("line 3", "lines 3, 7 ..."), the
     header being line 1, as an editor numbers them."""
     rows = [int(i) + 2 for i in np.flatnonzero(np.asarray(mask))[:5]]  # +2: header, 1-based

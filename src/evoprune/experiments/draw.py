@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -54,7 +55,7 @@ def legend_handles(axes: Iterable) -> dict[str, Artist]:
     return handles
 
 
-def legend_below(fig: Figure, *axes, order: Iterable[object] = ()) -> None:
+def legend_below(fig: Figure, *axes: Axes, order: Iterable[object] = ()) -> None:
     """The legend of every label in `axes` (in `order` where given) below the panels, outside
     every axes (so it covers no bar, line or tick); constrained layout makes room for it."""
     handles = legend_handles(axes)
@@ -65,7 +66,9 @@ def legend_below(fig: Figure, *axes, order: Iterable[object] = ()) -> None:
                    ncols=min(len(labels), 4), fontsize=8, frameon=False)  # fmt: skip
 
 
-def _grouped_bars(ax, frame: pd.DataFrame, x: str, hue: str, colors: dict[object, str]) -> None:
+def _grouped_bars(
+    ax: Axes, frame: pd.DataFrame, x: str, hue: str, colors: dict[object, str]
+) -> None:
     """Bars of each `hue` value side by side at each `x`, coloured by `colors` (`hue_colors` of
     the whole figure, so that every panel colours a value alike)."""
     xs = list(dict.fromkeys(frame[x]))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from evoprune.errors import EvopruneError
 
@@ -124,7 +125,14 @@ def prepare_run_history(run_dir: str | Path) -> pd.DataFrame:
     ga = hist[hist["phase"] == "ga"] if "generation" in hist else hist.iloc[:0]
     parts: list[pd.DataFrame] = []
 
-    def add(phase: str, steps, panel: str, series: str, values, final: bool = False) -> None:
+    def add(
+        phase: str,
+        steps: ArrayLike,
+        panel: str,
+        series: str,
+        values: ArrayLike,
+        final: bool = False,
+    ) -> None:
         parts.append(
             pd.DataFrame(
                 {

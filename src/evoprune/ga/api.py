@@ -187,7 +187,13 @@ def search(
         )
 
 
-def _check_conv_local(objective, config, space, checkpoint_every: int, resume: bool) -> None:
+def _check_conv_local(
+    objective: str | Objective | ObjectiveFn,
+    config: GAConfig,
+    space: MaskSpace | None,
+    checkpoint_every: int,
+    resume: bool,
+) -> None:
     """The conv net's local search (`evoprune.local.conv`) descends the training loss over
     its own mask space and keeps no checkpoints: refuse what it would otherwise ignore (the
     local settings but `CONV_LOCAL_FIELDS`; ranking "none", exact scores only, is what it does)."""

@@ -260,7 +260,15 @@ def prune_data(job: dict[str, Any]) -> tuple[Dataset, Split]:
     return ds, split
 
 
-def _run(job, c, cma, method, seed, out, progress):  # the steps of run_prune_job
+def _run(  # the steps of run_prune_job
+    job: dict[str, Any],
+    c: dict[str, Any],
+    cma: CMAConfig | None,
+    method: str,
+    seed: int,
+    out: Path | None,
+    progress: bool,
+) -> tuple[dict[str, Any], Net, Net, Net, list[torch.Tensor], list[dict[str, Any]]]:
     ds, split = prune_data(job)
     C = split.n_classes
     c["calibration"] = min(c["calibration"], len(split.y_train))  # recorded: the rows scored

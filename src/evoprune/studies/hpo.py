@@ -31,9 +31,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +52,11 @@ from evoprune.studies.training import (
     model_macro_f1,
     train_adam,
 )
+
+if TYPE_CHECKING:
+    from optuna import Study
+    from optuna.distributions import BaseDistribution
+    from optuna.trial import FrozenTrial, TrialState
 
 HIGH_LAYERS = 8
 # the SynFlow objective's training hyperparameters (Adam's usual defaults; no dropout)
@@ -206,19 +212,31 @@ def timed(sampler: Any) -> Any:
                     self.spent.get(trial.number, 0.0) + time.perf_counter() - start
                 )
 
-        def infer_relative_search_space(self, study, trial):
+        def infer_relative_search_space(
+            self, study: Study, trial: FrozenTrial
+        ) -> dict[str, BaseDistribution]:
             return self._time(trial, self.inner.infer_relative_search_space, study, trial)
 
-        def sample_relative(self, study, trial, search_space):
+        def sample_relative(
+            self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+        ) -> dict[str, Any]:
             return self._time(trial, self.inner.sample_relative, study, trial, search_space)
 
-        def sample_independent(self, study, trial, name, dist):
+        def sample_independent(
+            self, study: Study, trial: FrozenTrial, name: str, dist: BaseDistribution
+        ) -> Any:
             return self._time(trial, self.inner.sample_independent, study, trial, name, dist)
 
-        def before_trial(self, study, trial):
+        def before_trial(self, study: Study, trial: FrozenTrial) -> None:
             self._time(trial, self.inner.before_trial, study, trial)
 
-        def after_trial(self, study, trial, state, values):
+        def after_trial(
+            self,
+            study: Study,
+            trial: FrozenTrial,
+            state: TrialState,
+            values: Sequence[float] | None,
+        ) -> None:
             self._time(trial, self.inner.after_trial, study, trial, state, values)
             study._storage.set_trial_user_attr(
                 trial._trial_id, "sampler_seconds", self.spent.pop(trial.number, 0.0)

@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from evoprune.errors import EvopruneError
@@ -27,7 +28,7 @@ from evoprune.errors import EvopruneError
 JOURNAL = "study.journal"
 
 
-def load_optuna():
+def load_optuna() -> ModuleType:
     try:
         import optuna
     except ImportError as exc:  # pragma: no cover - a dependency, but say how to get it

@@ -27,6 +27,7 @@ from evoprune.jobkeys import check_keys
 from evoprune.results import write_run_dir
 
 if TYPE_CHECKING:
+    from evoprune.studies.hpo import HPOConfig
     from evoprune.studies.train_weights import WeightsOverrides
 
 HPO_KEYS = {
@@ -147,7 +148,7 @@ def _weights_overrides(job: dict[str, Any]) -> WeightsOverrides:
     return overrides
 
 
-def _hpo_config(job: dict[str, Any]):
+def _hpo_config(job: dict[str, Any]) -> HPOConfig:
     from evoprune.studies.hpo import HPOConfig
 
     check_keys(job, HPO_KEYS)

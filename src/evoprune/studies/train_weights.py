@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypedDict, Unpack
 
@@ -273,7 +274,13 @@ def _fresh(model: nn.Sequential, shapes: _Shapes, gen: torch.Generator) -> np.nd
     return torch.cat(parts).numpy()
 
 
-def _ga_generation(pop, fit, cfg: WeightsConfig, rng: np.random.Generator, losses):
+def _ga_generation(
+    pop: np.ndarray,
+    fit: np.ndarray,
+    cfg: WeightsConfig,
+    rng: np.random.Generator,
+    losses: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
     """Two elites + (P-2) children: binary tournaments, blend crossover, Gaussian mutation."""
     P, n = pop.shape
     elite = np.argsort(fit, kind="stable")[:2]

@@ -13,11 +13,15 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from evoprune.experiments.tables import summarise
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DYNAMICS = ("replicator", "exponential", "logistic")
 POST_HOC = ("frozen-fitness", "random", "magnitude-in", "magnitude-out")
@@ -57,7 +61,7 @@ def prepare_selection(runs: pd.DataFrame, spec: str = "selection") -> pd.DataFra
     return out.sort_values(["dataset", "method", "fraction"], kind="stable").reset_index(drop=True)
 
 
-def draw_fraction_lines(frame: pd.DataFrame, title: str):
+def draw_fraction_lines(frame: pd.DataFrame, title: str) -> Figure:
     """One panel per dataset: mean test accuracy (95% CI band) against the share removed."""
     from matplotlib.figure import Figure
 

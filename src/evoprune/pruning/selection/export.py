@@ -19,7 +19,7 @@ from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
 from evoprune.nets import MLP
 from evoprune.pruning.selection.job import load_network
-from evoprune.pruning.selection.masses import lowest, shrink_mlp
+from evoprune.pruning.selection.masses import Masses, lowest, shrink_mlp
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def export_selection(run: str | Path, out: str | Path, fraction: float | None = 
     return Exported(path, list(small.layers), list(header["layers"]), removed, small)
 
 
-def prune_keep(masses, fraction: float, fitness: torch.Tensor | None) -> torch.Tensor:
+def prune_keep(masses: Masses, fraction: float, fitness: torch.Tensor | None) -> torch.Tensor:
     """The flat keep-mask of a run's network at `fraction`, as the run's levels rank units."""
     count = int(round(fraction * masses.n))
     return lowest(masses.flat(), count, masses.flat_alive(), masses.sizes, fitness)

@@ -160,7 +160,7 @@ def draw_run_figures(
         write_atomic(Path(out) / filename, partial(fig.savefig, format="png", dpi=90))
 
 
-def draw_dynamics_trajectories(runs: Sequence[str | Path], sample: int = 48):
+def draw_dynamics_trajectories(runs: Sequence[str | Path], sample: int = 48) -> Figure:
     """One row per run folder (e.g. the three dynamics with their default rates, one seed): every
     sampled neuron's mass over the epochs, per layer, and the share extinct (dashed)."""
     import json

@@ -17,7 +17,7 @@ with ``requires_grad``: one ``loss.backward()`` gives the optimiser its gradient
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -111,8 +111,12 @@ class Masses:
         self._handles = []
 
 
-def _hook(m: torch.Tensor):
-    def scale(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor):
+def _hook(
+    m: torch.Tensor,
+) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]:
+    def scale(
+        module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor
+    ) -> torch.Tensor:
         if out.dim() == 2:
             return out * m  # (B, n) * (n,)
         return out * m.view(1, -1, *([1] * (out.dim() - 2)))  # (B, C, H, W) * (1, C, 1, 1)

@@ -73,7 +73,9 @@ def mass_entropy(m: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def masked_accuracy(model: nn.Module, masses: Masses, keep: torch.Tensor, X, y) -> float:
+def masked_accuracy(
+    model: nn.Module, masses: Masses, keep: torch.Tensor, X: torch.Tensor, y: torch.Tensor
+) -> float:
     """Test accuracy with the units outside the flat bool `keep` silenced; masses restored."""
     saved = [m.detach().clone() for m in masses.values]
     masses.set(masses.split(masses.flat() * keep.to(torch.float32)))
