@@ -202,12 +202,11 @@ class LocalExecutor:
         codes = {}
         deadline = time.monotonic() + KILL_SECONDS
         for pid in set(in_worker.values()):  # the pool ends the other workers by SIGTERM
-            workers[pid].join(max(0.0, deadline - time.monotonic()))
-            codes[pid] = workers[pid].exitcode  # None: still there (a search survives SIGTERM)
+            codes[pid] = _exit_code(workers[pid], deadline)
         dead = {
-            i: codes[pid]
+            i: code
             for i, pid in in_worker.items()
-            if codes[pid] not in (None, -signal.SIGTERM)
+            if (code := codes[pid]) is not None and code != -signal.SIGTERM
         }
         self._stop(0.0)
         if dead:
@@ -320,6 +319,18 @@ def _pid_in(mark: Path) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def _exit_code(proc: multiprocessing.process.BaseProcess, deadline: float) -> int | None:
+    """`proc`'s exit code, waiting for it until `deadline` (None: still there; a search survives
+    SIGTERM). Not one join: a process that died has closed its sentinel a moment before the
+    kernel lets it be reaped, and a join that wakes in between reads no exit code (under load,
+    the worker that died was then taken for one still running: seen twice in CI-like runs)."""
+    while True:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.exitcode is not None or time.monotonic() >= deadline:
+            return proc.exitcode
+        time.sleep(0.01)
 
 
 def _exit(code: int) -> str:
