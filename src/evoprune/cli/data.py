@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evoprune.data.builtin import DATASETS, unknown_dataset
+from evoprune.data.builtin import check_dataset
 from evoprune.errors import EvopruneError
 
 if TYPE_CHECKING:
@@ -136,8 +136,8 @@ def data_job(args: argparse.Namespace) -> dict[str, Any]:
         raise EvopruneError("--target: only with --data (a built-in dataset has its labels)")
     if args.data_dir is not None and args.dataset != "mnist":
         raise EvopruneError("--data-dir: only with --dataset mnist (where its files are)")
-    if args.dataset is not None and args.dataset not in DATASETS:  # before torch loads
-        raise EvopruneError(unknown_dataset(args.dataset))
+    if args.dataset is not None:  # a misspelling is told before torch loads
+        check_dataset(args.dataset)
     job: dict[str, Any] = {
         "dataset": args.dataset or "file",
         "classes": args.classes,

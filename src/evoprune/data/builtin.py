@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evoprune.errors import EvopruneError
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -28,11 +30,13 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-def unknown_dataset(name: object) -> str:
-    """The error line for a dataset name not in `DATASETS`. The papers' tables name problems
+def check_dataset(name: object) -> None:
+    """An `EvopruneError` for a dataset name not in `DATASETS`. The papers' tables name problems
     "digits-10" or "blobs-10", which here is a name and a class count: the line says so."""
+    if name in DATASETS:
+        return
     line = f"dataset: expected one of {', '.join(DATASETS)}, got {name!r}"
     base, _, count = str(name).rpartition("-")
     if base.lower() in DATASETS and count.isdigit():
         line += f" ({name} is dataset {base.lower()!r} with classes {count})"
-    return line
+    raise EvopruneError(line)

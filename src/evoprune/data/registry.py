@@ -26,7 +26,7 @@ import torch
 from sklearn import datasets as skd
 from sklearn.model_selection import train_test_split
 
-from evoprune.data.builtin import DATASETS, unknown_dataset
+from evoprune.data.builtin import DATASETS, check_dataset
 from evoprune.data.files import file_digest, load_arrays, load_mnist_dir, unit_pixels
 from evoprune.data.scaling import SCALE, FeatureScaling, global_min_max, scale_global
 from evoprune.errors import EvopruneError
@@ -273,8 +273,7 @@ def load_dataset(
     data_dir: str | Path | None = None,
 ) -> Dataset:
     """A built-in dataset by name; `classes` and `normalize` default to the paper's settings."""
-    if name not in DATASETS:
-        raise EvopruneError(unknown_dataset(name))
+    check_dataset(name)
     info = DATASETS[name]
     classes = _default_classes(name) if classes is None else check_classes(name, classes)
     normalize = info.normalize if normalize is None else bool(normalize)

@@ -119,7 +119,7 @@ def _check_values(job: dict[str, Any]) -> None:
     """The values a misspelling breaks (dataset, arch, init, sparsity, and each method's own:
     `evoprune.jobs.check_job`), checked before the first run instead of failing in every run
     of a long sweep."""
-    from evoprune.data.builtin import DATASETS, unknown_dataset
+    from evoprune.data.builtin import check_dataset
     from evoprune.nets import ARCHS, INITS, is_conv_arch, parse_arch
 
     if "data" in job and not job.get("target") and not str(job["data"]).endswith(".npz"):
@@ -131,8 +131,8 @@ def _check_values(job: dict[str, Any]) -> None:
     if isinstance(job.get("data"), str):  # its content: a misspelt target, a NaN cell, one class
         stat = Path(job["data"]).stat()
         _check_data_file(job["data"], job.get("target"), stat.st_mtime_ns, stat.st_size)
-    if "data" not in job and job.get("dataset", "moons") not in DATASETS:  # studies name none
-        raise EvopruneError(unknown_dataset(job.get("dataset")))
+    if "data" not in job:  # studies name none
+        check_dataset(job.get("dataset", "moons"))
     if "data" not in job and job.get("classes") is not None:
         from evoprune.data.registry import check_classes
 
