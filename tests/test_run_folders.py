@@ -81,8 +81,8 @@ def test_an_interrupt_as_result_json_is_written_leaves_no_half_run_folder(
 ):
     """A Ctrl-C (or a search's SIGTERM) before result.json is in place removes what the run
     wrote: the GA's and edge-popup's ticket.npz, backprop's model.npz and every history.csv
-    were left without a result, which `evaluate` read as a run. hpo keeps its study, which
-    a rerun resumes."""
+    were left without a result, which `evaluate` read as a run. hpo keeps its study and its
+    sampler, which a rerun resumes."""
     import evoprune.results
 
     write_json = evoprune.results.write_json
@@ -101,7 +101,7 @@ def test_an_interrupt_as_result_json_is_written_leaves_no_half_run_folder(
     with pytest.raises(KeyboardInterrupt):
         run_job(job, tmp_path / "run")
     left = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert left == (["study.journal"] if method == "hpo" else []), left
+    assert left == (["sampler-0.pickle", "study.journal"] if method == "hpo" else []), left
 
 
 def _revision_of_a_copy(root, tracked: bool) -> str:

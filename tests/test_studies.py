@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -499,6 +500,94 @@ def test_hpo_resumed_with_more_trials_draws_new_configurations(sampler, tmp_path
     assert r["trials_span_seconds"] >= 0
 
 
+def _complete_trials(out: Path) -> list[tuple[dict, float]]:
+    """The study in `out`: each COMPLETE trial's parameters and value, in trial order."""
+    import optuna
+
+    from evoprune.studies import hpo
+    from evoprune.studies.hpo_storage import open_storage
+
+    study = optuna.load_study(study_name=hpo.STUDY_NAME, storage=open_storage(out))
+    return [(t.params, t.value) for t in study.get_trials() if t.state.name == "COMPLETE"]
+
+
+@contextlib.contextmanager
+def _cut_in_the_sixth_call(monkeypatch, module, name):
+    """Inside, `module.name` raises KeyboardInterrupt (as a kill would end it) on its sixth call."""
+    real, calls = getattr(module, name), []
+
+    def cut_in_the_sixth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, cut_in_the_sixth)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(module, name, real)
+
+
+@pytest.mark.parametrize(
+    "sampler, cut_in",
+    [
+        ("tpe", "evaluate_trial"),
+        ("random", "evaluate_trial"),
+        ("cmaes", "evaluate_trial"),
+        ("tpe", "save_sampler"),
+        ("random", "save_sampler"),
+    ],  # fmt: skip
+)
+def test_hpo_cut_short_resumes_to_the_uninterrupted_study(sampler, cut_in, tmp_path, monkeypatch):
+    """A study on one worker interrupted in its sixth trial, then run again, holds the trials of
+    the uninterrupted study: the cut trial is finished with the parameters it had drawn (cut in
+    its objective), or replaced by a trial that draws them again, with the same seed (cut
+    before its sampler was saved; CMA-ES then draws anew, as it seeds by the trial number)."""
+    from evoprune.studies import hpo
+
+    cfg = hpo.HPOConfig(sampler=sampler, objective="synflow", trials=12, seed=3)
+    hpo.run_study(cfg, tmp_path / "whole")
+    with _cut_in_the_sixth_call(monkeypatch, hpo, cut_in), pytest.raises(KeyboardInterrupt):
+        hpo.run_study(cfg, tmp_path / "cut")
+    assert len(_complete_trials(tmp_path / "cut")) == 5
+    r = hpo.run_study(cfg, tmp_path / "cut")
+    assert _complete_trials(tmp_path / "cut") == _complete_trials(tmp_path / "whole")
+    assert r["stale_trials"] == (cut_in == "save_sampler")
+
+
+def test_a_cut_trial_beyond_the_asked_count_is_not_finished(tmp_path, monkeypatch):
+    from evoprune.studies import hpo
+
+    cfg = hpo.HPOConfig(sampler="random", objective="synflow", trials=12, seed=3)
+    with (
+        _cut_in_the_sixth_call(monkeypatch, hpo, "evaluate_trial"),
+        pytest.raises(KeyboardInterrupt),
+    ):
+        hpo.run_study(cfg, tmp_path)
+    r = hpo.run_study(hpo.HPOConfig(**{**asdict(cfg), "trials": 5}), tmp_path)
+    assert r["n_trials"] == 5 and r["stale_trials"] == 1
+
+
+def test_a_saved_sampler_is_taken_only_by_its_own_study(tmp_path):
+    import optuna
+
+    from evoprune.studies.hpo_storage import load_sampler, save_sampler
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    save_sampler(tmp_path, 0, trial, study.sampler, 0.5)
+    saved = load_sampler(tmp_path, 0, study.get_trials())
+    assert saved is not None and saved["trial"] == 0 and saved["sampler_seconds"] == 0.5
+    other = optuna.create_study()
+    other.ask().suggest_float("x", 0, 1)  # the same trial number, other parameters
+    assert load_sampler(tmp_path, 0, other.get_trials()) is None
+    assert load_sampler(tmp_path, 1, study.get_trials()) is None  # another worker's
+    (tmp_path / "sampler-0.pickle").write_bytes(b"cut short")
+    assert load_sampler(tmp_path, 0, study.get_trials()) is None
+
+
 def test_hpo_rdb_storage(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     code, out, err = run_cli(_hpo_args(tmp_path / "r", "--trials", "3", "--storage", url), capsys)
@@ -547,6 +636,29 @@ def test_hpo_killed_and_resumed_ends_with_exact_count(tmp_path):
     study = optuna.load_study(study_name=hpo.STUDY_NAME, storage=open_storage(out))
     states = [t.state.name for t in study.get_trials()]
     assert states.count("COMPLETE") == 10 and "RUNNING" not in states
+
+
+@pytest.mark.slow
+def test_hpo_on_one_worker_killed_and_resumed_is_the_uninterrupted_study(tmp_path):
+    """A real SIGKILL mid-trial on one worker: the same command again finishes the cut trial in
+    a new process and ends with the uninterrupted study's trials."""
+    args = ["hpo", "--sampler", "tpe", "--objective", "train", "--space", "low", "--trials", "6",
+            "--max-epochs", "15", "--patience", "15", "--seed", "2", "--quiet"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    subprocess.run([*EVOPRUNE, *args, "--out", str(whole)], check=True, env=env, timeout=600)
+    proc = subprocess.Popen([*EVOPRUNE, *args, "--out", str(cut)], start_new_session=True,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while _hpo_trials(cut) < 2:  # then in the third trial's training, or later
+        assert proc.poll() is None and time.time() < deadline, "no trials ran"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run([*EVOPRUNE, *args, "--out", str(cut)], check=True, env=env, timeout=600)
+    assert _complete_trials(cut) == _complete_trials(whole)
+    r = json.loads((cut / "result.json").read_text())
+    assert r["n_trials"] == 6 and r["stale_trials"] <= 1  # 1: killed as the sampler drew
 
 
 @pytest.mark.slow  # signals and timing: 24 of 24 passed once the driver took Optuna-made errors

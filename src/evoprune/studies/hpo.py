@@ -13,7 +13,10 @@ with exactly `trials` COMPLETE trials:
   that finds, once numbered, that `trials` trials with lower numbers are already live gives way
   (it is marked FAIL with the user attribute ``surplus``), so no two workers overshoot;
 - a trial whose worker is gone (its process, or its heartbeat for `grace` seconds) is marked FAIL,
-  and a new trial takes its place (`evoprune.studies.hpo_storage`).
+  and a new trial takes its place (`evoprune.studies.hpo_storage`), unless its own worker, killed
+  on this host and started again, finishes it: each worker saves its sampler once a trial's
+  parameters are drawn, and a resumed one draws on from there, so that on one worker a killed
+  study resumes to the uninterrupted one.
 
 Spaces (ints are suggested as ints, no categoricals, so CMA-ES sees every dimension):
 ``low`` (6): layers 1-3, width 16-256 (log), lr 1e-4-1e-1 (log), weight decay 1e-6-1e-2 (log),
@@ -25,6 +28,7 @@ hyperparameters are fixed at `FIXED_TRAINING` for the final training.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -43,7 +47,16 @@ from evoprune.errors import EvopruneError
 from evoprune.interrupts import errors_of_interrupts, raising, release_sigint, sigint_held
 from evoprune.seeding import derive_seed
 from evoprune.studies.choices import HPO_OBJECTIVES, SAMPLERS, SPACES
-from evoprune.studies.hpo_storage import Heartbeat, fail_stale_trials, load_optuna, open_storage
+from evoprune.studies.hpo_storage import (
+    Heartbeat,
+    cut_trial,
+    fail_stale_trials,
+    load_optuna,
+    load_sampler,
+    open_storage,
+    save_sampler,
+    stale_before,
+)
 from evoprune.studies.training import (
     Splits,
     accuracy,
@@ -166,8 +179,10 @@ def warm_up_training() -> None:
     opt.step()
 
 
-def evaluate_trial(config: dict[str, Any], s: Splits, cfg: HPOConfig, number: int) -> float:
-    seed = derive_seed(cfg.seed, f"hpo/trial/{number}")
+def evaluate_trial(config: dict[str, Any], s: Splits, cfg: HPOConfig, index: int) -> float:
+    """The objective of `config`, seeded by the trial's `index`: its number, less the trials
+    before it that were failed as stale (a trial that replaces one cut short takes its seed)."""
+    seed = derive_seed(cfg.seed, f"hpo/trial/{index}")
     if cfg.objective == "synflow":
         return synflow_score(config["widths"], s.n_features, s.n_classes, seed)
     return train_config(config, s, cfg, seed)[1]
@@ -261,21 +276,30 @@ def _counts(study: Any) -> tuple[int, int]:
 
 def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
     """One worker: run trials until the study has `cfg.trials` COMPLETE trials; returns how many
-    this worker completed. Safe to run in any number of processes at once."""
+    this worker completed. Safe to run in any number of processes at once. A worker that was
+    killed before draws on with the sampler it saved, and first finishes the trial it was cut
+    short in (`evoprune.studies.hpo_storage.cut_trial`)."""
     optuna = load_optuna()
     S = optuna.trial.TrialState
     torch.set_num_threads(1)
     storage = open_storage(out, cfg.storage)
-    held = len(storage.get_all_trials(storage.get_study_id_from_name(STUDY_NAME), deepcopy=False))
-    study = optuna.load_study(
-        study_name=STUDY_NAME, storage=storage, sampler=timed(make_sampler(cfg, worker, held))
-    )
+    held = storage.get_all_trials(storage.get_study_id_from_name(STUDY_NAME), deepcopy=False)
+    saved = load_sampler(out, worker, held)
+    sampler = timed(saved["sampler"] if saved else make_sampler(cfg, worker, len(held)))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler)
     splits = digits_splits()
     if cfg.objective == "train":
         warm_up_training()
     beat = Heartbeat(storage, cfg.heartbeat)
     done = 0
     try:
+        cut = cut_trial(held, saved)
+        if cut is not None and _counts(study)[0] < cfg.trials:  # its parameters and its seed
+            assert saved is not None
+            sampler.spent[cut.number] = saved["sampler_seconds"]
+            with beat.owning(cut), contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                config = suggest(optuna.trial.FixedTrial(cut.params), cfg.space, cfg.objective)
+                done += _finish(study, cut, config, splits, cfg)
         while True:
             fail_stale_trials(study, cfg.grace)
             complete, live = _counts(study)
@@ -287,28 +311,37 @@ def work(cfg: HPOConfig, out: Path, worker: int = 0, bar: Any = None) -> int:
                 time.sleep(min(1.0, cfg.heartbeat))
                 continue
             trial = study.ask()
-            with beat.owning(trial):
-                try:
-                    live_now = study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING))
-                    earlier = [t for t in live_now if t.number < trial.number]
-                    if len(earlier) >= cfg.trials:  # another worker took the last slot first
-                        storage.set_trial_user_attr(trial._trial_id, _SURPLUS, True)
-                        study.tell(trial, state=S.FAIL)
-                        continue
-                    config = suggest(trial, cfg.space, cfg.objective)
-                    start = time.perf_counter()
-                    value = evaluate_trial(config, splits, cfg, trial.number)
-                    storage.set_trial_user_attr(
-                        trial._trial_id, "objective_seconds", time.perf_counter() - start
-                    )
-                    storage.set_trial_user_attr(trial._trial_id, "config", config)
-                    study.tell(trial, value if math.isfinite(value) else None,
-                               state=S.COMPLETE if math.isfinite(value) else S.FAIL)  # fmt: skip
-                    done += 1
-                except optuna.exceptions.UpdateFinishedTrialError:
-                    pass  # declared dead by another worker while slow (no heartbeat for `grace`)
+            # declared dead by another worker while slow (no heartbeat for `grace`): go on
+            with (
+                beat.owning(trial),
+                contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError),
+            ):
+                live_now = study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING))
+                earlier = [t for t in live_now if t.number < trial.number]
+                if len(earlier) >= cfg.trials:  # another worker took the last slot first
+                    storage.set_trial_user_attr(trial._trial_id, _SURPLUS, True)
+                    study.tell(trial, state=S.FAIL)
+                    continue
+                config = suggest(trial, cfg.space, cfg.objective)
+                save_sampler(out, worker, trial, sampler.inner, sampler.spent.get(trial.number, 0))
+                done += _finish(study, trial, config, splits, cfg)
     finally:
         beat.close()
+
+
+def _finish(study: Any, trial: Any, config: dict[str, Any], splits: Splits, cfg: HPOConfig) -> int:
+    """Evaluate `trial`'s `config` and tell the study (FAIL for a value that is not finite)."""
+    S = load_optuna().trial.TrialState
+    index = trial.number - stale_before(study.get_trials(deepcopy=False), trial.number)
+    start = time.perf_counter()
+    value = evaluate_trial(config, splits, cfg, index)
+    study._storage.set_trial_user_attr(
+        trial._trial_id, "objective_seconds", time.perf_counter() - start
+    )
+    study._storage.set_trial_user_attr(trial._trial_id, "config", config)
+    ok = math.isfinite(value)
+    study.tell(trial.number, value if ok else None, state=S.COMPLETE if ok else S.FAIL)
+    return 1
 
 
 def _worker_main(cfg_dict: dict[str, Any], out: str, worker: int) -> None:

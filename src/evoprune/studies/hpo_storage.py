@@ -7,6 +7,11 @@ and a heartbeat; a trial whose owner process is gone (same host) or whose heartb
 `grace` seconds is marked FAIL, and a new trial takes its place. (Optuna's own heartbeat covers RDB
 storage only.)
 
+Each worker also saves its sampler once a trial's parameters are drawn (`save_sampler`; pickling
+is Optuna's own way to resume a sampler), so that a resumed worker draws on from where it stopped
+instead of from a fresh seed, and finishes the trial the kill cut short with the parameters it
+had drawn (`cut_trial`): on one worker a killed study resumes to the uninterrupted one.
+
 Optuna is imported on first use (`load_optuna`, which hpo shares), with a hint how to install it.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import socket
 import threading
 import time
@@ -69,6 +75,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _owned_here_by_the_dead(t: Any) -> bool:
+    """Whether RUNNING trial `t` belongs to a process of this host that is gone (or to this
+    process, which is not running it)."""
+    owner = t.system_attrs.get("evoprune:owner")
+    if not owner or owner.get("host") != socket.gethostname():
+        return False
+    return not _alive(int(owner["pid"])) or (owner["pid"] == os.getpid() and t.number not in _OWN)
+
+
 def fail_stale_trials(study: Any, grace: float) -> int:
     """Mark FAIL every RUNNING trial whose worker is gone; returns how many."""
     optuna = load_optuna()
@@ -79,9 +94,7 @@ def fail_stale_trials(study: Any, grace: float) -> int:
         if beat is None:
             beat = t.datetime_start.timestamp() if t.datetime_start else now
         if owner and owner.get("host") == host:
-            dead = not _alive(int(owner["pid"])) or (
-                owner["pid"] == os.getpid() and t.number not in _OWN
-            )
+            dead = _owned_here_by_the_dead(t)
         else:
             dead = now - float(beat) > grace
         if dead:
@@ -139,3 +152,54 @@ class Heartbeat:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def stale_before(trials: list[Any], number: int) -> int:
+    """How many trials numbered below `number` were failed as stale: a trial that replaces one
+    cut short takes its place in the seeds (`hpo.evaluate_trial`)."""
+    return sum(t.number < number and bool(t.system_attrs.get("evoprune:stale")) for t in trials)
+
+
+# --- a worker's sampler, saved after each draw ------------------------------------------------
+
+
+def sampler_path(out: Path, worker: int) -> Path:
+    return out / f"sampler-{worker}.pickle"
+
+
+def save_sampler(out: Path, worker: int, trial: Any, sampler: Any, seconds: float) -> None:
+    """Worker `worker`'s `sampler` just after it drew `trial`'s parameters (and the `seconds` the
+    drawing took), replacing the one saved before it (written aside, then renamed into place)."""
+    state = {"trial": trial.number, "params": dict(trial.params), "sampler": sampler,
+             "sampler_seconds": seconds}  # fmt: skip
+    path = sampler_path(out, worker)
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}")
+    scratch.write_bytes(pickle.dumps(state))
+    os.replace(scratch, path)
+
+
+def load_sampler(out: Path, worker: int, trials: list[Any]) -> dict[str, Any] | None:
+    """What `save_sampler` left for worker `worker`, if it was saved in this study: its trial is
+    in `trials` with the parameters it had drawn; None otherwise."""
+    path = sampler_path(out, worker)
+    if not path.is_file():
+        return None
+    try:
+        state = pickle.loads(path.read_bytes())
+    except Exception:  # noqa: BLE001 - another version's sampler, a truncated file: start afresh
+        return None
+    drawn = {t.number: t.params for t in trials}
+    return state if drawn.get(state.get("trial")) == state.get("params") else None
+
+
+def cut_trial(trials: list[Any], saved: dict[str, Any] | None) -> Any | None:
+    """The trial whose parameters `saved` followed, if a kill cut it short on this host: it is
+    still RUNNING and its process is gone. Its worker finishes it instead of replacing it."""
+    if saved is None:
+        return None
+    optuna = load_optuna()
+    for t in trials:
+        if t.number == saved["trial"] and t.state == optuna.trial.TrialState.RUNNING:
+            return t if _owned_here_by_the_dead(t) else None
+    return None
