@@ -192,8 +192,9 @@ def evaluate_trial(config: dict[str, Any], s: Splits, cfg: HPOConfig, index: int
 
 
 def make_sampler(cfg: HPOConfig, worker: int, after: int = 0) -> Any:
-    """Worker `worker`'s sampler, on a study that already holds `after` trials: a resumed
-    study's sampler is seeded apart, or its random draws would repeat the first run's."""
+    """Worker `worker`'s new sampler, on a study that already holds `after` trials. A worker
+    that saved none there (it joins a study others began, or a study of an older evoprune) is
+    seeded apart, or its random draws would repeat those of the worker that began it."""
     optuna = load_optuna()
     name = f"hpo/sampler/{worker}" + (f"/after/{after}" if after else "")
     seed = derive_seed(cfg.seed, name) % 2**31
