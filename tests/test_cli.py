@@ -182,6 +182,7 @@ def _npz(path: Path, X=None, y=None) -> Path:
     [
         (["search", "--dataset", "nope"], "dataset: expected one of"),
         (["search", "--dataset", "digits-10"], "is dataset 'digits' with classes 10)"),
+        (["search", "--dataset", "MNIST"], "got 'MNIST' (did you mean 'mnist'?)"),
         (["compare", "no-such-run"], "no-such-run: no such folder"),
         (["tune-backprop", "--dataset", "moons", "--cv", "1"], "--cv: expected at least 2"),
         (["tune-backprop", "--dataset", "moons", "--jobs", "0"], "--jobs: expected at least 1"),

@@ -39,4 +39,6 @@ def check_dataset(name: object) -> None:
     base, _, count = str(name).rpartition("-")
     if base.lower() in DATASETS and count.isdigit():
         line += f" ({name} is dataset {base.lower()!r} with classes {count})"
+    elif str(name).lower() in DATASETS:  # names are lower case, as in run folders and the store
+        line += f" (did you mean {str(name).lower()!r}?)"
     raise EvopruneError(line)
