@@ -5,6 +5,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -798,6 +799,57 @@ def test_minimize_without_out_writes_a_folder_named_by_its_settings(tmp_path, mo
     assert (tmp_path / "runs/minimize-sphere-2-random/result.json").exists()
     code, _, err = run_cli([*args, "--method", "random"], capsys)  # the same settings again
     assert code == 2 and "already holds a finished run" in err
+
+
+@pytest.mark.parametrize("method", ["ga", "sep-cmaes", "adam"])
+def test_an_evaluation_budget_gives_the_same_weights_whatever_the_clock(method, monkeypatch):
+    """With `evaluations` alone the run ends where the budget says, not the machine's speed:
+    the same run under a CPU clock ten times slower ends with the same weights."""
+    import evoprune.studies.train_weights as tw
+    import evoprune.studies.training as training
+
+    torch.set_num_threads(1)
+    fast = tw.train_weights(method, evaluations=700, seed=2)
+    ticks = [0.0]
+
+    def slow_clock() -> float:  # every reading 10 s later than the last
+        ticks[0] += 10.0
+        return ticks[0]
+
+    monkeypatch.setattr(tw, "cpu_seconds", slow_clock)
+    monkeypatch.setattr(training, "cpu_seconds", slow_clock)
+    slow = tw.train_weights(method, evaluations=700, seed=2)
+    assert slow.seconds > 100 * fast.seconds  # the clock did run slow
+    assert (slow.test_f1, slow.val_f1, slow.evaluations) == (
+        fast.test_f1,
+        fast.val_f1,
+        fast.evaluations,
+    )
+    per_step = {"ga": 62, "sep-cmaes": 64, "adam": 20}[method]  # Adam: 1,258 rows in batches of 64
+    assert 700 - per_step < fast.evaluations <= 700
+    assert fast.recipe["evaluations"] == 700
+
+
+def test_an_evaluation_budget_is_checked_with_the_job(tmp_path, capsys):
+    from evoprune.studies.jobs import check_weights_job
+
+    for job, message in (
+        (
+            {"optimizer": "ga", "evaluations": 10},
+            "evaluations: expected at least the population (64)",
+        ),
+        (
+            {"optimizer": "adam", "evaluations": 0},
+            "evaluations: expected a positive integer, got 0",
+        ),
+        ({"optimizer": "sgd"}, "optimizer: expected one of adam, sep-cmaes, ga, got 'sgd'"),
+    ):
+        with pytest.raises(EvopruneError, match=re.escape(message)):
+            check_weights_job({"method": "train-weights", **job})
+    code, _, err = run_cli(
+        ["train-weights", "--method", "ga", "--evaluations", "10", "--out", tmp_path / "w"], capsys
+    )
+    assert code == 2 and err.strip().endswith("got 10") and not (tmp_path / "w").exists()
 
 
 def test_a_weights_run_trains_on_one_thread_as_in_a_sweep(monkeypatch):

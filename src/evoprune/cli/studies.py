@@ -122,7 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=COMMANDS["train-weights"],
         description="Train the weights of an MLP 64-32-10 on digits (70/15/15): Adam (lr 1e-3, "
         "batch 64, weight decay 1e-3, 200 epochs, early stopping), sep-CMA-ES (population 64, full-batch "
-        "cross-entropy) or a GA over the weights; same budget of CPU seconds with --seconds.",
+        "cross-entropy) or a GA over the weights; the same budget of CPU seconds with --seconds, "
+        "or of evaluations with --evaluations (the same weights for the same seed on any machine).",
     )
     p.add_argument("--method", choices=WEIGHT_METHODS, default="adam", help="default adam")
     p.add_argument("--dataset", default="digits", help="digits (the only one today; default)")
@@ -130,6 +131,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training CPU seconds (default 30; Adam ends at its 200-epoch cap, within this; "
                    "a GA or sep-CMA-ES run that the budget stops differs a little from run to "
                    "run, as the machine's speed does)")  # fmt: skip
+    p.add_argument("--evaluations", type=_positive_int,
+                   help="a budget of loss evaluations (Adam: mini-batch steps) instead of, or "
+                   "beside, the seconds: the same seed gives the same weights on any machine")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--out", type=Path,
                    help="results folder (default runs/train-weights-METHOD-sSEED)")  # fmt: skip
@@ -242,7 +246,7 @@ def run_train_weights(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"train-weights-{args.method}-s{args.seed}"
     check_out(out)
     job = {"method": "train-weights", "optimizer": args.method, "dataset": "digits",
-           "seed": args.seed, "seconds": args.seconds}  # fmt: skip
+           "seed": args.seed, "seconds": args.seconds, "evaluations": args.evaluations}  # fmt: skip
     job = {k: v for k, v in job.items() if v is not None}
     r = run_weights_job(job, out, progress=not args.quiet)
     print(

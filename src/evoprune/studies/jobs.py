@@ -10,7 +10,8 @@ minimize: ``function``, ``dim``, ``optimizer`` (cmaes|ga|adam|sgd|random), ``bud
 ``evaluations_to_success``; history.csv: the best value so far against the evaluations.
 
 train-weights: ``optimizer`` (adam|sep-cmaes|ga), ``seconds`` (Adam: its own stop; the others
-30), ``population`` (64), ``sigma`` (0.05); the dataset is digits (70/15/15).
+30), ``evaluations`` (a budget that gives the same weights on any machine; alone, no seconds),
+``population`` (64), ``sigma`` (0.05); the dataset is digits (70/15/15).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ HPO_KEYS = {
     "patience",
 }
 MINIMIZE_KEYS = {"function", "dim", "optimizer", "budget"}
-WEIGHTS_KEYS = {"optimizer", "seconds", "population", "sigma"}
+WEIGHTS_KEYS = {"optimizer", "seconds", "evaluations", "population", "sigma"}
 
 
 @overload
@@ -126,7 +127,8 @@ def check_weights_job(job: dict[str, Any]) -> None:
 
 def _weights_overrides(job: dict[str, Any]) -> WeightsOverrides:
     """A train-weights job checked; the `WeightsConfig` fields it sets."""
-    from evoprune.studies.train_weights import WeightsConfig
+    from evoprune.studies.choices import WEIGHT_METHODS
+    from evoprune.studies.train_weights import WeightsConfig, check_config
 
     check_keys(job, WEIGHTS_KEYS)
     _no_dataset_keys(job, ("digits",))
@@ -141,10 +143,19 @@ def _weights_overrides(job: dict[str, Any]) -> WeightsOverrides:
     population = _int(job, "population", None)
     if population is not None:
         overrides["population"] = population
+    evaluations = _int(job, "evaluations", None)
+    if evaluations is not None:
+        overrides["evaluations"] = evaluations
     seconds = _float(job, "seconds", None)
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise EvopruneError(f"seconds: expected a positive number of CPU seconds, got {seconds!r}")
     assert {f.name for f in fields(WeightsConfig)} >= set(overrides)
+    optimizer = job.get("optimizer", "adam")
+    if optimizer not in WEIGHT_METHODS:  # the job's name for WeightsConfig.method
+        raise EvopruneError(
+            f"optimizer: expected one of {', '.join(WEIGHT_METHODS)}, got {optimizer!r}"
+        )
+    check_config(WeightsConfig(method=optimizer, seconds=seconds, **overrides))
     return overrides
 
 

@@ -6,6 +6,9 @@ weights on the full-batch training cross-entropy (population 64; Ros & Hansen, P
 blend crossover, Gaussian mutation, two elites).
 
 The clock counts training only; scoring the current model for the F1-vs-time curve is paused out.
+A budget of CPU seconds depends on the machine's speed; a budget of `evaluations` (loss
+evaluations of one weight vector for sep-CMA-ES and the GA, mini-batch gradient steps for Adam,
+counted as in the minimisation study) gives the same weights for the same seed on any machine.
 
 >>> r = train_weights("adam", seconds=1.0)                          # doctest: +SKIP
 >>> r.test_f1 > 0.9                                                 # doctest: +SKIP
@@ -57,6 +60,10 @@ class WeightsConfig:
     population: int = POPULATION
     sigma: float = 0.05  # sep-CMA-ES step size / GA mutation std, in weight units
     record_every: float = 0.5  # seconds of training between two points of the F1-vs-time curve
+    # a budget of evaluations, alone (no CPU-second budget then) or beside `seconds` (whichever
+    # ends first): sep-CMA-ES and the GA stop before a generation would exceed it, Adam after the
+    # epoch that reaches it
+    evaluations: int | None = None
 
 
 class WeightsOverrides(TypedDict, total=False):
@@ -70,6 +77,7 @@ class WeightsOverrides(TypedDict, total=False):
     population: int
     sigma: float
     record_every: float
+    evaluations: int
 
 
 @dataclass
@@ -84,7 +92,8 @@ class WeightsResult:
     recipe: dict[str, object] = field(default_factory=dict)  # the settings that produced it
 
 
-def _check(cfg: WeightsConfig) -> None:
+def check_config(cfg: WeightsConfig) -> None:
+    """An `EvopruneError` for a setting `train_weights` cannot run with."""
     if cfg.method not in WEIGHT_METHODS:
         raise EvopruneError(
             f"method: expected one of {', '.join(WEIGHT_METHODS)}, got {cfg.method!r}"
@@ -93,6 +102,11 @@ def _check(cfg: WeightsConfig) -> None:
         raise EvopruneError(f"seconds: expected a positive number, got {cfg.seconds!r}")
     if cfg.population < 4:
         raise EvopruneError(f"population: expected at least 4, got {cfg.population}")
+    least = 1 if cfg.method == "adam" else cfg.population
+    e = cfg.evaluations
+    if e is not None and (isinstance(e, bool) or not isinstance(e, int) or e < least):
+        what = "a positive integer" if least == 1 else f"at least the population ({least})"
+        raise EvopruneError(f"evaluations: expected {what}, got {e!r}")
 
 
 class _Shapes:
@@ -157,12 +171,15 @@ def train_weights(
 ) -> WeightsResult:  # fmt: skip
     """Train the 64-32-10 MLP's weights with `method`; returns test macro-F1 and the curve."""
     cfg = WeightsConfig(method=method, seconds=seconds, seed=seed, **overrides)
-    _check(cfg)
+    check_config(cfg)
     s = load_splits(dataset)
     model = make_mlp(s.n_features, [HIDDEN], s.n_classes, seed=seed)
     if method == "adam":
         return _adam(model, s, cfg)
-    budget = cfg.seconds if cfg.seconds is not None else DEFAULT_SECONDS
+    if cfg.seconds is not None:
+        budget = cfg.seconds
+    else:  # the evaluations alone, or the default seconds
+        budget = math.inf if cfg.evaluations is not None else DEFAULT_SECONDS
     return _population(model, s, cfg, budget, progress)
 
 
@@ -170,7 +187,7 @@ def _adam(model: nn.Sequential, s: Splits, cfg: WeightsConfig) -> WeightsResult:
     steps_per_epoch = math.ceil(len(s.y_train) / cfg.batch_size)
     tr = train_adam(model, s, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
                     max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed,
-                    seconds=cfg.seconds)  # fmt: skip
+                    seconds=cfg.seconds, steps=cfg.evaluations)  # fmt: skip
     history = [
         {"seconds": h["seconds"], "epoch": h["epoch"], "val_f1": h["val_f1"]} for h in tr.history
     ]
@@ -193,6 +210,7 @@ def _adam(model: nn.Sequential, s: Splits, cfg: WeightsConfig) -> WeightsResult:
             "early_stopping": "validation loss, best epoch restored",
             "inputs": "standardised with the training split's mean and std (std >= 1)",
             "epochs": tr.epochs,
+            "evaluations": cfg.evaluations,
         },
     )
 
@@ -206,16 +224,24 @@ def _population(
     history: list[dict[str, float]] = []
     evaluations = 0
     clock = _Clock(budget, cfg.record_every)
-    bar = progress_bar(total=round(budget, 1), desc=cfg.method, unit="s", enabled=progress)
+    by_evaluations = math.isinf(budget)  # the bar counts what ends the run
+    bar = progress_bar(total=cfg.evaluations if by_evaluations else round(budget, 1),
+                       desc=cfg.method, unit="eval" if by_evaluations else "s",
+                       enabled=progress)  # fmt: skip
+
+    def room(cost: int) -> bool:  # for `cost` more evaluations, in both budgets
+        return not clock.spent and (
+            cfg.evaluations is None or evaluations + cost <= cfg.evaluations
+        )
 
     def score(flat: np.ndarray) -> None:  # the curve; its time is not charged to the method
         used = clock.lap()
-        if used >= clock.next or clock.spent:
+        if used >= clock.next or not room(cost):
             shapes.load(model, torch.tensor(flat, dtype=torch.float32))
             history.append({"seconds": used, "evaluations": evaluations,
                             "val_f1": model_macro_f1(model, s.X_val, s.y_val),
                             "test_f1": model_macro_f1(model, s.X_test, s.y_test)})  # fmt: skip
-            bar.update(round(min(used, budget), 1) - bar.n)
+            bar.update((evaluations if by_evaluations else round(min(used, budget), 1)) - bar.n)
             clock.next = used + cfg.record_every
         clock.resume()
 
@@ -233,8 +259,8 @@ def _population(
         opt = cmaes.SepCMA(
             x0, cfg.sigma, seed=int(rng.integers(2**31)), population_size=cfg.population
         )
-        best = x0
-        while not clock.spent:
+        best, cost = x0, opt.population_size
+        while room(cost):
             W = np.stack([opt.ask() for _ in range(opt.population_size)])  # (P, n)
             f = losses(W)
             evaluations += len(W)
@@ -246,7 +272,8 @@ def _population(
         pop = np.stack([x0] + [_fresh(model, shapes, gen) for _ in range(cfg.population - 1)])
         fit = losses(pop)
         evaluations += len(pop)
-        while not clock.spent:
+        best, cost = pop[int(np.argmin(fit))], len(pop) - 2
+        while room(cost):
             pop, fit = _ga_generation(pop, fit, cfg, rng, losses)
             evaluations += len(pop) - 2
             best = pop[int(np.argmin(fit))]
@@ -261,7 +288,12 @@ def _population(
         seconds=clock.used,
         evaluations=evaluations,
         history=history,
-        recipe={"population": cfg.population, "sigma": cfg.sigma, "seconds": budget},
+        recipe={
+            "population": cfg.population,
+            "sigma": cfg.sigma,
+            "seconds": None if math.isinf(budget) else budget,
+            "evaluations": cfg.evaluations,
+        },  # fmt: skip
     )
 
 

@@ -9,6 +9,7 @@ Adam with early stopping, macro-F1.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -131,10 +132,12 @@ def train_adam(
     model: nn.Module, s: Splits, lr: float = 1e-3, weight_decay: float = 0.0,
     batch_size: int = 64, max_epochs: int = 200, patience: int = 20, seed: int = 0,
     seconds: float | None = None, on_epoch: Callable[[int, float], None] | None = None,
+    steps: int | None = None,
 ) -> TrainResult:  # fmt: skip
     """Adam on the training split with early stopping on the validation loss: stop after
-    `patience` epochs without improvement (or `seconds` of training), restore the best epoch.
-    Mini-batch order and dropout masks come from generators derived from `seed`."""
+    `patience` epochs without improvement (or at the end of the epoch that reaches `seconds` of
+    training or `steps` mini-batch steps), restore the best epoch. Mini-batch order and dropout
+    masks come from generators derived from `seed`."""
     order_gen = torch.Generator().manual_seed(derive_seed(seed, "studies/batches"))
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
@@ -166,6 +169,8 @@ def train_adam(
             if not np.isfinite(loss) or epoch - best_epoch >= patience:
                 break
             if seconds is not None and trained >= seconds:
+                break
+            if steps is not None and epoch * math.ceil(n / batch_size) >= steps:
                 break
     model.load_state_dict(best_state)
     return TrainResult(val_f1=best_f1, epochs=epoch, seconds=trained, history=history)
