@@ -13,6 +13,7 @@ import pytest
 from evoprune.experiments.run_history import prepare_run_history
 from evoprune.jobs import METHODS, run_job
 from evoprune.results import SHARED_FIELDS
+from evoprune.studies.hpo_storage import sampler_path
 
 _GA = {"dataset": "moons", "arch": "A", "population": 10, "min_generations": 2,
        "max_generations": 2}  # fmt: skip
@@ -101,7 +102,8 @@ def test_an_interrupt_as_result_json_is_written_leaves_no_half_run_folder(
     with pytest.raises(KeyboardInterrupt):
         run_job(job, tmp_path / "run")
     left = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert left == (["sampler-0.pickle", "study.journal"] if method == "hpo" else []), left
+    sampler = sampler_path(tmp_path / "run", 0).name  # sampler-HOST-0.pickle
+    assert left == ([sampler, "study.journal"] if method == "hpo" else []), left
 
 
 def _revision_of_a_copy(root, tracked: bool) -> str:

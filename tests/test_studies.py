@@ -573,7 +573,7 @@ def test_a_cut_trial_beyond_the_asked_count_is_not_finished(tmp_path, monkeypatc
 def test_a_saved_sampler_is_taken_only_by_its_own_study(tmp_path):
     import optuna
 
-    from evoprune.studies.hpo_storage import load_sampler, save_sampler
+    from evoprune.studies.hpo_storage import load_sampler, sampler_path, save_sampler
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
@@ -585,7 +585,7 @@ def test_a_saved_sampler_is_taken_only_by_its_own_study(tmp_path):
     other.ask().suggest_float("x", 0, 1)  # the same trial number, other parameters
     assert load_sampler(tmp_path, 0, other.get_trials()) is None
     assert load_sampler(tmp_path, 1, study.get_trials()) is None  # another worker's
-    (tmp_path / "sampler-0.pickle").write_bytes(b"cut short")
+    sampler_path(tmp_path, 0).write_bytes(b"cut short")
     assert load_sampler(tmp_path, 0, study.get_trials()) is None
 
 

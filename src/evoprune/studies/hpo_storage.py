@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import socket
 import threading
 import time
@@ -164,7 +165,10 @@ def stale_before(trials: list[Any], number: int) -> int:
 
 
 def sampler_path(out: Path, worker: int) -> Path:
-    return out / f"sampler-{worker}.pickle"
+    """Where worker `worker` of this host saves its sampler: machines sharing the folder (and
+    its journal) each number their workers from 0."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "host"
+    return out / f"sampler-{host}-{worker}.pickle"
 
 
 def save_sampler(out: Path, worker: int, trial: Any, sampler: Any, seconds: float) -> None:
