@@ -130,14 +130,14 @@ def test_numpy_data_and_inputs_that_require_grad_are_taken(moons):
     assert torch.equal(a.mask, b.mask)
 
 
-def test_memetic_on_a_module_without_local_search_fails_before_the_ga(moons, monkeypatch):
+def test_memetic_on_the_conv_net_fails_before_the_ga(monkeypatch):
     from evoprune.ga.genetic import GeneticSearch
+    from evoprune.nets import build_convnet
 
     monkeypatch.setattr(GeneticSearch, "run", lambda *_, **__: pytest.fail("the GA ran"))
-    net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))
-    X, y, _, _ = moons
-    with pytest.raises(EvopruneError, match="memetic: the local search needs an MLP stack"):
-        evoprune.search(net, X, y, config=GAConfig(variant="memetic"))
+    X, y = torch.rand(8, 784), torch.zeros(8, dtype=torch.long)
+    with pytest.raises(EvopruneError, match="memetic: the conv net has a local search of its own"):
+        evoprune.search(build_convnet(seed=0), X, y, config=GAConfig(variant="memetic"))
 
 
 def test_resuming_on_other_data_or_another_network_is_refused(moons, tmp_path):

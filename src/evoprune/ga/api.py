@@ -48,8 +48,9 @@ def search(
       outputs), tensors or arrays; checked before anything runs (`evoprune.inputs`).
     - `objective`: "accuracy", "loss", "f1" or a callable ``(logits (P,d,C), y (d,)) -> (P,)``
       with `maximize` giving its direction (default True; the GA variants only: memetic and
-      local search take the three names, on an MLP stack of Linear and ReLU layers). A name
-      has its own direction: a `maximize` against it is an error.
+      local search take the three names, on an MLP stack of Linear and ReLU layers by its
+      incremental state, on any other module flip by flip with the general evaluator). A
+      name has its own direction: a `maximize` against it is an error.
     - `config`: the variant and its settings; the defaults are the paper's Table 1, except
       the post-pruning criterion (``post_prune_criterion``, see `evoprune.ga.prune`).
       Post-pruning judges the training accuracy (and by default the loss); with the "f1"

@@ -54,6 +54,12 @@ mean test accuracy of 99.27% at 1.61x the GA's wall time in total, 4 kicks 99.44
 32 bits (docs/beyond-the-paper.md). On digits-10 B the loss needs all five (seeds 0-2 with 3
 kicks: mean 97.41%, with 5: 97.78%), and there they cost a second.
 
+Any module: an MLP stack of Linear and ReLU is searched on its incremental float64 state
+(`evoprune.local.incremental.MLPState`); any other module flip by flip with the GA's general
+evaluator (`evoprune.local.module_state.ModuleState`: exact, a forward per candidate). The
+built-in conv net is refused: it has a search of its own (variant ``local``,
+`evoprune.local.conv`).
+
 The variant ``local`` is the ablation without the GA: ``local_starts`` random masks of density
 ``local_density``, each descended and kicked.
 """
@@ -73,7 +79,6 @@ from torch import nn
 
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
-from evoprune.fastmlp import is_mlp_stack
 from evoprune.ga.config import GAConfig
 from evoprune.ga.genetic import GeneticSearch
 from evoprune.interrupts import sigterm_as_interrupt
@@ -81,6 +86,7 @@ from evoprune.local.checkpoint import LOCAL_PREFIX, LOSS_PREFIX
 from evoprune.local.config import LOCAL_OBJECTIVES
 from evoprune.local.search import local_search, split_validation
 from evoprune.masks import MaskSpace, pack, sparsity
+from evoprune.nets import ConvNet
 from evoprune.objectives import get_objective
 from evoprune.scores import score_fit, ticket_scores
 from evoprune.ticket import Ticket, layout_fields
@@ -118,11 +124,10 @@ def memetic_search(
             f"{config.variant}: objective must be loss, accuracy or f1 (its local search scores "
             f"flips exactly for those three; a callable objective needs variant 'ga'), got {got!r}"
         )
-    if not is_mlp_stack(model):  # before the GA phase, not after it
+    if isinstance(model, ConvNet):  # before the GA phase, not after it
         raise EvopruneError(
-            f"{config.variant}: the local search needs an MLP stack (an nn.Sequential of Linear "
-            "and ReLU layers named 0, 1, 2, ..., its own forward, no forward hooks); search other "
-            "modules with variant 'ga'"
+            f"{config.variant}: the conv net has a local search of its own (variant 'local', "
+            "62,240 weights); the general one would take a forward per weight and pass"
         )
     y = torch.as_tensor(y, dtype=torch.long)
     X_fit, y_fit, X_val, y_val = X, y, None, None

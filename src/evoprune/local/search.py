@@ -30,7 +30,7 @@ written at such a boundary) continues with the very same numbers, bit for bit.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from evoprune.local import checkpoint as ckpt_file
 from evoprune.local.checkpoint import Position
 from evoprune.local.config import LocalConfig
 from evoprune.local.incremental import UNDECIDED_DELTA, MLPState
+from evoprune.local.module_state import ModuleState
 from evoprune.masks import MaskSpace
 from evoprune.seeding import numpy_generator
 
@@ -62,11 +63,13 @@ class LocalResult:
 
 
 class LocalSearch:
-    """Local and iterated local search on one `MLPState` (see the module docstring)."""
+    """Local and iterated local search on one `MLPState` (an MLP stack's incremental state) or
+    `ModuleState` (any other module's, scored by the general evaluator); see the module
+    docstring."""
 
     def __init__(
         self,
-        state: MLPState,
+        state: MLPState | ModuleState,
         config: LocalConfig,
         val: Evaluator | None = None,
         progress: bool = False,
@@ -431,8 +434,10 @@ def local_search(
 ) -> LocalResult:
     """Exact (iterated, multi-start) local search for a mask over `model`'s fixed weights.
 
-    `model` must be an MLP stack (`nn.Sequential` of Linear and ReLU; see `evoprune.nets`);
-    other modules are searched by the GA (`evoprune.search`). With ``config.val_fraction`` a
+    An MLP stack (`nn.Sequential` of Linear and ReLU; see `evoprune.nets`) is searched on its
+    incremental float64 state (`MLPState`); any other module by the general evaluator, one
+    forward per candidate flip (`ModuleState`: exact, and the slower the larger the module;
+    ``ranking`` is then "none"). With ``config.val_fraction`` a
     slice of (X, y) is held out (or pass X_val, y_val) and the mask of the best validation
     accuracy is returned.
 
@@ -443,11 +448,6 @@ def local_search(
     True
     """
     config = config or LocalConfig()
-    if not is_mlp_stack(model):
-        raise EvopruneError(
-            "local search: needs an MLP stack (an nn.Sequential of Linear and ReLU layers named "
-            "0, 1, 2, ..., its own forward); search other modules with the GA (variant 'ga')"
-        )
     space = space or MaskSpace(model)
     y = torch.as_tensor(y, dtype=torch.long)
     held_out = both_or_neither(X_val, y_val, "X_val and y_val")
@@ -458,9 +458,16 @@ def local_search(
     if held_out is not None:
         val = Evaluator(model, *held_out, "accuracy", space=space, device=device, cache=False,
                         metrics=("accuracy",))  # fmt: skip
-    state = MLPState.from_model(model, X, y, objective, np.ones(space.n_bits, bool), space,
-                                config.sparsity_penalty, config.tiebreak,
-                                config.temperature)  # fmt: skip
+    state: MLPState | ModuleState
+    if is_mlp_stack(model):
+        state = MLPState.from_model(model, X, y, objective, np.ones(space.n_bits, bool), space,
+                                    config.sparsity_penalty, config.tiebreak,
+                                    config.temperature)  # fmt: skip
+    else:  # every flip scored by the general evaluator: exact, no ranking to speak of
+        config = replace(config, ranking="none")
+        state = ModuleState(model, X, y, objective, np.ones(space.n_bits, bool), space,
+                            config.sparsity_penalty, config.tiebreak, config.temperature,
+                            device)  # fmt: skip
     ls = LocalSearch(state, config, val, progress=progress, init_masks=init_masks)
     ckpt = Path(checkpoint) if checkpoint else None
     before_resume_seconds = 0.0

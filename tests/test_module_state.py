@@ -1,0 +1,134 @@
+"""The local search on modules that are not MLP stacks: flips scored by the general evaluator."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import evoprune
+from evoprune.data.registry import load_dataset
+from evoprune.errors import EvopruneError
+from evoprune.ga.config import GAConfig
+from evoprune.local.config import LocalConfig
+from evoprune.local.module_state import ModuleState
+from evoprune.local.search import local_search
+from evoprune.masks import MaskSpace
+from evoprune.nets import build_convnet, build_mlp
+
+
+@pytest.fixture(scope="module")
+def digits3():
+    return load_dataset("digits", 3, None, None)
+
+
+def _tanh_net(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(64, 10), nn.Tanh(), nn.Linear(10, 3))
+
+
+def _plain(net: nn.Module, bits: np.ndarray, X: torch.Tensor, y: torch.Tensor) -> tuple:
+    """Loss, accuracy and macro-F1 of one mask by a plain forward of a masked copy."""
+    space = MaskSpace(net)
+    masks = space.split(torch.from_numpy(bits))
+    weights = {n: p.detach() * masks[n] if n in masks else p.detach()
+               for n, p in net.named_parameters()}  # fmt: skip
+    with torch.no_grad():
+        logits = torch.func.functional_call(net, weights, (X,))
+    pred = logits.argmax(1)
+    f1s = []
+    for c in range(logits.shape[1]):
+        tp = int(((pred == c) & (y == c)).sum())
+        denom = int((pred == c).sum()) + int((y == c).sum())
+        f1s.append(2 * tp / denom if denom else 0.0)
+    loss = float(nn.functional.cross_entropy(logits.double(), y))
+    return loss, float((pred == y).double().mean()), float(np.mean(f1s))
+
+
+@pytest.mark.parametrize(
+    "objective, tiebreak", [("loss", False), ("accuracy", True), ("f1", False)]
+)
+def test_flip_scores_are_the_changes_a_plain_forward_measures(digits3, objective, tiebreak):
+    ds, net = digits3, _tanh_net()
+    start = np.random.default_rng(0).random(64 * 10 + 10 * 3) < 0.5
+    st = ModuleState(net, ds.X_train, ds.y_train, objective, start, sparsity_penalty=0.1,
+                     tiebreak=tiebreak)  # fmt: skip
+    primary, secondary = st.block_scores(1, np.array([0, 2]))  # layer 1: 3 units x 10 inputs
+    assert primary.shape == secondary.shape == (2, 10)
+    at = {"loss": 0, "accuracy": 1, "f1": 2}[objective]
+    base = _plain(net, start, ds.X_train, ds.y_train)
+    for u, o in enumerate((0, 2)):
+        for i in range(10):
+            bits = start.copy()
+            bits[640 + o * 10 + i] ^= True
+            flipped = _plain(net, bits, ds.X_train, ds.y_train)
+            density = 0.1 * (bits.sum() - start.sum()) / bits.size
+            change = flipped[at] - base[at] if objective == "loss" else base[at] - flipped[at]
+            if tiebreak:  # the loss and the density break the objective's ties
+                assert secondary[u, i] == pytest.approx(flipped[0] - base[0] + density, abs=1e-6)
+            else:
+                change += density
+            assert primary[u, i] == pytest.approx(change, abs=1e-6)
+
+
+def test_a_step_applied_is_scored_as_a_fresh_evaluation(digits3):
+    ds = digits3
+    st = ModuleState(_tanh_net(), ds.X_train, ds.y_train, "accuracy", np.ones(670, bool),
+                     tiebreak=True)  # fmt: skip
+    d, t = st.try_step(0, 4, np.array([1, 7, 30]))
+    before = (st.value, st.secondary)
+    st.apply(0, 4, np.array([1, 7, 30]))  # takes try_step's scores
+    assert (st.value, st.secondary) == pytest.approx((before[0] + d, before[1] + t), abs=1e-12)
+    assert (st.value, st.secondary) == (st.full_value(), st.full_secondary())
+    assert st.ones == 667 and not st.mask[0][4, [1, 7, 30]].any()
+
+
+def test_the_general_path_finds_the_masks_of_the_incremental_one(digits3):
+    """The same network as a named Sequential (not an MLP stack: the general evaluator) and as
+    an MLP stack (the incremental float64 state): the same exact decisions, the same mask."""
+    ds = digits3
+    mlp = build_mlp([64, 12, 3], seed=3)
+    named = nn.Sequential(OrderedDict(fc1=mlp[0], act=nn.ReLU(), fc2=mlp[2]))
+    cfg = LocalConfig(ranking="none", tiebreak=False, sparsity_penalty=0.05, kicks=2, seed=1)
+    a = local_search(mlp, ds.X_train, ds.y_train, "accuracy", cfg)
+    b = local_search(named, ds.X_train, ds.y_train, "accuracy", cfg)
+    assert a.metrics["passes"] > 2 and a.metrics["flips_accepted"] > 10
+    assert torch.equal(a.mask, b.mask)
+    assert a.metrics["train_accuracy"] == pytest.approx(b.metrics["train_accuracy"])
+
+
+def test_a_conv_layer_is_searched_channel_by_channel():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(1, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 6, 2))
+    X = torch.randn(200, 1, 8)
+    y = (X[:, 0, :4].sum(1) > X[:, 0, 4:].sum(1)).long()
+    r = local_search(net, X, y, "loss", LocalConfig(max_passes=4))
+    st = ModuleState(net, X, y, "loss", np.ones(12 + 48, bool))
+    assert [w.shape for w in st.W] == [(4, 3), (2, 24)]  # channels x (in * k); units x inputs
+    assert r.metrics["train_accuracy"] > 0.8 and r.metrics["flips_accepted"] > 0
+
+
+def test_memetic_on_a_tanh_network_improves_on_its_ga_and_repeats(digits3):
+    ds = digits3
+    cfg = GAConfig(variant="memetic", population=20, min_generations=5, max_generations=5)
+    runs = [
+        evoprune.search(
+            _tanh_net(1), ds.X_train, ds.y_train, X_test=ds.X_test, y_test=ds.y_test, config=cfg
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    m = runs[0].metrics
+    assert m["train_accuracy"] > m["ga_train_accuracy"] + 0.05 and m["test_accuracy"] > 0.85
+    assert torch.equal(runs[0].mask, runs[1].mask)
+    assert m["train_accuracy"] == runs[1].metrics["train_accuracy"]
+
+
+def test_what_the_general_path_cannot_do_is_told(digits3):
+    ds = digits3
+    with pytest.raises(EvopruneError, match="temperature: only for an MLP stack"):
+        local_search(_tanh_net(), ds.X_train, ds.y_train, "loss", LocalConfig(temperature=0.5))
+    with pytest.raises(EvopruneError, match="conv net has a local search of its own"):
+        X = torch.rand(8, 784)
+        evoprune.search(build_convnet(seed=0), X, torch.zeros(8, dtype=torch.long),
+                        config=GAConfig(variant="memetic"))  # fmt: skip
