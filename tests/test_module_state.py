@@ -132,3 +132,29 @@ def test_what_the_general_path_cannot_do_is_told(digits3):
         X = torch.rand(8, 784)
         evoprune.search(build_convnet(seed=0), X, torch.zeros(8, dtype=torch.long),
                         config=GAConfig(variant="memetic"))  # fmt: skip
+
+
+def test_an_interrupted_memetic_search_on_a_module_resumes_to_the_same_ticket(
+    digits3, tmp_path, monkeypatch
+):
+    ds = digits3
+    cfg = GAConfig(variant="memetic", population=12, min_generations=3, max_generations=3)
+    whole = evoprune.search(_tanh_net(2), ds.X_train, ds.y_train, config=cfg)
+    refresh, calls = ModuleState.refresh, []
+
+    def cut_in_the_local_search(self):
+        calls.append(1)
+        if len(calls) == 40:  # a few passes in
+            raise KeyboardInterrupt
+        refresh(self)
+
+    ckpt = tmp_path / "ck.npz"
+    monkeypatch.setattr(ModuleState, "refresh", cut_in_the_local_search)
+    with pytest.raises(KeyboardInterrupt):
+        evoprune.search(_tanh_net(2), ds.X_train, ds.y_train, config=cfg, checkpoint=ckpt,
+                        checkpoint_every=1)  # fmt: skip
+    monkeypatch.setattr(ModuleState, "refresh", refresh)
+    again = evoprune.search(_tanh_net(2), ds.X_train, ds.y_train, config=cfg, checkpoint=ckpt,
+                            checkpoint_every=1, resume=True)  # fmt: skip
+    assert torch.equal(again.mask, whole.mask)
+    assert again.metrics["before_resume_seconds"] > 0
