@@ -49,6 +49,7 @@ from evoprune.local.checkpoint import Position
 from evoprune.local.config import LocalConfig
 from evoprune.local.incremental import UNDECIDED_DELTA, MLPState
 from evoprune.local.module_state import ModuleState
+from evoprune.local.state import FlipState
 from evoprune.masks import MaskSpace
 from evoprune.seeding import numpy_generator
 
@@ -63,13 +64,12 @@ class LocalResult:
 
 
 class LocalSearch:
-    """Local and iterated local search on one `MLPState` (an MLP stack's incremental state) or
-    `ModuleState` (any other module's, scored by the general evaluator); see the module
-    docstring."""
+    """Local and iterated local search on one state (`evoprune.local.state.FlipState`: an MLP
+    stack's `MLPState`, any other module's `ModuleState`); see the module docstring."""
 
     def __init__(
         self,
-        state: MLPState | ModuleState,
+        state: FlipState,
         config: LocalConfig,
         val: Evaluator | None = None,
         progress: bool = False,
@@ -458,7 +458,7 @@ def local_search(
     if held_out is not None:
         val = Evaluator(model, *held_out, "accuracy", space=space, device=device, cache=False,
                         metrics=("accuracy",))  # fmt: skip
-    state: MLPState | ModuleState
+    state: FlipState
     if is_mlp_stack(model):
         state = MLPState.from_model(model, X, y, objective, np.ones(space.n_bits, bool), space,
                                     config.sparsity_penalty, config.tiebreak,
