@@ -36,9 +36,10 @@ from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
 from evoprune.masks import MaskSpace
 
-# most candidate masks scored by one evaluator call (each a copy of the genome: the block's
-# bytes are this times n_bits)
+# candidate masks scored by one evaluator call: at most this many, and at most this many bytes
+# of genomes (each candidate is a copy of the genome, one byte a bit)
 CANDIDATES_PER_CALL = 1024
+CANDIDATE_BYTES = 64 << 20
 
 
 class ModuleState:
@@ -136,11 +137,8 @@ class ModuleState:
 
     # -- flips -------------------------------------------------------------------------------
 
-    def _flipped(self, li: int, units: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """The current genome with one flip each: unit u's candidate c, for every (u, c) pair,
-        ``(len(units) * len(cand), n_bits)``, unit-major."""
-        width = self.W[li].shape[1]
-        bits = (self._starts[li] + units[:, None] * width + cand[None, :]).reshape(-1)
+    def _flipped(self, bits: np.ndarray) -> np.ndarray:
+        """The current genome with one flip each, bit `bits[k]` in row k: ``(len(bits), n_bits)``."""
         masks = np.repeat(self._bits[None, :], len(bits), axis=0)
         masks[np.arange(len(bits)), bits] ^= True
         return masks
@@ -158,12 +156,11 @@ class ModuleState:
         are `MLPState`'s short cuts; every score here is an evaluation)."""
         units = np.asarray(units, np.int64)
         cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
-        per_unit = max(1, CANDIDATES_PER_CALL // max(len(cand), 1))
+        bits = (self._starts[li] + units[:, None] * self.W[li].shape[1] + cand[None, :]).ravel()
+        per_call = max(1, min(CANDIDATES_PER_CALL, CANDIDATE_BYTES // self.n_maskable))
         values, ties = [], []
-        for first in range(0, len(units), per_unit):
-            value, secondary, _, _ = self._score(
-                self._flipped(li, units[first : first + per_unit], cand)
-            )
+        for first in range(0, len(bits), per_call):
+            value, secondary, _, _ = self._score(self._flipped(bits[first : first + per_call]))
             values.append(value - self.value)
             ties.append(secondary - self.secondary)
         shape = (len(units), len(cand))
