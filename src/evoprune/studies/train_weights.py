@@ -229,14 +229,17 @@ def _population(
                        desc=cfg.method, unit="eval" if by_evaluations else "s",
                        enabled=progress)  # fmt: skip
 
-    def room(cost: int) -> bool:  # for `cost` more evaluations, in both budgets
+    # the evaluations of one generation: sep-CMA-ES's population, the GA's children
+    cost = cfg.population if cfg.method == "sep-cmaes" else cfg.population - 2
+
+    def room() -> bool:  # for one more generation, in both budgets
         return not clock.spent and (
             cfg.evaluations is None or evaluations + cost <= cfg.evaluations
         )
 
     def score(flat: np.ndarray) -> None:  # the curve; its time is not charged to the method
         used = clock.lap()
-        if used >= clock.next or not room(cost):
+        if used >= clock.next or not room():
             shapes.load(model, torch.tensor(flat, dtype=torch.float32))
             history.append({"seconds": used, "evaluations": evaluations,
                             "val_f1": model_macro_f1(model, s.X_val, s.y_val),
@@ -259,8 +262,8 @@ def _population(
         opt = cmaes.SepCMA(
             x0, cfg.sigma, seed=int(rng.integers(2**31)), population_size=cfg.population
         )
-        best, cost = x0, opt.population_size
-        while room(cost):
+        best = x0
+        while room():
             W = np.stack([opt.ask() for _ in range(opt.population_size)])  # (P, n)
             f = losses(W)
             evaluations += len(W)
@@ -272,8 +275,8 @@ def _population(
         pop = np.stack([x0] + [_fresh(model, shapes, gen) for _ in range(cfg.population - 1)])
         fit = losses(pop)
         evaluations += len(pop)
-        best, cost = pop[int(np.argmin(fit))], len(pop) - 2
-        while room(cost):
+        best = pop[int(np.argmin(fit))]
+        while room():
             pop, fit = _ga_generation(pop, fit, cfg, rng, losses)
             evaluations += len(pop) - 2
             best = pop[int(np.argmin(fit))]
