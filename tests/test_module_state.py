@@ -158,3 +158,37 @@ def test_an_interrupted_memetic_search_on_a_module_resumes_to_the_same_ticket(
                             checkpoint_every=1, resume=True)  # fmt: skip
     assert torch.equal(again.mask, whole.mask)
     assert again.metrics["before_resume_seconds"] > 0
+
+
+def test_the_loss_ranking_is_the_gradient_times_the_weight_a_flip_moves(digits3):
+    ds, net = digits3, _tanh_net(4)
+    start = np.random.default_rng(4).random(670) < 0.5
+    st = ModuleState(net, ds.X_train, ds.y_train, "loss", start, sparsity_penalty=0.1)
+    masked = [p.detach() * torch.from_numpy(m).view(p.shape) for p, m in
+              ((net[0].weight, start[:640]), (net[2].weight, start[640:]))]  # fmt: skip
+    w = [m.clone().requires_grad_(True) for m in masked]
+    h = torch.tanh(ds.X_train @ w[0].T + net[0].bias.detach())
+    loss = nn.functional.cross_entropy((h @ w[1].T + net[2].bias.detach()).double(), ds.y_train)
+    grads = torch.autograd.grad(loss, w)
+    assert np.allclose(st.loss_gradient()[640:], grads[1].reshape(-1).numpy(), atol=1e-7)
+    ranked, ties = st.block_scores(1, np.array([1]), "expansion")
+    exact, _ = st.block_scores(1, np.array([1]), "none")
+    full = net[2].weight.detach()[1].double().numpy()
+    moved = np.where(start[650:660], -full, full)  # removing a set bit, adding a clear one
+    density = np.where(start[650:660], -0.1, 0.1) / 670
+    assert np.allclose(ranked[0], grads[1][1].double().numpy() * moved + density, atol=1e-7)
+    assert not ties.any()
+    assert np.corrcoef(ranked[0], exact[0])[0, 1] > 0.9  # a first-order estimate of it
+
+
+def test_every_step_taken_on_the_gradient_order_lowers_the_exact_loss(digits3):
+    from evoprune.local.search import LocalSearch
+
+    ds = digits3
+    start = np.random.default_rng(5).random(670) < 0.5
+    st = ModuleState(_tanh_net(5), ds.X_train, ds.y_train, "loss", start, sparsity_penalty=0.01)
+    ls = LocalSearch(st, LocalConfig(ranking="expansion", max_passes=3), init_masks=[start])
+    ls._trace = []
+    ls.run()
+    assert len(ls._trace) > 5
+    assert all(v1 < v0 - 1e-13 or (rm and v1 <= v0 + 1e-12) for (v0, _), (v1, _), rm in ls._trace)

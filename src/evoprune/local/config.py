@@ -16,7 +16,9 @@ class LocalConfig:
     """Settings of `evoprune.local.search.local_search`; the defaults are a plain descent from
     one random 50% mask (the memetic variant sets its own, `GAConfig.local_config`)."""
 
-    ranking: str = "expansion"  # "expansion" (softmax expansion ranks, exact acceptance) | "none"
+    # "expansion" (softmax expansion ranks, exact acceptance; on a module that is not an MLP
+    # stack, its first term: the loss gradient) | "none" (every candidate scored exactly)
+    ranking: str = "expansion"
     sparsity_penalty: float = 0.0  # objective + penalty * density
     start_density: float = 0.5  # P(bit = 1) of random starts (the paper's and edge-popup's 50%)
     starts: int = 1  # random starts (multi-start)

@@ -11,9 +11,16 @@ record (`LocalSearch` never sees ``UNDECIDED_DELTA`` from it).
 
 Layout, as `LocalSearch` walks it: every maskable weight is a layer, its rows (a Linear's output
 units, a conv's output channels) are the units, and a unit's candidates are the bits of its row
-(a conv's ``in * kh * kw``). A pass costs one forward of the training set per bit, against a
-fraction of one for an MLP stack's incremental update: fine for small modules, slow for large
-ones (use the MLP stack's path where the model is one).
+(a conv's ``in * kh * kw``). Scoring every candidate costs a forward of the training set per
+bit (``ranking="none"``), against a fraction of one for an MLP stack's incremental update.
+
+With the cross-entropy as the objective, ``ranking="expansion"`` (the default, as for
+`MLPState`) orders the candidates by the first term of the loss's expansion instead: the
+gradient of the loss with respect to the masked weights (one backward pass of the training set
+for the whole genome, until a step is taken), times the weight a flip adds or removes. It only
+orders: `LocalSearch` tries the candidates in that order and accepts each step on its exact
+evaluation. The accuracy and F1 are step functions, which no derivative estimates; their
+candidates are always evaluated.
 
 >>> import torch
 >>> from torch import nn
@@ -30,7 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from evoprune.errors import EvopruneError
 from evoprune.evaluate import Evaluator
@@ -76,12 +85,20 @@ class ModuleState:
                                    metrics=tuple(dict.fromkeys(metrics)))  # fmt: skip
         self.penalty = float(sparsity_penalty)
         self.n_maskable = self.space.n_bits
+        self.model, self.X, self.y = self.evaluator.model, self.evaluator.X, self.evaluator.y
         # a layer per maskable weight, (units, candidates): rows of the weight as it is stored
         self.W = [
             np.zeros((p.shape[0], p.size // p.shape[0]), np.float32) for p in self.space.params
         ]
         self.maskable = [True] * len(self.W)
         self._starts = [p.start for p in self.space.params]
+        params = self.evaluator.params  # the full weights in genome order, (n_bits,)
+        self._weights = (
+            torch.cat([params[p.name].reshape(-1) for p in self.space.params])
+            .cpu()
+            .double()
+            .numpy()
+        )
         self.set_mask_bits(np.asarray(torch.as_tensor(mask_bits).cpu(), dtype=bool))
 
     @property
@@ -106,6 +123,7 @@ class ModuleState:
     def refresh(self) -> None:
         """Score the current mask (one evaluation)."""
         self._tried: tuple[np.ndarray, tuple[np.ndarray, ...]] | None = None
+        self._grad: np.ndarray | None = None  # `loss_gradient`'s, until the mask changes
         row = self._score(self._bits[None, :])
         self.value, self.secondary = float(row[0][0]), float(row[1][0])
         self.score, self.accuracy = float(row[2][0]), float(row[3][0])
@@ -157,14 +175,35 @@ class ModuleState:
         units = np.asarray(units, np.int64)
         cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
         bits = (self._starts[li] + units[:, None] * self.W[li].shape[1] + cand[None, :]).ravel()
+        shape = (len(units), len(cand))
+        if ranking == "expansion" and self.objective == "loss":  # an order, not a score
+            on = self._bits[bits]
+            added = np.where(on, -self._weights[bits], self._weights[bits])
+            density = np.where(on, -self.penalty, self.penalty) / self.n_maskable
+            estimate = self.loss_gradient()[bits] * added + density
+            return estimate.reshape(shape), np.zeros(shape)
         per_call = max(1, min(CANDIDATES_PER_CALL, CANDIDATE_BYTES // self.n_maskable))
         values, ties = [], []
         for first in range(0, len(bits), per_call):
             value, secondary, _, _ = self._score(self._flipped(bits[first : first + per_call]))
             values.append(value - self.value)
             ties.append(secondary - self.secondary)
-        shape = (len(units), len(cand))
         return np.concatenate(values).reshape(shape), np.concatenate(ties).reshape(shape)
+
+    def loss_gradient(self) -> np.ndarray:
+        """The mean cross-entropy's gradient with respect to each masked weight, ``(n_bits,)``
+        in genome order (one forward and backward pass of the training set)."""
+        if self._grad is None:
+            ev = self.evaluator
+            masks = self.space.split(torch.from_numpy(self._bits).to(ev.device))
+            masked = {n: (ev.params[n] * m).requires_grad_(True) for n, m in masks.items()}
+            with torch.enable_grad():
+                logits = functional_call(self.model, ({**ev.params, **masked}, ev.buffers),
+                                         (self.X,))  # fmt: skip
+                loss = F.cross_entropy(logits.double(), self.y)
+                grads = torch.autograd.grad(loss, [masked[p.name] for p in self.space.params])
+            self._grad = torch.cat([g.reshape(-1) for g in grads]).cpu().double().numpy()
+        return self._grad
 
     def _bits_of(self, li: int, o: int, inputs: np.ndarray) -> np.ndarray:
         return self._starts[li] + o * self.W[li].shape[1] + np.asarray(inputs, np.int64)
@@ -180,7 +219,7 @@ class ModuleState:
     def apply(self, li: int, o: int, inputs: np.ndarray) -> None:
         """Flip bits `inputs` of unit o of layer li, and score the new mask."""
         self._bits[self._bits_of(li, o, inputs)] ^= True
-        tried, self._tried = self._tried, None
+        tried, self._tried, self._grad = self._tried, None, None
         if tried is None or not np.array_equal(tried[0], self._bits):
             return self.refresh()
         value, secondary, score, accuracy = (float(v[0]) for v in tried[1])

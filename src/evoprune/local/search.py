@@ -30,7 +30,7 @@ written at such a boundary) continues with the very same numbers, bit for bit.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -436,8 +436,9 @@ def local_search(
 
     An MLP stack (`nn.Sequential` of Linear and ReLU; see `evoprune.nets`) is searched on its
     incremental float64 state (`MLPState`); any other module by the general evaluator, one
-    forward per candidate flip (`ModuleState`: exact, and the slower the larger the module;
-    ``ranking`` is then "none"). With ``config.val_fraction`` a
+    forward per candidate flip tried (`ModuleState`: exact, and the slower the larger the
+    module; with the loss, ``ranking="expansion"`` orders the flips by the gradient). With
+    ``config.val_fraction`` a
     slice of (X, y) is held out (or pass X_val, y_val) and the mask of the best validation
     accuracy is returned.
 
@@ -463,8 +464,7 @@ def local_search(
         state = MLPState.from_model(model, X, y, objective, np.ones(space.n_bits, bool), space,
                                     config.sparsity_penalty, config.tiebreak,
                                     config.temperature)  # fmt: skip
-    else:  # every flip scored by the general evaluator: exact, no ranking to speak of
-        config = replace(config, ranking="none")
+    else:  # every flip a mask for the general evaluator (ranked by the gradient: the loss)
         state = ModuleState(model, X, y, objective, np.ones(space.n_bits, bool), space,
                             config.sparsity_penalty, config.tiebreak, config.temperature,
                             device)  # fmt: skip
