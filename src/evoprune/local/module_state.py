@@ -86,19 +86,17 @@ class ModuleState:
         self.penalty = float(sparsity_penalty)
         self.n_maskable = self.space.n_bits
         self.model, self.X, self.y = self.evaluator.model, self.evaluator.X, self.evaluator.y
-        # a layer per maskable weight, (units, candidates): rows of the weight as it is stored
+        params = self.evaluator.params  # the full weights in genome order, (n_bits,)
+        flat = torch.cat([params[p.name].reshape(-1) for p in self.space.params])
+        self._weights = flat.cpu().double().numpy()
+        self._starts = [p.start for p in self.space.params]
+        # a layer per maskable weight, (units, candidates): the rows of the weight as it is
+        # stored (views of `_weights`)
         self.W = [
-            np.zeros((p.shape[0], p.size // p.shape[0]), np.float32) for p in self.space.params
+            self._weights[p.start : p.start + p.size].reshape(p.shape[0], -1)
+            for p in self.space.params
         ]
         self.maskable = [True] * len(self.W)
-        self._starts = [p.start for p in self.space.params]
-        params = self.evaluator.params  # the full weights in genome order, (n_bits,)
-        self._weights = (
-            torch.cat([params[p.name].reshape(-1) for p in self.space.params])
-            .cpu()
-            .double()
-            .numpy()
-        )
         self.set_mask_bits(np.asarray(torch.as_tensor(mask_bits).cpu(), dtype=bool))
 
     @property
