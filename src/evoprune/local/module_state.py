@@ -168,11 +168,12 @@ class ModuleState:
         cut: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The changes of (value, secondary) of flipping each candidate `cand` (default all)
-        of each unit of layer li alone: ``(U, len(cand))`` each, exact (`ranking` and `cut`
-        are `MLPState`'s short cuts; every score here is an evaluation)."""
+        of each unit of layer li alone: ``(U, len(cand))`` each. Exact, an evaluation each,
+        except with the loss and ``ranking="expansion"``: then the gradient's first-order
+        estimate, an order for `LocalSearch` to try them in (`cut` is `MLPState`'s alone)."""
         units = np.asarray(units, np.int64)
         cand = np.arange(self.W[li].shape[1]) if cand is None else np.asarray(cand, np.int64)
-        bits = (self._starts[li] + units[:, None] * self.W[li].shape[1] + cand[None, :]).ravel()
+        bits = self._bits_of(li, units[:, None], cand[None, :]).ravel()
         shape = (len(units), len(cand))
         if ranking == "expansion" and self.objective == "loss":  # an order, not a score
             on = self._bits[bits]
@@ -203,7 +204,8 @@ class ModuleState:
             self._grad = torch.cat([g.reshape(-1) for g in grads]).cpu().double().numpy()
         return self._grad
 
-    def _bits_of(self, li: int, o: int, inputs: np.ndarray) -> np.ndarray:
+    def _bits_of(self, li: int, o: int | np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        """Genome positions of inputs `inputs` of unit(s) `o` of layer li (broadcast)."""
         return self._starts[li] + o * self.W[li].shape[1] + np.asarray(inputs, np.int64)
 
     def try_step(self, li: int, o: int, inputs: np.ndarray) -> tuple[float, float]:
