@@ -167,6 +167,7 @@ def _resealed(source, path, edit):
         (lambda h: {**h, "seed": 1.5}, "'seed': expected an integer, got 1.5"),
         (lambda h: {**h, "metrics": None}, "'metrics': expected an object, got None"),
         (lambda h: {**h, "weights": "0.weight"}, "'weights': expected a list of weight names"),
+        (lambda h: {**h, "activation": "swish"}, "'activation': expected one of relu, tanh"),
         (lambda h: {**h, "n_bits": h["n_bits"] + 64}, "the mask has"),
     ],
 )

@@ -10,3 +10,7 @@ ARCHS: dict[str, list[int]] = {"A": [20], "B": [75], "C": [100], "D": [50, 50]}
 CONV_ARCHS = ("conv",)  # architecture names that build a `ConvNet` instead of an MLP
 
 INITS = ("uniform", "kaiming-normal", "signed-constant")
+
+# The nonlinearity between an MLP's layers. The paper's networks use ReLU; with any other the
+# search runs on the general evaluator (exact, slower) and edge-popup is not offered.
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")

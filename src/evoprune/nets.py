@@ -1,13 +1,13 @@
 """Random networks: the MLP family of the paper and the weight-initialisation schemes.
 
 Architectures (Schönberger et al. 2024, arXiv 2411.04658, Sec. 4): A=[in,20,out],
-B=[in,75,out], C=[in,100,out], D=[in,50,50,out]; hidden layers use ReLU, the output layer
-gives plain logits. Initialisations:
+B=[in,75,out], C=[in,100,out], D=[in,50,50,out]; hidden layers use ReLU (or another of
+`ACTIVATIONS`), the output layer gives plain logits. Initialisations:
 
 - ``uniform``: weights and biases U[-1, 1] (the paper's default, its best for the GA).
 - ``kaiming-normal`` / ``signed-constant``: as in Ramanujan et al. 2020 (arXiv 1911.13299,
   "What's hidden in a randomly weighted neural network?"), with the fan scaled by the keep
-  fraction k (fan_in * k) and the ReLU gain; biases zero.
+  fraction k (fan_in * k) and the activation's gain (`GAINS`); biases zero.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evoprune.archs import ARCHS, CONV_ARCHS, INITS
+from evoprune.archs import ACTIVATIONS, ARCHS, CONV_ARCHS, INITS
 from evoprune.errors import EvopruneError
 from evoprune.masks import MASKABLE_TYPES
 from evoprune.seeding import torch_generator
@@ -63,18 +63,47 @@ def parse_arch(spec: str | Sequence[int], n_in: int, n_out: int) -> list[int]:
     return layers
 
 
-class MLP(nn.Sequential):
-    """Linear layers with ReLU between them and plain logits out (no softmax)."""
+_MODULES: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+}
 
-    def __init__(self, layers: Sequence[int], device: torch.device | str | None = None):
+# The scaled Kaiming inits' gain per activation: torch's `calculate_gain` where it has one;
+# GELU, which it lacks, takes ReLU's (the two agree away from zero).
+GAINS = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3.0, "sigmoid": 1.0, "gelu": math.sqrt(2.0)}
+
+
+def check_activation(activation: object) -> str:
+    """`activation` if it is one of `ACTIVATIONS`, else one line naming them."""
+    if activation not in ACTIVATIONS:
+        raise EvopruneError(
+            f"activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}"
+        )
+    return str(activation)
+
+
+class MLP(nn.Sequential):
+    """Linear layers with ReLU (or `activation`) between them and plain logits out (no
+    softmax)."""
+
+    def __init__(
+        self,
+        layers: Sequence[int],
+        device: torch.device | str | None = None,
+        activation: str = "relu",
+    ):
         layers = _check_layers(layers)
+        kind = _MODULES[check_activation(activation)]
         modules: list[nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
             modules.append(nn.Linear(fan_in, fan_out, bias=True, device=device))
             if i < len(layers) - 2:
-                modules.append(nn.ReLU())
+                modules.append(kind())
         super().__init__(*modules)
         self.layers = list(layers)
+        self.activation = activation
 
     @property
     def linears(self) -> list[nn.Linear]:
@@ -106,7 +135,7 @@ def initialise(model: nn.Module, init: str, seed: int, keep: float = 0.5) -> nn.
     if not 0.0 < keep <= 1.0:
         raise EvopruneError(f"keep: expected a fraction in (0, 1], got {keep}")
     gen = torch_generator(seed, "init")
-    gain = nn.init.calculate_gain("relu")
+    gain = GAINS[model.activation if isinstance(model, MLP) else "relu"]
     with torch.no_grad():
         for module in model.modules():
             if not isinstance(module, MASKABLE_TYPES):
@@ -141,7 +170,10 @@ def rebuild_fields(model: nn.Module) -> dict[str, Any]:
         return {"layers": None}
     again: nn.Module
     if isinstance(model, MLP):
-        fields, again = {"layers": list(model.layers), **drawn}, build_mlp(model.layers, **drawn)
+        fields = {"layers": list(model.layers), **drawn}
+        if model.activation != "relu":  # a ReLU net's ticket reads as before
+            fields["activation"] = model.activation
+        again = build_mlp(model.layers, **drawn, activation=model.activation)
     elif isinstance(model, ConvNet):
         fields = {"layers": None, "arch": ConvNet.arch, **drawn}
         again = build_convnet(model.n_classes, **drawn)
@@ -156,9 +188,14 @@ def rebuild_fields(model: nn.Module) -> dict[str, Any]:
 
 
 def build_mlp(
-    layers: Sequence[int], init: str = "uniform", seed: int = 0, keep: float = 0.5
+    layers: Sequence[int],
+    init: str = "uniform",
+    seed: int = 0,
+    keep: float = 0.5,
+    activation: str = "relu",
 ) -> MLP:
-    """The fixed random MLP for `layers`, rebuilt bit for bit from (`init`, `seed`).
+    """The fixed random MLP for `layers`, rebuilt bit for bit from (`init`, `seed`), with
+    `activation` between its layers.
 
     >>> net = build_mlp([2, 75, 2], seed=0)
     >>> net(torch.zeros(1, 2)).shape
@@ -166,7 +203,7 @@ def build_mlp(
     """
     # built on the meta device, then drawn from the seed alone: torch's global random stream,
     # which nn.Linear's own init would draw from, is left as it was
-    model = MLP(layers, device="meta").to_empty(device="cpu")
+    model = MLP(layers, device="meta", activation=activation).to_empty(device="cpu")
     initialise(model, init, seed, keep)
     model.requires_grad_(False)
     return model
@@ -241,9 +278,11 @@ def build_network(
     init: str = "uniform",
     seed: int = 0,
     keep: float = 0.5,
+    activation: str = "relu",
 ) -> tuple[nn.Module, list[int] | str]:
-    """The random network an architecture name or layer list describes, and its description
-    for result.json (the layer list, or the name of a conv net).
+    """The random network an architecture name or layer list describes (an MLP with
+    `activation` between its layers), and its description for result.json (the layer list, or
+    the name of a conv net).
 
     >>> build_network("B", 2, 2)[1]
     [2, 75, 2]
@@ -256,6 +295,8 @@ def build_network(
                 f"arch: the conv net takes 28x28 single-channel images (784 features), "
                 f"the data has {n_in}"
             )
+        if check_activation(activation) != "relu":
+            raise EvopruneError(f"activation: the conv net uses relu, got {activation!r}")
         return build_convnet(n_out, init, seed, keep), "conv"
     layers = parse_arch(spec, n_in, n_out)
-    return build_mlp(layers, init, seed, keep), layers
+    return build_mlp(layers, init, seed, keep, activation), layers

@@ -1,8 +1,8 @@
 """A found ticket: how to rebuild the random network, plus the mask over it. Safe save/load.
 
 The file is a plain ``.npz`` (never pickle): the packed mask bits, a JSON header with the layer
-list, init scheme and seed (so the exact random network is rebuilt), the dataset config and the
-metrics, and a SHA-256 checksum over both. A truncated or edited file fails to load with a
+list, init scheme, seed and activation (so the exact random network is rebuilt), the dataset
+config and the metrics, and a SHA-256 checksum over both. A truncated or edited file fails to load with a
 clear error.
 """
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from evoprune.archs import ACTIVATIONS
 from evoprune.errors import EvopruneError
 from evoprune.inputs import check_features
 from evoprune.io import finite, jsonable, write_atomic
@@ -53,6 +54,7 @@ class Ticket:
     # the masked weights' shapes, for a ticket over the user's own module (`layout_fields`):
     # `apply` refuses a module of another layout with the same bit count
     shapes: list[list[int]] | None = None
+    activation: str = "relu"  # the MLP's nonlinearity between its layers (`ACTIVATIONS`)
 
     def __post_init__(self) -> None:
         self.mask = _bool_mask(self.mask)
@@ -83,7 +85,7 @@ class Ticket:
             return build_convnet(int(n_classes), self.init, self.seed, self.keep)
         if self.layers is None:
             raise EvopruneError("ticket: no layer list (a custom module); use ticket.apply(model)")
-        return build_mlp(self.layers, self.init, self.seed, self.keep)
+        return build_mlp(self.layers, self.init, self.seed, self.keep, self.activation)
 
     def space(self, model: nn.Module) -> MaskSpace:
         """The mask's layout over `model`: its maskable weights, or those in `weights`."""
@@ -206,6 +208,7 @@ class Ticket:
             **({"arch": self.arch} if self.arch is not None else {}),  # MLP headers unchanged
             **({"weights": self.weights} if self.weights is not None else {}),
             **({"shapes": self.shapes} if self.shapes is not None else {}),
+            **({"activation": self.activation} if self.activation != "relu" else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -276,6 +279,7 @@ class Ticket:
             arch=meta.get("arch"),
             weights=meta.get("weights"),
             shapes=meta.get("shapes"),
+            activation=meta.get("activation", "relu"),
         )
 
 
@@ -308,6 +312,7 @@ _OPTIONAL_FIELDS: dict[str, tuple[Any, str]] = {
         lambda v: v is None or (isinstance(v, list) and all(_ints(s) for s in v)),
         "a list of weight shapes or null",
     ),
+    "activation": (lambda v: v in ACTIVATIONS, "one of " + ", ".join(ACTIVATIONS)),
 }
 
 

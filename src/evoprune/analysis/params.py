@@ -140,6 +140,7 @@ def describe(ticket: Ticket) -> dict[str, Any]:
         "method": ticket.method,
         "layers": ticket.layers,
         "init": ticket.init,
+        "activation": ticket.activation,
         "seed": ticket.seed,
         "dataset": ticket.dataset,
         "sparsity": ticket.sparsity,

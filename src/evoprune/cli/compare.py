@@ -21,6 +21,7 @@ SETTING = (
     ("arch", "network", "{}"),
     ("seed", "seed", "{:d}"),
     ("init", "init", "{}"),
+    ("activation", "activation", "{}"),
     ("normalize", "scaled", "{}"),
     ("objective", "objective", "{}"),
     ("function", "function", "{}"),  # a minimisation study's
@@ -121,9 +122,10 @@ def run_compare(args: argparse.Namespace) -> int:
         _cell(value, fmt) if field == "dataset" else f"{header} {_cell(value, fmt)}"
         for field, header, fmt in shared
         if (value := rows[0][1].get(field)) is not None
+        and (field, value) != ("activation", "relu")  # the paper's, said only when others differ
     )
     # one random network only when it is drawn alike and every run masks it
-    drawn = {"dataset", "arch", "seed", "init", "normalize"}
+    drawn = {"dataset", "arch", "seed", "init", "activation", "normalize"}
     same_network = not any(f[0] in drawn for f in differ) and all(
         r.get("method") in RANDOM_NETWORK for _, r in rows
     )
@@ -210,11 +212,15 @@ def _run_folders(paths: list[Path]) -> list[Path]:
 
 def _named(result: dict[str, Any]) -> dict[str, Any]:
     """The result with its method in ``variant``, the column's field (a run folder written
-    before every method recorded a variant has the studies' optimizer or sampler)."""
+    before every method recorded a variant has the studies' optimizer or sampler), and a random
+    network's activation (edge-popup's, and any run's before it was recorded, is ReLU)."""
     if not isinstance(result, dict):
         return result
     name = next((result[k] for k in ("variant", "optimizer", "sampler") if result.get(k)), None)
-    return {**result, "variant": name or result.get("method")}
+    named = {**result, "variant": name or result.get("method")}
+    if result.get("method") in RANDOM_NETWORK:  # one written before it was recorded: ReLU
+        named.setdefault("activation", "relu")
+    return named
 
 
 def _cell(value: object, fmt: str) -> str:

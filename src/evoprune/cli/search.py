@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evoprune.archs import ACTIVATIONS
 from evoprune.cli.data import (
     add_data_args,
     add_init_arg,
@@ -54,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="what the search optimises (default accuracy, the paper's)",
     )
     add_init_arg(p)
+    p.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        help="nonlinearity between the MLP's layers (default relu, the paper's; any other is "
+        "searched on the general evaluator, exact and slower)",
+    )
     p.add_argument("--population", type=int, help="population size N (default 100)")
     p.add_argument("--min-generations", type=int, help="never stop before (default 100)")
     p.add_argument(
@@ -235,6 +242,7 @@ def run_search(args: argparse.Namespace) -> int:
         "arch": args.arch,
         "seed": args.seed,
         "init": args.init,
+        "activation": args.activation,
         "objective": args.objective,
         "population": args.population,
         "min_generations": args.min_generations,
@@ -365,4 +373,5 @@ def run_archs(args: argparse.Namespace) -> int:
         print(f"{name}  [in, {', '.join(map(str, hidden))}, out]")
     print("or an explicit layer list, e.g. --arch 2,75,2")
     print("conv  MNIST's conv net: conv 1->32, conv 32->64, Linear 1024->10 (--dataset mnist)")
+    print(f"activations between an MLP's layers (--activation): {', '.join(ACTIVATIONS)}")
     return 0

@@ -16,7 +16,7 @@ from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig, conv_reads
 from evoprune.io import resumed_from
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.local.checkpoint import CHECKPOINT_PREFIXES, LOCAL_PREFIX, LOSS_PREFIX
-from evoprune.nets import build_network
+from evoprune.nets import build_network, check_activation, is_conv_arch
 from evoprune.results import base_result, write_run_dir, writing_run_dir
 
 # Job keys that map one to one onto GAConfig fields: all but the variant (the job's method)
@@ -45,13 +45,18 @@ def job_checkpoints(out: Path, config: GAConfig, objective: str) -> list[Path]:
     return checkpoint_files(out, config.variant, loss_phase)
 
 
-GA_KEYS = CONFIG_KEYS | {"objective", "analyze"}  # analyze: see evoprune.analysis.jobs
+# analyze: see evoprune.analysis.jobs; activation: the MLP's nonlinearity (`build_network`)
+GA_KEYS = CONFIG_KEYS | {"objective", "analyze", "activation"}
 
 
 def ga_config(job: dict[str, Any], name: Callable[[str], str] = str) -> GAConfig:
     """The GAConfig a job describes (variant from its method, seed from its seed): its values
     checked, then what its variant reads (`check_variant_keys`, keys named by `name`)."""
     check_keys(job, GA_KEYS)
+    if job.get("activation") is not None:
+        check_activation(job["activation"])
+        if is_conv_arch(job.get("arch")) and job["activation"] != "relu":
+            raise EvopruneError(f"activation: the conv net uses relu, got {job['activation']!r}")
     settings = {k: job[k] for k in CONFIG_KEYS if job.get(k) is not None}
     config = GAConfig(variant=job["method"], seed=int(job.get("seed", 0)), **settings)
     check_variant_keys(job, name)
@@ -121,7 +126,10 @@ def run_ga_job(
     analyses = check_analyses(job.get("analyze"))
     ds = job_dataset(job)
     init, seed = job.get("init", "uniform"), int(job.get("seed", 0))
-    model, layers = build_network(job.get("arch", "B"), ds.n_features, ds.n_classes, init, seed)
+    activation = job.get("activation") or "relu"
+    model, layers = build_network(
+        job.get("arch", "B"), ds.n_features, ds.n_classes, init, seed, activation=activation
+    )
     checkpoint = out / CHECKPOINT if out is not None and (checkpoint_every or resume) else None
     objective = job.get("objective", "accuracy")
     # other code resumed here: the result is not that of one revision (read before the search
@@ -143,11 +151,17 @@ def run_ga_job(
         checkpoint_every=checkpoint_every,
         resume=resume,
         progress=progress,
-        fingerprint={"dataset": ds.config, "layers": layers, "init": init},
+        fingerprint={
+            "dataset": ds.config,
+            "layers": layers,
+            "init": init,
+            **({"activation": activation} if activation != "relu" else {}),  # as before for ReLU
+        },
     )
     ticket.dataset = ds.config  # the network's init and seed it took from the model
     result = {
         **base_result(job, ds, layers),
+        "activation": activation,
         "variant": config.variant,
         **ticket.metrics,
         # a resumed run counts the time its interrupted runs spent searching, too
