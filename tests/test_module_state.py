@@ -134,28 +134,35 @@ def test_what_the_general_path_cannot_do_is_told(digits3):
                         config=GAConfig(variant="memetic"))  # fmt: skip
 
 
+@pytest.mark.parametrize("objective", ["accuracy", "loss"])  # loss: with the removals' descent
 def test_an_interrupted_memetic_search_on_a_module_resumes_to_the_same_ticket(
-    digits3, tmp_path, monkeypatch
+    digits3, tmp_path, monkeypatch, objective
 ):
     ds = digits3
     cfg = GAConfig(variant="memetic", population=12, min_generations=3, max_generations=3)
-    whole = evoprune.search(_tanh_net(2), ds.X_train, ds.y_train, config=cfg)
-    refresh, calls = ModuleState.refresh, []
 
-    def cut_in_the_local_search(self):
+    def search(*args, **kwargs):
+        return evoprune.search(*args, objective=objective, **kwargs)
+
+    refresh, calls = ModuleState.refresh, []
+    cut = [0]
+
+    def counted(self):  # the local search refreshes its state after each pass with a step
         calls.append(1)
-        if len(calls) == 40:  # a few passes in
+        if len(calls) == cut[0]:
             raise KeyboardInterrupt
         refresh(self)
 
+    monkeypatch.setattr(ModuleState, "refresh", counted)
+    whole = search(_tanh_net(2), ds.X_train, ds.y_train, config=cfg)
+    cut[0], calls[:] = len(calls) - 1, []  # late: with the loss, in the removals' descent
     ckpt = tmp_path / "ck.npz"
-    monkeypatch.setattr(ModuleState, "refresh", cut_in_the_local_search)
     with pytest.raises(KeyboardInterrupt):
-        evoprune.search(_tanh_net(2), ds.X_train, ds.y_train, config=cfg, checkpoint=ckpt,
-                        checkpoint_every=1)  # fmt: skip
+        search(_tanh_net(2), ds.X_train, ds.y_train, config=cfg, checkpoint=ckpt,
+               checkpoint_every=1)  # fmt: skip
     monkeypatch.setattr(ModuleState, "refresh", refresh)
-    again = evoprune.search(_tanh_net(2), ds.X_train, ds.y_train, config=cfg, checkpoint=ckpt,
-                            checkpoint_every=1, resume=True)  # fmt: skip
+    again = search(_tanh_net(2), ds.X_train, ds.y_train, config=cfg, checkpoint=ckpt,
+                   checkpoint_every=1, resume=True)  # fmt: skip
     assert torch.equal(again.mask, whole.mask)
     assert again.metrics["before_resume_seconds"] > 0
 
@@ -192,3 +199,25 @@ def test_every_step_taken_on_the_gradient_order_lowers_the_exact_loss(digits3):
     ls.run()
     assert len(ls._trace) > 5
     assert all(v1 < v0 - 1e-13 or (rm and v1 <= v0 + 1e-12) for (v0, _), (v1, _), rm in ls._trace)
+
+
+def test_a_loss_search_on_the_general_path_ends_where_no_removal_helps(digits3):
+    # the gradient orders the flips; a removal that barely moves the loss ranks low under it,
+    # so each start ends with a descent that scores every removal exactly
+    from evoprune.local.search import LocalSearch
+
+    ds = digits3
+    start = np.random.default_rng(6).random(670) < 0.5
+    st = ModuleState(_tanh_net(6), ds.X_train, ds.y_train, "loss", start, sparsity_penalty=0.1)
+    cfg = LocalConfig(ranking="expansion", min_gain=0.0, kicks=1, seed=6)
+    ls = LocalSearch(st, cfg, init_masks=[start])
+    best = ls.run()
+    last = [row for row in ls.history if row["kick"] == cfg.kicks]
+    assert last and sum(row["flips_accepted"] for row in last) > 0
+    st.set_mask_bits(best)
+    for li in range(st.n_layers):
+        for o in range(st.W[li].shape[0]):
+            kept = np.nonzero(st.mask[li][o])[0]
+            if len(kept):
+                removals, _ = st.block_scores(li, np.array([o]), "none", cand=kept)
+                assert removals.min() > 0  # loss + 0.1 * density rises with any removal

@@ -19,7 +19,8 @@ With the cross-entropy as the objective, ``ranking="expansion"`` (the default, a
 gradient of the loss with respect to the masked weights (one backward pass of the training set
 for the whole genome, until a step is taken), times the weight a flip adds or removes. It only
 orders: `LocalSearch` tries the candidates in that order and accepts each step on its exact
-evaluation. The accuracy and F1 are step functions, which no derivative estimates; their
+evaluation, and it ends each start with a descent over exact removals (`removal_pass`), which
+that order reaches too seldom. The accuracy and F1 are step functions, which no derivative estimates; their
 candidates are always evaluated.
 
 >>> import torch

@@ -16,7 +16,11 @@ improved for ``patience`` passes.
 
 Iterated local search (Lourenço, Martin & Stützle, "Iterated Local Search", 2003): after the
 descent, ``kicks`` times flip ``kick_bits`` random bits, descend again, and keep the result if
-(objective, tie-breaker, set bits) is not worse, else go back. ``starts`` random masks of density
+(objective, tie-breaker, set bits) is not worse, else go back. On the general path
+(`ModuleState`) with the loss and the expansion ranking, which there is the gradient alone, a
+start then ends with one more descent whose passes score every removal of a kept weight
+exactly (`LocalSearch.removal_pass`): under a first-order order a removal that barely moves
+the loss ranks low and is seldom tried. ``starts`` random masks of density
 ``start_density`` give the multi-start search; `local_search` keeps the best.
 
 With ``fixed_sparsity`` every mask has exactly that sparsity in every layer, and a step swaps
@@ -90,6 +94,15 @@ class LocalSearch:
         self.incumbents: dict[str, np.ndarray | None] = dict.fromkeys(("base", "best", "val_best"))
         self.last_val = float("nan")  # the validation accuracy of the last pass
         self.layers = [li for li in range(state.n_layers) if state.maskable[li]][::-1]
+        # the general path orders the loss's flips by its gradient alone, under which a removal
+        # that barely moves the loss ranks low and is seldom tried: each start ends with a
+        # descent that scores every removal exactly (`removal_pass`)
+        self.prunes = (
+            isinstance(state, ModuleState)
+            and config.ranking == "expansion"
+            and state.objective == "loss"
+            and config.fixed_sparsity is None
+        )
         self._trace: list[tuple] | None = None  # ((value, secondary) before, after, removal-only)
         self.last_snapshot: bytes | None = None  # the checkpoint as of the last pass boundary
         self.resumed_code: list[dict[str, Any]] = []  # the code of the runs it resumes
@@ -177,6 +190,30 @@ class LocalSearch:
         if accepted:  # else the state is the last refresh's, bit for bit
             self.state.refresh()
         return accepted
+
+    def removal_pass(self) -> int:
+        """Every unit of every maskable layer once, each removal of a weight it keeps scored
+        exactly and judged as `unit_step` judges a flip (the last descent of a start on the
+        general path with the loss: see `prunes`)."""
+        accepted = 0
+        for li in self.layers:
+            for o in self.rng.permutation(self.state.W[li].shape[0]):
+                kept = np.nonzero(self.state.mask[li][o])[0]
+                if not len(kept):
+                    continue
+                p, s = self.state.block_scores(li, np.array([o]), "none", cand=kept)
+                self.pos.flips_evaluated += len(kept)
+                deltas = np.full(self.state.W[li].shape[1], np.inf)
+                ties = deltas.copy()
+                deltas[kept], ties[kept] = p[0], s[0]
+                accepted += self.unit_step(li, int(o), (deltas, ties))
+        if accepted:
+            self.state.refresh()
+        return accepted
+
+    def _pruning(self) -> bool:
+        """Whether the current descent is a start's last, over exact removals."""
+        return self.prunes and self.pos.kick == self.cfg.kicks
 
     def _exact_top(self, li: int, o: int, deltas: np.ndarray, ties: np.ndarray) -> tuple:
         """With ``exact_top`` and the expansion ranking: the unit's best-ranked candidates
@@ -294,7 +331,7 @@ class LocalSearch:
                 self.state.set_mask_bits(np.asarray(init, bool))
                 pos.fresh, pos.kick, pos.passes, pos.since_val_best = False, -1, 0, 0
             before = self.state.value
-            accepted = self.one_pass()
+            accepted = self.removal_pass() if self._pruning() else self.one_pass()
             pos.passes += 1
             pos.total_passes += 1
             stop = self._validate() or before - self.state.value < self.min_gain
@@ -316,7 +353,8 @@ class LocalSearch:
     def _end_descent(self, n_starts: int) -> None:
         pos, cfg = self.pos, self.cfg
         key = self.key()
-        if pos.kick >= 0:  # judge the kick: keep if not worse, else go back
+        if pos.kick >= 0 and not self._pruning():  # judge the kick: keep if not worse, else
+            # go back (the removals' descent only takes steps that make nothing worse)
             kept, kept_key = self.incumbents["base"], pos.base_key
             assert kept is not None and kept_key is not None  # set when kick -1 ended
             if not _worse(key, kept_key):
@@ -330,6 +368,8 @@ class LocalSearch:
         pos.passes = 0
         if pos.kick < cfg.kicks:
             self._kick()
+            return
+        if pos.kick == cfg.kicks and self.prunes:  # then a last descent over exact removals
             return
         if pos.best_key is None or _better(key, pos.best_key):
             self.incumbents["best"], pos.best_key = base.copy(), key
