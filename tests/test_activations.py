@@ -90,6 +90,8 @@ def test_a_tanh_search_writes_its_activation_and_its_ticket_scores_alike(tmp_pat
     assert result["activation"] == "tanh" and result["test_accuracy"] >= 0.9
     code, out, _ = _cli(["evaluate", tmp_path / "a"], capsys)  # rebuilt from the ticket alone
     assert code == 0 and f"test acc {result['test_accuracy']:.4f}" in out
+    code, out, _ = _cli(["export", tmp_path / "a"], capsys)
+    assert code == 0 and "tanh between the layers" in out
     a, b = (evoprune.Ticket.load(tmp_path / n / "ticket.npz") for n in ("a", "b"))
     assert a.activation == "tanh" and torch.equal(a.mask, b.mask)  # same seed, same ticket
     code, out, _ = _cli(["search", *args[1:7], "--max-generations", "5", "--min-generations",

@@ -190,5 +190,7 @@ def run_export(args: argparse.Namespace) -> int:
     ticket = Ticket.load(args.ticket)
     export_state_dict(ticket, args.out)
     shape = f"layers {ticket.layers}" if ticket.layers is not None else f"arch {ticket.arch}"
+    if ticket.activation != "relu":  # the state_dict holds weights only: the net's nonlinearity
+        shape += f", {ticket.activation} between the layers"
     print(f"wrote {args.out} ({shape}, sparsity {ticket.sparsity:.3f})")
     return 0
