@@ -76,7 +76,7 @@ def test_evaluator_bad_inputs_are_evoprune_errors():
     with pytest.raises(EvopruneError, match="^metrics: expected names"):
         Evaluator(net, X, y, metrics=["acc"])
     with pytest.raises(EvopruneError, match="^fast: "):
-        Evaluator(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 2)), X, y, fast=True)
+        Evaluator(nn.Sequential(nn.Linear(2, 3), nn.SiLU(), nn.Linear(3, 2)), X, y, fast=True)
     with pytest.raises(ValueError):  # EvopruneError is a ValueError: old handlers keep working
         Evaluator(net, X, y[:10])
 

@@ -7,6 +7,7 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
+from evoprune.archs import ACTIVATIONS
 from evoprune.evaluate import Evaluator, genome_key
 from evoprune.fastmlp import _zero_on
 from evoprune.masks import MaskSpace, pack_rows, sparsity
@@ -42,8 +43,9 @@ ARCHS = [[2, 9, 2], [2, 6, 5, 2], [5, 8, 10], [64, 7, 6, 10], [3, 6, 4], [4, 3]]
 @pytest.mark.parametrize("layers", ARCHS, ids=lambda a: "-".join(map(str, a)))
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
 @pytest.mark.parametrize("memory_mb", [64.0, TINY_MB], ids=["one-chunk", "tiny-chunks"])
-def test_batched_equals_per_mask_forward(layers, fast, memory_mb):
-    net = build_mlp(layers, seed=3)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_batched_equals_per_mask_forward(layers, fast, memory_mb, activation):
+    net = build_mlp(layers, seed=3, activation=activation)
     X, y = _data(97, layers[0], layers[-1])
     ev = Evaluator(net, X, y, objective="loss", fast=fast, memory_mb=memory_mb)
     masks = _masks(11, ev.n_bits)
@@ -209,10 +211,12 @@ def test_wrong_mask_shape_raises():
 
 @pytest.mark.parametrize("layers", [[2, 12, 9, 2], [2, 8, 7, 6, 3], [3, 10, 8, 4], [6, 9, 8, 2]])
 @pytest.mark.parametrize("keep", [0.2, 0.5])
-def test_compacted_deep_nets_match(layers, keep):
-    # Sparse masks leave many constant, unread or (on this data) always-zero hidden units,
-    # which the fast path drops per mask; the result must not change.
-    net = build_mlp(layers, seed=6)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_compacted_deep_nets_match(layers, keep, activation):
+    # Sparse masks leave many constant, unread or (on this data, for ReLU) always-zero hidden
+    # units, which the fast path drops per mask; the result must not change. (A constant unit
+    # outputs f(bias), not 0, unless f is ReLU with a negative bias.)
+    net = build_mlp(layers, seed=6, activation=activation)
     X, y = _data(151, layers[0], layers[-1], seed=4)
     X[:, 0] = X[:, 0].abs()  # one-signed inputs: some first-layer units are zero on all of X
     ev = Evaluator(net, X, y, objective="loss", memory_mb=TINY_MB)

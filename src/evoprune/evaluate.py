@@ -2,9 +2,9 @@
 
 Two paths compute the same numbers:
 
-- a fast path for MLP stacks (``nn.Sequential`` of ``Linear`` and ``ReLU``), see
-  `evoprune.fastmlp`: feature-major batched products over sample chunks sized to stay in the
-  CPU cache, with the first layer tabulated when it has few inputs;
+- a fast path for MLP stacks (``nn.Sequential`` of ``Linear`` layers with ReLU, Tanh, Sigmoid
+  or GELU between them), see `evoprune.fastmlp`: feature-major batched products over sample
+  chunks sized to stay in the CPU cache, with the first layer tabulated when it has few inputs;
 - a general path for any ``nn.Module``: ``torch.func.functional_call`` under ``vmap`` over
   the population.
 
@@ -36,7 +36,7 @@ from torch.func import functional_call, vmap
 
 from evoprune.devices import check_device, placed, torch_threads
 from evoprune.errors import EvopruneError
-from evoprune.fastmlp import FastMLP, MaskedChunk, is_mlp_stack
+from evoprune.fastmlp import FastMLP, MaskedChunk, stack_activation
 from evoprune.inputs import check_data
 from evoprune.masks import MaskSpace, pack_rows
 from evoprune.objectives import OBJECTIVES, Objective, confusion_counts, get_objective
@@ -122,12 +122,13 @@ class Evaluator:
         self.X, self.y = X.to(self.device), y.to(self.device)
         self.objective = get_objective(objective)
         self.memory_bytes = memory_mb * 2**20
-        self.fast = is_mlp_stack(model) if fast is None else fast
+        stack = stack_activation(model) is not None
+        self.fast = stack if fast is None else fast
         self._one_by_one = False  # the general path: True once vmap could not batch the model
-        if self.fast and not is_mlp_stack(model):
+        if self.fast and not stack:
             raise EvopruneError(
-                f"fast: True needs an nn.Sequential of Linear and ReLU layers, got a "
-                f"{type(model).__name__}"
+                "fast: True needs an nn.Sequential of Linear layers with ReLU, Tanh, Sigmoid or "
+                f"GELU between them, got a {type(model).__name__}"
             )
 
         names = (self.objective.name, "accuracy") if metrics is None else tuple(metrics)
@@ -142,6 +143,9 @@ class Evaluator:
             m is ACCURACY or m.from_counts is not None for m in self._metrics
         )
 
+        # the weights as they are (the general path's, and any caller's, e.g. a gradient)
+        self.params = {k: v.detach() for k, v in self.model.named_parameters()}
+        self.buffers = {k: v.detach() for k, v in self.model.named_buffers()}
         if self.fast:
             self._XT = self.X.reshape(len(self.X), -1).T.contiguous()  # (in, n) feature-major
             # Only ever asked about X: first-layer units zero on all of it can be skipped.
@@ -149,8 +153,6 @@ class Evaluator:
             self.n_classes = self._mlp.n_classes
             self._widest = max(layer.weight.shape[0] for layer in self._mlp.layers)
         else:
-            self.params = {k: v.detach() for k, v in self.model.named_parameters()}
-            self.buffers = {k: v.detach() for k, v in self.model.named_buffers()}
             self._widest, self.n_classes = self._probe()
         # Two classes: "argmax is class 1" is "logit 1 > logit 0" (a tie goes to class 0).
         self._y_bool = self.y.bool() if self.n_classes == 2 else None

@@ -1,4 +1,5 @@
-"""Exact batched forward of a population of masked MLPs (``nn.Sequential`` of Linear and ReLU).
+"""Exact batched forward of a population of masked MLPs (``nn.Sequential`` of Linear layers with
+one elementwise nonlinearity between them: ReLU, the paper's, or Tanh, Sigmoid or GELU).
 
 Activations are kept *feature-major*, ``(p, features, s)``: the first layer is then one GEMM
 for the whole population, ``(p*H, in) @ (in, s)``, whose output is already the layout the next
@@ -18,8 +19,8 @@ Nets with two or more hidden layers are *compacted* per population chunk: a hidd
 dropped from a mask's forward when it cannot change the output, so the batched products shrink
 to the widest mask's live units (zero-padded). A unit goes when its outgoing weights are all
 masked (or feed only dropped units), when its output is constant (its incoming weights are all
-masked: ``relu(b)`` is folded into the next layer's bias), or, for a tabulated first layer,
-when its table row is zero on every sample of ``support`` (the evaluator's data). On moons with
+masked: ``f(b)`` is folded into the next layer's bias), or, for a tabulated first layer of a
+ReLU net, when its table row is zero on every sample of ``support`` (the evaluator's data). On moons with
 architecture D a random density-0.5 mask keeps ~22 of 50 first-layer and ~37 of 50
 second-layer units, and fewer as the GA prunes. Dropped terms are exact zeros, and folding only
 reorders float32 sums.
@@ -27,10 +28,12 @@ reorders float32 sums.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeGuard
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from evoprune.masks import MaskSpace
@@ -38,22 +41,43 @@ from evoprune.masks import MaskSpace
 TABLE_MAX_IN = 3  # up to 2**3 = 8 input subsets per unit; beyond that direct GEMM is cheaper
 
 
-def is_mlp_stack(model: nn.Module) -> TypeGuard[nn.Sequential]:
-    """True for ``Linear (ReLU Linear)*``, strictly alternating, so the fast path mirrors it:
-    an `nn.Sequential` (or a subclass that keeps its `forward`) whose children are named
-    0, 1, 2, ... as the fast paths name their parameters, without forward hooks (the fast path
-    does not call the modules). Anything else is evaluated by the general path, which calls
-    the model itself."""
+# the nonlinearities the batched forward applies itself (exactly these classes, as `evoprune.nets`
+# builds them; GELU in its exact form)
+_NONLINEAR: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.GELU: "gelu"
+}  # fmt: skip
+_APPLY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_, "gelu": F.gelu
+}  # fmt: skip
+
+
+def stack_activation(model: nn.Module) -> str | None:
+    """The nonlinearity of ``Linear (f Linear)*``, strictly alternating with one `f` of
+    ReLU, Tanh, Sigmoid or GELU (exact), so the fast path mirrors it: an `nn.Sequential` (or a
+    subclass that keeps its `forward`) whose children are named 0, 1, 2, ... as the fast paths
+    name their parameters, without forward hooks (the fast path does not call the modules).
+    None for anything else, which the general path evaluates by calling the model itself."""
     if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward:
-        return False
+        return None
     if [name for name, _ in model.named_children()] != [str(i) for i in range(len(model))]:
-        return False
+        return None
     kinds = [type(m) for m in model]
-    if not kinds or kinds[-1] is not nn.Linear:
-        return False
-    if _hooked(model):  # the fast path never calls the modules: their hooks would not run
-        return False
-    return all(k is (nn.Linear if i % 2 == 0 else nn.ReLU) for i, k in enumerate(kinds))
+    if not kinds or kinds[-1] is not nn.Linear or _hooked(model):  # hooks would not run
+        return None
+    if any(k is not nn.Linear for k in kinds[::2]):
+        return None
+    between = {_NONLINEAR.get(k) for k in kinds[1::2]}
+    if len(between) > 1 or None in between:
+        return None
+    if any(isinstance(m, nn.GELU) and m.approximate != "none" for m in model):
+        return None
+    return between.pop() if between else "relu"  # one Linear: no nonlinearity to apply
+
+
+def is_mlp_stack(model: nn.Module) -> TypeGuard[nn.Sequential]:
+    """True for ``Linear (ReLU Linear)*`` (`stack_activation` "relu"): what the incremental
+    local search, post-pruning's walk and edge-popup's fast path take. A single Linear counts."""
+    return stack_activation(model) == "relu"
 
 
 def _hooked(model: nn.Module) -> bool:
@@ -105,8 +129,14 @@ class FastMLP:
     """
 
     def __init__(self, model: nn.Module, space: MaskSpace, support: torch.Tensor | None = None):
-        if not is_mlp_stack(model):
-            raise ValueError("FastMLP needs an nn.Sequential of Linear and ReLU layers")
+        activation = stack_activation(model)
+        if activation is None:
+            raise ValueError("FastMLP needs an nn.Sequential of Linear layers and one of ReLU, "
+                             "Tanh, Sigmoid or GELU between them")  # fmt: skip
+        self.activation = activation
+        self._f = _APPLY[activation]  # in place where torch has it; GELU returns a new tensor
+        if activation != "relu":  # the zero rows below are ReLU's
+            support = None
         bits = {p.name: slice(p.start, p.start + p.size) for p in space.params}
         self.layers: list[_Layer] = []
         for idx, module in enumerate(model):
@@ -184,7 +214,7 @@ class FastMLP:
             inert = None
             if code is not None:  # tabulated
                 inert = self._inert[code * self.n_hidden + torch.arange(self.n_hidden)]
-            weights, biases, first_units = _compact(weights, biases, inert)
+            weights, biases, first_units = _compact(weights, biases, inert, self._f)
             if code is not None:
                 rows = code.gather(1, first_units) * self.n_hidden + first_units  # (p, w0)
                 select = self._row_pos[rows].reshape(-1)
@@ -201,15 +231,15 @@ class FastMLP:
         # head[p, c, k, h] = out[p, c, h] where k is unit h's subset, else 0.  out: (p, C, H)
         head = out.new_zeros(p, C, n_sub, H)
         head.scatter_(2, code.view(p, 1, 1, H).expand(p, C, 1, H), out.unsqueeze(2))
-        # Units that keep no input are constant, relu(b): fold them into the bias.
-        const = head[:, :, 0, :] @ self.layers[0].bias.relu()  # (p, C)
+        # Units that keep no input are constant, f(b): fold them into the bias.
+        const = head[:, :, 0, :] @ self._f(self.layers[0].bias.clone())  # (p, C)
         head_bias = (out_bias + const).reshape(p * C, 1)
         head = head.reshape(p * C, n_sub * H)[:, self._rows]  # (p*C, K)
         return MaskedChunk(p, [out], [out_bias.view(1, -1, 1)], None, head, head_bias)
 
     def _table(self, xT: torch.Tensor) -> torch.Tensor:
         """First-layer activations of the computed (unit, input subset) rows: ``(K, s)``."""
-        return torch.addmm(self._table_b, self._table_w, xT).relu_()
+        return self._f(torch.addmm(self._table_b, self._table_w, xT))
 
     def logits(self, pop: MaskedChunk, xT: torch.Tensor) -> torch.Tensor:
         """Logits ``(p, C, s)`` of the population on samples ``xT (in, s)``."""
@@ -224,13 +254,13 @@ class FastMLP:
             a = torch.addmm(pop.biases[0], w, xT)  # (p*w0, s)
             if len(self.layers) == 1:
                 return a.view(p, -1, s)
-            a.relu_()
+            a = self._f(a)
         h = a.view(p, -1, s)
         last = len(self.layers) - 1
         for i in range(1, last + 1):
             h = torch.baddbmm(pop.biases[i], pop.weights[i], h)  # (p, out, s)
             if i < last:
-                h.relu_()
+                h = self._f(h)
         return h
 
 
@@ -259,20 +289,24 @@ def _zero_on(w: torch.Tensor, b: torch.Tensor, support: torch.Tensor | None) -> 
 
 
 def _compact(
-    weights: list[torch.Tensor], biases: list[torch.Tensor], inert: torch.Tensor | None
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor],
+    inert: torch.Tensor | None,
+    f: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
     """Drop hidden units that cannot change a mask's output; pad to the widest mask.
 
     `weights` per layer ``(p, out, in)``, `biases` ``(1 or p, out)``, `inert` ``(p, H0)``
-    first-layer units known to output 0. Returns compacted weights and biases ``(p, w)`` and
-    the original index of each first-layer unit kept ``(p, w0)``.
+    first-layer units known to output 0, `f` the nonlinearity (in place). Returns compacted
+    weights and biases ``(p, w)`` and the original index of each first-layer unit kept
+    ``(p, w0)``. A padding unit reads nothing and nothing reads it, whatever f(0) is.
     """
     p, L = weights[0].shape[0], len(weights)
     weights, biases = list(weights), [b.expand(p, -1) for b in biases]
     dropped = []
     for k in range(L - 1):  # forward: constant units into the next bias, inert ones out
-        const = (weights[k] == 0).all(-1)  # (p, out_k): relu(b) whatever the input
-        value = torch.where(const, biases[k].relu(), 0.0)  # (p, out_k)
+        const = (weights[k] == 0).all(-1)  # (p, out_k): f(b) whatever the input
+        value = torch.where(const, f(biases[k].clone()), 0.0)  # (p, out_k)
         biases[k + 1] = biases[k + 1] + (weights[k + 1] @ value.unsqueeze(-1))[..., 0]
         drop = const if (k or inert is None) else const | inert
         weights[k + 1] = weights[k + 1] * ~drop[:, None, :]

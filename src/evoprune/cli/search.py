@@ -58,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--activation",
         choices=ACTIVATIONS,
-        help="nonlinearity between the MLP's layers (default relu, the paper's; any other is "
-        "searched on the general evaluator, exact and slower)",
+        help="nonlinearity between the MLP's layers (default relu, the paper's; with any "
+        "other the local search scores each flip by a forward, exact and slower)",
     )
     p.add_argument("--population", type=int, help="population size N (default 100)")
     p.add_argument("--min-generations", type=int, help="never stop before (default 100)")

@@ -3,8 +3,9 @@
 `MLPState` scores a flip of an MLP stack by a rank-1 update of float64 activations; a module of
 any other shape (Tanh or GELU between the layers, normalisation, residual connections, your own
 ``forward``) has no such update, and `ModuleState` scores its flips the way the GA scores its
-genomes: each candidate mask goes through `evoprune.evaluate.Evaluator`'s general path
-(``torch.func.functional_call`` under ``vmap``, float32 forward, the loss summed in float64), a
+genomes: each candidate mask goes through `evoprune.evaluate.Evaluator` (its batched fast path
+for a stack of Linear layers with Tanh, Sigmoid or GELU between them, else the general path,
+``torch.func.functional_call`` under ``vmap``; float32 forward, the loss summed in float64), a
 block of them per call. A flip's score is therefore the exact change of what the GA measures,
 in the GA's own arithmetic; no rounding bound is needed, since that arithmetic is the one of
 record (`LocalSearch` never sees ``UNDECIDED_DELTA`` from it).
@@ -82,7 +83,7 @@ class ModuleState:
         self.tiebreak = bool(tiebreak) and objective != "loss"
         metrics = (objective, "accuracy", *(("loss",) if self.tiebreak else ()))
         self.evaluator = Evaluator(model, X, y, objective, space=self.space, device=device,
-                                   memory_mb=memory_mb, cache=False, fast=False,
+                                   memory_mb=memory_mb, cache=False,
                                    metrics=tuple(dict.fromkeys(metrics)))  # fmt: skip
         self.penalty = float(sparsity_penalty)
         self.n_maskable = self.space.n_bits
