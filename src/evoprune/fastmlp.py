@@ -130,7 +130,7 @@ class FastMLP:
 
     def __init__(self, model: nn.Module, space: MaskSpace, support: torch.Tensor | None = None):
         activation = stack_activation(model)
-        if activation is None:
+        if activation is None or not isinstance(model, nn.Sequential):  # (the latter for mypy)
             raise ValueError("FastMLP needs an nn.Sequential of Linear layers and one of ReLU, "
                              "Tanh, Sigmoid or GELU between them")  # fmt: skip
         self.activation = activation
