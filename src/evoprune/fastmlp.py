@@ -37,15 +37,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from evoprune.masks import MaskSpace
+from evoprune.nets import NONLINEARITIES
 
 TABLE_MAX_IN = 3  # up to 2**3 = 8 input subsets per unit; beyond that direct GEMM is cheaper
 
 
-# the nonlinearities the batched forward applies itself (exactly these classes, as `evoprune.nets`
-# builds them; GELU in its exact form)
-_NONLINEAR: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.GELU: "gelu"
-}  # fmt: skip
+# the nonlinearities the batched forward applies itself: exactly the classes `evoprune.nets` puts
+# between an MLP's layers (GELU in its exact form), by name
+_NONLINEAR = {kind: name for name, kind in NONLINEARITIES.items()}
 _APPLY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_, "gelu": F.gelu
 }  # fmt: skip

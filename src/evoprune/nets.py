@@ -63,7 +63,9 @@ def parse_arch(spec: str | Sequence[int], n_in: int, n_out: int) -> list[int]:
     return layers
 
 
-_MODULES: dict[str, type[nn.Module]] = {
+# the module each of `ACTIVATIONS` puts between an MLP's layers (`evoprune.fastmlp` applies them
+# itself, by these names)
+NONLINEARITIES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
@@ -95,7 +97,7 @@ class MLP(nn.Sequential):
         activation: str = "relu",
     ):
         layers = _check_layers(layers)
-        kind = _MODULES[check_activation(activation)]
+        kind = NONLINEARITIES[check_activation(activation)]
         modules: list[nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
             modules.append(nn.Linear(fan_in, fan_out, bias=True, device=device))
