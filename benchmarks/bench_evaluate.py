@@ -8,7 +8,8 @@ the same seeded generations of 53 random masks (what one GA generation with N=10
     .venv/bin/python benchmarks/bench_evaluate.py [--generations 20] [--repeats 5]
 
 "ours s/gen" is the best of `--repeats` passes (wall clock), "cpu s/gen" the best CPU time of
-this process per generation (both cores); the loop runs once. A second table gives our seconds
+this process per generation (both cores); the loop's is its best of `--repeats` passes too (it
+is the column that moves most with the machine's load). A second table gives our seconds
 per generation for each objective (its own metric alone, as the GA asks for it), and a third
 the fast path against the general one (`fast=False`, `functional_call` under `vmap`) for each
 nonlinearity an MLP can have between its layers (`--activation`), with the largest accuracy
@@ -84,7 +85,7 @@ def bench_case(
         lambda m: ev.evaluate(m)["accuracy"], generations, repeats
     )
     loop, _, loop_acc = seconds_per_generation(
-        lambda m: per_individual(net, ev.space, m, X, y), generations
+        lambda m: per_individual(net, ev.space, m, X, y), generations, repeats
     )
     # Largest accuracy difference between the two; float32 sums in another order can flip
     # a sample whose two top logits are within rounding of each other.
