@@ -115,6 +115,17 @@ def test_iterated_search_is_never_worse_than_its_first_descent(digits3):
     assert kicked.metrics["train_objective"] <= plain.metrics["train_objective"] + 1e-12
 
 
+def test_each_history_row_names_the_descent_its_pass_belongs_to(digits3):
+    # the last pass of a descent ends it; its row still belongs to it, not to the next kick
+    ds = digits3
+    cfg = LocalConfig(max_passes=2, kicks=2, kick_bits=6, starts=2)
+    r = local_search(build_mlp([64, 10, 3], seed=0), ds.X_train, ds.y_train, "loss", cfg)
+    descents = [(row["start"], row["kick"]) for row in r.history]
+    assert sorted(set(descents)) == [(s, k) for s in (0, 1) for k in (-1, 0, 1)]
+    assert descents == sorted(descents)  # in the order they ran
+    assert all(n <= cfg.max_passes for n in map(descents.count, set(descents)))
+
+
 def test_fixed_sparsity_keeps_every_layer_at_that_sparsity(digits3):
     ds = digits3
     net = build_mlp([64, 10, 3], seed=0)

@@ -335,10 +335,11 @@ class LocalSearch:
             pos.passes += 1
             pos.total_passes += 1
             stop = self._validate() or before - self.state.value < self.min_gain
+            descent = (pos.start, pos.kick)  # the pass's own, before a descent that ends moves on
             if accepted == 0 or pos.passes >= cfg.max_passes or stop:
                 self._end_descent(n_starts)
             pos.seconds += time.perf_counter() - started
-            self._log(accepted, bar)
+            self._log(accepted, bar, descent)
             if checkpoint is not None and every and pos.total_passes % every == 0:
                 self.save(checkpoint, fingerprint)
         bar.close()
@@ -391,12 +392,14 @@ class LocalSearch:
         self.pos.since_val_best += 1
         return self.pos.since_val_best >= self.cfg.patience
 
-    def _log(self, accepted: int, bar: Any) -> None:
+    def _log(self, accepted: int, bar: Any, descent: tuple[int, int]) -> None:
+        """One history row for the pass just made, in descent (start, kick) of the search: kick
+        -1 is a start's first descent, k the one after kick k, and `kicks` the removals'."""
         st, pos = self.state, self.pos
         row = {
             "pass": pos.total_passes,
-            "start": pos.start,
-            "kick": pos.kick,
+            "start": descent[0],
+            "kick": descent[1],
             "objective": st.score,  # the objective itself (accuracy, F1 or loss)
             "cost": st.value,  # what the search minimises (with the density penalty)
             "train_accuracy": st.accuracy,
