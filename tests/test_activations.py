@@ -107,3 +107,23 @@ def test_the_conv_net_with_another_activation_is_exit_2_one_line(tmp_path, capsy
                          "tanh", "--out", tmp_path / "r"], capsys)  # fmt: skip
     assert code == 2 and err.count("\n") == 1 and "activation" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_backprop_trains_the_activation_with_hyperparameters_of_its_own(tmp_path, capsys):
+    from evoprune.baselines.jobs import run_backprop_job
+    from evoprune.jobs import check_job
+
+    job = {"method": "backprop", "dataset": "digits", "classes": 3, "arch": "A", "max_iter": 30}
+    with pytest.raises(EvopruneError, match="Table 2's rows were tuned for relu, not tanh"):
+        check_job({**job, "activation": "tanh"})  # a spec's arm: refused when it loads
+    with pytest.raises(EvopruneError, match="MLPClassifier has relu, tanh, sigmoid, got 'gelu'"):
+        check_job({**job, "activation": "gelu", "solver": "adam"})
+    results = {a: run_backprop_job({**job, "activation": a, "solver": "adam"}, None, False)
+               for a in ("tanh", "sigmoid")}  # fmt: skip
+    assert {a: r["sklearn_params"]["activation"] for a, r in results.items()} == {
+        "tanh": "tanh", "sigmoid": "logistic"}  # fmt: skip
+    assert results["tanh"]["activation"] == "tanh" and results["tanh"]["test_accuracy"] > 0.9
+    assert results["tanh"]["test_loss"] != results["sigmoid"]["test_loss"]
+    code, out, _ = _cli(["baseline", "backprop", "--dataset", "digits", "--classes", "3", "--arch",
+                         "A", "--activation", "tanh", "--quiet", "--out", tmp_path / "b"], capsys)  # fmt: skip
+    assert code == 2 and not (tmp_path / "b").exists()

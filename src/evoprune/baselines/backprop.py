@@ -1,7 +1,8 @@
 """The backprop baseline: an ordinary trained MLP (scikit-learn ``MLPClassifier``), and its tuning.
 
 As in the paper (Altmann et al. 2024, arXiv 2411.04658; Schönberger et al. 2025, arXiv
-2508.08877): the same hidden layers as the random networks, ReLU, ``max_iter=1000`` (epochs,
+2508.08877): the same hidden layers as the random networks, ReLU (or Tanh or Sigmoid, as a
+reference for a ticket over such a network: `SKLEARN_ACTIVATIONS`), ``max_iter=1000`` (epochs,
 sklearn stops earlier when the training loss stalls for 10 epochs), and per dataset/architecture
 the hyperparameters of Table 2 (`evoprune.baselines.table2`). Weights use sklearn's own
 (Glorot-uniform) initialisation, seeded from the run seed; no mask is involved.
@@ -32,6 +33,20 @@ from evoprune.interrupts import raising
 from evoprune.seeding import derive_seed
 
 MAX_ITER = 1000  # the paper's max_iter (epochs for the stochastic solvers)
+
+# `evoprune.archs.ACTIVATIONS` by scikit-learn's names; MLPClassifier has no GELU
+SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}
+
+
+def sklearn_activation(activation: str) -> str:
+    """scikit-learn's name for `activation`, or one line saying which it has."""
+    if activation not in SKLEARN_ACTIVATIONS:
+        raise EvopruneError(
+            f"activation: scikit-learn's MLPClassifier has {', '.join(SKLEARN_ACTIVATIONS)}, "
+            f"got {activation!r}"
+        )
+    return SKLEARN_ACTIVATIONS[activation]
+
 
 # The paper's tuning ranges (its hyperparameter_tuning code; Table 2 caption): one distribution
 # per solver, RandomizedSearchCV first picks a dict, then samples each entry.
@@ -115,6 +130,7 @@ class BackpropResult:
     max_iter: int
     history: list[dict[str, Any]] = field(default_factory=list)  # epoch, train_loss
     wall_seconds: float = 0.0
+    activation: str = "relu"  # between the hidden layers (`SKLEARN_ACTIVATIONS`)
 
     @property
     def epochs(self) -> int:
@@ -132,6 +148,7 @@ class BackpropResult:
         """Everything needed to rebuild and retrain this model with ``MLPClassifier(**...)``."""
         return {
             **self.params.sklearn_kwargs(),
+            "activation": sklearn_activation(self.activation),
             "hidden_layer_sizes": list(self.hidden),
             "max_iter": self.max_iter,
             "random_state": self.random_state,
@@ -147,8 +164,10 @@ def backprop(
     seed: int = 0,
     max_iter: int = MAX_ITER,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    activation: str = "relu",
 ) -> BackpropResult:
-    """Train ``MLPClassifier`` with `hidden` layer widths and one Table 2 row on ``X, y``.
+    """Train ``MLPClassifier`` with `hidden` layer widths, `activation` between them and one
+    Table 2 row on ``X, y``.
 
     >>> from evoprune.baselines.table2 import TABLE2
     >>> X = np.random.default_rng(0).normal(size=(200, 2)); y = (X[:, 0] > 0).astype(int)
@@ -167,6 +186,7 @@ def backprop(
     random_state = sklearn_seed(seed)
     model = _EpochHookMLP(
         hidden_layer_sizes=hidden,
+        activation=sklearn_activation(activation),
         max_iter=max_iter,
         random_state=random_state,
         **params.sklearn_kwargs(),
@@ -197,6 +217,7 @@ def backprop(
         max_iter=max_iter,
         history=history,
         wall_seconds=time.perf_counter() - start,
+        activation=activation,
     )
 
 
@@ -218,6 +239,7 @@ def tune_backprop(
     n_jobs: int = 1,
     max_iter: int = MAX_ITER,
     progress: bool = False,
+    activation: str = "relu",
 ) -> TuneResult:
     """``RandomizedSearchCV`` over `SEARCH_SPACE` (the paper's ranges) for one architecture.
 
@@ -246,6 +268,7 @@ def tune_backprop(
     search = RandomizedSearchCV(
         MLPClassifier(
             hidden_layer_sizes=tuple(hidden),
+            activation=sklearn_activation(activation),
             max_iter=max_iter,
             random_state=sklearn_seed(seed, "backprop/tune-model"),
         ),

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from evoprune.baselines.backprop import MAX_ITER, backprop
+from evoprune.baselines.backprop import MAX_ITER, backprop, sklearn_activation
 from evoprune.baselines.edge_popup import EdgePopupConfig, epoch_bar, train_edge_popup
 from evoprune.baselines.table2 import BackpropParams, lookup
 from evoprune.errors import EvopruneError
@@ -35,7 +35,7 @@ from evoprune.scores import score
 
 EDGE_POPUP_KEYS = {f.name for f in fields(EdgePopupConfig)}
 BACKPROP_PARAM_KEYS = {f.name for f in fields(BackpropParams)}
-BACKPROP_KEYS = BACKPROP_PARAM_KEYS | {"max_iter"}
+BACKPROP_KEYS = BACKPROP_PARAM_KEYS | {"max_iter", "activation"}
 
 # Fields every result.json has, GA or baseline; the baselines fill the GA-only ones with None.
 GA_ONLY_FIELDS = (
@@ -128,6 +128,8 @@ def check_backprop_job(job: dict[str, Any]) -> None:
 
 def _check_backprop_keys(job: dict[str, Any]) -> None:
     check_keys(job, BACKPROP_KEYS)
+    if job.get("activation") is not None:
+        sklearn_activation(job["activation"])
     if job.get("init") is not None:
         raise EvopruneError("init: backprop trains sklearn's own initialisation; drop 'init'")
 
@@ -179,15 +181,23 @@ def run_edge_popup_job(job: dict[str, Any], out: Path | None, progress: bool) ->
 def backprop_params(
     job: dict[str, Any], dataset: str, hidden: list[int], classes: int, normalize: bool | None
 ) -> tuple[BackpropParams, bool]:
-    """Table 2's row with the job's overrides; and whether a Table 2 row was found."""
+    """Table 2's row with the job's overrides; and whether a Table 2 row was found (Table 2
+    was tuned for ReLU: another activation takes the job's hyperparameters alone)."""
     overrides = _typed_fields(job, BackpropParams)
-    row = lookup(dataset, hidden, classes, normalize)
+    activation = job.get("activation") or "relu"
+    row = lookup(dataset, hidden, classes, normalize) if activation == "relu" else None
     if row is None:
         if "solver" not in overrides:
             name = Path(job["data"]).name if job.get("data") else dataset
+            why = (
+                f"Table 2 has no row for dataset {name!r}, hidden layers {hidden}, {classes} classes"
+                if activation == "relu"
+                else f"Table 2's rows were tuned for relu, not {activation}"
+            )
             raise EvopruneError(
-                f"backprop: Table 2 has no row for dataset {name!r}, hidden layers {hidden}, "
-                f"{classes} classes; give the hyperparameters (at least --solver)"
+                f"backprop: {why}; give the hyperparameters (at least --solver; "
+                f"tune-backprop{'' if activation == 'relu' else ' --activation ' + activation} "
+                "finds them)"
             )
         params, found = BackpropParams(**overrides), False
     else:
@@ -214,9 +224,8 @@ def run_backprop_job(job: dict[str, Any], out: Path | None, progress: bool) -> d
     )
     X_train, y_train = ds.X_train.view(len(ds.X_train), -1).numpy(), ds.y_train.numpy()
     with epoch_bar(max_iter, "backprop", progress) as on_epoch:
-        trained = backprop(
-            X_train, y_train, layers[1:-1], params, seed=seed, max_iter=max_iter, on_epoch=on_epoch
-        )
+        trained = backprop(X_train, y_train, layers[1:-1], params, seed=seed, max_iter=max_iter,
+                           on_epoch=on_epoch, activation=job.get("activation") or "relu")  # fmt: skip
     train_acc, train_loss = trained.metrics(X_train, y_train)
     test_acc, test_loss = trained.metrics(
         ds.X_test.view(len(ds.X_test), -1).numpy(), ds.y_test.numpy()
@@ -224,6 +233,7 @@ def run_backprop_job(job: dict[str, Any], out: Path | None, progress: bool) -> d
     result = {
         **base_result(job, ds, layers),
         "init": None,  # sklearn's Glorot-uniform init, seeded by random_state
+        "activation": trained.activation,
         "seed": seed,
         "variant": "backprop",
         "objective": "loss",  # MLPClassifier minimises the cross-entropy

@@ -82,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--jobs", type=int, default=1, help="parallel fits (default 1; progress bar only with 1)"
     )
     p.add_argument("--max-iter", type=int, default=1000, help="epoch cap per fit (default 1000)")
+    _add_activation_arg(p)
     p.add_argument("--out", type=Path, help="also write the search's results as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_tune_backprop)
@@ -124,6 +125,18 @@ def _add_backprop_overrides(p: argparse.ArgumentParser) -> None:
     nest.add_argument("--nesterov", dest="nesterovs_momentum", action="store_true", default=None)
     nest.add_argument("--no-nesterov", dest="nesterovs_momentum", action="store_false")
     g.add_argument("--max-iter", type=int, help="epoch cap (default 1000)")
+    _add_activation_arg(p)
+
+
+def _add_activation_arg(p: argparse.ArgumentParser) -> None:
+    from evoprune.baselines.backprop import SKLEARN_ACTIVATIONS
+
+    p.add_argument(
+        "--activation",
+        choices=list(SKLEARN_ACTIVATIONS),
+        help="between the hidden layers (default relu, Table 2's; tanh or sigmoid: a reference "
+        "for a ticket over such a network, with hyperparameters of your own)",
+    )
 
 
 def _job(args: argparse.Namespace, method: str, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -182,11 +195,12 @@ def run_backprop(args: argparse.Namespace) -> int:
         "momentum",
         "nesterovs_momentum",
         "max_iter",
+        "activation",
     )
     job = _job(args, "backprop", keys)
     out = _out(args, job)
     r = run_backprop_job(job, out, progress=not args.quiet)
-    given = [k for k in keys if k in job and k != "max_iter"]  # the row's fields overridden
+    given = [k for k in keys if k in job and k not in ("max_iter", "activation")]  # row fields
     source = "Table 2 hyperparameters" + f", {', '.join(given)} given" * bool(given)
     if not r["table2_row"]:
         source = "given hyperparameters"
@@ -242,6 +256,7 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
         n_jobs=args.jobs,
         max_iter=args.max_iter,
         progress=not args.quiet,
+        activation=args.activation or "relu",
     )
     name = ds.config.get("name", ds.name)
     letter = arch_letter(layers[1:-1]) or ",".join(map(str, layers))
@@ -252,7 +267,12 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
                 "dataset": ds.config,
                 "arch": layers,
                 "seed": args.seed,
-                "config": {"n_iter": args.n_iter, "cv": args.cv, "max_iter": args.max_iter},
+                "config": {
+                    "n_iter": args.n_iter,
+                    "cv": args.cv,
+                    "max_iter": args.max_iter,
+                    "activation": args.activation or "relu",
+                },  # fmt: skip
                 "best": tuned.best.sklearn_kwargs(),
                 "cv_accuracy": tuned.cv_accuracy,
                 "candidates": tuned.candidates,
