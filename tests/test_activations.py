@@ -75,8 +75,11 @@ def test_an_unknown_activation_is_one_line_wherever_it_comes_from():
 
     with pytest.raises(EvopruneError, match="activation: expected one of"):
         check_job({"method": "memetic", "dataset": "moons", "activation": "Tanh"})
-    with pytest.raises(EvopruneError, match="unknown key.*activation"):
-        check_job({"method": "edge-popup", "dataset": "moons", "activation": "tanh"})
+    with pytest.raises(EvopruneError, match="activation: the conv net uses relu"):
+        check_job(
+            {"method": "edge-popup", "dataset": "mnist", "arch": "conv", "activation": "tanh"}
+        )
+    check_job({"method": "edge-popup", "dataset": "moons", "activation": "tanh"})
 
 
 def test_a_tanh_search_writes_its_activation_and_its_ticket_scores_alike(tmp_path, capsys):
@@ -127,3 +130,15 @@ def test_backprop_trains_the_activation_with_hyperparameters_of_its_own(tmp_path
     code, out, _ = _cli(["baseline", "backprop", "--dataset", "digits", "--classes", "3", "--arch",
                          "A", "--activation", "tanh", "--quiet", "--out", tmp_path / "b"], capsys)  # fmt: skip
     assert code == 2 and not (tmp_path / "b").exists()
+
+
+def test_edge_popup_trains_scores_over_the_activations_network(tmp_path, capsys):
+    args = ["baseline", "edge-popup", "--dataset", "digits", "--classes", "3", "--arch", "A",
+            "--activation", "tanh", "--epochs", "5", "--quiet", "--out", tmp_path / "e"]  # fmt: skip
+    code, out, err = _cli(args, capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "e" / "result.json").read_text())
+    ticket = evoprune.Ticket.load(tmp_path / "e" / "ticket.npz")
+    assert result["activation"] == ticket.activation == "tanh" and result["test_accuracy"] > 0.8
+    code, out, _ = _cli(["evaluate", tmp_path / "e"], capsys)  # rebuilt with Tanh, scored alike
+    assert code == 0 and f"test acc {result['test_accuracy']:.4f}" in out

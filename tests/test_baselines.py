@@ -103,8 +103,9 @@ def test_straight_through_gradient_reaches_scores_and_weights_stay_frozen() -> N
     )
 
 
-def test_fast_path_equals_functional_call_and_plain_masked_forward() -> None:
-    net = build_mlp([2, 20, 20, 3], seed=1)
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
+def test_fast_path_equals_functional_call_and_plain_masked_forward(activation) -> None:
+    net = build_mlp([2, 20, 20, 3], seed=1, activation=activation)
     X = torch.randn(50, 2)
     fast, general = ScoredNetwork(net, 0.4, seed=2), ScoredNetwork(net, 0.4, seed=2, fast=False)
     assert fast.linears is not None and general.linears is None

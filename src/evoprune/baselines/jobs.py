@@ -29,11 +29,11 @@ from evoprune.baselines.table2 import BackpropParams, lookup
 from evoprune.errors import EvopruneError
 from evoprune.io import write_atomic
 from evoprune.jobkeys import check_keys, job_dataset
-from evoprune.nets import ARCHS, build_network, is_conv_arch, parse_arch
+from evoprune.nets import ARCHS, build_network, check_activation, is_conv_arch, parse_arch
 from evoprune.results import base_result, write_run_dir, writing_run_dir
 from evoprune.scores import score
 
-EDGE_POPUP_KEYS = {f.name for f in fields(EdgePopupConfig)}
+EDGE_POPUP_KEYS = {f.name for f in fields(EdgePopupConfig)} | {"activation"}
 BACKPROP_PARAM_KEYS = {f.name for f in fields(BackpropParams)}
 BACKPROP_KEYS = BACKPROP_PARAM_KEYS | {"max_iter", "activation"}
 
@@ -101,6 +101,10 @@ def check_edge_popup_job(job: dict[str, Any]) -> None:
     check_keys(job, EDGE_POPUP_KEYS)
     EdgePopupConfig(**_typed_fields({k: v for k, v in job.items() if not isinstance(v, dict)},
                                     EdgePopupConfig))  # fmt: skip
+    if job.get("activation") is not None:
+        check_activation(job["activation"])
+        if is_conv_arch(job.get("arch")) and job["activation"] != "relu":
+            raise EvopruneError(f"activation: the conv net uses relu, got {job['activation']!r}")
 
 
 def check_backprop_job(job: dict[str, Any]) -> None:
@@ -149,10 +153,11 @@ def run_edge_popup_job(job: dict[str, Any], out: Path | None, progress: bool) ->
     config = EdgePopupConfig(**_typed_fields(job, EdgePopupConfig))
     seed = _seed(job)
     init = job.get("init") or "uniform"
+    activation = job.get("activation") or "relu"
     ds = job_dataset(job)
-    model, layers = build_network(
-        job.get("arch") or "B", ds.n_features, ds.n_classes, init, seed, keep=config.keep
-    )  # an MLP (layers: its widths) or a named conv net (layers: "conv")
+    model, layers = build_network(job.get("arch") or "B", ds.n_features, ds.n_classes, init, seed,
+                                  keep=config.keep, activation=activation)  # fmt: skip
+    # an MLP (layers: its widths) or a named conv net (layers: "conv")
     with epoch_bar(config.epochs, "edge-popup", progress) as on_epoch:
         found = train_edge_popup(
             model, ds.X_train.view(len(ds.X_train), -1), ds.y_train, config, seed, on_epoch
@@ -161,6 +166,7 @@ def run_edge_popup_job(job: dict[str, Any], out: Path | None, progress: bool) ->
     result = {
         **base_result(job, ds, layers),
         "init": init,
+        "activation": activation,
         "seed": seed,
         "variant": "edge-popup",
         "objective": "loss",  # edge-popup minimises the cross-entropy

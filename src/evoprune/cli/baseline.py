@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evoprune.archs import ACTIVATIONS
 from evoprune.errors import EvopruneError
 
 # what `register` adds, with the line `evoprune --help` shows for each
@@ -38,6 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     _add_run_args(p)
     add_init_arg(p)
+    p.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        help="nonlinearity between the MLP's layers (default relu, the paper's)",
+    )
     p.add_argument(
         "--sparsity",
         type=float,
@@ -161,6 +167,7 @@ def run_edge_popup(args: argparse.Namespace) -> int:
 
     keys = (
         "init",
+        "activation",
         "sparsity",
         "epochs",
         "lr",
@@ -171,7 +178,7 @@ def run_edge_popup(args: argparse.Namespace) -> int:
         "threads",
     )
     job = _job(args, "edge-popup", keys)
-    EdgePopupConfig(**{k: job[k] for k in keys[1:] if k in job})  # validate before any work
+    EdgePopupConfig(**{k: job[k] for k in keys[2:] if k in job})  # validate before any work
     out = _out(args, job)
     r = run_edge_popup_job(job, out, progress=not args.quiet)
     print(

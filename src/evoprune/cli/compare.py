@@ -213,7 +213,7 @@ def _run_folders(paths: list[Path]) -> list[Path]:
 def _named(result: dict[str, Any]) -> dict[str, Any]:
     """The result with its method in ``variant``, the column's field (a run folder written
     before every method recorded a variant has the studies' optimizer or sampler), and a random
-    network's activation (edge-popup's, and any run's before it was recorded, is ReLU)."""
+    network's activation (a run's from before it was recorded is ReLU)."""
     if not isinstance(result, dict):
         return result
     name = next((result[k] for k in ("variant", "optimizer", "sampler") if result.get(k)), None)
