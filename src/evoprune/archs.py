@@ -15,3 +15,5 @@ INITS = ("uniform", "kaiming-normal", "signed-constant")
 # GA's evaluator is as fast, the local search scores each flip by a forward (exact, slower
 # than ReLU's incremental update), and edge-popup is not offered.
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
+# the backprop baseline's, by scikit-learn's names (MLPClassifier has no GELU)
+SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}

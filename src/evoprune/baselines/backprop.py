@@ -26,6 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss
 from sklearn.neural_network import MLPClassifier
 
+from evoprune.archs import SKLEARN_ACTIVATIONS
 from evoprune.baselines.table2 import BackpropParams
 from evoprune.errors import EvopruneError
 from evoprune.inputs import check_arrays
@@ -33,9 +34,6 @@ from evoprune.interrupts import raising
 from evoprune.seeding import derive_seed
 
 MAX_ITER = 1000  # the paper's max_iter (epochs for the stochastic solvers)
-
-# `evoprune.archs.ACTIVATIONS` by scikit-learn's names; MLPClassifier has no GELU
-SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}
 
 
 def sklearn_activation(activation: str) -> str:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evoprune.archs import ACTIVATIONS
+from evoprune.archs import ACTIVATIONS, SKLEARN_ACTIVATIONS
 from evoprune.errors import EvopruneError
 
 # what `register` adds, with the line `evoprune --help` shows for each
@@ -135,8 +135,6 @@ def _add_backprop_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def _add_activation_arg(p: argparse.ArgumentParser) -> None:
-    from evoprune.baselines.backprop import SKLEARN_ACTIVATIONS
-
     p.add_argument(
         "--activation",
         choices=list(SKLEARN_ACTIVATIONS),
