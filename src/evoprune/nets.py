@@ -77,12 +77,15 @@ NONLINEARITIES: dict[str, type[nn.Module]] = {
 GAINS = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3.0, "sigmoid": 1.0, "gelu": math.sqrt(2.0)}
 
 
-def check_activation(activation: object) -> str:
-    """`activation` if it is one of `ACTIVATIONS`, else one line naming them."""
+def check_activation(activation: object, arch: object = None) -> str:
+    """`activation` if it is one of `ACTIVATIONS` (and ReLU, the conv net's, where `arch` names
+    the conv net), else one line saying what is expected."""
     if activation not in ACTIVATIONS:
         raise EvopruneError(
             f"activation: expected one of {', '.join(ACTIVATIONS)}, got {activation!r}"
         )
+    if is_conv_arch(arch) and activation != "relu":
+        raise EvopruneError(f"activation: the conv net uses relu, got {activation!r}")
     return str(activation)
 
 
@@ -297,8 +300,7 @@ def build_network(
                 f"arch: the conv net takes 28x28 single-channel images (784 features), "
                 f"the data has {n_in}"
             )
-        if check_activation(activation) != "relu":
-            raise EvopruneError(f"activation: the conv net uses relu, got {activation!r}")
+        check_activation(activation, spec)
         return build_convnet(n_out, init, seed, keep), "conv"
     layers = parse_arch(spec, n_in, n_out)
     return build_mlp(layers, init, seed, keep, activation), layers

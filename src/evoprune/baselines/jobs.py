@@ -102,9 +102,7 @@ def check_edge_popup_job(job: dict[str, Any]) -> None:
     EdgePopupConfig(**_typed_fields({k: v for k, v in job.items() if not isinstance(v, dict)},
                                     EdgePopupConfig))  # fmt: skip
     if job.get("activation") is not None:
-        check_activation(job["activation"])
-        if is_conv_arch(job.get("arch")) and job["activation"] != "relu":
-            raise EvopruneError(f"activation: the conv net uses relu, got {job['activation']!r}")
+        check_activation(job["activation"], job.get("arch"))
 
 
 def check_backprop_job(job: dict[str, Any]) -> None:

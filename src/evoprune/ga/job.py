@@ -16,7 +16,7 @@ from evoprune.ga.config import CONV_LOCAL_FIELDS, READ_BY, GAConfig, conv_reads
 from evoprune.io import resumed_from
 from evoprune.jobkeys import check_keys, job_dataset
 from evoprune.local.checkpoint import CHECKPOINT_PREFIXES, LOCAL_PREFIX, LOSS_PREFIX
-from evoprune.nets import build_network, check_activation, is_conv_arch
+from evoprune.nets import build_network, check_activation
 from evoprune.results import base_result, write_run_dir, writing_run_dir
 
 # Job keys that map one to one onto GAConfig fields: all but the variant (the job's method)
@@ -54,9 +54,7 @@ def ga_config(job: dict[str, Any], name: Callable[[str], str] = str) -> GAConfig
     checked, then what its variant reads (`check_variant_keys`, keys named by `name`)."""
     check_keys(job, GA_KEYS)
     if job.get("activation") is not None:
-        check_activation(job["activation"])
-        if is_conv_arch(job.get("arch")) and job["activation"] != "relu":
-            raise EvopruneError(f"activation: the conv net uses relu, got {job['activation']!r}")
+        check_activation(job["activation"], job.get("arch"))
     settings = {k: job[k] for k in CONFIG_KEYS if job.get(k) is not None}
     config = GAConfig(variant=job["method"], seed=int(job.get("seed", 0)), **settings)
     check_variant_keys(job, name)
