@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evoprune.archs import ACTIVATIONS, SKLEARN_ACTIVATIONS
+from evoprune.archs import SKLEARN_ACTIVATIONS
 from evoprune.errors import EvopruneError
 
 # what `register` adds, with the line `evoprune --help` shows for each
@@ -22,7 +22,7 @@ COMMANDS = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from evoprune.cli.data import add_data_args, add_init_arg
+    from evoprune.cli.data import add_data_args, add_network_args
 
     base = sub.add_parser(
         "baseline",
@@ -38,12 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_args(p)
     _add_run_args(p)
-    add_init_arg(p)
-    p.add_argument(
-        "--activation",
-        choices=ACTIVATIONS,
-        help="nonlinearity between the MLP's layers (default relu, the paper's)",
-    )
+    add_network_args(p)
     p.add_argument(
         "--sparsity",
         type=float,
@@ -176,7 +171,8 @@ def run_edge_popup(args: argparse.Namespace) -> int:
         "threads",
     )
     job = _job(args, "edge-popup", keys)
-    EdgePopupConfig(**{k: job[k] for k in keys[2:] if k in job})  # validate before any work
+    network = ("init", "activation")  # the random network's; the rest are EdgePopupConfig's
+    EdgePopupConfig(**{k: job[k] for k in keys if k in job and k not in network})  # before work
     out = _out(args, job)
     r = run_edge_popup_job(job, out, progress=not args.quiet)
     print(
@@ -277,7 +273,7 @@ def run_tune_backprop(args: argparse.Namespace) -> int:
                     "cv": args.cv,
                     "max_iter": args.max_iter,
                     "activation": args.activation or "relu",
-                },  # fmt: skip
+                },
                 "best": tuned.best.sklearn_kwargs(),
                 "cv_accuracy": tuned.cv_accuracy,
                 "candidates": tuned.candidates,

@@ -107,15 +107,22 @@ def check_fresh(trained: dict[str, Any], n: int) -> None:
         )
 
 
-def add_init_arg(p: argparse.ArgumentParser) -> None:
-    """--init of the commands that search a random network (search, edge-popup)."""
-    from evoprune.archs import INITS
+def add_network_args(p: argparse.ArgumentParser) -> None:
+    """--init and --activation of the commands that search a random network (search,
+    edge-popup)."""
+    from evoprune.archs import ACTIVATIONS, INITS
 
     p.add_argument(
         "--init",
         default="uniform",
         choices=INITS,
         help="initialisation of the random network (default uniform, the paper's)",
+    )
+    p.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        help="nonlinearity between the MLP's layers (default relu, the paper's; with another, "
+        "a local search scores each flip by a batched forward, exact and slower)",
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from evoprune.archs import ACTIVATIONS
 from evoprune.cli.data import (
     add_data_args,
-    add_init_arg,
+    add_network_args,
     check_out,
     data_job,
     default_out,
@@ -54,13 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["accuracy", "loss", "f1"],
         help="what the search optimises (default accuracy, the paper's)",
     )
-    add_init_arg(p)
-    p.add_argument(
-        "--activation",
-        choices=ACTIVATIONS,
-        help="nonlinearity between the MLP's layers (default relu, the paper's; with any "
-        "other the local search scores each flip by a forward, exact and slower)",
-    )
+    add_network_args(p)
     p.add_argument("--population", type=int, help="population size N (default 100)")
     p.add_argument("--min-generations", type=int, help="never stop before (default 100)")
     p.add_argument(
